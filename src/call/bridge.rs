@@ -1,0 +1,559 @@
+//! The sans-IO core of one call in the AI phase: caller ⇄ AI agent.
+//!
+//! Modelled on `str0m`/`quinn-proto`: feed it leg events with the time they
+//! happened ([`CallBridge::handle_caller`], [`CallBridge::handle_agent`]), then
+//! drain [`CallBridge::poll_output`] and sleep until [`CallBridge::poll_at`].
+//! It never reads a clock, owns no socket and never blocks.
+//!
+//! μ-law from the caller goes to the agent byte for byte, and μ-law from the
+//! agent goes to the caller byte for byte through a paced playout queue that
+//! the bridge owns, so it can flush (barge-in) or switch source instantly.
+
+use crate::call::timeline::{ClearedBy, EndReason, LegName, TimelineKind};
+use crate::legs::{HangupCause, LegCommand, LegEvent};
+use crate::media::g711;
+use crate::media::playout::{FRAME, Playout, PlayoutOutput};
+use crate::media::vad::{EnergyVad, VadConfig, VadEvent};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The mark the bridge places after its last prompt; the call ends when the caller's provider echoes it.
+pub const END_MARK: &str = "warmline-end";
+
+/// Tuning of the bridge.
+#[derive(Debug, Clone)]
+pub struct BridgeConfig {
+    /// How far ahead of real time audio is released to the caller's provider.
+    pub playout_lead: Duration,
+    /// Most frames the caller's playout queue holds (longer agent bursts are dropped).
+    pub max_playout_frames: usize,
+    /// Flush the agent's audio when the gateway hears the caller speak over it.
+    pub barge_in_on_caller_speech: bool,
+    /// VAD tuning for barge-in.
+    pub vad: VadConfig,
+    /// Refused messages in a row from one leg before the call is ended.
+    pub max_errors_in_row: u32,
+    /// Extra time to wait for the provider to echo the final mark.
+    pub end_mark_grace: Duration,
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        BridgeConfig {
+            playout_lead: Duration::from_millis(40),
+            max_playout_frames: 3000,
+            barge_in_on_caller_speech: true,
+            vad: VadConfig::default(),
+            max_errors_in_row: 50,
+            end_mark_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What the bridge asks its driver to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BridgeOutput {
+    /// Send to the caller's leg.
+    ToCaller(LegCommand),
+    /// Send to the AI agent's leg.
+    ToAgent(LegCommand),
+    /// Record on the call's timeline.
+    Timeline(TimelineKind),
+    /// The call is over; nothing more will be output.
+    Ended(EndReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AgentState {
+    Connecting,
+    Up,
+    Gone,
+}
+
+#[derive(Debug)]
+struct Finishing {
+    reason: EndReason,
+    deadline: Instant,
+}
+
+/// One call's caller ⇄ AI agent bridge.
+#[derive(Debug)]
+pub struct CallBridge {
+    config: BridgeConfig,
+    playout: Playout,
+    vad: EnergyVad,
+    pcm: Vec<i16>,
+    agent: AgentState,
+    caller_gone: bool,
+    apology: Arc<[u8]>,
+    outputs: VecDeque<BridgeOutput>,
+    finishing: Option<Finishing>,
+    ended: bool,
+    caller_errors_in_row: u32,
+    agent_errors_in_row: u32,
+}
+
+impl CallBridge {
+    /// A bridge whose agent leg is still connecting. `apology` is the μ-law
+    /// prompt played if the agent cannot be reached or drops.
+    pub fn new(config: BridgeConfig, apology: Arc<[u8]>) -> Self {
+        let playout = Playout::new(
+            160,
+            g711::ULAW_SILENCE,
+            config.playout_lead,
+            config.max_playout_frames,
+        );
+        CallBridge {
+            vad: EnergyVad::new(config.vad),
+            config,
+            playout,
+            pcm: Vec::with_capacity(160),
+            agent: AgentState::Connecting,
+            caller_gone: false,
+            apology,
+            outputs: VecDeque::new(),
+            finishing: None,
+            ended: false,
+            caller_errors_in_row: 0,
+            agent_errors_in_row: 0,
+        }
+    }
+
+    /// True once the call has ended.
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Feeds an event from the caller's leg.
+    pub fn handle_caller(&mut self, event: LegEvent, now: Instant) {
+        if self.ended {
+            return;
+        }
+        match event {
+            LegEvent::Audio(bytes) => {
+                self.caller_errors_in_row = 0;
+                if self.config.barge_in_on_caller_speech {
+                    g711::decode_ulaw(&bytes, &mut self.pcm);
+                    let started = self.vad.process(&self.pcm) == Some(VadEvent::SpeechStarted);
+                    if started && self.finishing.is_none() && self.playout.is_playing(now) {
+                        self.flush(ClearedBy::CallerSpeech);
+                    }
+                }
+                if self.agent != AgentState::Gone && self.finishing.is_none() {
+                    self.emit(BridgeOutput::ToAgent(LegCommand::Audio(bytes)));
+                }
+            }
+            LegEvent::Mark(name) => {
+                self.caller_errors_in_row = 0;
+                if name == END_MARK && self.finishing.is_some() {
+                    if let Some(f) = self.finishing.take() {
+                        self.end(f.reason);
+                    }
+                    return;
+                }
+                self.emit(BridgeOutput::Timeline(TimelineKind::MarkPlayed { name: name.clone() }));
+                if self.agent == AgentState::Up {
+                    self.emit(BridgeOutput::ToAgent(LegCommand::Mark(name)));
+                }
+            }
+            LegEvent::Dtmf(digit) => {
+                self.emit(BridgeOutput::Timeline(TimelineKind::Dtmf { digit }));
+                if self.agent == AgentState::Up {
+                    self.emit(BridgeOutput::ToAgent(LegCommand::Dtmf(digit)));
+                }
+            }
+            LegEvent::Hangup(cause) => {
+                self.caller_gone = true;
+                self.end(match cause {
+                    HangupCause::Normal => EndReason::CallerHangup,
+                    HangupCause::Lost(e) | HangupCause::Unreachable(e) => EndReason::CallerLost(e),
+                });
+            }
+            LegEvent::Error(error) => {
+                self.caller_errors_in_row += 1;
+                self.emit(BridgeOutput::Timeline(TimelineKind::ProtocolError {
+                    leg: LegName::Caller,
+                    error: error.to_string(),
+                }));
+                if self.caller_errors_in_row >= self.config.max_errors_in_row {
+                    self.end(EndReason::ProtocolErrors(format!(
+                        "{} refused messages in a row from the caller; last: {error}",
+                        self.caller_errors_in_row
+                    )));
+                }
+            }
+            LegEvent::Connected
+            | LegEvent::Clear
+            | LegEvent::Turn(_)
+            | LegEvent::Escalate(_)
+            | LegEvent::Tool(_)
+            | LegEvent::Customer(_)
+            | LegEvent::Intent(_) => {}
+        }
+    }
+
+    /// Feeds an event from the AI agent's leg.
+    pub fn handle_agent(&mut self, event: LegEvent, now: Instant) {
+        if self.ended || self.agent == AgentState::Gone {
+            return;
+        }
+        if !matches!(event, LegEvent::Error(_)) {
+            self.agent_errors_in_row = 0;
+        }
+        match event {
+            LegEvent::Connected => {
+                self.agent = AgentState::Up;
+                self.emit(BridgeOutput::Timeline(TimelineKind::AgentConnected));
+            }
+            LegEvent::Audio(bytes) => {
+                if let Err(e) = self.playout.push_audio(&bytes) {
+                    self.emit(BridgeOutput::Timeline(TimelineKind::AudioDropped {
+                        leg: LegName::Caller,
+                        reason: e.to_string(),
+                    }));
+                }
+            }
+            LegEvent::Mark(name) => self.playout.push_mark(name),
+            LegEvent::Clear => self.flush(ClearedBy::Agent),
+            LegEvent::Turn(turn) => self.emit(BridgeOutput::Timeline(TimelineKind::Turn {
+                role: turn.role,
+                content: turn.content,
+                confidence: turn.confidence,
+            })),
+            LegEvent::Escalate(e) => {
+                self.emit(BridgeOutput::Timeline(TimelineKind::EscalationRequested {
+                    trigger: e.trigger,
+                    description: e.description,
+                    urgency: e.urgency,
+                }))
+            }
+            LegEvent::Tool(t) => self.emit(BridgeOutput::Timeline(TimelineKind::ToolUsed {
+                name: t.name,
+                ok: t.ok,
+                detail: t.detail,
+            })),
+            LegEvent::Customer(data) => {
+                self.emit(BridgeOutput::Timeline(TimelineKind::Customer { data }))
+            }
+            LegEvent::Intent(data) => {
+                self.emit(BridgeOutput::Timeline(TimelineKind::Intent { data }))
+            }
+            LegEvent::Dtmf(_) => {}
+            LegEvent::Error(error) => {
+                self.agent_errors_in_row += 1;
+                self.emit(BridgeOutput::Timeline(TimelineKind::ProtocolError {
+                    leg: LegName::Agent,
+                    error: error.to_string(),
+                }));
+                if self.agent_errors_in_row >= self.config.max_errors_in_row {
+                    let why = format!("agent sent {} refused messages in a row", self.agent_errors_in_row);
+                    self.emit(BridgeOutput::Timeline(TimelineKind::AgentLost { error: why.clone() }));
+                    self.agent_failed(why, now);
+                }
+            }
+            LegEvent::Hangup(HangupCause::Normal) => {
+                self.agent = AgentState::Gone;
+                self.finish_after_playout(EndReason::AgentHangup, now);
+            }
+            LegEvent::Hangup(HangupCause::Lost(error)) => {
+                self.emit(BridgeOutput::Timeline(TimelineKind::AgentLost { error: error.clone() }));
+                self.agent_failed(error, now);
+            }
+            LegEvent::Hangup(HangupCause::Unreachable(error)) => {
+                self.emit(BridgeOutput::Timeline(TimelineKind::AgentUnreachable {
+                    error: error.clone(),
+                }));
+                self.agent_failed(error, now);
+            }
+        }
+    }
+
+    /// Ends the call from outside (e.g. gateway shutdown).
+    pub fn shutdown(&mut self) {
+        self.end(EndReason::Shutdown);
+    }
+
+    /// The next thing to do at `now`, if any.
+    pub fn poll_output(&mut self, now: Instant) -> Option<BridgeOutput> {
+        if let Some(out) = self.outputs.pop_front() {
+            return Some(out);
+        }
+        if self.ended {
+            return None;
+        }
+        if self.finishing.as_ref().is_some_and(|f| now >= f.deadline) {
+            if let Some(f) = self.finishing.take() {
+                self.end(f.reason);
+            }
+            return self.outputs.pop_front();
+        }
+        match self.playout.poll(now)? {
+            PlayoutOutput::Audio(bytes) => Some(BridgeOutput::ToCaller(LegCommand::Audio(bytes))),
+            PlayoutOutput::Mark(name) => Some(BridgeOutput::ToCaller(LegCommand::Mark(name))),
+        }
+    }
+
+    /// When [`CallBridge::poll_output`] must next be called, if nothing else happens first.
+    pub fn poll_at(&self, now: Instant) -> Option<Instant> {
+        if !self.outputs.is_empty() {
+            return Some(now);
+        }
+        if self.ended {
+            return None;
+        }
+        let deadline = self.finishing.as_ref().map(|f| f.deadline);
+        match (self.playout.poll_at(now), deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn emit(&mut self, out: BridgeOutput) {
+        self.outputs.push_back(out);
+    }
+
+    fn flush(&mut self, by: ClearedBy) {
+        let frames_dropped = self.playout.queued_frames();
+        let marks = self.playout.clear();
+        self.emit(BridgeOutput::ToCaller(LegCommand::Clear));
+        if self.agent == AgentState::Up {
+            for name in marks {
+                self.emit(BridgeOutput::ToAgent(LegCommand::Mark(name)));
+            }
+        }
+        self.emit(BridgeOutput::Timeline(TimelineKind::Cleared { by, frames_dropped }));
+    }
+
+    fn agent_failed(&mut self, error: String, now: Instant) {
+        self.agent = AgentState::Gone;
+        self.emit(BridgeOutput::ToAgent(LegCommand::Hangup));
+        if self.caller_gone {
+            self.end(EndReason::AgentUnavailable(error));
+            return;
+        }
+        // Never dead air: the caller hears why the call is ending.
+        self.playout.clear();
+        self.emit(BridgeOutput::ToCaller(LegCommand::Clear));
+        let apology = Arc::clone(&self.apology);
+        if let Err(e) = self.playout.push_audio(&apology) {
+            self.emit(BridgeOutput::Timeline(TimelineKind::AudioDropped {
+                leg: LegName::Caller,
+                reason: e.to_string(),
+            }));
+        }
+        self.emit(BridgeOutput::Timeline(TimelineKind::PromptStarted {
+            name: "agent_unavailable".into(),
+        }));
+        self.finish_after_playout(EndReason::AgentUnavailable(error), now);
+    }
+
+    /// Ends the call once the caller has heard everything queued (the provider
+    /// echoes [`END_MARK`]), or at a deadline if it never does.
+    fn finish_after_playout(&mut self, reason: EndReason, now: Instant) {
+        if self.caller_gone {
+            self.end(reason);
+            return;
+        }
+        self.playout.push_mark(END_MARK);
+        let queued = FRAME * u32::try_from(self.playout.queued_frames()).unwrap_or(u32::MAX / 50);
+        self.finishing = Some(Finishing {
+            reason,
+            deadline: now + queued + self.config.playout_lead + self.config.end_mark_grace,
+        });
+    }
+
+    fn end(&mut self, reason: EndReason) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        self.finishing = None;
+        if self.agent != AgentState::Gone {
+            self.agent = AgentState::Gone;
+            self.outputs.push_back(BridgeOutput::ToAgent(LegCommand::Hangup));
+        }
+        if !self.caller_gone {
+            self.outputs.push_back(BridgeOutput::ToCaller(LegCommand::Hangup));
+        }
+        self.outputs
+            .push_back(BridgeOutput::Timeline(TimelineKind::CallEnded { reason: reason.clone() }));
+        self.outputs.push_back(BridgeOutput::Ended(reason));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::legs::media_streams::{Role, TurnBody};
+
+    fn bridge() -> CallBridge {
+        CallBridge::new(BridgeConfig::default(), Arc::from(vec![0x55u8; 800]))
+    }
+
+    fn drain(b: &mut CallBridge, now: Instant) -> Vec<BridgeOutput> {
+        std::iter::from_fn(|| b.poll_output(now)).collect()
+    }
+
+    /// Drains outputs while time advances frame by frame from `from` for `span`.
+    fn drain_over(b: &mut CallBridge, from: Instant, span: Duration) -> Vec<BridgeOutput> {
+        let mut out = Vec::new();
+        let mut now = from;
+        while now <= from + span {
+            out.extend(drain(b, now));
+            now += FRAME;
+        }
+        out
+    }
+
+    fn speech_frame() -> Vec<u8> {
+        (0..160)
+            .map(|i| g711::linear_to_ulaw(if i % 2 == 0 { 9000 } else { -9000 }))
+            .collect()
+    }
+
+    #[test]
+    fn caller_audio_reaches_the_agent_byte_for_byte() {
+        let t = Instant::now();
+        let mut b = bridge();
+        b.handle_agent(LegEvent::Connected, t);
+        let payload: Vec<u8> = (0..160).map(|i| i as u8).collect();
+        b.handle_caller(LegEvent::Audio(payload.clone()), t);
+        let out = drain(&mut b, t);
+        assert!(out.contains(&BridgeOutput::ToAgent(LegCommand::Audio(payload))));
+    }
+
+    #[test]
+    fn agent_audio_is_paced_to_the_caller_and_marks_follow_it() {
+        let t = Instant::now();
+        let mut b = bridge();
+        b.handle_agent(LegEvent::Connected, t);
+        b.handle_agent(LegEvent::Audio(vec![7; 160 * 5]), t);
+        b.handle_agent(LegEvent::Mark("line".into()), t);
+        let first = drain(&mut b, t);
+        let audio = |v: &[BridgeOutput]| {
+            v.iter()
+                .filter(|o| matches!(o, BridgeOutput::ToCaller(LegCommand::Audio(_))))
+                .count()
+        };
+        assert_eq!(audio(&first), 3, "20 ms now plus the 40 ms lead");
+        let later = drain(&mut b, t + Duration::from_millis(100));
+        assert_eq!(audio(&later), 2);
+        assert_eq!(
+            later.last(),
+            Some(&BridgeOutput::ToCaller(LegCommand::Mark("line".into())))
+        );
+        b.handle_caller(LegEvent::Mark("line".into()), t + Duration::from_millis(120));
+        let echo = drain(&mut b, t + Duration::from_millis(120));
+        assert!(echo.contains(&BridgeOutput::ToAgent(LegCommand::Mark("line".into()))));
+    }
+
+    #[test]
+    fn agent_clear_flushes_at_once_and_returns_pending_marks() {
+        let t = Instant::now();
+        let mut b = bridge();
+        b.handle_agent(LegEvent::Connected, t);
+        b.handle_agent(LegEvent::Audio(vec![7; 160 * 50]), t);
+        b.handle_agent(LegEvent::Mark("a".into()), t);
+        drain(&mut b, t);
+        b.handle_agent(LegEvent::Clear, t + FRAME);
+        let out = drain(&mut b, t + FRAME);
+        assert_eq!(out[0], BridgeOutput::ToCaller(LegCommand::Clear));
+        assert_eq!(out[1], BridgeOutput::ToAgent(LegCommand::Mark("a".into())));
+        assert!(drain(&mut b, t + Duration::from_secs(2)).is_empty());
+    }
+
+    #[test]
+    fn caller_speech_over_the_agent_barges_in() {
+        let t = Instant::now();
+        let mut b = bridge();
+        b.handle_agent(LegEvent::Connected, t);
+        b.handle_agent(LegEvent::Audio(vec![7; 160 * 100]), t);
+        drain(&mut b, t);
+        let mut cleared = false;
+        for i in 0..5 {
+            let now = t + FRAME * i;
+            b.handle_caller(LegEvent::Audio(speech_frame()), now);
+            cleared |= drain(&mut b, now).iter().any(|o| {
+                matches!(
+                    o,
+                    BridgeOutput::Timeline(TimelineKind::Cleared {
+                        by: ClearedBy::CallerSpeech,
+                        ..
+                    })
+                )
+            });
+        }
+        assert!(cleared);
+    }
+
+    #[test]
+    fn an_unreachable_agent_gets_the_caller_an_apology_then_the_call_ends() {
+        let t = Instant::now();
+        let mut b = bridge();
+        b.handle_agent(LegEvent::Hangup(HangupCause::Unreachable("refused".into())), t);
+        let out = drain_over(&mut b, t, Duration::from_secs(1));
+        let sent: usize = out
+            .iter()
+            .filter_map(|o| match o {
+                BridgeOutput::ToCaller(LegCommand::Audio(a)) => Some(a.len()),
+                _ => None,
+            })
+            .sum();
+        assert_eq!(sent, 800, "the whole apology");
+        assert!(out.contains(&BridgeOutput::ToCaller(LegCommand::Mark(END_MARK.into()))));
+        assert!(!b.is_ended());
+        b.handle_caller(LegEvent::Mark(END_MARK.into()), t + Duration::from_secs(1));
+        let out = drain(&mut b, t + Duration::from_secs(1));
+        assert!(out.contains(&BridgeOutput::Ended(EndReason::AgentUnavailable("refused".into()))));
+        assert!(out.contains(&BridgeOutput::ToCaller(LegCommand::Hangup)));
+    }
+
+    #[test]
+    fn the_call_ends_at_the_deadline_if_the_provider_never_echoes_the_end_mark() {
+        let t = Instant::now();
+        let mut b = bridge();
+        b.handle_agent(LegEvent::Hangup(HangupCause::Lost("reset".into())), t);
+        drain_over(&mut b, t, Duration::from_secs(1));
+        let deadline = b.poll_at(t + Duration::from_secs(1)).unwrap();
+        assert!(deadline > t + Duration::from_secs(2));
+        let out = drain(&mut b, deadline);
+        assert!(matches!(out.last(), Some(BridgeOutput::Ended(EndReason::AgentUnavailable(_)))));
+    }
+
+    #[test]
+    fn stop_from_the_caller_ends_the_call_and_hangs_up_the_agent() {
+        let t = Instant::now();
+        let mut b = bridge();
+        b.handle_agent(LegEvent::Connected, t);
+        b.handle_agent(
+            LegEvent::Turn(TurnBody {
+                role: Role::Agent,
+                content: "Hello".into(),
+                confidence: Some(0.9),
+            }),
+            t,
+        );
+        b.handle_caller(LegEvent::Hangup(HangupCause::Normal), t);
+        let out = drain(&mut b, t);
+        assert!(out.contains(&BridgeOutput::ToAgent(LegCommand::Hangup)));
+        assert!(!out.contains(&BridgeOutput::ToCaller(LegCommand::Hangup)));
+        assert_eq!(out.last(), Some(&BridgeOutput::Ended(EndReason::CallerHangup)));
+        assert!(b.is_ended());
+        assert_eq!(b.poll_at(t), None);
+    }
+
+    #[test]
+    fn a_flood_of_bad_messages_ends_the_call() {
+        let t = Instant::now();
+        let mut b = bridge();
+        for _ in 0..50 {
+            b.handle_caller(
+                LegEvent::Error(crate::legs::media_streams::ProtocolError::MalformedJson("x".into())),
+                t,
+            );
+        }
+        let out = drain(&mut b, t);
+        assert!(matches!(out.last(), Some(BridgeOutput::Ended(EndReason::ProtocolErrors(_)))));
+    }
+}

@@ -1,0 +1,146 @@
+//! Calls known to the gateway: the ones in progress and the recently finished
+//! ones with their timelines. Touched at call start and end only, never per frame.
+
+use crate::call::timeline::Timeline;
+use serde::Serialize;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// How many finished calls are kept in memory.
+pub const FINISHED_KEPT: usize = 256;
+
+/// A call in progress.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActiveCall {
+    /// Gateway call id.
+    pub call_id: String,
+    /// Provider call id.
+    pub call_sid: String,
+    /// Provider stream id.
+    pub stream_sid: String,
+    /// Start, seconds since the Unix epoch.
+    pub started_unix: f64,
+}
+
+/// Counts for metrics and the API.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct CallCounts {
+    /// Calls in progress.
+    pub active: usize,
+    /// Calls started since the gateway started.
+    pub total: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    active: BTreeMap<String, ActiveCall>,
+    finished: VecDeque<Arc<Timeline>>,
+    total: u64,
+}
+
+/// The gateway's calls.
+#[derive(Debug, Default)]
+pub struct CallRegistry {
+    inner: Mutex<Inner>,
+    changed: Notify,
+}
+
+impl CallRegistry {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers a new call; returns its unique id (derived from `call_sid`).
+    pub fn begin(&self, call_sid: &str, stream_sid: &str, started_unix: f64) -> String {
+        let base: String = call_sid
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+            .take(64)
+            .collect();
+        let mut inner = self.lock();
+        inner.total += 1;
+        let base = if base.is_empty() {
+            format!("call-{}", inner.total)
+        } else {
+            base
+        };
+        let mut id = base.clone();
+        let mut n = 1;
+        while inner.active.contains_key(&id) || inner.finished.iter().any(|t| t.call_id == id) {
+            n += 1;
+            id = format!("{base}-{n}");
+        }
+        inner.active.insert(
+            id.clone(),
+            ActiveCall {
+                call_id: id.clone(),
+                call_sid: call_sid.to_string(),
+                stream_sid: stream_sid.to_string(),
+                started_unix,
+            },
+        );
+        drop(inner);
+        self.changed.notify_waiters();
+        id
+    }
+
+    /// Moves a call to the finished list with its timeline.
+    pub fn finish(&self, timeline: Timeline) {
+        let mut inner = self.lock();
+        inner.active.remove(&timeline.call_id);
+        inner.finished.push_back(Arc::new(timeline));
+        while inner.finished.len() > FINISHED_KEPT {
+            inner.finished.pop_front();
+        }
+        drop(inner);
+        self.changed.notify_waiters();
+    }
+
+    /// Calls in progress.
+    pub fn active(&self) -> Vec<ActiveCall> {
+        self.lock().active.values().cloned().collect()
+    }
+
+    /// Counts.
+    pub fn counts(&self) -> CallCounts {
+        let inner = self.lock();
+        CallCounts {
+            active: inner.active.len(),
+            total: inner.total,
+        }
+    }
+
+    /// Timelines of recently finished calls, oldest first.
+    pub fn finished(&self) -> Vec<Arc<Timeline>> {
+        self.lock().finished.iter().cloned().collect()
+    }
+
+    /// The timeline of a finished call.
+    pub fn timeline(&self, call_id: &str) -> Option<Arc<Timeline>> {
+        self.lock()
+            .finished
+            .iter()
+            .find(|t| t.call_id == call_id)
+            .cloned()
+    }
+
+    /// Waits until at least `count` calls have finished, up to `timeout`.
+    /// Returns the finished timelines (may be fewer on timeout).
+    pub async fn wait_finished(&self, count: usize, timeout: Duration) -> Vec<Arc<Timeline>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let done = self.finished();
+            if done.len() >= count {
+                return done;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.finished();
+            }
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! The per-call task: drives one [`CallBridge`] with the caller's and the AI
+//! agent's leg events and a timer, and carries out its outputs.
+
+use crate::call::bridge::{BridgeOutput, CallBridge};
+use crate::call::recorder::Recorder;
+use crate::call::timeline::{LegName, Timeline, TimelineKind};
+use crate::gateway::Shared;
+use crate::legs::agent::{self, AgentLegConfig};
+use crate::legs::media_streams::StartMeta;
+use crate::legs::{HangupCause, LegCommand, LegEvent};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+/// What a call starts with.
+#[derive(Debug, Clone)]
+pub struct CallSetup {
+    /// Gateway call id (unique).
+    pub call_id: String,
+    /// The caller's `start` metadata.
+    pub start: StartMeta,
+    /// The caller's stream id.
+    pub stream_sid: String,
+    /// When the call started (monotonic).
+    pub started: Instant,
+    /// When the call started (wall clock, for display).
+    pub started_wall: SystemTime,
+}
+
+/// Runs one call to its end, then files its timeline in the registry.
+pub async fn run_call(
+    shared: Arc<Shared>,
+    setup: CallSetup,
+    caller_rx: mpsc::Receiver<LegEvent>,
+    caller_tx: mpsc::Sender<LegCommand>,
+) {
+    let span = tracing::info_span!("call", call_id = %setup.call_id);
+    drive(shared, setup, caller_rx, caller_tx)
+        .instrument(span)
+        .await;
+}
+
+async fn drive(
+    shared: Arc<Shared>,
+    setup: CallSetup,
+    mut caller_rx: mpsc::Receiver<LegEvent>,
+    caller_tx: mpsc::Sender<LegCommand>,
+) {
+    let config = &shared.config;
+    let mut timeline = Timeline::new(&setup.call_id, setup.started, setup.started_wall);
+    timeline.push(
+        setup.started,
+        TimelineKind::CallStarted {
+            call_sid: setup.start.call_sid.clone(),
+            stream_sid: setup.stream_sid.clone(),
+        },
+    );
+    tracing::info!(call_sid = %setup.start.call_sid, agent = %config.agent.url, "call started");
+    let (agent_tx, mut agent_rx) = agent::spawn(
+        AgentLegConfig::from_config(config),
+        setup.start.clone(),
+        setup.stream_sid.clone(),
+    );
+    let record_dir = config.recording.dir.join(&setup.call_id);
+    let mut recorder = config
+        .recording
+        .enabled
+        .then(|| Recorder::spawn(record_dir.clone(), setup.started));
+    let mut bridge = CallBridge::new(config.bridge(), Arc::clone(&shared.apology));
+    let mut agent_open = true;
+    let mut caller_drops = 0u64;
+
+    loop {
+        let now = Instant::now();
+        while let Some(out) = bridge.poll_output(now) {
+            match out {
+                BridgeOutput::ToCaller(cmd) => {
+                    if let (Some(r), LegCommand::Audio(bytes)) = (recorder.as_mut(), &cmd) {
+                        r.heard(now, bytes);
+                    }
+                    if let Err(mpsc::error::TrySendError::Full(_)) = caller_tx.try_send(cmd) {
+                        caller_drops += 1;
+                        if caller_drops == 1 {
+                            timeline.push(
+                                now,
+                                TimelineKind::AudioDropped {
+                                    leg: LegName::Caller,
+                                    reason: "caller socket is not keeping up".into(),
+                                },
+                            );
+                        }
+                    }
+                }
+                BridgeOutput::ToAgent(cmd) => {
+                    if let Err(mpsc::error::TrySendError::Full(_)) = agent_tx.try_send(cmd) {
+                        timeline.push(
+                            now,
+                            TimelineKind::AudioDropped {
+                                leg: LegName::Agent,
+                                reason: "agent socket is not keeping up".into(),
+                            },
+                        );
+                    }
+                }
+                BridgeOutput::Timeline(kind) => {
+                    log_event(&kind);
+                    timeline.push(now, kind);
+                }
+                BridgeOutput::Ended(reason) => {
+                    tracing::info!(?reason, "call ended");
+                }
+            }
+        }
+        if bridge.is_ended() {
+            break;
+        }
+        let wake = bridge.poll_at(now).map(tokio::time::Instant::from_std);
+        tokio::select! {
+            event = caller_rx.recv() => {
+                let event = event.unwrap_or_else(|| {
+                    LegEvent::Hangup(HangupCause::Lost("caller leg ended".into()))
+                });
+                let at = Instant::now();
+                if let (Some(r), LegEvent::Audio(bytes)) = (recorder.as_mut(), &event) {
+                    r.said(at, bytes);
+                }
+                bridge.handle_caller(event, at);
+            }
+            event = agent_rx.recv(), if agent_open => {
+                let event = event.unwrap_or_else(|| {
+                    agent_open = false;
+                    LegEvent::Hangup(HangupCause::Lost("agent leg ended".into()))
+                });
+                bridge.handle_agent(event, Instant::now());
+            }
+            _ = sleep_until(wake) => {}
+        }
+    }
+    drop(agent_tx);
+    drop(caller_tx);
+    if let Some(r) = recorder.take() {
+        r.finish().await;
+        let path = record_dir.join("timeline.json");
+        match serde_json::to_vec_pretty(&timeline) {
+            Ok(json) => {
+                if let Err(e) = tokio::fs::write(&path, json).await {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot write timeline");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot serialise timeline"),
+        }
+    }
+    shared.registry.finish(timeline);
+}
+
+async fn sleep_until(wake: Option<tokio::time::Instant>) {
+    match wake {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn log_event(kind: &TimelineKind) {
+    match kind {
+        TimelineKind::Turn { role, content, confidence } => {
+            tracing::info!(?role, ?confidence, text = %content, "turn");
+        }
+        TimelineKind::ProtocolError { leg, error } => {
+            tracing::warn!(?leg, %error, "message refused");
+        }
+        TimelineKind::AgentUnreachable { error } | TimelineKind::AgentLost { error } => {
+            tracing::warn!(%error, "AI agent unavailable; playing apology");
+        }
+        TimelineKind::AudioDropped { leg, reason } => tracing::warn!(?leg, %reason, "audio dropped"),
+        TimelineKind::MarkPlayed { .. } => tracing::debug!(?kind, "event"),
+        _ => tracing::info!(?kind, "event"),
+    }
+}

@@ -1,0 +1,214 @@
+//! Per-call timeline: typed events with monotonic timestamps, serialised to JSON.
+
+use crate::legs::media_streams::{Role, Trigger, Urgency};
+use serde::Serialize;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Which leg an event concerns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LegName {
+    /// The caller (provider stream).
+    Caller,
+    /// The AI agent.
+    Agent,
+}
+
+/// Who flushed the caller's audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClearedBy {
+    /// The AI agent sent `clear`.
+    Agent,
+    /// The gateway's VAD heard the caller talk over the agent.
+    CallerSpeech,
+}
+
+/// How a call ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "code", content = "detail", rename_all = "snake_case")]
+pub enum EndReason {
+    /// The provider sent `stop` (the caller hung up).
+    CallerHangup,
+    /// The caller's socket broke without `stop`.
+    CallerLost(String),
+    /// The AI agent closed the stream in an orderly way.
+    AgentHangup,
+    /// The AI agent could not be reached or dropped; the caller heard an apology.
+    AgentUnavailable(String),
+    /// Too many refused messages in a row.
+    ProtocolErrors(String),
+    /// The gateway is shutting down.
+    Shutdown,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TimelineKind {
+    /// The provider started the stream.
+    CallStarted {
+        /// Provider call id.
+        call_sid: String,
+        /// Provider stream id.
+        stream_sid: String,
+    },
+    /// The AI agent's socket is up.
+    AgentConnected,
+    /// The AI agent could not be reached.
+    AgentUnreachable {
+        /// Why.
+        error: String,
+    },
+    /// The AI agent's socket broke mid-call.
+    AgentLost {
+        /// Why.
+        error: String,
+    },
+    /// A conversation turn.
+    Turn {
+        /// Who spoke.
+        role: Role,
+        /// What was said.
+        content: String,
+        /// Agent confidence, when given.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        confidence: Option<f32>,
+    },
+    /// The agent asked for a human.
+    EscalationRequested {
+        /// Reason code.
+        trigger: Trigger,
+        /// Human-readable reason.
+        description: String,
+        /// Urgency.
+        urgency: Urgency,
+    },
+    /// The agent used a tool.
+    ToolUsed {
+        /// Tool name.
+        name: String,
+        /// Success.
+        ok: bool,
+        /// Detail.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    /// Customer details from the agent.
+    Customer {
+        /// The fields.
+        data: serde_json::Map<String, serde_json::Value>,
+    },
+    /// Intent details from the agent.
+    Intent {
+        /// The fields.
+        data: serde_json::Map<String, serde_json::Value>,
+    },
+    /// The caller's provider reported a mark as played.
+    MarkPlayed {
+        /// The mark's label.
+        name: String,
+    },
+    /// The caller's queued audio was flushed.
+    Cleared {
+        /// Who asked.
+        by: ClearedBy,
+        /// Frames dropped from the gateway's queue.
+        frames_dropped: usize,
+    },
+    /// A keypad digit from the caller.
+    Dtmf {
+        /// The digit.
+        digit: char,
+    },
+    /// A spoken gateway prompt started (e.g. the apology).
+    PromptStarted {
+        /// Prompt name.
+        name: String,
+    },
+    /// Audio was dropped (queue full, leg gone).
+    AudioDropped {
+        /// Towards which leg.
+        leg: LegName,
+        /// Why.
+        reason: String,
+    },
+    /// A message was refused.
+    ProtocolError {
+        /// From which leg.
+        leg: LegName,
+        /// The error.
+        error: String,
+    },
+    /// The call is over.
+    CallEnded {
+        /// Why.
+        reason: EndReason,
+    },
+}
+
+/// One timeline entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimelineEntry {
+    /// Milliseconds since the call started (monotonic clock).
+    pub at_ms: f64,
+    /// The event.
+    #[serde(flatten)]
+    pub kind: TimelineKind,
+}
+
+/// The timeline of one call.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timeline {
+    /// The call's id.
+    pub call_id: String,
+    /// Wall-clock start, seconds since the Unix epoch.
+    pub started_unix: f64,
+    /// The events in order.
+    pub events: Vec<TimelineEntry>,
+    #[serde(skip)]
+    started: Option<Instant>,
+}
+
+impl Timeline {
+    /// An empty timeline starting at `started` (monotonic) / `wall` (for display).
+    pub fn new(call_id: impl Into<String>, started: Instant, wall: SystemTime) -> Self {
+        Timeline {
+            call_id: call_id.into(),
+            started_unix: wall
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or(Duration::ZERO)
+                .as_secs_f64(),
+            events: Vec::new(),
+            started: Some(started),
+        }
+    }
+
+    /// Records an event that happened at `now`.
+    pub fn push(&mut self, now: Instant, kind: TimelineKind) {
+        let at = self
+            .started
+            .map(|s| now.saturating_duration_since(s))
+            .unwrap_or_default();
+        self.events.push(TimelineEntry {
+            at_ms: (at.as_secs_f64() * 1000.0 * 10.0).round() / 10.0,
+            kind,
+        });
+    }
+
+    /// The conversation turns, in order.
+    pub fn turns(&self) -> impl Iterator<Item = (Role, &str)> {
+        self.events.iter().filter_map(|e| match &e.kind {
+            TimelineKind::Turn { role, content, .. } => Some((*role, content.as_str())),
+            _ => None,
+        })
+    }
+
+    /// How the call ended, once it has.
+    pub fn end_reason(&self) -> Option<&EndReason> {
+        self.events.iter().rev().find_map(|e| match &e.kind {
+            TimelineKind::CallEnded { reason } => Some(reason),
+            _ => None,
+        })
+    }
+}

@@ -1,0 +1,344 @@
+//! Configuration: embedded defaults (config/warmline.toml), an optional file
+//! that overrides some keys, then `WARMLINE_<SECTION>_<KEY>` environment variables.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+
+/// The documented default configuration, compiled in.
+pub const DEFAULT_TOML: &str = include_str!("../config/warmline.toml");
+
+/// A configuration that cannot be used.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse.
+    #[error("{origin}: invalid TOML: {message}")]
+    Syntax {
+        /// Where it came from.
+        origin: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// A key is unknown or has the wrong type.
+    #[error("{origin}: {message}")]
+    Schema {
+        /// Where it came from.
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// An environment override names no known key or has a bad value.
+    #[error("environment variable {name}: {message}")]
+    Env {
+        /// The variable.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("config key {key}: {message}")]
+    Invalid {
+        /// `section.key`.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Listen address.
+    pub listen: String,
+    /// Largest accepted WebSocket message.
+    pub max_message_bytes: usize,
+    /// Time allowed before `start`.
+    pub start_timeout_ms: u64,
+}
+
+/// `[agent]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The AI agent's WebSocket URL.
+    pub url: String,
+    /// Dial timeout.
+    pub connect_timeout_ms: u64,
+}
+
+/// `[media]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Playout lead.
+    pub playout_lead_ms: u64,
+    /// Playout capacity.
+    pub max_playout_seconds: u64,
+    /// VAD barge-in on/off.
+    pub barge_in: bool,
+    /// VAD threshold.
+    pub vad_threshold_dbfs: f64,
+    /// VAD onset.
+    pub vad_onset_frames: u32,
+    /// VAD hangover.
+    pub vad_hangover_frames: u32,
+}
+
+/// `[recording]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingConfig {
+    /// Record calls.
+    pub enabled: bool,
+    /// Where.
+    pub dir: PathBuf,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// EnvFilter directive.
+    pub level: String,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[agent]`.
+    pub agent: AgentConfig,
+    /// `[media]`.
+    pub media: MediaConfig,
+    /// `[recording]`.
+    pub recording: RecordingConfig,
+    /// `[log]`.
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // The embedded file is checked by a unit test; fall back loudly if it were ever broken.
+        Config::from_layers(None, std::iter::empty()).unwrap_or_else(|e| {
+            panic!("embedded config/warmline.toml is invalid: {e}");
+        })
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `path` (if any), then `WARMLINE_*` variables from the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let file = match path {
+            Some(p) => Some((
+                p.display().to_string(),
+                std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?,
+            )),
+            None => None,
+        };
+        Config::from_layers(
+            file.as_ref().map(|(o, t)| (o.as_str(), t.as_str())),
+            std::env::vars().filter(|(k, _)| k.starts_with("WARMLINE_")),
+        )
+    }
+
+    /// Builds a configuration from the defaults, an optional `(origin, toml)` layer and env pairs.
+    pub fn from_layers(
+        file: Option<(&str, &str)>,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = parse_table("embedded defaults", DEFAULT_TOML)?;
+        let mut origin = String::from("embedded defaults");
+        if let Some((file_origin, text)) = file {
+            let overlay = parse_table(file_origin, text)?;
+            merge(&mut table, overlay);
+            origin = file_origin.to_string();
+        }
+        for (name, value) in env {
+            apply_env(&mut table, &name, &value)?;
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Schema {
+                origin,
+                message: e.message().to_string(),
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::Invalid {
+                key: "server.listen",
+                message: format!("{:?} is not an IP:port address", self.server.listen),
+            });
+        }
+        if !(self.agent.url.starts_with("ws://") || self.agent.url.starts_with("wss://")) {
+            return Err(ConfigError::Invalid {
+                key: "agent.url",
+                message: format!("{:?} must start with ws:// or wss://", self.agent.url),
+            });
+        }
+        if self.media.playout_lead_ms > 500 {
+            return Err(ConfigError::Invalid {
+                key: "media.playout_lead_ms",
+                message: "must be at most 500 ms".into(),
+            });
+        }
+        if self.server.max_message_bytes < 1024 {
+            return Err(ConfigError::Invalid {
+                key: "server.max_message_bytes",
+                message: "must be at least 1024".into(),
+            });
+        }
+        if self.media.max_playout_seconds == 0 {
+            return Err(ConfigError::Invalid {
+                key: "media.max_playout_seconds",
+                message: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML (for `check-config`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+
+    /// Dial timeout for the agent.
+    pub fn agent_connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.agent.connect_timeout_ms)
+    }
+
+    /// The call bridge's tuning.
+    pub fn bridge(&self) -> crate::call::bridge::BridgeConfig {
+        crate::call::bridge::BridgeConfig {
+            playout_lead: Duration::from_millis(self.media.playout_lead_ms),
+            max_playout_frames: (self.media.max_playout_seconds * 50) as usize,
+            barge_in_on_caller_speech: self.media.barge_in,
+            vad: crate::media::vad::VadConfig {
+                threshold_dbfs: self.media.vad_threshold_dbfs,
+                onset_frames: self.media.vad_onset_frames,
+                hangover_frames: self.media.vad_hangover_frames,
+            },
+            ..Default::default()
+        }
+    }
+}
+
+fn parse_table(origin: &str, text: &str) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>().map_err(|e| ConfigError::Syntax {
+        origin: origin.to_string(),
+        message: e.message().to_string(),
+    })
+}
+
+fn merge(base: &mut toml::Table, overlay: toml::Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(key, v);
+            }
+        }
+    }
+}
+
+fn apply_env(table: &mut toml::Table, name: &str, value: &str) -> Result<(), ConfigError> {
+    let env_err = |message: String| ConfigError::Env {
+        name: name.to_string(),
+        message,
+    };
+    let rest = name.trim_start_matches("WARMLINE_").to_ascii_lowercase();
+    let Some((section, key)) = rest.split_once('_') else {
+        return Err(env_err("expected WARMLINE_<SECTION>_<KEY>".into()));
+    };
+    let Some(toml::Value::Table(section_table)) = table.get_mut(section) else {
+        return Err(env_err(format!("no config section [{section}]")));
+    };
+    let Some(current) = section_table.get(key) else {
+        return Err(env_err(format!("no key {key:?} in [{section}]")));
+    };
+    let parsed = match current {
+        toml::Value::Boolean(_) => value
+            .parse::<bool>()
+            .map(toml::Value::Boolean)
+            .map_err(|_| env_err(format!("{value:?} is not true or false")))?,
+        toml::Value::Integer(_) => value
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .map_err(|_| env_err(format!("{value:?} is not an integer")))?,
+        toml::Value::Float(_) => value
+            .parse::<f64>()
+            .map(toml::Value::Float)
+            .map_err(|_| env_err(format!("{value:?} is not a number")))?,
+        _ => toml::Value::String(value.to_string()),
+    };
+    section_table.insert(key.to_string(), parsed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_defaults_are_valid() {
+        let c = Config::from_layers(None, std::iter::empty()).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:8080");
+        assert_eq!(c.media.playout_lead_ms, 40);
+        assert!(!c.recording.enabled);
+    }
+
+    #[test]
+    fn a_file_overrides_some_keys_and_env_overrides_the_file() {
+        let file = "[agent]\nurl = \"ws://10.1.1.1:7000/x\"\n[media]\nbarge_in = false\n";
+        let env = vec![
+            ("WARMLINE_MEDIA_PLAYOUT_LEAD_MS".to_string(), "20".to_string()),
+            ("WARMLINE_RECORDING_ENABLED".to_string(), "true".to_string()),
+        ];
+        let c = Config::from_layers(Some(("my.toml", file)), env.into_iter()).unwrap();
+        assert_eq!(c.agent.url, "ws://10.1.1.1:7000/x");
+        assert!(!c.media.barge_in);
+        assert_eq!(c.media.playout_lead_ms, 20);
+        assert!(c.recording.enabled);
+        assert_eq!(c.server.max_message_bytes, 65536);
+    }
+
+    #[test]
+    fn bad_configs_get_clear_errors() {
+        let err = |file: &str| {
+            Config::from_layers(Some(("bad.toml", file)), std::iter::empty())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("[server\n").contains("invalid TOML"));
+        assert!(err("[server]\nlisen = \"x\"\n").contains("lisen"));
+        assert!(err("[media]\nplayout_lead_ms = \"fast\"\n").contains("bad.toml"));
+        assert!(err("[agent]\nurl = \"http://x\"\n").contains("agent.url"));
+        assert!(err("[server]\nlisten = \"nowhere\"\n").contains("server.listen"));
+        let env = |k: &str, v: &str| {
+            Config::from_layers(None, vec![(k.to_string(), v.to_string())].into_iter())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(env("WARMLINE_MEDIA_BARGE_IN", "maybe").contains("true or false"));
+        assert!(env("WARMLINE_NOPE_X", "1").contains("no config section"));
+        assert!(env("WARMLINE_MEDIA_NOPE", "1").contains("no key"));
+    }
+}

@@ -1,0 +1,116 @@
+//! The running gateway: shared state, the HTTP/WebSocket server and its lifecycle.
+
+use crate::call::registry::CallRegistry;
+use crate::config::Config;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use thiserror::Error;
+use tokio::sync::oneshot;
+
+/// State shared by every call and request.
+#[derive(Debug)]
+pub struct Shared {
+    /// The configuration in force.
+    pub config: Config,
+    /// Calls in progress and recently finished.
+    pub registry: CallRegistry,
+    /// The "agent unavailable" prompt, μ-law 8 kHz.
+    pub apology: Arc<[u8]>,
+}
+
+/// The gateway could not start.
+#[derive(Debug, Error)]
+pub enum GatewayError {
+    /// The listen address is taken or not allowed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A bundled asset is broken.
+    #[error("bundled asset: {0}")]
+    Asset(#[from] crate::media::wav::WavError),
+}
+
+/// A gateway serving on a socket; dropping it (or `shutdown`) stops the server.
+pub struct RunningGateway {
+    /// The bound address (useful with port 0).
+    pub addr: SocketAddr,
+    /// Shared state (registry, config).
+    pub shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningGateway {
+    /// Binds `config.server.listen` and starts serving.
+    pub async fn start(config: Config) -> Result<RunningGateway, GatewayError> {
+        let apology = crate::assets::agent_unavailable()?;
+        let addr = config.server.listen.clone();
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|source| GatewayError::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
+        let local = listener.local_addr().map_err(|source| GatewayError::Bind { addr, source })?;
+        let shared = Arc::new(Shared {
+            config,
+            registry: CallRegistry::default(),
+            apology,
+        });
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let app = crate::http::router(Arc::clone(&shared));
+        let task = tokio::spawn(async move {
+            use axum::serve::ListenerExt;
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+                }
+            });
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        });
+        tracing::info!(%local, media = %format!("ws://{local}/media"), "warmline listening");
+        Ok(RunningGateway {
+            addr: local,
+            shared,
+            stop: Some(stop_tx),
+            task,
+        })
+    }
+
+    /// The Media Streams URL of this gateway.
+    pub fn media_url(&self) -> String {
+        format!("ws://{}/media", self.addr)
+    }
+
+    /// Stops accepting connections and waits for the server task.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Waits until the server stops (e.g. after Ctrl-C handling elsewhere).
+    pub async fn wait(mut self) {
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for RunningGateway {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! HTTP routes: the Media Streams WebSocket, health, and call inspection.
+
+use crate::gateway::Shared;
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use std::sync::Arc;
+
+/// The gateway's routes.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/media", get(media_stream))
+        .route("/calls", get(list_calls))
+        .route("/calls/{id}", get(call_timeline))
+        .with_state(shared)
+}
+
+async fn media_stream(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> Response {
+    // The hard cap protects memory; messages between the configured limit and
+    // this cap are refused one by one with a logged error and the call stays up.
+    let hard_cap = shared.config.server.max_message_bytes * 4;
+    ws.max_message_size(hard_cap)
+        .max_frame_size(hard_cap)
+        .on_upgrade(move |socket| crate::legs::twilio::serve_stream(socket, shared))
+}
+
+async fn list_calls(State(shared): State<Arc<Shared>>) -> Response {
+    let finished: Vec<serde_json::Value> = shared
+        .registry
+        .finished()
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "call_id": t.call_id,
+                "started_unix": t.started_unix,
+                "events": t.events.len(),
+                "end": t.end_reason(),
+            })
+        })
+        .collect();
+    Json(serde_json::json!({
+        "counts": shared.registry.counts(),
+        "active": shared.registry.active(),
+        "finished": finished,
+    }))
+    .into_response()
+}
+
+async fn call_timeline(Path(id): Path<String>, State(shared): State<Arc<Shared>>) -> Response {
+    match shared.registry.timeline(&id) {
+        Some(t) => Json(t.as_ref().clone()).into_response(),
+        None if shared.registry.active().iter().any(|c| c.call_id == id) => (
+            StatusCode::CONFLICT,
+            Json(serde_json::json!({"error": "call in progress; timeline is available when it ends"})),
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": format!("no call with id {id:?}")})),
+        )
+            .into_response(),
+    }
+}

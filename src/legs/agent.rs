@@ -1,0 +1,179 @@
+//! The AI agent leg: warmline dials the agent's WebSocket for each call and
+//! plays the provider's part of Twilio Media Streams towards it, so an agent
+//! written for Twilio works unchanged. Extension events (`turn`, `escalate`,
+//! `tool`, `customer`, `intent`) come back as [`LegEvent`]s.
+
+use crate::config::Config;
+use crate::legs::media_streams::{self, ProtocolError, ProviderWriter, StartMeta, StreamMessage};
+use crate::legs::{HangupCause, LegCommand, LegEvent};
+use futures_util::{SinkExt, StreamExt};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// Commands buffered towards the agent (≈ 10 s of audio: covers the dial time).
+pub const COMMAND_QUEUE: usize = 512;
+/// Events buffered from the agent.
+pub const EVENT_QUEUE: usize = 256;
+
+/// How to reach the agent.
+#[derive(Debug, Clone)]
+pub struct AgentLegConfig {
+    /// WebSocket URL.
+    pub url: String,
+    /// Dial timeout.
+    pub connect_timeout: Duration,
+    /// Largest accepted message.
+    pub max_message_bytes: usize,
+}
+
+impl AgentLegConfig {
+    /// From the gateway configuration.
+    pub fn from_config(config: &Config) -> Self {
+        AgentLegConfig {
+            url: config.agent.url.clone(),
+            connect_timeout: config.agent_connect_timeout(),
+            max_message_bytes: config.server.max_message_bytes,
+        }
+    }
+}
+
+/// Starts the agent leg for one call. Commands sent before the socket is up are
+/// buffered; the first event is `Connected` or `Hangup(Unreachable)`.
+pub fn spawn(
+    config: AgentLegConfig,
+    start: StartMeta,
+    stream_sid: String,
+) -> (mpsc::Sender<LegCommand>, mpsc::Receiver<LegEvent>) {
+    let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+    let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
+    tokio::spawn(run(config, start, stream_sid, cmd_rx, ev_tx));
+    (cmd_tx, ev_rx)
+}
+
+async fn run(
+    config: AgentLegConfig,
+    start: StartMeta,
+    stream_sid: String,
+    mut cmd_rx: mpsc::Receiver<LegCommand>,
+    ev_tx: mpsc::Sender<LegEvent>,
+) {
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(config.max_message_bytes * 4))
+        .max_frame_size(Some(config.max_message_bytes * 4));
+    let dial = tokio_tungstenite::connect_async_with_config(config.url.as_str(), Some(ws_config), true);
+    let ws = match tokio::time::timeout(config.connect_timeout, dial).await {
+        Ok(Ok((ws, _response))) => ws,
+        Ok(Err(e)) => {
+            let why = format!("cannot connect to {}: {e}", config.url);
+            let _ = ev_tx.send(LegEvent::Hangup(HangupCause::Unreachable(why))).await;
+            return;
+        }
+        Err(_) => {
+            let why = format!(
+                "no answer from {} within {} ms",
+                config.url,
+                config.connect_timeout.as_millis()
+            );
+            let _ = ev_tx.send(LegEvent::Hangup(HangupCause::Unreachable(why))).await;
+            return;
+        }
+    };
+    let (mut sink, mut stream) = ws.split();
+    let mut writer = ProviderWriter::new(stream_sid);
+    let call_sid = start.call_sid.clone();
+    let account_sid = start.account_sid.clone();
+    let hello = [writer.connected(), writer.start(start)];
+    for text in hello {
+        if let Err(e) = sink.send(Message::Text(text.into())).await {
+            let why = format!("agent socket failed during setup: {e}");
+            let _ = ev_tx.send(LegEvent::Hangup(HangupCause::Lost(why))).await;
+            return;
+        }
+    }
+    if ev_tx.send(LegEvent::Connected).await.is_err() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            cmd = cmd_rx.recv() => {
+                let text = match cmd {
+                    Some(LegCommand::Audio(bytes)) => writer.media(&bytes),
+                    Some(LegCommand::Mark(name)) => writer.mark(&name),
+                    Some(LegCommand::Dtmf(digit)) => writer.dtmf(digit),
+                    Some(LegCommand::Clear) => continue,
+                    Some(LegCommand::Hangup) | None => {
+                        let _ = sink.send(Message::Text(writer.stop(&account_sid, &call_sid).into())).await;
+                        let _ = sink.close().await;
+                        return;
+                    }
+                };
+                if let Err(e) = sink.send(Message::Text(text.into())).await {
+                    let why = format!("agent socket write failed: {e}");
+                    let _ = ev_tx.send(LegEvent::Hangup(HangupCause::Lost(why))).await;
+                    return;
+                }
+            }
+            msg = stream.next() => {
+                let (event, last) = match msg {
+                    Some(Ok(Message::Text(text))) => {
+                        (translate(media_streams::parse(&text, config.max_message_bytes)), false)
+                    }
+                    Some(Ok(Message::Binary(b))) => {
+                        (Some(LegEvent::Error(ProtocolError::BinaryFrame(b.len()))), false)
+                    }
+                    Some(Ok(Message::Close(_))) => (Some(LegEvent::Hangup(HangupCause::Normal)), true),
+                    Some(Ok(_)) => (None, false),
+                    Some(Err(e)) => {
+                        (Some(LegEvent::Hangup(HangupCause::Lost(format!("agent socket error: {e}")))), true)
+                    }
+                    None => (
+                        Some(LegEvent::Hangup(HangupCause::Lost(
+                            "agent socket closed without a close frame".into(),
+                        ))),
+                        true,
+                    ),
+                };
+                if let Some(event) = event
+                    && ev_tx.send(event).await.is_err()
+                {
+                    return;
+                }
+                if last {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Turns a message from the agent (the application side) into a leg event.
+pub fn translate(parsed: Result<StreamMessage, ProtocolError>) -> Option<LegEvent> {
+    let msg = match parsed {
+        Ok(msg) => msg,
+        Err(ProtocolError::UnknownEvent(name)) => {
+            tracing::debug!(event = %name, "unknown agent event ignored");
+            return None;
+        }
+        Err(e) => return Some(LegEvent::Error(e)),
+    };
+    Some(match msg {
+        StreamMessage::Media { media, .. } => match media_streams::decode_payload(&media) {
+            Ok(bytes) => LegEvent::Audio(bytes),
+            Err(e) => LegEvent::Error(e),
+        },
+        StreamMessage::Mark { mark, .. } => LegEvent::Mark(mark.name),
+        StreamMessage::Clear { .. } => LegEvent::Clear,
+        StreamMessage::Turn { turn, .. } => LegEvent::Turn(turn),
+        StreamMessage::Escalate { escalate, .. } => LegEvent::Escalate(escalate),
+        StreamMessage::Tool { tool, .. } => LegEvent::Tool(tool),
+        StreamMessage::Customer { customer, .. } => LegEvent::Customer(customer),
+        StreamMessage::Intent { intent, .. } => LegEvent::Intent(intent),
+        StreamMessage::Connected { .. } => LegEvent::Error(ProtocolError::Unexpected("connected")),
+        StreamMessage::Start { .. } => LegEvent::Error(ProtocolError::Unexpected("start")),
+        StreamMessage::Dtmf { .. } => LegEvent::Error(ProtocolError::Unexpected("dtmf")),
+        StreamMessage::Stop { .. } => LegEvent::Error(ProtocolError::Unexpected("stop")),
+        StreamMessage::Unknown => return None,
+    })
+}

@@ -1,0 +1,62 @@
+//! Legs: tasks that turn a transport into [`LegEvent`]s and carry out [`LegCommand`]s.
+
+pub mod agent;
+pub mod media_streams;
+pub mod twilio;
+
+use media_streams::{EscalateBody, ProtocolError, ToolBody, TurnBody};
+
+/// Why a leg went away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HangupCause {
+    /// An orderly end (`stop`, or a WebSocket close handshake).
+    Normal,
+    /// The transport broke (reset, close without `stop`, read error).
+    Lost(String),
+    /// The leg never came up (connect failed or timed out).
+    Unreachable(String),
+}
+
+/// Something that happened on a leg.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LegEvent {
+    /// The leg is up (for outbound legs, once connected).
+    Connected,
+    /// Encoded audio (μ-law bytes for Media Streams legs), unchanged from the wire.
+    Audio(Vec<u8>),
+    /// The far end reports a mark as played.
+    Mark(String),
+    /// The far end asks to drop buffered audio (AI agent barge-in).
+    Clear,
+    /// A keypad digit.
+    Dtmf(char),
+    /// A conversation turn (agent extension).
+    Turn(TurnBody),
+    /// The agent asks for a human (agent extension).
+    Escalate(EscalateBody),
+    /// The agent used a tool (agent extension).
+    Tool(ToolBody),
+    /// Customer details (agent extension).
+    Customer(serde_json::Map<String, serde_json::Value>),
+    /// Intent details (agent extension).
+    Intent(serde_json::Map<String, serde_json::Value>),
+    /// A message was refused; the leg stays up.
+    Error(ProtocolError),
+    /// The leg is gone.
+    Hangup(HangupCause),
+}
+
+/// Something a leg must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LegCommand {
+    /// Send one frame of encoded audio.
+    Audio(Vec<u8>),
+    /// Send a mark after the audio sent so far.
+    Mark(String),
+    /// Tell the far end to drop its buffered audio.
+    Clear,
+    /// Send a keypad digit.
+    Dtmf(char),
+    /// End the leg.
+    Hangup,
+}

@@ -1,0 +1,182 @@
+//! The caller leg: a WebSocket endpoint byte-compatible with Twilio's
+//! bidirectional Media Streams (`<Connect><Stream url="wss://…/media">`).
+//!
+//! Before `start` the socket only waits (bounded in time and in refused
+//! messages); `start` must announce μ-law 8 kHz mono. Then each inbound message
+//! becomes a [`LegEvent`] for the call task and each [`LegCommand`] becomes an
+//! outbound `media`/`mark`/`clear` carrying the `streamSid`.
+
+use crate::call::session::{self, CallSetup};
+use crate::gateway::Shared;
+use crate::legs::media_streams::{self, AppWriter, ProtocolError, StartMeta, StreamMessage};
+use crate::legs::{HangupCause, LegCommand, LegEvent};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+use tokio::sync::mpsc;
+
+/// Events buffered from the caller towards the call task.
+pub const EVENT_QUEUE: usize = 256;
+/// Commands buffered towards the caller (≈ 10 s of audio).
+pub const COMMAND_QUEUE: usize = 512;
+
+/// WebSocket close code for a policy problem (no start in time, too many bad messages).
+const CLOSE_POLICY: u16 = 1008;
+/// WebSocket close code for data the endpoint cannot accept (wrong codec).
+const CLOSE_UNSUPPORTED: u16 = 1003;
+
+/// Serves one provider stream from upgrade to close.
+pub async fn serve_stream(mut socket: WebSocket, shared: Arc<Shared>) {
+    let Some((start, stream_sid)) = await_start(&mut socket, &shared).await else {
+        return;
+    };
+    let started = Instant::now();
+    let started_wall = SystemTime::now();
+    let started_unix = started_wall
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let call_id = shared
+        .registry
+        .begin(&start.call_sid, &stream_sid, started_unix);
+    let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
+    let (cmd_tx, mut cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+    let setup = CallSetup {
+        call_id,
+        start,
+        stream_sid: stream_sid.clone(),
+        started,
+        started_wall,
+    };
+    tokio::spawn(session::run_call(Arc::clone(&shared), setup, ev_rx, cmd_tx));
+
+    let writer = AppWriter::new(stream_sid.clone());
+    let max = shared.config.server.max_message_bytes;
+    loop {
+        tokio::select! {
+            msg = socket.recv() => {
+                let event = match msg {
+                    Some(Ok(Message::Text(text))) => translate(media_streams::parse(&text, max), &stream_sid),
+                    Some(Ok(Message::Binary(b))) => Some(LegEvent::Error(ProtocolError::BinaryFrame(b.len()))),
+                    Some(Ok(Message::Close(_))) => Some(LegEvent::Hangup(HangupCause::Lost(
+                        "caller socket closed without stop".into(),
+                    ))),
+                    Some(Ok(_)) => None,
+                    Some(Err(e)) => Some(LegEvent::Hangup(HangupCause::Lost(format!("caller socket error: {e}")))),
+                    None => Some(LegEvent::Hangup(HangupCause::Lost("caller socket dropped".into()))),
+                };
+                let Some(event) = event else { continue };
+                let last = matches!(event, LegEvent::Hangup(_));
+                if ev_tx.send(event).await.is_err() || last {
+                    break;
+                }
+            }
+            cmd = cmd_rx.recv() => {
+                let text = match cmd {
+                    Some(LegCommand::Audio(bytes)) => writer.media(&bytes),
+                    Some(LegCommand::Mark(name)) => writer.mark(&name),
+                    Some(LegCommand::Clear) => writer.clear(),
+                    Some(LegCommand::Dtmf(_)) => continue,
+                    Some(LegCommand::Hangup) | None => {
+                        close(&mut socket, 1000, "call ended").await;
+                        break;
+                    }
+                };
+                if let Err(e) = socket.send(Message::Text(text.into())).await {
+                    let why = format!("caller socket write failed: {e}");
+                    let _ = ev_tx.send(LegEvent::Hangup(HangupCause::Lost(why))).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Reads until a valid `start`; returns `None` (socket closed) on failure.
+async fn await_start(socket: &mut WebSocket, shared: &Shared) -> Option<(StartMeta, String)> {
+    let max = shared.config.server.max_message_bytes;
+    let timeout = std::time::Duration::from_millis(shared.config.server.start_timeout_ms);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut refused = 0u32;
+    loop {
+        let msg = match tokio::time::timeout_at(deadline, socket.recv()).await {
+            Err(_) => {
+                tracing::warn!(timeout_ms = timeout.as_millis() as u64, "no start on the stream in time; closing");
+                close(socket, CLOSE_POLICY, "no start event in time").await;
+                return None;
+            }
+            Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return None,
+            Ok(Some(Ok(msg))) => msg,
+        };
+        let error = match msg {
+            Message::Text(text) => match media_streams::parse(&text, max) {
+                Ok(StreamMessage::Connected { .. }) => continue,
+                Ok(StreamMessage::Start { start, stream_sid, .. }) => {
+                    if let Err(e) = media_streams::check_format(&start.media_format) {
+                        tracing::warn!(error = %e, call_sid = %start.call_sid, "stream refused");
+                        close(socket, CLOSE_UNSUPPORTED, &e.to_string()).await;
+                        return None;
+                    }
+                    let stream_sid = if stream_sid.is_empty() {
+                        start.stream_sid.clone()
+                    } else {
+                        stream_sid
+                    };
+                    return Some((start, stream_sid));
+                }
+                Ok(StreamMessage::Media { .. }) => ProtocolError::MediaBeforeStart,
+                Ok(_) => ProtocolError::Unexpected("non-start event before start"),
+                Err(e) => e,
+            },
+            Message::Binary(b) => ProtocolError::BinaryFrame(b.len()),
+            _ => continue,
+        };
+        refused += 1;
+        tracing::warn!(%error, "message before start dropped");
+        if refused >= 50 {
+            close(socket, CLOSE_POLICY, "too many invalid messages before start").await;
+            return None;
+        }
+    }
+}
+
+/// Turns a message from the provider into a leg event.
+pub fn translate(parsed: Result<StreamMessage, ProtocolError>, stream_sid: &str) -> Option<LegEvent> {
+    let msg = match parsed {
+        Ok(msg) => msg,
+        Err(ProtocolError::UnknownEvent(name)) => {
+            tracing::debug!(event = %name, "unknown provider event ignored");
+            return None;
+        }
+        Err(e) => return Some(LegEvent::Error(e)),
+    };
+    Some(match msg {
+        StreamMessage::Media { media, .. } => match media_streams::decode_payload(&media) {
+            Ok(bytes) => LegEvent::Audio(bytes),
+            Err(e) => LegEvent::Error(e),
+        },
+        StreamMessage::Mark { mark, .. } => LegEvent::Mark(mark.name),
+        StreamMessage::Dtmf { dtmf, .. } => match media_streams::parse_digit(&dtmf.digit) {
+            Ok(d) => LegEvent::Dtmf(d),
+            Err(e) => LegEvent::Error(e),
+        },
+        StreamMessage::Stop { .. } => LegEvent::Hangup(HangupCause::Normal),
+        StreamMessage::Start { .. } => LegEvent::Error(ProtocolError::DuplicateStart(stream_sid.into())),
+        StreamMessage::Connected { .. } | StreamMessage::Unknown => return None,
+        StreamMessage::Clear { .. } => LegEvent::Error(ProtocolError::Unexpected("clear")),
+        StreamMessage::Turn { .. }
+        | StreamMessage::Escalate { .. }
+        | StreamMessage::Tool { .. }
+        | StreamMessage::Customer { .. }
+        | StreamMessage::Intent { .. } => LegEvent::Error(ProtocolError::Unexpected("agent extension")),
+    })
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
+    let reason: String = reason.chars().take(120).collect();
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
+}

@@ -1,0 +1,22 @@
+//! warmline: a real-time voice gateway that bridges callers (Twilio Media
+//! Streams today; SIP and WebRTC next) to an AI voice agent, watches the
+//! conversation, and hands the caller warmly to a human when needed.
+//!
+//! Layout (see docs/ARCHITECTURE.md):
+//! - [`media`]: sans-IO media core (codecs, resampling, playout, mixing, VAD, WAV).
+//! - [`legs`]: transports turned into leg events (Twilio caller leg, AI agent leg).
+//! - [`call`]: the sans-IO call bridge, the per-call task, timelines and the registry.
+//! - [`gateway`], [`http`]: the server.
+//! - [`sim`]: real-socket simulators of a caller and an AI agent.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod assets;
+pub mod call;
+pub mod config;
+pub mod demo;
+pub mod gateway;
+pub mod http;
+pub mod legs;
+pub mod media;
+pub mod sim;
