@@ -32,7 +32,10 @@ pub fn ulaw(wav_bytes: &[u8], name: &str) -> Result<Vec<u8>, WavError> {
 
 /// The agent-unavailable apology as μ-law.
 pub fn agent_unavailable() -> Result<Arc<[u8]>, WavError> {
-    Ok(Arc::from(ulaw(AGENT_UNAVAILABLE_WAV, "agent_unavailable.wav")?))
+    Ok(Arc::from(ulaw(
+        AGENT_UNAVAILABLE_WAV,
+        "agent_unavailable.wav",
+    )?))
 }
 
 #[cfg(test)]

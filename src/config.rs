@@ -171,12 +171,13 @@ impl Config {
         for (name, value) in env {
             apply_env(&mut table, &name, &value)?;
         }
-        let config: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Schema {
-                origin,
-                message: e.message().to_string(),
-            })?;
+        let config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Schema {
+                    origin,
+                    message: e.message().to_string(),
+                })?;
         config.validate()?;
         Ok(config)
     }
@@ -242,10 +243,11 @@ impl Config {
 }
 
 fn parse_table(origin: &str, text: &str) -> Result<toml::Table, ConfigError> {
-    text.parse::<toml::Table>().map_err(|e| ConfigError::Syntax {
-        origin: origin.to_string(),
-        message: e.message().to_string(),
-    })
+    text.parse::<toml::Table>()
+        .map_err(|e| ConfigError::Syntax {
+            origin: origin.to_string(),
+            message: e.message().to_string(),
+        })
 }
 
 fn merge(base: &mut toml::Table, overlay: toml::Table) {
@@ -309,7 +311,10 @@ mod tests {
     fn a_file_overrides_some_keys_and_env_overrides_the_file() {
         let file = "[agent]\nurl = \"ws://10.1.1.1:7000/x\"\n[media]\nbarge_in = false\n";
         let env = vec![
-            ("WARMLINE_MEDIA_PLAYOUT_LEAD_MS".to_string(), "20".to_string()),
+            (
+                "WARMLINE_MEDIA_PLAYOUT_LEAD_MS".to_string(),
+                "20".to_string(),
+            ),
             ("WARMLINE_RECORDING_ENABLED".to_string(), "true".to_string()),
         ];
         let c = Config::from_layers(Some(("my.toml", file)), env.into_iter()).unwrap();

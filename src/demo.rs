@@ -56,13 +56,14 @@ pub struct DemoReport {
 
 /// The demo's scripted agent: an order-status conversation.
 pub fn demo_script() -> Result<AgentScript, WavError> {
-    let line = |wav: &[u8], name: &str, text: &str, confidence: f32| -> Result<ScriptLine, WavError> {
-        Ok(ScriptLine {
-            text: text.into(),
-            audio: Arc::from(assets::ulaw(wav, name)?),
-            confidence,
-        })
-    };
+    let line =
+        |wav: &[u8], name: &str, text: &str, confidence: f32| -> Result<ScriptLine, WavError> {
+            Ok(ScriptLine {
+                text: text.into(),
+                audio: Arc::from(assets::ulaw(wav, name)?),
+                confidence,
+            })
+        };
     Ok(AgentScript {
         greeting: line(
             assets::DEMO_GREETING_WAV,
@@ -113,7 +114,9 @@ pub async fn run(mut config: Config, out: &Path) -> Result<DemoReport, DemoError
     let lines: Vec<ScriptLine> = std::iter::once(script.greeting.clone())
         .chain(script.replies.iter().map(|r| r.line.clone()))
         .collect();
-    let agent = ScriptedAgent::start(script).await.map_err(DemoError::Agent)?;
+    let agent = ScriptedAgent::start(script)
+        .await
+        .map_err(DemoError::Agent)?;
     config.agent.url = agent.url();
     config.server.listen = "127.0.0.1:0".into();
     config.recording.enabled = true;
@@ -130,7 +133,9 @@ pub async fn run(mut config: Config, out: &Path) -> Result<DemoReport, DemoError
         stamp,
     );
     options.call_sid = format!("CAdemo{stamp}");
-    options.custom_parameters.insert("from".into(), "+15550100".into());
+    options
+        .custom_parameters
+        .insert("from".into(), "+15550100".into());
     options.tail = Duration::from_secs(1);
     println!(
         "warmline demo: caller → {} → scripted agent {} (about {} s of real-time audio)…",
@@ -172,7 +177,11 @@ pub async fn run(mut config: Config, out: &Path) -> Result<DemoReport, DemoError
 
 /// Prints the demo's summary.
 pub fn print_summary(report: &DemoReport) {
-    println!("\ncall {} finished: {:?}", report.call_id, report.timeline.end_reason());
+    println!(
+        "\ncall {} finished: {:?}",
+        report.call_id,
+        report.timeline.end_reason()
+    );
     println!("conversation:");
     for (role, text) in report.timeline.turns() {
         let who = match role {
@@ -190,8 +199,13 @@ pub fn print_summary(report: &DemoReport) {
         "  caller_said.wav   {:5.1} s  {:6.1} dBFS RMS",
         report.said_stats.0, report.said_stats.1
     );
-    println!("  timeline.json     {} events", report.timeline.events.len());
-    println!("agent lines found in what the caller heard (normalised cross-correlation, 1.0 = exact):");
+    println!(
+        "  timeline.json     {} events",
+        report.timeline.events.len()
+    );
+    println!(
+        "agent lines found in what the caller heard (normalised cross-correlation, 1.0 = exact):"
+    );
     for (text, score) in &report.agent_lines_heard {
         println!("  {score:.3}  {text}");
     }

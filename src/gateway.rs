@@ -55,7 +55,9 @@ impl RunningGateway {
                 addr: addr.clone(),
                 source,
             })?;
-        let local = listener.local_addr().map_err(|source| GatewayError::Bind { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| GatewayError::Bind { addr, source })?;
         let shared = Arc::new(Shared {
             config,
             registry: CallRegistry::default(),

@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use warmline::config::Config;
 
 #[derive(Parser)]
-#[command(name = "warmline", version, about = "Real-time voice gateway with warm handoff to humans")]
+#[command(
+    name = "warmline",
+    version,
+    about = "Real-time voice gateway with warm handoff to humans"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,7 +46,10 @@ fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
 }
 
 fn load(config: Option<&std::path::Path>) -> Result<Config, ExitCode> {
@@ -79,7 +86,9 @@ fn main() -> ExitCode {
             init_logging("warn");
             runtime().and_then(|rt| {
                 rt.block_on(async {
-                    let report = warmline::demo::run(config, &out).await.map_err(|e| e.to_string())?;
+                    let report = warmline::demo::run(config, &out)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     warmline::demo::print_summary(&report);
                     Ok(())
                 })

@@ -152,7 +152,9 @@ impl CallBridge {
                     }
                     return;
                 }
-                self.emit(BridgeOutput::Timeline(TimelineKind::MarkPlayed { name: name.clone() }));
+                self.emit(BridgeOutput::Timeline(TimelineKind::MarkPlayed {
+                    name: name.clone(),
+                }));
                 if self.agent == AgentState::Up {
                     self.emit(BridgeOutput::ToAgent(LegCommand::Mark(name)));
                 }
@@ -247,8 +249,13 @@ impl CallBridge {
                     error: error.to_string(),
                 }));
                 if self.agent_errors_in_row >= self.config.max_errors_in_row {
-                    let why = format!("agent sent {} refused messages in a row", self.agent_errors_in_row);
-                    self.emit(BridgeOutput::Timeline(TimelineKind::AgentLost { error: why.clone() }));
+                    let why = format!(
+                        "agent sent {} refused messages in a row",
+                        self.agent_errors_in_row
+                    );
+                    self.emit(BridgeOutput::Timeline(TimelineKind::AgentLost {
+                        error: why.clone(),
+                    }));
                     self.agent_failed(why, now);
                 }
             }
@@ -257,7 +264,9 @@ impl CallBridge {
                 self.finish_after_playout(EndReason::AgentHangup, now);
             }
             LegEvent::Hangup(HangupCause::Lost(error)) => {
-                self.emit(BridgeOutput::Timeline(TimelineKind::AgentLost { error: error.clone() }));
+                self.emit(BridgeOutput::Timeline(TimelineKind::AgentLost {
+                    error: error.clone(),
+                }));
                 self.agent_failed(error, now);
             }
             LegEvent::Hangup(HangupCause::Unreachable(error)) => {
@@ -322,7 +331,10 @@ impl CallBridge {
                 self.emit(BridgeOutput::ToAgent(LegCommand::Mark(name)));
             }
         }
-        self.emit(BridgeOutput::Timeline(TimelineKind::Cleared { by, frames_dropped }));
+        self.emit(BridgeOutput::Timeline(TimelineKind::Cleared {
+            by,
+            frames_dropped,
+        }));
     }
 
     fn agent_failed(&mut self, error: String, now: Instant) {
@@ -371,13 +383,17 @@ impl CallBridge {
         self.finishing = None;
         if self.agent != AgentState::Gone {
             self.agent = AgentState::Gone;
-            self.outputs.push_back(BridgeOutput::ToAgent(LegCommand::Hangup));
+            self.outputs
+                .push_back(BridgeOutput::ToAgent(LegCommand::Hangup));
         }
         if !self.caller_gone {
-            self.outputs.push_back(BridgeOutput::ToCaller(LegCommand::Hangup));
+            self.outputs
+                .push_back(BridgeOutput::ToCaller(LegCommand::Hangup));
         }
         self.outputs
-            .push_back(BridgeOutput::Timeline(TimelineKind::CallEnded { reason: reason.clone() }));
+            .push_back(BridgeOutput::Timeline(TimelineKind::CallEnded {
+                reason: reason.clone(),
+            }));
         self.outputs.push_back(BridgeOutput::Ended(reason));
     }
 }
@@ -443,7 +459,10 @@ mod tests {
             later.last(),
             Some(&BridgeOutput::ToCaller(LegCommand::Mark("line".into())))
         );
-        b.handle_caller(LegEvent::Mark("line".into()), t + Duration::from_millis(120));
+        b.handle_caller(
+            LegEvent::Mark("line".into()),
+            t + Duration::from_millis(120),
+        );
         let echo = drain(&mut b, t + Duration::from_millis(120));
         assert!(echo.contains(&BridgeOutput::ToAgent(LegCommand::Mark("line".into()))));
     }
@@ -491,7 +510,10 @@ mod tests {
     fn an_unreachable_agent_gets_the_caller_an_apology_then_the_call_ends() {
         let t = Instant::now();
         let mut b = bridge();
-        b.handle_agent(LegEvent::Hangup(HangupCause::Unreachable("refused".into())), t);
+        b.handle_agent(
+            LegEvent::Hangup(HangupCause::Unreachable("refused".into())),
+            t,
+        );
         let out = drain_over(&mut b, t, Duration::from_secs(1));
         let sent: usize = out
             .iter()
@@ -505,7 +527,11 @@ mod tests {
         assert!(!b.is_ended());
         b.handle_caller(LegEvent::Mark(END_MARK.into()), t + Duration::from_secs(1));
         let out = drain(&mut b, t + Duration::from_secs(1));
-        assert!(out.contains(&BridgeOutput::Ended(EndReason::AgentUnavailable("refused".into()))));
+        assert!(
+            out.contains(&BridgeOutput::Ended(EndReason::AgentUnavailable(
+                "refused".into()
+            )))
+        );
         assert!(out.contains(&BridgeOutput::ToCaller(LegCommand::Hangup)));
     }
 
@@ -518,7 +544,10 @@ mod tests {
         let deadline = b.poll_at(t + Duration::from_secs(1)).unwrap();
         assert!(deadline > t + Duration::from_secs(2));
         let out = drain(&mut b, deadline);
-        assert!(matches!(out.last(), Some(BridgeOutput::Ended(EndReason::AgentUnavailable(_)))));
+        assert!(matches!(
+            out.last(),
+            Some(BridgeOutput::Ended(EndReason::AgentUnavailable(_)))
+        ));
     }
 
     #[test]
@@ -538,7 +567,10 @@ mod tests {
         let out = drain(&mut b, t);
         assert!(out.contains(&BridgeOutput::ToAgent(LegCommand::Hangup)));
         assert!(!out.contains(&BridgeOutput::ToCaller(LegCommand::Hangup)));
-        assert_eq!(out.last(), Some(&BridgeOutput::Ended(EndReason::CallerHangup)));
+        assert_eq!(
+            out.last(),
+            Some(&BridgeOutput::Ended(EndReason::CallerHangup))
+        );
         assert!(b.is_ended());
         assert_eq!(b.poll_at(t), None);
     }
@@ -549,11 +581,16 @@ mod tests {
         let mut b = bridge();
         for _ in 0..50 {
             b.handle_caller(
-                LegEvent::Error(crate::legs::media_streams::ProtocolError::MalformedJson("x".into())),
+                LegEvent::Error(crate::legs::media_streams::ProtocolError::MalformedJson(
+                    "x".into(),
+                )),
                 t,
             );
         }
         let out = drain(&mut b, t);
-        assert!(matches!(out.last(), Some(BridgeOutput::Ended(EndReason::ProtocolErrors(_)))));
+        assert!(matches!(
+            out.last(),
+            Some(BridgeOutput::Ended(EndReason::ProtocolErrors(_)))
+        ));
     }
 }

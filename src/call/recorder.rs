@@ -57,7 +57,10 @@ impl Recorder {
         if self.tx.try_send(record).is_err() {
             self.dropped += 1;
             if self.dropped == 1 || self.dropped.is_multiple_of(500) {
-                tracing::warn!(dropped = self.dropped, "recording cannot keep up; frames dropped");
+                tracing::warn!(
+                    dropped = self.dropped,
+                    "recording cannot keep up; frames dropped"
+                );
             }
         }
     }

@@ -49,7 +49,9 @@ pub struct CallRegistry {
 
 impl CallRegistry {
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Registers a new call; returns its unique id (derived from `call_sid`).

@@ -163,7 +163,11 @@ async fn sleep_until(wake: Option<tokio::time::Instant>) {
 
 fn log_event(kind: &TimelineKind) {
     match kind {
-        TimelineKind::Turn { role, content, confidence } => {
+        TimelineKind::Turn {
+            role,
+            content,
+            confidence,
+        } => {
             tracing::info!(?role, ?confidence, text = %content, "turn");
         }
         TimelineKind::ProtocolError { leg, error } => {
@@ -172,7 +176,9 @@ fn log_event(kind: &TimelineKind) {
         TimelineKind::AgentUnreachable { error } | TimelineKind::AgentLost { error } => {
             tracing::warn!(%error, "AI agent unavailable; playing apology");
         }
-        TimelineKind::AudioDropped { leg, reason } => tracing::warn!(?leg, %reason, "audio dropped"),
+        TimelineKind::AudioDropped { leg, reason } => {
+            tracing::warn!(?leg, %reason, "audio dropped")
+        }
         TimelineKind::MarkPlayed { .. } => tracing::debug!(?kind, "event"),
         _ => tracing::info!(?kind, "event"),
     }

@@ -62,12 +62,15 @@ async fn run(
     let ws_config = WebSocketConfig::default()
         .max_message_size(Some(config.max_message_bytes * 4))
         .max_frame_size(Some(config.max_message_bytes * 4));
-    let dial = tokio_tungstenite::connect_async_with_config(config.url.as_str(), Some(ws_config), true);
+    let dial =
+        tokio_tungstenite::connect_async_with_config(config.url.as_str(), Some(ws_config), true);
     let ws = match tokio::time::timeout(config.connect_timeout, dial).await {
         Ok(Ok((ws, _response))) => ws,
         Ok(Err(e)) => {
             let why = format!("cannot connect to {}: {e}", config.url);
-            let _ = ev_tx.send(LegEvent::Hangup(HangupCause::Unreachable(why))).await;
+            let _ = ev_tx
+                .send(LegEvent::Hangup(HangupCause::Unreachable(why)))
+                .await;
             return;
         }
         Err(_) => {
@@ -76,7 +79,9 @@ async fn run(
                 config.url,
                 config.connect_timeout.as_millis()
             );
-            let _ = ev_tx.send(LegEvent::Hangup(HangupCause::Unreachable(why))).await;
+            let _ = ev_tx
+                .send(LegEvent::Hangup(HangupCause::Unreachable(why)))
+                .await;
             return;
         }
     };

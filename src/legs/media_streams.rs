@@ -589,7 +589,10 @@ mod tests {
     #[test]
     fn parses_twilio_documented_messages() {
         let start = r#"{"event":"start","sequenceNumber":"1","start":{"accountSid":"ACxx","streamSid":"MZxx","callSid":"CAxx","tracks":["inbound"],"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1},"customParameters":{"FirstName":"Jane"}},"streamSid":"MZxx"}"#;
-        let StreamMessage::Start { start, stream_sid, .. } = parse(start, 65536).unwrap() else {
+        let StreamMessage::Start {
+            start, stream_sid, ..
+        } = parse(start, 65536).unwrap()
+        else {
             panic!("not a start");
         };
         assert_eq!(stream_sid, "MZxx");
@@ -605,9 +608,15 @@ mod tests {
         assert_eq!(media.timestamp.as_deref(), Some("5"));
 
         let dtmf = r#"{"event":"dtmf","streamSid":"MZxx","sequenceNumber":"5","dtmf":{"track":"inbound_track","digit":"1"}}"#;
-        assert!(matches!(parse(dtmf, 65536).unwrap(), StreamMessage::Dtmf { .. }));
+        assert!(matches!(
+            parse(dtmf, 65536).unwrap(),
+            StreamMessage::Dtmf { .. }
+        ));
         let stop = r#"{"event":"stop","sequenceNumber":"5","stop":{"accountSid":"ACxx","callSid":"CAxx"},"streamSid":"MZxx"}"#;
-        assert!(matches!(parse(stop, 65536).unwrap(), StreamMessage::Stop { .. }));
+        assert!(matches!(
+            parse(stop, 65536).unwrap(),
+            StreamMessage::Stop { .. }
+        ));
     }
 
     #[test]
@@ -623,7 +632,10 @@ mod tests {
         let a = AppWriter::new("MZ1");
         assert_eq!(a.clear(), r#"{"event":"clear","streamSid":"MZ1"}"#);
         let v: serde_json::Value = serde_json::from_str(&a.media(&[1, 2])).unwrap();
-        assert_eq!(v, serde_json::json!({"event":"media","streamSid":"MZ1","media":{"payload":"AQI="}}));
+        assert_eq!(
+            v,
+            serde_json::json!({"event":"media","streamSid":"MZ1","media":{"payload":"AQI="}})
+        );
         assert_eq!(
             a.mark("x"),
             r#"{"event":"mark","streamSid":"MZ1","mark":{"name":"x"}}"#
@@ -632,7 +644,10 @@ mod tests {
 
     #[test]
     fn bad_input_gets_a_typed_error() {
-        assert!(matches!(parse("{not json", 100), Err(ProtocolError::MalformedJson(_))));
+        assert!(matches!(
+            parse("{not json", 100),
+            Err(ProtocolError::MalformedJson(_))
+        ));
         assert!(matches!(
             parse(r#"{"event":"media","media":{}}"#, 100),
             Err(ProtocolError::InvalidMessage(_))
@@ -651,13 +666,19 @@ mod tests {
             timestamp: None,
             payload: "!!!".into(),
         };
-        assert!(matches!(decode_payload(&bad), Err(ProtocolError::BadBase64(_))));
+        assert!(matches!(
+            decode_payload(&bad),
+            Err(ProtocolError::BadBase64(_))
+        ));
         let alaw = MediaFormat {
             encoding: "audio/x-alaw".into(),
             sample_rate: 8000,
             channels: 1,
         };
-        assert!(matches!(check_format(&alaw), Err(ProtocolError::UnsupportedFormat { .. })));
+        assert!(matches!(
+            check_format(&alaw),
+            Err(ProtocolError::UnsupportedFormat { .. })
+        ));
         assert_eq!(parse_digit("5"), Ok('5'));
         assert_eq!(parse_digit("#"), Ok('#'));
         assert!(parse_digit("55").is_err());
@@ -679,8 +700,14 @@ mod tests {
         assert_eq!(escalate.trigger, Trigger::AuthorityLimit);
         assert_eq!(escalate.urgency, Urgency::Elevated);
         let bad = r#"{"event":"escalate","escalate":{"trigger":"bored"}}"#;
-        assert!(matches!(parse(bad, 1000), Err(ProtocolError::InvalidMessage(_))));
+        assert!(matches!(
+            parse(bad, 1000),
+            Err(ProtocolError::InvalidMessage(_))
+        ));
         let cust = r#"{"event":"customer","customer":{"name":"Sarah Chen","verified":true}}"#;
-        assert!(matches!(parse(cust, 1000).unwrap(), StreamMessage::Customer { .. }));
+        assert!(matches!(
+            parse(cust, 1000).unwrap(),
+            StreamMessage::Customer { .. }
+        ));
     }
 }

@@ -101,7 +101,10 @@ async fn await_start(socket: &mut WebSocket, shared: &Shared) -> Option<(StartMe
     loop {
         let msg = match tokio::time::timeout_at(deadline, socket.recv()).await {
             Err(_) => {
-                tracing::warn!(timeout_ms = timeout.as_millis() as u64, "no start on the stream in time; closing");
+                tracing::warn!(
+                    timeout_ms = timeout.as_millis() as u64,
+                    "no start on the stream in time; closing"
+                );
                 close(socket, CLOSE_POLICY, "no start event in time").await;
                 return None;
             }
@@ -111,7 +114,9 @@ async fn await_start(socket: &mut WebSocket, shared: &Shared) -> Option<(StartMe
         let error = match msg {
             Message::Text(text) => match media_streams::parse(&text, max) {
                 Ok(StreamMessage::Connected { .. }) => continue,
-                Ok(StreamMessage::Start { start, stream_sid, .. }) => {
+                Ok(StreamMessage::Start {
+                    start, stream_sid, ..
+                }) => {
                     if let Err(e) = media_streams::check_format(&start.media_format) {
                         tracing::warn!(error = %e, call_sid = %start.call_sid, "stream refused");
                         close(socket, CLOSE_UNSUPPORTED, &e.to_string()).await;
@@ -134,14 +139,22 @@ async fn await_start(socket: &mut WebSocket, shared: &Shared) -> Option<(StartMe
         refused += 1;
         tracing::warn!(%error, "message before start dropped");
         if refused >= 50 {
-            close(socket, CLOSE_POLICY, "too many invalid messages before start").await;
+            close(
+                socket,
+                CLOSE_POLICY,
+                "too many invalid messages before start",
+            )
+            .await;
             return None;
         }
     }
 }
 
 /// Turns a message from the provider into a leg event.
-pub fn translate(parsed: Result<StreamMessage, ProtocolError>, stream_sid: &str) -> Option<LegEvent> {
+pub fn translate(
+    parsed: Result<StreamMessage, ProtocolError>,
+    stream_sid: &str,
+) -> Option<LegEvent> {
     let msg = match parsed {
         Ok(msg) => msg,
         Err(ProtocolError::UnknownEvent(name)) => {
@@ -161,14 +174,18 @@ pub fn translate(parsed: Result<StreamMessage, ProtocolError>, stream_sid: &str)
             Err(e) => LegEvent::Error(e),
         },
         StreamMessage::Stop { .. } => LegEvent::Hangup(HangupCause::Normal),
-        StreamMessage::Start { .. } => LegEvent::Error(ProtocolError::DuplicateStart(stream_sid.into())),
+        StreamMessage::Start { .. } => {
+            LegEvent::Error(ProtocolError::DuplicateStart(stream_sid.into()))
+        }
         StreamMessage::Connected { .. } | StreamMessage::Unknown => return None,
         StreamMessage::Clear { .. } => LegEvent::Error(ProtocolError::Unexpected("clear")),
         StreamMessage::Turn { .. }
         | StreamMessage::Escalate { .. }
         | StreamMessage::Tool { .. }
         | StreamMessage::Customer { .. }
-        | StreamMessage::Intent { .. } => LegEvent::Error(ProtocolError::Unexpected("agent extension")),
+        | StreamMessage::Intent { .. } => {
+            LegEvent::Error(ProtocolError::Unexpected("agent extension"))
+        }
     })
 }
 

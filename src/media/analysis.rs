@@ -22,7 +22,11 @@ pub fn rms_dbfs(samples: &[i16]) -> f64 {
 /// shorter than the reference is zero-padded. With `decimation > 1` a coarse search
 /// runs on block averages first and the best candidates are refined at full rate,
 /// which makes minute-long recordings cheap to search.
-pub fn best_lag_correlation(reference: &[i16], recording: &[i16], decimation: usize) -> (usize, f64) {
+pub fn best_lag_correlation(
+    reference: &[i16],
+    recording: &[i16],
+    decimation: usize,
+) -> (usize, f64) {
     if reference.is_empty() {
         return (0, 0.0);
     }
@@ -87,7 +91,16 @@ fn ncc(reference: &[f64], energy_ref: f64, window: &[f64]) -> f64 {
 fn ncc_all_lags(reference: &[f64], recording: &[f64]) -> Vec<(usize, f64)> {
     let energy_ref: f64 = reference.iter().map(|v| v * v).sum();
     (0..=recording.len() - reference.len())
-        .map(|lag| (lag, ncc(reference, energy_ref, &recording[lag..lag + reference.len()])))
+        .map(|lag| {
+            (
+                lag,
+                ncc(
+                    reference,
+                    energy_ref,
+                    &recording[lag..lag + reference.len()],
+                ),
+            )
+        })
         .collect()
 }
 
@@ -127,7 +140,9 @@ mod tests {
     #[test]
     fn levels_are_in_dbfs() {
         assert_eq!(rms_dbfs(&[0; 160]), -120.0);
-        let full: Vec<i16> = (0..160).map(|i| if i % 2 == 0 { 32767 } else { -32767 }).collect();
+        let full: Vec<i16> = (0..160)
+            .map(|i| if i % 2 == 0 { 32767 } else { -32767 })
+            .collect();
         assert!(rms_dbfs(&full).abs() < 0.01);
     }
 }

@@ -37,7 +37,11 @@ pub fn ulaw_to_linear(code: u8) -> i16 {
     let exponent = i32::from((code >> 4) & 0x07);
     let mantissa = i32::from(code & 0x0F);
     let magnitude = (((mantissa << 3) + ULAW_BIAS) << exponent) - ULAW_BIAS;
-    (if code & 0x80 != 0 { -magnitude } else { magnitude }) as i16
+    (if code & 0x80 != 0 {
+        -magnitude
+    } else {
+        magnitude
+    }) as i16
 }
 
 const ALAW_SEGMENT_END: [i32; 8] = [0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF];
@@ -72,7 +76,11 @@ pub fn alaw_to_linear(code: u8) -> i16 {
             magnitude <<= segment - 1;
         }
     }
-    (if code & 0x80 != 0 { magnitude } else { -magnitude }) as i16
+    (if code & 0x80 != 0 {
+        magnitude
+    } else {
+        -magnitude
+    }) as i16
 }
 
 /// Decodes a μ-law payload into `out` (cleared first).
@@ -134,8 +142,16 @@ mod tests {
             if code == 0x7F {
                 continue; // negative zero re-encodes as positive zero
             }
-            assert_eq!(linear_to_ulaw(ulaw_to_linear(code)), code, "μ-law {code:#04x}");
-            assert_eq!(linear_to_alaw(alaw_to_linear(code)), code, "A-law {code:#04x}");
+            assert_eq!(
+                linear_to_ulaw(ulaw_to_linear(code)),
+                code,
+                "μ-law {code:#04x}"
+            );
+            assert_eq!(
+                linear_to_alaw(alaw_to_linear(code)),
+                code,
+                "A-law {code:#04x}"
+            );
         }
     }
 
@@ -151,8 +167,14 @@ mod tests {
             last_a = a;
             // Quantisation error stays within half a step of the largest segment (plus clipping).
             let tol = 1100;
-            assert!((i32::from(u) - i32::from(s)).abs() <= tol, "μ-law error at {s}");
-            assert!((i32::from(a) - i32::from(s)).abs() <= tol, "A-law error at {s}");
+            assert!(
+                (i32::from(u) - i32::from(s)).abs() <= tol,
+                "μ-law error at {s}"
+            );
+            assert!(
+                (i32::from(a) - i32::from(s)).abs() <= tol,
+                "A-law error at {s}"
+            );
         }
     }
 }

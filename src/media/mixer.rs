@@ -233,9 +233,15 @@ mod tests {
         inputs.set(Source::Whisper, &whisper);
         let mut mixer = Mixer::default();
         let mut out = Frame::silence(SampleRate::Hz8000);
-        assert_eq!(mixer.mix_for(&matrix, Listener::Caller, &inputs, &mut out), 1);
+        assert_eq!(
+            mixer.mix_for(&matrix, Listener::Caller, &inputs, &mut out),
+            1
+        );
         assert!(out.samples().iter().all(|&s| s == 1000));
-        assert_eq!(mixer.mix_for(&matrix, Listener::HumanAgent, &inputs, &mut out), 2);
+        assert_eq!(
+            mixer.mix_for(&matrix, Listener::HumanAgent, &inputs, &mut out),
+            2
+        );
         assert!(out.samples().iter().all(|&s| s == 105));
     }
 

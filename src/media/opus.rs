@@ -37,11 +37,12 @@ pub struct OpusEncoder {
 impl OpusEncoder {
     /// A VoIP-tuned encoder at `bitrate_bps` (e.g. 32 000).
     pub fn new(bitrate_bps: i32) -> Result<Self, OpusError> {
-        let mut inner = ::opus::Encoder::new(48_000, ::opus::Channels::Mono, ::opus::Application::Voip)
-            .map_err(|source| OpusError::Create {
-                what: "encoder",
-                source,
-            })?;
+        let mut inner =
+            ::opus::Encoder::new(48_000, ::opus::Channels::Mono, ::opus::Application::Voip)
+                .map_err(|source| OpusError::Create {
+                    what: "encoder",
+                    source,
+                })?;
         inner
             .set_bitrate(::opus::Bitrate::Bits(bitrate_bps))
             .map_err(|source| OpusError::Create {
@@ -116,7 +117,11 @@ mod tests {
             let frame = Frame::new(SampleRate::Hz48000, samples).unwrap();
             input.extend_from_slice(frame.samples());
             let packet = enc.encode(&frame).unwrap().to_vec();
-            assert!(packet.len() < 200, "32 kbit/s is 80 bytes a frame, got {}", packet.len());
+            assert!(
+                packet.len() < 200,
+                "32 kbit/s is 80 bytes a frame, got {}",
+                packet.len()
+            );
             output.extend(dec.decode(Some(&packet)).unwrap().into_samples());
         }
         // Compare the steady-state second half after aligning for the codec delay.
@@ -138,7 +143,10 @@ mod tests {
     fn a_lost_packet_is_concealed_and_a_corrupt_one_is_an_error() {
         let mut dec = OpusDecoder::new().unwrap();
         assert_eq!(dec.decode(None).unwrap().samples().len(), 960);
-        assert!(matches!(dec.decode(Some(&[0xFF; 3])), Err(OpusError::Decode(_))));
+        assert!(matches!(
+            dec.decode(Some(&[0xFF; 3])),
+            Err(OpusError::Decode(_))
+        ));
         let mut enc = OpusEncoder::new(32_000).unwrap();
         assert!(matches!(
             enc.encode(&Frame::silence(SampleRate::Hz8000)),

@@ -222,7 +222,10 @@ mod tests {
     fn an_overfull_queue_refuses_audio() {
         let mut p = Playout::new(160, 0xFF, Duration::ZERO, 2);
         p.push_audio(&[0u8; 320]).unwrap();
-        assert_eq!(p.push_audio(&[0u8; 160]), Err(PlayoutError::Full { max_frames: 2 }));
+        assert_eq!(
+            p.push_audio(&[0u8; 160]),
+            Err(PlayoutError::Full { max_frames: 2 })
+        );
     }
 
     #[test]

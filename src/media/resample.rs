@@ -149,7 +149,10 @@ mod tests {
     fn passband_tones_keep_their_level_when_upsampling() {
         for hz in [300.0, 1000.0, 3000.0] {
             let (i, o) = run(SampleRate::Hz8000, SampleRate::Hz48000, hz);
-            assert!((i - o).abs() < 0.5, "{hz} Hz: in {i:.2} dBFS, out {o:.2} dBFS");
+            assert!(
+                (i - o).abs() < 0.5,
+                "{hz} Hz: in {i:.2} dBFS, out {o:.2} dBFS"
+            );
         }
     }
 

@@ -17,7 +17,9 @@ pub enum WavError {
         source: hound::Error,
     },
     /// The file is not 16-bit mono PCM at the required rate.
-    #[error("{what}: expected 16-bit mono PCM at {want} Hz, got {bits}-bit {channels}-channel at {rate} Hz")]
+    #[error(
+        "{what}: expected 16-bit mono PCM at {want} Hz, got {bits}-bit {channels}-channel at {rate} Hz"
+    )]
     Format {
         /// File path or asset name.
         what: String,
@@ -65,7 +67,11 @@ pub fn read_mono_file(path: &Path, rate: u32) -> Result<Vec<i16>, WavError> {
         what: path.display().to_string(),
         source: hound::Error::IoError(e),
     })?;
-    read_mono(std::io::BufReader::new(file), rate, &path.display().to_string())
+    read_mono(
+        std::io::BufReader::new(file),
+        rate,
+        &path.display().to_string(),
+    )
 }
 
 /// Writes a 16-bit mono WAV file.
@@ -96,10 +102,12 @@ impl<W: std::io::Write + Seek> WavSink<W> {
     /// Appends samples.
     pub fn write(&mut self, samples: &[i16]) -> Result<(), WavError> {
         for &s in samples {
-            self.writer.write_sample(s).map_err(|source| WavError::Hound {
-                what: self.what.clone(),
-                source,
-            })?;
+            self.writer
+                .write_sample(s)
+                .map_err(|source| WavError::Hound {
+                    what: self.what.clone(),
+                    source,
+                })?;
         }
         Ok(())
     }
@@ -157,8 +165,14 @@ mod tests {
         let mut sink = WavSink::create(&path, 8000).unwrap();
         sink.write(&[1, -2, 3, i16::MIN, i16::MAX]).unwrap();
         sink.finalize().unwrap();
-        assert_eq!(read_mono_file(&path, 8000).unwrap(), vec![1, -2, 3, i16::MIN, i16::MAX]);
-        assert!(matches!(read_mono_file(&path, 16000), Err(WavError::Format { rate: 8000, .. })));
+        assert_eq!(
+            read_mono_file(&path, 8000).unwrap(),
+            vec![1, -2, 3, i16::MIN, i16::MAX]
+        );
+        assert!(matches!(
+            read_mono_file(&path, 16000),
+            Err(WavError::Format { rate: 8000, .. })
+        ));
         assert!(matches!(
             read_mono(&b"not a wav"[..], 8000, "junk"),
             Err(WavError::Hound { .. })

@@ -91,7 +91,11 @@ impl ScriptedAgent {
                 let shared = Arc::clone(&shared);
                 tokio::spawn(async move {
                     let session = serve(tcp, &script).await;
-                    shared.0.lock().unwrap_or_else(|p| p.into_inner()).push(session);
+                    shared
+                        .0
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(session);
                     shared.1.notify_waiters();
                 });
             }
@@ -110,7 +114,11 @@ impl ScriptedAgent {
 
     /// Finished sessions so far.
     pub fn sessions(&self) -> Vec<AgentSession> {
-        self.sessions.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.sessions
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Waits until `count` sessions have finished (or `timeout`).
@@ -160,7 +168,9 @@ async fn serve(tcp: tokio::net::TcpStream, script: &AgentScript) -> AgentSession
         };
         let mut to_say: Option<(Option<&str>, &ScriptLine)> = None;
         match parsed {
-            StreamMessage::Start { start, stream_sid, .. } => {
+            StreamMessage::Start {
+                start, stream_sid, ..
+            } => {
                 writer = AppWriter::new(stream_sid);
                 session.start = Some(start);
                 to_say = Some((None, &script.greeting));
@@ -172,19 +182,23 @@ async fn serve(tcp: tokio::net::TcpStream, script: &AgentScript) -> AgentSession
                 session.media_messages += 1;
                 g711::decode_ulaw(&bytes, &mut pcm);
                 session.received_audio.extend_from_slice(&bytes);
-                match vad.process(&pcm) {
-                    Some(VadEvent::SpeechStarted) if pending_mark.is_some() && script.clear_on_barge_in => {
-                        if sink.send(Message::Text(writer.clear().into())).await.is_err() {
-                            break;
-                        }
-                    }
-                    Some(VadEvent::SpeechEnded) => {
-                        if let Some(reply) = script.replies.get(next_reply) {
-                            next_reply += 1;
-                            to_say = Some((Some(reply.caller_said.as_str()), &reply.line));
-                        }
-                    }
-                    _ => {}
+                let event = vad.process(&pcm);
+                let barge_in = event == Some(VadEvent::SpeechStarted)
+                    && pending_mark.is_some()
+                    && script.clear_on_barge_in;
+                if barge_in
+                    && sink
+                        .send(Message::Text(writer.clear().into()))
+                        .await
+                        .is_err()
+                {
+                    break;
+                }
+                if event == Some(VadEvent::SpeechEnded)
+                    && let Some(reply) = script.replies.get(next_reply)
+                {
+                    next_reply += 1;
+                    to_say = Some((Some(reply.caller_said.as_str()), &reply.line));
                 }
             }
             StreamMessage::Mark { mark, .. } => {
@@ -206,7 +220,10 @@ async fn serve(tcp: tokio::net::TcpStream, script: &AgentScript) -> AgentSession
         }
         if let Some((caller_said, line)) = to_say {
             let mark = format!("line-{}", session.lines_spoken);
-            if speak(&mut sink, &writer, caller_said, line, &mark).await.is_err() {
+            if speak(&mut sink, &writer, caller_said, line, &mark)
+                .await
+                .is_err()
+            {
                 break;
             }
             session.lines_spoken += 1;

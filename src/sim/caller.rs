@@ -179,8 +179,10 @@ pub async fn run(options: CallerOptions) -> Result<CallerReport, CallerError> {
     }
     match options.end {
         CallerEnd::Stop => {
-            sink.send(Message::Text(writer.stop("ACsimulated", &options.call_sid).into()))
-                .await?;
+            sink.send(Message::Text(
+                writer.stop("ACsimulated", &options.call_sid).into(),
+            ))
+            .await?;
             let _ = sink.close().await;
         }
         CallerEnd::Drop => {

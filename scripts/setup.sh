@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what building and testing warmline needs on a fresh Debian machine
+# (run as root, or with sudo available). Idempotent: does nothing when all is there.
+set -euo pipefail
+
+PACKAGES=(
+  cmake            # the opus crate builds the bundled libopus with CMake
+  pkg-config
+  espeak-ng        # regenerating the bundled prompts (scripts/make-prompts.sh)
+  sox              # checking recordings by ear and by numbers
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get -o DPkg::Lock::Timeout=400 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found; install Rust (rustup) first" >&2
+  exit 1
+fi
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    rustup component add "$component"
+  fi
+done
+echo "setup: system packages OK"

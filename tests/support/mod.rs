@@ -1,0 +1,220 @@
+//! Real-socket test peers: a raw AI agent server and a raw Twilio-like caller
+//! whose every message the test controls and observes.
+#![allow(dead_code)]
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use warmline::config::Config;
+use warmline::gateway::RunningGateway;
+use warmline::legs::media_streams::{self, MediaFormat, ProviderWriter, StartMeta, StreamMessage};
+
+/// Generous bound for anything that should happen "now" on loopback.
+pub const SOON: Duration = Duration::from_secs(5);
+
+/// Starts a gateway on a free loopback port talking to `agent_url`.
+pub async fn gateway(agent_url: &str, tweak: impl FnOnce(&mut Config)) -> RunningGateway {
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".into();
+    config.agent.url = agent_url.into();
+    config.agent.connect_timeout_ms = 2000;
+    tweak(&mut config);
+    RunningGateway::start(config).await.expect("gateway starts")
+}
+
+/// One side of a WebSocket, raw.
+pub struct Peer<S> {
+    pub sink: SplitSink<WebSocketStream<S>, Message>,
+    pub stream: SplitStream<WebSocketStream<S>>,
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Peer<S> {
+    pub async fn send(&mut self, text: impl Into<String>) {
+        self.sink
+            .send(Message::Text(text.into().into()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.sink
+            .send(Message::Binary(bytes.into()))
+            .await
+            .expect("send binary");
+    }
+
+    /// Next raw message, or `None` on timeout/close.
+    pub async fn next_raw(&mut self, within: Duration) -> Option<Message> {
+        match tokio::time::timeout(within, self.stream.next()).await {
+            Ok(Some(Ok(m))) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Next parsed Media Streams message, skipping pings; `None` on timeout or close.
+    pub async fn next_msg(&mut self, within: Duration) -> Option<StreamMessage> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_raw(left).await? {
+                Message::Text(t) => {
+                    return Some(media_streams::parse(&t, 1 << 20).expect("valid message"));
+                }
+                Message::Close(_) => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// Reads until the socket closes; returns the close code and what came before.
+    pub async fn until_closed(&mut self, within: Duration) -> (Option<u16>, Vec<StreamMessage>) {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.stream.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    if let Ok(m) = media_streams::parse(&t, 1 << 20) {
+                        seen.push(m);
+                    }
+                }
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    return (frame.map(|f| u16::from(f.code)), seen);
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(_))) | Ok(None) => return (None, seen),
+                Err(_) => panic!(
+                    "socket still open after {within:?}; saw {} messages",
+                    seen.len()
+                ),
+            }
+        }
+    }
+
+    /// Collects audio bytes from `media` messages until `bytes` arrived.
+    pub async fn audio(&mut self, bytes: usize, within: Duration) -> Vec<u8> {
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + within;
+        while out.len() < bytes {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_msg(left).await {
+                Some(StreamMessage::Media { media, .. }) => {
+                    out.extend(media_streams::decode_payload(&media).expect("base64"))
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        out
+    }
+}
+
+pub type AgentPeer = Peer<TcpStream>;
+pub type CallerPeer = Peer<MaybeTlsStream<TcpStream>>;
+
+/// A WebSocket server standing in for an AI agent; each connection is handed to the test.
+pub struct RawAgent {
+    pub url: String,
+    rx: mpsc::Receiver<AgentPeer>,
+}
+
+impl RawAgent {
+    pub async fn start() -> RawAgent {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("ws://{}/agent", listener.local_addr().expect("addr"));
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let _ = tcp.set_nodelay(true);
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    if let Ok(ws) = tokio_tungstenite::accept_async(tcp).await {
+                        let (sink, stream) = ws.split();
+                        let _ = tx.send(Peer { sink, stream }).await;
+                    }
+                });
+            }
+        });
+        RawAgent { url, rx }
+    }
+
+    /// The next call's agent connection, after its `connected` and `start`.
+    pub async fn accept(&mut self) -> (AgentPeer, StartMeta, String) {
+        let mut peer = tokio::time::timeout(SOON, self.rx.recv())
+            .await
+            .expect("gateway dials the agent")
+            .expect("agent server alive");
+        let first = peer.next_msg(SOON).await.expect("connected");
+        assert!(
+            matches!(first, StreamMessage::Connected { .. }),
+            "first message is connected"
+        );
+        match peer.next_msg(SOON).await.expect("start") {
+            StreamMessage::Start {
+                start, stream_sid, ..
+            } => (peer, start, stream_sid),
+            other => panic!("expected start, got {other:?}"),
+        }
+    }
+}
+
+/// A raw caller: connected to the gateway, nothing sent yet.
+pub async fn raw_caller(url: &str) -> CallerPeer {
+    let (ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect to gateway");
+    let (sink, stream) = ws.split();
+    Peer { sink, stream }
+}
+
+/// A caller that has sent `connected` and a valid `start`; returns its writer too.
+pub async fn started_caller(url: &str, call_sid: &str) -> (CallerPeer, ProviderWriter) {
+    let mut caller = raw_caller(url).await;
+    let mut writer = ProviderWriter::new(format!("MZ{call_sid}"));
+    caller.send(writer.connected()).await;
+    caller.send(writer.start(start_meta(call_sid))).await;
+    (caller, writer)
+}
+
+/// Valid `start` metadata for a call.
+pub fn start_meta(call_sid: &str) -> StartMeta {
+    let mut custom_parameters = std::collections::BTreeMap::new();
+    custom_parameters.insert("customerId".to_string(), "C-1042".to_string());
+    StartMeta {
+        account_sid: "ACtest".into(),
+        stream_sid: String::new(),
+        call_sid: call_sid.into(),
+        tracks: vec!["inbound".into()],
+        custom_parameters,
+        media_format: MediaFormat::default(),
+    }
+}
+
+/// Deterministic pseudo-random bytes (distinct per seed).
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 56) as u8
+        })
+        .collect()
+}
+
+/// μ-law frames of loud speech-like audio (a 440 Hz tone at -10 dBFS).
+pub fn loud_frames(frames: usize) -> Vec<u8> {
+    (0..frames * 160)
+        .map(|i| {
+            let t = i as f64 / 8000.0;
+            warmline::media::g711::linear_to_ulaw(
+                (10_000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16,
+            )
+        })
+        .collect()
+}
