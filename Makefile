@@ -12,6 +12,7 @@ test: setup
 
 bench: setup
 	cargo bench --bench frame
+	cargo bench --bench monitor
 	cargo bench --bench passthrough_latency
 
 lint: setup

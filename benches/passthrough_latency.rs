@@ -245,6 +245,8 @@ fn main() {
         config.server.listen = "127.0.0.1:0".into();
         config.agent.url = agent_url.clone();
         config.media.barge_in = false;
+        config.store.path =
+            std::env::temp_dir().join(format!("warmline-bench-{}.db", std::process::id()));
         let gateway = RunningGateway::start(config).await.expect("gateway");
         let mut rows = Vec::new();
         for &calls in &levels {

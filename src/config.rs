@@ -94,6 +94,60 @@ pub struct MediaConfig {
     pub vad_hangover_frames: u32,
 }
 
+/// `[monitor]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorConfig {
+    /// Unhelpful turns in a row that escalate.
+    pub unhelpful_turns: u32,
+    /// Low-confidence threshold.
+    pub low_confidence: f32,
+    /// Low-confidence turns that escalate.
+    pub low_confidence_turns: u32,
+    /// Intents beyond the AI's authority.
+    pub authority_intents: Vec<String>,
+    /// Refund limit.
+    pub refund_limit: f64,
+    /// Policy topics.
+    pub policy_keywords: Vec<String>,
+    /// Critical topics.
+    pub critical_keywords: Vec<String>,
+    /// Sentiment threshold.
+    pub sentiment_threshold: f32,
+    /// Sentiment window.
+    pub sentiment_turns: u32,
+}
+
+/// `[summary]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SummaryConfig {
+    /// Chat-completions URL; empty disables the LLM.
+    pub llm_url: String,
+    /// Model name.
+    pub llm_model: String,
+    /// API key.
+    pub llm_api_key: String,
+    /// Time budget.
+    pub budget_ms: u64,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Database file.
+    pub path: PathBuf,
+}
+
+/// `[api]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Bearer token; empty = open.
+    pub token: String,
+}
+
 /// `[recording]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -122,6 +176,14 @@ pub struct Config {
     pub agent: AgentConfig,
     /// `[media]`.
     pub media: MediaConfig,
+    /// `[monitor]`.
+    pub monitor: MonitorConfig,
+    /// `[summary]`.
+    pub summary: SummaryConfig,
+    /// `[store]`.
+    pub store: StoreConfig,
+    /// `[api]`.
+    pub api: ApiConfig,
     /// `[recording]`.
     pub recording: RecordingConfig,
     /// `[log]`.
@@ -207,6 +269,25 @@ impl Config {
                 message: "must be at least 1024".into(),
             });
         }
+        if !(0.0..=1.0).contains(&self.monitor.low_confidence) {
+            return Err(ConfigError::Invalid {
+                key: "monitor.low_confidence",
+                message: "must be between 0 and 1".into(),
+            });
+        }
+        if !(-1.0..=1.0).contains(&self.monitor.sentiment_threshold) {
+            return Err(ConfigError::Invalid {
+                key: "monitor.sentiment_threshold",
+                message: "must be between -1 and 1".into(),
+            });
+        }
+        let url = &self.summary.llm_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ConfigError::Invalid {
+                key: "summary.llm_url",
+                message: format!("{:?} must be empty or an http(s) URL", self.summary.llm_url),
+            });
+        }
         if self.media.max_playout_seconds == 0 {
             return Err(ConfigError::Invalid {
                 key: "media.max_playout_seconds",
@@ -216,9 +297,31 @@ impl Config {
         Ok(())
     }
 
-    /// The configuration as TOML (for `check-config`).
+    /// The configuration as TOML (for `check-config`), secrets masked.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
+        let mut shown = self.clone();
+        for secret in [&mut shown.summary.llm_api_key, &mut shown.api.token] {
+            if !secret.is_empty() {
+                *secret = "********".into();
+            }
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+
+    /// The escalation policy.
+    pub fn policy(&self) -> crate::monitor::PolicyConfig {
+        let m = &self.monitor;
+        crate::monitor::PolicyConfig {
+            unhelpful_turns: m.unhelpful_turns,
+            low_confidence: m.low_confidence,
+            low_confidence_turns: m.low_confidence_turns,
+            authority_intents: m.authority_intents.clone(),
+            refund_limit: m.refund_limit,
+            policy_keywords: m.policy_keywords.clone(),
+            critical_keywords: m.critical_keywords.clone(),
+            sentiment_threshold: m.sentiment_threshold,
+            sentiment_turns: m.sentiment_turns,
+        }
     }
 
     /// Dial timeout for the agent.
@@ -289,6 +392,14 @@ fn apply_env(table: &mut toml::Table, name: &str, value: &str) -> Result<(), Con
             .parse::<f64>()
             .map(toml::Value::Float)
             .map_err(|_| env_err(format!("{value:?} is not a number")))?,
+        toml::Value::Array(_) => toml::Value::Array(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(|v| toml::Value::String(v.to_string()))
+                .collect(),
+        ),
         _ => toml::Value::String(value.to_string()),
     };
     section_table.insert(key.to_string(), parsed);
@@ -345,5 +456,15 @@ mod tests {
         assert!(env("WARMLINE_MEDIA_BARGE_IN", "maybe").contains("true or false"));
         assert!(env("WARMLINE_NOPE_X", "1").contains("no config section"));
         assert!(env("WARMLINE_MEDIA_NOPE", "1").contains("no key"));
+        let lists = Config::from_layers(
+            None,
+            vec![(
+                "WARMLINE_MONITOR_POLICY_KEYWORDS".to_string(),
+                "refund, chargeback".to_string(),
+            )]
+            .into_iter(),
+        )
+        .unwrap();
+        assert_eq!(lists.monitor.policy_keywords, vec!["refund", "chargeback"]);
     }
 }

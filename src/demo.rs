@@ -121,6 +121,7 @@ pub async fn run(mut config: Config, out: &Path) -> Result<DemoReport, DemoError
     config.server.listen = "127.0.0.1:0".into();
     config.recording.enabled = true;
     config.recording.dir = out.to_path_buf();
+    config.store.path = out.join("warmline.db");
     let gateway = RunningGateway::start(config).await?;
 
     let stamp = SystemTime::now()

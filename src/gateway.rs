@@ -1,7 +1,9 @@
 //! The running gateway: shared state, the HTTP/WebSocket server and its lifecycle.
 
+use crate::brief::summary::LlmSummarizer;
 use crate::call::registry::CallRegistry;
 use crate::config::Config;
+use crate::store::{Store, StoreError};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use thiserror::Error;
@@ -16,6 +18,10 @@ pub struct Shared {
     pub registry: CallRegistry,
     /// The "agent unavailable" prompt, μ-law 8 kHz.
     pub apology: Arc<[u8]>,
+    /// Persistence.
+    pub store: Store,
+    /// The LLM summariser, when configured.
+    pub llm: Option<LlmSummarizer>,
 }
 
 /// The gateway could not start.
@@ -32,6 +38,12 @@ pub enum GatewayError {
     /// A bundled asset is broken.
     #[error("bundled asset: {0}")]
     Asset(#[from] crate::media::wav::WavError),
+    /// The database cannot be used.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The LLM client cannot be built.
+    #[error("LLM summary client: {0}")]
+    Llm(String),
 }
 
 /// A gateway serving on a socket; dropping it (or `shutdown`) stops the server.
@@ -48,6 +60,23 @@ impl RunningGateway {
     /// Binds `config.server.listen` and starts serving.
     pub async fn start(config: Config) -> Result<RunningGateway, GatewayError> {
         let apology = crate::assets::agent_unavailable()?;
+        let store = Store::open(&config.store.path)?;
+        let llm = if config.summary.llm_url.is_empty() {
+            None
+        } else {
+            Some(
+                LlmSummarizer::new(
+                    &config.summary.llm_url,
+                    &config.summary.llm_model,
+                    &config.summary.llm_api_key,
+                    std::time::Duration::from_millis(config.summary.budget_ms),
+                )
+                .map_err(|e| GatewayError::Llm(e.to_string()))?,
+            )
+        };
+        if config.api.token.is_empty() {
+            tracing::warn!("api.token is empty: the /v1 API is open to anyone who can reach it");
+        }
         let addr = config.server.listen.clone();
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
@@ -62,6 +91,8 @@ impl RunningGateway {
             config,
             registry: CallRegistry::default(),
             apology,
+            store,
+            llm,
         });
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = crate::http::router(Arc::clone(&shared));

@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod assets;
+pub mod brief;
 pub mod call;
 pub mod config;
 pub mod demo;
@@ -19,4 +20,6 @@ pub mod gateway;
 pub mod http;
 pub mod legs;
 pub mod media;
+pub mod monitor;
 pub mod sim;
+pub mod store;

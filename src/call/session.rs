@@ -2,6 +2,7 @@
 //! agent's leg events and a timer, and carries out its outputs.
 
 use crate::call::bridge::{BridgeOutput, CallBridge};
+use crate::call::insight::{Escalation, Insight};
 use crate::call::recorder::Recorder;
 use crate::call::timeline::{LegName, Timeline, TimelineKind};
 use crate::gateway::Shared;
@@ -9,7 +10,7 @@ use crate::legs::agent::{self, AgentLegConfig};
 use crate::legs::media_streams::StartMeta;
 use crate::legs::{HangupCause, LegCommand, LegEvent};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
@@ -68,6 +69,12 @@ async fn drive(
         .enabled
         .then(|| Recorder::spawn(record_dir.clone(), setup.started));
     let mut bridge = CallBridge::new(config.bridge(), Arc::clone(&shared.apology));
+    let (insight, mut escalations) = Insight::spawn(
+        Arc::clone(&shared),
+        &setup.call_id,
+        &setup.start,
+        setup.started_wall,
+    );
     let mut agent_open = true;
     let mut caller_drops = 0u64;
 
@@ -105,6 +112,7 @@ async fn drive(
                 }
                 BridgeOutput::Timeline(kind) => {
                     log_event(&kind);
+                    insight.observe(now, &kind);
                     timeline.push(now, kind);
                 }
                 BridgeOutput::Ended(reason) => {
@@ -134,8 +142,18 @@ async fn drive(
                 });
                 bridge.handle_agent(event, Instant::now());
             }
+            Some(escalation) = escalations.recv() => {
+                timeline.push(Instant::now(), escalation_event(&escalation));
+            }
             _ = sleep_until(wake) => {}
         }
+    }
+    // Wait for the final context (an LLM summary may still be in flight), and
+    // record a decision that arrived as the call ended.
+    let budget = Duration::from_millis(config.summary.budget_ms) + Duration::from_secs(1);
+    insight.finish(budget).await;
+    while let Ok(escalation) = escalations.try_recv() {
+        timeline.push(Instant::now(), escalation_event(&escalation));
     }
     drop(agent_tx);
     drop(caller_tx);
@@ -152,6 +170,18 @@ async fn drive(
         }
     }
     shared.registry.finish(timeline);
+}
+
+fn escalation_event(e: &Escalation) -> TimelineKind {
+    TimelineKind::EscalationDecided {
+        trigger: e.decision.trigger,
+        urgency: e.decision.urgency,
+        description: e.decision.description.clone(),
+        rule: e.decision.rule.to_string(),
+        evidence: e.decision.evidence.clone(),
+        decision_latency_us: e.latency.as_micros() as u64,
+        summary: serde_json::to_value(&e.summary_source).unwrap_or_default(),
+    }
 }
 
 async fn sleep_until(wake: Option<tokio::time::Instant>) {

@@ -116,6 +116,23 @@ pub enum TimelineKind {
         /// Frames dropped from the gateway's queue.
         frames_dropped: usize,
     },
+    /// The monitor decided a human must take over.
+    EscalationDecided {
+        /// Reason code.
+        trigger: Trigger,
+        /// Urgency.
+        urgency: Urgency,
+        /// Why, for a human.
+        description: String,
+        /// Rule that fired.
+        rule: String,
+        /// Transcript indices that justify it.
+        evidence: Vec<usize>,
+        /// From the triggering event to the decision, µs.
+        decision_latency_us: u64,
+        /// Where the context's summary came from.
+        summary: serde_json::Value,
+    },
     /// A keypad digit from the caller.
     Dtmf {
         /// The digit.

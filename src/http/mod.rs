@@ -1,4 +1,6 @@
-//! HTTP routes: the Media Streams WebSocket, health, and call inspection.
+//! HTTP routes: the Media Streams WebSocket, health, call inspection and the /v1 API.
+
+pub mod api;
 
 use crate::gateway::Shared;
 use axum::Json;
@@ -11,7 +13,16 @@ use std::sync::Arc;
 
 /// The gateway's routes.
 pub fn router(shared: Arc<Shared>) -> Router {
+    let v1 = Router::new()
+        .route("/v1/calls", get(api::list_calls))
+        .route("/v1/calls/{id}", get(api::get_call))
+        .route("/v1/calls/{id}/context", get(api::get_context))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            api::require_token,
+        ));
     Router::new()
+        .merge(v1)
         .route("/healthz", get(|| async { "ok" }))
         .route("/media", get(media_stream))
         .route("/calls", get(list_calls))

@@ -22,6 +22,8 @@ pub async fn gateway(agent_url: &str, tweak: impl FnOnce(&mut Config)) -> Runnin
     config.server.listen = "127.0.0.1:0".into();
     config.agent.url = agent_url.into();
     config.agent.connect_timeout_ms = 2000;
+    let dir = tempfile::tempdir().expect("tempdir").keep();
+    config.store.path = dir.join("warmline.db");
     tweak(&mut config);
     RunningGateway::start(config).await.expect("gateway starts")
 }

@@ -1,0 +1,109 @@
+//! Cost of the per-turn monitoring path (criterion): sentiment, confidence,
+//! the policy decision, the extractive summary and the context JSON.
+//!
+//! "decision_latency_*" is the in-process cost from a turn arriving at the
+//! monitor to its decision; the end-to-end figure (bridge → insight task →
+//! decision) is recorded per call in the timeline as `decision_latency_us`.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use std::hint::black_box;
+use std::time::{Duration, SystemTime};
+use warmline::brief::context::ContextBuilder;
+use warmline::brief::summary::extractive;
+use warmline::legs::media_streams::Role;
+use warmline::monitor::sentiment::SentimentScorer;
+use warmline::monitor::{Monitor, MonitorInput, PolicyConfig};
+
+const CALLER: &str =
+    "I'm so frustrated, this is the third time I've called about order 8821 and nothing works.";
+
+fn benches(c: &mut Criterion) {
+    let scorer = SentimentScorer::default();
+    c.bench_function("sentiment_vader_one_turn", |b| {
+        b.iter(|| scorer.score(black_box(CALLER)))
+    });
+
+    c.bench_function("decision_latency_explicit_request", |b| {
+        b.iter_batched(
+            || Monitor::new(PolicyConfig::default()),
+            |mut m| {
+                let o = m.observe(
+                    MonitorInput::Turn {
+                        role: Role::User,
+                        content: "No. I want a real person, now.",
+                        confidence: None,
+                    },
+                    Duration::ZERO,
+                );
+                assert!(o.decision.is_some());
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+
+    c.bench_function("decision_latency_second_unhelpful_turn", |b| {
+        b.iter_batched(
+            || {
+                let mut m = Monitor::new(PolicyConfig::default());
+                m.observe(
+                    MonitorInput::Turn {
+                        role: Role::Agent,
+                        content: "I'm not sure I can help with refunds.",
+                        confidence: None,
+                    },
+                    Duration::ZERO,
+                );
+                m
+            },
+            |mut m| {
+                let o = m.observe(
+                    MonitorInput::Turn {
+                        role: Role::Agent,
+                        content: "Unfortunately I don't have access to refunds.",
+                        confidence: None,
+                    },
+                    Duration::ZERO,
+                );
+                assert!(o.decision.is_some());
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+
+    let mut builder = ContextBuilder::new("CA1", SystemTime::now(), "bench");
+    let mut m = Monitor::new(PolicyConfig::default());
+    for i in 0..10 {
+        let (role, text) = if i % 2 == 0 {
+            (Role::User, CALLER)
+        } else {
+            (
+                Role::Agent,
+                "Let me check the status of order 8821 for you.",
+            )
+        };
+        let o = m.observe(
+            MonitorInput::Turn {
+                role,
+                content: text,
+                confidence: Some(0.8),
+            },
+            Duration::ZERO,
+        );
+        builder.on_turn(
+            role,
+            text,
+            SystemTime::now(),
+            o.sentiment,
+            o.assessment.as_ref(),
+        );
+    }
+    c.bench_function("extractive_summary_10_turns", |b| {
+        b.iter(|| extractive(black_box(builder.context())))
+    });
+    c.bench_function("context_json_10_turns", |b| {
+        b.iter(|| serde_json::to_string(black_box(builder.context())).map(|s| s.len()))
+    });
+}
+
+criterion_group!(monitor, benches);
+criterion_main!(monitor);

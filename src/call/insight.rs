@@ -1,0 +1,277 @@
+//! The per-call insight task: off the audio path, it feeds what the call task
+//! observes (turns, tools, digits, agent events) to the [`Monitor`], builds the
+//! [`HandoffContext`] turn by turn, persists both, and reports the escalation
+//! decision back to the call task.
+
+use crate::brief::context::{ContextBuilder, HandoffContext, rfc3339};
+use crate::brief::summary::{self, SummarySource};
+use crate::call::timeline::TimelineKind;
+use crate::gateway::Shared;
+use crate::legs::media_streams::StartMeta;
+use crate::monitor::{Decision, Monitor, MonitorInput};
+use crate::store::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::mpsc;
+
+/// Events queued towards the insight task.
+const QUEUE: usize = 256;
+
+/// The gateway's version string, recorded in every context.
+pub const AGENT_VERSION: &str = concat!("warmline/", env!("CARGO_PKG_VERSION"));
+
+/// A decision, with the context as it stood when it was made.
+#[derive(Debug, Clone)]
+pub struct Escalation {
+    /// The decision.
+    pub decision: Decision,
+    /// The context (summary included).
+    pub context: Arc<HandoffContext>,
+    /// Where the summary came from.
+    pub summary_source: SummarySource,
+    /// From the triggering event to the decision.
+    pub latency: Duration,
+}
+
+struct Observed {
+    at: Instant,
+    wall: SystemTime,
+    kind: TimelineKind,
+}
+
+/// The call task's handle on its insight task.
+pub struct Insight {
+    tx: mpsc::Sender<Observed>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Insight {
+    /// Starts the task for a call.
+    pub fn spawn(
+        shared: Arc<Shared>,
+        call_id: &str,
+        start: &StartMeta,
+        started_wall: SystemTime,
+    ) -> (Insight, mpsc::Receiver<Escalation>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let (esc_tx, esc_rx) = mpsc::channel(4);
+        let mut builder = ContextBuilder::new(call_id, started_wall, AGENT_VERSION);
+        builder.on_call_parameters(&start.custom_parameters);
+        shared.store.write(Write::CallStarted {
+            id: call_id.to_string(),
+            call_sid: start.call_sid.clone(),
+            started_at: rfc3339(started_wall),
+        });
+        let worker = Worker {
+            monitor: Monitor::new(shared.config.policy()),
+            shared,
+            call_id: call_id.to_string(),
+            builder,
+            esc_tx,
+            started_wall,
+            summary_source: SummarySource::Extractive {
+                fallback_reason: None,
+            },
+        };
+        let task = tokio::spawn(worker.run(rx));
+        (Insight { tx, task }, esc_rx)
+    }
+
+    /// Passes on an event the call task recorded (only those that matter are sent).
+    pub fn observe(&self, at: Instant, kind: &TimelineKind) {
+        let relevant = matches!(
+            kind,
+            TimelineKind::Turn { .. }
+                | TimelineKind::ToolUsed { .. }
+                | TimelineKind::Customer { .. }
+                | TimelineKind::Intent { .. }
+                | TimelineKind::EscalationRequested { .. }
+                | TimelineKind::Dtmf { .. }
+                | TimelineKind::CallEnded { .. }
+        );
+        if relevant
+            && self
+                .tx
+                .try_send(Observed {
+                    at,
+                    wall: SystemTime::now(),
+                    kind: kind.clone(),
+                })
+                .is_err()
+        {
+            tracing::warn!("insight queue full; event not monitored");
+        }
+    }
+
+    /// Waits (up to `limit`) for the task to save the final context.
+    pub async fn finish(self, limit: Duration) {
+        drop(self.tx);
+        if tokio::time::timeout(limit, self.task).await.is_err() {
+            tracing::warn!("insight task did not finish in time");
+        }
+    }
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    call_id: String,
+    monitor: Monitor,
+    builder: ContextBuilder,
+    esc_tx: mpsc::Sender<Escalation>,
+    started_wall: SystemTime,
+    summary_source: SummarySource,
+}
+
+impl Worker {
+    async fn run(mut self, mut rx: mpsc::Receiver<Observed>) {
+        while let Some(obs) = rx.recv().await {
+            let ended = matches!(obs.kind, TimelineKind::CallEnded { .. });
+            self.handle(obs).await;
+            if ended {
+                break;
+            }
+        }
+        self.save_context();
+    }
+
+    async fn handle(&mut self, obs: Observed) {
+        let since_start = obs
+            .wall
+            .duration_since(self.started_wall)
+            .unwrap_or_default();
+        let observation = match &obs.kind {
+            TimelineKind::Turn {
+                role,
+                content,
+                confidence,
+            } => {
+                let o = self.monitor.observe(
+                    MonitorInput::Turn {
+                        role: *role,
+                        content,
+                        confidence: *confidence,
+                    },
+                    since_start,
+                );
+                self.builder
+                    .on_turn(*role, content, obs.wall, o.sentiment, o.assessment.as_ref());
+                if let Some(idx) = o.turn_index {
+                    self.shared.store.write(Write::Turn {
+                        call_id: self.call_id.clone(),
+                        idx,
+                        role: serde_json::to_value(role)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default(),
+                        content: content.clone(),
+                        at: rfc3339(obs.wall),
+                        confidence: o.assessment.as_ref().map(|a| a.confidence),
+                        helpful: o.assessment.as_ref().map(|a| a.helpful),
+                        sentiment: o.sentiment,
+                    });
+                }
+                o
+            }
+            TimelineKind::ToolUsed { name, ok, detail } => {
+                self.builder
+                    .on_tool(name, *ok, detail.as_deref(), None, obs.wall);
+                self.monitor
+                    .observe(MonitorInput::Tool { name, ok: *ok }, since_start)
+            }
+            TimelineKind::Customer { data } => {
+                self.builder.on_customer(data);
+                Default::default()
+            }
+            TimelineKind::Intent { data } => {
+                self.builder.on_intent(data);
+                self.monitor
+                    .observe(MonitorInput::Intent(data), since_start)
+            }
+            TimelineKind::EscalationRequested {
+                trigger,
+                description,
+                urgency,
+            } => {
+                let body = crate::legs::media_streams::EscalateBody {
+                    trigger: *trigger,
+                    description: description.clone(),
+                    urgency: *urgency,
+                };
+                self.monitor
+                    .observe(MonitorInput::AgentEscalate(&body), since_start)
+            }
+            TimelineKind::Dtmf { digit } => self
+                .monitor
+                .observe(MonitorInput::Dtmf(*digit), since_start),
+            TimelineKind::CallEnded { reason } => {
+                self.shared.store.write(Write::CallEnded {
+                    id: self.call_id.clone(),
+                    ended_at: rfc3339(obs.wall),
+                    reason: serde_json::to_string(reason).unwrap_or_default(),
+                });
+                Default::default()
+            }
+            _ => Default::default(),
+        };
+        let Some(decision) = observation.decision else {
+            self.save_context();
+            return;
+        };
+        let latency = obs.at.elapsed();
+        self.builder.on_decision(&decision, SystemTime::now());
+        tracing::info!(
+            trigger = ?decision.trigger,
+            urgency = ?decision.urgency,
+            rule = decision.rule,
+            latency_us = latency.as_micros() as u64,
+            "escalation decided: {}",
+            decision.description
+        );
+        self.shared.store.write(Write::Decision {
+            call_id: self.call_id.clone(),
+            trigger: enum_text(&decision.trigger),
+            urgency: enum_text(&decision.urgency),
+            description: decision.description.clone(),
+            rule: decision.rule.to_string(),
+            evidence: serde_json::to_string(&decision.evidence).unwrap_or_else(|_| "[]".into()),
+            decided_at: rfc3339(SystemTime::now()),
+            latency_us: latency.as_micros() as u64,
+        });
+        let (text, source) =
+            summary::best_summary(self.shared.llm.as_ref(), self.builder.context()).await;
+        self.builder.set_summary(text);
+        self.summary_source = source.clone();
+        self.save_context();
+        let escalation = Escalation {
+            decision,
+            context: Arc::new(self.builder.context().clone()),
+            summary_source: source,
+            latency,
+        };
+        if self.esc_tx.send(escalation).await.is_err() {
+            tracing::debug!("call ended before the escalation was delivered");
+        }
+    }
+
+    fn save_context(&mut self) {
+        if self.builder.context().escalation_reason.is_none()
+            || self.builder.context().summary.is_empty()
+        {
+            let text = summary::extractive(self.builder.context());
+            self.builder.set_summary(text);
+        }
+        self.shared.store.write(Write::Context {
+            call_id: self.call_id.clone(),
+            json: serde_json::to_string(self.builder.context()).unwrap_or_default(),
+            summary_source: serde_json::to_string(&self.summary_source).unwrap_or_default(),
+            updated_at: rfc3339(SystemTime::now()),
+        });
+    }
+}
+
+fn enum_text<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}

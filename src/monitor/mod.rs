@@ -1,0 +1,9 @@
+//! Per-turn monitoring (sans-IO): caller sentiment, agent confidence and
+//! helpfulness, and the escalation policy that turns them into a decision.
+
+pub mod confidence;
+pub mod policy;
+pub mod sentiment;
+pub mod text;
+
+pub use policy::{Decision, Monitor, MonitorInput, Observation, PolicyConfig};

@@ -1,0 +1,436 @@
+//! SQLite persistence (rusqlite, bundled SQLite) on a dedicated thread: calls,
+//! turns, sentiment, decisions and handoff contexts. Writes are queued from the
+//! call tasks and never block them; a failed write is kept and retried, so a
+//! locked or briefly unwritable database loses nothing once it recovers.
+
+mod schema;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::sync::oneshot;
+
+/// Writes queued before the store refuses more (logged).
+const QUEUE: usize = 10_000;
+/// Failed writes kept for retry.
+const RETRY_KEEP: usize = 10_000;
+/// How often failed writes are retried.
+const RETRY_EVERY: Duration = Duration::from_millis(500);
+
+/// Store errors.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The database could not be opened or migrated.
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: rusqlite::Error,
+    },
+    /// The folder for the database could not be created.
+    #[error("cannot create {path}: {source}")]
+    Folder {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A query failed.
+    #[error("database query failed: {0}")]
+    Query(#[from] rusqlite::Error),
+    /// The store thread is gone.
+    #[error("the store is closed")]
+    Closed,
+    /// The write queue is full.
+    #[error("the store's write queue is full; write dropped")]
+    Full,
+}
+
+/// A write to persist.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// A call began.
+    CallStarted {
+        /// Call id.
+        id: String,
+        /// Provider call id.
+        call_sid: String,
+        /// RFC 3339.
+        started_at: String,
+    },
+    /// A conversation turn (with sentiment for caller turns).
+    Turn {
+        /// Call id.
+        call_id: String,
+        /// Index in the transcript.
+        idx: usize,
+        /// `user` / `agent`.
+        role: String,
+        /// Text.
+        content: String,
+        /// RFC 3339.
+        at: String,
+        /// Agent confidence.
+        confidence: Option<f32>,
+        /// Agent helpfulness.
+        helpful: Option<bool>,
+        /// Caller sentiment score.
+        sentiment: Option<f32>,
+    },
+    /// The escalation decision.
+    Decision {
+        /// Call id.
+        call_id: String,
+        /// Reason code.
+        trigger: String,
+        /// Urgency.
+        urgency: String,
+        /// Description.
+        description: String,
+        /// Rule that fired.
+        rule: String,
+        /// Evidence turn indices (JSON array).
+        evidence: String,
+        /// RFC 3339.
+        decided_at: String,
+        /// Last input → decision, µs.
+        latency_us: u64,
+    },
+    /// The latest handoff context.
+    Context {
+        /// Call id.
+        call_id: String,
+        /// The JSON.
+        json: String,
+        /// Where the summary came from (JSON).
+        summary_source: String,
+        /// RFC 3339.
+        updated_at: String,
+    },
+    /// A call ended.
+    CallEnded {
+        /// Call id.
+        id: String,
+        /// RFC 3339.
+        ended_at: String,
+        /// End reason (JSON).
+        reason: String,
+    },
+}
+
+/// A call as listed by the API.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CallRow {
+    /// Call id.
+    pub id: String,
+    /// Provider call id.
+    pub call_sid: String,
+    /// RFC 3339.
+    pub started_at: String,
+    /// RFC 3339, once ended.
+    pub ended_at: Option<String>,
+    /// End reason, once ended.
+    pub end_reason: Option<serde_json::Value>,
+    /// Turns stored.
+    pub turns: i64,
+    /// The escalation decision, if any.
+    pub decision: Option<DecisionRow>,
+}
+
+/// A stored decision.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DecisionRow {
+    /// Reason code.
+    pub trigger: String,
+    /// Urgency.
+    pub urgency: String,
+    /// Description.
+    pub description: String,
+    /// Rule.
+    pub rule: String,
+    /// Evidence turn indices.
+    pub evidence: serde_json::Value,
+    /// RFC 3339.
+    pub decided_at: String,
+    /// Last input → decision, µs.
+    pub latency_us: Option<i64>,
+}
+
+enum Command {
+    Write(Write),
+    ListCalls(usize, oneshot::Sender<Result<Vec<CallRow>, StoreError>>),
+    Call(String, oneshot::Sender<Result<Option<CallRow>, StoreError>>),
+    Context(String, oneshot::Sender<Result<Option<String>, StoreError>>),
+    Flush(oneshot::Sender<usize>),
+}
+
+/// Handle to the store thread (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Store {
+    tx: std_mpsc::SyncSender<Command>,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and starts its thread.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let conn = schema::open(path).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let (tx, rx) = std_mpsc::sync_channel(QUEUE);
+        let thread_path = path.to_path_buf();
+        std::thread::Builder::new()
+            .name("warmline-store".into())
+            .spawn(move || run(conn, rx, &thread_path))
+            .map_err(|e| StoreError::Folder {
+                path: path.to_path_buf(),
+                source: e,
+            })?;
+        Ok(Store {
+            tx,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Queues a write; never blocks.
+    pub fn write(&self, write: Write) {
+        match self.tx.try_send(Command::Write(write)) {
+            Ok(()) => {}
+            Err(std_mpsc::TrySendError::Full(_)) => tracing::error!("{}", StoreError::Full),
+            Err(std_mpsc::TrySendError::Disconnected(_)) => {
+                tracing::error!("{}", StoreError::Closed)
+            }
+        }
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.try_send(make(reply)).map_err(|e| match e {
+            std_mpsc::TrySendError::Full(_) => StoreError::Full,
+            std_mpsc::TrySendError::Disconnected(_) => StoreError::Closed,
+        })?;
+        rx.await.map_err(|_| StoreError::Closed)
+    }
+
+    /// The most recent calls, newest first.
+    pub async fn list_calls(&self, limit: usize) -> Result<Vec<CallRow>, StoreError> {
+        self.ask(|r| Command::ListCalls(limit, r)).await?
+    }
+
+    /// One call.
+    pub async fn call(&self, id: &str) -> Result<Option<CallRow>, StoreError> {
+        self.ask(|r| Command::Call(id.to_string(), r)).await?
+    }
+
+    /// The latest context JSON of a call.
+    pub async fn context(&self, id: &str) -> Result<Option<String>, StoreError> {
+        self.ask(|r| Command::Context(id.to_string(), r)).await?
+    }
+
+    /// Waits until every write queued so far was attempted; returns how many are
+    /// still waiting for a retry (0 when all are on disk).
+    pub async fn flush(&self) -> Result<usize, StoreError> {
+        self.ask(Command::Flush).await
+    }
+}
+
+fn run(conn: Connection, rx: std_mpsc::Receiver<Command>, path: &Path) {
+    let mut retry: VecDeque<Write> = VecDeque::new();
+    loop {
+        let command = match rx.recv_timeout(RETRY_EVERY) {
+            Ok(c) => Some(c),
+            Err(std_mpsc::RecvTimeoutError::Timeout) => None,
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        // Older failed writes go first, so rows keep their order.
+        let pending = retry.len();
+        for _ in 0..pending {
+            let Some(w) = retry.pop_front() else { break };
+            if let Err(e) = apply(&conn, &w) {
+                tracing::warn!(db = %path.display(), error = %e, "store write still failing; will retry");
+                retry.push_front(w);
+                break;
+            }
+        }
+        match command {
+            Some(Command::Write(w)) => {
+                if !retry.is_empty() {
+                    keep(&mut retry, w);
+                } else if let Err(e) = apply(&conn, &w) {
+                    tracing::warn!(db = %path.display(), error = %e, "store write failed; will retry");
+                    keep(&mut retry, w);
+                }
+            }
+            Some(Command::ListCalls(limit, reply)) => {
+                let _ = reply.send(schema::list_calls(&conn, limit).map_err(StoreError::from));
+            }
+            Some(Command::Call(id, reply)) => {
+                let _ = reply.send(schema::call(&conn, &id).map_err(StoreError::from));
+            }
+            Some(Command::Context(id, reply)) => {
+                let r = conn
+                    .query_row(
+                        "SELECT json FROM contexts WHERE call_id = ?1",
+                        params![id],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(StoreError::from);
+                let _ = reply.send(r);
+            }
+            Some(Command::Flush(reply)) => {
+                let _ = reply.send(retry.len());
+            }
+            None => {}
+        }
+    }
+    // Last chance for anything still pending.
+    for w in retry {
+        if let Err(e) = apply(&conn, &w) {
+            tracing::error!(db = %path.display(), error = %e, ?w, "store write lost at shutdown");
+        }
+    }
+}
+
+fn keep(retry: &mut VecDeque<Write>, w: Write) {
+    if retry.len() >= RETRY_KEEP {
+        tracing::error!(?w, "store retry queue full; write dropped");
+    } else {
+        retry.push_back(w);
+    }
+}
+
+fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<()> {
+    match w {
+        Write::CallStarted { id, call_sid, started_at } => conn
+            .execute(
+                "INSERT INTO calls (id, call_sid, started_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(id) DO UPDATE SET call_sid = excluded.call_sid, started_at = excluded.started_at",
+                params![id, call_sid, started_at],
+            )
+            .map(drop),
+        Write::Turn { call_id, idx, role, content, at, confidence, helpful, sentiment } => {
+            conn.execute(
+                "INSERT OR REPLACE INTO turns (call_id, idx, role, content, at, confidence, helpful)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![call_id, *idx as i64, role, content, at, confidence, helpful],
+            )?;
+            if let Some(score) = sentiment {
+                conn.execute(
+                    "INSERT OR REPLACE INTO sentiment (call_id, turn_idx, score, label, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        call_id,
+                        *idx as i64,
+                        score,
+                        format!("{:?}", crate::monitor::sentiment::SentimentLabel::of(*score)).to_lowercase(),
+                        at
+                    ],
+                )?;
+            }
+            Ok(())
+        }
+        Write::Decision { call_id, trigger, urgency, description, rule, evidence, decided_at, latency_us } => {
+            conn.execute(
+                "INSERT OR REPLACE INTO decisions (call_id, trigger, urgency, description, rule, evidence, decided_at, latency_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![call_id, trigger, urgency, description, rule, evidence, decided_at, *latency_us as i64],
+            )?;
+            conn.execute("UPDATE calls SET escalated = 1 WHERE id = ?1", params![call_id])
+                .map(drop)
+        }
+        Write::Context { call_id, json, summary_source, updated_at } => conn
+            .execute(
+                "INSERT OR REPLACE INTO contexts (call_id, json, summary_source, updated_at) VALUES (?1, ?2, ?3, ?4)",
+                params![call_id, json, summary_source, updated_at],
+            )
+            .map(drop),
+        Write::CallEnded { id, ended_at, reason } => conn
+            .execute(
+                "UPDATE calls SET ended_at = ?2, end_reason = ?3 WHERE id = ?1",
+                params![id, ended_at, reason],
+            )
+            .map(drop),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn writes_land_and_read_back_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db/warmline.db");
+        {
+            let store = Store::open(&path).unwrap();
+            store.write(Write::CallStarted {
+                id: "CA1".into(),
+                call_sid: "CA1".into(),
+                started_at: "2026-11-25T10:00:00.000Z".into(),
+            });
+            store.write(Write::Turn {
+                call_id: "CA1".into(),
+                idx: 0,
+                role: "user".into(),
+                content: "I want a real person 😡".into(),
+                at: "2026-11-25T10:00:01.000Z".into(),
+                confidence: None,
+                helpful: None,
+                sentiment: Some(-0.4),
+            });
+            store.write(Write::Decision {
+                call_id: "CA1".into(),
+                trigger: "customer_request".into(),
+                urgency: "standard".into(),
+                description: "asked".into(),
+                rule: "explicit_request".into(),
+                evidence: "[0]".into(),
+                decided_at: "2026-11-25T10:00:01.000Z".into(),
+                latency_us: 12,
+            });
+            store.write(Write::Context {
+                call_id: "CA1".into(),
+                json: "{\"conversationId\":\"CA1\"}".into(),
+                summary_source: "{}".into(),
+                updated_at: "2026-11-25T10:00:01.000Z".into(),
+            });
+            assert_eq!(store.flush().await.unwrap(), 0);
+        }
+        let store = Store::open(&path).unwrap();
+        let call = store.call("CA1").await.unwrap().unwrap();
+        assert_eq!(call.turns, 1);
+        assert_eq!(call.decision.unwrap().trigger, "customer_request");
+        assert!(store.context("CA1").await.unwrap().unwrap().contains("CA1"));
+        assert!(store.call("nope").await.unwrap().is_none());
+        assert_eq!(store.list_calls(10).await.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn an_unusable_path_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain-file");
+        std::fs::write(&file, b"x").unwrap();
+        let err = Store::open(&file.join("warmline.db")).unwrap_err();
+        assert!(err.to_string().contains("cannot create"), "{err}");
+    }
+}

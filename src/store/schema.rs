@@ -1,0 +1,126 @@
+//! The schema, its embedded migrations and the read queries.
+
+use super::{CallRow, DecisionRow};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+use std::time::Duration;
+
+/// Migrations in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE calls (
+    id TEXT PRIMARY KEY,
+    call_sid TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    end_reason TEXT,
+    escalated INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE turns (
+    call_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    at TEXT NOT NULL,
+    confidence REAL,
+    helpful INTEGER,
+    PRIMARY KEY (call_id, idx)
+);
+CREATE TABLE sentiment (
+    call_id TEXT NOT NULL,
+    turn_idx INTEGER NOT NULL,
+    score REAL NOT NULL,
+    label TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (call_id, turn_idx)
+);
+CREATE TABLE decisions (
+    call_id TEXT PRIMARY KEY,
+    trigger TEXT NOT NULL,
+    urgency TEXT NOT NULL,
+    description TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    evidence TEXT NOT NULL,
+    decided_at TEXT NOT NULL,
+    latency_us INTEGER
+);
+CREATE TABLE contexts (
+    call_id TEXT PRIMARY KEY,
+    json TEXT NOT NULL,
+    summary_source TEXT,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX calls_started ON calls (started_at);
+"#];
+
+/// Opens the database in WAL mode and runs pending migrations.
+pub fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(2))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(conn)
+}
+
+fn decision(conn: &Connection, id: &str) -> rusqlite::Result<Option<DecisionRow>> {
+    conn.query_row(
+        "SELECT trigger, urgency, description, rule, evidence, decided_at, latency_us FROM decisions WHERE call_id = ?1",
+        params![id],
+        |r| {
+            let evidence: String = r.get(4)?;
+            Ok(DecisionRow {
+                trigger: r.get(0)?,
+                urgency: r.get(1)?,
+                description: r.get(2)?,
+                rule: r.get(3)?,
+                evidence: serde_json::from_str(&evidence).unwrap_or(serde_json::Value::Null),
+                decided_at: r.get(5)?,
+                latency_us: r.get(6)?,
+            })
+        },
+    )
+    .optional()
+}
+
+fn row(conn: &Connection, r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
+    let id: String = r.get(0)?;
+    let reason: Option<String> = r.get(4)?;
+    Ok(CallRow {
+        decision: decision(conn, &id)?,
+        call_sid: r.get(1)?,
+        started_at: r.get(2)?,
+        ended_at: r.get(3)?,
+        end_reason: reason.and_then(|s| serde_json::from_str(&s).ok()),
+        turns: r.get(5)?,
+        id,
+    })
+}
+
+const CALL_COLUMNS: &str = "SELECT c.id, c.call_sid, c.started_at, c.ended_at, c.end_reason,
+    (SELECT COUNT(*) FROM turns t WHERE t.call_id = c.id) FROM calls c";
+
+/// The most recent calls.
+pub fn list_calls(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<CallRow>> {
+    let mut stmt = conn.prepare(&format!(
+        "{CALL_COLUMNS} ORDER BY c.started_at DESC LIMIT ?1"
+    ))?;
+    let rows = stmt.query_map(params![limit as i64], |r| row(conn, r))?;
+    rows.collect()
+}
+
+/// One call.
+pub fn call(conn: &Connection, id: &str) -> rusqlite::Result<Option<CallRow>> {
+    conn.query_row(
+        &format!("{CALL_COLUMNS} WHERE c.id = ?1"),
+        params![id],
+        |r| row(conn, r),
+    )
+    .optional()
+}

@@ -1,0 +1,281 @@
+//! The monitor escalates real calls: a scripted agent that fails twice gets a
+//! repeated_failure decision; a caller asking for a person or pressing 0 gets an
+//! immediate customer_request. The handoff context is complete, saved in SQLite
+//! and served by the authenticated /v1 API.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+use support::*;
+use warmline::call::timeline::{Timeline, TimelineKind};
+use warmline::legs::media_streams::{Trigger, Urgency};
+use warmline::sim::agent::{AgentScript, ScriptLine, ScriptReply, ScriptedAgent};
+use warmline::sim::caller::{self, CallerOptions};
+
+/// A short line of real speech (the first 1.5 s of a bundled prompt).
+fn line(text: &str, confidence: f32) -> ScriptLine {
+    let audio = warmline::assets::ulaw(warmline::assets::DEMO_REPLY_WAVS[0], "reply").unwrap();
+    ScriptLine {
+        text: text.into(),
+        audio: Arc::from(&audio[..12_000]),
+        confidence,
+    }
+}
+
+fn script(replies: &[(&str, &str, f32)]) -> AgentScript {
+    let mut s = warmline::demo::demo_script().unwrap();
+    s.greeting = line("Thanks for calling Acme. How can I help?", 0.95);
+    s.replies = replies
+        .iter()
+        .map(|(said, answer, confidence)| ScriptReply {
+            caller_said: said.to_string(),
+            line: line(answer, *confidence),
+        })
+        .collect();
+    s.clear_on_barge_in = false;
+    s
+}
+
+/// Caller "speech" the agent's VAD hears: `bursts` loud seconds separated by 3 s of silence.
+fn caller_audio(bursts: usize) -> Vec<u8> {
+    let silence = vec![warmline::media::g711::ULAW_SILENCE; 8000 * 3];
+    let mut out = silence.clone();
+    for _ in 0..bursts {
+        out.extend(loud_frames(50));
+        out.extend(&silence);
+    }
+    out
+}
+
+fn decision(t: &Timeline) -> Option<(Trigger, Urgency, String, Vec<usize>, u64)> {
+    t.events.iter().find_map(|e| match &e.kind {
+        TimelineKind::EscalationDecided {
+            trigger,
+            urgency,
+            rule,
+            evidence,
+            decision_latency_us,
+            ..
+        } => Some((
+            *trigger,
+            *urgency,
+            rule.clone(),
+            evidence.clone(),
+            *decision_latency_us,
+        )),
+        _ => None,
+    })
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
+    let path = path.to_string();
+    let token = token.map(str::to_string);
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.read_to_string(&mut out).unwrap();
+        let status = out[9..12].parse().unwrap();
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_fails_twice_is_escalated_for_repeated_failure() {
+    let agent = ScriptedAgent::start(script(&[
+        (
+            "My refund for order 8821 never arrived.",
+            "I'm not sure I can help with refunds.",
+            0.6,
+        ),
+        (
+            "Can you check the refund for order 8821 please?",
+            "Unfortunately I don't have access to refunds.",
+            0.6,
+        ),
+    ]))
+    .await
+    .unwrap();
+    let gw = gateway(&agent.url(), |c| c.api.token = "s3cret".into()).await;
+    let mut options = CallerOptions::new(gw.media_url(), caller_audio(2), 4242);
+    options
+        .custom_parameters
+        .insert("customerId".into(), "C-1042".into());
+    options
+        .custom_parameters
+        .insert("name".into(), "Sarah Chen".into());
+    options.tail = Duration::from_secs(3);
+    caller::run(options).await.unwrap();
+    let done = gw
+        .shared
+        .registry
+        .wait_finished(1, Duration::from_secs(10))
+        .await;
+    let timeline = &done[0];
+    let (trigger, urgency, rule, evidence, latency_us) = decision(timeline).expect("escalated");
+    assert_eq!(
+        (trigger, rule.as_str()),
+        (Trigger::RepeatedFailure, "repeated_unhelpful")
+    );
+    assert_eq!(urgency, Urgency::Standard);
+    assert_eq!(evidence, vec![2, 4], "the two unhelpful agent turns");
+    println!("decision latency (last turn → decision): {latency_us} µs");
+
+    // Saved in SQLite: read the real database file.
+    assert_eq!(gw.shared.store.flush().await.unwrap(), 0);
+    let db = rusqlite::Connection::open(gw.shared.store.path()).unwrap();
+    let (t, ev): (String, String) = db
+        .query_row(
+            "SELECT trigger, evidence FROM decisions WHERE call_id = ?1",
+            [&timeline.call_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((t.as_str(), ev.as_str()), ("repeated_failure", "[2,4]"));
+    let turns: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM turns WHERE call_id = ?1",
+            [&timeline.call_id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(turns, 5);
+    let json: String = db
+        .query_row(
+            "SELECT json FROM contexts WHERE call_id = ?1",
+            [&timeline.call_id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let ctx: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(ctx["customer"]["name"], "Sarah Chen");
+    assert_eq!(ctx["customer"]["id"], "C-1042");
+    assert_eq!(ctx["customer"]["channel"], "voice");
+    assert_eq!(ctx["escalationReason"]["trigger"], "repeated_failure");
+    assert_eq!(ctx["transcript"].as_array().unwrap().len(), 5);
+    assert_eq!(ctx["transcript"][1]["role"], "user");
+    assert!(ctx["transcript"][2]["helpful"] == false);
+    assert!(ctx["sentimentArc"].as_array().unwrap().len() == 2);
+    assert_eq!(ctx["attemptedResolutions"].as_array().unwrap().len(), 2);
+    let summary = ctx["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("Sarah Chen") && summary.contains("escalated"),
+        "{summary}"
+    );
+    assert!(
+        ctx["suggestedNextAction"]
+            .as_str()
+            .unwrap()
+            .contains("Sarah Chen")
+    );
+    for key in ["conversationId", "startedAt", "escalatedAt", "agentVersion"] {
+        assert!(
+            ctx[key].as_str().is_some_and(|s| !s.is_empty()),
+            "{key} set"
+        );
+    }
+
+    // The /v1 API serves it, only with the token.
+    let path = format!("/v1/calls/{}/context", timeline.call_id);
+    assert_eq!(http_get(gw.addr, &path, None).await.0, 401);
+    assert_eq!(http_get(gw.addr, &path, Some("wrong")).await.0, 401);
+    let (status, body) = http_get(gw.addr, &path, Some("s3cret")).await;
+    assert_eq!(status, 200);
+    let served: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(served, ctx);
+    let (status, body) = http_get(gw.addr, "/v1/calls", Some("s3cret")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("repeated_failure"));
+    assert_eq!(
+        http_get(gw.addr, "/v1/calls/CAnope", Some("s3cret"))
+            .await
+            .0,
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asking_for_a_real_person_escalates_at_once() {
+    let agent = ScriptedAgent::start(script(&[(
+        "I want a real person.",
+        "Of course, let me get someone for you.",
+        0.9,
+    )]))
+    .await
+    .unwrap();
+    let gw = gateway(&agent.url(), |_| {}).await;
+    let mut options = CallerOptions::new(gw.media_url(), caller_audio(1), 77);
+    options.tail = Duration::from_secs(2);
+    caller::run(options).await.unwrap();
+    let done = gw
+        .shared
+        .registry
+        .wait_finished(1, Duration::from_secs(10))
+        .await;
+    let (trigger, _, rule, evidence, latency_us) = decision(&done[0]).expect("escalated");
+    assert_eq!(
+        (trigger, rule.as_str()),
+        (Trigger::CustomerRequest, "explicit_request")
+    );
+    assert_eq!(evidence, vec![1], "on the caller's first turn, not later");
+    println!("decision latency (caller turn → decision): {latency_us} µs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pressing_zero_escalates_at_once() {
+    let agent = ScriptedAgent::start(script(&[])).await.unwrap();
+    let gw = gateway(&agent.url(), |_| {}).await;
+    let mut options = CallerOptions::new(gw.media_url(), vec![0xFF; 8000], 78);
+    options.dtmf = vec![(Duration::from_millis(300), '0')];
+    caller::run(options).await.unwrap();
+    let done = gw
+        .shared
+        .registry
+        .wait_finished(1, Duration::from_secs(10))
+        .await;
+    let (trigger, _, rule, _, _) = decision(&done[0]).expect("escalated");
+    assert_eq!(
+        (trigger, rule.as_str()),
+        (Trigger::CustomerRequest, "dtmf_zero")
+    );
+    let sessions = agent.wait_sessions(1, SOON).await;
+    assert_eq!(sessions[0].dtmf, vec!['0'], "the agent still got the digit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polite_call_is_not_escalated() {
+    let agent = ScriptedAgent::start(script(&[(
+        "I don't need a human, thanks. Where is my order?",
+        "Your order shipped yesterday and arrives tomorrow.",
+        0.9,
+    )]))
+    .await
+    .unwrap();
+    let gw = gateway(&agent.url(), |_| {}).await;
+    let mut options = CallerOptions::new(gw.media_url(), caller_audio(1), 79);
+    options.tail = Duration::from_secs(2);
+    caller::run(options).await.unwrap();
+    let done = gw
+        .shared
+        .registry
+        .wait_finished(1, Duration::from_secs(10))
+        .await;
+    assert!(decision(&done[0]).is_none(), "{:?}", done[0].events);
+    assert_eq!(done[0].turns().count(), 3);
+}
