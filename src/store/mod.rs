@@ -425,6 +425,39 @@ mod tests {
         assert_eq!(store.list_calls(10).await.unwrap().len(), 1);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_locked_database_delays_writes_but_loses_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("warmline.db");
+        let store = Store::open(&path).unwrap();
+        // Another process holds an exclusive lock for longer than the busy timeout.
+        let locker = rusqlite::Connection::open(&path).unwrap();
+        locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        for i in 0..3 {
+            store.write(Write::CallStarted {
+                id: format!("CA{i}"),
+                call_sid: format!("CA{i}"),
+                started_at: format!("2026-11-25T10:00:0{i}.000Z"),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(store.flush().await.unwrap() > 0, "writes are waiting for a retry");
+        locker.execute_batch("COMMIT").unwrap();
+        drop(locker);
+        let mut pending = usize::MAX;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            pending = store.flush().await.unwrap();
+            if pending == 0 {
+                break;
+            }
+        }
+        assert_eq!(pending, 0);
+        let calls = store.list_calls(10).await.unwrap();
+        let ids: Vec<&str> = calls.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, vec!["CA2", "CA1", "CA0"], "all written, in order");
+    }
+
     #[test]
     fn an_unusable_path_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
