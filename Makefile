@@ -13,6 +13,7 @@ test: setup
 bench: setup
 	cargo bench --bench frame
 	cargo bench --bench monitor
+	cargo bench --bench whisper
 	cargo bench --bench passthrough_latency
 
 lint: setup

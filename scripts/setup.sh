@@ -6,6 +6,9 @@ set -euo pipefail
 PACKAGES=(
   cmake            # the opus crate builds the bundled libopus with CMake
   pkg-config
+  libclang-dev     # bindgen, for the libespeak-ng bindings
+  libespeak-ng-dev # the embedded TTS engine (whisper brief); brings espeak-ng-data
+  espeak-ng-data
   espeak-ng        # regenerating the bundled prompts (scripts/make-prompts.sh)
   sox              # checking recordings by ear and by numbers
 )

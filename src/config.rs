@@ -132,6 +132,38 @@ pub struct SummaryConfig {
     pub budget_ms: u64,
 }
 
+/// `[tts]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TtsConfig {
+    /// `espeak` or `http`.
+    pub engine: String,
+    /// espeak-ng voice.
+    pub voice: String,
+    /// Speaking rate.
+    pub words_per_minute: u32,
+    /// HTTP engine URL.
+    pub http_url: String,
+    /// HTTP engine model.
+    pub http_model: String,
+    /// HTTP engine voice.
+    pub http_voice: String,
+    /// HTTP engine key.
+    pub http_api_key: String,
+    /// HTTP engine timeout.
+    pub http_timeout_ms: u64,
+}
+
+/// `[whisper]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhisperConfig {
+    /// Shortest whisper.
+    pub min_seconds: f64,
+    /// Longest whisper.
+    pub max_seconds: f64,
+}
+
 /// `[store]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -180,6 +212,10 @@ pub struct Config {
     pub monitor: MonitorConfig,
     /// `[summary]`.
     pub summary: SummaryConfig,
+    /// `[tts]`.
+    pub tts: TtsConfig,
+    /// `[whisper]`.
+    pub whisper: WhisperConfig,
     /// `[store]`.
     pub store: StoreConfig,
     /// `[api]`.
@@ -288,6 +324,26 @@ impl Config {
                 message: format!("{:?} must be empty or an http(s) URL", self.summary.llm_url),
             });
         }
+        if !matches!(self.tts.engine.as_str(), "espeak" | "http") {
+            return Err(ConfigError::Invalid {
+                key: "tts.engine",
+                message: format!("{:?} must be \"espeak\" or \"http\"", self.tts.engine),
+            });
+        }
+        if self.tts.engine == "http" && !self.tts.http_url.starts_with("http") {
+            return Err(ConfigError::Invalid {
+                key: "tts.http_url",
+                message: "must be an http(s) URL when tts.engine = \"http\"".into(),
+            });
+        }
+        if !(self.whisper.min_seconds > 0.0
+            && self.whisper.min_seconds + 2.0 <= self.whisper.max_seconds)
+        {
+            return Err(ConfigError::Invalid {
+                key: "whisper.min_seconds",
+                message: "must be positive and at least 2 s below whisper.max_seconds".into(),
+            });
+        }
         if self.media.max_playout_seconds == 0 {
             return Err(ConfigError::Invalid {
                 key: "media.max_playout_seconds",
@@ -300,12 +356,26 @@ impl Config {
     /// The configuration as TOML (for `check-config`), secrets masked.
     pub fn to_toml(&self) -> String {
         let mut shown = self.clone();
-        for secret in [&mut shown.summary.llm_api_key, &mut shown.api.token] {
+        for secret in [
+            &mut shown.summary.llm_api_key,
+            &mut shown.api.token,
+            &mut shown.tts.http_api_key,
+        ] {
             if !secret.is_empty() {
                 *secret = "********".into();
             }
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+
+    /// The whisper's fitting window.
+    pub fn whisper_window(&self) -> crate::brief::whisper::WhisperWindow {
+        crate::brief::whisper::WhisperWindow {
+            min_seconds: self.whisper.min_seconds,
+            max_seconds: self.whisper.max_seconds,
+            words_per_minute: self.tts.words_per_minute,
+            ..Default::default()
+        }
     }
 
     /// The escalation policy.

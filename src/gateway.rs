@@ -1,6 +1,7 @@
 //! The running gateway: shared state, the HTTP/WebSocket server and its lifecycle.
 
 use crate::brief::summary::LlmSummarizer;
+use crate::brief::tts::TtsSet;
 use crate::call::registry::CallRegistry;
 use crate::config::Config;
 use crate::store::{Store, StoreError};
@@ -22,6 +23,8 @@ pub struct Shared {
     pub store: Store,
     /// The LLM summariser, when configured.
     pub llm: Option<LlmSummarizer>,
+    /// Text-to-speech engines for the whisper.
+    pub tts: TtsSet,
 }
 
 /// The gateway could not start.
@@ -44,6 +47,9 @@ pub enum GatewayError {
     /// The LLM client cannot be built.
     #[error("LLM summary client: {0}")]
     Llm(String),
+    /// The TTS engines cannot be built.
+    #[error("TTS: {0}")]
+    Tts(#[from] crate::brief::tts::TtsError),
 }
 
 /// A gateway serving on a socket; dropping it (or `shutdown`) stops the server.
@@ -74,6 +80,7 @@ impl RunningGateway {
                 .map_err(|e| GatewayError::Llm(e.to_string()))?,
             )
         };
+        let tts = TtsSet::from_config(&config.tts)?;
         if config.api.token.is_empty() {
             tracing::warn!("api.token is empty: the /v1 API is open to anyone who can reach it");
         }
@@ -93,6 +100,7 @@ impl RunningGateway {
             apology,
             store,
             llm,
+            tts,
         });
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = crate::http::router(Arc::clone(&shared));

@@ -34,6 +34,21 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Render the whisper brief for a handoff context (JSON) into a WAV file.
+    Whisper {
+        /// A HandoffContext JSON file (missing optional fields are fine).
+        #[arg(long)]
+        context: PathBuf,
+        /// The WAV to write.
+        #[arg(long, default_value = "whisper.wav")]
+        out: PathBuf,
+        /// Sample rate of the WAV (8000 for a phone leg; 0 keeps the engine's rate).
+        #[arg(long, default_value_t = 8000)]
+        rate: u32,
+        /// Config file ([tts] and [whisper] are used).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Validate the configuration and print it with every default filled in.
     CheckConfig {
         /// Config file.
@@ -78,6 +93,19 @@ fn main() -> ExitCode {
             init_logging(&config.log.level);
             runtime().and_then(|rt| rt.block_on(serve(config)))
         }
+        Command::Whisper {
+            context,
+            out,
+            rate,
+            config,
+        } => {
+            let config = match load(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            init_logging("warn");
+            runtime().and_then(|rt| rt.block_on(whisper(config, &context, &out, rate)))
+        }
         Command::Demo { out, config } => {
             let config = match load(config.as_deref()) {
                 Ok(c) => c,
@@ -109,6 +137,50 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+async fn whisper(
+    config: Config,
+    context: &std::path::Path,
+    out: &std::path::Path,
+    rate: u32,
+) -> Result<(), String> {
+    let text = std::fs::read_to_string(context)
+        .map_err(|e| format!("cannot read {}: {e}", context.display()))?;
+    let ctx = warmline::brief::context::HandoffContext::from_json(&text)
+        .map_err(|e| format!("{} is not a handoff context: {e}", context.display()))?;
+    let engines =
+        warmline::brief::tts::TtsSet::from_config(&config.tts).map_err(|e| e.to_string())?;
+    let whisper = engines
+        .render_whisper(&ctx, config.whisper_window())
+        .await
+        .map_err(|e| e.to_string())?;
+    let (samples, out_rate) = if rate == 0 {
+        (whisper.speech.samples.clone(), whisper.speech.rate)
+    } else {
+        (whisper.samples_at(rate).map_err(|e| e.to_string())?, rate)
+    };
+    let mut sink =
+        warmline::media::wav::WavSink::create(out, out_rate).map_err(|e| e.to_string())?;
+    sink.write(&samples).map_err(|e| e.to_string())?;
+    sink.finalize().map_err(|e| e.to_string())?;
+    println!("{}", whisper.text);
+    println!(
+        "{:.2} s at {} wpm, {} render(s) in {:.1} ms with {}{} → {} ({} Hz)",
+        whisper.seconds(),
+        whisper.words_per_minute,
+        whisper.renders,
+        whisper.render_ms,
+        whisper.engine,
+        whisper
+            .tts_failure
+            .as_deref()
+            .map(|f| format!(" (fallback after: {f})"))
+            .unwrap_or_default(),
+        out.display(),
+        out_rate
+    );
+    Ok(())
 }
 
 async fn serve(config: Config) -> Result<(), String> {

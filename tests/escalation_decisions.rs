@@ -136,6 +136,26 @@ async fn an_agent_that_fails_twice_is_escalated_for_repeated_failure() {
     assert_eq!(urgency, Urgency::Standard);
     assert_eq!(evidence, vec![2, 4], "the two unhelpful agent turns");
     println!("decision latency (last turn → decision): {latency_us} µs");
+    // The whisper was pre-rendered at escalation from the saved context.
+    let whisper = timeline
+        .events
+        .iter()
+        .find_map(|e| match &e.kind {
+            TimelineKind::WhisperRendered {
+                text,
+                seconds,
+                engine,
+                ..
+            } => Some((text.clone(), *seconds, engine.clone())),
+            _ => None,
+        })
+        .expect("whisper rendered");
+    assert!((10.0..=15.0).contains(&whisper.1), "{whisper:?}");
+    assert!(
+        whisper.0.contains("Sarah Chen") && whisper.0.contains("Escalated for repeated failure"),
+        "{whisper:?}"
+    );
+    assert_eq!(whisper.2, "espeak-ng");
 
     // Saved in SQLite: read the real database file.
     assert_eq!(gw.shared.store.flush().await.unwrap(), 0);

@@ -5,6 +5,7 @@
 
 use crate::brief::context::{ContextBuilder, HandoffContext, rfc3339};
 use crate::brief::summary::{self, SummarySource};
+use crate::brief::whisper::Whisper;
 use crate::call::timeline::TimelineKind;
 use crate::gateway::Shared;
 use crate::legs::media_streams::StartMeta;
@@ -19,6 +20,26 @@ const QUEUE: usize = 256;
 
 /// The gateway's version string, recorded in every context.
 pub const AGENT_VERSION: &str = concat!("warmline/", env!("CARGO_PKG_VERSION"));
+
+/// What the insight task tells the call task.
+#[derive(Debug, Clone)]
+pub enum InsightEvent {
+    /// A human must take over.
+    Escalated(Escalation),
+    /// The whisper was rendered (again, when the context changed before answer).
+    WhisperReady(Arc<Whisper>),
+    /// The whisper could not be rendered.
+    WhisperFailed(String),
+}
+
+/// What the insight task leaves behind when the call ends.
+#[derive(Debug, Clone)]
+pub struct InsightOutcome {
+    /// The final context.
+    pub context: HandoffContext,
+    /// The last whisper and the context it was rendered from.
+    pub whisper: Option<(Arc<Whisper>, HandoffContext)>,
+}
 
 /// A decision, with the context as it stood when it was made.
 #[derive(Debug, Clone)]
@@ -42,7 +63,7 @@ struct Observed {
 /// The call task's handle on its insight task.
 pub struct Insight {
     tx: mpsc::Sender<Observed>,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<InsightOutcome>,
 }
 
 impl Insight {
@@ -52,9 +73,9 @@ impl Insight {
         call_id: &str,
         start: &StartMeta,
         started_wall: SystemTime,
-    ) -> (Insight, mpsc::Receiver<Escalation>) {
+    ) -> (Insight, mpsc::Receiver<InsightEvent>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let (esc_tx, esc_rx) = mpsc::channel(4);
+        let (esc_tx, esc_rx) = mpsc::channel(16);
         let mut builder = ContextBuilder::new(call_id, started_wall, AGENT_VERSION);
         builder.on_call_parameters(&start.custom_parameters);
         shared.store.write(Write::CallStarted {
@@ -72,6 +93,7 @@ impl Insight {
             summary_source: SummarySource::Extractive {
                 fallback_reason: None,
             },
+            whisper: None,
         };
         let task = tokio::spawn(worker.run(rx));
         (Insight { tx, task }, esc_rx)
@@ -103,11 +125,19 @@ impl Insight {
         }
     }
 
-    /// Waits (up to `limit`) for the task to save the final context.
-    pub async fn finish(self, limit: Duration) {
+    /// Waits (up to `limit`) for the task to save the final context; returns what it built.
+    pub async fn finish(self, limit: Duration) -> Option<InsightOutcome> {
         drop(self.tx);
-        if tokio::time::timeout(limit, self.task).await.is_err() {
-            tracing::warn!("insight task did not finish in time");
+        match tokio::time::timeout(limit, self.task).await {
+            Ok(Ok(outcome)) => Some(outcome),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "insight task failed");
+                None
+            }
+            Err(_) => {
+                tracing::warn!("insight task did not finish in time");
+                None
+            }
         }
     }
 }
@@ -117,21 +147,63 @@ struct Worker {
     call_id: String,
     monitor: Monitor,
     builder: ContextBuilder,
-    esc_tx: mpsc::Sender<Escalation>,
+    esc_tx: mpsc::Sender<InsightEvent>,
     started_wall: SystemTime,
     summary_source: SummarySource,
+    whisper: Option<(Arc<Whisper>, HandoffContext)>,
 }
 
 impl Worker {
-    async fn run(mut self, mut rx: mpsc::Receiver<Observed>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Observed>) -> InsightOutcome {
         while let Some(obs) = rx.recv().await {
             let ended = matches!(obs.kind, TimelineKind::CallEnded { .. });
+            let turn = matches!(obs.kind, TimelineKind::Turn { .. });
+            let escalated_before = self.monitor.decision().is_some();
             self.handle(obs).await;
             if ended {
                 break;
             }
+            // The context changed after escalation: keep the whisper current.
+            if escalated_before && turn {
+                self.render_whisper().await;
+            }
         }
         self.save_context();
+        InsightOutcome {
+            context: self.builder.context().clone(),
+            whisper: self.whisper.take(),
+        }
+    }
+
+    async fn render_whisper(&mut self) {
+        let ctx = self.builder.context().clone();
+        match self
+            .shared
+            .tts
+            .render_whisper(&ctx, self.shared.config.whisper_window())
+            .await
+        {
+            Ok(w) => {
+                let w = Arc::new(w);
+                tracing::info!(
+                    seconds = w.seconds(),
+                    renders = w.renders,
+                    render_ms = w.render_ms,
+                    engine = w.engine,
+                    "whisper ready: {}",
+                    w.text
+                );
+                self.whisper = Some((Arc::clone(&w), ctx));
+                let _ = self.esc_tx.send(InsightEvent::WhisperReady(w)).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "whisper could not be rendered");
+                let _ = self
+                    .esc_tx
+                    .send(InsightEvent::WhisperFailed(e.to_string()))
+                    .await;
+            }
+        }
     }
 
     async fn handle(&mut self, obs: Observed) {
@@ -248,9 +320,17 @@ impl Worker {
             summary_source: source,
             latency,
         };
-        if self.esc_tx.send(escalation).await.is_err() {
+        if self
+            .esc_tx
+            .send(InsightEvent::Escalated(escalation))
+            .await
+            .is_err()
+        {
             tracing::debug!("call ended before the escalation was delivered");
         }
+        // Pre-render the whisper now, while the caller waits: it must start the
+        // moment a human answers.
+        self.render_whisper().await;
     }
 
     fn save_context(&mut self) {

@@ -2,7 +2,7 @@
 //! agent's leg events and a timer, and carries out its outputs.
 
 use crate::call::bridge::{BridgeOutput, CallBridge};
-use crate::call::insight::{Escalation, Insight};
+use crate::call::insight::{Escalation, Insight, InsightEvent, InsightOutcome};
 use crate::call::recorder::Recorder;
 use crate::call::timeline::{LegName, Timeline, TimelineKind};
 use crate::gateway::Shared;
@@ -142,8 +142,8 @@ async fn drive(
                 });
                 bridge.handle_agent(event, Instant::now());
             }
-            Some(escalation) = escalations.recv() => {
-                timeline.push(Instant::now(), escalation_event(&escalation));
+            Some(event) = escalations.recv() => {
+                timeline.push(Instant::now(), insight_event(&event));
             }
             _ = sleep_until(wake) => {}
         }
@@ -151,14 +151,17 @@ async fn drive(
     // Wait for the final context (an LLM summary may still be in flight), and
     // record a decision that arrived as the call ended.
     let budget = Duration::from_millis(config.summary.budget_ms) + Duration::from_secs(1);
-    insight.finish(budget).await;
-    while let Ok(escalation) = escalations.try_recv() {
-        timeline.push(Instant::now(), escalation_event(&escalation));
+    let outcome = insight.finish(budget).await;
+    while let Ok(event) = escalations.try_recv() {
+        timeline.push(Instant::now(), insight_event(&event));
     }
     drop(agent_tx);
     drop(caller_tx);
     if let Some(r) = recorder.take() {
         r.finish().await;
+        if let Some(outcome) = &outcome {
+            write_brief_files(&record_dir, outcome).await;
+        }
         let path = record_dir.join("timeline.json");
         match serde_json::to_vec_pretty(&timeline) {
             Ok(json) => {
@@ -170,6 +173,55 @@ async fn drive(
         }
     }
     shared.registry.finish(timeline);
+}
+
+fn insight_event(event: &InsightEvent) -> TimelineKind {
+    match event {
+        InsightEvent::Escalated(e) => escalation_event(e),
+        InsightEvent::WhisperReady(w) => TimelineKind::WhisperRendered {
+            text: w.text.clone(),
+            seconds: (w.seconds() * 1000.0).round() / 1000.0,
+            renders: w.renders,
+            render_ms: (w.render_ms * 10.0).round() / 10.0,
+            engine: w.engine.to_string(),
+            tts_failure: w.tts_failure.clone(),
+        },
+        InsightEvent::WhisperFailed(error) => TimelineKind::WhisperFailed {
+            error: error.clone(),
+        },
+    }
+}
+
+/// Writes context.json (the context the whisper was rendered from, when there is
+/// one), whisper.txt and whisper.wav (8 kHz) next to the call's recordings.
+async fn write_brief_files(dir: &std::path::Path, outcome: &InsightOutcome) {
+    let context = outcome
+        .whisper
+        .as_ref()
+        .map(|(_, ctx)| ctx)
+        .unwrap_or(&outcome.context);
+    let mut files: Vec<(&str, Vec<u8>)> =
+        vec![("context.json", context.to_json_pretty().into_bytes())];
+    if let Some((whisper, _)) = &outcome.whisper {
+        files.push(("whisper.txt", format!("{}\n", whisper.text).into_bytes()));
+        match whisper.samples_at(8000) {
+            Ok(samples) => {
+                let path = dir.join("whisper.wav");
+                let written = crate::media::wav::WavSink::create(&path, 8000)
+                    .and_then(|mut sink| sink.write(&samples).and_then(|_| sink.finalize()));
+                if let Err(e) = written {
+                    tracing::warn!(error = %e, "cannot write whisper.wav");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot resample the whisper"),
+        }
+    }
+    for (name, bytes) in files {
+        let path = dir.join(name);
+        if let Err(e) = tokio::fs::write(&path, bytes).await {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write");
+        }
+    }
 }
 
 fn escalation_event(e: &Escalation) -> TimelineKind {

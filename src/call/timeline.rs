@@ -133,6 +133,27 @@ pub enum TimelineKind {
         /// Where the context's summary came from.
         summary: serde_json::Value,
     },
+    /// The whisper brief was rendered (ready to play the moment an agent answers).
+    WhisperRendered {
+        /// Its text.
+        text: String,
+        /// Its duration, s.
+        seconds: f64,
+        /// Renders it took to fit the window.
+        renders: usize,
+        /// Wall time of the renders, ms.
+        render_ms: f64,
+        /// Engine used.
+        engine: String,
+        /// The primary engine's failure, when the fallback was used.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tts_failure: Option<String>,
+    },
+    /// The whisper brief could not be made.
+    WhisperFailed {
+        /// Why.
+        error: String,
+    },
     /// A keypad digit from the caller.
     Dtmf {
         /// The digit.

@@ -111,6 +111,32 @@ impl Resampler {
     }
 }
 
+/// Resamples a whole clip between any two rates (e.g. 22 050 Hz TTS output to
+/// 8 kHz telephony), trimming the filter delay so the clip starts on time.
+pub fn resample_clip(samples: &[i16], from_hz: u32, to_hz: u32) -> Result<Vec<i16>, ResampleError> {
+    if from_hz == to_hz || samples.is_empty() {
+        return Ok(samples.to_vec());
+    }
+    let construction = |reason: String| ResampleError::Construction {
+        from: from_hz,
+        to: to_hz,
+        reason,
+    };
+    let mut inner = Fft::<f32>::new(from_hz as usize, to_hz as usize, 1024, 1, FixedSync::Both)
+        .map_err(|e| construction(e.to_string()))?;
+    let input: Vec<f32> = samples.iter().map(|&s| f32::from(s) / 32768.0).collect();
+    let adapter = InterleavedSlice::new(&input[..], 1, input.len())
+        .map_err(|e| ResampleError::Process(e.to_string()))?;
+    let out = inner
+        .process_all(&adapter, input.len(), None)
+        .map_err(|e| ResampleError::Process(e.to_string()))?;
+    Ok(out
+        .take_data()
+        .into_iter()
+        .map(|v| (v * 32768.0).clamp(-32768.0, 32767.0) as i16)
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +188,24 @@ mod tests {
         assert!((i - o).abs() < 0.5, "1 kHz passband: {i:.2} → {o:.2}");
         let (i, o) = run(SampleRate::Hz48000, SampleRate::Hz8000, 6000.0);
         assert!(i - o > 40.0, "6 kHz must be rejected: {i:.2} → {o:.2}");
+    }
+
+    #[test]
+    fn a_tts_clip_at_22050_hz_becomes_8_khz_with_the_same_duration_and_level() {
+        let tone: Vec<i16> = (0..22_050)
+            .map(|i| {
+                (8000.0 * (2.0 * std::f64::consts::PI * 500.0 * i as f64 / 22_050.0).sin()) as i16
+            })
+            .collect();
+        let out = resample_clip(&tone, 22_050, 8000).unwrap();
+        assert!(
+            (out.len() as i64 - 8000).abs() <= 2,
+            "{} samples",
+            out.len()
+        );
+        let (i, o) = (rms_dbfs(&tone[5000..15000]), rms_dbfs(&out[2000..6000]));
+        assert!((i - o).abs() < 0.5, "{i} vs {o}");
+        assert_eq!(resample_clip(&[], 22_050, 8000).unwrap(), Vec::<i16>::new());
     }
 
     #[test]

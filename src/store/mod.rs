@@ -441,7 +441,10 @@ mod tests {
             });
         }
         tokio::time::sleep(Duration::from_millis(2500)).await;
-        assert!(store.flush().await.unwrap() > 0, "writes are waiting for a retry");
+        assert!(
+            store.flush().await.unwrap() > 0,
+            "writes are waiting for a retry"
+        );
         locker.execute_batch("COMMIT").unwrap();
         drop(locker);
         let mut pending = usize::MAX;

@@ -1,0 +1,523 @@
+//! The whisper brief: 10–15 seconds of speech for the human agent only.
+//!
+//! Composition is sans-IO ([`compose`]): clauses from the [`HandoffContext`] by
+//! priority — who and whether verified, what they want (with the key id), what
+//! was tried, why it was escalated and how urgently, how the caller feels, the
+//! next step, other intents — then fillers for thin contexts (the caller's own
+//! words, open items, the summary, key facts again). [`render_fitted`] renders
+//! with a TTS engine and *measures* the audio, dropping or adding clauses (and,
+//! last, nudging the speaking rate) until it lasts 10.0–15.0 s.
+
+use crate::brief::context::{HandoffContext, VerificationStatus, clip};
+use crate::brief::speech_text::spoken;
+use crate::brief::tts::{FallbackTts, Speech, Tts, TtsError};
+use crate::legs::media_streams::Urgency;
+use crate::monitor::sentiment::SentimentLabel;
+use std::time::Instant;
+use thiserror::Error;
+
+/// Fitting parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WhisperWindow {
+    /// Shortest acceptable whisper, seconds.
+    pub min_seconds: f64,
+    /// Longest acceptable whisper, seconds.
+    pub max_seconds: f64,
+    /// Normal speaking rate, words per minute.
+    pub words_per_minute: u32,
+    /// Slowest rate used to reach the minimum.
+    pub min_words_per_minute: u32,
+    /// Fastest rate used to stay under the maximum.
+    pub max_words_per_minute: u32,
+}
+
+impl Default for WhisperWindow {
+    fn default() -> Self {
+        WhisperWindow {
+            min_seconds: 10.0,
+            max_seconds: 15.0,
+            words_per_minute: 175,
+            min_words_per_minute: 150,
+            max_words_per_minute: 210,
+        }
+    }
+}
+
+/// What a clause is for; the order is the priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ClauseKind {
+    /// 1. Name and verification.
+    Who,
+    /// 2. Primary intent with the key identifier.
+    Intent,
+    /// 3. What was tried and how it went.
+    Tried,
+    /// 4. Escalation reason code and urgency.
+    Reason,
+    /// 4b. The reason in the monitor's or agent's words.
+    ReasonDetail,
+    /// 5. Caller sentiment.
+    Mood,
+    /// 6. Suggested next action.
+    NextAction,
+    /// 7. Secondary intents.
+    Secondary,
+    /// Filler for thin contexts.
+    Filler,
+}
+
+impl ClauseKind {
+    /// Clauses that are never dropped: the agent must hear who, what and why.
+    pub fn essential(self) -> bool {
+        matches!(
+            self,
+            ClauseKind::Who | ClauseKind::Intent | ClauseKind::Reason
+        )
+    }
+}
+
+/// One sentence of the whisper.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clause {
+    /// Its role.
+    pub kind: ClauseKind,
+    /// The sentence (display form; numbers are normalised when spoken).
+    pub text: String,
+}
+
+fn humanize(s: &str) -> String {
+    s.replace(['_', '-'], " ").trim().to_string()
+}
+
+fn key_identifier(ctx: &HandoffContext) -> Option<String> {
+    let sources = ctx
+        .intent
+        .unresolved_items
+        .iter()
+        .map(String::as_str)
+        .chain(std::iter::once(ctx.intent.primary.as_str()))
+        .chain(ctx.caller_turns());
+    for text in sources {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        for pair in words.windows(2) {
+            let noun = pair[0].to_lowercase();
+            let id: String = pair[1]
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            if [
+                "order", "account", "invoice", "ticket", "booking", "claim", "case",
+            ]
+            .contains(&noun.as_str())
+                && id.chars().any(|c| c.is_ascii_digit())
+            {
+                return Some(format!("{noun} {id}"));
+            }
+        }
+    }
+    None
+}
+
+/// The whisper's clauses, essential ones first by priority, then fillers.
+pub fn compose(ctx: &HandoffContext) -> (Vec<Clause>, Vec<Clause>) {
+    let mut main = Vec::new();
+    let name = clip(ctx.customer.name.trim(), 60);
+    let verified = match ctx.customer.verification_status {
+        VerificationStatus::Verified => "already verified",
+        VerificationStatus::Partial => "partly verified",
+        VerificationStatus::Unverified => "not yet verified",
+    };
+    let who = if name.is_empty() {
+        format!("Incoming caller, {verified}.")
+    } else {
+        format!("Incoming from {name}, {verified}.")
+    };
+    main.push(Clause {
+        kind: ClauseKind::Who,
+        text: who,
+    });
+
+    let id = key_identifier(ctx);
+    let intent = if !ctx.intent.primary.trim().is_empty() {
+        let p = humanize(&ctx.intent.primary);
+        match id {
+            Some(id) if !p.to_lowercase().contains(&id.to_lowercase()) => {
+                format!("Calling about {p}, {id}.")
+            }
+            _ => format!("Calling about {p}."),
+        }
+    } else if let Some(first) = ctx.caller_turns().find(|t| !t.trim().is_empty()) {
+        format!(
+            "Calling about: {}",
+            clip(first.trim(), 90).trim_end_matches('.').to_string() + "."
+        )
+    } else {
+        "The reason for the call is not known yet.".to_string()
+    };
+    main.push(Clause {
+        kind: ClauseKind::Intent,
+        text: intent,
+    });
+
+    let tools: Vec<String> = ctx
+        .tools_used
+        .iter()
+        .take(3)
+        .map(|t| {
+            let ok = t.result.get("ok").and_then(|v| v.as_bool()).unwrap_or(true);
+            format!(
+                "{}{}",
+                humanize(&t.tool),
+                if ok { "" } else { ", which failed" }
+            )
+        })
+        .collect();
+    if !tools.is_empty() {
+        main.push(Clause {
+            kind: ClauseKind::Tried,
+            text: format!("The assistant tried {}.", tools.join("; ")),
+        });
+    } else if !ctx.attempted_resolutions.is_empty() {
+        main.push(Clause {
+            kind: ClauseKind::Tried,
+            text: format!(
+                "The assistant tried {} time{} without success.",
+                ctx.attempted_resolutions.len(),
+                if ctx.attempted_resolutions.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                }
+            ),
+        });
+    }
+
+    match &ctx.escalation_reason {
+        Some(r) => {
+            let urgency = match r.urgency {
+                Urgency::Critical => ", urgent",
+                Urgency::Elevated => ", elevated priority",
+                Urgency::Standard => "",
+            };
+            let trigger = serde_json::to_value(r.trigger)
+                .ok()
+                .and_then(|v| v.as_str().map(humanize))
+                .unwrap_or_default();
+            main.push(Clause {
+                kind: ClauseKind::Reason,
+                text: format!("Escalated for {trigger}{urgency}."),
+            });
+            let why = clip(r.description.trim(), 140);
+            if !why.is_empty() {
+                main.push(Clause {
+                    kind: ClauseKind::ReasonDetail,
+                    text: why.trim_end_matches('.').to_string() + ".",
+                });
+            }
+        }
+        None => main.push(Clause {
+            kind: ClauseKind::Reason,
+            text: "Transferred to you by the assistant.".to_string(),
+        }),
+    }
+
+    if let Some(score) = ctx.latest_sentiment() {
+        main.push(Clause {
+            kind: ClauseKind::Mood,
+            text: format!("The caller sounds {}.", SentimentLabel::spoken(score)),
+        });
+    }
+    if !ctx.suggested_next_action.trim().is_empty() {
+        main.push(Clause {
+            kind: ClauseKind::NextAction,
+            text: format!("Next step: {}", clip(ctx.suggested_next_action.trim(), 160)),
+        });
+    }
+    if let Some(sec) = ctx.intent.secondary.as_ref().filter(|s| !s.is_empty()) {
+        let items: Vec<String> = sec.iter().take(3).map(|s| humanize(s)).collect();
+        main.push(Clause {
+            kind: ClauseKind::Secondary,
+            text: format!("Also mentioned: {}.", items.join(", ")),
+        });
+    }
+
+    let mut fillers = Vec::new();
+    for turn in ctx
+        .caller_turns()
+        .filter(|t| t.split_whitespace().count() >= 3)
+        .take(3)
+    {
+        fillers.push(Clause {
+            kind: ClauseKind::Filler,
+            text: format!(
+                "In their words: {}",
+                clip(turn.trim(), 120).trim_end_matches('.').to_string() + "."
+            ),
+        });
+    }
+    if !ctx.intent.unresolved_items.is_empty() {
+        fillers.push(Clause {
+            kind: ClauseKind::Filler,
+            text: format!(
+                "Still open: {}.",
+                clip(&ctx.intent.unresolved_items.join(", "), 120)
+            ),
+        });
+    }
+    if !ctx.intent.resolved_items.is_empty() {
+        fillers.push(Clause {
+            kind: ClauseKind::Filler,
+            text: format!(
+                "Already done: {}.",
+                clip(&ctx.intent.resolved_items.join(", "), 120)
+            ),
+        });
+    }
+    let again = if name.is_empty() {
+        "Once more: the caller is waiting on hold for you.".to_string()
+    } else {
+        format!("Once more, that is {name}.")
+    };
+    fillers.push(Clause {
+        kind: ClauseKind::Filler,
+        text: again,
+    });
+    fillers.push(Clause {
+        kind: ClauseKind::Filler,
+        text: "The full transcript and context are on your screen.".into(),
+    });
+    fillers.push(Clause {
+        kind: ClauseKind::Filler,
+        text: "The caller will not need to repeat themselves.".into(),
+    });
+    fillers.push(Clause {
+        kind: ClauseKind::Filler,
+        text: "You will be connected as soon as this message ends.".into(),
+    });
+    (main, fillers)
+}
+
+/// A rendered whisper.
+#[derive(Debug, Clone)]
+pub struct Whisper {
+    /// What it says (display form).
+    pub text: String,
+    /// What was sent to the TTS (numbers as words).
+    pub spoken: String,
+    /// The audio at the engine's rate.
+    pub speech: Speech,
+    /// The speaking rate that fitted.
+    pub words_per_minute: u32,
+    /// Renders it took to fit.
+    pub renders: usize,
+    /// The engine that produced it.
+    pub engine: &'static str,
+    /// The primary engine's failure, when the fallback was used.
+    pub tts_failure: Option<String>,
+    /// Wall time of all renders, ms.
+    pub render_ms: f64,
+}
+
+impl Whisper {
+    /// Duration in seconds.
+    pub fn seconds(&self) -> f64 {
+        self.speech.seconds()
+    }
+
+    /// The audio at `rate` Hz (e.g. 8000 for a μ-law agent leg).
+    pub fn samples_at(&self, rate: u32) -> Result<Vec<i16>, crate::media::resample::ResampleError> {
+        crate::media::resample::resample_clip(&self.speech.samples, self.speech.rate, rate)
+    }
+}
+
+/// The whisper could not be made.
+#[derive(Debug, Error)]
+pub enum WhisperError {
+    /// Every engine failed.
+    #[error("no TTS engine could speak the whisper: {0}")]
+    Tts(#[from] TtsError),
+    /// No arrangement of clauses fitted the window.
+    #[error("could not fit the whisper into {min}–{max} s (last try {got:.2} s)")]
+    NoFit {
+        /// Window minimum.
+        min: f64,
+        /// Window maximum.
+        max: f64,
+        /// Duration of the last render.
+        got: f64,
+    },
+}
+
+const MAX_RENDERS: usize = 40;
+
+/// Renders clause sets and remembers the last measurement.
+struct Fitter<'a, 'e> {
+    tts: &'a FallbackTts<'e>,
+    rate: u32,
+    renders: usize,
+}
+
+impl Fitter<'_, '_> {
+    async fn measure(&mut self, clauses: &[Clause]) -> Result<(String, String, Speech), TtsError> {
+        let text = join(clauses);
+        let said = spoken(&text);
+        let speech = self.tts.speak(&said, self.rate).await?;
+        self.renders += 1;
+        Ok((text, said, speech))
+    }
+}
+
+/// Composes and renders the whisper, measuring the audio until it fits the window.
+///
+/// Greedy by priority: the essential clauses (who, what, why) first, then each
+/// further clause in priority order if the measured audio still fits, then
+/// fillers until the minimum is reached. Only if the essentials alone are too
+/// long does it speed up (to `max_words_per_minute`) and then shorten them; only
+/// if every filler is used and it is still short does it slow down.
+pub async fn render_fitted(
+    ctx: &HandoffContext,
+    primary: &dyn Tts,
+    fallback: Option<&dyn Tts>,
+    window: WhisperWindow,
+) -> Result<Whisper, WhisperError> {
+    let started = Instant::now();
+    let tts = FallbackTts::new(primary, fallback);
+    let mut fit = Fitter {
+        tts: &tts,
+        rate: window.words_per_minute,
+        renders: 0,
+    };
+    let (main, fillers) = compose(ctx);
+    let (mut selected, optional): (Vec<Clause>, Vec<Clause>) =
+        main.into_iter().partition(|c| c.kind.essential());
+    let mut best = fit.measure(&selected).await?;
+
+    // The essentials alone are too long: speak faster, then shorten the longest.
+    while best.2.seconds() > window.max_seconds && fit.renders < MAX_RENDERS {
+        if fit.rate < window.max_words_per_minute {
+            fit.rate = (fit.rate + 15).min(window.max_words_per_minute);
+        } else if let Some(longest) = selected.iter_mut().max_by_key(|c| c.text.chars().count()) {
+            let n = longest.text.chars().count();
+            longest.text = clip(&longest.text, n * 3 / 4);
+        }
+        best = fit.measure(&selected).await?;
+    }
+
+    // Add what else matters, in priority order, while it fits.
+    for clause in optional.into_iter().chain(fillers) {
+        if fit.renders >= MAX_RENDERS {
+            break;
+        }
+        let is_filler = clause.kind == ClauseKind::Filler;
+        if is_filler && best.2.seconds() >= window.min_seconds {
+            break;
+        }
+        let mut candidate = selected.clone();
+        let at = candidate
+            .iter()
+            .position(|c| c.kind > clause.kind)
+            .unwrap_or(candidate.len());
+        candidate.insert(at, clause);
+        let measured = fit.measure(&candidate).await?;
+        if measured.2.seconds() <= window.max_seconds {
+            selected = candidate;
+            best = measured;
+        }
+    }
+
+    // Everything said and still short: slow down.
+    while best.2.seconds() < window.min_seconds
+        && fit.rate > window.min_words_per_minute
+        && fit.renders < MAX_RENDERS
+    {
+        fit.rate = (fit.rate - 10).max(window.min_words_per_minute);
+        best = fit.measure(&selected).await?;
+    }
+
+    let (text, said, speech) = best;
+    let d = speech.seconds();
+    if d < window.min_seconds || d > window.max_seconds {
+        return Err(WhisperError::NoFit {
+            min: window.min_seconds,
+            max: window.max_seconds,
+            got: d,
+        });
+    }
+    Ok(Whisper {
+        text,
+        spoken: said,
+        speech,
+        words_per_minute: fit.rate,
+        renders: fit.renders,
+        engine: tts.engine_used(),
+        tts_failure: tts.failure().map(|e| e.to_string()),
+        render_ms: started.elapsed().as_secs_f64() * 1000.0,
+    })
+}
+
+fn join(clauses: &[Clause]) -> String {
+    clauses
+        .iter()
+        .map(|c| c.text.trim())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rich() -> HandoffContext {
+        HandoffContext::from_json(
+            r#"{"customer":{"name":"Sarah Chen","verificationStatus":"verified"},
+                "intent":{"primary":"billing_dispute","unresolvedItems":["refund of $45 for order 8821"],"secondary":["address change"]},
+                "toolsUsed":[{"tool":"refund_request","result":{"ok":false}}],
+                "sentimentArc":[{"at":"x","score":-0.5}],
+                "escalationReason":{"trigger":"authority_limit","description":"Refund above the assistant's limit","urgency":"elevated"},
+                "suggestedNextAction":"Review and approve the refund."}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn clauses_follow_the_priority_order_with_the_key_identifier() {
+        let (main, fillers) = compose(&rich());
+        let kinds: Vec<ClauseKind> = main.iter().map(|c| c.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ClauseKind::Who,
+                ClauseKind::Intent,
+                ClauseKind::Tried,
+                ClauseKind::Reason,
+                ClauseKind::ReasonDetail,
+                ClauseKind::Mood,
+                ClauseKind::NextAction,
+                ClauseKind::Secondary
+            ]
+        );
+        assert_eq!(main[0].text, "Incoming from Sarah Chen, already verified.");
+        assert_eq!(main[1].text, "Calling about billing dispute, order 8821.");
+        assert_eq!(
+            main[2].text,
+            "The assistant tried refund request, which failed."
+        );
+        assert_eq!(
+            main[3].text,
+            "Escalated for authority limit, elevated priority."
+        );
+        assert_eq!(main[4].text, "Refund above the assistant's limit.");
+        assert!(fillers.iter().all(|c| c.kind == ClauseKind::Filler));
+        assert_eq!(
+            spoken(&main[1].text),
+            "Calling about billing dispute, order eighty-eight twenty-one."
+        );
+    }
+
+    #[test]
+    fn an_empty_context_still_composes_who_what_and_why() {
+        let (main, fillers) = compose(&HandoffContext::default());
+        assert_eq!(main.len(), 3);
+        assert!(fillers.len() >= 4);
+    }
+}
