@@ -164,6 +164,45 @@ pub struct WhisperConfig {
     pub max_seconds: f64,
 }
 
+/// A human agent known at start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSeed {
+    /// Id (used in the console URL).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Console token.
+    pub token: String,
+    /// Skills (empty = any call).
+    #[serde(default)]
+    pub skills: Vec<String>,
+}
+
+/// `[routing]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingSection {
+    /// Agents known at start.
+    pub agents: Vec<AgentSeed>,
+    /// Ring timeout.
+    pub ring_timeout_ms: u64,
+    /// Default handle time.
+    pub default_handle_seconds: u64,
+    /// Longest acceptable wait.
+    pub max_wait_seconds: u64,
+}
+
+/// `[prompts]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptsConfig {
+    /// Disclosure template.
+    pub disclosure: String,
+    /// Callback template.
+    pub callback: String,
+}
+
 /// `[store]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -216,6 +255,10 @@ pub struct Config {
     pub tts: TtsConfig,
     /// `[whisper]`.
     pub whisper: WhisperConfig,
+    /// `[routing]`.
+    pub routing: RoutingSection,
+    /// `[prompts]`.
+    pub prompts: PromptsConfig,
     /// `[store]`.
     pub store: StoreConfig,
     /// `[api]`.
@@ -356,6 +399,9 @@ impl Config {
     /// The configuration as TOML (for `check-config`), secrets masked.
     pub fn to_toml(&self) -> String {
         let mut shown = self.clone();
+        for agent in &mut shown.routing.agents {
+            agent.token = "********".into();
+        }
         for secret in [
             &mut shown.summary.llm_api_key,
             &mut shown.api.token,
@@ -375,6 +421,14 @@ impl Config {
             max_seconds: self.whisper.max_seconds,
             words_per_minute: self.tts.words_per_minute,
             ..Default::default()
+        }
+    }
+
+    /// Routing tuning.
+    pub fn routing_config(&self) -> crate::routing::RoutingConfig {
+        crate::routing::RoutingConfig {
+            default_handle: Duration::from_secs(self.routing.default_handle_seconds),
+            max_wait: Duration::from_secs(self.routing.max_wait_seconds),
         }
     }
 

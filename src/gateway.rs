@@ -2,6 +2,7 @@
 
 use crate::brief::summary::LlmSummarizer;
 use crate::brief::tts::TtsSet;
+use crate::routing::Routing;
 use crate::call::registry::CallRegistry;
 use crate::config::Config;
 use crate::store::{Store, StoreError};
@@ -23,8 +24,10 @@ pub struct Shared {
     pub store: Store,
     /// The LLM summariser, when configured.
     pub llm: Option<LlmSummarizer>,
-    /// Text-to-speech engines for the whisper.
+    /// Text-to-speech engines for the whisper and prompts.
     pub tts: TtsSet,
+    /// Human agents and the queue.
+    pub routing: Routing,
 }
 
 /// The gateway could not start.
@@ -81,6 +84,10 @@ impl RunningGateway {
             )
         };
         let tts = TtsSet::from_config(&config.tts)?;
+        let routing = Routing::new(config.routing_config());
+        for agent in &config.routing.agents {
+            routing.register(&agent.id, &agent.name, &agent.token, agent.skills.clone());
+        }
         if config.api.token.is_empty() {
             tracing::warn!("api.token is empty: the /v1 API is open to anyone who can reach it");
         }
@@ -101,6 +108,7 @@ impl RunningGateway {
             store,
             llm,
             tts,
+            routing,
         });
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = crate::http::router(Arc::clone(&shared));

@@ -23,5 +23,6 @@ pub mod http;
 pub mod legs;
 pub mod media;
 pub mod monitor;
+pub mod routing;
 pub mod sim;
 pub mod store;

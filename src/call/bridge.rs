@@ -8,8 +8,20 @@
 //! μ-law from the caller goes to the agent byte for byte, and μ-law from the
 //! agent goes to the caller byte for byte through a paced playout queue that
 //! the bridge owns, so it can flush (barge-in) or switch source instantly.
+//!
+//! After an escalation the [`Handoff`] state machine decides who hears what
+//! (its routing matrix); the handoff half of the bridge lives in
+//! `bridge/handoff_flow.rs`. The whisper only ever enters the human agent's
+//! playout queue, never the caller's.
 
+mod handoff_flow;
+
+pub use handoff_flow::{HandoffPrompts, RoutingRequest, WHISPER_END_MARK};
+
+use crate::call::handoff::{Handoff, HandoffState, HandoffTimers};
 use crate::call::timeline::{ClearedBy, EndReason, LegName, TimelineKind};
+use crate::media::hold::HoldTone;
+use crate::media::mixer::{Listener, Source};
 use crate::legs::{HangupCause, LegCommand, LegEvent};
 use crate::media::g711;
 use crate::media::playout::{FRAME, Playout, PlayoutOutput};
@@ -36,6 +48,8 @@ pub struct BridgeConfig {
     pub max_errors_in_row: u32,
     /// Extra time to wait for the provider to echo the final mark.
     pub end_mark_grace: Duration,
+    /// Handoff timeouts.
+    pub handoff: HandoffTimers,
 }
 
 impl Default for BridgeConfig {
@@ -47,6 +61,7 @@ impl Default for BridgeConfig {
             vad: VadConfig::default(),
             max_errors_in_row: 50,
             end_mark_grace: Duration::from_secs(2),
+            handoff: HandoffTimers::default(),
         }
     }
 }
@@ -58,6 +73,10 @@ pub enum BridgeOutput {
     ToCaller(LegCommand),
     /// Send to the AI agent's leg.
     ToAgent(LegCommand),
+    /// Send to the human agent's leg.
+    ToHuman(LegCommand),
+    /// Ask routing for something.
+    Routing(RoutingRequest),
     /// Record on the call's timeline.
     Timeline(TimelineKind),
     /// The call is over; nothing more will be output.
@@ -92,6 +111,16 @@ pub struct CallBridge {
     ended: bool,
     caller_errors_in_row: u32,
     agent_errors_in_row: u32,
+    handoff: Handoff,
+    human_playout: Playout,
+    human: Option<String>,
+    hold: HoldTone,
+    hold_on: bool,
+    prompts: Option<HandoffPrompts>,
+    whisper: Option<Arc<[u8]>>,
+    whisper_failed: bool,
+    whisper_waiting: bool,
+    callback_reason: Option<String>,
 }
 
 impl CallBridge {
@@ -104,8 +133,24 @@ impl CallBridge {
             config.playout_lead,
             config.max_playout_frames,
         );
+        let human_playout = Playout::new(
+            160,
+            g711::ULAW_SILENCE,
+            config.playout_lead,
+            config.max_playout_frames,
+        );
         CallBridge {
             vad: EnergyVad::new(config.vad),
+            handoff: Handoff::new(config.handoff),
+            human_playout,
+            human: None,
+            hold: HoldTone::default(),
+            hold_on: false,
+            prompts: None,
+            whisper: None,
+            whisper_failed: false,
+            whisper_waiting: false,
+            callback_reason: None,
             config,
             playout,
             pcm: Vec::with_capacity(160),
@@ -133,14 +178,20 @@ impl CallBridge {
         match event {
             LegEvent::Audio(bytes) => {
                 self.caller_errors_in_row = 0;
-                if self.config.barge_in_on_caller_speech {
+                let matrix = self.handoff.matrix();
+                let talking_to_ai = matrix.hears(Listener::Caller, Source::AiAgent);
+                if self.config.barge_in_on_caller_speech && talking_to_ai {
                     g711::decode_ulaw(&bytes, &mut self.pcm);
                     let started = self.vad.process(&self.pcm) == Some(VadEvent::SpeechStarted);
                     if started && self.finishing.is_none() && self.playout.is_playing(now) {
                         self.flush(ClearedBy::CallerSpeech);
                     }
                 }
-                if self.agent != AgentState::Gone && self.finishing.is_none() {
+                if matrix.hears(Listener::HumanAgent, Source::Caller) && self.human.is_some() {
+                    self.to_human_playout(&bytes);
+                }
+                let ai_hears = matrix.hears(Listener::AiAgent, Source::Caller);
+                if ai_hears && self.agent != AgentState::Gone && self.finishing.is_none() {
                     self.emit(BridgeOutput::ToAgent(LegCommand::Audio(bytes)));
                 }
             }
@@ -152,6 +203,9 @@ impl CallBridge {
                     }
                     return;
                 }
+                if self.handoff_mark(&name, now) {
+                    return;
+                }
                 self.emit(BridgeOutput::Timeline(TimelineKind::MarkPlayed {
                     name: name.clone(),
                 }));
@@ -161,12 +215,13 @@ impl CallBridge {
             }
             LegEvent::Dtmf(digit) => {
                 self.emit(BridgeOutput::Timeline(TimelineKind::Dtmf { digit }));
-                if self.agent == AgentState::Up {
+                if self.agent == AgentState::Up && *self.handoff.state() == HandoffState::Ai {
                     self.emit(BridgeOutput::ToAgent(LegCommand::Dtmf(digit)));
                 }
             }
             LegEvent::Hangup(cause) => {
                 self.caller_gone = true;
+                self.handoff_caller_gone(now);
                 self.end(match cause {
                     HangupCause::Normal => EndReason::CallerHangup,
                     HangupCause::Lost(e) | HangupCause::Unreachable(e) => EndReason::CallerLost(e),
@@ -187,6 +242,7 @@ impl CallBridge {
             }
             LegEvent::Connected
             | LegEvent::Clear
+            | LegEvent::SkipWhisper
             | LegEvent::Turn(_)
             | LegEvent::Escalate(_)
             | LegEvent::Tool(_)
@@ -209,6 +265,9 @@ impl CallBridge {
                 self.emit(BridgeOutput::Timeline(TimelineKind::AgentConnected));
             }
             LegEvent::Audio(bytes) => {
+                if !self.handoff.matrix().hears(Listener::Caller, Source::AiAgent) {
+                    return; // the AI has been muted by the handoff
+                }
                 if let Err(e) = self.playout.push_audio(&bytes) {
                     self.emit(BridgeOutput::Timeline(TimelineKind::AudioDropped {
                         leg: LegName::Caller,
@@ -216,8 +275,9 @@ impl CallBridge {
                     }));
                 }
             }
-            LegEvent::Mark(name) => self.playout.push_mark(name),
-            LegEvent::Clear => self.flush(ClearedBy::Agent),
+            LegEvent::Mark(name) if *self.handoff.state() == HandoffState::Ai => self.playout.push_mark(name),
+            LegEvent::Clear if *self.handoff.state() == HandoffState::Ai => self.flush(ClearedBy::Agent),
+            LegEvent::Mark(_) | LegEvent::Clear | LegEvent::SkipWhisper => {}
             LegEvent::Turn(turn) => self.emit(BridgeOutput::Timeline(TimelineKind::Turn {
                 role: turn.role,
                 content: turn.content,
@@ -259,6 +319,10 @@ impl CallBridge {
                     self.agent_failed(why, now);
                 }
             }
+            LegEvent::Hangup(_) if *self.handoff.state() != HandoffState::Ai => {
+                // The AI leaving after the escalation changes nothing for the caller.
+                self.agent = AgentState::Gone;
+            }
             LegEvent::Hangup(HangupCause::Normal) => {
                 self.agent = AgentState::Gone;
                 self.finish_after_playout(EndReason::AgentHangup, now);
@@ -297,6 +361,13 @@ impl CallBridge {
             }
             return self.outputs.pop_front();
         }
+        self.handoff_poll(now);
+        if let Some(out) = self.outputs.pop_front() {
+            return Some(out);
+        }
+        if let Some(out) = self.human_playout.poll(now) {
+            return Some(self.human_output(out, now));
+        }
         match self.playout.poll(now)? {
             PlayoutOutput::Audio(bytes) => Some(BridgeOutput::ToCaller(LegCommand::Audio(bytes))),
             PlayoutOutput::Mark(name) => Some(BridgeOutput::ToCaller(LegCommand::Mark(name))),
@@ -311,11 +382,18 @@ impl CallBridge {
         if self.ended {
             return None;
         }
-        let deadline = self.finishing.as_ref().map(|f| f.deadline);
-        match (self.playout.poll_at(now), deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        if self.hold_on && self.playout.queued_frames() < 2 {
+            return Some(now);
         }
+        [
+            self.playout.poll_at(now),
+            self.human_playout.poll_at(now),
+            self.finishing.as_ref().map(|f| f.deadline),
+            self.handoff.deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn emit(&mut self, out: BridgeOutput) {

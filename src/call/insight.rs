@@ -26,10 +26,13 @@ pub const AGENT_VERSION: &str = concat!("warmline/", env!("CARGO_PKG_VERSION"));
 pub enum InsightEvent {
     /// A human must take over.
     Escalated(Escalation),
-    /// The whisper was rendered (again, when the context changed before answer).
-    WhisperReady(Arc<Whisper>),
+    /// The whisper was rendered (again, when the context changed before answer),
+    /// with its μ-law 8 kHz audio for a phone leg.
+    WhisperReady(Arc<Whisper>, Arc<[u8]>),
     /// The whisper could not be rendered.
     WhisperFailed(String),
+    /// The LLM summary arrived (or fell back).
+    Summary(SummarySource),
 }
 
 /// What the insight task leaves behind when the call ends.
@@ -52,6 +55,10 @@ pub struct Escalation {
     pub summary_source: SummarySource,
     /// From the triggering event to the decision.
     pub latency: Duration,
+    /// What the caller hears now and, if nobody can take the call, later.
+    pub prompts: Option<crate::call::bridge::HandoffPrompts>,
+    /// The caller's number, for a callback.
+    pub callback_number: Option<String>,
 }
 
 struct Observed {
@@ -185,6 +192,17 @@ impl Worker {
         {
             Ok(w) => {
                 let w = Arc::new(w);
+                let ulaw: Arc<[u8]> = match w.samples_at(8000) {
+                    Ok(pcm) => {
+                        let mut out = Vec::new();
+                        crate::media::g711::encode_ulaw(&pcm, &mut out);
+                        Arc::from(out)
+                    }
+                    Err(e) => {
+                        let _ = self.esc_tx.send(InsightEvent::WhisperFailed(e.to_string())).await;
+                        return;
+                    }
+                };
                 tracing::info!(
                     seconds = w.seconds(),
                     renders = w.renders,
@@ -194,7 +212,7 @@ impl Worker {
                     w.text
                 );
                 self.whisper = Some((Arc::clone(&w), ctx));
-                let _ = self.esc_tx.send(InsightEvent::WhisperReady(w)).await;
+                let _ = self.esc_tx.send(InsightEvent::WhisperReady(w, ulaw)).await;
             }
             Err(e) => {
                 tracing::error!(error = %e, "whisper could not be rendered");
@@ -309,16 +327,19 @@ impl Worker {
             decided_at: rfc3339(SystemTime::now()),
             latency_us: latency.as_micros() as u64,
         });
-        let (text, source) =
-            summary::best_summary(self.shared.llm.as_ref(), self.builder.context()).await;
-        self.builder.set_summary(text);
-        self.summary_source = source.clone();
+        // The caller must hear something at once: the prompts and the escalation go
+        // out before the (optional, slower) LLM summary.
+        let prompts = self.render_prompts(&decision).await;
+        let extractive = summary::extractive(self.builder.context());
+        self.builder.set_summary(extractive);
         self.save_context();
         let escalation = Escalation {
             decision,
             context: Arc::new(self.builder.context().clone()),
-            summary_source: source,
+            summary_source: self.summary_source.clone(),
             latency,
+            prompts,
+            callback_number: caller_number(self.builder.context()),
         };
         if self
             .esc_tx
@@ -328,9 +349,47 @@ impl Worker {
         {
             tracing::debug!("call ended before the escalation was delivered");
         }
+        if self.shared.llm.is_some() {
+            let (text, source) =
+                summary::best_summary(self.shared.llm.as_ref(), self.builder.context()).await;
+            self.builder.set_summary(text);
+            self.summary_source = source.clone();
+            self.save_context();
+            let _ = self.esc_tx.send(InsightEvent::Summary(source)).await;
+        }
         // Pre-render the whisper now, while the caller waits: it must start the
         // moment a human answers.
         self.render_whisper().await;
+    }
+
+    async fn render_prompts(&self, decision: &Decision) -> Option<crate::call::bridge::HandoffPrompts> {
+        let config = &self.shared.config;
+        let wait = self.shared.routing.estimate_wait();
+        let disclosure = crate::brief::prompts::disclosure(&config.prompts.disclosure, decision.trigger, wait);
+        let number = caller_number(self.builder.context());
+        let callback = crate::brief::prompts::callback(
+            &config.prompts.callback,
+            "none of our team can take your call right now",
+            number.as_deref(),
+        );
+        let wpm = config.tts.words_per_minute;
+        match (
+            self.shared.tts.prompt_ulaw(&disclosure, wpm).await,
+            self.shared.tts.prompt_ulaw(&callback, wpm).await,
+        ) {
+            (Ok(d), Ok(c)) => Some(crate::call::bridge::HandoffPrompts {
+                disclosure: Arc::from(d),
+                callback: Arc::from(c),
+            }),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "caller prompts could not be rendered; the apology prompt stands in");
+                let apology = Arc::clone(&self.shared.apology);
+                Some(crate::call::bridge::HandoffPrompts {
+                    disclosure: Arc::clone(&apology),
+                    callback: apology,
+                })
+            }
+        }
     }
 
     fn save_context(&mut self) {
@@ -346,6 +405,19 @@ impl Worker {
             summary_source: serde_json::to_string(&self.summary_source).unwrap_or_default(),
             updated_at: rfc3339(SystemTime::now()),
         });
+    }
+}
+
+/// The caller's phone number, if the context has one.
+fn caller_number(ctx: &HandoffContext) -> Option<String> {
+    match &ctx.customer.contact_info {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        serde_json::Value::Object(m) => m
+            .get("phone")
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        _ => None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Calls: the sans-IO bridge that decides, the per-call task that drives it, and the timeline.
 
 pub mod bridge;
+pub mod handoff;
 pub mod insight;
 pub mod recorder;
 pub mod registry;

@@ -14,6 +14,7 @@ const QUEUE_FRAMES: usize = 1000;
 enum Record {
     Heard(Duration, Vec<u8>),
     Said(Duration, Vec<u8>),
+    AgentHeard(Duration, Vec<u8>),
 }
 
 /// Handle used by the call task; dropping it (or `finish`) closes the files.
@@ -53,6 +54,12 @@ impl Recorder {
         self.push(Record::Said(at, ulaw.to_vec()));
     }
 
+    /// μ-law sent to the human agent at `now` (whisper, then the caller).
+    pub fn agent_heard(&mut self, now: Instant, ulaw: &[u8]) {
+        let at = now.saturating_duration_since(self.started);
+        self.push(Record::AgentHeard(at, ulaw.to_vec()));
+    }
+
     fn push(&mut self, record: Record) {
         if self.tx.try_send(record).is_err() {
             self.dropped += 1;
@@ -83,11 +90,19 @@ fn write_loop(dir: &Path, rx: &mut mpsc::Receiver<Record>) -> Result<(), WavErro
     let mut said = WavSink::create(&dir.join("caller_said.wav"), 8000)?;
     let mut heard_track = TimedTrack::new(8000);
     let mut said_track = TimedTrack::new(8000);
+    let mut agent: Option<(WavSink<_>, TimedTrack)> = None;
     let mut pcm = Vec::with_capacity(160);
     while let Some(record) = rx.blocking_recv() {
         let (sink, track, at, ulaw) = match record {
             Record::Heard(at, b) => (&mut heard, &mut heard_track, at, b),
             Record::Said(at, b) => (&mut said, &mut said_track, at, b),
+            Record::AgentHeard(at, b) => {
+                if agent.is_none() {
+                    agent = Some((WavSink::create(&dir.join("agent_heard.wav"), 8000)?, TimedTrack::new(8000)));
+                }
+                let Some((sink, track)) = agent.as_mut() else { continue };
+                (sink, track, at, b)
+            }
         };
         let gap = track.gap_before(at, ulaw.len());
         sink.write(&vec![0; gap])?;
@@ -95,5 +110,8 @@ fn write_loop(dir: &Path, rx: &mut mpsc::Receiver<Record>) -> Result<(), WavErro
         sink.write(&pcm)?;
     }
     heard.finalize()?;
+    if let Some((sink, _)) = agent {
+        sink.finalize()?;
+    }
     said.finalize()
 }

@@ -1,7 +1,8 @@
 //! The per-call task: drives one [`CallBridge`] with the caller's and the AI
 //! agent's leg events and a timer, and carries out its outputs.
 
-use crate::call::bridge::{BridgeOutput, CallBridge};
+use crate::call::bridge::{BridgeOutput, CallBridge, RoutingRequest};
+use crate::routing::RoutingEvent;
 use crate::call::insight::{Escalation, Insight, InsightEvent, InsightOutcome};
 use crate::call::recorder::Recorder;
 use crate::call::timeline::{LegName, Timeline, TimelineKind};
@@ -77,6 +78,8 @@ async fn drive(
     );
     let mut agent_open = true;
     let mut caller_drops = 0u64;
+    let (routing_tx, mut routing_rx) = mpsc::channel::<RoutingEvent>(16);
+    let mut handoff = HandoffLinks::default();
 
     loop {
         let now = Instant::now();
@@ -109,6 +112,19 @@ async fn drive(
                             },
                         );
                     }
+                }
+                BridgeOutput::ToHuman(cmd) => {
+                    if let (Some(r), LegCommand::Audio(bytes)) = (recorder.as_mut(), &cmd) {
+                        r.agent_heard(now, bytes);
+                    }
+                    if let Some((_, tx)) = &handoff.human_tx
+                        && let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(cmd)
+                    {
+                        tracing::warn!("human agent socket is not keeping up; audio dropped");
+                    }
+                }
+                BridgeOutput::Routing(request) => {
+                    handoff.execute(&shared, &setup.call_id, request, &routing_tx, &mut timeline, now);
                 }
                 BridgeOutput::Timeline(kind) => {
                     log_event(&kind);
@@ -143,7 +159,49 @@ async fn drive(
                 bridge.handle_agent(event, Instant::now());
             }
             Some(event) = escalations.recv() => {
-                timeline.push(Instant::now(), insight_event(&event));
+                let at = Instant::now();
+                timeline.push(at, insight_event(&event));
+                match event {
+                    InsightEvent::Escalated(e) => {
+                        handoff.escalation = Some((e.decision.urgency, Arc::clone(&e.context), e.callback_number.clone()));
+                        if let Some(prompts) = e.prompts {
+                            bridge.escalate(prompts, at);
+                        }
+                    }
+                    InsightEvent::WhisperReady(w, ulaw) => {
+                        handoff.whisper_seconds = Some(w.seconds());
+                        bridge.whisper_ready(ulaw, at);
+                    }
+                    InsightEvent::WhisperFailed(_) => bridge.whisper_failed(at),
+                    InsightEvent::Summary(_) => {}
+                }
+            }
+            Some(event) = routing_rx.recv() => {
+                let at = Instant::now();
+                match event {
+                    RoutingEvent::Offered { agent } => bridge.agent_offered(agent, at),
+                    RoutingEvent::Answered { agent, link } => {
+                        shared.store.write(crate::store::Write::Handoff {
+                            call_id: setup.call_id.clone(),
+                            agent_id: agent.clone(),
+                            answered_at: crate::brief::context::rfc3339(SystemTime::now()),
+                            whisper_seconds: handoff.whisper_seconds,
+                        });
+                        handoff.answered_at = Some(at);
+                        handoff.human_tx = Some((agent.clone(), link.commands));
+                        handoff.human_rx = Some(link.events);
+                        bridge.agent_answered(agent, at);
+                    }
+                    RoutingEvent::Declined { agent } => bridge.agent_declined(agent, at),
+                    RoutingEvent::NoAgent { reason } => bridge.no_agent(reason, at),
+                }
+            }
+            event = recv_human(&mut handoff.human_rx) => {
+                let event = event.unwrap_or_else(|| {
+                    handoff.human_rx = None;
+                    LegEvent::Hangup(HangupCause::Lost("human agent leg ended".into()))
+                });
+                bridge.handle_human(event, Instant::now());
             }
             _ = sleep_until(wake) => {}
         }
@@ -155,6 +213,7 @@ async fn drive(
     while let Ok(event) = escalations.try_recv() {
         timeline.push(Instant::now(), insight_event(&event));
     }
+    shared.routing.leave(&setup.call_id);
     drop(agent_tx);
     drop(caller_tx);
     if let Some(r) = recorder.take() {
@@ -178,7 +237,12 @@ async fn drive(
 fn insight_event(event: &InsightEvent) -> TimelineKind {
     match event {
         InsightEvent::Escalated(e) => escalation_event(e),
-        InsightEvent::WhisperReady(w) => TimelineKind::WhisperRendered {
+        InsightEvent::Summary(source) => TimelineKind::HandoffStep {
+            step: "summary".into(),
+            agent: None,
+            detail: serde_json::to_string(source).ok(),
+        },
+        InsightEvent::WhisperReady(w, _) => TimelineKind::WhisperRendered {
             text: w.text.clone(),
             seconds: (w.seconds() * 1000.0).round() / 1000.0,
             renders: w.renders,
@@ -233,6 +297,89 @@ fn escalation_event(e: &Escalation) -> TimelineKind {
         evidence: e.decision.evidence.clone(),
         decision_latency_us: e.latency.as_micros() as u64,
         summary: serde_json::to_value(&e.summary_source).unwrap_or_default(),
+    }
+}
+
+/// The call's side of the handoff: what routing and the human agent need.
+#[derive(Default)]
+struct HandoffLinks {
+    escalation: Option<(crate::legs::media_streams::Urgency, Arc<crate::brief::context::HandoffContext>, Option<String>)>,
+    human_tx: Option<(String, mpsc::Sender<LegCommand>)>,
+    human_rx: Option<mpsc::Receiver<LegEvent>>,
+    answered_at: Option<Instant>,
+    whisper_seconds: Option<f64>,
+}
+
+impl HandoffLinks {
+    fn execute(
+        &mut self,
+        shared: &Shared,
+        call_id: &str,
+        request: RoutingRequest,
+        routing_tx: &mpsc::Sender<RoutingEvent>,
+        timeline: &mut Timeline,
+        now: Instant,
+    ) {
+        match request {
+            RoutingRequest::JoinQueue => {
+                let (urgency, context) = match &self.escalation {
+                    Some((u, c, _)) => (*u, Arc::clone(c)),
+                    None => (Default::default(), Arc::default()),
+                };
+                let ticket = shared
+                    .routing
+                    .enqueue(call_id, "", urgency, context, routing_tx.clone());
+                timeline.push(
+                    now,
+                    TimelineKind::HandoffStep {
+                        step: "queued".into(),
+                        agent: None,
+                        detail: Some(format!(
+                            "position {}, estimated wait {}",
+                            ticket.position,
+                            crate::brief::prompts::wait_for_caller(ticket.estimated_wait)
+                        )),
+                    },
+                );
+            }
+            RoutingRequest::OfferNext { instead_of } => {
+                let _ = shared.routing.decline(&instead_of, call_id);
+            }
+            RoutingRequest::SaveCallback { reason } => {
+                shared.routing.leave(call_id);
+                let (number, context) = match &self.escalation {
+                    Some((_, c, n)) => (n.clone().unwrap_or_default(), c.to_json_pretty()),
+                    None => (String::new(), "{}".into()),
+                };
+                shared.store.write(crate::store::Write::Callback {
+                    call_id: call_id.to_string(),
+                    number,
+                    reason: reason.clone(),
+                    context,
+                    created_at: crate::brief::context::rfc3339(SystemTime::now()),
+                });
+                timeline.push(
+                    now,
+                    TimelineKind::HandoffStep {
+                        step: "callback_saved".into(),
+                        agent: None,
+                        detail: Some(reason),
+                    },
+                );
+            }
+            RoutingRequest::Release { agent } => {
+                let handled = self.answered_at.map(|a| now.saturating_duration_since(a)).unwrap_or_default();
+                shared.routing.call_finished(&agent, handled);
+                self.human_tx = None;
+            }
+        }
+    }
+}
+
+async fn recv_human(rx: &mut Option<mpsc::Receiver<LegEvent>>) -> Option<LegEvent> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -40,6 +40,10 @@ pub enum EndReason {
     ProtocolErrors(String),
     /// The gateway is shutting down.
     Shutdown,
+    /// The human agent ended the call after the handoff.
+    HumanAgentHangup,
+    /// Nobody could take the call; a callback was saved.
+    CallbackScheduled(String),
 }
 
 /// What happened.
@@ -153,6 +157,18 @@ pub enum TimelineKind {
     WhisperFailed {
         /// Why.
         error: String,
+    },
+    /// A step of the warm handoff.
+    HandoffStep {
+        /// escalating, ringing, answered, declined, ring_timeout, whisper_started,
+        /// whisper_skipped, whisper_missing, merged, agent_left, no_agent.
+        step: String,
+        /// The human agent concerned.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        agent: Option<String>,
+        /// More.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
     },
     /// A keypad digit from the caller.
     Dtmf {

@@ -80,3 +80,104 @@ pub async fn get_context(Path(id): Path<String>, State(shared): State<Arc<Shared
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
+
+/// `GET /v1/agents`: the human agents and their availability.
+pub async fn list_agents(State(shared): State<Arc<Shared>>) -> Response {
+    Json(serde_json::json!({ "agents": shared.routing.agents() })).into_response()
+}
+
+/// Body of `POST /v1/agents`.
+#[derive(Debug, serde::Deserialize)]
+pub struct RegisterAgent {
+    id: String,
+    name: String,
+    token: String,
+    #[serde(default)]
+    skills: Vec<String>,
+}
+
+/// `POST /v1/agents`: registers (or updates) a human agent.
+pub async fn register_agent(
+    State(shared): State<Arc<Shared>>,
+    body: Result<Json<RegisterAgent>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(agent) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let valid_id = !agent.id.is_empty()
+        && agent.id.len() <= 64
+        && agent.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !valid_id {
+        return error(StatusCode::BAD_REQUEST, "id must be 1-64 letters, digits, - or _");
+    }
+    if agent.token.len() < 8 {
+        return error(StatusCode::BAD_REQUEST, "token must be at least 8 characters");
+    }
+    shared.routing.register(&agent.id, &agent.name, &agent.token, agent.skills);
+    (StatusCode::CREATED, Json(serde_json::json!({ "id": agent.id }))).into_response()
+}
+
+/// Body of `POST /v1/agents/{id}/status`.
+#[derive(Debug, serde::Deserialize)]
+pub struct SetStatus {
+    status: crate::routing::AgentStatus,
+}
+
+/// `POST /v1/agents/{id}/status`: available, busy or offline.
+pub async fn set_agent_status(
+    Path(id): Path<String>,
+    State(shared): State<Arc<Shared>>,
+    body: Result<Json<SetStatus>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    match shared.routing.set_status(&id, body.status) {
+        Ok(()) => Json(serde_json::json!({ "id": id, "status": body.status })).into_response(),
+        Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
+    }
+}
+
+/// `GET /v1/callbacks`: saved callbacks with their contexts.
+pub async fn list_callbacks(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.store.callbacks().await {
+        Ok(rows) => Json(serde_json::json!({ "callbacks": rows })).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// Query of the console socket.
+#[derive(Debug, serde::Deserialize)]
+pub struct ConsoleQuery {
+    token: Option<String>,
+}
+
+/// `GET /v1/agents/{id}/ws?token=…`: an agent's console (per-agent token).
+pub async fn agent_console(
+    ws: axum::extract::WebSocketUpgrade,
+    Path(id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<ConsoleQuery>,
+    headers: axum::http::HeaderMap,
+    State(shared): State<Arc<Shared>>,
+) -> Response {
+    let token = query.token.or_else(|| {
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_string)
+    });
+    let Some(token) = token else {
+        return error(StatusCode::UNAUTHORIZED, "missing agent token (?token= or Authorization: Bearer)");
+    };
+    if let Err(e) = shared.routing.authenticate(&id, &token) {
+        tracing::warn!(agent = %id, error = %e, "console refused");
+        return error(StatusCode::UNAUTHORIZED, e.to_string());
+    }
+    let cap = shared.config.server.max_message_bytes * 4;
+    ws.max_message_size(cap)
+        .max_frame_size(cap)
+        .on_upgrade(move |socket| crate::legs::human::serve_console(socket, shared, id))
+}

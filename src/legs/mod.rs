@@ -1,6 +1,7 @@
 //! Legs: tasks that turn a transport into [`LegEvent`]s and carry out [`LegCommand`]s.
 
 pub mod agent;
+pub mod human;
 pub mod media_streams;
 pub mod twilio;
 
@@ -40,6 +41,8 @@ pub enum LegEvent {
     Customer(serde_json::Map<String, serde_json::Value>),
     /// Intent details (agent extension).
     Intent(serde_json::Map<String, serde_json::Value>),
+    /// The human agent skips the rest of the whisper.
+    SkipWhisper,
     /// A message was refused; the leg stays up.
     Error(ProtocolError),
     /// The leg is gone.

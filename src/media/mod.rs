@@ -6,6 +6,7 @@
 pub mod analysis;
 pub mod frame;
 pub mod g711;
+pub mod hold;
 pub mod mixer;
 pub mod opus;
 pub mod playout;

@@ -4,3 +4,4 @@
 
 pub mod agent;
 pub mod caller;
+pub mod human;

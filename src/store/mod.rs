@@ -112,6 +112,30 @@ pub enum Write {
         /// RFC 3339.
         updated_at: String,
     },
+    /// A callback to make, with the context that goes with it.
+    Callback {
+        /// Call id.
+        call_id: String,
+        /// Number to call.
+        number: String,
+        /// Why the call could not be taken now.
+        reason: String,
+        /// The handoff context JSON.
+        context: String,
+        /// RFC 3339.
+        created_at: String,
+    },
+    /// A human agent took the call.
+    Handoff {
+        /// Call id.
+        call_id: String,
+        /// The agent.
+        agent_id: String,
+        /// RFC 3339 of the answer.
+        answered_at: String,
+        /// Whisper length, s.
+        whisper_seconds: Option<f64>,
+    },
     /// A call ended.
     CallEnded {
         /// Call id.
@@ -161,11 +185,29 @@ pub struct DecisionRow {
     pub latency_us: Option<i64>,
 }
 
+/// A saved callback.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CallbackRow {
+    /// The call it came from.
+    pub call_id: String,
+    /// Number to call.
+    pub number: String,
+    /// Why.
+    pub reason: String,
+    /// The handoff context.
+    pub context: serde_json::Value,
+    /// RFC 3339.
+    pub created_at: String,
+    /// `pending`, …
+    pub status: String,
+}
+
 enum Command {
     Write(Write),
     ListCalls(usize, oneshot::Sender<Result<Vec<CallRow>, StoreError>>),
     Call(String, oneshot::Sender<Result<Option<CallRow>, StoreError>>),
     Context(String, oneshot::Sender<Result<Option<String>, StoreError>>),
+    Callbacks(oneshot::Sender<Result<Vec<CallbackRow>, StoreError>>),
     Flush(oneshot::Sender<usize>),
 }
 
@@ -247,6 +289,11 @@ impl Store {
         self.ask(|r| Command::Context(id.to_string(), r)).await?
     }
 
+    /// Pending callbacks, oldest first.
+    pub async fn callbacks(&self) -> Result<Vec<CallbackRow>, StoreError> {
+        self.ask(Command::Callbacks).await?
+    }
+
     /// Waits until every write queued so far was attempted; returns how many are
     /// still waiting for a retry (0 when all are on disk).
     pub async fn flush(&self) -> Result<usize, StoreError> {
@@ -297,6 +344,9 @@ fn run(conn: Connection, rx: std_mpsc::Receiver<Command>, path: &Path) {
                     .optional()
                     .map_err(StoreError::from);
                 let _ = reply.send(r);
+            }
+            Some(Command::Callbacks(reply)) => {
+                let _ = reply.send(schema::callbacks(&conn).map_err(StoreError::from));
             }
             Some(Command::Flush(reply)) => {
                 let _ = reply.send(retry.len());
@@ -362,6 +412,18 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<()> {
             .execute(
                 "INSERT OR REPLACE INTO contexts (call_id, json, summary_source, updated_at) VALUES (?1, ?2, ?3, ?4)",
                 params![call_id, json, summary_source, updated_at],
+            )
+            .map(drop),
+        Write::Callback { call_id, number, reason, context, created_at } => conn
+            .execute(
+                "INSERT OR REPLACE INTO callbacks (call_id, number, reason, context, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![call_id, number, reason, context, created_at],
+            )
+            .map(drop),
+        Write::Handoff { call_id, agent_id, answered_at, whisper_seconds } => conn
+            .execute(
+                "INSERT OR REPLACE INTO handoffs (call_id, agent_id, answered_at, whisper_seconds) VALUES (?1, ?2, ?3, ?4)",
+                params![call_id, agent_id, answered_at, whisper_seconds],
             )
             .map(drop),
         Write::CallEnded { id, ended_at, reason } => conn

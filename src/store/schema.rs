@@ -1,6 +1,6 @@
 //! The schema, its embedded migrations and the read queries.
 
-use super::{CallRow, DecisionRow};
+use super::{CallRow, CallbackRow, DecisionRow};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::time::Duration;
@@ -50,6 +50,23 @@ CREATE TABLE contexts (
     updated_at TEXT NOT NULL
 );
 CREATE INDEX calls_started ON calls (started_at);
+"#, r#"
+CREATE TABLE callbacks (
+    call_id TEXT PRIMARY KEY,
+    number TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    context TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending'
+);
+CREATE TABLE handoffs (
+    call_id TEXT PRIMARY KEY,
+    agent_id TEXT NOT NULL,
+    offered_at TEXT,
+    answered_at TEXT,
+    merged_at TEXT,
+    whisper_seconds REAL
+);
 "#];
 
 /// Opens the database in WAL mode and runs pending migrations.
@@ -123,4 +140,23 @@ pub fn call(conn: &Connection, id: &str) -> rusqlite::Result<Option<CallRow>> {
         |r| row(conn, r),
     )
     .optional()
+}
+
+/// Pending callbacks, oldest first.
+pub fn callbacks(conn: &Connection) -> rusqlite::Result<Vec<CallbackRow>> {
+    let mut stmt = conn.prepare(
+        "SELECT call_id, number, reason, context, created_at, status FROM callbacks WHERE status = 'pending' ORDER BY created_at",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let context: String = r.get(3)?;
+        Ok(CallbackRow {
+            call_id: r.get(0)?,
+            number: r.get(1)?,
+            reason: r.get(2)?,
+            context: serde_json::from_str(&context).unwrap_or(serde_json::Value::Null),
+            created_at: r.get(4)?,
+            status: r.get(5)?,
+        })
+    })?;
+    rows.collect()
 }

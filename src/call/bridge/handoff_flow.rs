@@ -1,0 +1,329 @@
+//! The handoff half of the call bridge: disclosure, hold, whisper to the human
+//! agent only, merge, callback. Driven by [`Handoff`](crate::call::handoff::Handoff);
+//! audio sources follow its routing matrix.
+
+use super::{AgentState, BridgeOutput, CallBridge};
+use crate::call::handoff::{HandoffAction, HandoffInput, HandoffState};
+use crate::call::timeline::{EndReason, LegName, TimelineKind};
+use crate::legs::{LegCommand, LegEvent};
+use crate::media::mixer::{Listener, Source};
+use crate::media::playout::PlayoutOutput;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Mark after the disclosure prompt.
+pub const DISCLOSURE_MARK: &str = "warmline-disclosure";
+/// Mark after the callback prompt.
+pub const CALLBACK_MARK: &str = "warmline-callback";
+/// Mark after the whisper in the human agent's audio: the caller follows it.
+pub const WHISPER_END_MARK: &str = "whisper-end";
+
+/// The caller-facing prompts of a handoff, μ-law 8 kHz.
+#[derive(Debug, Clone)]
+pub struct HandoffPrompts {
+    /// Why, that context travels, the expected wait.
+    pub disclosure: Arc<[u8]>,
+    /// "We will call you back".
+    pub callback: Arc<[u8]>,
+}
+
+/// What the bridge asks of routing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoutingRequest {
+    /// Put the call in the queue (the screen-pop goes out with the offer).
+    JoinQueue,
+    /// The offered agent did not take it: try the next.
+    OfferNext {
+        /// The agent who did not.
+        instead_of: String,
+    },
+    /// Save a callback with the context.
+    SaveCallback {
+        /// Why the call could not be taken now.
+        reason: String,
+    },
+    /// The human agent is free again.
+    Release {
+        /// The agent.
+        agent: String,
+    },
+}
+
+impl CallBridge {
+    /// Where the handoff stands.
+    pub fn handoff_state(&self) -> &HandoffState {
+        self.handoff.state()
+    }
+
+    /// The monitor decided to escalate: play the disclosure and join the queue.
+    pub fn escalate(&mut self, prompts: HandoffPrompts, now: Instant) {
+        if self.ended || *self.handoff.state() != HandoffState::Ai {
+            return;
+        }
+        self.prompts = Some(prompts);
+        self.step("escalating", None, None);
+        let actions = self.handoff.handle(HandoffInput::Escalate, now);
+        self.apply(actions, now);
+    }
+
+    /// Routing offered the call to `agent` (their screen-pop is up).
+    pub fn agent_offered(&mut self, agent: String, now: Instant) {
+        self.step("ringing", Some(&agent), None);
+        let actions = self.handoff.handle(HandoffInput::Offered { agent }, now);
+        self.apply(actions, now);
+    }
+
+    /// The agent accepted; their leg is connected to the call.
+    pub fn agent_answered(&mut self, agent: String, now: Instant) {
+        if !matches!(self.handoff.state(), HandoffState::Ringing { agent: a, .. } if *a == agent) {
+            // Not the agent we are ringing (a stale accept): let them go.
+            self.emit(BridgeOutput::ToHuman(LegCommand::Hangup));
+            self.emit(BridgeOutput::Routing(super::RoutingRequest::Release { agent }));
+            return;
+        }
+        self.human = Some(agent.clone());
+        self.step("answered", Some(&agent), None);
+        let actions = self.handoff.handle(HandoffInput::Accepted { agent }, now);
+        self.apply(actions, now);
+    }
+
+    /// The offered agent declined (or their console went away).
+    pub fn agent_declined(&mut self, agent: String, now: Instant) {
+        let actions = self.handoff.handle(HandoffInput::Declined { agent: agent.clone() }, now);
+        if !actions.is_empty() {
+            self.step("declined", Some(&agent), None);
+        }
+        self.apply(actions, now);
+    }
+
+    /// Nobody can take the call now.
+    pub fn no_agent(&mut self, reason: String, now: Instant) {
+        self.step("no_agent", None, Some(&reason));
+        self.callback_reason = Some(reason);
+        let actions = self.handoff.handle(HandoffInput::NoAgent, now);
+        self.apply(actions, now);
+    }
+
+    /// The whisper (μ-law 8 kHz) is ready; it replaces an earlier render not yet played.
+    pub fn whisper_ready(&mut self, ulaw: Arc<[u8]>, now: Instant) {
+        self.whisper = Some(ulaw);
+        self.whisper_failed = false;
+        if self.whisper_waiting {
+            self.start_whisper(now);
+        }
+    }
+
+    /// The whisper could not be rendered: the agent is connected without it.
+    pub fn whisper_failed(&mut self, now: Instant) {
+        self.whisper_failed = true;
+        if self.whisper_waiting {
+            self.start_whisper(now);
+        }
+    }
+
+    /// Feeds an event from the human agent's leg.
+    pub fn handle_human(&mut self, event: LegEvent, now: Instant) {
+        if self.ended || self.human.is_none() {
+            return;
+        }
+        match event {
+            LegEvent::Audio(bytes) => {
+                if self.handoff.matrix().hears(Listener::Caller, Source::HumanAgent)
+                    && let Err(e) = self.playout.push_audio(&bytes)
+                {
+                    self.emit(BridgeOutput::Timeline(TimelineKind::AudioDropped {
+                        leg: LegName::Caller,
+                        reason: e.to_string(),
+                    }));
+                }
+            }
+            LegEvent::SkipWhisper => {
+                if matches!(self.handoff.state(), HandoffState::Whispering { .. }) {
+                    self.human_playout.clear();
+                    self.whisper_waiting = false;
+                    self.emit(BridgeOutput::ToHuman(LegCommand::Mark(WHISPER_END_MARK.into())));
+                    self.step("whisper_skipped", self.human.clone().as_deref(), None);
+                    let actions = self.handoff.handle(HandoffInput::WhisperDone, now);
+                    self.apply(actions, now);
+                }
+            }
+            LegEvent::Hangup(_) => {
+                let agent = self.human.take();
+                self.human_playout.clear();
+                self.whisper_waiting = false;
+                if let Some(agent) = &agent {
+                    self.step("agent_left", Some(agent), None);
+                    self.emit(BridgeOutput::Routing(super::RoutingRequest::Release { agent: agent.clone() }));
+                }
+                let actions = self.handoff.handle(HandoffInput::AgentGone, now);
+                self.apply(actions, now);
+            }
+            LegEvent::Error(error) => self.emit(BridgeOutput::Timeline(TimelineKind::ProtocolError {
+                leg: LegName::Agent,
+                error: format!("human agent: {error}"),
+            })),
+            _ => {}
+        }
+    }
+
+    pub(super) fn handoff_caller_gone(&mut self, now: Instant) {
+        let actions = self.handoff.handle(HandoffInput::CallerGone, now);
+        // Only End can come back; `end` itself follows in the caller's handler.
+        drop(actions);
+    }
+
+    /// Handles the provider's echo of a handoff prompt mark; true if it was one.
+    pub(super) fn handoff_mark(&mut self, name: &str, now: Instant) -> bool {
+        let input = match name {
+            DISCLOSURE_MARK => HandoffInput::DisclosurePlayed,
+            CALLBACK_MARK => HandoffInput::CallbackPlayed,
+            _ => return false,
+        };
+        let actions = self.handoff.handle(input, now);
+        self.apply(actions, now);
+        true
+    }
+
+    /// Timeouts and hold audio, at `now`.
+    pub(super) fn handoff_poll(&mut self, now: Instant) {
+        let actions = self.handoff.poll_timeout(now);
+        if !actions.is_empty() {
+            self.step("ring_timeout", None, None);
+            self.apply(actions, now);
+        }
+        if self.hold_on {
+            while self.playout.queued_frames() < 2 {
+                let frame = self.hold.next_frame();
+                if self.playout.push_audio(&frame).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Turns a released human-playout item into an output; the whisper's end mark merges.
+    pub(super) fn human_output(&mut self, out: PlayoutOutput, now: Instant) -> BridgeOutput {
+        match out {
+            PlayoutOutput::Audio(bytes) => BridgeOutput::ToHuman(LegCommand::Audio(bytes)),
+            PlayoutOutput::Mark(name) => {
+                if name == WHISPER_END_MARK && matches!(self.handoff.state(), HandoffState::Whispering { .. }) {
+                    let actions = self.handoff.handle(HandoffInput::WhisperDone, now);
+                    self.apply(actions, now);
+                }
+                BridgeOutput::ToHuman(LegCommand::Mark(name))
+            }
+        }
+    }
+
+    pub(super) fn to_human_playout(&mut self, bytes: &[u8]) {
+        if let Err(e) = self.human_playout.push_audio(bytes) {
+            self.emit(BridgeOutput::Timeline(TimelineKind::AudioDropped {
+                leg: LegName::Agent,
+                reason: format!("human agent: {e}"),
+            }));
+        }
+    }
+
+    fn start_whisper(&mut self, now: Instant) {
+        self.whisper_waiting = false;
+        let agent = self.human.clone();
+        match self.whisper.clone() {
+            Some(ulaw) if !self.whisper_failed || !ulaw.is_empty() => {
+                // The whisper goes into the human agent's queue and nowhere else.
+                self.to_human_playout(&ulaw);
+                self.human_playout.push_mark(WHISPER_END_MARK);
+                let seconds = ulaw.len() as f64 / 8000.0;
+                self.step("whisper_started", agent.as_deref(), Some(&format!("{seconds:.2} s")));
+            }
+            _ => {
+                self.step("whisper_missing", agent.as_deref(), Some("connecting without a whisper"));
+                self.emit(BridgeOutput::ToHuman(LegCommand::Mark(WHISPER_END_MARK.into())));
+                let actions = self.handoff.handle(HandoffInput::WhisperDone, now);
+                self.apply(actions, now);
+            }
+        }
+    }
+
+    fn apply(&mut self, actions: Vec<HandoffAction>, now: Instant) {
+        for action in actions {
+            match action {
+                HandoffAction::PlayDisclosure => {
+                    self.replace_caller_audio();
+                    if let Some(p) = self.prompts.clone() {
+                        self.push_prompt(&p.disclosure, DISCLOSURE_MARK, "disclosure");
+                    }
+                }
+                HandoffAction::JoinQueue => self.emit(BridgeOutput::Routing(super::RoutingRequest::JoinQueue)),
+                HandoffAction::StartHold => self.hold_on = true,
+                HandoffAction::OfferNextAgent { instead_of } => {
+                    self.emit(BridgeOutput::Routing(super::RoutingRequest::OfferNext { instead_of }))
+                }
+                HandoffAction::PlayWhisper { .. } => {
+                    if self.whisper.is_some() || self.whisper_failed {
+                        self.start_whisper(now);
+                    } else {
+                        self.whisper_waiting = true;
+                    }
+                }
+                HandoffAction::Merge { agent } => {
+                    // Stale hold audio must not play after the merge.
+                    self.hold_on = false;
+                    self.replace_caller_audio();
+                    if self.agent != AgentState::Gone {
+                        self.agent = AgentState::Gone;
+                        self.emit(BridgeOutput::ToAgent(LegCommand::Hangup));
+                    }
+                    self.step("merged", Some(&agent), Some("AI leg closed"));
+                }
+                HandoffAction::OfferCallback => {
+                    self.hold_on = false;
+                    self.replace_caller_audio();
+                    if let Some(p) = self.prompts.clone() {
+                        self.push_prompt(&p.callback, CALLBACK_MARK, "callback");
+                    }
+                    let reason = self.callback_reason.clone().unwrap_or_else(|| "no agent available".into());
+                    self.emit(BridgeOutput::Routing(super::RoutingRequest::SaveCallback { reason }));
+                }
+                HandoffAction::End => {
+                    let reason = match self.handoff.state() {
+                        HandoffState::Ended if self.callback_reason.is_some() => {
+                            EndReason::CallbackScheduled(self.callback_reason.clone().unwrap_or_default())
+                        }
+                        _ => EndReason::HumanAgentHangup,
+                    };
+                    self.end(reason);
+                }
+            }
+        }
+    }
+
+    /// Flushes whatever the caller was going to hear next and tells the provider.
+    fn replace_caller_audio(&mut self) {
+        let marks = self.playout.clear();
+        self.emit(BridgeOutput::ToCaller(LegCommand::Clear));
+        if self.agent == AgentState::Up && *self.handoff.state() != HandoffState::Ended {
+            for name in marks {
+                self.emit(BridgeOutput::ToAgent(LegCommand::Mark(name)));
+            }
+        }
+    }
+
+    fn push_prompt(&mut self, audio: &[u8], mark: &str, name: &str) {
+        if let Err(e) = self.playout.push_audio(audio) {
+            self.emit(BridgeOutput::Timeline(TimelineKind::AudioDropped {
+                leg: LegName::Caller,
+                reason: e.to_string(),
+            }));
+        }
+        self.playout.push_mark(mark);
+        self.emit(BridgeOutput::Timeline(TimelineKind::PromptStarted { name: name.into() }));
+    }
+
+    fn step(&mut self, step: &str, agent: Option<&str>, detail: Option<&str>) {
+        self.emit(BridgeOutput::Timeline(TimelineKind::HandoffStep {
+            step: step.to_string(),
+            agent: agent.map(str::to_string),
+            detail: detail.map(str::to_string),
+        }));
+    }
+}

@@ -1,0 +1,254 @@
+//! The human agent leg: an agent's console (browser, softphone bridge, or the
+//! simulator) connects a WebSocket to `/v1/agents/{id}/ws?token=…`. Between
+//! calls it receives offers (the screen-pop with the full context) and answers
+//! `accept`/`decline`; on a call it receives μ-law `media` in Media Streams
+//! framing — first the whisper, then the caller — and sends its own voice back.
+//! Protocol: docs/agent-protocol.md, "Human agent console".
+
+use crate::brief::context::HandoffContext;
+use crate::gateway::Shared;
+use crate::legs::media_streams::{self, MarkBody, MediaChunk, ProtocolError, Urgency};
+use crate::legs::{HangupCause, LegCommand, LegEvent};
+use crate::routing::{AgentStatus, HumanCommand, HumanLink};
+use axum::extract::ws::{Message, WebSocket};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Messages from the console.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case", rename_all_fields = "camelCase")]
+pub enum ConsoleMessage {
+    /// Take the offered call.
+    Accept {
+        /// The call.
+        call_id: String,
+    },
+    /// Refuse the offered call.
+    Decline {
+        /// The call.
+        call_id: String,
+    },
+    /// Skip the rest of the whisper.
+    Skip,
+    /// Leave the call.
+    Hangup,
+    /// Availability.
+    Status {
+        /// `available` or `offline`.
+        status: String,
+    },
+    /// The agent's voice (μ-law 8 kHz).
+    Media {
+        /// The audio.
+        media: MediaChunk,
+    },
+    /// A mark echo (ignored).
+    Mark {
+        /// The mark.
+        mark: MarkBody,
+    },
+    /// Anything else.
+    #[serde(other)]
+    Unknown,
+}
+
+/// Messages to the console.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case", rename_all_fields = "camelCase")]
+pub enum ConsoleEvent<'a> {
+    /// Signed in.
+    Connected {
+        /// The agent.
+        agent_id: &'a str,
+    },
+    /// The screen-pop.
+    Offer {
+        /// The call.
+        call_id: &'a str,
+        /// Urgency.
+        urgency: Urgency,
+        /// The handoff context.
+        context: &'a HandoffContext,
+    },
+    /// The offer is gone.
+    OfferWithdrawn {
+        /// The call.
+        call_id: &'a str,
+        /// Why.
+        reason: &'a str,
+    },
+    /// Accepted: the whisper follows, then the caller.
+    CallStarted {
+        /// The call.
+        call_id: &'a str,
+    },
+    /// Audio for the agent.
+    Media {
+        /// The call.
+        stream_sid: &'a str,
+        /// The audio.
+        media: MediaChunk,
+    },
+    /// A marker in the audio (`whisper-end` when the caller is connected).
+    Mark {
+        /// The call.
+        stream_sid: &'a str,
+        /// The mark.
+        mark: MarkBody,
+    },
+    /// The call is over.
+    Stop {
+        /// The call.
+        call_id: &'a str,
+    },
+    /// A refused request.
+    Error {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+fn text(event: &ConsoleEvent<'_>) -> Message {
+    Message::Text(serde_json::to_string(event).unwrap_or_else(|_| "{}".into()).into())
+}
+
+/// Serves one authenticated console until it disconnects.
+pub async fn serve_console(mut socket: WebSocket, shared: Arc<Shared>, agent_id: String) {
+    let routing = &shared.routing;
+    let (console_tx, mut console_rx) = mpsc::channel::<HumanCommand>(16);
+    if let Err(e) = routing.console_connected(&agent_id, console_tx) {
+        let _ = socket.send(text(&ConsoleEvent::Error { message: e.to_string() })).await;
+        let _ = socket.send(Message::Close(None)).await;
+        return;
+    }
+    tracing::info!(agent = %agent_id, "agent console connected");
+    let _ = socket.send(text(&ConsoleEvent::Connected { agent_id: &agent_id })).await;
+    let max = shared.config.server.max_message_bytes;
+    // The call in progress: its id, commands from it, and where our events go.
+    let mut call: Option<(String, mpsc::Receiver<LegCommand>, mpsc::Sender<LegEvent>)> = None;
+    loop {
+        let leg_cmd = async {
+            match call.as_mut() {
+                Some((_, rx, _)) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            cmd = console_rx.recv() => {
+                let msg = match cmd {
+                    Some(HumanCommand::Offer { call_id, urgency, context }) => {
+                        tracing::info!(agent = %agent_id, call = %call_id, "screen-pop sent");
+                        text(&ConsoleEvent::Offer { call_id: &call_id, urgency, context: &context })
+                    }
+                    Some(HumanCommand::OfferWithdrawn { call_id, reason }) => {
+                        text(&ConsoleEvent::OfferWithdrawn { call_id: &call_id, reason: &reason })
+                    }
+                    None => break,
+                };
+                if socket.send(msg).await.is_err() {
+                    break;
+                }
+            }
+            cmd = leg_cmd => {
+                let Some((call_id, _, _)) = call.as_ref() else { continue };
+                let msg = match cmd {
+                    Some(LegCommand::Audio(bytes)) => text(&ConsoleEvent::Media {
+                        stream_sid: call_id,
+                        media: MediaChunk { track: None, chunk: None, timestamp: None, payload: media_streams::encode_payload(&bytes) },
+                    }),
+                    Some(LegCommand::Mark(name)) => text(&ConsoleEvent::Mark { stream_sid: call_id, mark: MarkBody { name } }),
+                    Some(LegCommand::Clear) | Some(LegCommand::Dtmf(_)) => continue,
+                    Some(LegCommand::Hangup) | None => {
+                        let stop = text(&ConsoleEvent::Stop { call_id });
+                        call = None;
+                        if socket.send(stop).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                };
+                if socket.send(msg).await.is_err() {
+                    break;
+                }
+            }
+            msg = socket.recv() => {
+                let parsed = match msg {
+                    Some(Ok(Message::Text(t))) if t.len() > max => Err(ProtocolError::Oversized { len: t.len(), max }),
+                    Some(Ok(Message::Text(t))) => serde_json::from_str::<ConsoleMessage>(&t)
+                        .map_err(|e| ProtocolError::InvalidMessage(e.to_string())),
+                    Some(Ok(Message::Binary(b))) => Err(ProtocolError::BinaryFrame(b.len())),
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => continue,
+                };
+                let message = match parsed {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(agent = %agent_id, error = %e, "console message refused");
+                        let _ = socket.send(text(&ConsoleEvent::Error { message: e.to_string() })).await;
+                        continue;
+                    }
+                };
+                match message {
+                    ConsoleMessage::Accept { call_id } => {
+                        let (cmd_tx, cmd_rx) = mpsc::channel(crate::legs::agent::COMMAND_QUEUE);
+                        let (ev_tx, ev_rx) = mpsc::channel(crate::legs::agent::EVENT_QUEUE);
+                        match routing.accept(&agent_id, &call_id, HumanLink { commands: cmd_tx, events: ev_rx }) {
+                            Ok(()) => {
+                                tracing::info!(agent = %agent_id, call = %call_id, "agent accepted");
+                                let _ = socket.send(text(&ConsoleEvent::CallStarted { call_id: &call_id })).await;
+                                call = Some((call_id, cmd_rx, ev_tx));
+                            }
+                            Err(e) => {
+                                let _ = socket.send(text(&ConsoleEvent::Error { message: e.to_string() })).await;
+                            }
+                        }
+                    }
+                    ConsoleMessage::Decline { call_id } => {
+                        if let Err(e) = routing.decline(&agent_id, &call_id) {
+                            let _ = socket.send(text(&ConsoleEvent::Error { message: e.to_string() })).await;
+                        }
+                    }
+                    ConsoleMessage::Status { status } => {
+                        let s = match status.as_str() {
+                            "available" => AgentStatus::Available,
+                            "offline" => AgentStatus::Offline,
+                            other => {
+                                let message = format!("unknown status {other:?} (available or offline)");
+                                let _ = socket.send(text(&ConsoleEvent::Error { message })).await;
+                                continue;
+                            }
+                        };
+                        let _ = routing.set_status(&agent_id, s);
+                    }
+                    ConsoleMessage::Media { media } => {
+                        if let Some((_, _, ev_tx)) = &call {
+                            let event = match media_streams::decode_payload(&media) {
+                                Ok(bytes) => LegEvent::Audio(bytes),
+                                Err(e) => LegEvent::Error(e),
+                            };
+                            let _ = ev_tx.try_send(event);
+                        }
+                    }
+                    ConsoleMessage::Skip => {
+                        if let Some((_, _, ev_tx)) = &call {
+                            let _ = ev_tx.try_send(LegEvent::SkipWhisper);
+                        }
+                    }
+                    ConsoleMessage::Hangup => {
+                        if let Some((call_id, _, ev_tx)) = call.take() {
+                            let _ = ev_tx.try_send(LegEvent::Hangup(HangupCause::Normal));
+                            let _ = socket.send(text(&ConsoleEvent::Stop { call_id: &call_id })).await;
+                        }
+                    }
+                    ConsoleMessage::Mark { .. } | ConsoleMessage::Unknown => {}
+                }
+            }
+        }
+    }
+    if let Some((_, _, ev_tx)) = call.take() {
+        let _ = ev_tx.try_send(LegEvent::Hangup(HangupCause::Lost("agent console disconnected".into())));
+    }
+    routing.console_gone(&agent_id);
+    tracing::info!(agent = %agent_id, "agent console disconnected");
+}

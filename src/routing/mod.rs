@@ -1,0 +1,672 @@
+//! Routing to human agents: the registry (who is online, available, idle for
+//! how long, with which skills), the queue of escalated calls with a wait
+//! estimate, offers with screen-pop, accept/decline, and "nobody" → callback.
+//!
+//! Touched at escalation, offer and answer only — never per audio frame — so
+//! one mutex is enough.
+
+use crate::brief::context::HandoffContext;
+use crate::legs::media_streams::Urgency;
+use crate::legs::{LegCommand, LegEvent};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+/// What an agent's console is told.
+#[derive(Debug, Clone)]
+pub enum HumanCommand {
+    /// A call is offered (the screen-pop): accept or decline.
+    Offer {
+        /// The call.
+        call_id: String,
+        /// Its urgency.
+        urgency: Urgency,
+        /// Everything known about it.
+        context: Arc<HandoffContext>,
+    },
+    /// The offer is withdrawn (caller hung up, timed out).
+    OfferWithdrawn {
+        /// The call.
+        call_id: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The audio link between an answering agent and the call.
+#[derive(Debug)]
+pub struct HumanLink {
+    /// Towards the agent's console (whisper, caller audio, stop).
+    pub commands: mpsc::Sender<LegCommand>,
+    /// From the agent's console (voice, skip, hang-up).
+    pub events: mpsc::Receiver<LegEvent>,
+}
+
+/// What routing tells a queued call.
+#[derive(Debug)]
+pub enum RoutingEvent {
+    /// An agent got the screen-pop and is being rung.
+    Offered {
+        /// The agent.
+        agent: String,
+    },
+    /// The agent accepted; here is their audio link.
+    Answered {
+        /// The agent.
+        agent: String,
+        /// The link.
+        link: HumanLink,
+    },
+    /// The agent declined or their console went away.
+    Declined {
+        /// The agent.
+        agent: String,
+    },
+    /// Nobody can take the call.
+    NoAgent {
+        /// Why, for the caller and the timeline.
+        reason: String,
+    },
+}
+
+/// Availability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStatus {
+    /// Can take a call.
+    Available,
+    /// Offered a call, not answered yet.
+    Ringing,
+    /// On a call.
+    Busy,
+    /// Not taking calls.
+    Offline,
+}
+
+/// A registered human agent.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentInfo {
+    /// Id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Skills (empty = takes anything).
+    pub skills: Vec<String>,
+    /// Status.
+    pub status: AgentStatus,
+    /// Console connected.
+    pub connected: bool,
+    /// Seconds idle (available), for longest-idle selection.
+    pub idle_seconds: f64,
+}
+
+/// Routing refused a request.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum RoutingError {
+    /// No such agent.
+    #[error("unknown agent {0:?}")]
+    UnknownAgent(String),
+    /// Wrong token.
+    #[error("invalid token for agent {0:?}")]
+    BadToken(String),
+    /// The agent has another console open.
+    #[error("agent {0:?} is already connected from another console")]
+    AlreadyConnected(String),
+    /// The offer is not (or no longer) for this agent.
+    #[error("call {call} is not offered to agent {agent:?} (already taken, withdrawn or never offered)")]
+    NotOffered {
+        /// The agent.
+        agent: String,
+        /// The call.
+        call: String,
+    },
+    /// The call left the queue.
+    #[error("call {0} is no longer waiting")]
+    CallGone(String),
+}
+
+/// Tuning.
+#[derive(Debug, Clone)]
+pub struct RoutingConfig {
+    /// Handle time assumed before any call completed.
+    pub default_handle: Duration,
+    /// Longer estimated waits go straight to a callback.
+    pub max_wait: Duration,
+}
+
+struct Agent {
+    name: String,
+    token: String,
+    skills: Vec<String>,
+    status: AgentStatus,
+    idle_since: Instant,
+    console: Option<mpsc::Sender<HumanCommand>>,
+    offered: Option<String>,
+}
+
+struct Waiting {
+    call_id: String,
+    skill: String,
+    urgency: Urgency,
+    enqueued: Instant,
+    tried: HashSet<String>,
+    context: Arc<HandoffContext>,
+    notify: mpsc::Sender<RoutingEvent>,
+    ringing: Option<String>,
+}
+
+struct State {
+    agents: BTreeMap<String, Agent>,
+    queue: Vec<Waiting>,
+    handle_times: VecDeque<Duration>,
+}
+
+/// The routing service.
+pub struct Routing {
+    config: RoutingConfig,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Routing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Routing")
+    }
+}
+
+/// The result of joining the queue.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QueueTicket {
+    /// Position (1 = next).
+    pub position: usize,
+    /// Estimated wait.
+    pub estimated_wait: Duration,
+}
+
+impl Routing {
+    /// An empty registry.
+    pub fn new(config: RoutingConfig) -> Self {
+        Routing {
+            config,
+            state: Mutex::new(State {
+                agents: BTreeMap::new(),
+                queue: Vec::new(),
+                handle_times: VecDeque::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers (or updates) an agent; new agents start offline until their console connects.
+    pub fn register(&self, id: &str, name: &str, token: &str, skills: Vec<String>) {
+        let mut s = self.lock();
+        match s.agents.get_mut(id) {
+            Some(a) => {
+                a.name = name.to_string();
+                a.token = token.to_string();
+                a.skills = skills;
+            }
+            None => {
+                s.agents.insert(
+                    id.to_string(),
+                    Agent {
+                        name: name.to_string(),
+                        token: token.to_string(),
+                        skills,
+                        status: AgentStatus::Offline,
+                        idle_since: Instant::now(),
+                        console: None,
+                        offered: None,
+                    },
+                );
+            }
+        }
+    }
+
+    /// All agents.
+    pub fn agents(&self) -> Vec<AgentInfo> {
+        let s = self.lock();
+        let now = Instant::now();
+        s.agents
+            .iter()
+            .map(|(id, a)| AgentInfo {
+                id: id.clone(),
+                name: a.name.clone(),
+                skills: a.skills.clone(),
+                status: a.status,
+                connected: a.console.is_some(),
+                idle_seconds: if a.status == AgentStatus::Available {
+                    now.saturating_duration_since(a.idle_since).as_secs_f64()
+                } else {
+                    0.0
+                },
+            })
+            .collect()
+    }
+
+    /// Checks an agent's token (constant time).
+    pub fn authenticate(&self, id: &str, token: &str) -> Result<(), RoutingError> {
+        let s = self.lock();
+        let agent = s
+            .agents
+            .get(id)
+            .ok_or_else(|| RoutingError::UnknownAgent(id.to_string()))?;
+        if crate::http::api::constant_time_eq(agent.token.as_bytes(), token.as_bytes()) && !token.is_empty() {
+            Ok(())
+        } else {
+            Err(RoutingError::BadToken(id.to_string()))
+        }
+    }
+
+    /// An agent's console connected: they become available.
+    pub fn console_connected(&self, id: &str, console: mpsc::Sender<HumanCommand>) -> Result<(), RoutingError> {
+        {
+            let mut s = self.lock();
+            let agent = s
+                .agents
+                .get_mut(id)
+                .ok_or_else(|| RoutingError::UnknownAgent(id.to_string()))?;
+            if agent.console.as_ref().is_some_and(|c| !c.is_closed()) {
+                return Err(RoutingError::AlreadyConnected(id.to_string()));
+            }
+            agent.console = Some(console);
+            agent.status = AgentStatus::Available;
+            agent.idle_since = Instant::now();
+        }
+        self.dispatch();
+        Ok(())
+    }
+
+    /// An agent's console went away: any offer to them is declined.
+    pub fn console_gone(&self, id: &str) {
+        let declined = {
+            let mut s = self.lock();
+            let Some(agent) = s.agents.get_mut(id) else { return };
+            agent.console = None;
+            agent.status = AgentStatus::Offline;
+            agent.offered.take()
+        };
+        if let Some(call) = declined {
+            let _ = self.decline(id, &call);
+        }
+    }
+
+    /// Sets availability (REST or console).
+    pub fn set_status(&self, id: &str, status: AgentStatus) -> Result<(), RoutingError> {
+        {
+            let mut s = self.lock();
+            let agent = s
+                .agents
+                .get_mut(id)
+                .ok_or_else(|| RoutingError::UnknownAgent(id.to_string()))?;
+            if agent.status != AgentStatus::Available && status == AgentStatus::Available {
+                agent.idle_since = Instant::now();
+            }
+            agent.status = status;
+        }
+        self.dispatch();
+        Ok(())
+    }
+
+    /// The estimated wait for a call joining the queue now.
+    pub fn estimate_wait(&self) -> Duration {
+        let s = self.lock();
+        Self::estimate(&s, &self.config, s.queue.len() + 1)
+    }
+
+    fn estimate(s: &State, config: &RoutingConfig, position: usize) -> Duration {
+        let online = s
+            .agents
+            .values()
+            .filter(|a| a.console.is_some() && a.status != AgentStatus::Offline)
+            .count();
+        let available = s
+            .agents
+            .values()
+            .filter(|a| a.console.is_some() && a.status == AgentStatus::Available)
+            .count();
+        if available >= position {
+            return Duration::ZERO;
+        }
+        if online == 0 {
+            return Duration::MAX;
+        }
+        let handle = if s.handle_times.is_empty() {
+            config.default_handle
+        } else {
+            s.handle_times.iter().sum::<Duration>() / s.handle_times.len() as u32
+        };
+        handle.mul_f64((position - available) as f64 / online as f64)
+    }
+
+    /// Puts a call in the queue. Events about it arrive on `notify`.
+    pub fn enqueue(
+        &self,
+        call_id: &str,
+        skill: &str,
+        urgency: Urgency,
+        context: Arc<HandoffContext>,
+        notify: mpsc::Sender<RoutingEvent>,
+    ) -> QueueTicket {
+        let ticket = {
+            let mut s = self.lock();
+            let position = s.queue.len() + 1;
+            let estimated_wait = Self::estimate(&s, &self.config, position);
+            let ticket = QueueTicket {
+                position,
+                estimated_wait,
+            };
+            if estimated_wait == Duration::MAX || estimated_wait > self.config.max_wait {
+                let reason = if estimated_wait == Duration::MAX {
+                    "no agents are online".to_string()
+                } else {
+                    format!("the wait is about {} minutes", estimated_wait.as_secs().div_ceil(60))
+                };
+                let _ = notify.try_send(RoutingEvent::NoAgent { reason });
+                return ticket;
+            }
+            s.queue.push(Waiting {
+                call_id: call_id.to_string(),
+                skill: skill.to_string(),
+                urgency,
+                enqueued: Instant::now(),
+                tried: HashSet::new(),
+                context,
+                notify,
+                ringing: None,
+            });
+            ticket
+        };
+        self.dispatch();
+        ticket
+    }
+
+    /// Updates the context a queued call shows on the next screen-pop.
+    pub fn update_context(&self, call_id: &str, context: Arc<HandoffContext>) {
+        let mut s = self.lock();
+        if let Some(w) = s.queue.iter_mut().find(|w| w.call_id == call_id) {
+            w.context = context;
+        }
+    }
+
+    /// The agent accepts the call offered to them; the call gets the audio link.
+    pub fn accept(&self, agent_id: &str, call_id: &str, link: HumanLink) -> Result<(), RoutingError> {
+        let mut s = self.lock();
+        let agent = s
+            .agents
+            .get_mut(agent_id)
+            .ok_or_else(|| RoutingError::UnknownAgent(agent_id.to_string()))?;
+        if agent.offered.as_deref() != Some(call_id) {
+            return Err(RoutingError::NotOffered {
+                agent: agent_id.to_string(),
+                call: call_id.to_string(),
+            });
+        }
+        agent.offered = None;
+        agent.status = AgentStatus::Busy;
+        let Some(i) = s.queue.iter().position(|w| w.call_id == call_id) else {
+            return Err(RoutingError::CallGone(call_id.to_string()));
+        };
+        let waiting = s.queue.remove(i);
+        let _ = waiting.notify.try_send(RoutingEvent::Answered {
+            agent: agent_id.to_string(),
+            link,
+        });
+        Ok(())
+    }
+
+    /// The agent declines (or the ring timed out): the next agent is tried.
+    pub fn decline(&self, agent_id: &str, call_id: &str) -> Result<(), RoutingError> {
+        {
+            let mut s = self.lock();
+            if let Some(agent) = s.agents.get_mut(agent_id) {
+                if agent.offered.as_deref() == Some(call_id) {
+                    agent.offered = None;
+                }
+                if agent.status == AgentStatus::Ringing {
+                    agent.status = AgentStatus::Available;
+                    agent.idle_since = Instant::now();
+                }
+            }
+            let Some(w) = s.queue.iter_mut().find(|w| w.call_id == call_id) else {
+                return Err(RoutingError::CallGone(call_id.to_string()));
+            };
+            if w.ringing.as_deref() == Some(agent_id) {
+                w.ringing = None;
+                w.tried.insert(agent_id.to_string());
+                let _ = w.notify.try_send(RoutingEvent::Declined {
+                    agent: agent_id.to_string(),
+                });
+            }
+        }
+        self.dispatch();
+        Ok(())
+    }
+
+    /// The call left the queue (caller hung up, callback chosen).
+    pub fn leave(&self, call_id: &str) {
+        let mut s = self.lock();
+        let Some(i) = s.queue.iter().position(|w| w.call_id == call_id) else {
+            return;
+        };
+        let w = s.queue.remove(i);
+        if let Some(agent_id) = w.ringing
+            && let Some(agent) = s.agents.get_mut(&agent_id)
+        {
+            agent.offered = None;
+            agent.status = AgentStatus::Available;
+            agent.idle_since = Instant::now();
+            if let Some(console) = &agent.console {
+                let _ = console.try_send(HumanCommand::OfferWithdrawn {
+                    call_id: call_id.to_string(),
+                    reason: "the caller left the queue".into(),
+                });
+            }
+        }
+    }
+
+    /// The agent finished a call that lasted `handled` (feeds the wait estimate).
+    pub fn call_finished(&self, agent_id: &str, handled: Duration) {
+        {
+            let mut s = self.lock();
+            s.handle_times.push_back(handled);
+            if s.handle_times.len() > 20 {
+                s.handle_times.pop_front();
+            }
+            if let Some(agent) = s.agents.get_mut(agent_id)
+                && agent.status == AgentStatus::Busy
+            {
+                agent.status = if agent.console.is_some() {
+                    AgentStatus::Available
+                } else {
+                    AgentStatus::Offline
+                };
+                agent.idle_since = Instant::now();
+            }
+        }
+        self.dispatch();
+    }
+
+    /// Offers waiting calls (most urgent, then longest waiting) to the longest-idle
+    /// available agent with the skill; calls nobody can take get `NoAgent`.
+    fn dispatch(&self) {
+        let mut s = self.lock();
+        let mut order: Vec<usize> = (0..s.queue.len()).collect();
+        order.sort_by_key(|&i| (std::cmp::Reverse(urgency_rank(s.queue[i].urgency)), s.queue[i].enqueued));
+        let mut gone = Vec::new();
+        for i in order {
+            if s.queue[i].ringing.is_some() {
+                continue;
+            }
+            let (skill, tried) = (s.queue[i].skill.clone(), s.queue[i].tried.clone());
+            let candidate = s
+                .agents
+                .iter()
+                .filter(|(id, a)| {
+                    a.status == AgentStatus::Available
+                        && a.console.is_some()
+                        && !tried.contains(*id)
+                        && (skill.is_empty() || a.skills.is_empty() || a.skills.iter().any(|k| k == &skill))
+                })
+                .min_by_key(|(_, a)| a.idle_since)
+                .map(|(id, _)| id.clone());
+            match candidate {
+                Some(agent_id) => {
+                    let (call_id, urgency, context, notify) = {
+                        let w = &mut s.queue[i];
+                        w.ringing = Some(agent_id.clone());
+                        (w.call_id.clone(), w.urgency, Arc::clone(&w.context), w.notify.clone())
+                    };
+                    let Some(agent) = s.agents.get_mut(&agent_id) else { continue };
+                    agent.status = AgentStatus::Ringing;
+                    agent.offered = Some(call_id.clone());
+                    let delivered = agent.console.as_ref().is_some_and(|c| {
+                        c.try_send(HumanCommand::Offer {
+                            call_id: call_id.clone(),
+                            urgency,
+                            context,
+                        })
+                        .is_ok()
+                    });
+                    if delivered {
+                        let _ = notify.try_send(RoutingEvent::Offered { agent: agent_id });
+                    } else {
+                        agent.status = AgentStatus::Offline;
+                        agent.offered = None;
+                        s.queue[i].ringing = None;
+                        s.queue[i].tried.insert(agent_id);
+                    }
+                }
+                None => {
+                    // Nobody left who could ever take it: every online agent was tried.
+                    let online_untried = s.agents.iter().any(|(id, a)| {
+                        a.console.is_some() && a.status != AgentStatus::Offline && !tried.contains(id)
+                    });
+                    if !online_untried {
+                        gone.push(i);
+                    }
+                }
+            }
+        }
+        gone.sort_unstable();
+        for i in gone.into_iter().rev() {
+            let w = s.queue.remove(i);
+            let reason = if w.tried.is_empty() {
+                "no agents are online".to_string()
+            } else {
+                "no agent answered".to_string()
+            };
+            let _ = w.notify.try_send(RoutingEvent::NoAgent { reason });
+        }
+    }
+}
+
+fn urgency_rank(u: Urgency) -> u8 {
+    match u {
+        Urgency::Standard => 0,
+        Urgency::Elevated => 1,
+        Urgency::Critical => 2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routing() -> Routing {
+        Routing::new(RoutingConfig {
+            default_handle: Duration::from_secs(180),
+            max_wait: Duration::from_secs(600),
+        })
+    }
+
+    fn link() -> (HumanLink, mpsc::Receiver<LegCommand>, mpsc::Sender<LegEvent>) {
+        let (ctx, crx) = mpsc::channel(8);
+        let (etx, erx) = mpsc::channel(8);
+        (HumanLink { commands: ctx, events: erx }, crx, etx)
+    }
+
+    #[tokio::test]
+    async fn the_longest_idle_agent_gets_the_offer_then_the_call_on_accept() {
+        let r = routing();
+        r.register("ann", "Ann", "t-ann", vec![]);
+        r.register("bob", "Bob", "t-bob", vec![]);
+        let (ann_tx, mut ann_rx) = mpsc::channel(8);
+        let (bob_tx, mut bob_rx) = mpsc::channel(8);
+        r.console_connected("ann", ann_tx).unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        r.console_connected("bob", bob_tx).unwrap();
+        assert_eq!(r.authenticate("ann", "t-ann"), Ok(()));
+        assert!(r.authenticate("ann", "nope").is_err());
+        assert_eq!(r.estimate_wait(), Duration::ZERO);
+        let (tx, mut rx) = mpsc::channel(8);
+        r.enqueue("CA1", "", Urgency::Standard, Arc::default(), tx);
+        assert!(matches!(ann_rx.try_recv(), Ok(HumanCommand::Offer { .. })), "ann idled longest");
+        assert!(bob_rx.try_recv().is_err());
+        assert!(matches!(rx.try_recv(), Ok(RoutingEvent::Offered { agent }) if agent == "ann"));
+        // Bob cannot take a call offered to Ann.
+        assert!(matches!(r.accept("bob", "CA1", link().0), Err(RoutingError::NotOffered { .. })));
+        r.accept("ann", "CA1", link().0).unwrap();
+        assert!(matches!(rx.try_recv(), Ok(RoutingEvent::Answered { agent, .. }) if agent == "ann"));
+        // A second accept of the same offer fails.
+        assert!(r.accept("ann", "CA1", link().0).is_err());
+        assert_eq!(r.agents().iter().find(|a| a.id == "ann").unwrap().status, AgentStatus::Busy);
+    }
+
+    #[tokio::test]
+    async fn declines_go_to_the_next_agent_then_no_agent() {
+        let r = routing();
+        for id in ["ann", "bob"] {
+            r.register(id, id, "t", vec![]);
+            let (tx, rx) = mpsc::channel(8);
+            std::mem::forget(rx);
+            r.console_connected(id, tx).unwrap();
+        }
+        let (tx, mut rx) = mpsc::channel(8);
+        r.enqueue("CA1", "", Urgency::Standard, Arc::default(), tx);
+        let first = match rx.try_recv() {
+            Ok(RoutingEvent::Offered { agent }) => agent,
+            other => panic!("{other:?}"),
+        };
+        r.decline(&first, "CA1").unwrap();
+        assert!(matches!(rx.try_recv(), Ok(RoutingEvent::Declined { .. })));
+        let second = match rx.try_recv() {
+            Ok(RoutingEvent::Offered { agent }) => agent,
+            other => panic!("{other:?}"),
+        };
+        assert_ne!(first, second);
+        r.decline(&second, "CA1").unwrap();
+        assert!(matches!(rx.try_recv(), Ok(RoutingEvent::Declined { .. })));
+        assert!(matches!(rx.try_recv(), Ok(RoutingEvent::NoAgent { reason }) if reason == "no agent answered"));
+    }
+
+    #[tokio::test]
+    async fn with_nobody_online_the_call_goes_to_callback_at_once() {
+        let r = routing();
+        r.register("ann", "Ann", "t", vec![]);
+        let (tx, mut rx) = mpsc::channel(8);
+        r.enqueue("CA1", "", Urgency::Standard, Arc::default(), tx);
+        assert!(matches!(rx.try_recv(), Ok(RoutingEvent::NoAgent { reason }) if reason == "no agents are online"));
+    }
+
+    #[tokio::test]
+    async fn a_busy_pool_queues_and_estimates_the_wait() {
+        let r = routing();
+        r.register("ann", "Ann", "t", vec![]);
+        let (tx, _keep) = mpsc::channel(8);
+        r.console_connected("ann", tx).unwrap();
+        r.set_status("ann", AgentStatus::Busy).unwrap();
+        assert_eq!(r.estimate_wait(), Duration::from_secs(180));
+        let (tx, mut rx) = mpsc::channel(8);
+        let ticket = r.enqueue("CA1", "", Urgency::Standard, Arc::default(), tx);
+        assert_eq!(ticket.position, 1);
+        assert!(rx.try_recv().is_err(), "waiting, not refused");
+        r.call_finished("ann", Duration::from_secs(60));
+        assert!(matches!(rx.try_recv(), Ok(RoutingEvent::Offered { .. })));
+    }
+}
