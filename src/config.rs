@@ -464,6 +464,9 @@ impl Config {
                 onset_frames: self.media.vad_onset_frames,
                 hangover_frames: self.media.vad_hangover_frames,
             },
+            handoff: crate::call::handoff::HandoffTimers {
+                ring_timeout: Duration::from_millis(self.routing.ring_timeout_ms),
+            },
             ..Default::default()
         }
     }

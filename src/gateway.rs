@@ -2,9 +2,9 @@
 
 use crate::brief::summary::LlmSummarizer;
 use crate::brief::tts::TtsSet;
-use crate::routing::Routing;
 use crate::call::registry::CallRegistry;
 use crate::config::Config;
+use crate::routing::Routing;
 use crate::store::{Store, StoreError};
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -4,43 +4,14 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 use support::*;
 use warmline::call::timeline::{EndReason, TimelineKind};
 use warmline::media::analysis::best_lag_correlation;
 use warmline::media::g711;
-use warmline::sim::agent::{ScriptLine, ScriptReply, ScriptedAgent};
+use warmline::sim::agent::ScriptedAgent;
 use warmline::sim::caller::{self, CallerOptions};
 use warmline::sim::human::{self, HumanOptions};
-
-/// The AI agent: greets, then answers the caller's request for a person.
-fn ai_script() -> warmline::sim::agent::AgentScript {
-    let audio = warmline::assets::ulaw(warmline::assets::DEMO_REPLY_WAVS[0], "reply").unwrap();
-    let line = |text: &str| ScriptLine {
-        text: text.into(),
-        audio: Arc::from(&audio[..8000]),
-        confidence: 0.9,
-    };
-    let mut s = warmline::demo::demo_script().unwrap();
-    s.greeting = line("Thanks for calling Acme. How can I help?");
-    s.replies = vec![ScriptReply {
-        caller_said: "I want a real person.".into(),
-        line: line("Of course."),
-    }];
-    s.clear_on_barge_in = false;
-    s
-}
-
-/// 2 s quiet, 1 s of "speech" (the request), 1.5 s quiet, then the caller keeps
-/// talking (distinct noise) for the rest of the call.
-fn caller_audio(seconds: usize) -> Vec<u8> {
-    let mut out = vec![g711::ULAW_SILENCE; 16_000];
-    out.extend(loud_frames(50));
-    out.extend(vec![g711::ULAW_SILENCE; 12_000]);
-    out.extend(noise(8000 * seconds, 4242));
-    out
-}
 
 fn frames(bytes: &[u8]) -> std::collections::HashSet<&[u8]> {
     bytes
@@ -51,7 +22,9 @@ fn frames(bytes: &[u8]) -> std::collections::HashSet<&[u8]> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_caller_never_hears_a_whisper_sample_and_the_agent_hears_it_all_then_the_caller() {
-    let ai = ScriptedAgent::start(ai_script()).await.unwrap();
+    let ai = ScriptedAgent::start(ai_script_requesting_person())
+        .await
+        .unwrap();
     let gw = gateway(&ai.url(), |c| {
         c.routing.agents.push(warmline::config::AgentSeed {
             id: "ann".into(),
@@ -77,16 +50,29 @@ async fn the_caller_never_hears_a_whisper_sample_and_the_agent_hears_it_all_then
         max_duration: Duration::from_secs(60),
     }));
     tokio::time::sleep(Duration::from_millis(200)).await; // console signs in
-    let sent = caller_audio(40);
+    let sent = caller_requesting_person(40);
     let mut options = CallerOptions::new(gw.media_url(), sent.clone(), 9001);
-    options.custom_parameters.insert("name".into(), "Sarah Chen".into());
-    options.custom_parameters.insert("from".into(), "+15550100".into());
+    options
+        .custom_parameters
+        .insert("name".into(), "Sarah Chen".into());
+    options
+        .custom_parameters
+        .insert("from".into(), "+15550100".into());
     let caller_report = caller::run(options).await.unwrap();
     let human_report = human.await.unwrap().unwrap();
 
-    let done = gw.shared.registry.wait_finished(1, Duration::from_secs(10)).await;
+    let done = gw
+        .shared
+        .registry
+        .wait_finished(1, Duration::from_secs(10))
+        .await;
     let timeline = &done[0];
-    assert_eq!(timeline.end_reason(), Some(&EndReason::HumanAgentHangup), "{:#?}", timeline.events);
+    assert_eq!(
+        timeline.end_reason(),
+        Some(&EndReason::HumanAgentHangup),
+        "{:#?}",
+        timeline.events
+    );
     let steps: Vec<String> = timeline
         .events
         .iter()
@@ -95,14 +81,27 @@ async fn the_caller_never_hears_a_whisper_sample_and_the_agent_hears_it_all_then
             _ => None,
         })
         .collect();
-    for expected in ["escalating", "queued", "ringing", "answered", "whisper_started", "merged"] {
-        assert!(steps.iter().any(|s| s == expected), "missing step {expected}: {steps:?}");
+    for expected in [
+        "escalating",
+        "queued",
+        "ringing",
+        "answered",
+        "whisper_started",
+        "merged",
+    ] {
+        assert!(
+            steps.iter().any(|s| s == expected),
+            "missing step {expected}: {steps:?}"
+        );
     }
 
     // The screen-pop carried the context.
     assert_eq!(human_report.offers.len(), 1);
     assert_eq!(human_report.offers[0]["customer"]["name"], "Sarah Chen");
-    assert_eq!(human_report.offers[0]["escalationReason"]["trigger"], "customer_request");
+    assert_eq!(
+        human_report.offers[0]["escalationReason"]["trigger"],
+        "customer_request"
+    );
 
     // The agent heard the complete whisper: 10-15 s of speech.
     let whisper = &human_report.whisper;
@@ -116,7 +115,10 @@ async fn the_caller_never_hears_a_whisper_sample_and_the_agent_hears_it_all_then
             _ => None,
         })
         .expect("whisper rendered");
-    assert!((seconds - rendered).abs() < 0.03, "all of it: {seconds:.3} s of {rendered:.3} s");
+    assert!(
+        (seconds - rendered).abs() < 0.03,
+        "all of it: {seconds:.3} s of {rendered:.3} s"
+    );
 
     // THE INVARIANT: not one whisper frame reached the caller...
     let whisper_frames = frames(whisper);
@@ -133,11 +135,18 @@ async fn the_caller_never_hears_a_whisper_sample_and_the_agent_hears_it_all_then
     let mut heard_pcm = Vec::new();
     g711::decode_ulaw(&caller_report.heard, &mut heard_pcm);
     let (_, score) = best_lag_correlation(&whisper_pcm[..8000 * 4], &heard_pcm, 8);
-    assert!(score < 0.3, "the caller's audio resembles the whisper (ncc {score:.3})");
+    assert!(
+        score < 0.3,
+        "the caller's audio resembles the whisper (ncc {score:.3})"
+    );
 
     // After the whisper, the agent hears the caller, byte for byte, with no gap.
     let after = &human_report.after_whisper;
-    assert!(after.len() >= 8000, "the agent heard the caller ({} bytes)", after.len());
+    assert!(
+        after.len() >= 8000,
+        "the agent heard the caller ({} bytes)",
+        after.len()
+    );
     let probe = &after[..1600];
     assert!(
         sent.windows(1600).any(|w| w == probe),
@@ -153,16 +162,26 @@ async fn the_caller_never_hears_a_whisper_sample_and_the_agent_hears_it_all_then
         .zip(human_report.accepted_at)
         .map(|(a, b)| a.saturating_duration_since(b))
         .expect("both");
-    println!("whisper start after accept: {:.1} ms; merge gap: {:.1} ms", start.as_secs_f64() * 1e3, gap.as_secs_f64() * 1e3);
+    println!(
+        "whisper start after accept: {:.1} ms; merge gap: {:.1} ms",
+        start.as_secs_f64() * 1e3,
+        gap.as_secs_f64() * 1e3
+    );
 
     // The caller heard the agent after the merge, byte for byte.
     let probe = &agent_voice[3200..4800];
     assert!(
-        caller_report.received_audio.windows(1600).any(|w| w == probe),
+        caller_report
+            .received_audio
+            .windows(1600)
+            .any(|w| w == probe),
         "the caller hears the human agent"
     );
     assert!(human_report.got_stop, "the console was told the call ended");
-    assert!(caller_report.closed_by_gateway, "the caller's stream was closed after the agent hung up");
+    assert!(
+        caller_report.closed_by_gateway,
+        "the caller's stream was closed after the agent hung up"
+    );
     let sessions = ai.wait_sessions(1, SOON).await;
     assert!(sessions[0].got_stop, "the AI leg was stopped");
 }

@@ -62,7 +62,11 @@ mod tests {
         );
         assert_eq!(wait_for_caller(Duration::from_secs(150)), "about 3 minutes");
         assert_eq!(
-            callback("Sorry, {why}. We call you {number}.", "no one is free", Some("+1 555-0100")),
+            callback(
+                "Sorry, {why}. We call you {number}.",
+                "no one is free",
+                Some("+1 555-0100")
+            ),
             "Sorry, no one is free. We call you at 1 5 5 5 0 1 0 0."
         );
         assert!(callback("{number}", "x", None).contains("number you called from"));

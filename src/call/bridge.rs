@@ -20,10 +20,10 @@ pub use handoff_flow::{HandoffPrompts, RoutingRequest, WHISPER_END_MARK};
 
 use crate::call::handoff::{Handoff, HandoffState, HandoffTimers};
 use crate::call::timeline::{ClearedBy, EndReason, LegName, TimelineKind};
-use crate::media::hold::HoldTone;
-use crate::media::mixer::{Listener, Source};
 use crate::legs::{HangupCause, LegCommand, LegEvent};
 use crate::media::g711;
+use crate::media::hold::HoldTone;
+use crate::media::mixer::{Listener, Source};
 use crate::media::playout::{FRAME, Playout, PlayoutOutput};
 use crate::media::vad::{EnergyVad, VadConfig, VadEvent};
 use std::collections::VecDeque;
@@ -188,7 +188,7 @@ impl CallBridge {
                     }
                 }
                 if matrix.hears(Listener::HumanAgent, Source::Caller) && self.human.is_some() {
-                    self.to_human_playout(&bytes);
+                    self.queue_for_human(&bytes);
                 }
                 let ai_hears = matrix.hears(Listener::AiAgent, Source::Caller);
                 if ai_hears && self.agent != AgentState::Gone && self.finishing.is_none() {
@@ -265,7 +265,11 @@ impl CallBridge {
                 self.emit(BridgeOutput::Timeline(TimelineKind::AgentConnected));
             }
             LegEvent::Audio(bytes) => {
-                if !self.handoff.matrix().hears(Listener::Caller, Source::AiAgent) {
+                if !self
+                    .handoff
+                    .matrix()
+                    .hears(Listener::Caller, Source::AiAgent)
+                {
                     return; // the AI has been muted by the handoff
                 }
                 if let Err(e) = self.playout.push_audio(&bytes) {
@@ -275,8 +279,12 @@ impl CallBridge {
                     }));
                 }
             }
-            LegEvent::Mark(name) if *self.handoff.state() == HandoffState::Ai => self.playout.push_mark(name),
-            LegEvent::Clear if *self.handoff.state() == HandoffState::Ai => self.flush(ClearedBy::Agent),
+            LegEvent::Mark(name) if *self.handoff.state() == HandoffState::Ai => {
+                self.playout.push_mark(name)
+            }
+            LegEvent::Clear if *self.handoff.state() == HandoffState::Ai => {
+                self.flush(ClearedBy::Agent)
+            }
             LegEvent::Mark(_) | LegEvent::Clear | LegEvent::SkipWhisper => {}
             LegEvent::Turn(turn) => self.emit(BridgeOutput::Timeline(TimelineKind::Turn {
                 role: turn.role,

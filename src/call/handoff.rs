@@ -211,22 +211,36 @@ impl Handoff {
                 },
                 vec![A::StartHold],
             ),
-            (S::Ringing { agent: ringing, .. }, I::Accepted { agent }) if *ringing == agent => {
-                (S::Whispering { agent: agent.clone() }, vec![A::StartHold, A::PlayWhisper { agent }])
-            }
-            (S::Ringing { agent: ringing, .. }, I::Declined { agent }) if *ringing == agent => {
-                (S::Queued, vec![A::StartHold, A::OfferNextAgent { instead_of: agent }])
-            }
+            (S::Ringing { agent: ringing, .. }, I::Accepted { agent }) if *ringing == agent => (
+                S::Whispering {
+                    agent: agent.clone(),
+                },
+                vec![A::StartHold, A::PlayWhisper { agent }],
+            ),
+            (S::Ringing { agent: ringing, .. }, I::Declined { agent }) if *ringing == agent => (
+                S::Queued,
+                vec![A::StartHold, A::OfferNextAgent { instead_of: agent }],
+            ),
             (S::Whispering { agent }, I::WhisperDone) => {
                 let agent = agent.clone();
-                (S::Merged { agent: agent.clone() }, vec![A::Merge { agent }])
+                (
+                    S::Merged {
+                        agent: agent.clone(),
+                    },
+                    vec![A::Merge { agent }],
+                )
             }
             (S::Whispering { agent }, I::AgentGone) => {
                 let agent = agent.clone();
-                (S::Queued, vec![A::StartHold, A::OfferNextAgent { instead_of: agent }])
+                (
+                    S::Queued,
+                    vec![A::StartHold, A::OfferNextAgent { instead_of: agent }],
+                )
             }
             (S::Merged { .. }, I::AgentGone) => (S::Ended, vec![A::End]),
-            (S::Escalating | S::Queued | S::Ringing { .. }, I::NoAgent) => (S::Callback, vec![A::OfferCallback]),
+            (S::Escalating | S::Queued | S::Ringing { .. }, I::NoAgent) => {
+                (S::Callback, vec![A::OfferCallback])
+            }
             (S::Callback, I::CallbackPlayed) => (S::Ended, vec![A::End]),
             (state, _) => (state.clone(), vec![]),
         };
@@ -249,9 +263,15 @@ pub fn matrix_for(state: &HandoffState) -> RoutingMatrix {
     match state {
         HandoffState::Ai => RoutingMatrix::ai_conversation(),
         HandoffState::Escalating => route(&[(L::Caller, S::Prompt)]),
-        HandoffState::Queued | HandoffState::Ringing { .. } => route(&[(L::Caller, S::Hold), (L::Caller, S::Prompt)]),
-        HandoffState::Whispering { .. } => route(&[(L::Caller, S::Hold), (L::HumanAgent, S::Whisper)]),
-        HandoffState::Merged { .. } => route(&[(L::Caller, S::HumanAgent), (L::HumanAgent, S::Caller)]),
+        HandoffState::Queued | HandoffState::Ringing { .. } => {
+            route(&[(L::Caller, S::Hold), (L::Caller, S::Prompt)])
+        }
+        HandoffState::Whispering { .. } => {
+            route(&[(L::Caller, S::Hold), (L::HumanAgent, S::Whisper)])
+        }
+        HandoffState::Merged { .. } => {
+            route(&[(L::Caller, S::HumanAgent), (L::HumanAgent, S::Caller)])
+        }
         HandoffState::Callback => route(&[(L::Caller, S::Prompt)]),
         HandoffState::Ended => RoutingMatrix::silent(),
     }
@@ -286,31 +306,80 @@ mod tests {
             assert!(!m.hears(Listener::Caller, Source::Whisper), "{state:?}");
             assert!(!m.hears(Listener::AiAgent, Source::Whisper), "{state:?}");
             for l in Listener::ALL {
-                assert!(!m.hears(l, l.own_voice()), "{state:?}: {l:?} hears themself");
+                assert!(
+                    !m.hears(l, l.own_voice()),
+                    "{state:?}: {l:?} hears themself"
+                );
             }
         }
-        assert!(matrix_for(&HandoffState::Whispering { agent: "a".into() }).hears(Listener::HumanAgent, Source::Whisper));
-        assert!(!matrix_for(&HandoffState::Whispering { agent: "a".into() }).hears(Listener::HumanAgent, Source::Caller));
-        assert!(matrix_for(&HandoffState::Whispering { agent: "a".into() }).hears(Listener::Caller, Source::Hold));
+        assert!(
+            matrix_for(&HandoffState::Whispering { agent: "a".into() })
+                .hears(Listener::HumanAgent, Source::Whisper)
+        );
+        assert!(
+            !matrix_for(&HandoffState::Whispering { agent: "a".into() })
+                .hears(Listener::HumanAgent, Source::Caller)
+        );
+        assert!(
+            matrix_for(&HandoffState::Whispering { agent: "a".into() })
+                .hears(Listener::Caller, Source::Hold)
+        );
         let merged = matrix_for(&HandoffState::Merged { agent: "a".into() });
-        assert!(merged.hears(Listener::Caller, Source::HumanAgent) && merged.hears(Listener::HumanAgent, Source::Caller));
-        assert!(!merged.hears(Listener::Caller, Source::AiAgent) && !merged.hears(Listener::AiAgent, Source::Caller));
+        assert!(
+            merged.hears(Listener::Caller, Source::HumanAgent)
+                && merged.hears(Listener::HumanAgent, Source::Caller)
+        );
+        assert!(
+            !merged.hears(Listener::Caller, Source::AiAgent)
+                && !merged.hears(Listener::AiAgent, Source::Caller)
+        );
     }
 
     #[test]
     fn the_happy_path_escalates_queues_rings_whispers_and_merges() {
         let t = Instant::now();
         let mut h = Handoff::new(HandoffTimers::default());
-        assert_eq!(h.handle(I::Escalate, t), vec![A::PlayDisclosure, A::JoinQueue]);
+        assert_eq!(
+            h.handle(I::Escalate, t),
+            vec![A::PlayDisclosure, A::JoinQueue]
+        );
         assert_eq!(h.handle(I::DisclosurePlayed, t), vec![A::StartHold]);
-        assert_eq!(h.handle(I::Offered { agent: "ann".into() }, t), vec![]);
+        assert_eq!(
+            h.handle(
+                I::Offered {
+                    agent: "ann".into()
+                },
+                t
+            ),
+            vec![]
+        );
         assert_eq!(h.deadline(), Some(t + Duration::from_secs(20)));
         assert_eq!(
-            h.handle(I::Accepted { agent: "ann".into() }, t),
-            vec![A::StartHold, A::PlayWhisper { agent: "ann".into() }]
+            h.handle(
+                I::Accepted {
+                    agent: "ann".into()
+                },
+                t
+            ),
+            vec![
+                A::StartHold,
+                A::PlayWhisper {
+                    agent: "ann".into()
+                }
+            ]
         );
-        assert_eq!(h.handle(I::WhisperDone, t), vec![A::Merge { agent: "ann".into() }]);
-        assert_eq!(h.state(), &HandoffState::Merged { agent: "ann".into() });
+        assert_eq!(
+            h.handle(I::WhisperDone, t),
+            vec![A::Merge {
+                agent: "ann".into()
+            }]
+        );
+        assert_eq!(
+            h.state(),
+            &HandoffState::Merged {
+                agent: "ann".into()
+            }
+        );
         assert_eq!(h.handle(I::AgentGone, t), vec![A::End]);
         assert_eq!(h.state(), &HandoffState::Ended);
     }
@@ -320,7 +389,15 @@ mod tests {
         let t = Instant::now();
         let mut h = Handoff::new(HandoffTimers::default());
         h.handle(I::Escalate, t);
-        assert_eq!(h.handle(I::Offered { agent: "ann".into() }, t), vec![]);
+        assert_eq!(
+            h.handle(
+                I::Offered {
+                    agent: "ann".into()
+                },
+                t
+            ),
+            vec![]
+        );
         assert_eq!(h.handle(I::DisclosurePlayed, t), vec![A::StartHold]);
         assert!(matches!(h.state(), HandoffState::Ringing { .. }));
     }
@@ -333,19 +410,52 @@ mod tests {
         });
         h.handle(I::Escalate, t);
         h.handle(I::DisclosurePlayed, t);
-        h.handle(I::Offered { agent: "ann".into() }, t);
+        h.handle(
+            I::Offered {
+                agent: "ann".into(),
+            },
+            t,
+        );
         assert!(h.poll_timeout(t + Duration::from_secs(4)).is_empty());
         assert_eq!(
             h.poll_timeout(t + Duration::from_secs(5)),
-            vec![A::StartHold, A::OfferNextAgent { instead_of: "ann".into() }]
+            vec![
+                A::StartHold,
+                A::OfferNextAgent {
+                    instead_of: "ann".into()
+                }
+            ]
         );
         assert_eq!(h.state(), &HandoffState::Queued);
-        h.handle(I::Offered { agent: "bob".into() }, t);
+        h.handle(
+            I::Offered {
+                agent: "bob".into(),
+            },
+            t,
+        );
         // A stale decline from ann changes nothing.
-        assert!(h.handle(I::Declined { agent: "ann".into() }, t).is_empty());
+        assert!(
+            h.handle(
+                I::Declined {
+                    agent: "ann".into()
+                },
+                t
+            )
+            .is_empty()
+        );
         assert_eq!(
-            h.handle(I::Declined { agent: "bob".into() }, t),
-            vec![A::StartHold, A::OfferNextAgent { instead_of: "bob".into() }]
+            h.handle(
+                I::Declined {
+                    agent: "bob".into()
+                },
+                t
+            ),
+            vec![
+                A::StartHold,
+                A::OfferNextAgent {
+                    instead_of: "bob".into()
+                }
+            ]
         );
         assert_eq!(h.handle(I::NoAgent, t), vec![A::OfferCallback]);
         assert_eq!(h.handle(I::CallbackPlayed, t), vec![A::End]);
@@ -356,11 +466,26 @@ mod tests {
         let t = Instant::now();
         let mut h = Handoff::new(HandoffTimers::default());
         h.handle(I::Escalate, t);
-        h.handle(I::Offered { agent: "ann".into() }, t);
-        h.handle(I::Accepted { agent: "ann".into() }, t);
+        h.handle(
+            I::Offered {
+                agent: "ann".into(),
+            },
+            t,
+        );
+        h.handle(
+            I::Accepted {
+                agent: "ann".into(),
+            },
+            t,
+        );
         assert_eq!(
             h.handle(I::AgentGone, t),
-            vec![A::StartHold, A::OfferNextAgent { instead_of: "ann".into() }]
+            vec![
+                A::StartHold,
+                A::OfferNextAgent {
+                    instead_of: "ann".into()
+                }
+            ]
         );
         assert_eq!(h.state(), &HandoffState::Queued);
     }
@@ -385,7 +510,10 @@ mod tests {
         let mut h = Handoff::new(HandoffTimers::default());
         assert!(h.handle(I::WhisperDone, t).is_empty());
         assert!(h.handle(I::Accepted { agent: "x".into() }, t).is_empty());
-        assert!(h.handle(I::NoAgent, t).is_empty(), "the AI phase does not need agents");
+        assert!(
+            h.handle(I::NoAgent, t).is_empty(),
+            "the AI phase does not need agents"
+        );
         assert_eq!(h.state(), &HandoffState::Ai);
     }
 }

@@ -199,7 +199,10 @@ impl Worker {
                         Arc::from(out)
                     }
                     Err(e) => {
-                        let _ = self.esc_tx.send(InsightEvent::WhisperFailed(e.to_string())).await;
+                        let _ = self
+                            .esc_tx
+                            .send(InsightEvent::WhisperFailed(e.to_string()))
+                            .await;
                         return;
                     }
                 };
@@ -362,10 +365,14 @@ impl Worker {
         self.render_whisper().await;
     }
 
-    async fn render_prompts(&self, decision: &Decision) -> Option<crate::call::bridge::HandoffPrompts> {
+    async fn render_prompts(
+        &self,
+        decision: &Decision,
+    ) -> Option<crate::call::bridge::HandoffPrompts> {
         let config = &self.shared.config;
         let wait = self.shared.routing.estimate_wait();
-        let disclosure = crate::brief::prompts::disclosure(&config.prompts.disclosure, decision.trigger, wait);
+        let disclosure =
+            crate::brief::prompts::disclosure(&config.prompts.disclosure, decision.trigger, wait);
         let number = caller_number(self.builder.context());
         let callback = crate::brief::prompts::callback(
             &config.prompts.callback,

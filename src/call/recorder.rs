@@ -98,9 +98,14 @@ fn write_loop(dir: &Path, rx: &mut mpsc::Receiver<Record>) -> Result<(), WavErro
             Record::Said(at, b) => (&mut said, &mut said_track, at, b),
             Record::AgentHeard(at, b) => {
                 if agent.is_none() {
-                    agent = Some((WavSink::create(&dir.join("agent_heard.wav"), 8000)?, TimedTrack::new(8000)));
+                    agent = Some((
+                        WavSink::create(&dir.join("agent_heard.wav"), 8000)?,
+                        TimedTrack::new(8000),
+                    ));
                 }
-                let Some((sink, track)) = agent.as_mut() else { continue };
+                let Some((sink, track)) = agent.as_mut() else {
+                    continue;
+                };
                 (sink, track, at, b)
             }
         };

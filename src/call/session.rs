@@ -2,7 +2,6 @@
 //! agent's leg events and a timer, and carries out its outputs.
 
 use crate::call::bridge::{BridgeOutput, CallBridge, RoutingRequest};
-use crate::routing::RoutingEvent;
 use crate::call::insight::{Escalation, Insight, InsightEvent, InsightOutcome};
 use crate::call::recorder::Recorder;
 use crate::call::timeline::{LegName, Timeline, TimelineKind};
@@ -10,6 +9,7 @@ use crate::gateway::Shared;
 use crate::legs::agent::{self, AgentLegConfig};
 use crate::legs::media_streams::StartMeta;
 use crate::legs::{HangupCause, LegCommand, LegEvent};
+use crate::routing::RoutingEvent;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
@@ -124,7 +124,14 @@ async fn drive(
                     }
                 }
                 BridgeOutput::Routing(request) => {
-                    handoff.execute(&shared, &setup.call_id, request, &routing_tx, &mut timeline, now);
+                    handoff.execute(
+                        &shared,
+                        &setup.call_id,
+                        request,
+                        &routing_tx,
+                        &mut timeline,
+                        now,
+                    );
                 }
                 BridgeOutput::Timeline(kind) => {
                     log_event(&kind);
@@ -303,11 +310,16 @@ fn escalation_event(e: &Escalation) -> TimelineKind {
 /// The call's side of the handoff: what routing and the human agent need.
 #[derive(Default)]
 struct HandoffLinks {
-    escalation: Option<(crate::legs::media_streams::Urgency, Arc<crate::brief::context::HandoffContext>, Option<String>)>,
+    escalation: Option<(
+        crate::legs::media_streams::Urgency,
+        Arc<crate::brief::context::HandoffContext>,
+        Option<String>,
+    )>,
     human_tx: Option<(String, mpsc::Sender<LegCommand>)>,
     human_rx: Option<mpsc::Receiver<LegEvent>>,
     answered_at: Option<Instant>,
     whisper_seconds: Option<f64>,
+    tried: std::collections::HashSet<String>,
 }
 
 impl HandoffLinks {
@@ -326,9 +338,10 @@ impl HandoffLinks {
                     Some((u, c, _)) => (*u, Arc::clone(c)),
                     None => (Default::default(), Arc::default()),
                 };
-                let ticket = shared
-                    .routing
-                    .enqueue(call_id, "", urgency, context, routing_tx.clone());
+                let ticket =
+                    shared
+                        .routing
+                        .enqueue(call_id, "", urgency, context, routing_tx.clone());
                 timeline.push(
                     now,
                     TimelineKind::HandoffStep {
@@ -343,7 +356,32 @@ impl HandoffLinks {
                 );
             }
             RoutingRequest::OfferNext { instead_of } => {
-                let _ = shared.routing.decline(&instead_of, call_id);
+                if let Err(crate::routing::RoutingError::CallGone(_)) =
+                    shared.routing.decline(&instead_of, call_id)
+                {
+                    // The call had left the queue (the agent had answered, then dropped): back in.
+                    self.tried.insert(instead_of);
+                    let (urgency, context) = match &self.escalation {
+                        Some((u, c, _)) => (*u, Arc::clone(c)),
+                        None => (Default::default(), Arc::default()),
+                    };
+                    shared.routing.enqueue_excluding(
+                        call_id,
+                        "",
+                        urgency,
+                        context,
+                        routing_tx.clone(),
+                        self.tried.clone(),
+                    );
+                    timeline.push(
+                        now,
+                        TimelineKind::HandoffStep {
+                            step: "requeued".into(),
+                            agent: None,
+                            detail: None,
+                        },
+                    );
+                }
             }
             RoutingRequest::SaveCallback { reason } => {
                 shared.routing.leave(call_id);
@@ -368,7 +406,10 @@ impl HandoffLinks {
                 );
             }
             RoutingRequest::Release { agent } => {
-                let handled = self.answered_at.map(|a| now.saturating_duration_since(a)).unwrap_or_default();
+                let handled = self
+                    .answered_at
+                    .map(|a| now.saturating_duration_since(a))
+                    .unwrap_or_default();
                 shared.routing.call_finished(&agent, handled);
                 self.human_tx = None;
             }

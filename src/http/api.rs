@@ -107,15 +107,30 @@ pub async fn register_agent(
     };
     let valid_id = !agent.id.is_empty()
         && agent.id.len() <= 64
-        && agent.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        && agent
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !valid_id {
-        return error(StatusCode::BAD_REQUEST, "id must be 1-64 letters, digits, - or _");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "id must be 1-64 letters, digits, - or _",
+        );
     }
     if agent.token.len() < 8 {
-        return error(StatusCode::BAD_REQUEST, "token must be at least 8 characters");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "token must be at least 8 characters",
+        );
     }
-    shared.routing.register(&agent.id, &agent.name, &agent.token, agent.skills);
-    (StatusCode::CREATED, Json(serde_json::json!({ "id": agent.id }))).into_response()
+    shared
+        .routing
+        .register(&agent.id, &agent.name, &agent.token, agent.skills);
+    (
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "id": agent.id })),
+    )
+        .into_response()
 }
 
 /// Body of `POST /v1/agents/{id}/status`.
@@ -170,7 +185,10 @@ pub async fn agent_console(
             .map(str::to_string)
     });
     let Some(token) = token else {
-        return error(StatusCode::UNAUTHORIZED, "missing agent token (?token= or Authorization: Bearer)");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing agent token (?token= or Authorization: Bearer)",
+        );
     };
     if let Err(e) = shared.routing.authenticate(&id, &token) {
         tracing::warn!(agent = %id, error = %e, "console refused");

@@ -17,8 +17,14 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/calls", get(api::list_calls))
         .route("/v1/calls/{id}", get(api::get_call))
         .route("/v1/calls/{id}/context", get(api::get_context))
-        .route("/v1/agents", get(api::list_agents).post(api::register_agent))
-        .route("/v1/agents/{id}/status", axum::routing::post(api::set_agent_status))
+        .route(
+            "/v1/agents",
+            get(api::list_agents).post(api::register_agent),
+        )
+        .route(
+            "/v1/agents/{id}/status",
+            axum::routing::post(api::set_agent_status),
+        )
         .route("/v1/callbacks", get(api::list_callbacks))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&shared),

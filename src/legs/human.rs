@@ -17,7 +17,11 @@ use tokio::sync::mpsc;
 
 /// Messages from the console.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "event",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
 pub enum ConsoleMessage {
     /// Take the offered call.
     Accept {
@@ -55,7 +59,11 @@ pub enum ConsoleMessage {
 
 /// Messages to the console.
 #[derive(Debug, Clone, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "event",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
 pub enum ConsoleEvent<'a> {
     /// Signed in.
     Connected {
@@ -110,7 +118,11 @@ pub enum ConsoleEvent<'a> {
 }
 
 fn text(event: &ConsoleEvent<'_>) -> Message {
-    Message::Text(serde_json::to_string(event).unwrap_or_else(|_| "{}".into()).into())
+    Message::Text(
+        serde_json::to_string(event)
+            .unwrap_or_else(|_| "{}".into())
+            .into(),
+    )
 }
 
 /// Serves one authenticated console until it disconnects.
@@ -118,12 +130,20 @@ pub async fn serve_console(mut socket: WebSocket, shared: Arc<Shared>, agent_id:
     let routing = &shared.routing;
     let (console_tx, mut console_rx) = mpsc::channel::<HumanCommand>(16);
     if let Err(e) = routing.console_connected(&agent_id, console_tx) {
-        let _ = socket.send(text(&ConsoleEvent::Error { message: e.to_string() })).await;
+        let _ = socket
+            .send(text(&ConsoleEvent::Error {
+                message: e.to_string(),
+            }))
+            .await;
         let _ = socket.send(Message::Close(None)).await;
         return;
     }
     tracing::info!(agent = %agent_id, "agent console connected");
-    let _ = socket.send(text(&ConsoleEvent::Connected { agent_id: &agent_id })).await;
+    let _ = socket
+        .send(text(&ConsoleEvent::Connected {
+            agent_id: &agent_id,
+        }))
+        .await;
     let max = shared.config.server.max_message_bytes;
     // The call in progress: its id, commands from it, and where our events go.
     let mut call: Option<(String, mpsc::Receiver<LegCommand>, mpsc::Sender<LegEvent>)> = None;
@@ -247,7 +267,9 @@ pub async fn serve_console(mut socket: WebSocket, shared: Arc<Shared>, agent_id:
         }
     }
     if let Some((_, _, ev_tx)) = call.take() {
-        let _ = ev_tx.try_send(LegEvent::Hangup(HangupCause::Lost("agent console disconnected".into())));
+        let _ = ev_tx.try_send(LegEvent::Hangup(HangupCause::Lost(
+            "agent console disconnected".into(),
+        )));
     }
     routing.console_gone(&agent_id);
     tracing::info!(agent = %agent_id, "agent console disconnected");

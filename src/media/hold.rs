@@ -17,7 +17,8 @@ impl HoldTone {
             let t = self.sample as f64 / 8000.0;
             // A major third (C5, E5) with a 4-second swell; about −26 dBFS RMS.
             let swell = 0.55 + 0.45 * (2.0 * std::f64::consts::PI * t / 4.0).sin();
-            let v = 1400.0 * swell
+            let v = 1400.0
+                * swell
                 * ((2.0 * std::f64::consts::PI * 523.25 * t).sin()
                     + 0.8 * (2.0 * std::f64::consts::PI * 659.25 * t).sin());
             out.push(g711::linear_to_ulaw(v as i16));

@@ -121,13 +121,18 @@ impl<W: std::io::Write + Seek> WavSink<W> {
     }
 }
 
-/// Keeps a recording aligned with wall time: audio that arrives after a gap is
-/// preceded by the matching silence, so the file's timeline is the call's.
+/// Keeps a recording aligned with wall time: audio that arrives after a real
+/// gap is preceded by the matching silence, so the file's timeline is the
+/// call's. Lateness up to [`JITTER_TOLERANCE_MS`] is network jitter, not a gap:
+/// such audio is appended directly, so speech is never cut by tiny silences.
 #[derive(Debug, Clone)]
 pub struct TimedTrack {
     rate: u32,
     written: u64,
 }
+
+/// Lateness below this is treated as jitter (no silence inserted).
+pub const JITTER_TOLERANCE_MS: u64 = 80;
 
 impl TimedTrack {
     /// A track at `rate` Hz starting at elapsed time zero.
@@ -138,7 +143,9 @@ impl TimedTrack {
     /// Returns the silence to write before `samples` that arrive at `elapsed`.
     pub fn gap_before(&mut self, elapsed: Duration, samples: usize) -> usize {
         let position = (elapsed.as_secs_f64() * f64::from(self.rate)) as u64;
-        let gap = position.saturating_sub(self.written);
+        let tolerance = u64::from(self.rate) * JITTER_TOLERANCE_MS / 1000;
+        let late = position.saturating_sub(self.written);
+        let gap = if late > tolerance { late } else { 0 };
         self.written += gap + samples as u64;
         gap as usize
     }
@@ -183,8 +190,10 @@ mod tests {
     fn late_audio_is_preceded_by_silence_and_bursts_are_appended() {
         let mut t = TimedTrack::new(8000);
         assert_eq!(t.gap_before(Duration::ZERO, 160), 0);
-        assert_eq!(t.gap_before(Duration::from_millis(100), 160), 800 - 160);
-        assert_eq!(t.gap_before(Duration::from_millis(100), 160), 0);
-        assert_eq!(t.len(), 1120);
+        assert_eq!(t.gap_before(Duration::from_millis(200), 160), 1600 - 160);
+        assert_eq!(t.gap_before(Duration::from_millis(200), 160), 0);
+        assert_eq!(t.len(), 1920);
+        // 50 ms late is jitter: appended without a gap.
+        assert_eq!(t.gap_before(Duration::from_millis(290), 160), 0);
     }
 }

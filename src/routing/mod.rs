@@ -116,7 +116,9 @@ pub enum RoutingError {
     #[error("agent {0:?} is already connected from another console")]
     AlreadyConnected(String),
     /// The offer is not (or no longer) for this agent.
-    #[error("call {call} is not offered to agent {agent:?} (already taken, withdrawn or never offered)")]
+    #[error(
+        "call {call} is not offered to agent {agent:?} (already taken, withdrawn or never offered)"
+    )]
     NotOffered {
         /// The agent.
         agent: String,
@@ -256,7 +258,9 @@ impl Routing {
             .agents
             .get(id)
             .ok_or_else(|| RoutingError::UnknownAgent(id.to_string()))?;
-        if crate::http::api::constant_time_eq(agent.token.as_bytes(), token.as_bytes()) && !token.is_empty() {
+        if crate::http::api::constant_time_eq(agent.token.as_bytes(), token.as_bytes())
+            && !token.is_empty()
+        {
             Ok(())
         } else {
             Err(RoutingError::BadToken(id.to_string()))
@@ -264,7 +268,11 @@ impl Routing {
     }
 
     /// An agent's console connected: they become available.
-    pub fn console_connected(&self, id: &str, console: mpsc::Sender<HumanCommand>) -> Result<(), RoutingError> {
+    pub fn console_connected(
+        &self,
+        id: &str,
+        console: mpsc::Sender<HumanCommand>,
+    ) -> Result<(), RoutingError> {
         {
             let mut s = self.lock();
             let agent = s
@@ -286,7 +294,9 @@ impl Routing {
     pub fn console_gone(&self, id: &str) {
         let declined = {
             let mut s = self.lock();
-            let Some(agent) = s.agents.get_mut(id) else { return };
+            let Some(agent) = s.agents.get_mut(id) else {
+                return;
+            };
             agent.console = None;
             agent.status = AgentStatus::Offline;
             agent.offered.take()
@@ -353,6 +363,20 @@ impl Routing {
         context: Arc<HandoffContext>,
         notify: mpsc::Sender<RoutingEvent>,
     ) -> QueueTicket {
+        self.enqueue_excluding(call_id, skill, urgency, context, notify, HashSet::new())
+    }
+
+    /// Puts a call (back) in the queue, never offering it to the agents in `tried`
+    /// (e.g. the one who dropped during the whisper).
+    pub fn enqueue_excluding(
+        &self,
+        call_id: &str,
+        skill: &str,
+        urgency: Urgency,
+        context: Arc<HandoffContext>,
+        notify: mpsc::Sender<RoutingEvent>,
+        tried: HashSet<String>,
+    ) -> QueueTicket {
         let ticket = {
             let mut s = self.lock();
             let position = s.queue.len() + 1;
@@ -365,7 +389,10 @@ impl Routing {
                 let reason = if estimated_wait == Duration::MAX {
                     "no agents are online".to_string()
                 } else {
-                    format!("the wait is about {} minutes", estimated_wait.as_secs().div_ceil(60))
+                    format!(
+                        "the wait is about {} minutes",
+                        estimated_wait.as_secs().div_ceil(60)
+                    )
                 };
                 let _ = notify.try_send(RoutingEvent::NoAgent { reason });
                 return ticket;
@@ -375,7 +402,7 @@ impl Routing {
                 skill: skill.to_string(),
                 urgency,
                 enqueued: Instant::now(),
-                tried: HashSet::new(),
+                tried,
                 context,
                 notify,
                 ringing: None,
@@ -395,7 +422,12 @@ impl Routing {
     }
 
     /// The agent accepts the call offered to them; the call gets the audio link.
-    pub fn accept(&self, agent_id: &str, call_id: &str, link: HumanLink) -> Result<(), RoutingError> {
+    pub fn accept(
+        &self,
+        agent_id: &str,
+        call_id: &str,
+        link: HumanLink,
+    ) -> Result<(), RoutingError> {
         let mut s = self.lock();
         let agent = s
             .agents
@@ -497,7 +529,12 @@ impl Routing {
     fn dispatch(&self) {
         let mut s = self.lock();
         let mut order: Vec<usize> = (0..s.queue.len()).collect();
-        order.sort_by_key(|&i| (std::cmp::Reverse(urgency_rank(s.queue[i].urgency)), s.queue[i].enqueued));
+        order.sort_by_key(|&i| {
+            (
+                std::cmp::Reverse(urgency_rank(s.queue[i].urgency)),
+                s.queue[i].enqueued,
+            )
+        });
         let mut gone = Vec::new();
         for i in order {
             if s.queue[i].ringing.is_some() {
@@ -511,7 +548,9 @@ impl Routing {
                     a.status == AgentStatus::Available
                         && a.console.is_some()
                         && !tried.contains(*id)
-                        && (skill.is_empty() || a.skills.is_empty() || a.skills.iter().any(|k| k == &skill))
+                        && (skill.is_empty()
+                            || a.skills.is_empty()
+                            || a.skills.iter().any(|k| k == &skill))
                 })
                 .min_by_key(|(_, a)| a.idle_since)
                 .map(|(id, _)| id.clone());
@@ -520,9 +559,16 @@ impl Routing {
                     let (call_id, urgency, context, notify) = {
                         let w = &mut s.queue[i];
                         w.ringing = Some(agent_id.clone());
-                        (w.call_id.clone(), w.urgency, Arc::clone(&w.context), w.notify.clone())
+                        (
+                            w.call_id.clone(),
+                            w.urgency,
+                            Arc::clone(&w.context),
+                            w.notify.clone(),
+                        )
                     };
-                    let Some(agent) = s.agents.get_mut(&agent_id) else { continue };
+                    let Some(agent) = s.agents.get_mut(&agent_id) else {
+                        continue;
+                    };
                     agent.status = AgentStatus::Ringing;
                     agent.offered = Some(call_id.clone());
                     let delivered = agent.console.as_ref().is_some_and(|c| {
@@ -545,7 +591,9 @@ impl Routing {
                 None => {
                     // Nobody left who could ever take it: every online agent was tried.
                     let online_untried = s.agents.iter().any(|(id, a)| {
-                        a.console.is_some() && a.status != AgentStatus::Offline && !tried.contains(id)
+                        a.console.is_some()
+                            && a.status != AgentStatus::Offline
+                            && !tried.contains(id)
                     });
                     if !online_untried {
                         gone.push(i);
@@ -585,10 +633,21 @@ mod tests {
         })
     }
 
-    fn link() -> (HumanLink, mpsc::Receiver<LegCommand>, mpsc::Sender<LegEvent>) {
+    fn link() -> (
+        HumanLink,
+        mpsc::Receiver<LegCommand>,
+        mpsc::Sender<LegEvent>,
+    ) {
         let (ctx, crx) = mpsc::channel(8);
         let (etx, erx) = mpsc::channel(8);
-        (HumanLink { commands: ctx, events: erx }, crx, etx)
+        (
+            HumanLink {
+                commands: ctx,
+                events: erx,
+            },
+            crx,
+            etx,
+        )
     }
 
     #[tokio::test]
@@ -606,16 +665,27 @@ mod tests {
         assert_eq!(r.estimate_wait(), Duration::ZERO);
         let (tx, mut rx) = mpsc::channel(8);
         r.enqueue("CA1", "", Urgency::Standard, Arc::default(), tx);
-        assert!(matches!(ann_rx.try_recv(), Ok(HumanCommand::Offer { .. })), "ann idled longest");
+        assert!(
+            matches!(ann_rx.try_recv(), Ok(HumanCommand::Offer { .. })),
+            "ann idled longest"
+        );
         assert!(bob_rx.try_recv().is_err());
         assert!(matches!(rx.try_recv(), Ok(RoutingEvent::Offered { agent }) if agent == "ann"));
         // Bob cannot take a call offered to Ann.
-        assert!(matches!(r.accept("bob", "CA1", link().0), Err(RoutingError::NotOffered { .. })));
+        assert!(matches!(
+            r.accept("bob", "CA1", link().0),
+            Err(RoutingError::NotOffered { .. })
+        ));
         r.accept("ann", "CA1", link().0).unwrap();
-        assert!(matches!(rx.try_recv(), Ok(RoutingEvent::Answered { agent, .. }) if agent == "ann"));
+        assert!(
+            matches!(rx.try_recv(), Ok(RoutingEvent::Answered { agent, .. }) if agent == "ann")
+        );
         // A second accept of the same offer fails.
         assert!(r.accept("ann", "CA1", link().0).is_err());
-        assert_eq!(r.agents().iter().find(|a| a.id == "ann").unwrap().status, AgentStatus::Busy);
+        assert_eq!(
+            r.agents().iter().find(|a| a.id == "ann").unwrap().status,
+            AgentStatus::Busy
+        );
     }
 
     #[tokio::test]
@@ -642,7 +712,9 @@ mod tests {
         assert_ne!(first, second);
         r.decline(&second, "CA1").unwrap();
         assert!(matches!(rx.try_recv(), Ok(RoutingEvent::Declined { .. })));
-        assert!(matches!(rx.try_recv(), Ok(RoutingEvent::NoAgent { reason }) if reason == "no agent answered"));
+        assert!(
+            matches!(rx.try_recv(), Ok(RoutingEvent::NoAgent { reason }) if reason == "no agent answered")
+        );
     }
 
     #[tokio::test]
@@ -651,7 +723,9 @@ mod tests {
         r.register("ann", "Ann", "t", vec![]);
         let (tx, mut rx) = mpsc::channel(8);
         r.enqueue("CA1", "", Urgency::Standard, Arc::default(), tx);
-        assert!(matches!(rx.try_recv(), Ok(RoutingEvent::NoAgent { reason }) if reason == "no agents are online"));
+        assert!(
+            matches!(rx.try_recv(), Ok(RoutingEvent::NoAgent { reason }) if reason == "no agents are online")
+        );
     }
 
     #[tokio::test]

@@ -69,7 +69,10 @@ pub enum HumanError {
 
 /// Runs the console until the call ends (or `max_duration`).
 pub async fn run(options: HumanOptions) -> Result<HumanReport, HumanError> {
-    let url = format!("{}/v1/agents/{}/ws?token={}", options.base_url, options.agent_id, options.token);
+    let url = format!(
+        "{}/v1/agents/{}/ws?token={}",
+        options.base_url, options.agent_id, options.token
+    );
     let (ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
         .await
         .map_err(HumanError::Connect)?;
@@ -79,7 +82,12 @@ pub async fn run(options: HumanOptions) -> Result<HumanReport, HumanError> {
     let mut answer_at: Option<(tokio::time::Instant, String)> = None;
     let mut whisper_started: Option<tokio::time::Instant> = None;
     let mut merged = false;
-    let mut said = options.say.chunks(160).map(<[u8]>::to_vec).collect::<Vec<_>>().into_iter();
+    let mut said = options
+        .say
+        .chunks(160)
+        .map(<[u8]>::to_vec)
+        .collect::<Vec<_>>()
+        .into_iter();
     let mut done_speaking_at: Option<tokio::time::Instant> = None;
     let mut ticker = tokio::time::interval(Duration::from_millis(20));
     let mut call_id = String::new();

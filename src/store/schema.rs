@@ -6,7 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Migrations in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE calls (
     id TEXT PRIMARY KEY,
     call_sid TEXT NOT NULL,
@@ -50,7 +51,8 @@ CREATE TABLE contexts (
     updated_at TEXT NOT NULL
 );
 CREATE INDEX calls_started ON calls (started_at);
-"#, r#"
+"#,
+    r#"
 CREATE TABLE callbacks (
     call_id TEXT PRIMARY KEY,
     number TEXT NOT NULL,
@@ -67,7 +69,8 @@ CREATE TABLE handoffs (
     merged_at TEXT,
     whisper_seconds REAL
 );
-"#];
+"#,
+];
 
 /// Opens the database in WAL mode and runs pending migrations.
 pub fn open(path: &Path) -> rusqlite::Result<Connection> {

@@ -220,3 +220,74 @@ pub fn loud_frames(frames: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// An AI agent that greets, then answers the caller's request for a person.
+pub fn ai_script_requesting_person() -> warmline::sim::agent::AgentScript {
+    use std::sync::Arc;
+    use warmline::sim::agent::{ScriptLine, ScriptReply};
+    let audio =
+        warmline::assets::ulaw(warmline::assets::DEMO_REPLY_WAVS[0], "reply").expect("asset");
+    let line = |text: &str| ScriptLine {
+        text: text.into(),
+        audio: Arc::from(&audio[..8000]),
+        confidence: 0.9,
+    };
+    let mut s = warmline::demo::demo_script().expect("script");
+    s.greeting = line("Thanks for calling Acme. How can I help?");
+    s.replies = vec![ScriptReply {
+        caller_said: "I want a real person.".into(),
+        line: line("Of course."),
+    }];
+    s.clear_on_barge_in = false;
+    s
+}
+
+/// 2 s quiet, 1 s of "speech" (the request for a person), 1.5 s quiet, then the
+/// caller keeps talking (distinct noise) for `seconds`.
+pub fn caller_requesting_person(seconds: usize) -> Vec<u8> {
+    let silence = warmline::media::g711::ULAW_SILENCE;
+    let mut out = vec![silence; 16_000];
+    out.extend(loud_frames(50));
+    out.extend(vec![silence; 12_000]);
+    out.extend(noise(8000 * seconds, 4242));
+    out
+}
+
+/// A human agent known to the gateway.
+pub fn agent_seed(id: &str) -> warmline::config::AgentSeed {
+    warmline::config::AgentSeed {
+        id: id.into(),
+        name: format!("Agent {id}"),
+        token: format!("{id}-secret-token"),
+        skills: vec![],
+    }
+}
+
+/// A simulated console for `id` that answers after `answer_after`.
+pub fn console(base: &str, id: &str, answer_after: Duration) -> warmline::sim::human::HumanOptions {
+    warmline::sim::human::HumanOptions {
+        base_url: base.to_string(),
+        agent_id: id.into(),
+        token: format!("{id}-secret-token"),
+        answer_after,
+        decline: false,
+        skip_after: None,
+        drop_after: None,
+        say: Vec::new(),
+        hang_up_after: None,
+        max_duration: Duration::from_secs(60),
+    }
+}
+
+/// The handoff steps recorded on a timeline, in order.
+pub fn handoff_steps(t: &warmline::call::timeline::Timeline) -> Vec<(String, Option<String>)> {
+    t.events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            warmline::call::timeline::TimelineKind::HandoffStep { step, agent, .. } => {
+                Some((step.clone(), agent.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}

@@ -143,15 +143,20 @@ impl TtsSet {
     }
 
     /// Speaks a caller prompt and returns it as μ-law 8 kHz (falling back like the whisper).
-    pub async fn prompt_ulaw(&self, text: &str, words_per_minute: u32) -> Result<Vec<u8>, TtsError> {
+    pub async fn prompt_ulaw(
+        &self,
+        text: &str,
+        words_per_minute: u32,
+    ) -> Result<Vec<u8>, TtsError> {
         let tts = FallbackTts::new(self.primary.as_ref(), self.fallback.as_deref());
-        let speech = tts.speak(&crate::brief::speech_text::spoken(text), words_per_minute).await?;
-        let pcm = crate::media::resample::resample_clip(&speech.samples, speech.rate, 8000).map_err(|e| {
-            TtsError::BadAudio {
+        let speech = tts
+            .speak(&crate::brief::speech_text::spoken(text), words_per_minute)
+            .await?;
+        let pcm = crate::media::resample::resample_clip(&speech.samples, speech.rate, 8000)
+            .map_err(|e| TtsError::BadAudio {
                 engine: tts.engine_used(),
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         let mut ulaw = Vec::new();
         crate::media::g711::encode_ulaw(&pcm, &mut ulaw);
         Ok(ulaw)

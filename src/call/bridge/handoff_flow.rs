@@ -78,7 +78,9 @@ impl CallBridge {
         if !matches!(self.handoff.state(), HandoffState::Ringing { agent: a, .. } if *a == agent) {
             // Not the agent we are ringing (a stale accept): let them go.
             self.emit(BridgeOutput::ToHuman(LegCommand::Hangup));
-            self.emit(BridgeOutput::Routing(super::RoutingRequest::Release { agent }));
+            self.emit(BridgeOutput::Routing(super::RoutingRequest::Release {
+                agent,
+            }));
             return;
         }
         self.human = Some(agent.clone());
@@ -89,7 +91,12 @@ impl CallBridge {
 
     /// The offered agent declined (or their console went away).
     pub fn agent_declined(&mut self, agent: String, now: Instant) {
-        let actions = self.handoff.handle(HandoffInput::Declined { agent: agent.clone() }, now);
+        let actions = self.handoff.handle(
+            HandoffInput::Declined {
+                agent: agent.clone(),
+            },
+            now,
+        );
         if !actions.is_empty() {
             self.step("declined", Some(&agent), None);
         }
@@ -128,7 +135,10 @@ impl CallBridge {
         }
         match event {
             LegEvent::Audio(bytes) => {
-                if self.handoff.matrix().hears(Listener::Caller, Source::HumanAgent)
+                if self
+                    .handoff
+                    .matrix()
+                    .hears(Listener::Caller, Source::HumanAgent)
                     && let Err(e) = self.playout.push_audio(&bytes)
                 {
                     self.emit(BridgeOutput::Timeline(TimelineKind::AudioDropped {
@@ -141,7 +151,9 @@ impl CallBridge {
                 if matches!(self.handoff.state(), HandoffState::Whispering { .. }) {
                     self.human_playout.clear();
                     self.whisper_waiting = false;
-                    self.emit(BridgeOutput::ToHuman(LegCommand::Mark(WHISPER_END_MARK.into())));
+                    self.emit(BridgeOutput::ToHuman(LegCommand::Mark(
+                        WHISPER_END_MARK.into(),
+                    )));
                     self.step("whisper_skipped", self.human.clone().as_deref(), None);
                     let actions = self.handoff.handle(HandoffInput::WhisperDone, now);
                     self.apply(actions, now);
@@ -153,15 +165,19 @@ impl CallBridge {
                 self.whisper_waiting = false;
                 if let Some(agent) = &agent {
                     self.step("agent_left", Some(agent), None);
-                    self.emit(BridgeOutput::Routing(super::RoutingRequest::Release { agent: agent.clone() }));
+                    self.emit(BridgeOutput::Routing(super::RoutingRequest::Release {
+                        agent: agent.clone(),
+                    }));
                 }
                 let actions = self.handoff.handle(HandoffInput::AgentGone, now);
                 self.apply(actions, now);
             }
-            LegEvent::Error(error) => self.emit(BridgeOutput::Timeline(TimelineKind::ProtocolError {
-                leg: LegName::Agent,
-                error: format!("human agent: {error}"),
-            })),
+            LegEvent::Error(error) => {
+                self.emit(BridgeOutput::Timeline(TimelineKind::ProtocolError {
+                    leg: LegName::Agent,
+                    error: format!("human agent: {error}"),
+                }))
+            }
             _ => {}
         }
     }
@@ -206,7 +222,9 @@ impl CallBridge {
         match out {
             PlayoutOutput::Audio(bytes) => BridgeOutput::ToHuman(LegCommand::Audio(bytes)),
             PlayoutOutput::Mark(name) => {
-                if name == WHISPER_END_MARK && matches!(self.handoff.state(), HandoffState::Whispering { .. }) {
+                if name == WHISPER_END_MARK
+                    && matches!(self.handoff.state(), HandoffState::Whispering { .. })
+                {
                     let actions = self.handoff.handle(HandoffInput::WhisperDone, now);
                     self.apply(actions, now);
                 }
@@ -215,7 +233,7 @@ impl CallBridge {
         }
     }
 
-    pub(super) fn to_human_playout(&mut self, bytes: &[u8]) {
+    pub(super) fn queue_for_human(&mut self, bytes: &[u8]) {
         if let Err(e) = self.human_playout.push_audio(bytes) {
             self.emit(BridgeOutput::Timeline(TimelineKind::AudioDropped {
                 leg: LegName::Agent,
@@ -230,14 +248,24 @@ impl CallBridge {
         match self.whisper.clone() {
             Some(ulaw) if !self.whisper_failed || !ulaw.is_empty() => {
                 // The whisper goes into the human agent's queue and nowhere else.
-                self.to_human_playout(&ulaw);
+                self.queue_for_human(&ulaw);
                 self.human_playout.push_mark(WHISPER_END_MARK);
                 let seconds = ulaw.len() as f64 / 8000.0;
-                self.step("whisper_started", agent.as_deref(), Some(&format!("{seconds:.2} s")));
+                self.step(
+                    "whisper_started",
+                    agent.as_deref(),
+                    Some(&format!("{seconds:.2} s")),
+                );
             }
             _ => {
-                self.step("whisper_missing", agent.as_deref(), Some("connecting without a whisper"));
-                self.emit(BridgeOutput::ToHuman(LegCommand::Mark(WHISPER_END_MARK.into())));
+                self.step(
+                    "whisper_missing",
+                    agent.as_deref(),
+                    Some("connecting without a whisper"),
+                );
+                self.emit(BridgeOutput::ToHuman(LegCommand::Mark(
+                    WHISPER_END_MARK.into(),
+                )));
                 let actions = self.handoff.handle(HandoffInput::WhisperDone, now);
                 self.apply(actions, now);
             }
@@ -253,10 +281,14 @@ impl CallBridge {
                         self.push_prompt(&p.disclosure, DISCLOSURE_MARK, "disclosure");
                     }
                 }
-                HandoffAction::JoinQueue => self.emit(BridgeOutput::Routing(super::RoutingRequest::JoinQueue)),
+                HandoffAction::JoinQueue => {
+                    self.emit(BridgeOutput::Routing(super::RoutingRequest::JoinQueue))
+                }
                 HandoffAction::StartHold => self.hold_on = true,
                 HandoffAction::OfferNextAgent { instead_of } => {
-                    self.emit(BridgeOutput::Routing(super::RoutingRequest::OfferNext { instead_of }))
+                    self.emit(BridgeOutput::Routing(super::RoutingRequest::OfferNext {
+                        instead_of,
+                    }))
                 }
                 HandoffAction::PlayWhisper { .. } => {
                     if self.whisper.is_some() || self.whisper_failed {
@@ -281,13 +313,20 @@ impl CallBridge {
                     if let Some(p) = self.prompts.clone() {
                         self.push_prompt(&p.callback, CALLBACK_MARK, "callback");
                     }
-                    let reason = self.callback_reason.clone().unwrap_or_else(|| "no agent available".into());
-                    self.emit(BridgeOutput::Routing(super::RoutingRequest::SaveCallback { reason }));
+                    let reason = self
+                        .callback_reason
+                        .clone()
+                        .unwrap_or_else(|| "no agent available".into());
+                    self.emit(BridgeOutput::Routing(super::RoutingRequest::SaveCallback {
+                        reason,
+                    }));
                 }
                 HandoffAction::End => {
                     let reason = match self.handoff.state() {
                         HandoffState::Ended if self.callback_reason.is_some() => {
-                            EndReason::CallbackScheduled(self.callback_reason.clone().unwrap_or_default())
+                            EndReason::CallbackScheduled(
+                                self.callback_reason.clone().unwrap_or_default(),
+                            )
                         }
                         _ => EndReason::HumanAgentHangup,
                     };
@@ -316,7 +355,9 @@ impl CallBridge {
             }));
         }
         self.playout.push_mark(mark);
-        self.emit(BridgeOutput::Timeline(TimelineKind::PromptStarted { name: name.into() }));
+        self.emit(BridgeOutput::Timeline(TimelineKind::PromptStarted {
+            name: name.into(),
+        }));
     }
 
     fn step(&mut self, step: &str, agent: Option<&str>, detail: Option<&str>) {
