@@ -18,6 +18,14 @@ pub const DEMO_REPLY_WAVS: [&[u8]; 3] = [
     include_bytes!("../assets/demo/agent_reply_3.wav"),
 ];
 
+/// Demo: the AI agent's two failed answers.
+pub const DEMO_FAIL_WAVS: [&[u8]; 2] = [
+    include_bytes!("../assets/demo/agent_fail_1.wav"),
+    include_bytes!("../assets/demo/agent_fail_2.wav"),
+];
+/// Demo: the human agent's first words after the merge.
+pub const DEMO_HUMAN_AGENT_WAV: &[u8] = include_bytes!("../assets/demo/human_agent.wav");
+
 /// Reads a bundled 8 kHz WAV as linear PCM.
 pub fn pcm(wav_bytes: &[u8], name: &str) -> Result<Vec<i16>, WavError> {
     wav::read_mono(wav_bytes, 8000, name)
@@ -48,6 +56,8 @@ mod tests {
             super::DEMO_GREETING_WAV,
         ];
         all.extend(super::DEMO_REPLY_WAVS);
+        all.extend(super::DEMO_FAIL_WAVS);
+        all.push(super::DEMO_HUMAN_AGENT_WAV);
         for wav in all {
             let pcm = super::pcm(wav, "asset").unwrap();
             assert!(pcm.len() > 8000, "at least a second of audio");

@@ -4,6 +4,7 @@
 
 use crate::assets;
 use crate::call::timeline::Timeline;
+use crate::call::timeline::TimelineKind;
 use crate::config::Config;
 use crate::gateway::{GatewayError, RunningGateway};
 use crate::legs::media_streams::Role;
@@ -46,12 +47,223 @@ pub struct DemoReport {
     pub call_dir: PathBuf,
     /// The timeline.
     pub timeline: Arc<Timeline>,
-    /// For each agent line: its text and its best correlation inside caller_heard.wav.
-    pub agent_lines_heard: Vec<(String, f64)>,
+    /// For each line the caller should have heard: its text and its best
+    /// correlation inside caller_heard.wav.
+    pub caller_heard_lines: Vec<(String, f64)>,
+    /// The whisper's best correlation inside caller_heard.wav (must be ≈ 0).
+    pub whisper_in_caller_audio: Option<f64>,
+    /// The whisper's best correlation inside agent_heard.wav (≈ 1).
+    pub whisper_in_agent_audio: Option<f64>,
     /// Seconds and RMS level (dBFS) of caller_heard.wav.
     pub heard_stats: (f64, f64),
     /// Seconds and RMS level (dBFS) of caller_said.wav.
     pub said_stats: (f64, f64),
+    /// Seconds and RMS level (dBFS) of agent_heard.wav, when a human answered.
+    pub agent_heard_stats: Option<(f64, f64)>,
+    /// The whisper text, when one was rendered.
+    pub whisper_text: Option<String>,
+    /// Handoff timings, ms: escalation → screen-pop, accept → first whisper
+    /// frame, last whisper frame → first caller frame (merge gap).
+    pub timings: DemoTimings,
+}
+
+/// Handoff timings measured in the demo call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DemoTimings {
+    /// Escalation decision → screen-pop sent (ms, timeline).
+    pub escalation_to_screen_pop_ms: Option<f64>,
+    /// Agent's accept → first whisper frame at the agent (ms, measured at the console).
+    pub whisper_start_after_accept_ms: Option<f64>,
+    /// Last whisper frame → first caller frame at the agent (ms, measured at the console).
+    pub merge_gap_ms: Option<f64>,
+    /// Whisper length, s.
+    pub whisper_seconds: Option<f64>,
+}
+
+/// The story's AI agent: greets, fails twice on an order lookup, and is escalated.
+pub fn escalation_script() -> Result<AgentScript, WavError> {
+    let line =
+        |wav: &[u8], name: &str, text: &str, confidence: f32| -> Result<ScriptLine, WavError> {
+            Ok(ScriptLine {
+                text: text.into(),
+                audio: Arc::from(assets::ulaw(wav, name)?),
+                confidence,
+            })
+        };
+    let lookup_failed = serde_json::json!({"event": "tool", "tool": {"name": "order_lookup", "ok": false, "detail": "order 8821 not found in the assistant's system"}});
+    let intent = serde_json::json!({"event": "intent", "intent": {"primary": "order_status", "unresolvedItems": ["order 8821 not delivered"]}});
+    let customer = serde_json::json!({"event": "customer", "customer": {"id": "C-1042", "name": "Sarah Chen", "verified": true}});
+    Ok(AgentScript {
+        greeting: line(
+            assets::DEMO_GREETING_WAV,
+            "agent_greeting.wav",
+            "Thanks for calling Acme support. This is the virtual assistant. How can I help you today?",
+            0.95,
+        )?,
+        replies: vec![
+            ScriptReply {
+                caller_said: "Hi. I'm calling about my order. It still hasn't arrived.".into(),
+                line: line(
+                    assets::DEMO_FAIL_WAVS[0],
+                    "agent_fail_1.wav",
+                    "I'm sorry, I'm not sure I can find that. Could you repeat your order number?",
+                    0.55,
+                )?,
+                events: vec![customer, intent],
+            },
+            ScriptReply {
+                caller_said: "It's order eight eight two one. I already told you.".into(),
+                line: line(
+                    assets::DEMO_FAIL_WAVS[1],
+                    "agent_fail_2.wav",
+                    "Unfortunately I can't see that order in my system.",
+                    0.5,
+                )?,
+                events: vec![lookup_failed],
+            },
+        ],
+        vad: VadConfig {
+            hangover_frames: 30,
+            ..VadConfig::default()
+        },
+        clear_on_barge_in: false,
+    })
+}
+
+fn stats(samples: &[i16]) -> (f64, f64) {
+    (samples.len() as f64 / 8000.0, rms_dbfs(samples))
+}
+
+fn score_in(reference_ulaw: &[u8], recording: &[i16]) -> f64 {
+    let mut pcm = Vec::new();
+    crate::media::g711::decode_ulaw(reference_ulaw, &mut pcm);
+    best_lag_correlation(&pcm, recording, 8).1
+}
+
+/// Runs the demo call — the AI fails twice, the call is escalated, a human agent
+/// answers, hears the whisper, and talks with the caller — writing `<out>/<call-id>/…`.
+pub async fn run(mut config: Config, out: &Path) -> Result<DemoReport, DemoError> {
+    let script = escalation_script()?;
+    let ai_lines: Vec<ScriptLine> = std::iter::once(script.greeting.clone())
+        .chain(script.replies.iter().map(|r| r.line.clone()))
+        .collect();
+    let agent = ScriptedAgent::start(script)
+        .await
+        .map_err(DemoError::Agent)?;
+    config.agent.url = agent.url();
+    config.server.listen = "127.0.0.1:0".into();
+    config.recording.enabled = true;
+    config.recording.dir = out.to_path_buf();
+    config.store.path = out.join("warmline.db");
+    config.routing.agents.push(crate::config::AgentSeed {
+        id: "alex".into(),
+        name: "Alex Moreno".into(),
+        token: "demo-console-token".into(),
+        skills: vec![],
+    });
+    let gateway = RunningGateway::start(config).await?;
+    let human_voice = assets::ulaw(assets::DEMO_HUMAN_AGENT_WAV, "human_agent.wav")?;
+    let human = tokio::spawn(crate::sim::human::run(crate::sim::human::HumanOptions {
+        base_url: format!("ws://{}", gateway.addr),
+        agent_id: "alex".into(),
+        token: "demo-console-token".into(),
+        answer_after: Duration::from_secs(2),
+        decline: false,
+        skip_after: None,
+        drop_after: None,
+        say: human_voice.clone(),
+        hang_up_after: Some(Duration::from_secs(3)),
+        max_duration: Duration::from_secs(90),
+    }));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let stamp = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let mut options = CallerOptions::new(
+        gateway.media_url(),
+        assets::ulaw(assets::DEMO_CALLER_WAV, "caller.wav")?,
+        stamp,
+    );
+    options.call_sid = format!("CAdemo{stamp}");
+    options
+        .custom_parameters
+        .insert("from".into(), "+15550100".into());
+    options.tail = Duration::from_secs(1);
+    println!(
+        "warmline demo: caller → {} → scripted AI agent (fails twice) → human agent console; about {} s of real-time audio…",
+        gateway.media_url(),
+        options.audio.len() / 8000 + 1
+    );
+    caller::run(options).await?;
+    let human = human.await.ok().and_then(Result::ok);
+    let wait = Duration::from_secs(10);
+    let timeline = gateway
+        .shared
+        .registry
+        .wait_finished(1, wait)
+        .await
+        .into_iter()
+        .next()
+        .ok_or(DemoError::Timeout(wait))?;
+    gateway.shutdown().await;
+
+    let call_dir = out.join(&timeline.call_id);
+    let heard = wav::read_mono_file(&call_dir.join("caller_heard.wav"), 8000)?;
+    let said = wav::read_mono_file(&call_dir.join("caller_said.wav"), 8000)?;
+    let agent_heard = wav::read_mono_file(&call_dir.join("agent_heard.wav"), 8000).ok();
+    let whisper_pcm = wav::read_mono_file(&call_dir.join("whisper.wav"), 8000).ok();
+    let mut caller_heard_lines: Vec<(String, f64)> = ai_lines
+        .iter()
+        .map(|l| (format!("AI: {}", l.text), score_in(&l.audio, &heard)))
+        .collect();
+    caller_heard_lines.push((
+        "Human agent: Hi Sarah, this is Alex from Acme…".into(),
+        score_in(&human_voice, &heard),
+    ));
+    let whisper_in = |rec: &[i16]| {
+        whisper_pcm
+            .as_ref()
+            .map(|w| best_lag_correlation(&w[..w.len().min(8000 * 4)], rec, 8).1)
+    };
+    let at = |pred: &dyn Fn(&TimelineKind) -> bool| {
+        timeline
+            .events
+            .iter()
+            .find(|e| pred(&e.kind))
+            .map(|e| e.at_ms)
+    };
+    let decided = at(&|k| matches!(k, TimelineKind::EscalationDecided { .. }));
+    let ringing = at(&|k| matches!(k, TimelineKind::HandoffStep { step, .. } if step == "ringing"));
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let timings = DemoTimings {
+        escalation_to_screen_pop_ms: decided.zip(ringing).map(|(d, r)| r - d),
+        whisper_start_after_accept_ms: human
+            .as_ref()
+            .and_then(|h| h.first_audio_at.zip(h.accepted_at))
+            .map(|(a, b)| ms(a.saturating_duration_since(b))),
+        merge_gap_ms: human
+            .as_ref()
+            .and_then(|h| h.first_caller_frame_at.zip(h.last_whisper_frame_at))
+            .map(|(c, w)| ms(c.saturating_duration_since(w))),
+        whisper_seconds: whisper_pcm.as_ref().map(|w| w.len() as f64 / 8000.0),
+    };
+    Ok(DemoReport {
+        call_id: timeline.call_id.clone(),
+        whisper_in_caller_audio: whisper_in(&heard),
+        whisper_in_agent_audio: agent_heard.as_deref().and_then(whisper_in),
+        heard_stats: stats(&heard),
+        said_stats: stats(&said),
+        agent_heard_stats: agent_heard.as_deref().map(stats),
+        whisper_text: std::fs::read_to_string(call_dir.join("whisper.txt"))
+            .ok()
+            .map(|s| s.trim().to_string()),
+        caller_heard_lines,
+        timings,
+        call_dir,
+        timeline,
+    })
 }
 
 /// The demo's scripted agent: an order-status conversation.
@@ -80,6 +292,7 @@ pub fn demo_script() -> Result<AgentScript, WavError> {
                     "I'm sorry to hear that. Could you tell me your order number?",
                     0.9,
                 )?,
+                events: vec![],
             },
             ScriptReply {
                 caller_said: "It's order eight eight two one.".into(),
@@ -89,6 +302,7 @@ pub fn demo_script() -> Result<AgentScript, WavError> {
                     "Thank you. Order eight eight two one shipped yesterday, and it should arrive tomorrow.",
                     0.85,
                 )?,
+                events: vec![],
             },
             ScriptReply {
                 caller_said: "Great, thanks a lot.".into(),
@@ -98,6 +312,7 @@ pub fn demo_script() -> Result<AgentScript, WavError> {
                     "You're welcome. Is there anything else I can help you with?",
                     0.9,
                 )?,
+                events: vec![],
             },
         ],
         vad: VadConfig {
@@ -108,74 +323,6 @@ pub fn demo_script() -> Result<AgentScript, WavError> {
     })
 }
 
-/// Runs the demo call, writing `<out>/<call-id>/…`.
-pub async fn run(mut config: Config, out: &Path) -> Result<DemoReport, DemoError> {
-    let script = demo_script()?;
-    let lines: Vec<ScriptLine> = std::iter::once(script.greeting.clone())
-        .chain(script.replies.iter().map(|r| r.line.clone()))
-        .collect();
-    let agent = ScriptedAgent::start(script)
-        .await
-        .map_err(DemoError::Agent)?;
-    config.agent.url = agent.url();
-    config.server.listen = "127.0.0.1:0".into();
-    config.recording.enabled = true;
-    config.recording.dir = out.to_path_buf();
-    config.store.path = out.join("warmline.db");
-    let gateway = RunningGateway::start(config).await?;
-
-    let stamp = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let mut options = CallerOptions::new(
-        gateway.media_url(),
-        assets::ulaw(assets::DEMO_CALLER_WAV, "caller.wav")?,
-        stamp,
-    );
-    options.call_sid = format!("CAdemo{stamp}");
-    options
-        .custom_parameters
-        .insert("from".into(), "+15550100".into());
-    options.tail = Duration::from_secs(1);
-    println!(
-        "warmline demo: caller → {} → scripted agent {} (about {} s of real-time audio)…",
-        gateway.media_url(),
-        agent.url(),
-        options.audio.len() / 8000 + 1
-    );
-    caller::run(options).await?;
-    let wait = Duration::from_secs(10);
-    let timeline = gateway
-        .shared
-        .registry
-        .wait_finished(1, wait)
-        .await
-        .into_iter()
-        .next()
-        .ok_or(DemoError::Timeout(wait))?;
-    gateway.shutdown().await;
-
-    let call_dir = out.join(&timeline.call_id);
-    let heard = wav::read_mono_file(&call_dir.join("caller_heard.wav"), 8000)?;
-    let said = wav::read_mono_file(&call_dir.join("caller_said.wav"), 8000)?;
-    let mut agent_lines_heard = Vec::new();
-    for line in &lines {
-        let mut pcm = Vec::new();
-        crate::media::g711::decode_ulaw(&line.audio, &mut pcm);
-        let (_, score) = best_lag_correlation(&pcm, &heard, 8);
-        agent_lines_heard.push((line.text.clone(), score));
-    }
-    Ok(DemoReport {
-        call_id: timeline.call_id.clone(),
-        call_dir,
-        agent_lines_heard,
-        heard_stats: (heard.len() as f64 / 8000.0, rms_dbfs(&heard)),
-        said_stats: (said.len() as f64 / 8000.0, rms_dbfs(&said)),
-        timeline,
-    })
-}
-
 /// Prints the demo's summary.
 pub fn print_summary(report: &DemoReport) {
     println!(
@@ -183,14 +330,63 @@ pub fn print_summary(report: &DemoReport) {
         report.call_id,
         report.timeline.end_reason()
     );
-    println!("conversation:");
+    println!("conversation with the AI:");
     for (role, text) in report.timeline.turns() {
         let who = match role {
             Role::User => "caller",
-            Role::Agent => "agent ",
+            Role::Agent => "AI    ",
         };
         println!("  {who}: {text}");
     }
+    for e in &report.timeline.events {
+        match &e.kind {
+            TimelineKind::EscalationDecided {
+                trigger,
+                urgency,
+                description,
+                ..
+            } => {
+                println!(
+                    "escalated at {:.1} s: {trigger:?} ({urgency:?}) — {description}",
+                    e.at_ms / 1000.0
+                )
+            }
+            TimelineKind::HandoffStep {
+                step,
+                agent,
+                detail,
+            } => println!(
+                "  {:>6.1} s  {step}{}{}",
+                e.at_ms / 1000.0,
+                agent
+                    .as_deref()
+                    .map(|a| format!(" [{a}]"))
+                    .unwrap_or_default(),
+                detail
+                    .as_deref()
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default()
+            ),
+            _ => {}
+        }
+    }
+    if let Some(w) = &report.whisper_text {
+        println!(
+            "whisper (agent only, {:.1} s): {w}",
+            report.timings.whisper_seconds.unwrap_or(0.0)
+        );
+    }
+    let t = &report.timings;
+    let show = |v: Option<f64>| {
+        v.map(|v| format!("{v:.1} ms"))
+            .unwrap_or_else(|| "n/a".into())
+    };
+    println!(
+        "handoff timings: escalation → screen-pop {}, accept → first whisper frame {}, merge gap {}",
+        show(t.escalation_to_screen_pop_ms),
+        show(t.whisper_start_after_accept_ms),
+        show(t.merge_gap_ms)
+    );
     println!("files in {}:", report.call_dir.display());
     println!(
         "  caller_heard.wav  {:5.1} s  {:6.1} dBFS RMS",
@@ -200,14 +396,23 @@ pub fn print_summary(report: &DemoReport) {
         "  caller_said.wav   {:5.1} s  {:6.1} dBFS RMS",
         report.said_stats.0, report.said_stats.1
     );
+    if let Some((s, l)) = report.agent_heard_stats {
+        println!("  agent_heard.wav   {s:5.1} s  {l:6.1} dBFS RMS");
+    }
     println!(
-        "  timeline.json     {} events",
+        "  context.json, whisper.txt, whisper.wav, timeline.json ({} events)",
         report.timeline.events.len()
     );
-    println!(
-        "agent lines found in what the caller heard (normalised cross-correlation, 1.0 = exact):"
-    );
-    for (text, score) in &report.agent_lines_heard {
+    println!("lines found in what the caller heard (normalised cross-correlation, 1.0 = exact):");
+    for (text, score) in &report.caller_heard_lines {
         println!("  {score:.3}  {text}");
+    }
+    if let (Some(c), Some(a)) = (
+        report.whisper_in_caller_audio,
+        report.whisper_in_agent_audio,
+    ) {
+        println!(
+            "whisper in the agent's audio: {a:.3}; in the caller's audio: {c:.3} (must stay near 0)"
+        );
     }
 }

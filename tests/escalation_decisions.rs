@@ -31,6 +31,7 @@ fn script(replies: &[(&str, &str, f32)]) -> AgentScript {
         .map(|(said, answer, confidence)| ScriptReply {
             caller_said: said.to_string(),
             line: line(answer, *confidence),
+            events: vec![],
         })
         .collect();
     s.clear_on_barge_in = false;

@@ -18,8 +18,9 @@ pub fn rms_dbfs(samples: &[i16]) -> f64 {
 /// Finds where `reference` best matches inside `recording`.
 ///
 /// Returns `(lag, ncc)`: the sample offset in `recording` and the normalised
-/// cross-correlation there (1.0 = identical shape, ≈0 = unrelated). A recording
-/// shorter than the reference is zero-padded. With `decimation > 1` a coarse search
+/// cross-correlation there (1.0 = identical shape, ≈0 = unrelated). The
+/// recording is zero-padded at the end, so a reference cut short by the end of
+/// the recording is still found (scoring by the share it overlaps). With `decimation > 1` a coarse search
 /// runs on block averages first and the best candidates are refined at full rate,
 /// which makes minute-long recordings cheap to search.
 pub fn best_lag_correlation(
@@ -30,14 +31,9 @@ pub fn best_lag_correlation(
     if reference.is_empty() {
         return (0, 0.0);
     }
-    let mut padded;
-    let recording = if recording.len() < reference.len() {
-        padded = recording.to_vec();
-        padded.resize(reference.len(), 0);
-        &padded[..]
-    } else {
-        recording
-    };
+    let mut padded = recording.to_vec();
+    padded.resize(recording.len() + reference.len(), 0);
+    let recording = &padded[..];
     let reference: Vec<f64> = reference.iter().map(|&s| f64::from(s)).collect();
     let recording: Vec<f64> = recording.iter().map(|&s| f64::from(s)).collect();
     let max_lag = recording.len() - reference.len();
@@ -135,6 +131,10 @@ mod tests {
         assert!(c > 0.999);
         let (_, unrelated) = best_lag_correlation(&chirp(4000, 2), &recording, 1);
         assert!(unrelated < 0.1, "unrelated noise scored {unrelated}");
+        // Cut short by the end of the recording: found, scored by the overlap.
+        let (lag, c) = best_lag_correlation(&reference, &recording[..7_321 + 3_900], 8);
+        assert_eq!(lag, 7_321);
+        assert!(c > 0.95, "{c}");
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct ScriptReply {
     pub caller_said: String,
     /// The agent's line.
     pub line: ScriptLine,
+    /// Extension events sent before the answer (`tool`, `customer`, `intent`, …).
+    pub events: Vec<serde_json::Value>,
 }
 
 /// The whole script.
@@ -167,6 +169,7 @@ async fn serve(tcp: tokio::net::TcpStream, script: &AgentScript) -> AgentSession
             continue;
         };
         let mut to_say: Option<(Option<&str>, &ScriptLine)> = None;
+        let mut extra: &[serde_json::Value] = &[];
         match parsed {
             StreamMessage::Start {
                 start, stream_sid, ..
@@ -199,6 +202,7 @@ async fn serve(tcp: tokio::net::TcpStream, script: &AgentScript) -> AgentSession
                 {
                     next_reply += 1;
                     to_say = Some((Some(reply.caller_said.as_str()), &reply.line));
+                    extra = &reply.events;
                 }
             }
             StreamMessage::Mark { mark, .. } => {
@@ -217,6 +221,19 @@ async fn serve(tcp: tokio::net::TcpStream, script: &AgentScript) -> AgentSession
                 break;
             }
             _ => {}
+        }
+        let mut failed = false;
+        for event in extra {
+            if sink
+                .send(Message::Text(event.to_string().into()))
+                .await
+                .is_err()
+            {
+                failed = true;
+            }
+        }
+        if failed {
+            break;
         }
         if let Some((caller_said, line)) = to_say {
             let mark = format!("line-{}", session.lines_spoken);

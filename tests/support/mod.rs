@@ -237,6 +237,7 @@ pub fn ai_script_requesting_person() -> warmline::sim::agent::AgentScript {
     s.replies = vec![ScriptReply {
         caller_said: "I want a real person.".into(),
         line: line("Of course."),
+        events: vec![],
     }];
     s.clear_on_barge_in = false;
     s

@@ -276,7 +276,8 @@ impl CallBridge {
         for action in actions {
             match action {
                 HandoffAction::PlayDisclosure => {
-                    self.replace_caller_audio();
+                    // The AI's sentence in progress finishes (no cut-off mid-word);
+                    // nothing more from the AI is queued, and the disclosure follows.
                     if let Some(p) = self.prompts.clone() {
                         self.push_prompt(&p.disclosure, DISCLOSURE_MARK, "disclosure");
                     }
