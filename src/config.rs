@@ -94,30 +94,6 @@ pub struct MediaConfig {
     pub vad_hangover_frames: u32,
 }
 
-/// `[monitor]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MonitorConfig {
-    /// Unhelpful turns in a row that escalate.
-    pub unhelpful_turns: u32,
-    /// Low-confidence threshold.
-    pub low_confidence: f32,
-    /// Low-confidence turns that escalate.
-    pub low_confidence_turns: u32,
-    /// Intents beyond the AI's authority.
-    pub authority_intents: Vec<String>,
-    /// Refund limit.
-    pub refund_limit: f64,
-    /// Policy topics.
-    pub policy_keywords: Vec<String>,
-    /// Critical topics.
-    pub critical_keywords: Vec<String>,
-    /// Sentiment threshold.
-    pub sentiment_threshold: f32,
-    /// Sentiment window.
-    pub sentiment_turns: u32,
-}
-
 /// `[summary]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -248,7 +224,7 @@ pub struct Config {
     /// `[media]`.
     pub media: MediaConfig,
     /// `[monitor]`.
-    pub monitor: MonitorConfig,
+    pub monitor: crate::monitor::PolicyConfig,
     /// `[summary]`.
     pub summary: SummaryConfig,
     /// `[tts]`.
@@ -434,18 +410,7 @@ impl Config {
 
     /// The escalation policy.
     pub fn policy(&self) -> crate::monitor::PolicyConfig {
-        let m = &self.monitor;
-        crate::monitor::PolicyConfig {
-            unhelpful_turns: m.unhelpful_turns,
-            low_confidence: m.low_confidence,
-            low_confidence_turns: m.low_confidence_turns,
-            authority_intents: m.authority_intents.clone(),
-            refund_limit: m.refund_limit,
-            policy_keywords: m.policy_keywords.clone(),
-            critical_keywords: m.critical_keywords.clone(),
-            sentiment_threshold: m.sentiment_threshold,
-            sentiment_turns: m.sentiment_turns,
-        }
+        self.monitor.clone()
     }
 
     /// Dial timeout for the agent.

@@ -82,24 +82,12 @@ pub struct DemoTimings {
 
 /// The story's AI agent: greets, fails twice on an order lookup, and is escalated.
 pub fn escalation_script() -> Result<AgentScript, WavError> {
-    let line =
-        |wav: &[u8], name: &str, text: &str, confidence: f32| -> Result<ScriptLine, WavError> {
-            Ok(ScriptLine {
-                text: text.into(),
-                audio: Arc::from(assets::ulaw(wav, name)?),
-                confidence,
-            })
-        };
+    let line = script_line;
     let lookup_failed = serde_json::json!({"event": "tool", "tool": {"name": "order_lookup", "ok": false, "detail": "order 8821 not found in the assistant's system"}});
     let intent = serde_json::json!({"event": "intent", "intent": {"primary": "order_status", "unresolvedItems": ["order 8821 not delivered"]}});
     let customer = serde_json::json!({"event": "customer", "customer": {"id": "C-1042", "name": "Sarah Chen", "verified": true}});
     Ok(AgentScript {
-        greeting: line(
-            assets::DEMO_GREETING_WAV,
-            "agent_greeting.wav",
-            "Thanks for calling Acme support. This is the virtual assistant. How can I help you today?",
-            0.95,
-        )?,
+        greeting: greeting()?,
         replies: vec![
             ScriptReply {
                 caller_said: "Hi. I'm calling about my order. It still hasn't arrived.".into(),
@@ -134,9 +122,12 @@ fn stats(samples: &[i16]) -> (f64, f64) {
     (samples.len() as f64 / 8000.0, rms_dbfs(samples))
 }
 
+/// How well the first two seconds of a line are found in a recording (a short
+/// probe, so that one late frame elsewhere in a long line cannot hide it).
 fn score_in(reference_ulaw: &[u8], recording: &[i16]) -> f64 {
     let mut pcm = Vec::new();
-    crate::media::g711::decode_ulaw(reference_ulaw, &mut pcm);
+    let probe = &reference_ulaw[..reference_ulaw.len().min(16_000)];
+    crate::media::g711::decode_ulaw(probe, &mut pcm);
     best_lag_correlation(&pcm, recording, 8).1
 }
 
@@ -266,23 +257,35 @@ pub async fn run(mut config: Config, out: &Path) -> Result<DemoReport, DemoError
     })
 }
 
+/// One scripted line from a bundled WAV.
+fn script_line(
+    wav: &[u8],
+    name: &str,
+    text: &str,
+    confidence: f32,
+) -> Result<ScriptLine, WavError> {
+    Ok(ScriptLine {
+        text: text.into(),
+        audio: Arc::from(assets::ulaw(wav, name)?),
+        confidence,
+    })
+}
+
+/// The assistant's greeting, shared by both demo scripts.
+fn greeting() -> Result<ScriptLine, WavError> {
+    script_line(
+        assets::DEMO_GREETING_WAV,
+        "agent_greeting.wav",
+        "Thanks for calling Acme support. This is the virtual assistant. How can I help you today?",
+        0.95,
+    )
+}
+
 /// The demo's scripted agent: an order-status conversation.
 pub fn demo_script() -> Result<AgentScript, WavError> {
-    let line =
-        |wav: &[u8], name: &str, text: &str, confidence: f32| -> Result<ScriptLine, WavError> {
-            Ok(ScriptLine {
-                text: text.into(),
-                audio: Arc::from(assets::ulaw(wav, name)?),
-                confidence,
-            })
-        };
+    let line = script_line;
     Ok(AgentScript {
-        greeting: line(
-            assets::DEMO_GREETING_WAV,
-            "agent_greeting.wav",
-            "Thanks for calling Acme support. This is the virtual assistant. How can I help you today?",
-            0.95,
-        )?,
+        greeting: greeting()?,
         replies: vec![
             ScriptReply {
                 caller_said: "Hi. I'm calling about my order. It still hasn't arrived.".into(),

@@ -231,17 +231,18 @@ async fn an_agent_that_fails_twice_is_escalated_for_repeated_failure() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn asking_for_a_real_person_escalates_at_once() {
-    let agent = ScriptedAgent::start(script(&[(
-        "I want a real person.",
-        "Of course, let me get someone for you.",
-        0.9,
-    )]))
-    .await
-    .unwrap();
+/// Places one call to a gateway in front of `script`; returns the finished
+/// timeline and the agent (to inspect its sessions).
+async fn one_call(
+    script: warmline::sim::agent::AgentScript,
+    audio: Vec<u8>,
+    dtmf: Vec<(Duration, char)>,
+    n: u64,
+) -> (Arc<Timeline>, ScriptedAgent) {
+    let agent = ScriptedAgent::start(script).await.unwrap();
     let gw = gateway(&agent.url(), |_| {}).await;
-    let mut options = CallerOptions::new(gw.media_url(), caller_audio(1), 77);
+    let mut options = CallerOptions::new(gw.media_url(), audio, n);
+    options.dtmf = dtmf;
     options.tail = Duration::from_secs(2);
     caller::run(options).await.unwrap();
     let done = gw
@@ -249,7 +250,18 @@ async fn asking_for_a_real_person_escalates_at_once() {
         .registry
         .wait_finished(1, Duration::from_secs(10))
         .await;
-    let (trigger, _, rule, evidence, latency_us) = decision(&done[0]).expect("escalated");
+    (Arc::clone(&done[0]), agent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asking_for_a_real_person_escalates_at_once() {
+    let request = script(&[(
+        "I want a real person.",
+        "Of course, let me get someone for you.",
+        0.9,
+    )]);
+    let (timeline, _) = one_call(request, caller_audio(1), vec![], 77).await;
+    let (trigger, _, rule, evidence, latency_us) = decision(&timeline).expect("escalated");
     assert_eq!(
         (trigger, rule.as_str()),
         (Trigger::CustomerRequest, "explicit_request")
@@ -260,17 +272,9 @@ async fn asking_for_a_real_person_escalates_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pressing_zero_escalates_at_once() {
-    let agent = ScriptedAgent::start(script(&[])).await.unwrap();
-    let gw = gateway(&agent.url(), |_| {}).await;
-    let mut options = CallerOptions::new(gw.media_url(), vec![0xFF; 8000], 78);
-    options.dtmf = vec![(Duration::from_millis(300), '0')];
-    caller::run(options).await.unwrap();
-    let done = gw
-        .shared
-        .registry
-        .wait_finished(1, Duration::from_secs(10))
-        .await;
-    let (trigger, _, rule, _, _) = decision(&done[0]).expect("escalated");
+    let dtmf = vec![(Duration::from_millis(300), '0')];
+    let (timeline, agent) = one_call(script(&[]), vec![0xFF; 8000], dtmf, 78).await;
+    let (trigger, _, rule, _, _) = decision(&timeline).expect("escalated");
     assert_eq!(
         (trigger, rule.as_str()),
         (Trigger::CustomerRequest, "dtmf_zero")
@@ -281,22 +285,12 @@ async fn pressing_zero_escalates_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_polite_call_is_not_escalated() {
-    let agent = ScriptedAgent::start(script(&[(
+    let polite = script(&[(
         "I don't need a human, thanks. Where is my order?",
         "Your order shipped yesterday and arrives tomorrow.",
         0.9,
-    )]))
-    .await
-    .unwrap();
-    let gw = gateway(&agent.url(), |_| {}).await;
-    let mut options = CallerOptions::new(gw.media_url(), caller_audio(1), 79);
-    options.tail = Duration::from_secs(2);
-    caller::run(options).await.unwrap();
-    let done = gw
-        .shared
-        .registry
-        .wait_finished(1, Duration::from_secs(10))
-        .await;
-    assert!(decision(&done[0]).is_none(), "{:?}", done[0].events);
-    assert_eq!(done[0].turns().count(), 3);
+    )]);
+    let (timeline, _) = one_call(polite, caller_audio(1), vec![], 79).await;
+    assert!(decision(&timeline).is_none(), "{:?}", timeline.events);
+    assert_eq!(timeline.turns().count(), 3);
 }

@@ -155,20 +155,11 @@ async fn run(
 
 /// Turns a message from the agent (the application side) into a leg event.
 pub fn translate(parsed: Result<StreamMessage, ProtocolError>) -> Option<LegEvent> {
-    let msg = match parsed {
+    let msg = match crate::legs::common_event(parsed, "agent") {
         Ok(msg) => msg,
-        Err(ProtocolError::UnknownEvent(name)) => {
-            tracing::debug!(event = %name, "unknown agent event ignored");
-            return None;
-        }
-        Err(e) => return Some(LegEvent::Error(e)),
+        Err(event) => return event,
     };
     Some(match msg {
-        StreamMessage::Media { media, .. } => match media_streams::decode_payload(&media) {
-            Ok(bytes) => LegEvent::Audio(bytes),
-            Err(e) => LegEvent::Error(e),
-        },
-        StreamMessage::Mark { mark, .. } => LegEvent::Mark(mark.name),
         StreamMessage::Clear { .. } => LegEvent::Clear,
         StreamMessage::Turn { turn, .. } => LegEvent::Turn(turn),
         StreamMessage::Escalate { escalate, .. } => LegEvent::Escalate(escalate),
@@ -179,6 +170,8 @@ pub fn translate(parsed: Result<StreamMessage, ProtocolError>) -> Option<LegEven
         StreamMessage::Start { .. } => LegEvent::Error(ProtocolError::Unexpected("start")),
         StreamMessage::Dtmf { .. } => LegEvent::Error(ProtocolError::Unexpected("dtmf")),
         StreamMessage::Stop { .. } => LegEvent::Error(ProtocolError::Unexpected("stop")),
-        StreamMessage::Unknown => return None,
+        StreamMessage::Media { .. } | StreamMessage::Mark { .. } | StreamMessage::Unknown => {
+            return None;
+        }
     })
 }

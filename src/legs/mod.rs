@@ -5,7 +5,7 @@ pub mod human;
 pub mod media_streams;
 pub mod twilio;
 
-use media_streams::{EscalateBody, ProtocolError, ToolBody, TurnBody};
+use media_streams::{EscalateBody, ProtocolError, StreamMessage, ToolBody, TurnBody};
 
 /// Why a leg went away.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,4 +62,29 @@ pub enum LegCommand {
     Dtmf(char),
     /// End the leg.
     Hangup,
+}
+
+/// Handles what both Media Streams legs treat alike — refused messages, unknown
+/// events, `media` and `mark` — and hands back any other message for the leg to
+/// translate. `side` names the far end in logs.
+pub fn common_event(
+    parsed: Result<StreamMessage, ProtocolError>,
+    side: &'static str,
+) -> Result<StreamMessage, Option<LegEvent>> {
+    match parsed {
+        Ok(StreamMessage::Media { media, .. }) => {
+            Err(Some(match media_streams::decode_payload(&media) {
+                Ok(bytes) => LegEvent::Audio(bytes),
+                Err(e) => LegEvent::Error(e),
+            }))
+        }
+        Ok(StreamMessage::Mark { mark, .. }) => Err(Some(LegEvent::Mark(mark.name))),
+        Ok(StreamMessage::Unknown) => Err(None),
+        Ok(other) => Ok(other),
+        Err(ProtocolError::UnknownEvent(name)) => {
+            tracing::debug!(event = %name, side, "unknown event ignored");
+            Err(None)
+        }
+        Err(e) => Err(Some(LegEvent::Error(e))),
+    }
 }

@@ -155,20 +155,11 @@ pub fn translate(
     parsed: Result<StreamMessage, ProtocolError>,
     stream_sid: &str,
 ) -> Option<LegEvent> {
-    let msg = match parsed {
+    let msg = match crate::legs::common_event(parsed, "provider") {
         Ok(msg) => msg,
-        Err(ProtocolError::UnknownEvent(name)) => {
-            tracing::debug!(event = %name, "unknown provider event ignored");
-            return None;
-        }
-        Err(e) => return Some(LegEvent::Error(e)),
+        Err(event) => return event,
     };
     Some(match msg {
-        StreamMessage::Media { media, .. } => match media_streams::decode_payload(&media) {
-            Ok(bytes) => LegEvent::Audio(bytes),
-            Err(e) => LegEvent::Error(e),
-        },
-        StreamMessage::Mark { mark, .. } => LegEvent::Mark(mark.name),
         StreamMessage::Dtmf { dtmf, .. } => match media_streams::parse_digit(&dtmf.digit) {
             Ok(d) => LegEvent::Dtmf(d),
             Err(e) => LegEvent::Error(e),
@@ -177,7 +168,10 @@ pub fn translate(
         StreamMessage::Start { .. } => {
             LegEvent::Error(ProtocolError::DuplicateStart(stream_sid.into()))
         }
-        StreamMessage::Connected { .. } | StreamMessage::Unknown => return None,
+        StreamMessage::Connected { .. }
+        | StreamMessage::Media { .. }
+        | StreamMessage::Mark { .. }
+        | StreamMessage::Unknown => return None,
         StreamMessage::Clear { .. } => LegEvent::Error(ProtocolError::Unexpected("clear")),
         StreamMessage::Turn { .. }
         | StreamMessage::Escalate { .. }

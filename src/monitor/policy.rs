@@ -9,8 +9,9 @@ use crate::monitor::text::{clauses, find_phrase, negated_before, words};
 use serde::Serialize;
 use std::time::Duration;
 
-/// Thresholds and word lists (all from `[monitor]` in the config).
-#[derive(Debug, Clone)]
+/// Thresholds and word lists: the `[monitor]` section of the config.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
     /// Unhelpful agent turns in a row that escalate.
     pub unhelpful_turns: u32,
