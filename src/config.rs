@@ -167,6 +167,12 @@ pub struct RoutingSection {
     pub default_handle_seconds: u64,
     /// Longest acceptable wait.
     pub max_wait_seconds: u64,
+    /// Open days.
+    pub open_days: String,
+    /// Open hours.
+    pub open_hours: String,
+    /// UTC offset of the hours.
+    pub utc_offset: String,
 }
 
 /// `[prompts]`.
@@ -343,6 +349,12 @@ impl Config {
                 message: format!("{:?} must be empty or an http(s) URL", self.summary.llm_url),
             });
         }
+        if let Err(e) = self.schedule() {
+            return Err(ConfigError::Invalid {
+                key: "routing.open_hours",
+                message: e.to_string(),
+            });
+        }
         if !matches!(self.tts.engine.as_str(), "espeak" | "http") {
             return Err(ConfigError::Invalid {
                 key: "tts.engine",
@@ -405,7 +417,21 @@ impl Config {
         crate::routing::RoutingConfig {
             default_handle: Duration::from_secs(self.routing.default_handle_seconds),
             max_wait: Duration::from_secs(self.routing.max_wait_seconds),
+            schedule: self
+                .schedule()
+                .unwrap_or_else(|_| crate::routing::hours::Schedule::always()),
         }
+    }
+
+    /// Business hours (validated at load).
+    pub fn schedule(
+        &self,
+    ) -> Result<crate::routing::hours::Schedule, crate::routing::hours::ScheduleError> {
+        crate::routing::hours::Schedule::parse(
+            &self.routing.open_days,
+            &self.routing.open_hours,
+            &self.routing.utc_offset,
+        )
     }
 
     /// The escalation policy.

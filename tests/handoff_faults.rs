@@ -253,3 +253,47 @@ async fn a_caller_who_hangs_up_in_the_queue_frees_everything_and_a_stolen_accept
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_business_hours_the_caller_is_told_and_a_callback_is_saved() {
+    let ai = ScriptedAgent::start(ai_script_requesting_person())
+        .await
+        .unwrap();
+    // A one-hour window twelve hours from now: closed at the time of the test.
+    let hour = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 3600
+        + 12)
+        % 24;
+    let gw = gateway(&ai.url(), |c| {
+        c.routing.agents.push(agent_seed("ann"));
+        c.routing.open_hours = format!("{hour:02}:00-{hour:02}:59");
+    })
+    .await;
+    let base = format!("ws://{}", gw.addr);
+    let mut ann = console(&base, "ann", Duration::from_millis(100));
+    ann.max_duration = Duration::from_secs(15);
+    let ann = tokio::spawn(human::run(ann));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let report = call(&gw, 30, 5).await;
+    assert!(report.closed_by_gateway);
+    let done = gw
+        .shared
+        .registry
+        .wait_finished(1, Duration::from_secs(10))
+        .await;
+    assert!(
+        matches!(done[0].end_reason(), Some(EndReason::CallbackScheduled(r)) if r.contains("business hours")),
+        "{:?}",
+        done[0].end_reason()
+    );
+    assert_eq!(gw.shared.store.flush().await.unwrap(), 0);
+    assert_eq!(gw.shared.store.callbacks().await.unwrap().len(), 1);
+    gw.shutdown().await;
+    assert!(
+        ann.await.unwrap().unwrap().offers.is_empty(),
+        "nobody is offered a call after hours"
+    );
+}

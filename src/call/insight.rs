@@ -374,11 +374,17 @@ impl Worker {
         let disclosure =
             crate::brief::prompts::disclosure(&config.prompts.disclosure, decision.trigger, wait);
         let number = caller_number(self.builder.context());
-        let callback = crate::brief::prompts::callback(
-            &config.prompts.callback,
-            "none of our team can take your call right now",
-            number.as_deref(),
-        );
+        let now_unix = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let why = if self.shared.routing.is_open(now_unix) {
+            "none of our team can take your call right now"
+        } else {
+            "our team is closed at this hour"
+        };
+        let callback =
+            crate::brief::prompts::callback(&config.prompts.callback, why, number.as_deref());
         let wpm = config.tts.words_per_minute;
         match (
             self.shared.tts.prompt_ulaw(&disclosure, wpm).await,

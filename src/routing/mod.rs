@@ -5,6 +5,8 @@
 //! Touched at escalation, offer and answer only — never per audio frame — so
 //! one mutex is enough.
 
+pub mod hours;
+
 use crate::brief::context::HandoffContext;
 use crate::legs::media_streams::Urgency;
 use crate::legs::{LegCommand, LegEvent};
@@ -137,6 +139,8 @@ pub struct RoutingConfig {
     pub default_handle: Duration,
     /// Longer estimated waits go straight to a callback.
     pub max_wait: Duration,
+    /// Business hours.
+    pub schedule: hours::Schedule,
 }
 
 struct Agent {
@@ -354,6 +358,11 @@ impl Routing {
         handle.mul_f64((position - available) as f64 / online as f64)
     }
 
+    /// Whether the team is open at `unix_seconds`.
+    pub fn is_open(&self, unix_seconds: i64) -> bool {
+        self.config.schedule.is_open(unix_seconds)
+    }
+
     /// Puts a call in the queue. Events about it arrive on `notify`.
     pub fn enqueue(
         &self,
@@ -385,8 +394,15 @@ impl Routing {
                 position,
                 estimated_wait,
             };
-            if estimated_wait == Duration::MAX || estimated_wait > self.config.max_wait {
-                let reason = if estimated_wait == Duration::MAX {
+            let now_unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            let closed = !self.config.schedule.is_open(now_unix);
+            if closed || estimated_wait == Duration::MAX || estimated_wait > self.config.max_wait {
+                let reason = if closed {
+                    "we are outside business hours".to_string()
+                } else if estimated_wait == Duration::MAX {
                     "no agents are online".to_string()
                 } else {
                     format!(
@@ -630,6 +646,7 @@ mod tests {
         Routing::new(RoutingConfig {
             default_handle: Duration::from_secs(180),
             max_wait: Duration::from_secs(600),
+            schedule: hours::Schedule::always(),
         })
     }
 
@@ -714,6 +731,25 @@ mod tests {
         assert!(matches!(rx.try_recv(), Ok(RoutingEvent::Declined { .. })));
         assert!(
             matches!(rx.try_recv(), Ok(RoutingEvent::NoAgent { reason }) if reason == "no agent answered")
+        );
+    }
+
+    #[tokio::test]
+    async fn outside_business_hours_the_call_goes_to_callback() {
+        let mut closed = hours::Schedule::always();
+        closed.days = [false; 7];
+        let r = Routing::new(RoutingConfig {
+            default_handle: Duration::from_secs(180),
+            max_wait: Duration::from_secs(600),
+            schedule: closed,
+        });
+        r.register("ann", "Ann", "t", vec![]);
+        let (tx, _keep) = mpsc::channel(8);
+        r.console_connected("ann", tx).unwrap();
+        let (tx, mut rx) = mpsc::channel(8);
+        r.enqueue("CA1", "", Urgency::Standard, Arc::default(), tx);
+        assert!(
+            matches!(rx.try_recv(), Ok(RoutingEvent::NoAgent { reason }) if reason.contains("business hours"))
         );
     }
 
