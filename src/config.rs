@@ -181,6 +181,8 @@ pub struct RoutingSection {
 pub struct PromptsConfig {
     /// Disclosure template.
     pub disclosure: String,
+    /// Disclosure template offering a callback (long waits).
+    pub disclosure_offer: String,
     /// Callback template.
     pub callback: String,
 }

@@ -297,3 +297,55 @@ async fn outside_business_hours_the_caller_is_told_and_a_callback_is_saved() {
         "nobody is offered a call after hours"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_long_wait_the_caller_may_press_2_for_a_callback() {
+    let ai = ScriptedAgent::start(ai_script_requesting_person())
+        .await
+        .unwrap();
+    let gw = gateway(&ai.url(), |c| c.routing.agents.push(agent_seed("ann"))).await;
+    let base = format!("ws://{}", gw.addr);
+    let mut ann = console(&base, "ann", Duration::from_millis(100));
+    ann.max_duration = Duration::from_secs(20);
+    let ann = tokio::spawn(human::run(ann));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Ann is on another call: the expected wait is the default handle time (3 min).
+    gw.shared
+        .routing
+        .set_status("ann", warmline::routing::AgentStatus::Busy)
+        .unwrap();
+    let mut options = CallerOptions::new(gw.media_url(), caller_requesting_person(30), 6);
+    options.dtmf = vec![(Duration::from_secs(8), '2')];
+    let report = caller::run(options).await.unwrap();
+    assert!(report.closed_by_gateway);
+    let done = gw
+        .shared
+        .registry
+        .wait_finished(1, Duration::from_secs(10))
+        .await;
+    let t = &done[0];
+    assert!(
+        matches!(t.end_reason(), Some(EndReason::CallbackScheduled(r)) if r == "the caller chose a callback"),
+        "{:?}",
+        t.end_reason()
+    );
+    let queued = handoff_steps(t)
+        .into_iter()
+        .find(|(s, _)| s == "queued")
+        .expect("queued");
+    let detail = t
+        .events
+        .iter()
+        .find_map(|e| match &e.kind {
+            warmline::call::timeline::TimelineKind::HandoffStep { step, detail, .. }
+                if step == "queued" =>
+            {
+                detail.clone()
+            }
+            _ => None,
+        })
+        .unwrap_or_default();
+    assert!(detail.contains("about 3 minutes"), "{queued:?} {detail}");
+    gw.shutdown().await;
+    assert!(ann.await.unwrap().unwrap().offers.is_empty());
+}

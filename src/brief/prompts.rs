@@ -3,6 +3,9 @@
 use crate::legs::media_streams::Trigger;
 use std::time::Duration;
 
+/// From this expected wait on, the caller is offered a callback (DTMF 2).
+pub const OFFER_CALLBACK_FROM: Duration = Duration::from_secs(120);
+
 /// Why a person is needed, said to the caller.
 pub fn reason_for_caller(trigger: Trigger) -> &'static str {
     match trigger {

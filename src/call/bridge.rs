@@ -215,6 +215,9 @@ impl CallBridge {
             }
             LegEvent::Dtmf(digit) => {
                 self.emit(BridgeOutput::Timeline(TimelineKind::Dtmf { digit }));
+                if self.waiting_choice(digit, now) {
+                    return;
+                }
                 if self.agent == AgentState::Up && *self.handoff.state() == HandoffState::Ai {
                     self.emit(BridgeOutput::ToAgent(LegCommand::Dtmf(digit)));
                 }

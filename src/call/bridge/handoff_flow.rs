@@ -182,6 +182,26 @@ impl CallBridge {
         }
     }
 
+    /// While waiting for an agent: 2 asks for a callback instead, 1 keeps waiting.
+    /// Returns true when the digit was such a choice.
+    pub(super) fn waiting_choice(&mut self, digit: char, now: Instant) -> bool {
+        let waiting = matches!(
+            self.handoff.state(),
+            HandoffState::Escalating | HandoffState::Queued | HandoffState::Ringing { .. }
+        );
+        match (waiting, digit) {
+            (true, '2') => {
+                self.no_agent("the caller chose a callback".into(), now);
+                true
+            }
+            (true, '1') => {
+                self.step("caller_waits", None, None);
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub(super) fn handoff_caller_gone(&mut self, now: Instant) {
         let actions = self.handoff.handle(HandoffInput::CallerGone, now);
         // Only End can come back; `end` itself follows in the caller's handler.
