@@ -187,6 +187,18 @@ pub struct PromptsConfig {
     pub callback: String,
 }
 
+/// `[webhook]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where to POST; empty = off.
+    pub url: String,
+    /// HMAC key.
+    pub secret: String,
+    /// Attempts.
+    pub attempts: u32,
+}
+
 /// `[store]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -243,6 +255,8 @@ pub struct Config {
     pub routing: RoutingSection,
     /// `[prompts]`.
     pub prompts: PromptsConfig,
+    /// `[webhook]`.
+    pub webhook: WebhookConfig,
     /// `[store]`.
     pub store: StoreConfig,
     /// `[api]`.
@@ -351,6 +365,18 @@ impl Config {
                 message: format!("{:?} must be empty or an http(s) URL", self.summary.llm_url),
             });
         }
+        if !(self.webhook.url.is_empty() || self.webhook.url.starts_with("http")) {
+            return Err(ConfigError::Invalid {
+                key: "webhook.url",
+                message: format!("{:?} must be empty or an http(s) URL", self.webhook.url),
+            });
+        }
+        if !self.webhook.url.is_empty() && self.webhook.secret.len() < 16 {
+            return Err(ConfigError::Invalid {
+                key: "webhook.secret",
+                message: "must be at least 16 characters when webhook.url is set".into(),
+            });
+        }
         if let Err(e) = self.schedule() {
             return Err(ConfigError::Invalid {
                 key: "routing.open_hours",
@@ -396,6 +422,7 @@ impl Config {
             &mut shown.summary.llm_api_key,
             &mut shown.api.token,
             &mut shown.tts.http_api_key,
+            &mut shown.webhook.secret,
         ] {
             if !secret.is_empty() {
                 *secret = "********".into();

@@ -28,6 +28,8 @@ pub struct Shared {
     pub tts: TtsSet,
     /// Human agents and the queue.
     pub routing: Routing,
+    /// The screen-pop webhook, when configured.
+    pub webhook: Option<crate::routing::webhook::Webhook>,
 }
 
 /// The gateway could not start.
@@ -47,8 +49,8 @@ pub enum GatewayError {
     /// The database cannot be used.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The LLM client cannot be built.
-    #[error("LLM summary client: {0}")]
+    /// An HTTP client (LLM summary, webhook) cannot be built.
+    #[error("HTTP client: {0}")]
     Llm(String),
     /// The TTS engines cannot be built.
     #[error("TTS: {0}")]
@@ -84,6 +86,18 @@ impl RunningGateway {
             )
         };
         let tts = TtsSet::from_config(&config.tts)?;
+        let webhook = if config.webhook.url.is_empty() {
+            None
+        } else {
+            Some(
+                crate::routing::webhook::Webhook::new(
+                    &config.webhook.url,
+                    &config.webhook.secret,
+                    config.webhook.attempts,
+                )
+                .map_err(GatewayError::Llm)?,
+            )
+        };
         let routing = Routing::new(config.routing_config());
         for agent in &config.routing.agents {
             routing.register(&agent.id, &agent.name, &agent.token, agent.skills.clone());
@@ -109,6 +123,7 @@ impl RunningGateway {
             llm,
             tts,
             routing,
+            webhook,
         });
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = crate::http::router(Arc::clone(&shared));

@@ -338,6 +338,26 @@ impl HandoffLinks {
                     Some((u, c, _)) => (*u, Arc::clone(c)),
                     None => (Default::default(), Arc::default()),
                 };
+                if let Some(webhook) = shared.webhook.clone() {
+                    let body = serde_json::json!({
+                        "event": "screen_pop",
+                        "callId": call_id,
+                        "urgency": urgency,
+                        "context": context.as_ref(),
+                    })
+                    .to_string();
+                    let call = call_id.to_string();
+                    tokio::spawn(async move {
+                        match webhook.deliver(body).await {
+                            Ok(attempts) => {
+                                tracing::info!(call = %call, attempts, "screen-pop webhook delivered")
+                            }
+                            Err(e) => {
+                                tracing::error!(call = %call, error = %e, "screen-pop webhook not delivered")
+                            }
+                        }
+                    });
+                }
                 let ticket =
                     shared
                         .routing

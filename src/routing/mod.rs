@@ -6,6 +6,7 @@
 //! one mutex is enough.
 
 pub mod hours;
+pub mod webhook;
 
 use crate::brief::context::HandoffContext;
 use crate::legs::media_streams::Urgency;
