@@ -346,6 +346,22 @@ async fn with_a_long_wait_the_caller_may_press_2_for_a_callback() {
         })
         .unwrap_or_default();
     assert!(detail.contains("about 3 minutes"), "{queued:?} {detail}");
+    let disclosure = t
+        .events
+        .iter()
+        .find_map(|e| match &e.kind {
+            warmline::call::timeline::TimelineKind::HandoffStep { step, detail, .. }
+                if step == "disclosure" =>
+            {
+                detail.clone()
+            }
+            _ => None,
+        })
+        .unwrap_or_default();
+    assert!(
+        disclosure.contains("press 2 and we'll call you back"),
+        "{disclosure}"
+    );
     gw.shutdown().await;
     assert!(ann.await.unwrap().unwrap().offers.is_empty());
 }

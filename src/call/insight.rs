@@ -57,6 +57,8 @@ pub struct Escalation {
     pub latency: Duration,
     /// What the caller hears now and, if nobody can take the call, later.
     pub prompts: Option<crate::call::bridge::HandoffPrompts>,
+    /// The disclosure's words.
+    pub disclosure_text: String,
     /// The caller's number, for a callback.
     pub callback_number: Option<String>,
 }
@@ -332,7 +334,7 @@ impl Worker {
         });
         // The caller must hear something at once: the prompts and the escalation go
         // out before the (optional, slower) LLM summary.
-        let prompts = self.render_prompts(&decision).await;
+        let (prompts, disclosure_text) = self.render_prompts(&decision).await;
         let extractive = summary::extractive(self.builder.context());
         self.builder.set_summary(extractive);
         self.save_context();
@@ -342,6 +344,7 @@ impl Worker {
             summary_source: self.summary_source.clone(),
             latency,
             prompts,
+            disclosure_text,
             callback_number: caller_number(self.builder.context()),
         };
         if self
@@ -368,11 +371,15 @@ impl Worker {
     async fn render_prompts(
         &self,
         decision: &Decision,
-    ) -> Option<crate::call::bridge::HandoffPrompts> {
+    ) -> (Option<crate::call::bridge::HandoffPrompts>, String) {
         let config = &self.shared.config;
         let wait = self.shared.routing.estimate_wait();
-        let disclosure =
-            crate::brief::prompts::disclosure(&config.prompts.disclosure, decision.trigger, wait);
+        let template = if wait >= crate::brief::prompts::OFFER_CALLBACK_FROM {
+            &config.prompts.disclosure_offer
+        } else {
+            &config.prompts.disclosure
+        };
+        let disclosure = crate::brief::prompts::disclosure(template, decision.trigger, wait);
         let number = caller_number(self.builder.context());
         let now_unix = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -386,7 +393,7 @@ impl Worker {
         let callback =
             crate::brief::prompts::callback(&config.prompts.callback, why, number.as_deref());
         let wpm = config.tts.words_per_minute;
-        match (
+        let prompts = match (
             self.shared.tts.prompt_ulaw(&disclosure, wpm).await,
             self.shared.tts.prompt_ulaw(&callback, wpm).await,
         ) {
@@ -402,7 +409,8 @@ impl Worker {
                     callback: apology,
                 })
             }
-        }
+        };
+        (prompts, disclosure)
     }
 
     fn save_context(&mut self) {

@@ -171,6 +171,11 @@ async fn drive(
                 match event {
                     InsightEvent::Escalated(e) => {
                         handoff.escalation = Some((e.decision.urgency, Arc::clone(&e.context), e.callback_number.clone()));
+                        timeline.push(at, TimelineKind::HandoffStep {
+                            step: "disclosure".into(),
+                            agent: None,
+                            detail: Some(e.disclosure_text.clone()),
+                        });
                         if let Some(prompts) = e.prompts {
                             bridge.escalate(prompts, at);
                         }
