@@ -229,6 +229,12 @@ async fn an_agent_that_fails_twice_is_escalated_for_repeated_failure() {
             .0,
         404
     );
+    let (status, body) = http_get(gw.addr, "/v1/stats", Some("s3cret")).await;
+    assert_eq!(status, 200, "{body}");
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(stats["calls"], 1);
+    assert_eq!(stats["escalation_rate"], 1.0);
+    assert_eq!(stats["escalations_by_trigger"]["repeated_failure"], 1);
 }
 
 /// Places one call to a gateway in front of `script`; returns the finished

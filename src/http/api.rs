@@ -199,3 +199,11 @@ pub async fn agent_console(
         .max_frame_size(cap)
         .on_upgrade(move |socket| crate::legs::human::serve_console(socket, shared, id))
 }
+
+/// `GET /v1/stats`: escalation rate and reasons, handoffs, callbacks, averages.
+pub async fn stats(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.store.stats().await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}

@@ -26,6 +26,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
             axum::routing::post(api::set_agent_status),
         )
         .route("/v1/callbacks", get(api::list_callbacks))
+        .route("/v1/stats", get(api::stats))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&shared),
             api::require_token,

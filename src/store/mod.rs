@@ -208,6 +208,7 @@ enum Command {
     Call(String, oneshot::Sender<Result<Option<CallRow>, StoreError>>),
     Context(String, oneshot::Sender<Result<Option<String>, StoreError>>),
     Callbacks(oneshot::Sender<Result<Vec<CallbackRow>, StoreError>>),
+    Stats(oneshot::Sender<Result<serde_json::Value, StoreError>>),
     Flush(oneshot::Sender<usize>),
 }
 
@@ -289,6 +290,11 @@ impl Store {
         self.ask(|r| Command::Context(id.to_string(), r)).await?
     }
 
+    /// Handoff quality figures (escalation rate and reasons, handoffs, callbacks).
+    pub async fn stats(&self) -> Result<serde_json::Value, StoreError> {
+        self.ask(Command::Stats).await?
+    }
+
     /// Pending callbacks, oldest first.
     pub async fn callbacks(&self) -> Result<Vec<CallbackRow>, StoreError> {
         self.ask(Command::Callbacks).await?
@@ -344,6 +350,9 @@ fn run(conn: Connection, rx: std_mpsc::Receiver<Command>, path: &Path) {
                     .optional()
                     .map_err(StoreError::from);
                 let _ = reply.send(r);
+            }
+            Some(Command::Stats(reply)) => {
+                let _ = reply.send(schema::stats(&conn).map_err(StoreError::from));
             }
             Some(Command::Callbacks(reply)) => {
                 let _ = reply.send(schema::callbacks(&conn).map_err(StoreError::from));

@@ -163,3 +163,43 @@ pub fn callbacks(conn: &Connection) -> rusqlite::Result<Vec<CallbackRow>> {
     })?;
     rows.collect()
 }
+
+/// Handoff quality figures over every stored call.
+pub fn stats(conn: &Connection) -> rusqlite::Result<serde_json::Value> {
+    let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0));
+    let calls = count("SELECT COUNT(*) FROM calls")?;
+    let escalated = count("SELECT COUNT(*) FROM calls WHERE escalated = 1")?;
+    let handed_off = count("SELECT COUNT(*) FROM handoffs")?;
+    let callbacks = count("SELECT COUNT(*) FROM callbacks")?;
+    let mut by_trigger = serde_json::Map::new();
+    let mut stmt =
+        conn.prepare("SELECT trigger, COUNT(*) FROM decisions GROUP BY trigger ORDER BY 2 DESC")?;
+    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        let (trigger, n) = row?;
+        by_trigger.insert(trigger, n.into());
+    }
+    let avg_whisper: Option<f64> =
+        conn.query_row("SELECT AVG(whisper_seconds) FROM handoffs", [], |r| {
+            r.get(0)
+        })?;
+    let avg_decision_us: Option<f64> =
+        conn.query_row("SELECT AVG(latency_us) FROM decisions", [], |r| r.get(0))?;
+    let rate = |n: i64| {
+        if calls > 0 {
+            n as f64 / calls as f64
+        } else {
+            0.0
+        }
+    };
+    Ok(serde_json::json!({
+        "calls": calls,
+        "escalated": escalated,
+        "escalation_rate": rate(escalated),
+        "escalations_by_trigger": by_trigger,
+        "handed_to_human": handed_off,
+        "callbacks_saved": callbacks,
+        "ai_resolved_rate": rate(calls - escalated),
+        "avg_whisper_seconds": avg_whisper,
+        "avg_decision_latency_us": avg_decision_us,
+    }))
+}
