@@ -99,6 +99,15 @@ impl RunningGateway {
             )
         };
         let routing = Routing::new(config.routing_config());
+        // Agents registered over REST earlier (kept in SQLite), then those in the config.
+        match store.agents().await {
+            Ok(agents) => {
+                for (id, name, token_sha256, skills) in agents {
+                    routing.register_hashed(&id, &name, &token_sha256, skills);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot load registered agents"),
+        }
         for agent in &config.routing.agents {
             routing.register(&agent.id, &agent.name, &agent.token, agent.skills.clone());
         }

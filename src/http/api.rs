@@ -125,7 +125,13 @@ pub async fn register_agent(
     }
     shared
         .routing
-        .register(&agent.id, &agent.name, &agent.token, agent.skills);
+        .register(&agent.id, &agent.name, &agent.token, agent.skills.clone());
+    shared.store.write(crate::store::Write::Agent {
+        id: agent.id.clone(),
+        name: agent.name.clone(),
+        token_sha256: crate::routing::token_sha256(&agent.token),
+        skills: agent.skills,
+    });
     (
         StatusCode::CREATED,
         Json(serde_json::json!({ "id": agent.id })),

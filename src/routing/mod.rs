@@ -146,7 +146,7 @@ pub struct RoutingConfig {
 
 struct Agent {
     name: String,
-    token: String,
+    token_sha256: String,
     skills: Vec<String>,
     status: AgentStatus,
     idle_since: Instant,
@@ -209,13 +209,19 @@ impl Routing {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers (or updates) an agent; new agents start offline until their console connects.
+    /// Registers (or updates) an agent; new agents start offline until their
+    /// console connects. Only the token's SHA-256 is kept.
     pub fn register(&self, id: &str, name: &str, token: &str, skills: Vec<String>) {
+        self.register_hashed(id, name, &token_sha256(token), skills);
+    }
+
+    /// Registers an agent whose token is already hashed (from the database).
+    pub fn register_hashed(&self, id: &str, name: &str, token_sha256: &str, skills: Vec<String>) {
         let mut s = self.lock();
         match s.agents.get_mut(id) {
             Some(a) => {
                 a.name = name.to_string();
-                a.token = token.to_string();
+                a.token_sha256 = token_sha256.to_string();
                 a.skills = skills;
             }
             None => {
@@ -223,7 +229,7 @@ impl Routing {
                     id.to_string(),
                     Agent {
                         name: name.to_string(),
-                        token: token.to_string(),
+                        token_sha256: token_sha256.to_string(),
                         skills,
                         status: AgentStatus::Offline,
                         idle_since: Instant::now(),
@@ -263,8 +269,9 @@ impl Routing {
             .agents
             .get(id)
             .ok_or_else(|| RoutingError::UnknownAgent(id.to_string()))?;
-        if crate::http::api::constant_time_eq(agent.token.as_bytes(), token.as_bytes())
-            && !token.is_empty()
+        let given = token_sha256(token);
+        if !token.is_empty()
+            && crate::http::api::constant_time_eq(agent.token_sha256.as_bytes(), given.as_bytes())
         {
             Ok(())
         } else {
@@ -629,6 +636,12 @@ impl Routing {
             let _ = w.notify.try_send(RoutingEvent::NoAgent { reason });
         }
     }
+}
+
+/// The hex SHA-256 of a console token (what is kept in memory and in SQLite).
+pub fn token_sha256(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }
 
 fn urgency_rank(u: Urgency) -> u8 {

@@ -125,6 +125,17 @@ pub enum Write {
         /// RFC 3339.
         created_at: String,
     },
+    /// A human agent was registered (the token is stored as its SHA-256).
+    Agent {
+        /// Id.
+        id: String,
+        /// Name.
+        name: String,
+        /// SHA-256 of the console token, hex.
+        token_sha256: String,
+        /// Skills.
+        skills: Vec<String>,
+    },
     /// A human agent took the call.
     Handoff {
         /// Call id.
@@ -202,6 +213,9 @@ pub struct CallbackRow {
     pub status: String,
 }
 
+/// A registered agent as stored: (id, name, token SHA-256, skills).
+pub type StoredAgent = (String, String, String, Vec<String>);
+
 enum Command {
     Write(Write),
     ListCalls(usize, oneshot::Sender<Result<Vec<CallRow>, StoreError>>),
@@ -209,6 +223,7 @@ enum Command {
     Context(String, oneshot::Sender<Result<Option<String>, StoreError>>),
     Callbacks(oneshot::Sender<Result<Vec<CallbackRow>, StoreError>>),
     Stats(oneshot::Sender<Result<serde_json::Value, StoreError>>),
+    Agents(oneshot::Sender<Result<Vec<StoredAgent>, StoreError>>),
     Flush(oneshot::Sender<usize>),
 }
 
@@ -290,6 +305,11 @@ impl Store {
         self.ask(|r| Command::Context(id.to_string(), r)).await?
     }
 
+    /// Registered human agents.
+    pub async fn agents(&self) -> Result<Vec<StoredAgent>, StoreError> {
+        self.ask(Command::Agents).await?
+    }
+
     /// Handoff quality figures (escalation rate and reasons, handoffs, callbacks).
     pub async fn stats(&self) -> Result<serde_json::Value, StoreError> {
         self.ask(Command::Stats).await?
@@ -350,6 +370,9 @@ fn run(conn: Connection, rx: std_mpsc::Receiver<Command>, path: &Path) {
                     .optional()
                     .map_err(StoreError::from);
                 let _ = reply.send(r);
+            }
+            Some(Command::Agents(reply)) => {
+                let _ = reply.send(schema::agents(&conn).map_err(StoreError::from));
             }
             Some(Command::Stats(reply)) => {
                 let _ = reply.send(schema::stats(&conn).map_err(StoreError::from));
@@ -427,6 +450,12 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<()> {
             .execute(
                 "INSERT OR REPLACE INTO callbacks (call_id, number, reason, context, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![call_id, number, reason, context, created_at],
+            )
+            .map(drop),
+        Write::Agent { id, name, token_sha256, skills } => conn
+            .execute(
+                "INSERT OR REPLACE INTO agents (id, name, token_sha256, skills) VALUES (?1, ?2, ?3, ?4)",
+                params![id, name, token_sha256, serde_json::to_string(skills).unwrap_or_else(|_| "[]".into())],
             )
             .map(drop),
         Write::Handoff { call_id, agent_id, answered_at, whisper_seconds } => conn

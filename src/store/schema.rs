@@ -61,6 +61,12 @@ CREATE TABLE callbacks (
     created_at TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'pending'
 );
+CREATE TABLE agents (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    token_sha256 TEXT NOT NULL,
+    skills TEXT NOT NULL
+);
 CREATE TABLE handoffs (
     call_id TEXT PRIMARY KEY,
     agent_id TEXT NOT NULL,
@@ -202,4 +208,19 @@ pub fn stats(conn: &Connection) -> rusqlite::Result<serde_json::Value> {
         "avg_whisper_seconds": avg_whisper,
         "avg_decision_latency_us": avg_decision_us,
     }))
+}
+
+/// Registered human agents: (id, name, token hash, skills).
+pub fn agents(conn: &Connection) -> rusqlite::Result<Vec<super::StoredAgent>> {
+    let mut stmt = conn.prepare("SELECT id, name, token_sha256, skills FROM agents ORDER BY id")?;
+    let rows = stmt.query_map([], |r| {
+        let skills: String = r.get(3)?;
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            serde_json::from_str(&skills).unwrap_or_default(),
+        ))
+    })?;
+    rows.collect()
 }
