@@ -329,35 +329,9 @@ async fn with_a_long_wait_the_caller_may_press_2_for_a_callback() {
         "{:?}",
         t.end_reason()
     );
-    let queued = handoff_steps(t)
-        .into_iter()
-        .find(|(s, _)| s == "queued")
-        .expect("queued");
-    let detail = t
-        .events
-        .iter()
-        .find_map(|e| match &e.kind {
-            warmline::call::timeline::TimelineKind::HandoffStep { step, detail, .. }
-                if step == "queued" =>
-            {
-                detail.clone()
-            }
-            _ => None,
-        })
-        .unwrap_or_default();
-    assert!(detail.contains("about 3 minutes"), "{queued:?} {detail}");
-    let disclosure = t
-        .events
-        .iter()
-        .find_map(|e| match &e.kind {
-            warmline::call::timeline::TimelineKind::HandoffStep { step, detail, .. }
-                if step == "disclosure" =>
-            {
-                detail.clone()
-            }
-            _ => None,
-        })
-        .unwrap_or_default();
+    let detail = step_detail(t, "queued").unwrap_or_default();
+    assert!(detail.contains("about 3 minutes"), "{detail}");
+    let disclosure = step_detail(t, "disclosure").unwrap_or_default();
     assert!(
         disclosure.contains("press 2 and we'll call you back"),
         "{disclosure}"

@@ -292,3 +292,13 @@ pub fn handoff_steps(t: &warmline::call::timeline::Timeline) -> Vec<(String, Opt
         })
         .collect()
 }
+
+/// The detail of the first handoff step named `step`.
+pub fn step_detail(t: &warmline::call::timeline::Timeline, step: &str) -> Option<String> {
+    t.events.iter().find_map(|e| match &e.kind {
+        warmline::call::timeline::TimelineKind::HandoffStep {
+            step: s, detail, ..
+        } if s == step => detail.clone(),
+        _ => None,
+    })
+}
