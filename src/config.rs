@@ -463,11 +463,6 @@ impl Config {
         )
     }
 
-    /// The escalation policy.
-    pub fn policy(&self) -> crate::monitor::PolicyConfig {
-        self.monitor.clone()
-    }
-
     /// Dial timeout for the agent.
     pub fn agent_connect_timeout(&self) -> Duration {
         Duration::from_millis(self.agent.connect_timeout_ms)

@@ -51,7 +51,7 @@ pub enum GatewayError {
     Store(#[from] StoreError),
     /// An HTTP client (LLM summary, webhook) cannot be built.
     #[error("HTTP client: {0}")]
-    Llm(String),
+    HttpClient(String),
     /// The TTS engines cannot be built.
     #[error("TTS: {0}")]
     Tts(#[from] crate::brief::tts::TtsError),
@@ -82,7 +82,7 @@ impl RunningGateway {
                     &config.summary.llm_api_key,
                     std::time::Duration::from_millis(config.summary.budget_ms),
                 )
-                .map_err(|e| GatewayError::Llm(e.to_string()))?,
+                .map_err(|e| GatewayError::HttpClient(e.to_string()))?,
             )
         };
         let tts = TtsSet::from_config(&config.tts)?;
@@ -95,7 +95,7 @@ impl RunningGateway {
                     &config.webhook.secret,
                     config.webhook.attempts,
                 )
-                .map_err(GatewayError::Llm)?,
+                .map_err(GatewayError::HttpClient)?,
             )
         };
         let routing = Routing::new(config.routing_config());

@@ -62,11 +62,7 @@ async fn every_whisper_in_the_corpus_is_ten_to_fifteen_seconds_and_says_who_what
             );
         }
         if let Some(reason) = &ctx.escalation_reason {
-            let trigger = serde_json::to_value(reason.trigger)
-                .unwrap()
-                .as_str()
-                .unwrap()
-                .replace('_', " ");
+            let trigger = reason.trigger.as_str().replace('_', " ");
             assert!(
                 w.text.contains(&format!("Escalated for {trigger}")),
                 "{file}: reason missing: {}",

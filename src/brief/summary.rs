@@ -67,15 +67,8 @@ pub fn extractive(ctx: &HandoffContext) -> String {
     if let Some(reason) = &ctx.escalation_reason {
         sentences.push(format!(
             "It was escalated ({}, {} urgency): {}",
-            serde_json::to_value(reason.trigger)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default()
-                .replace('_', " "),
-            serde_json::to_value(reason.urgency)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
+            reason.trigger.as_str().replace('_', " "),
+            reason.urgency.as_str(),
             reason.description.trim_end_matches('.').to_string() + "."
         ));
     }

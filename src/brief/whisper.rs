@@ -199,10 +199,7 @@ pub fn compose(ctx: &HandoffContext) -> (Vec<Clause>, Vec<Clause>) {
                 Urgency::Elevated => ", elevated priority",
                 Urgency::Standard => "",
             };
-            let trigger = serde_json::to_value(r.trigger)
-                .ok()
-                .and_then(|v| v.as_str().map(humanize))
-                .unwrap_or_default();
+            let trigger = humanize(r.trigger.as_str());
             main.push(Clause {
                 kind: ClauseKind::Reason,
                 text: format!("Escalated for {trigger}{urgency}."),

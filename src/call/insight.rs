@@ -93,7 +93,7 @@ impl Insight {
             started_at: rfc3339(started_wall),
         });
         let worker = Worker {
-            monitor: Monitor::new(shared.config.policy()),
+            monitor: Monitor::new(shared.config.monitor.clone()),
             shared,
             call_id: call_id.to_string(),
             builder,
@@ -254,10 +254,7 @@ impl Worker {
                     self.shared.store.write(Write::Turn {
                         call_id: self.call_id.clone(),
                         idx,
-                        role: serde_json::to_value(role)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_string))
-                            .unwrap_or_default(),
+                        role: role.as_str().to_string(),
                         content: content.clone(),
                         at: rfc3339(obs.wall),
                         confidence: o.assessment.as_ref().map(|a| a.confidence),
@@ -324,8 +321,8 @@ impl Worker {
         );
         self.shared.store.write(Write::Decision {
             call_id: self.call_id.clone(),
-            trigger: enum_text(&decision.trigger),
-            urgency: enum_text(&decision.urgency),
+            trigger: decision.trigger.as_str().to_string(),
+            urgency: decision.urgency.as_str().to_string(),
             description: decision.description.clone(),
             rule: decision.rule.to_string(),
             evidence: serde_json::to_string(&decision.evidence).unwrap_or_else(|_| "[]".into()),
@@ -381,11 +378,7 @@ impl Worker {
         };
         let disclosure = crate::brief::prompts::disclosure(template, decision.trigger, wait);
         let number = caller_number(self.builder.context());
-        let now_unix = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let why = if self.shared.routing.is_open(now_unix) {
+        let why = if self.shared.routing.is_open_now() {
             "none of our team can take your call right now"
         } else {
             "our team is closed at this hour"
@@ -440,11 +433,4 @@ fn caller_number(ctx: &HandoffContext) -> Option<String> {
             .map(str::to_string),
         _ => None,
     }
-}
-
-fn enum_text<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }

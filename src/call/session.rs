@@ -328,6 +328,19 @@ struct HandoffLinks {
 }
 
 impl HandoffLinks {
+    /// The urgency and context a queued call is offered with.
+    fn queue_entry(
+        &self,
+    ) -> (
+        crate::legs::media_streams::Urgency,
+        Arc<crate::brief::context::HandoffContext>,
+    ) {
+        match &self.escalation {
+            Some((u, c, _)) => (*u, Arc::clone(c)),
+            None => (Default::default(), Arc::default()),
+        }
+    }
+
     fn execute(
         &mut self,
         shared: &Shared,
@@ -339,10 +352,7 @@ impl HandoffLinks {
     ) {
         match request {
             RoutingRequest::JoinQueue => {
-                let (urgency, context) = match &self.escalation {
-                    Some((u, c, _)) => (*u, Arc::clone(c)),
-                    None => (Default::default(), Arc::default()),
-                };
+                let (urgency, context) = self.queue_entry();
                 if let Some(webhook) = shared.webhook.clone() {
                     let body = serde_json::json!({
                         "event": "screen_pop",
@@ -386,10 +396,7 @@ impl HandoffLinks {
                 {
                     // The call had left the queue (the agent had answered, then dropped): back in.
                     self.tried.insert(instead_of);
-                    let (urgency, context) = match &self.escalation {
-                        Some((u, c, _)) => (*u, Arc::clone(c)),
-                        None => (Default::default(), Arc::default()),
-                    };
+                    let (urgency, context) = self.queue_entry();
                     shared.routing.enqueue_excluding(
                         call_id,
                         "",

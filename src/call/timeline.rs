@@ -2,7 +2,7 @@
 
 use crate::legs::media_streams::{Role, Trigger, Urgency};
 use serde::Serialize;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 /// Which leg an event concerns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -201,6 +201,13 @@ pub enum TimelineKind {
     },
 }
 
+/// Seconds since the Unix epoch (0 for a clock set before 1970).
+pub fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 /// One timeline entry.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TimelineEntry {
@@ -229,10 +236,7 @@ impl Timeline {
     pub fn new(call_id: impl Into<String>, started: Instant, wall: SystemTime) -> Self {
         Timeline {
             call_id: call_id.into(),
-            started_unix: wall
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or(Duration::ZERO)
-                .as_secs_f64(),
+            started_unix: unix_seconds(wall),
             events: Vec::new(),
             started: Some(started),
         }

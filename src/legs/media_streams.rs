@@ -114,6 +114,16 @@ pub enum Role {
     Agent,
 }
 
+impl Role {
+    /// The wire name (`user`, `agent`), as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Agent => "agent",
+        }
+    }
+}
+
 /// Extension `turn`: one utterance of the conversation, as the agent transcribed or said it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TurnBody {
@@ -153,6 +163,30 @@ pub enum Urgency {
     Elevated,
     /// Immediately.
     Critical,
+}
+
+impl Trigger {
+    /// The wire name (`authority_limit`, …), as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::AuthorityLimit => "authority_limit",
+            Trigger::CustomerRequest => "customer_request",
+            Trigger::Complexity => "complexity",
+            Trigger::Policy => "policy",
+            Trigger::RepeatedFailure => "repeated_failure",
+        }
+    }
+}
+
+impl Urgency {
+    /// The wire name (`standard`, `elevated`, `critical`), as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Urgency::Standard => "standard",
+            Urgency::Elevated => "elevated",
+            Urgency::Critical => "critical",
+        }
+    }
 }
 
 /// Extension `escalate`: the agent asks for a human.
@@ -683,6 +717,26 @@ mod tests {
         assert_eq!(parse_digit("#"), Ok('#'));
         assert!(parse_digit("55").is_err());
         assert!(parse_digit("x").is_err());
+    }
+
+    #[test]
+    fn wire_names_match_the_serialised_form() {
+        let json = |v: serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        for r in [Role::User, Role::Agent] {
+            assert_eq!(r.as_str(), json(serde_json::to_value(r).unwrap()));
+        }
+        for t in [
+            Trigger::AuthorityLimit,
+            Trigger::CustomerRequest,
+            Trigger::Complexity,
+            Trigger::Policy,
+            Trigger::RepeatedFailure,
+        ] {
+            assert_eq!(t.as_str(), json(serde_json::to_value(t).unwrap()));
+        }
+        for u in [Urgency::Standard, Urgency::Elevated, Urgency::Critical] {
+            assert_eq!(u.as_str(), json(serde_json::to_value(u).unwrap()));
+        }
     }
 
     #[test]

@@ -287,10 +287,7 @@ impl Routing {
     ) -> Result<(), RoutingError> {
         {
             let mut s = self.lock();
-            let agent = s
-                .agents
-                .get_mut(id)
-                .ok_or_else(|| RoutingError::UnknownAgent(id.to_string()))?;
+            let agent = agent_mut(&mut s, id)?;
             if agent.console.as_ref().is_some_and(|c| !c.is_closed()) {
                 return Err(RoutingError::AlreadyConnected(id.to_string()));
             }
@@ -322,10 +319,7 @@ impl Routing {
     pub fn set_status(&self, id: &str, status: AgentStatus) -> Result<(), RoutingError> {
         {
             let mut s = self.lock();
-            let agent = s
-                .agents
-                .get_mut(id)
-                .ok_or_else(|| RoutingError::UnknownAgent(id.to_string()))?;
+            let agent = agent_mut(&mut s, id)?;
             if agent.status != AgentStatus::Available && status == AgentStatus::Available {
                 agent.idle_since = Instant::now();
             }
@@ -371,6 +365,11 @@ impl Routing {
         self.config.schedule.is_open(unix_seconds)
     }
 
+    /// Whether the team is open now (reads the wall clock).
+    pub fn is_open_now(&self) -> bool {
+        self.is_open(crate::call::timeline::unix_seconds(std::time::SystemTime::now()) as i64)
+    }
+
     /// Puts a call in the queue. Events about it arrive on `notify`.
     pub fn enqueue(
         &self,
@@ -402,11 +401,7 @@ impl Routing {
                 position,
                 estimated_wait,
             };
-            let now_unix = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
-            let closed = !self.config.schedule.is_open(now_unix);
+            let closed = !self.is_open_now();
             if closed || estimated_wait == Duration::MAX || estimated_wait > self.config.max_wait {
                 let reason = if closed {
                     "we are outside business hours".to_string()
@@ -453,10 +448,7 @@ impl Routing {
         link: HumanLink,
     ) -> Result<(), RoutingError> {
         let mut s = self.lock();
-        let agent = s
-            .agents
-            .get_mut(agent_id)
-            .ok_or_else(|| RoutingError::UnknownAgent(agent_id.to_string()))?;
+        let agent = agent_mut(&mut s, agent_id)?;
         if agent.offered.as_deref() != Some(call_id) {
             return Err(RoutingError::NotOffered {
                 agent: agent_id.to_string(),
@@ -636,6 +628,12 @@ impl Routing {
             let _ = w.notify.try_send(RoutingEvent::NoAgent { reason });
         }
     }
+}
+
+fn agent_mut<'a>(s: &'a mut State, id: &str) -> Result<&'a mut Agent, RoutingError> {
+    s.agents
+        .get_mut(id)
+        .ok_or_else(|| RoutingError::UnknownAgent(id.to_string()))
 }
 
 /// The hex SHA-256 of a console token (what is kept in memory and in SQLite).
