@@ -3,23 +3,7 @@
 
 mod support;
 
-use std::time::Duration;
 use support::*;
-
-fn http(addr: std::net::SocketAddr, request: String) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    (
-        out[9..12].parse().unwrap(),
-        out.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default(),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registered_agent_is_still_there_after_a_restart() {
@@ -27,30 +11,10 @@ async fn a_registered_agent_is_still_there_after_a_restart() {
     let first = gateway("ws://127.0.0.1:9/none", |c| c.store.path = db.clone()).await;
     let addr = first.addr;
     let body = r#"{"id":"zoe","name":"Zoe Park","token":"zoe-console-token","skills":["billing"]}"#;
-    let (status, reply) = tokio::task::spawn_blocking(move || {
-        http(
-            addr,
-            format!(
-                "POST /v1/agents HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            ),
-        )
-    })
-    .await
-    .unwrap();
+    let (status, reply) = http(addr, "POST", "/v1/agents", None, Some(body)).await;
     assert_eq!(status, 201, "{reply}");
     let bad = r#"{"id":"bad id!","name":"x","token":"short"}"#;
-    let (status, _) = tokio::task::spawn_blocking(move || {
-        http(
-            addr,
-            format!(
-                "POST /v1/agents HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{bad}",
-                bad.len()
-            ),
-        )
-    })
-    .await
-    .unwrap();
+    let (status, _) = http(addr, "POST", "/v1/agents", None, Some(bad)).await;
     assert_eq!(status, 400);
     assert_eq!(first.shared.store.flush().await.unwrap(), 0);
     first.shutdown().await;

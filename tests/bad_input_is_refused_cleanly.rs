@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::time::Duration;
 use support::*;
 use warmline::call::timeline::{EndReason, LegName, TimelineKind};
 use warmline::legs::media_streams::AppWriter;
@@ -151,20 +150,8 @@ async fn bad_agent_messages_are_dropped_and_the_caller_keeps_hearing_the_agent()
 async fn unknown_call_ids_get_a_404_with_a_reason() {
     let agent = RawAgent::start().await;
     let gw = gateway(&agent.url, |_| {}).await;
-    let addr = gw.addr;
-    let body = tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.write_all(b"GET /calls/CAnope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut out = String::new();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.read_to_string(&mut out).unwrap();
-        out
-    })
-    .await
-    .unwrap();
-    assert!(body.starts_with("HTTP/1.1 404"), "{body}");
+    let (status, body) = http(gw.addr, "GET", "/calls/CAnope", None, None).await;
+    assert_eq!(status, 404, "{body}");
     assert!(body.contains("no call with id"), "{body}");
 }
 

@@ -70,31 +70,7 @@ fn decision(t: &Timeline) -> Option<(Trigger, Urgency, String, Vec<usize>, u64)>
 }
 
 async fn http_get(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
-    let path = path.to_string();
-    let token = token.map(str::to_string);
-    tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        let auth = token
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.read_to_string(&mut out).unwrap();
-        let status = out[9..12].parse().unwrap();
-        let body = out
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        (status, body)
-    })
-    .await
-    .unwrap()
+    http(addr, "GET", path, token, None).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
