@@ -173,6 +173,10 @@ pub struct RoutingSection {
     pub open_hours: String,
     /// UTC offset of the hours.
     pub utc_offset: String,
+    /// IANA time zone of the hours (overrides `utc_offset`; empty = use the offset).
+    pub time_zone: String,
+    /// Intent keyword → the skill a call about it is queued for.
+    pub intent_skills: std::collections::BTreeMap<String, String>,
 }
 
 /// `[prompts]`.
@@ -379,7 +383,11 @@ impl Config {
         }
         if let Err(e) = self.schedule() {
             return Err(ConfigError::Invalid {
-                key: "routing.open_hours",
+                key: if e.0.contains("time zone") {
+                    "routing.time_zone"
+                } else {
+                    "routing.open_hours"
+                },
                 message: e.to_string(),
             });
         }
@@ -446,6 +454,7 @@ impl Config {
         crate::routing::RoutingConfig {
             default_handle: Duration::from_secs(self.routing.default_handle_seconds),
             max_wait: Duration::from_secs(self.routing.max_wait_seconds),
+            intent_skills: self.routing.intent_skills.clone(),
             schedule: self
                 .schedule()
                 .unwrap_or_else(|_| crate::routing::hours::Schedule::always()),
@@ -456,11 +465,16 @@ impl Config {
     pub fn schedule(
         &self,
     ) -> Result<crate::routing::hours::Schedule, crate::routing::hours::ScheduleError> {
-        crate::routing::hours::Schedule::parse(
+        let fixed = crate::routing::hours::Schedule::parse(
             &self.routing.open_days,
             &self.routing.open_hours,
             &self.routing.utc_offset,
-        )
+        )?;
+        if self.routing.time_zone.trim().is_empty() {
+            Ok(fixed)
+        } else {
+            fixed.in_zone(&self.routing.time_zone)
+        }
     }
 
     /// Dial timeout for the agent.

@@ -65,6 +65,8 @@ pub struct DemoReport {
     /// Handoff timings, ms: escalation → screen-pop, accept → first whisper
     /// frame, last whisper frame → first caller frame (merge gap).
     pub timings: DemoTimings,
+    /// The handoff quality figures of `GET /v1/stats` after the call.
+    pub quality: Option<serde_json::Value>,
 }
 
 /// Handoff timings measured in the demo call.
@@ -78,6 +80,8 @@ pub struct DemoTimings {
     pub merge_gap_ms: Option<f64>,
     /// Whisper length, s.
     pub whisper_seconds: Option<f64>,
+    /// Merge → the human agent's first words (ms, VAD on the agent's leg).
+    pub merge_to_agent_first_words_ms: Option<f64>,
 }
 
 /// The story's AI agent: greets, fails twice on an order lookup, and is escalated.
@@ -165,6 +169,12 @@ pub async fn run(mut config: Config, out: &Path) -> Result<DemoReport, DemoError
         say: human_voice.clone(),
         hang_up_after: Some(Duration::from_secs(3)),
         max_duration: Duration::from_secs(90),
+        wrapup: Some(serde_json::json!({
+            "resolved": true,
+            "callerRepeated": false,
+            "contextAccurate": true,
+            "notes": "Refund for order 8821 issued by phone."
+        })),
     }));
     tokio::time::sleep(Duration::from_millis(200)).await;
 
@@ -198,6 +208,8 @@ pub async fn run(mut config: Config, out: &Path) -> Result<DemoReport, DemoError
         .into_iter()
         .next()
         .ok_or(DemoError::Timeout(wait))?;
+    let _ = gateway.shared.store.flush().await;
+    let quality = gateway.shared.store.stats().await.ok();
     gateway.shutdown().await;
 
     let call_dir = out.join(&timeline.call_id);
@@ -239,6 +251,10 @@ pub async fn run(mut config: Config, out: &Path) -> Result<DemoReport, DemoError
             .and_then(|h| h.first_caller_frame_at.zip(h.last_whisper_frame_at))
             .map(|(c, w)| ms(c.saturating_duration_since(w))),
         whisper_seconds: whisper_pcm.as_ref().map(|w| w.len() as f64 / 8000.0),
+        merge_to_agent_first_words_ms: timeline.events.iter().find_map(|e| match e.kind {
+            TimelineKind::AgentFirstWords { after_merge_ms, .. } => Some(after_merge_ms as f64),
+            _ => None,
+        }),
     };
     Ok(DemoReport {
         call_id: timeline.call_id.clone(),
@@ -252,6 +268,7 @@ pub async fn run(mut config: Config, out: &Path) -> Result<DemoReport, DemoError
             .map(|s| s.trim().to_string()),
         caller_heard_lines,
         timings,
+        quality,
         call_dir,
         timeline,
     })
@@ -390,6 +407,16 @@ pub fn print_summary(report: &DemoReport) {
         show(t.whisper_start_after_accept_ms),
         show(t.merge_gap_ms)
     );
+    if let Some(q) = &report.quality {
+        println!(
+            "handoff quality (GET /v1/stats): merge → agent's first words {}, wrap-ups {}: recovery rate {}, caller repeated {}, context accurate {}",
+            show(t.merge_to_agent_first_words_ms),
+            q["wrapups"],
+            q["recovery_rate"],
+            q["caller_repeated_rate"],
+            q["context_accurate_rate"]
+        );
+    }
     println!("files in {}:", report.call_dir.display());
     println!(
         "  caller_heard.wav  {:5.1} s  {:6.1} dBFS RMS",

@@ -32,6 +32,26 @@ pub struct Shared {
     pub webhook: Option<crate::routing::webhook::Webhook>,
 }
 
+impl Shared {
+    /// Sets an agent's availability; their own choice (available or offline) is
+    /// kept in the database, so it survives a restart.
+    pub fn set_agent_status(
+        &self,
+        id: &str,
+        status: crate::routing::AgentStatus,
+    ) -> Result<(), crate::routing::RoutingError> {
+        use crate::routing::AgentStatus;
+        self.routing.set_status(id, status)?;
+        if matches!(status, AgentStatus::Available | AgentStatus::Offline) {
+            self.store.write(crate::store::Write::AgentStatus {
+                id: id.to_string(),
+                status: status.as_str().to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The gateway could not start.
 #[derive(Debug, Error)]
 pub enum GatewayError {
@@ -102,8 +122,9 @@ impl RunningGateway {
         // Agents registered over REST earlier (kept in SQLite), then those in the config.
         match store.agents().await {
             Ok(agents) => {
-                for (id, name, token_sha256, skills) in agents {
-                    routing.register_hashed(&id, &name, &token_sha256, skills);
+                for a in agents {
+                    routing.register_hashed(&a.id, &a.name, &a.token_sha256, a.skills);
+                    routing.restore_away(&a.id, a.status == "offline");
                 }
             }
             Err(e) => tracing::error!(error = %e, "cannot load registered agents"),

@@ -1,5 +1,6 @@
 //! Human agents registered over REST survive a restart (SQLite, token kept only
-//! as its SHA-256), and a console signs in with the token afterwards.
+//! as its SHA-256) with the availability they chose, and a console signs in
+//! with the token afterwards.
 
 mod support;
 
@@ -16,6 +17,16 @@ async fn a_registered_agent_is_still_there_after_a_restart() {
     let bad = r#"{"id":"bad id!","name":"x","token":"short"}"#;
     let (status, _) = http(addr, "POST", "/v1/agents", None, Some(bad)).await;
     assert_eq!(status, 400);
+    // Zoe goes offline (end of shift) before the restart.
+    let (status, reply) = http(
+        addr,
+        "POST",
+        "/v1/agents/zoe/status",
+        None,
+        Some(r#"{"status":"offline"}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
     assert_eq!(first.shared.store.flush().await.unwrap(), 0);
     first.shutdown().await;
 
@@ -48,6 +59,13 @@ async fn a_registered_agent_is_still_there_after_a_restart() {
     use futures_util::StreamExt;
     let hello = ws.next().await.unwrap().unwrap();
     assert!(hello.to_text().unwrap().contains("\"connected\""));
+    let zoe = &second.shared.routing.agents()[0];
+    assert!(zoe.connected);
+    assert_eq!(
+        zoe.status,
+        warmline::routing::AgentStatus::Offline,
+        "her console reconnects, but she chose to be offline"
+    );
     let refused = tokio_tungstenite::connect_async(format!(
         "ws://{}/v1/agents/zoe/ws?token=nope",
         second.addr

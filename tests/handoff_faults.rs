@@ -339,3 +339,61 @@ async fn with_a_long_wait_the_caller_may_press_2_for_a_callback() {
     gw.shutdown().await;
     assert!(ann.await.unwrap().unwrap().offers.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_long_wait_the_caller_may_say_call_me_back() {
+    use std::sync::Arc;
+    use warmline::sim::agent::{ScriptLine, ScriptReply};
+    // The AI leg keeps transcribing the caller on hold; its second turn carries
+    // the caller's spoken choice.
+    let mut script = ai_script_requesting_person();
+    script.replies.push(ScriptReply {
+        caller_said: "Just call me back later, thanks.".into(),
+        line: ScriptLine {
+            text: "(never heard by the caller)".into(),
+            audio: Arc::from(&[0xFFu8; 1600][..]),
+            confidence: 0.9,
+        },
+        events: vec![],
+    });
+    let ai = ScriptedAgent::start(script).await.unwrap();
+    let gw = gateway(&ai.url(), |c| c.routing.agents.push(agent_seed("ann"))).await;
+    let base = format!("ws://{}", gw.addr);
+    let mut ann = console(&base, "ann", Duration::from_millis(100));
+    ann.max_duration = Duration::from_secs(20);
+    let ann = tokio::spawn(human::run(ann));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gw.shared
+        .routing
+        .set_status("ann", warmline::routing::AgentStatus::Busy)
+        .unwrap();
+    // The request for a person, then (during hold) a second utterance.
+    let silence = warmline::media::g711::ULAW_SILENCE;
+    let mut audio = caller_requesting_person(0);
+    audio.extend(vec![silence; 8000 * 4]);
+    audio.extend(loud_frames(50));
+    audio.extend(vec![silence; 8000 * 20]);
+    let report = caller::run(CallerOptions::new(gw.media_url(), audio, 30))
+        .await
+        .unwrap();
+    let done = gw
+        .shared
+        .registry
+        .wait_finished(1, Duration::from_secs(10))
+        .await;
+    let t = &done[0];
+    assert!(report.closed_by_gateway, "{:#?}", t);
+    assert!(
+        matches!(t.end_reason(), Some(EndReason::CallbackScheduled(r)) if r == "the caller chose a callback"),
+        "{:?}",
+        handoff_steps(t)
+    );
+    assert_eq!(
+        step_detail(t, "caller_chose_callback").as_deref(),
+        Some("speech")
+    );
+    assert_eq!(gw.shared.store.flush().await.unwrap(), 0);
+    assert_eq!(gw.shared.store.callbacks().await.unwrap().len(), 1);
+    gw.shutdown().await;
+    assert!(ann.await.unwrap().unwrap().offers.is_empty());
+}

@@ -48,6 +48,7 @@ async fn the_caller_never_hears_a_whisper_sample_and_the_agent_hears_it_all_then
         say: agent_voice.clone(),
         hang_up_after: Some(Duration::from_millis(500)),
         max_duration: Duration::from_secs(60),
+        wrapup: None,
     }));
     tokio::time::sleep(Duration::from_millis(200)).await; // console signs in
     let sent = caller_requesting_person(40);

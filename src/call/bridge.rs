@@ -20,6 +20,7 @@ pub use handoff_flow::{HandoffPrompts, RoutingRequest, WHISPER_END_MARK};
 
 use crate::call::handoff::{Handoff, HandoffState, HandoffTimers};
 use crate::call::timeline::{ClearedBy, EndReason, LegName, TimelineKind};
+use crate::legs::media_streams::Role;
 use crate::legs::{HangupCause, LegCommand, LegEvent};
 use crate::media::g711;
 use crate::media::hold::HoldTone;
@@ -121,6 +122,10 @@ pub struct CallBridge {
     whisper_failed: bool,
     whisper_waiting: bool,
     callback_reason: Option<String>,
+    /// Voice activity on the human agent's leg, for "merge → first words".
+    human_vad: EnergyVad,
+    /// When the legs merged, until the human agent's first words are heard.
+    awaiting_first_words: Option<Instant>,
 }
 
 impl CallBridge {
@@ -151,6 +156,8 @@ impl CallBridge {
             whisper_failed: false,
             whisper_waiting: false,
             callback_reason: None,
+            human_vad: EnergyVad::new(config.vad),
+            awaiting_first_words: None,
             config,
             playout,
             pcm: Vec::with_capacity(160),
@@ -289,11 +296,19 @@ impl CallBridge {
                 self.flush(ClearedBy::Agent)
             }
             LegEvent::Mark(_) | LegEvent::Clear | LegEvent::SkipWhisper => {}
-            LegEvent::Turn(turn) => self.emit(BridgeOutput::Timeline(TimelineKind::Turn {
-                role: turn.role,
-                content: turn.content,
-                confidence: turn.confidence,
-            })),
+            LegEvent::Turn(turn) => {
+                let spoken_choice =
+                    turn.role == Role::User && *self.handoff.state() != HandoffState::Ai;
+                let content = turn.content.clone();
+                self.emit(BridgeOutput::Timeline(TimelineKind::Turn {
+                    role: turn.role,
+                    content: turn.content,
+                    confidence: turn.confidence,
+                }));
+                if spoken_choice {
+                    self.spoken_choice(&content, now);
+                }
+            }
             LegEvent::Escalate(e) => {
                 self.emit(BridgeOutput::Timeline(TimelineKind::EscalationRequested {
                     trigger: e.trigger,

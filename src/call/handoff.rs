@@ -262,10 +262,14 @@ pub fn matrix_for(state: &HandoffState) -> RoutingMatrix {
     use Source as S;
     match state {
         HandoffState::Ai => RoutingMatrix::ai_conversation(),
-        HandoffState::Escalating => route(&[(L::Caller, S::Prompt)]),
-        HandoffState::Queued | HandoffState::Ringing { .. } => {
-            route(&[(L::Caller, S::Hold), (L::Caller, S::Prompt)])
-        }
+        // While the caller waits, the AI leg keeps listening (never speaking) so
+        // its transcript can carry a spoken "I'll wait" / "call me back".
+        HandoffState::Escalating => route(&[(L::Caller, S::Prompt), (L::AiAgent, S::Caller)]),
+        HandoffState::Queued | HandoffState::Ringing { .. } => route(&[
+            (L::Caller, S::Hold),
+            (L::Caller, S::Prompt),
+            (L::AiAgent, S::Caller),
+        ]),
         HandoffState::Whispering { .. } => {
             route(&[(L::Caller, S::Hold), (L::HumanAgent, S::Whisper)])
         }

@@ -61,6 +61,8 @@ pub struct Escalation {
     pub disclosure_text: String,
     /// The caller's number, for a callback.
     pub callback_number: Option<String>,
+    /// The queue (skill) the call joins; "" = any agent.
+    pub skill: String,
 }
 
 struct Observed {
@@ -91,6 +93,7 @@ impl Insight {
             id: call_id.to_string(),
             call_sid: start.call_sid.clone(),
             started_at: rfc3339(started_wall),
+            caller_number: caller_number(builder.context()),
         });
         let worker = Worker {
             monitor: Monitor::new(shared.config.monitor.clone()),
@@ -103,6 +106,7 @@ impl Insight {
                 fallback_reason: None,
             },
             whisper: None,
+            requested_skill: start.custom_parameters.get("skill").cloned(),
         };
         let task = tokio::spawn(worker.run(rx));
         (Insight { tx, task }, esc_rx)
@@ -160,6 +164,8 @@ struct Worker {
     started_wall: SystemTime,
     summary_source: SummarySource,
     whisper: Option<(Arc<Whisper>, HandoffContext)>,
+    /// The skill the provider asked for (`customParameters.skill`), if any.
+    requested_skill: Option<String>,
 }
 
 impl Worker {
@@ -331,7 +337,11 @@ impl Worker {
         });
         // The caller must hear something at once: the prompts and the escalation go
         // out before the (optional, slower) LLM summary.
-        let (prompts, disclosure_text) = self.render_prompts(&decision).await;
+        let skill = self.shared.routing.skill_for(
+            self.requested_skill.as_deref(),
+            &self.builder.context().intent.primary,
+        );
+        let (prompts, disclosure_text) = self.render_prompts(&decision, &skill).await;
         let extractive = summary::extractive(self.builder.context());
         self.builder.set_summary(extractive);
         self.save_context();
@@ -343,6 +353,7 @@ impl Worker {
             prompts,
             disclosure_text,
             callback_number: caller_number(self.builder.context()),
+            skill,
         };
         if self
             .esc_tx
@@ -368,9 +379,10 @@ impl Worker {
     async fn render_prompts(
         &self,
         decision: &Decision,
+        skill: &str,
     ) -> (Option<crate::call::bridge::HandoffPrompts>, String) {
         let config = &self.shared.config;
-        let wait = self.shared.routing.estimate_wait();
+        let wait = self.shared.routing.estimate_wait(skill);
         let template = if wait >= crate::brief::prompts::OFFER_CALLBACK_FROM {
             &config.prompts.disclosure_offer
         } else {

@@ -135,6 +135,7 @@ async fn drive(
                 }
                 BridgeOutput::Timeline(kind) => {
                     log_event(&kind);
+                    store_handoff_figures(&shared, &setup.call_id, &kind);
                     insight.observe(now, &kind);
                     timeline.push(now, kind);
                 }
@@ -171,6 +172,7 @@ async fn drive(
                 match event {
                     InsightEvent::Escalated(e) => {
                         handoff.escalation = Some((e.decision.urgency, Arc::clone(&e.context), e.callback_number.clone()));
+                        handoff.skill = e.skill.clone();
                         timeline.push(at, TimelineKind::HandoffStep {
                             step: "disclosure".into(),
                             agent: None,
@@ -244,6 +246,26 @@ async fn drive(
         }
     }
     shared.registry.finish(timeline);
+}
+
+/// Files the handoff's quality figures as they happen.
+fn store_handoff_figures(shared: &Shared, call_id: &str, kind: &TimelineKind) {
+    use crate::store::Write;
+    match kind {
+        TimelineKind::HandoffStep { step, .. } if step == "merged" => {
+            shared.store.write(Write::Merged {
+                call_id: call_id.to_string(),
+                merged_at: crate::brief::context::rfc3339(SystemTime::now()),
+            })
+        }
+        TimelineKind::AgentFirstWords { after_merge_ms, .. } => {
+            shared.store.write(Write::AgentFirstWords {
+                call_id: call_id.to_string(),
+                ms: *after_merge_ms,
+            })
+        }
+        _ => {}
+    }
 }
 
 fn insight_event(event: &InsightEvent) -> TimelineKind {
@@ -325,6 +347,8 @@ struct HandoffLinks {
     answered_at: Option<Instant>,
     whisper_seconds: Option<f64>,
     tried: std::collections::HashSet<String>,
+    /// The queue the call joins ("" = any agent).
+    skill: String,
 }
 
 impl HandoffLinks {
@@ -373,17 +397,25 @@ impl HandoffLinks {
                         }
                     });
                 }
-                let ticket =
-                    shared
-                        .routing
-                        .enqueue(call_id, "", urgency, context, routing_tx.clone());
+                let ticket = shared.routing.enqueue(
+                    call_id,
+                    &self.skill,
+                    urgency,
+                    context,
+                    routing_tx.clone(),
+                );
                 timeline.push(
                     now,
                     TimelineKind::HandoffStep {
                         step: "queued".into(),
                         agent: None,
                         detail: Some(format!(
-                            "position {}, estimated wait {}",
+                            "{}position {}, estimated wait {}",
+                            if self.skill.is_empty() {
+                                String::new()
+                            } else {
+                                format!("{} queue, ", self.skill)
+                            },
                             ticket.position,
                             crate::brief::prompts::wait_for_caller(ticket.estimated_wait)
                         )),
@@ -399,7 +431,7 @@ impl HandoffLinks {
                     let (urgency, context) = self.queue_entry();
                     shared.routing.enqueue_excluding(
                         call_id,
-                        "",
+                        &self.skill,
                         urgency,
                         context,
                         routing_tx.clone(),

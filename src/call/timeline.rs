@@ -158,10 +158,18 @@ pub enum TimelineKind {
         /// Why.
         error: String,
     },
+    /// The human agent's first words after the merge (VAD on their leg).
+    AgentFirstWords {
+        /// The human agent.
+        agent: String,
+        /// From the merge, ms.
+        after_merge_ms: u64,
+    },
     /// A step of the warm handoff.
     HandoffStep {
         /// escalating, ringing, answered, declined, ring_timeout, whisper_started,
-        /// whisper_skipped, whisper_missing, merged, agent_left, no_agent.
+        /// whisper_skipped, whisper_missing, merged, agent_left, no_agent,
+        /// caller_waits, caller_chose_callback, queued, requeued, callback_saved.
         step: String,
         /// The human agent concerned.
         #[serde(skip_serializing_if = "Option::is_none")]

@@ -155,7 +155,7 @@ pub async fn set_agent_status(
         Ok(b) => b,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
     };
-    match shared.routing.set_status(&id, body.status) {
+    match shared.set_agent_status(&id, body.status) {
         Ok(()) => Json(serde_json::json!({ "id": id, "status": body.status })).into_response(),
         Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
     }

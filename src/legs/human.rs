@@ -42,6 +42,23 @@ pub enum ConsoleMessage {
         /// `available` or `offline`.
         status: String,
     },
+    /// After a call: the agent's wrap-up (quality flags and notes).
+    Wrapup {
+        /// The call (one this agent took).
+        call_id: String,
+        /// The caller's issue was resolved.
+        #[serde(default)]
+        resolved: Option<bool>,
+        /// The caller had to repeat what they had told the AI.
+        #[serde(default)]
+        caller_repeated: Option<bool>,
+        /// The handoff context was accurate.
+        #[serde(default)]
+        context_accurate: Option<bool>,
+        /// Free notes (at most 4000 characters are kept).
+        #[serde(default)]
+        notes: String,
+    },
     /// The agent's voice (μ-law 8 kHz).
     Media {
         /// The audio.
@@ -110,6 +127,11 @@ pub enum ConsoleEvent<'a> {
         /// The call.
         call_id: &'a str,
     },
+    /// The wrap-up was saved.
+    WrapupSaved {
+        /// The call.
+        call_id: &'a str,
+    },
     /// A refused request.
     Error {
         /// What went wrong.
@@ -147,6 +169,8 @@ pub async fn serve_console(mut socket: WebSocket, shared: Arc<Shared>, agent_id:
     let max = shared.config.server.max_message_bytes;
     // The call in progress: its id, commands from it, and where our events go.
     let mut call: Option<(String, mpsc::Receiver<LegCommand>, mpsc::Sender<LegEvent>)> = None;
+    // Calls this console took (most recent last), which it may wrap up.
+    let mut taken: std::collections::VecDeque<String> = std::collections::VecDeque::new();
     loop {
         let leg_cmd = async {
             match call.as_mut() {
@@ -217,6 +241,10 @@ pub async fn serve_console(mut socket: WebSocket, shared: Arc<Shared>, agent_id:
                             Ok(()) => {
                                 tracing::info!(agent = %agent_id, call = %call_id, "agent accepted");
                                 let _ = socket.send(text(&ConsoleEvent::CallStarted { call_id: &call_id })).await;
+                                if taken.len() >= 32 {
+                                    taken.pop_front();
+                                }
+                                taken.push_back(call_id.clone());
                                 call = Some((call_id, cmd_rx, ev_tx));
                             }
                             Err(e) => {
@@ -239,7 +267,7 @@ pub async fn serve_console(mut socket: WebSocket, shared: Arc<Shared>, agent_id:
                                 continue;
                             }
                         };
-                        let _ = routing.set_status(&agent_id, s);
+                        let _ = shared.set_agent_status(&agent_id, s);
                     }
                     ConsoleMessage::Media { media } => {
                         if let Some((_, _, ev_tx)) = &call {
@@ -260,6 +288,23 @@ pub async fn serve_console(mut socket: WebSocket, shared: Arc<Shared>, agent_id:
                             let _ = ev_tx.try_send(LegEvent::Hangup(HangupCause::Normal));
                             let _ = socket.send(text(&ConsoleEvent::Stop { call_id: &call_id })).await;
                         }
+                    }
+                    ConsoleMessage::Wrapup { call_id, resolved, caller_repeated, context_accurate, notes } => {
+                        let reply = if taken.contains(&call_id) {
+                            shared.store.write(crate::store::Write::Wrapup {
+                                call_id: call_id.clone(),
+                                agent_id: agent_id.clone(),
+                                resolved,
+                                caller_repeated,
+                                context_accurate,
+                                notes: notes.chars().take(4000).collect(),
+                                at: crate::brief::context::rfc3339(std::time::SystemTime::now()),
+                            });
+                            text(&ConsoleEvent::WrapupSaved { call_id: &call_id })
+                        } else {
+                            text(&ConsoleEvent::Error { message: format!("call {call_id} was not taken by {agent_id} on this console") })
+                        };
+                        let _ = socket.send(reply).await;
                     }
                     ConsoleMessage::Mark { .. } | ConsoleMessage::Unknown => {}
                 }

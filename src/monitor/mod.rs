@@ -5,5 +5,6 @@ pub mod confidence;
 pub mod policy;
 pub mod sentiment;
 pub mod text;
+pub mod wait_choice;
 
 pub use policy::{Decision, Monitor, MonitorInput, Observation, PolicyConfig};

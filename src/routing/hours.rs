@@ -1,11 +1,22 @@
 //! Business hours (sans-IO): whether the team is open at a given instant, in the
-//! team's UTC offset. Time comes in as seconds since the Unix epoch.
+//! team's time zone. Time comes in as seconds since the Unix epoch.
+//!
+//! The zone is either a fixed UTC offset or an IANA name ("America/New_York"),
+//! whose daylight-saving changes are followed (tz database bundled by `jiff`).
 
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+/// The team's clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Zone {
+    /// A fixed offset from UTC, minutes (e.g. −300 for UTC−05:00).
+    Fixed(i32),
+    /// A named zone with its daylight-saving rules.
+    Named(jiff::tz::TimeZone),
+}
+
 /// A weekly schedule: open on `days`, from `open` to `close` minutes after midnight.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
     /// Open days, Monday = 0 … Sunday = 6.
     pub days: [bool; 7],
@@ -13,8 +24,8 @@ pub struct Schedule {
     pub open: u32,
     /// Closing time, minutes after midnight (1440 = midnight).
     pub close: u32,
-    /// Offset from UTC, minutes (e.g. −300 for UTC−05:00).
-    pub utc_offset: i32,
+    /// The clock the hours are read on.
+    pub zone: Zone,
 }
 
 /// A schedule that cannot be read.
@@ -97,8 +108,19 @@ impl Schedule {
             days: open_days,
             open,
             close,
-            utc_offset,
+            zone: Zone::Fixed(utc_offset),
         })
+    }
+
+    /// The same hours read in the IANA zone `name` (daylight saving followed).
+    pub fn in_zone(mut self, name: &str) -> Result<Schedule, ScheduleError> {
+        let tz = jiff::tz::TimeZone::get(name.trim()).map_err(|e| {
+            ScheduleError(format!(
+                "unknown time zone {name:?} (an IANA name like \"Europe/Paris\"): {e}"
+            ))
+        })?;
+        self.zone = Zone::Named(tz);
+        Ok(self)
     }
 
     /// Always open.
@@ -107,13 +129,19 @@ impl Schedule {
             days: [true; 7],
             open: 0,
             close: 1440,
-            utc_offset: 0,
+            zone: Zone::Fixed(0),
         }
     }
 
     /// Whether the team is open at `unix_seconds`.
     pub fn is_open(&self, unix_seconds: i64) -> bool {
-        let local = unix_seconds + i64::from(self.utc_offset) * 60;
+        let offset_seconds = match &self.zone {
+            Zone::Fixed(minutes) => i64::from(*minutes) * 60,
+            Zone::Named(tz) => jiff::Timestamp::from_second(unix_seconds)
+                .map(|t| i64::from(tz.to_offset(t).seconds()))
+                .unwrap_or(0),
+        };
+        let local = unix_seconds + offset_seconds;
         let days = local.div_euclid(86_400);
         let minute = (local.rem_euclid(86_400) / 60) as u32;
         // 1970-01-01 was a Thursday (index 3 with Monday = 0).
@@ -139,6 +167,28 @@ mod tests {
         assert!(!ny.is_open(WED_NOON_UTC), "12:00 UTC is 07:00 in New York");
         assert!(ny.is_open(WED_NOON_UTC + 3 * 3600), "10:00 in New York");
         assert!(Schedule::always().is_open(WED_NOON_UTC));
+    }
+
+    #[test]
+    fn a_named_zone_follows_daylight_saving() {
+        let ny = Schedule::parse("Mon-Fri", "09:00-17:00", "Z")
+            .unwrap()
+            .in_zone("America/New_York")
+            .unwrap();
+        // November: EST (UTC−5). 13:30 UTC = 08:30 local, closed; 14:30 UTC open.
+        assert!(!ny.is_open(WED_NOON_UTC + 5_400));
+        assert!(ny.is_open(WED_NOON_UTC + 9_000));
+        // Wednesday 2026-07-15: EDT (UTC−4). 13:30 UTC = 09:30 local, open.
+        const WED_NOON_UTC_JULY: i64 = 1_784_116_800;
+        assert!(ny.is_open(WED_NOON_UTC_JULY + 5_400));
+        assert!(
+            !ny.is_open(WED_NOON_UTC_JULY + 21 * 1800),
+            "22:30 UTC = 18:30 EDT"
+        );
+        assert!(
+            Schedule::always().in_zone("Mars/Olympus_Mons").is_err(),
+            "unknown zones are refused"
+        );
     }
 
     #[test]

@@ -89,6 +89,18 @@ pub enum AgentStatus {
     Offline,
 }
 
+impl AgentStatus {
+    /// The wire name, as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::Available => "available",
+            AgentStatus::Ringing => "ringing",
+            AgentStatus::Busy => "busy",
+            AgentStatus::Offline => "offline",
+        }
+    }
+}
+
 /// A registered human agent.
 #[derive(Debug, Clone, Serialize)]
 pub struct AgentInfo {
@@ -142,6 +154,8 @@ pub struct RoutingConfig {
     pub max_wait: Duration,
     /// Business hours.
     pub schedule: hours::Schedule,
+    /// Intent keyword → skill (see [`Routing::skill_for`]).
+    pub intent_skills: std::collections::BTreeMap<String, String>,
 }
 
 struct Agent {
@@ -152,6 +166,15 @@ struct Agent {
     idle_since: Instant,
     console: Option<mpsc::Sender<HumanCommand>>,
     offered: Option<String>,
+    /// The agent chose to be offline: a reconnecting console stays offline.
+    away: bool,
+}
+
+impl Agent {
+    /// Whether this agent takes calls for `skill` (agents without skills take all).
+    fn takes(&self, skill: &str) -> bool {
+        skill.is_empty() || self.skills.is_empty() || self.skills.iter().any(|k| k == skill)
+    }
 }
 
 struct Waiting {
@@ -235,9 +258,18 @@ impl Routing {
                         idle_since: Instant::now(),
                         console: None,
                         offered: None,
+                        away: false,
                     },
                 );
             }
+        }
+    }
+
+    /// Restores an agent's own choice to be offline (from the database): their
+    /// console stays offline when it connects until they go available.
+    pub fn restore_away(&self, id: &str, away: bool) {
+        if let Ok(agent) = agent_mut(&mut self.lock(), id) {
+            agent.away = away;
         }
     }
 
@@ -292,7 +324,11 @@ impl Routing {
                 return Err(RoutingError::AlreadyConnected(id.to_string()));
             }
             agent.console = Some(console);
-            agent.status = AgentStatus::Available;
+            agent.status = if agent.away {
+                AgentStatus::Offline
+            } else {
+                AgentStatus::Available
+            };
             agent.idle_since = Instant::now();
         }
         self.dispatch();
@@ -323,28 +359,64 @@ impl Routing {
             if agent.status != AgentStatus::Available && status == AgentStatus::Available {
                 agent.idle_since = Instant::now();
             }
+            match status {
+                AgentStatus::Available => agent.away = false,
+                AgentStatus::Offline => agent.away = true,
+                AgentStatus::Ringing | AgentStatus::Busy => {}
+            }
             agent.status = status;
         }
         self.dispatch();
         Ok(())
     }
 
-    /// The estimated wait for a call joining the queue now.
-    pub fn estimate_wait(&self) -> Duration {
-        let s = self.lock();
-        Self::estimate(&s, &self.config, s.queue.len() + 1)
+    /// The skill a call is queued for: the one its provider named (`requested`,
+    /// from the stream's `customParameters.skill`), else the first configured
+    /// intent keyword found in `intent`, else "" (any agent).
+    pub fn skill_for(&self, requested: Option<&str>, intent: &str) -> String {
+        if let Some(skill) = requested.map(str::trim).filter(|s| !s.is_empty()) {
+            return skill.to_ascii_lowercase();
+        }
+        let words = crate::monitor::text::words(&intent.replace('_', " "));
+        self.config
+            .intent_skills
+            .iter()
+            .find(|(keyword, _)| words.iter().any(|w| w.starts_with(keyword.as_str())))
+            .map(|(_, skill)| skill.clone())
+            .unwrap_or_default()
     }
 
-    fn estimate(s: &State, config: &RoutingConfig, position: usize) -> Duration {
+    /// The estimated wait for a call joining the queue for `skill` now.
+    pub fn estimate_wait(&self, skill: &str) -> Duration {
+        let s = self.lock();
+        let position = Self::waiting_for(&s, skill) + 1;
+        Self::estimate(&s, &self.config, skill, position)
+    }
+
+    /// Calls for `skill` waiting for an agent (those already ringing one are not).
+    fn waiting_for(s: &State, skill: &str) -> usize {
+        s.queue
+            .iter()
+            .filter(|w| w.skill == skill && w.ringing.is_none())
+            .count()
+    }
+
+    /// The wait of the `position`th call for `skill`: zero while enough agents
+    /// with the skill are free, else the mean recent handle time times the
+    /// calls ahead per agent online with the skill.
+    fn estimate(s: &State, config: &RoutingConfig, skill: &str, position: usize) -> Duration {
+        let skilled = |a: &&Agent| a.console.is_some() && a.takes(skill);
         let online = s
             .agents
             .values()
-            .filter(|a| a.console.is_some() && a.status != AgentStatus::Offline)
+            .filter(skilled)
+            .filter(|a| a.status != AgentStatus::Offline)
             .count();
         let available = s
             .agents
             .values()
-            .filter(|a| a.console.is_some() && a.status == AgentStatus::Available)
+            .filter(skilled)
+            .filter(|a| a.status == AgentStatus::Available)
             .count();
         if available >= position {
             return Duration::ZERO;
@@ -395,8 +467,8 @@ impl Routing {
     ) -> QueueTicket {
         let ticket = {
             let mut s = self.lock();
-            let position = s.queue.len() + 1;
-            let estimated_wait = Self::estimate(&s, &self.config, position);
+            let position = Self::waiting_for(&s, skill) + 1;
+            let estimated_wait = Self::estimate(&s, &self.config, skill, position);
             let ticket = QueueTicket {
                 position,
                 estimated_wait,
@@ -405,8 +477,10 @@ impl Routing {
             if closed || estimated_wait == Duration::MAX || estimated_wait > self.config.max_wait {
                 let reason = if closed {
                     "we are outside business hours".to_string()
-                } else if estimated_wait == Duration::MAX {
+                } else if estimated_wait == Duration::MAX && skill.is_empty() {
                     "no agents are online".to_string()
+                } else if estimated_wait == Duration::MAX {
+                    format!("no agents for {skill} are online")
                 } else {
                     format!(
                         "the wait is about {} minutes",
@@ -564,9 +638,7 @@ impl Routing {
                     a.status == AgentStatus::Available
                         && a.console.is_some()
                         && !tried.contains(*id)
-                        && (skill.is_empty()
-                            || a.skills.is_empty()
-                            || a.skills.iter().any(|k| k == &skill))
+                        && a.takes(&skill)
                 })
                 .min_by_key(|(_, a)| a.idle_since)
                 .map(|(id, _)| id.clone());
@@ -609,6 +681,7 @@ impl Routing {
                     let online_untried = s.agents.iter().any(|(id, a)| {
                         a.console.is_some()
                             && a.status != AgentStatus::Offline
+                            && a.takes(&skill)
                             && !tried.contains(id)
                     });
                     if !online_untried {
@@ -659,6 +732,7 @@ mod tests {
             default_handle: Duration::from_secs(180),
             max_wait: Duration::from_secs(600),
             schedule: hours::Schedule::always(),
+            intent_skills: [("billing".to_string(), "billing".to_string())].into(),
         })
     }
 
@@ -691,7 +765,7 @@ mod tests {
         r.console_connected("bob", bob_tx).unwrap();
         assert_eq!(r.authenticate("ann", "t-ann"), Ok(()));
         assert!(r.authenticate("ann", "nope").is_err());
-        assert_eq!(r.estimate_wait(), Duration::ZERO);
+        assert_eq!(r.estimate_wait(""), Duration::ZERO);
         let (tx, mut rx) = mpsc::channel(8);
         r.enqueue("CA1", "", Urgency::Standard, Arc::default(), tx);
         assert!(
@@ -754,6 +828,7 @@ mod tests {
             default_handle: Duration::from_secs(180),
             max_wait: Duration::from_secs(600),
             schedule: closed,
+            intent_skills: Default::default(),
         });
         r.register("ann", "Ann", "t", vec![]);
         let (tx, _keep) = mpsc::channel(8);
@@ -783,12 +858,50 @@ mod tests {
         let (tx, _keep) = mpsc::channel(8);
         r.console_connected("ann", tx).unwrap();
         r.set_status("ann", AgentStatus::Busy).unwrap();
-        assert_eq!(r.estimate_wait(), Duration::from_secs(180));
+        assert_eq!(r.estimate_wait(""), Duration::from_secs(180));
         let (tx, mut rx) = mpsc::channel(8);
         let ticket = r.enqueue("CA1", "", Urgency::Standard, Arc::default(), tx);
         assert_eq!(ticket.position, 1);
         assert!(rx.try_recv().is_err(), "waiting, not refused");
         r.call_finished("ann", Duration::from_secs(60));
         assert!(matches!(rx.try_recv(), Ok(RoutingEvent::Offered { .. })));
+    }
+
+    #[tokio::test]
+    async fn each_skill_has_its_own_queue_and_wait() {
+        let r = routing();
+        r.register("ann", "Ann", "t", vec!["billing".into()]);
+        r.register("tom", "Tom", "t", vec!["technical".into()]);
+        let (ann_tx, mut ann_rx) = mpsc::channel(8);
+        let (tom_tx, mut tom_rx) = mpsc::channel(8);
+        r.console_connected("ann", ann_tx).unwrap();
+        r.console_connected("tom", tom_tx).unwrap();
+        assert_eq!(r.skill_for(None, "billing_dispute"), "billing");
+        assert_eq!(r.skill_for(Some(" Technical "), "billing"), "technical");
+        assert_eq!(r.skill_for(None, "order_status"), "");
+        // A billing call goes to Ann, never to Tom.
+        let (tx1, mut rx1) = mpsc::channel(8);
+        r.enqueue("CA1", "billing", Urgency::Standard, Arc::default(), tx1);
+        assert!(matches!(rx1.try_recv(), Ok(RoutingEvent::Offered { agent }) if agent == "ann"));
+        assert!(matches!(ann_rx.try_recv(), Ok(HumanCommand::Offer { .. })));
+        assert!(tom_rx.try_recv().is_err());
+        // Ann is ringing: the next billing caller waits, a technical one does not.
+        assert_eq!(r.estimate_wait("billing"), Duration::from_secs(180));
+        assert_eq!(r.estimate_wait("technical"), Duration::ZERO);
+        let (tx2, mut rx2) = mpsc::channel(8);
+        let ticket = r.enqueue("CA2", "billing", Urgency::Standard, Arc::default(), tx2);
+        assert_eq!(
+            ticket.position, 1,
+            "first in line: the call ringing Ann is not waiting"
+        );
+        assert!(
+            rx2.try_recv().is_err(),
+            "waits for Ann, Tom is not offered it"
+        );
+        assert!(tom_rx.try_recv().is_err());
+        // Nobody online with a skill: a callback at once, saying why.
+        let (tx3, mut rx3) = mpsc::channel(8);
+        r.enqueue("CA3", "spanish", Urgency::Standard, Arc::default(), tx3);
+        assert!(matches!(rx3.try_recv(), Ok(RoutingEvent::NoAgent { .. })));
     }
 }

@@ -31,6 +31,9 @@ pub struct HumanOptions {
     pub hang_up_after: Option<Duration>,
     /// Give up after this long.
     pub max_duration: Duration,
+    /// After the call: a wrap-up to send (`resolved`, `callerRepeated`,
+    /// `contextAccurate`, `notes`); the `callId` is filled in.
+    pub wrapup: Option<serde_json::Value>,
 }
 
 /// What the agent experienced.
@@ -52,6 +55,8 @@ pub struct HumanReport {
     pub first_caller_frame_at: Option<Instant>,
     /// Whether the gateway sent `stop`.
     pub got_stop: bool,
+    /// Whether the gateway confirmed the wrap-up.
+    pub wrapup_saved: bool,
     /// Error messages the gateway sent.
     pub errors: Vec<String>,
 }
@@ -166,6 +171,13 @@ pub async fn run(options: HumanOptions) -> Result<HumanReport, HumanError> {
                     "mark" if v["mark"]["name"] == "whisper-end" => merged = true,
                     "stop" => {
                         report.got_stop = true;
+                        let Some(mut wrapup) = options.wrapup.clone() else { break };
+                        wrapup["event"] = "wrapup".into();
+                        wrapup["callId"] = call_id.clone().into();
+                        sink.send(Message::Text(wrapup.to_string().into())).await?;
+                    }
+                    "wrapup_saved" => {
+                        report.wrapup_saved = true;
                         break;
                     }
                     "error" => report.errors.push(v["message"].as_str().unwrap_or("").to_string()),

@@ -62,6 +62,8 @@ pub enum Write {
         call_sid: String,
         /// RFC 3339.
         started_at: String,
+        /// The caller's number, when known (for re-contact figures).
+        caller_number: Option<String>,
     },
     /// A conversation turn (with sentiment for caller turns).
     Turn {
@@ -147,6 +149,44 @@ pub enum Write {
         /// Whisper length, s.
         whisper_seconds: Option<f64>,
     },
+    /// The caller and the human agent were connected.
+    Merged {
+        /// Call id.
+        call_id: String,
+        /// RFC 3339.
+        merged_at: String,
+    },
+    /// The human agent's first words after the merge.
+    AgentFirstWords {
+        /// Call id.
+        call_id: String,
+        /// Milliseconds from the merge.
+        ms: u64,
+    },
+    /// An agent chose to be available or offline (kept across restarts).
+    AgentStatus {
+        /// Agent id.
+        id: String,
+        /// `available` or `offline`.
+        status: String,
+    },
+    /// The human agent's wrap-up of a call.
+    Wrapup {
+        /// Call id.
+        call_id: String,
+        /// The agent.
+        agent_id: String,
+        /// The caller's issue was resolved.
+        resolved: Option<bool>,
+        /// The caller had to repeat what they told the AI.
+        caller_repeated: Option<bool>,
+        /// The handoff context was accurate.
+        context_accurate: Option<bool>,
+        /// Free notes.
+        notes: String,
+        /// RFC 3339.
+        at: String,
+    },
     /// A call ended.
     CallEnded {
         /// Call id.
@@ -175,6 +215,35 @@ pub struct CallRow {
     pub turns: i64,
     /// The escalation decision, if any.
     pub decision: Option<DecisionRow>,
+    /// The caller's number, when known.
+    pub caller_number: Option<String>,
+    /// The same number had called in the 24 h before this call.
+    pub recontact_within_24h: bool,
+    /// The handoff to a human agent and its quality figures, if any.
+    pub handoff: Option<HandoffRow>,
+}
+
+/// A handoff as stored, with the agent's wrap-up.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct HandoffRow {
+    /// The agent who took the call.
+    pub agent_id: String,
+    /// RFC 3339 of the answer.
+    pub answered_at: Option<String>,
+    /// RFC 3339 of the merge.
+    pub merged_at: Option<String>,
+    /// Whisper length, s.
+    pub whisper_seconds: Option<f64>,
+    /// From the merge to the agent's first words (VAD), ms.
+    pub merge_to_first_words_ms: Option<i64>,
+    /// Wrap-up: resolved.
+    pub resolved: Option<bool>,
+    /// Wrap-up: the caller had to repeat themselves.
+    pub caller_repeated: Option<bool>,
+    /// Wrap-up: the context was accurate.
+    pub context_accurate: Option<bool>,
+    /// Wrap-up notes.
+    pub notes: Option<String>,
 }
 
 /// A stored decision.
@@ -213,8 +282,20 @@ pub struct CallbackRow {
     pub status: String,
 }
 
-/// A registered agent as stored: (id, name, token SHA-256, skills).
-pub type StoredAgent = (String, String, String, Vec<String>);
+/// A registered agent as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAgent {
+    /// Id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// SHA-256 of the console token, hex.
+    pub token_sha256: String,
+    /// Skills.
+    pub skills: Vec<String>,
+    /// The availability the agent last chose: `available` or `offline`.
+    pub status: String,
+}
 
 enum Command {
     Write(Write),
@@ -404,11 +485,28 @@ fn keep(retry: &mut VecDeque<Write>, w: Write) {
 
 fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<()> {
     match w {
-        Write::CallStarted { id, call_sid, started_at } => conn
+        Write::CallStarted { id, call_sid, started_at, caller_number } => conn
             .execute(
-                "INSERT INTO calls (id, call_sid, started_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(id) DO UPDATE SET call_sid = excluded.call_sid, started_at = excluded.started_at",
-                params![id, call_sid, started_at],
+                "INSERT INTO calls (id, call_sid, started_at, caller_number) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(id) DO UPDATE SET call_sid = excluded.call_sid, started_at = excluded.started_at,
+                    caller_number = excluded.caller_number",
+                params![id, call_sid, started_at, caller_number],
+            )
+            .map(drop),
+        Write::Merged { call_id, merged_at } => conn
+            .execute("UPDATE handoffs SET merged_at = ?2 WHERE call_id = ?1", params![call_id, merged_at])
+            .map(drop),
+        Write::AgentFirstWords { call_id, ms } => conn
+            .execute("UPDATE handoffs SET first_words_ms = ?2 WHERE call_id = ?1", params![call_id, *ms as i64])
+            .map(drop),
+        Write::AgentStatus { id, status } => conn
+            .execute("UPDATE agents SET status = ?2 WHERE id = ?1", params![id, status])
+            .map(drop),
+        Write::Wrapup { call_id, agent_id, resolved, caller_repeated, context_accurate, notes, at } => conn
+            .execute(
+                "INSERT OR REPLACE INTO wrapups (call_id, agent_id, resolved, caller_repeated, context_accurate, notes, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![call_id, agent_id, resolved, caller_repeated, context_accurate, notes, at],
             )
             .map(drop),
         Write::Turn { call_id, idx, role, content, at, confidence, helpful, sentiment } => {
@@ -487,6 +585,7 @@ mod tests {
                 id: "CA1".into(),
                 call_sid: "CA1".into(),
                 started_at: "2026-11-25T10:00:00.000Z".into(),
+                caller_number: None,
             });
             store.write(Write::Turn {
                 call_id: "CA1".into(),
@@ -538,6 +637,7 @@ mod tests {
                 id: format!("CA{i}"),
                 call_sid: format!("CA{i}"),
                 started_at: format!("2026-11-25T10:00:0{i}.000Z"),
+                caller_number: None,
             });
         }
         tokio::time::sleep(Duration::from_millis(2500)).await;

@@ -1,6 +1,6 @@
 //! The schema, its embedded migrations and the read queries.
 
-use super::{CallRow, CallbackRow, DecisionRow};
+use super::{CallRow, CallbackRow, DecisionRow, HandoffRow};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::time::Duration;
@@ -76,6 +76,21 @@ CREATE TABLE handoffs (
     whisper_seconds REAL
 );
 "#,
+    r#"
+ALTER TABLE calls ADD COLUMN caller_number TEXT;
+CREATE INDEX calls_caller_number ON calls (caller_number, started_at);
+ALTER TABLE handoffs ADD COLUMN first_words_ms INTEGER;
+ALTER TABLE agents ADD COLUMN status TEXT NOT NULL DEFAULT 'available';
+CREATE TABLE wrapups (
+    call_id TEXT PRIMARY KEY,
+    agent_id TEXT NOT NULL,
+    resolved INTEGER,
+    caller_repeated INTEGER,
+    context_accurate INTEGER,
+    notes TEXT NOT NULL DEFAULT '',
+    at TEXT NOT NULL
+);
+"#,
 ];
 
 /// Opens the database in WAL mode and runs pending migrations.
@@ -115,11 +130,48 @@ fn decision(conn: &Connection, id: &str) -> rusqlite::Result<Option<DecisionRow>
     .optional()
 }
 
+/// The handoff quality figures of one call, if a human agent took it.
+fn handoff(conn: &Connection, id: &str) -> rusqlite::Result<Option<HandoffRow>> {
+    conn.query_row(
+        "SELECT h.agent_id, h.answered_at, h.merged_at, h.whisper_seconds, h.first_words_ms,
+                w.resolved, w.caller_repeated, w.context_accurate, w.notes
+         FROM handoffs h LEFT JOIN wrapups w ON w.call_id = h.call_id WHERE h.call_id = ?1",
+        params![id],
+        |r| {
+            Ok(HandoffRow {
+                agent_id: r.get(0)?,
+                answered_at: r.get(1)?,
+                merged_at: r.get(2)?,
+                whisper_seconds: r.get(3)?,
+                merge_to_first_words_ms: r.get(4)?,
+                resolved: r.get(5)?,
+                caller_repeated: r.get(6)?,
+                context_accurate: r.get(7)?,
+                notes: r.get(8)?,
+            })
+        },
+    )
+    .optional()
+}
+
+/// SQL: the calls that came from a number that had called in the 24 h before.
+const RECONTACTS: &str = "FROM calls c WHERE c.caller_number IS NOT NULL AND EXISTS (
+    SELECT 1 FROM calls p WHERE p.caller_number = c.caller_number AND p.id != c.id
+      AND julianday(c.started_at) - julianday(p.started_at) BETWEEN 0 AND 1)";
+
 fn row(conn: &Connection, r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
     let id: String = r.get(0)?;
     let reason: Option<String> = r.get(4)?;
+    let recontact: i64 = conn.query_row(
+        &format!("SELECT COUNT(*) {RECONTACTS} AND c.id = ?1"),
+        params![id],
+        |r| r.get(0),
+    )?;
     Ok(CallRow {
         decision: decision(conn, &id)?,
+        handoff: handoff(conn, &id)?,
+        caller_number: r.get(6)?,
+        recontact_within_24h: recontact > 0,
         call_sid: r.get(1)?,
         started_at: r.get(2)?,
         ended_at: r.get(3)?,
@@ -130,7 +182,7 @@ fn row(conn: &Connection, r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
 }
 
 const CALL_COLUMNS: &str = "SELECT c.id, c.call_sid, c.started_at, c.ended_at, c.end_reason,
-    (SELECT COUNT(*) FROM turns t WHERE t.call_id = c.id) FROM calls c";
+    (SELECT COUNT(*) FROM turns t WHERE t.call_id = c.id), c.caller_number FROM calls c";
 
 /// The most recent calls.
 pub fn list_calls(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<CallRow>> {
@@ -190,6 +242,23 @@ pub fn stats(conn: &Connection) -> rusqlite::Result<serde_json::Value> {
         })?;
     let avg_decision_us: Option<f64> =
         conn.query_row("SELECT AVG(latency_us) FROM decisions", [], |r| r.get(0))?;
+    let avg_first_words_ms: Option<f64> = conn.query_row(
+        "SELECT AVG(first_words_ms) FROM handoffs WHERE first_words_ms IS NOT NULL",
+        [],
+        |r| r.get(0),
+    )?;
+    let merged = count("SELECT COUNT(*) FROM handoffs WHERE merged_at IS NOT NULL")?;
+    let recontacts = count(&format!("SELECT COUNT(*) {RECONTACTS}"))?;
+    let with_number = count("SELECT COUNT(*) FROM calls WHERE caller_number IS NOT NULL")?;
+    // Share of wrap-ups answering a flag with "yes" (None before any answer).
+    let flag_rate = |column: &str| -> rusqlite::Result<Option<f64>> {
+        conn.query_row(
+            &format!("SELECT AVG({column}) FROM wrapups WHERE {column} IS NOT NULL"),
+            [],
+            |r| r.get(0),
+        )
+    };
+    let wrapups = count("SELECT COUNT(*) FROM wrapups")?;
     let rate = |n: i64| {
         if calls > 0 {
             n as f64 / calls as f64
@@ -207,20 +276,30 @@ pub fn stats(conn: &Connection) -> rusqlite::Result<serde_json::Value> {
         "ai_resolved_rate": rate(calls - escalated),
         "avg_whisper_seconds": avg_whisper,
         "avg_decision_latency_us": avg_decision_us,
+        "merged_with_human": merged,
+        "avg_merge_to_agent_first_words_ms": avg_first_words_ms,
+        "recontacts_within_24h": recontacts,
+        "recontact_rate": if with_number > 0 { recontacts as f64 / with_number as f64 } else { 0.0 },
+        "wrapups": wrapups,
+        "recovery_rate": flag_rate("resolved")?,
+        "caller_repeated_rate": flag_rate("caller_repeated")?,
+        "context_accurate_rate": flag_rate("context_accurate")?,
     }))
 }
 
 /// Registered human agents: (id, name, token hash, skills).
 pub fn agents(conn: &Connection) -> rusqlite::Result<Vec<super::StoredAgent>> {
-    let mut stmt = conn.prepare("SELECT id, name, token_sha256, skills FROM agents ORDER BY id")?;
+    let mut stmt =
+        conn.prepare("SELECT id, name, token_sha256, skills, status FROM agents ORDER BY id")?;
     let rows = stmt.query_map([], |r| {
         let skills: String = r.get(3)?;
-        Ok((
-            r.get(0)?,
-            r.get(1)?,
-            r.get(2)?,
-            serde_json::from_str(&skills).unwrap_or_default(),
-        ))
+        Ok(super::StoredAgent {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            token_sha256: r.get(2)?,
+            skills: serde_json::from_str(&skills).unwrap_or_default(),
+            status: r.get(4)?,
+        })
     })?;
     rows.collect()
 }

@@ -277,6 +277,7 @@ pub fn console(base: &str, id: &str, answer_after: Duration) -> warmline::sim::h
         say: Vec::new(),
         hang_up_after: None,
         max_duration: Duration::from_secs(60),
+        wrapup: None,
     }
 }
 

@@ -8,6 +8,7 @@ use crate::call::timeline::{EndReason, LegName, TimelineKind};
 use crate::legs::{LegCommand, LegEvent};
 use crate::media::mixer::{Listener, Source};
 use crate::media::playout::PlayoutOutput;
+use crate::monitor::wait_choice::{WaitChoice, wait_choice};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -135,6 +136,7 @@ impl CallBridge {
         }
         match event {
             LegEvent::Audio(bytes) => {
+                self.listen_for_first_words(&bytes, now);
                 if self
                     .handoff
                     .matrix()
@@ -185,20 +187,55 @@ impl CallBridge {
     /// While waiting for an agent: 2 asks for a callback instead, 1 keeps waiting.
     /// Returns true when the digit was such a choice.
     pub(super) fn waiting_choice(&mut self, digit: char, now: Instant) -> bool {
+        let choice = match digit {
+            '1' => WaitChoice::Wait,
+            '2' => WaitChoice::Callback,
+            _ => return false,
+        };
+        self.caller_chose(choice, "keypad", now)
+    }
+
+    /// The AI leg transcribed the caller while they wait: a clear spoken choice
+    /// counts like the keypad.
+    pub(super) fn spoken_choice(&mut self, text: &str, now: Instant) -> bool {
+        match wait_choice(text) {
+            Some(choice) => self.caller_chose(choice, "speech", now),
+            None => false,
+        }
+    }
+
+    fn caller_chose(&mut self, choice: WaitChoice, how: &str, now: Instant) -> bool {
         let waiting = matches!(
             self.handoff.state(),
             HandoffState::Escalating | HandoffState::Queued | HandoffState::Ringing { .. }
         );
-        match (waiting, digit) {
-            (true, '2') => {
+        if !waiting {
+            return false;
+        }
+        match choice {
+            WaitChoice::Callback => {
+                self.step("caller_chose_callback", None, Some(how));
                 self.no_agent("the caller chose a callback".into(), now);
-                true
             }
-            (true, '1') => {
-                self.step("caller_waits", None, None);
-                true
-            }
-            _ => false,
+            WaitChoice::Wait => self.step("caller_waits", None, Some(how)),
+        }
+        true
+    }
+
+    /// After the merge, the first speech on the human agent's leg is a quality
+    /// figure: how long the caller waited for a greeting.
+    fn listen_for_first_words(&mut self, ulaw: &[u8], now: Instant) {
+        let Some(merged) = self.awaiting_first_words else {
+            return;
+        };
+        let mut pcm = vec![0i16; ulaw.len()];
+        crate::media::g711::decode_ulaw(ulaw, &mut pcm);
+        if self.human_vad.process(&pcm) == Some(crate::media::vad::VadEvent::SpeechStarted) {
+            self.awaiting_first_words = None;
+            self.emit(BridgeOutput::Timeline(TimelineKind::AgentFirstWords {
+                agent: self.human.clone().unwrap_or_default(),
+                after_merge_ms: now.saturating_duration_since(merged).as_millis() as u64,
+            }));
         }
     }
 
@@ -327,6 +364,7 @@ impl CallBridge {
                         self.emit(BridgeOutput::ToAgent(LegCommand::Hangup));
                     }
                     self.step("merged", Some(&agent), Some("AI leg closed"));
+                    self.awaiting_first_words = Some(now);
                 }
                 HandoffAction::OfferCallback => {
                     self.hold_on = false;
