@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod human;
 pub mod media_streams;
+pub mod sip;
 pub mod twilio;
 
 use media_streams::{EscalateBody, ProtocolError, StreamMessage, ToolBody, TurnBody};

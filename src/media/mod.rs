@@ -7,10 +7,12 @@ pub mod analysis;
 pub mod frame;
 pub mod g711;
 pub mod hold;
+pub mod jitter;
 pub mod mixer;
 pub mod opus;
 pub mod playout;
 pub mod resample;
+pub mod rtp;
 pub mod vad;
 pub mod wav;
 

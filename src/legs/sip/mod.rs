@@ -1,0 +1,12 @@
+//! SIP legs: a user agent on UDP (and TCP) that takes calls from trunks (UAS)
+//! and rings human agents' SIP phones (UAC), with RTP media through the same
+//! call session and routing matrix as the Media Streams legs.
+//!
+//! The SIP codec is hand-rolled and small (see docs/ARCHITECTURE.md for why no
+//! stack crate): [`message`] parses and builds messages, [`sdp`] does offer/answer,
+//! [`rtp_leg`] runs one leg's RTP socket through the sans-IO jitter buffer.
+
+pub mod codec;
+pub mod message;
+pub mod rtp_leg;
+pub mod sdp;

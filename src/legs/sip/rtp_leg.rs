@@ -1,0 +1,336 @@
+//! One SIP leg's media: an RTP/RTCP socket pair from the configured port range,
+//! driven through the sans-IO [`JitterBuffer`], [`CodecAdapter`] and
+//! [`RtpSender`]. Toward the call it speaks [`LegEvent`]/[`LegCommand`] with μ-law
+//! 20 ms frames, exactly like the Media Streams legs.
+
+use super::codec::CodecAdapter;
+use super::sdp::Negotiated;
+use crate::legs::{HangupCause, LegCommand, LegEvent};
+use crate::media::jitter::{JitterBuffer, JitterConfig, JitterOutput};
+use crate::media::rtp::{self, ReceiverStats, RtpPacket, RtpSender};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+/// How often an RTCP report goes out.
+const RTCP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// An RTP/RTCP pair bound on consecutive ports (RTP even).
+#[derive(Debug)]
+pub struct RtpSockets {
+    /// RTP.
+    pub rtp: UdpSocket,
+    /// RTCP (RTP port + 1).
+    pub rtcp: UdpSocket,
+    /// The RTP address (what goes in our SDP).
+    pub local: SocketAddr,
+}
+
+/// Hands out RTP port pairs from `[min, max]`, round robin.
+#[derive(Debug)]
+pub struct PortRange {
+    ip: IpAddr,
+    min: u16,
+    max: u16,
+    cursor: AtomicU16,
+}
+
+impl PortRange {
+    /// A range on `ip`.
+    pub fn new(ip: IpAddr, min: u16, max: u16) -> Self {
+        let min = min + min % 2;
+        PortRange {
+            ip,
+            min,
+            max,
+            cursor: AtomicU16::new(min),
+        }
+    }
+
+    /// Binds the next free pair; `None` when the whole range is taken.
+    pub async fn bind(&self) -> Option<RtpSockets> {
+        let span = (self.max.saturating_sub(self.min) / 2).max(1);
+        for _ in 0..span {
+            let port = self.cursor.fetch_add(2, Ordering::Relaxed);
+            let port = self.min + (port.wrapping_sub(self.min) % (span * 2));
+            let Ok(rtp) = UdpSocket::bind((self.ip, port)).await else {
+                continue;
+            };
+            let Ok(rtcp) = UdpSocket::bind((self.ip, port + 1)).await else {
+                continue;
+            };
+            let local = SocketAddr::new(self.ip, port);
+            return Some(RtpSockets { rtp, rtcp, local });
+        }
+        None
+    }
+}
+
+/// Media statistics of a leg, logged at its end.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RtpLegStats {
+    /// Packets received and accepted.
+    pub received: u64,
+    /// Packets sent.
+    pub sent: u64,
+    /// Declared lost by the jitter buffer.
+    pub lost: u64,
+    /// Arrived too late or twice.
+    pub late_or_duplicate: u64,
+    /// From an address other than the latched one.
+    pub foreign: u64,
+    /// Unreadable datagrams.
+    pub malformed: u64,
+    /// Interarrival jitter at the end, ms.
+    pub jitter_ms: u32,
+}
+
+/// Controls a running leg.
+#[derive(Debug)]
+pub enum RtpControl {
+    /// A re-INVITE changed where or how to send.
+    Update(Negotiated),
+    /// The dialog ended (BYE): stop quietly.
+    Stop,
+}
+
+/// Runs the leg until the call hangs up (a `Hangup` command; `hung_up` is told)
+/// or the dialog stops it. `events` go to the call; `commands` come from it.
+pub async fn run(
+    sockets: RtpSockets,
+    mut negotiated: Negotiated,
+    jitter: JitterConfig,
+    events: mpsc::Sender<LegEvent>,
+    mut commands: mpsc::Receiver<LegCommand>,
+    mut control: mpsc::Receiver<RtpControl>,
+    hung_up: tokio::sync::oneshot::Sender<()>,
+) -> RtpLegStats {
+    let mut codec = match CodecAdapter::new(negotiated.codec) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = events
+                .send(LegEvent::Hangup(HangupCause::Lost(format!("codec: {e}"))))
+                .await;
+            return RtpLegStats::default();
+        }
+    };
+    let seed = seed_from(&sockets.local);
+    let mut sender = RtpSender::new(seed as u32, (seed >> 32) as u16, (seed >> 16) as u32);
+    let mut buffer = JitterBuffer::new(jitter);
+    let mut stats = ReceiverStats::default();
+    let mut out = RtpLegStats::default();
+    let mut latched: Option<SocketAddr> = None;
+    let mut last_dtmf: Option<u32> = None;
+    let started = Instant::now();
+    let mut next_rtcp = tokio::time::Instant::now() + RTCP_INTERVAL;
+    let mut buf = vec![0u8; 2048];
+    let mut rtcp_buf = vec![0u8; 1500];
+    let mut hung_up = Some(hung_up);
+    loop {
+        let now = Instant::now();
+        // Release whatever the buffer has for the call.
+        while let Some(item) = buffer.poll(now) {
+            let frames = match item {
+                JitterOutput::Packet(p) if Some(p.payload_type) == negotiated.dtmf_payload_type => {
+                    if let Some((digit, _end)) = rtp::parse_dtmf(&p.payload)
+                        && last_dtmf != Some(p.timestamp)
+                    {
+                        last_dtmf = Some(p.timestamp);
+                        let _ = events.try_send(LegEvent::Dtmf(digit));
+                    }
+                    continue;
+                }
+                JitterOutput::Packet(p) if p.payload_type == negotiated.payload_type => {
+                    codec.decode(Some(&p.payload))
+                }
+                JitterOutput::Packet(p) => {
+                    tracing::debug!(
+                        pt = p.payload_type,
+                        "RTP with an unnegotiated payload type dropped"
+                    );
+                    continue;
+                }
+                JitterOutput::Lost(n) => {
+                    let mut all = Vec::new();
+                    for _ in 0..n.min(10) {
+                        match codec.decode(None) {
+                            Ok(f) => all.extend(f),
+                            Err(e) => tracing::debug!(error = %e, "concealment failed"),
+                        }
+                    }
+                    Ok(all)
+                }
+            };
+            match frames {
+                Ok(frames) => {
+                    for f in frames {
+                        if events.try_send(LegEvent::Audio(f)).is_err() {
+                            tracing::warn!("call is not keeping up with RTP; frame dropped");
+                        }
+                    }
+                }
+                Err(e) => {
+                    out.malformed += 1;
+                    tracing::debug!(error = %e, "undecodable RTP payload dropped");
+                }
+            }
+        }
+        let gap_deadline = buffer.poll_at().map(tokio::time::Instant::from_std);
+        tokio::select! {
+            received = sockets.rtp.recv_from(&mut buf) => {
+                let Ok((len, from)) = received else { continue };
+                let datagram = &buf[..len];
+                if rtp::is_rtcp(datagram) {
+                    continue; // rtcp-mux from the peer: nothing we need from it
+                }
+                let packet = match RtpPacket::parse(datagram) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        out.malformed += 1;
+                        if out.malformed == 1 || out.malformed % 100 == 0 {
+                            tracing::warn!(%from, error = %e, count = out.malformed, "bad RTP dropped");
+                        }
+                        continue;
+                    }
+                };
+                // Symmetric RTP: send back to where the media comes from (NAT).
+                match latched {
+                    None => {
+                        if from != negotiated.remote {
+                            tracing::info!(sdp = %negotiated.remote, actual = %from, "latched RTP to its source address");
+                        }
+                        latched = Some(from);
+                    }
+                    Some(addr) if addr != from => {
+                        out.foreign += 1;
+                        if out.foreign == 1 || out.foreign % 100 == 0 {
+                            tracing::warn!(%from, latched = %addr, count = out.foreign, "RTP from an unexpected address dropped");
+                        }
+                        continue;
+                    }
+                    Some(_) => {}
+                }
+                out.received += 1;
+                let clock = codec.samples_per_frame() as f64 * 50.0;
+                let arrival = (started.elapsed().as_secs_f64() * clock) as u32;
+                stats.on_packet(packet.seq, packet.timestamp, arrival, packet.ssrc);
+                buffer.set_jitter(Duration::from_secs_f64(f64::from(stats.jitter()) / clock));
+                buffer.push(packet, Instant::now());
+            }
+            received = sockets.rtcp.recv_from(&mut rtcp_buf) => {
+                if let Ok((len, from)) = received
+                    && let Some((fraction, lost, jitter)) = rtp::parse_rtcp_report(&rtcp_buf[..len])
+                {
+                    tracing::debug!(%from, fraction_lost = f64::from(fraction) / 256.0, lost, jitter, "RTCP report from the peer");
+                }
+            }
+            cmd = commands.recv() => {
+                let target = latched.unwrap_or(negotiated.remote);
+                match cmd {
+                    Some(LegCommand::Audio(ulaw)) => {
+                        if negotiated.on_hold {
+                            continue;
+                        }
+                        match codec.encode(&ulaw) {
+                            Ok(payload) => {
+                                let p = sender.packet(negotiated.payload_type, payload, codec.samples_per_frame());
+                                if sockets.rtp.send_to(&p.to_bytes(), target).await.is_ok() {
+                                    out.sent += 1;
+                                }
+                            }
+                            Err(e) => tracing::warn!(error = %e, "cannot encode a frame for the wire"),
+                        }
+                    }
+                    Some(LegCommand::Mark(name)) => {
+                        // RTP has no mark echo: the frames before it are on the wire now.
+                        let _ = events.try_send(LegEvent::Mark(name));
+                    }
+                    Some(LegCommand::Dtmf(digit)) => {
+                        if let Some(pt) = negotiated.dtmf_payload_type {
+                            for p in sender.dtmf(pt, digit, 5) {
+                                let _ = sockets.rtp.send_to(&p.to_bytes(), target).await;
+                            }
+                        }
+                    }
+                    Some(LegCommand::Clear) => {}
+                    Some(LegCommand::Hangup) | None => {
+                        if let Some(tx) = hung_up.take() {
+                            let _ = tx.send(());
+                        }
+                        break;
+                    }
+                }
+            }
+            ctl = control.recv() => {
+                match ctl {
+                    Some(RtpControl::Update(n)) => {
+                        if n.codec != negotiated.codec {
+                            match CodecAdapter::new(n.codec) {
+                                Ok(c) => codec = c,
+                                Err(e) => tracing::warn!(error = %e, "cannot switch codec; keeping the old one"),
+                            }
+                        }
+                        if n.remote != negotiated.remote {
+                            latched = None;
+                        }
+                        negotiated = n;
+                    }
+                    Some(RtpControl::Stop) | None => break,
+                }
+            }
+            _ = tokio::time::sleep_until(next_rtcp) => {
+                next_rtcp += RTCP_INTERVAL;
+                let block = (stats.received > 0).then(|| stats.report_block());
+                let report = if sender.packets > 0 {
+                    let ntp = ntp_now();
+                    rtp::rtcp_sender_report(&sender, ntp, sender.packets.wrapping_mul(codec.samples_per_frame()), block)
+                } else {
+                    rtp::rtcp_receiver_report(sender.ssrc, block)
+                };
+                let target = latched.unwrap_or(negotiated.remote);
+                let rtcp_target = SocketAddr::new(target.ip(), target.port().wrapping_add(1));
+                let _ = sockets.rtcp.send_to(&report, rtcp_target).await;
+            }
+            _ = sleep_until(gap_deadline) => {}
+        }
+    }
+    out.lost = buffer.stats.lost;
+    out.late_or_duplicate = buffer.stats.late + buffer.stats.duplicates;
+    out.jitter_ms = stats.jitter() * 1000 / (codec.samples_per_frame() * 50);
+    tracing::info!(?out, "RTP leg ended");
+    out
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// NTP timestamp (RFC 3550 §4) of the wall clock.
+fn ntp_now() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs() + 2_208_988_800;
+    let frac = (u64::from(since.subsec_nanos()) << 32) / 1_000_000_000;
+    (secs << 32) | frac
+}
+
+/// Per-leg pseudo-random SSRC, sequence and timestamp starts (RFC 3550 asks
+/// for random initial values; these need not be cryptographic).
+fn seed_from(local: &SocketAddr) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u16(local.port());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.finish()
+}
