@@ -66,6 +66,28 @@ pub struct ServerConfig {
     pub start_timeout_ms: u64,
 }
 
+/// `[sip]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipConfig {
+    /// UDP and TCP address of the SIP user agent; empty = no SIP.
+    pub listen: String,
+    /// Address put in SDP and Contact (empty = the listen address's IP).
+    pub media_ip: String,
+    /// Lowest RTP port.
+    pub rtp_port_min: u16,
+    /// Highest RTP port.
+    pub rtp_port_max: u16,
+    /// Shortest wait for a missing RTP packet, ms.
+    pub jitter_min_ms: u64,
+    /// Longest wait for a missing RTP packet, ms.
+    pub jitter_max_ms: u64,
+    /// How long an inbound call rings (180) before it is answered, ms.
+    pub ring_ms: u64,
+    /// Most SIP calls at once (more get 503).
+    pub max_calls: usize,
+}
+
 /// `[agent]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -153,6 +175,10 @@ pub struct AgentSeed {
     /// Skills (empty = any call).
     #[serde(default)]
     pub skills: Vec<String>,
+    /// The agent's SIP phone (`sip:ann@10.0.0.5:5060`): when set, offers ring it
+    /// over SIP instead of waiting for a console.
+    #[serde(default)]
+    pub sip_uri: String,
 }
 
 /// `[routing]`.
@@ -267,6 +293,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// `[recording]`.
     pub recording: RecordingConfig,
+    /// `[sip]`.
+    pub sip: SipConfig,
     /// `[log]`.
     pub log: LogConfig,
 }

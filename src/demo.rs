@@ -155,6 +155,7 @@ pub async fn run(mut config: Config, out: &Path) -> Result<DemoReport, DemoError
         name: "Alex Moreno".into(),
         token: "demo-console-token".into(),
         skills: vec![],
+        sip_uri: String::new(),
     });
     let gateway = RunningGateway::start(config).await?;
     let human_voice = assets::ulaw(assets::DEMO_HUMAN_AGENT_WAV, "human_agent.wav")?;

@@ -55,6 +55,9 @@ impl Shared {
 /// The gateway could not start.
 #[derive(Debug, Error)]
 pub enum GatewayError {
+    /// The SIP user agent could not start.
+    #[error(transparent)]
+    Sip(#[from] crate::legs::sip::endpoint::SipStartError),
     /// The listen address is taken or not allowed.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -85,6 +88,8 @@ pub struct RunningGateway {
     pub shared: Arc<Shared>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+    /// The SIP user agent, when `sip.listen` is set.
+    pub sip: Option<Arc<crate::legs::sip::endpoint::SipEndpoint>>,
 }
 
 impl RunningGateway {
@@ -174,11 +179,17 @@ impl RunningGateway {
             }
         });
         tracing::info!(%local, media = %format!("ws://{local}/media"), "warmline listening");
+        let sip = if shared.config.sip.listen.is_empty() {
+            None
+        } else {
+            Some(crate::legs::sip::endpoint::SipEndpoint::start(Arc::clone(&shared)).await?)
+        };
         Ok(RunningGateway {
             addr: local,
             shared,
             stop: Some(stop_tx),
             task,
+            sip,
         })
     }
 

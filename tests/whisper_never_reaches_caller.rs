@@ -31,6 +31,7 @@ async fn the_caller_never_hears_a_whisper_sample_and_the_agent_hears_it_all_then
             name: "Ann Lee".into(),
             token: "ann-secret-token".into(),
             skills: vec![],
+            sip_uri: String::new(),
         });
     })
     .await;

@@ -261,6 +261,7 @@ pub fn agent_seed(id: &str) -> warmline::config::AgentSeed {
         name: format!("Agent {id}"),
         token: format!("{id}-secret-token"),
         skills: vec![],
+        sip_uri: String::new(),
     }
 }
 

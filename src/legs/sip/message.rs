@@ -159,8 +159,41 @@ impl SipMessage {
             headers,
             body: bytes[body_start..body_start + body_len].to_vec(),
         };
+        msg.validate()?;
+        Ok((msg, skip + body_start + body_len))
+    }
+
+    /// Parses a datagram without checking the mandatory headers, so that a
+    /// request missing one can still be answered `400` (it has a Via).
+    pub fn parse_unchecked(bytes: &[u8]) -> Result<SipMessage, SipError> {
+        match Self::parse(bytes) {
+            Ok(m) => Ok(m),
+            Err(SipError::MissingHeader(_)) | Err(SipError::BadHeader("CSeq", _)) => {
+                let head_end = find(bytes, b"\r\n\r\n").unwrap_or(bytes.len());
+                let head = std::str::from_utf8(&bytes[..head_end])
+                    .map_err(|_| SipError::Malformed("headers are not UTF-8".into()))?;
+                let mut lines = unfold(head).into_iter();
+                let start = parse_start(&lines.next().unwrap_or_default())?;
+                let headers = lines
+                    .filter_map(|l| {
+                        l.split_once(':')
+                            .map(|(n, v)| (long_name(n.trim()).to_string(), v.trim().to_string()))
+                    })
+                    .collect();
+                Ok(SipMessage {
+                    start,
+                    headers,
+                    body: Vec::new(),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Checks the headers every message must have (RFC 3261 §8.1.1).
+    pub fn validate(&self) -> Result<(), SipError> {
         for required in ["Via", "From", "To", "Call-ID", "CSeq"] {
-            if msg.header(required).is_none() {
+            if self.header(required).is_none() {
                 return Err(SipError::MissingHeader(match required {
                     "Via" => "Via",
                     "From" => "From",
@@ -170,8 +203,7 @@ impl SipMessage {
                 }));
             }
         }
-        msg.cseq()?;
-        Ok((msg, skip + body_start + body_len))
+        self.cseq().map(drop)
     }
 
     /// The first value of a header (by long name, case-insensitive).

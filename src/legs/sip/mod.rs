@@ -7,6 +7,8 @@
 //! [`rtp_leg`] runs one leg's RTP socket through the sans-IO jitter buffer.
 
 pub mod codec;
+pub mod endpoint;
 pub mod message;
 pub mod rtp_leg;
 pub mod sdp;
+pub mod uas;

@@ -203,7 +203,10 @@ pub async fn run(
                         }
                         latched = Some(from);
                     }
-                    Some(addr) if addr != from => {
+                    // Same host, another port (a second stream from the same
+                    // media server, e.g. DTMF from a player): taken in, replies
+                    // still go to the latched address.
+                    Some(addr) if addr != from && addr.ip() != from.ip() => {
                         out.foreign += 1;
                         if out.foreign == 1 || out.foreign % 100 == 0 {
                             tracing::warn!(%from, latched = %addr, count = out.foreign, "RTP from an unexpected address dropped");

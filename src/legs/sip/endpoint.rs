@@ -1,0 +1,288 @@
+//! The SIP endpoint: owns the UDP socket and the TCP listener, parses what
+//! arrives, answers what needs no dialog (OPTIONS, stray BYE/CANCEL, bad
+//! requests) and routes the rest by Call-ID to dialog tasks — new INVITEs start
+//! a [`uas`](super::uas) dialog.
+
+use super::message::{SipError, SipMessage, StartLine};
+use super::rtp_leg::PortRange;
+use crate::gateway::Shared;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+
+/// Methods warmline handles.
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS";
+
+/// How a message came in (and how its answer goes out).
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// UDP from this address.
+    Udp(SocketAddr),
+    /// A TCP connection from this address, written through this channel.
+    Tcp(SocketAddr, mpsc::Sender<Vec<u8>>),
+}
+
+impl Transport {
+    /// The peer's address.
+    pub fn peer(&self) -> SocketAddr {
+        match self {
+            Transport::Udp(a) | Transport::Tcp(a, _) => *a,
+        }
+    }
+
+    /// "UDP" or "TCP", for Via headers.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Transport::Udp(_) => "UDP",
+            Transport::Tcp(..) => "TCP",
+        }
+    }
+}
+
+/// A message for a dialog task.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// The message.
+    pub msg: SipMessage,
+    /// Where it came from.
+    pub transport: Transport,
+}
+
+/// The SIP user agent's shared half.
+#[derive(Debug)]
+pub struct SipEndpoint {
+    udp: UdpSocket,
+    /// The bound address (UDP and TCP).
+    pub local: SocketAddr,
+    /// The address written in SDP and Contact.
+    pub media_ip: std::net::IpAddr,
+    /// RTP port pairs.
+    pub ports: PortRange,
+    dialogs: Mutex<HashMap<String, mpsc::Sender<Incoming>>>,
+    /// Gateway state.
+    pub shared: Arc<Shared>,
+}
+
+/// The SIP endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SipStartError {
+    /// `sip.listen` or `sip.media_ip` is not an address.
+    #[error("sip.{key} = {value:?} is not an address")]
+    BadAddress {
+        /// The key.
+        key: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// The port is taken.
+    #[error("cannot listen for SIP on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl SipEndpoint {
+    /// Binds UDP and TCP on `sip.listen` and starts serving.
+    pub async fn start(shared: Arc<Shared>) -> Result<Arc<SipEndpoint>, SipStartError> {
+        let config = &shared.config.sip;
+        let listen: SocketAddr = config.listen.parse().map_err(|_| SipStartError::BadAddress {
+            key: "listen",
+            value: config.listen.clone(),
+        })?;
+        let udp = UdpSocket::bind(listen)
+            .await
+            .map_err(|source| SipStartError::Bind { addr: listen, source })?;
+        let local = udp
+            .local_addr()
+            .map_err(|source| SipStartError::Bind { addr: listen, source })?;
+        let tcp = TcpListener::bind(local)
+            .await
+            .map_err(|source| SipStartError::Bind { addr: local, source })?;
+        let media_ip = if config.media_ip.is_empty() {
+            local.ip()
+        } else {
+            config.media_ip.parse().map_err(|_| SipStartError::BadAddress {
+                key: "media_ip",
+                value: config.media_ip.clone(),
+            })?
+        };
+        let ports = PortRange::new(media_ip, config.rtp_port_min, config.rtp_port_max);
+        let endpoint = Arc::new(SipEndpoint {
+            udp,
+            local,
+            media_ip,
+            ports,
+            dialogs: Mutex::new(HashMap::new()),
+            shared,
+        });
+        tokio::spawn(Arc::clone(&endpoint).serve_udp());
+        tokio::spawn(Arc::clone(&endpoint).serve_tcp(tcp));
+        tracing::info!(%local, "SIP listening on UDP and TCP");
+        Ok(endpoint)
+    }
+
+    /// Sends a message the way `transport` says.
+    pub async fn send(&self, msg: &SipMessage, transport: &Transport) {
+        let bytes = msg.to_bytes();
+        match transport {
+            Transport::Udp(to) => {
+                if let Err(e) = self.udp.send_to(&bytes, to).await {
+                    tracing::warn!(%to, error = %e, "SIP send failed");
+                }
+            }
+            Transport::Tcp(to, tx) => {
+                if tx.send(bytes).await.is_err() {
+                    tracing::warn!(%to, "SIP TCP connection is gone; message not sent");
+                }
+            }
+        }
+    }
+
+    /// Routes messages with `call_id` to `tx` until [`unregister`](Self::unregister).
+    pub fn register(&self, call_id: &str, tx: mpsc::Sender<Incoming>) {
+        self.lock().insert(call_id.to_string(), tx);
+    }
+
+    /// Stops routing `call_id`.
+    pub fn unregister(&self, call_id: &str) {
+        self.lock().remove(call_id);
+    }
+
+    /// Dialogs in progress.
+    pub fn dialogs(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Incoming>>> {
+        self.dialogs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn serve_udp(self: Arc<Self>) {
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let (len, from) = match self.udp.recv_from(&mut buf).await {
+                Ok(r) => r,
+                Err(e) => {
+                    // ICMP port unreachable surfaces here on some systems: not fatal.
+                    tracing::debug!(error = %e, "SIP UDP receive error");
+                    continue;
+                }
+            };
+            let bytes = &buf[..len];
+            if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+                continue; // keep-alive
+            }
+            self.handle(bytes, Transport::Udp(from)).await;
+        }
+    }
+
+    async fn serve_tcp(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let Ok((stream, from)) = listener.accept().await else {
+                continue;
+            };
+            let endpoint = Arc::clone(&self);
+            tokio::spawn(async move {
+                let (mut read, mut write) = stream.into_split();
+                let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
+                let writer = tokio::spawn(async move {
+                    while let Some(bytes) = rx.recv().await {
+                        if write.write_all(&bytes).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                let mut pending = Vec::new();
+                let mut buf = vec![0u8; 8192];
+                'conn: loop {
+                    match read.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => pending.extend_from_slice(&buf[..n]),
+                    }
+                    loop {
+                        match SipMessage::parse_stream(&pending) {
+                            Ok((_, used)) => {
+                                let frame: Vec<u8> = pending.drain(..used).collect();
+                                endpoint.handle(&frame, Transport::Tcp(from, tx.clone())).await;
+                            }
+                            Err(SipError::Incomplete) => break,
+                            Err(e) => {
+                                tracing::warn!(%from, error = %e, "unreadable SIP on TCP; closing the connection");
+                                break 'conn;
+                            }
+                        }
+                    }
+                }
+                drop(tx);
+                let _ = writer.await;
+            });
+        }
+    }
+
+    /// One message from the network.
+    pub async fn handle(self: &Arc<Self>, bytes: &[u8], transport: Transport) {
+        let msg = match SipMessage::parse_unchecked(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(from = %transport.peer(), error = %e, "unreadable SIP dropped");
+                return;
+            }
+        };
+        if let Err(e) = msg.validate() {
+            tracing::warn!(from = %transport.peer(), error = %e, "bad SIP message");
+            if matches!(msg.start, StartLine::Request { .. })
+                && msg.method() != "ACK"
+                && msg.header("Via").is_some()
+            {
+                let reply = msg.response(400, &format!("Bad Request ({e})"), None);
+                self.send(&reply, &transport).await;
+            }
+            return;
+        }
+        let call_id = msg.call_id().to_string();
+        let dialog = self.lock().get(&call_id).cloned();
+        if let Some(tx) = dialog {
+            let incoming = Incoming { msg, transport };
+            if tx.send(incoming).await.is_err() {
+                self.unregister(&call_id);
+            }
+            return;
+        }
+        let StartLine::Request { method, .. } = &msg.start else {
+            tracing::debug!(call_id = %call_id, code = ?msg.code(), "response for no dialog dropped");
+            return;
+        };
+        let reply = match method.as_str() {
+            "INVITE" if msg.tag("To").is_none() => {
+                let incoming = Incoming { msg, transport };
+                if self.dialogs() >= self.shared.config.sip.max_calls {
+                    tracing::warn!(call_id = %call_id, "SIP call refused: at sip.max_calls");
+                    let reply = incoming
+                        .msg
+                        .response(503, "Service Unavailable", None)
+                        .with("Retry-After", "5");
+                    self.send(&reply, &incoming.transport).await;
+                    return;
+                }
+                super::uas::spawn(self, incoming);
+                return;
+            }
+            "ACK" => return,
+            "OPTIONS" => msg
+                .response(200, "OK", Some("warmline"))
+                .with("Allow", ALLOW)
+                .with("Accept", "application/sdp"),
+            "INVITE" | "BYE" | "CANCEL" => msg.response(481, "Call/Transaction Does Not Exist", None),
+            _ => msg
+                .response(405, "Method Not Allowed", None)
+                .with("Allow", ALLOW),
+        };
+        self.send(&reply, &transport).await;
+    }
+}
