@@ -11,6 +11,8 @@ PACKAGES=(
   espeak-ng-data
   espeak-ng        # regenerating the bundled prompts (scripts/make-prompts.sh)
   sox              # checking recordings by ear and by numbers
+  sip-tester       # sipp: SIP trunk scenarios in tests/sip
+  baresip-core     # a real SIP phone in the SIP tests (records what it heard)
 )
 
 missing=()

@@ -32,12 +32,23 @@ fn scenario(dir: &Path, name: &str, fill: &[(&str, String)]) -> PathBuf {
 }
 
 /// Runs sipp as a UAC against `target`; returns (exit code, its output).
-fn sipp(scenario: &Path, target: std::net::SocketAddr, local_port: u16, media_port: u16, extra: &[&str]) -> (i32, String) {
+fn sipp(
+    scenario: &Path,
+    target: std::net::SocketAddr,
+    local_port: u16,
+    media_port: u16,
+    extra: &[&str],
+) -> (i32, String) {
     let out = Command::new("sipp")
         .arg(target.to_string())
         .args(["-sf", &scenario.to_string_lossy()])
         .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
-        .args(["-p", &local_port.to_string(), "-mp", &media_port.to_string()])
+        .args([
+            "-p",
+            &local_port.to_string(),
+            "-mp",
+            &media_port.to_string(),
+        ])
         .args(["-m", "1", "-nostdin", "-timeout", "40s", "-timeout_error"])
         .args(extra)
         .output()
@@ -52,7 +63,9 @@ fn sipp(scenario: &Path, target: std::net::SocketAddr, local_port: u16, media_po
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pcmu_trunk_call_reaches_the_ai_agent_with_its_audio_and_digits() {
-    let ai = ScriptedAgent::start(warmline::demo::demo_script().unwrap()).await.unwrap();
+    let ai = ScriptedAgent::start(warmline::demo::demo_script().unwrap())
+        .await
+        .unwrap();
     let gw = gateway(&ai.url(), |c| sip_gateway_config(c, 21_000)).await;
     let sip = gw.sip.as_ref().expect("SIP is on").local;
     let dir = tempfile::tempdir().unwrap();
@@ -76,11 +89,22 @@ async fn a_pcmu_trunk_call_reaches_the_ai_agent_with_its_audio_and_digits() {
         .await
         .unwrap();
     assert_eq!(code, 0, "sipp failed:\n{out}");
-    let done = gw.shared.registry.wait_finished(1, Duration::from_secs(10)).await;
+    let done = gw
+        .shared
+        .registry
+        .wait_finished(1, Duration::from_secs(10))
+        .await;
     let t = &done[0];
-    assert_eq!(t.end_reason(), Some(&EndReason::CallerHangup), "{:#?}", t.events);
+    assert_eq!(
+        t.end_reason(),
+        Some(&EndReason::CallerHangup),
+        "{:#?}",
+        t.events
+    );
     assert!(
-        t.events.iter().any(|e| matches!(e.kind, TimelineKind::Dtmf { digit: '1' })),
+        t.events
+            .iter()
+            .any(|e| matches!(e.kind, TimelineKind::Dtmf { digit: '1' })),
         "the RFC 4733 digit reached the call: {:#?}",
         t.events
     );
@@ -88,17 +112,147 @@ async fn a_pcmu_trunk_call_reaches_the_ai_agent_with_its_audio_and_digits() {
     let sessions = ai.sessions();
     assert_eq!(sessions.len(), 1);
     let session = &sessions[0];
-    assert_eq!(session.start.as_ref().map(|s| s.custom_parameters["from"].clone()).as_deref(), Some("+15550100"));
+    assert_eq!(
+        session
+            .start
+            .as_ref()
+            .map(|s| s.custom_parameters["from"].clone())
+            .as_deref(),
+        Some("+15550100")
+    );
     let (mut sent, mut got) = (Vec::new(), Vec::new());
     g711::decode_ulaw(&speech, &mut sent);
     g711::decode_ulaw(&session.received_audio, &mut got);
     let (_, score) = best_lag_correlation(&sent, &got, 1);
-    assert!(score > 0.99, "caller audio at the agent: correlation {score}");
+    assert!(
+        score > 0.99,
+        "caller audio at the agent: correlation {score}"
+    );
     assert!(session.dtmf.contains(&'1'), "{:?}", session.dtmf);
     assert!(
         t.events.iter().any(|e| matches!(&e.kind, TimelineKind::Turn { content, .. } if content.starts_with("Hi. I'm calling about my order"))),
         "the agent heard an utterance and answered"
     );
-    assert_eq!(gw.sip.as_ref().unwrap().dialogs(), 0, "the dialog was released");
+    assert_eq!(
+        gw.sip.as_ref().unwrap().dialogs(),
+        0,
+        "the dialog was released"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_while_ringing_ends_the_attempt_and_frees_the_dialog() {
+    let ai = ScriptedAgent::start(warmline::demo::demo_script().unwrap())
+        .await
+        .unwrap();
+    let gw = gateway(&ai.url(), |c| {
+        sip_gateway_config(c, 21_100);
+        c.sip.ring_ms = 3000;
+    })
+    .await;
+    let sip = gw.sip.as_ref().unwrap().local;
+    let dir = tempfile::tempdir().unwrap();
+    let sf = scenario(dir.path(), "uac_cancel.xml", &[]);
+    let (code, out) = tokio::task::spawn_blocking(move || sipp(&sf, sip, 15_073, 16_100, &[]))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "sipp failed:\n{out}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(gw.sip.as_ref().unwrap().dialogs(), 0, "dialog released");
+    assert!(
+        ai.sessions().is_empty(),
+        "no call was started for a cancelled INVITE"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_without_a_codec_we_take_gets_488() {
+    let ai = ScriptedAgent::start(warmline::demo::demo_script().unwrap())
+        .await
+        .unwrap();
+    let gw = gateway(&ai.url(), |c| sip_gateway_config(c, 21_200)).await;
+    let sip = gw.sip.as_ref().unwrap().local;
+    let dir = tempfile::tempdir().unwrap();
+    let sf = scenario(dir.path(), "uac_unsupported_codec.xml", &[]);
+    let (code, out) = tokio::task::spawn_blocking(move || sipp(&sf, sip, 15_075, 16_200, &[]))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "sipp failed:\n{out}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(gw.sip.as_ref().unwrap().dialogs(), 0);
+    assert!(ai.sessions().is_empty());
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_sip_gets_400_or_a_logged_drop_and_the_endpoint_keeps_serving() {
+    let gw = gateway("ws://127.0.0.1:9/none", |c| sip_gateway_config(c, 21_300)).await;
+    let sip = gw.sip.as_ref().unwrap().local;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut ask = async |bytes: &[u8]| -> Option<String> {
+        sock.send_to(bytes, sip).await.unwrap();
+        match tokio::time::timeout(Duration::from_millis(500), sock.recv_from(&mut buf)).await {
+            Ok(Ok((n, _))) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            _ => None,
+        }
+    };
+    let via = "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKbad\r\n";
+    // A request without Call-ID: answered 400 with the reason.
+    let reply = ask(format!("INVITE sip:ai@x SIP/2.0\r\n{via}From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCSeq: 1 INVITE\r\n\r\n").as_bytes()).await;
+    assert!(
+        reply
+            .as_deref()
+            .is_some_and(|r| r.starts_with("SIP/2.0 400") && r.contains("Call-ID")),
+        "{reply:?}"
+    );
+    // Garbage and binary: dropped without an answer.
+    assert_eq!(ask(b"\x00\x01\x02 hello").await, None);
+    assert_eq!(ask(&[0xff; 300]).await, None);
+    // A BYE for a call that does not exist: 481.
+    let bye = format!(
+        "BYE sip:ai@x SIP/2.0\r\n{via}From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>;tag=2\r\nCall-ID: nope\r\nCSeq: 2 BYE\r\n\r\n"
+    );
+    assert!(
+        ask(bye.as_bytes())
+            .await
+            .is_some_and(|r| r.starts_with("SIP/2.0 481"))
+    );
+    // An INVITE with an unreadable SDP: 400, dialog released.
+    let invite = format!(
+        "INVITE sip:ai@x SIP/2.0\r\n{via}From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: bad-sdp\r\nCSeq: 1 INVITE\r\nContent-Type: application/sdp\r\n\r\nv=0\r\nm=audio x\r\n"
+    );
+    let mut replies = Vec::new();
+    replies.push(ask(invite.as_bytes()).await);
+    if replies[0]
+        .as_deref()
+        .is_some_and(|r| r.starts_with("SIP/2.0 100"))
+    {
+        let mut b = vec![0u8; 4096];
+        if let Ok(Ok((n, _))) =
+            tokio::time::timeout(Duration::from_millis(500), sock.recv_from(&mut b)).await
+        {
+            replies.push(Some(String::from_utf8_lossy(&b[..n]).into_owned()));
+        }
+    }
+    assert!(
+        replies
+            .iter()
+            .flatten()
+            .any(|r| r.starts_with("SIP/2.0 400")),
+        "{replies:?}"
+    );
+    // Still serving.
+    let options = format!(
+        "OPTIONS sip:ai@x SIP/2.0\r\n{via}From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: ping\r\nCSeq: 3 OPTIONS\r\n\r\n"
+    );
+    let pong = ask(options.as_bytes()).await;
+    assert!(
+        pong.as_deref()
+            .is_some_and(|r| r.starts_with("SIP/2.0 200") && r.contains("Allow: INVITE")),
+        "{pong:?}"
+    );
     gw.shutdown().await;
 }

@@ -91,26 +91,39 @@ impl SipEndpoint {
     /// Binds UDP and TCP on `sip.listen` and starts serving.
     pub async fn start(shared: Arc<Shared>) -> Result<Arc<SipEndpoint>, SipStartError> {
         let config = &shared.config.sip;
-        let listen: SocketAddr = config.listen.parse().map_err(|_| SipStartError::BadAddress {
-            key: "listen",
-            value: config.listen.clone(),
-        })?;
+        let listen: SocketAddr = config
+            .listen
+            .parse()
+            .map_err(|_| SipStartError::BadAddress {
+                key: "listen",
+                value: config.listen.clone(),
+            })?;
         let udp = UdpSocket::bind(listen)
             .await
-            .map_err(|source| SipStartError::Bind { addr: listen, source })?;
-        let local = udp
-            .local_addr()
-            .map_err(|source| SipStartError::Bind { addr: listen, source })?;
+            .map_err(|source| SipStartError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let local = udp.local_addr().map_err(|source| SipStartError::Bind {
+            addr: listen,
+            source,
+        })?;
         let tcp = TcpListener::bind(local)
             .await
-            .map_err(|source| SipStartError::Bind { addr: local, source })?;
+            .map_err(|source| SipStartError::Bind {
+                addr: local,
+                source,
+            })?;
         let media_ip = if config.media_ip.is_empty() {
             local.ip()
         } else {
-            config.media_ip.parse().map_err(|_| SipStartError::BadAddress {
-                key: "media_ip",
-                value: config.media_ip.clone(),
-            })?
+            config
+                .media_ip
+                .parse()
+                .map_err(|_| SipStartError::BadAddress {
+                    key: "media_ip",
+                    value: config.media_ip.clone(),
+                })?
         };
         let ports = PortRange::new(media_ip, config.rtp_port_min, config.rtp_port_max);
         let endpoint = Arc::new(SipEndpoint {
@@ -209,7 +222,9 @@ impl SipEndpoint {
                         match SipMessage::parse_stream(&pending) {
                             Ok((_, used)) => {
                                 let frame: Vec<u8> = pending.drain(..used).collect();
-                                endpoint.handle(&frame, Transport::Tcp(from, tx.clone())).await;
+                                endpoint
+                                    .handle(&frame, Transport::Tcp(from, tx.clone()))
+                                    .await;
                             }
                             Err(SipError::Incomplete) => break,
                             Err(e) => {
@@ -278,7 +293,9 @@ impl SipEndpoint {
                 .response(200, "OK", Some("warmline"))
                 .with("Allow", ALLOW)
                 .with("Accept", "application/sdp"),
-            "INVITE" | "BYE" | "CANCEL" => msg.response(481, "Call/Transaction Does Not Exist", None),
+            "INVITE" | "BYE" | "CANCEL" => {
+                msg.response(481, "Call/Transaction Does Not Exist", None)
+            }
             _ => msg
                 .response(405, "Method Not Allowed", None)
                 .with("Allow", ALLOW),

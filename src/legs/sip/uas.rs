@@ -57,7 +57,9 @@ async fn run(endpoint: &Arc<SipEndpoint>, invite: Incoming, mut rx: mpsc::Receiv
         .send(&msg.response(100, "Trying", None), &transport)
         .await;
     let offer = if msg.body.is_empty() {
-        Err(SdpError::Malformed("no SDP offer in the INVITE (late offer is not supported)".into()))
+        Err(SdpError::Malformed(
+            "no SDP offer in the INVITE (late offer is not supported)".into(),
+        ))
     } else {
         sdp::negotiate(&msg.body)
     };
@@ -69,9 +71,10 @@ async fn run(endpoint: &Arc<SipEndpoint>, invite: Incoming, mut rx: mpsc::Receiv
                 SdpError::NoCommonCodec(_) => (488, "Not Acceptable Here"),
                 SdpError::Malformed(_) => (400, "Bad Request"),
             };
-            let reply = msg
-                .response(code, reason, Some(&to_tag))
-                .with("Warning", format!("399 warmline \"{}\"", e.to_string().replace('"', "'")));
+            let reply = msg.response(code, reason, Some(&to_tag)).with(
+                "Warning",
+                format!("399 warmline \"{}\"", e.to_string().replace('"', "'")),
+            );
             final_response(endpoint, &msg, reply, &transport, &mut rx).await;
             return;
         }
@@ -95,7 +98,8 @@ async fn run(endpoint: &Arc<SipEndpoint>, invite: Incoming, mut rx: mpsc::Receiv
     if !ring.is_zero() {
         endpoint
             .send(
-                &msg.response(180, "Ringing", Some(&to_tag)).with("Contact", contact.clone()),
+                &msg.response(180, "Ringing", Some(&to_tag))
+                    .with("Contact", contact.clone()),
                 &transport,
             )
             .await;
@@ -124,7 +128,10 @@ async fn run(endpoint: &Arc<SipEndpoint>, invite: Incoming, mut rx: mpsc::Receiv
         .response(200, "OK", Some(&to_tag))
         .with("Contact", contact.clone())
         .with("Allow", ALLOW)
-        .with_body("application/sdp", sdp::describe(local_media, session_id, Some(&negotiated)));
+        .with_body(
+            "application/sdp",
+            sdp::describe(local_media, session_id, Some(&negotiated)),
+        );
     endpoint.send(&ok, &transport).await;
 
     // The call: same session as a Media Streams caller, RTP for media.
@@ -148,8 +155,14 @@ async fn run(endpoint: &Arc<SipEndpoint>, invite: Incoming, mut rx: mpsc::Receiv
     };
     start.custom_parameters.insert("from".into(), from_user);
     start.custom_parameters.insert("to".into(), to_user.clone());
-    start.custom_parameters.insert("transport".into(), format!("sip/{}", transport.name().to_ascii_lowercase()));
-    if !to_user.is_empty() && !to_user.starts_with('+') && !to_user.chars().all(|c| c.is_ascii_digit()) {
+    start.custom_parameters.insert(
+        "transport".into(),
+        format!("sip/{}", transport.name().to_ascii_lowercase()),
+    );
+    if !to_user.is_empty()
+        && !to_user.starts_with('+')
+        && !to_user.chars().all(|c| c.is_ascii_digit())
+    {
         start.custom_parameters.insert("dialed".into(), to_user);
     }
     tracing::info!(codec = ?negotiated.codec, remote = %negotiated.remote, call = %call_id, "SIP call answered");
