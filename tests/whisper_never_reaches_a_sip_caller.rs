@@ -1,0 +1,103 @@
+//! The invariant on the SIP path, with a real phone: baresip calls warmline over
+//! SIP/RTP (PCMU), asks for a person, is held while a human agent hears the
+//! whisper, then talks with the agent. baresip's own recording of what it heard
+//! contains the agent's voice and nothing like the whisper.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use support::*;
+use warmline::call::timeline::EndReason;
+use warmline::media::analysis::best_lag_correlation;
+use warmline::media::g711;
+use warmline::media::wav::{WavSink, read_mono_file};
+use warmline::sim::agent::ScriptedAgent;
+use warmline::sim::human;
+
+fn pcm(ulaw: &[u8]) -> Vec<i16> {
+    let mut out = Vec::new();
+    g711::decode_ulaw(ulaw, &mut out);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sip_phone_caller_never_hears_the_whisper_but_hears_the_agent() {
+    let ai = ScriptedAgent::start(ai_script_requesting_person()).await.unwrap();
+    let gw = gateway(&ai.url(), |c| {
+        c.sip.listen = "127.0.0.1:0".into();
+        c.sip.rtp_port_min = 21_400;
+        c.sip.rtp_port_max = 21_499;
+        c.routing.agents.push(agent_seed("ann"));
+    })
+    .await;
+    let sip = gw.sip.as_ref().unwrap().local;
+    let base = format!("ws://{}", gw.addr);
+    let agent_voice = noise(8000 * 3, 4711);
+    let mut ann = console(&base, "ann", Duration::from_secs(1));
+    ann.say = agent_voice.clone();
+    ann.hang_up_after = Some(Duration::from_millis(500));
+    let ann = tokio::spawn(human::run(ann));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // The phone: its microphone is a WAV (the request for a person, then quiet).
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut mic = pcm(&caller_requesting_person(0));
+    mic.extend(vec![0i16; 8000 * 40]);
+    let mic_path = d.join("mic.wav");
+    let mut sink = WavSink::create(&mic_path, 8000).unwrap();
+    sink.write(&mic).unwrap();
+    sink.finalize().unwrap();
+    let recordings = d.join("recordings");
+    std::fs::create_dir_all(&recordings).unwrap();
+    std::fs::write(
+        d.join("config"),
+        format!(
+            "sip_listen 127.0.0.1:15090\nnet_interface 127.0.0.1\naudio_player aufile,{rec}/ignored.wav\n\
+audio_source aufile,{mic}\nmodule_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\n\
+module sndfile.so\nmodule_tmp uuid.so\nmodule_tmp account.so\nmodule_app menu.so\nsnd_path {rec}\n",
+            rec = recordings.display(),
+            mic = mic_path.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("accounts"),
+        "<sip:caller@127.0.0.1:15090>;regint=0;answermode=auto;audio_codecs=pcmu\n",
+    )
+    .unwrap();
+    let mut phone = Command::new("baresip")
+        .args(["-f", &d.to_string_lossy(), "-e", &format!("/dial sip:ai@{sip}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("baresip is installed (apt-get install baresip-core)");
+
+    let done = gw.shared.registry.wait_finished(1, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = phone.kill();
+    let _ = phone.wait();
+    let t = done.first().expect("the SIP call finished");
+    assert_eq!(t.end_reason(), Some(&EndReason::HumanAgentHangup), "{:?}", handoff_steps(t));
+    let ann = ann.await.unwrap().unwrap();
+    assert!(ann.whisper.len() > 8000 * 10, "the agent heard the whisper");
+
+    // What the phone heard, as it recorded it.
+    let heard_path = std::fs::read_dir(&recordings)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+        .expect("baresip recorded what it heard");
+    let heard = read_mono_file(&heard_path, 8000).unwrap();
+    let whisper = pcm(&ann.whisper);
+    let (_, whisper_score) = best_lag_correlation(&whisper[..8000 * 4], &heard, 8);
+    let (_, agent_score) = best_lag_correlation(&pcm(&agent_voice)[..8000], &heard, 8);
+    assert!(agent_score > 0.9, "the phone heard the human agent (ncc {agent_score:.3})");
+    assert!(
+        whisper_score < 0.1,
+        "the phone heard something like the whisper (ncc {whisper_score:.3})"
+    );
+    gw.shutdown().await;
+}
