@@ -23,7 +23,9 @@ fn pcm(ulaw: &[u8]) -> Vec<i16> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sip_phone_caller_never_hears_the_whisper_but_hears_the_agent() {
-    let ai = ScriptedAgent::start(ai_script_requesting_person()).await.unwrap();
+    let ai = ScriptedAgent::start(ai_script_requesting_person())
+        .await
+        .unwrap();
     let gw = gateway(&ai.url(), |c| {
         c.sip.listen = "127.0.0.1:0".into();
         c.sip.rtp_port_min = 21_400;
@@ -68,19 +70,33 @@ module sndfile.so\nmodule_tmp uuid.so\nmodule_tmp account.so\nmodule_app menu.so
     )
     .unwrap();
     let mut phone = Command::new("baresip")
-        .args(["-f", &d.to_string_lossy(), "-e", &format!("/dial sip:ai@{sip}")])
+        .args([
+            "-f",
+            &d.to_string_lossy(),
+            "-e",
+            &format!("/dial sip:ai@{sip}"),
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("baresip is installed (apt-get install baresip-core)");
 
-    let done = gw.shared.registry.wait_finished(1, Duration::from_secs(60)).await;
+    let done = gw
+        .shared
+        .registry
+        .wait_finished(1, Duration::from_secs(60))
+        .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = phone.kill();
     let _ = phone.wait();
     let t = done.first().expect("the SIP call finished");
-    assert_eq!(t.end_reason(), Some(&EndReason::HumanAgentHangup), "{:?}", handoff_steps(t));
+    assert_eq!(
+        t.end_reason(),
+        Some(&EndReason::HumanAgentHangup),
+        "{:?}",
+        handoff_steps(t)
+    );
     let ann = ann.await.unwrap().unwrap();
     assert!(ann.whisper.len() > 8000 * 10, "the agent heard the whisper");
 
@@ -94,9 +110,17 @@ module sndfile.so\nmodule_tmp uuid.so\nmodule_tmp account.so\nmodule_app menu.so
     let whisper = pcm(&ann.whisper);
     let (_, whisper_score) = best_lag_correlation(&whisper[..8000 * 4], &heard, 8);
     let (_, agent_score) = best_lag_correlation(&pcm(&agent_voice)[..8000], &heard, 8);
-    assert!(agent_score > 0.9, "the phone heard the human agent (ncc {agent_score:.3})");
     assert!(
-        whisper_score < 0.1,
+        agent_score > 0.9,
+        "the phone heard the human agent (ncc {agent_score:.3})"
+    );
+    // Cross-correlation against the whisper as the agent received it: a μ-law
+    // round trip scores ≈ 1, an unrelated utterance in the same synthetic voice
+    // (the disclosure, the callback prompt) ≈ 0.1. (An exact-frame search over
+    // every alignment is not used: espeak renders the same word — "a person" in
+    // the disclosure and in the whisper — to identical frames.)
+    assert!(
+        whisper_score < 0.3,
         "the phone heard something like the whisper (ncc {whisper_score:.3})"
     );
     gw.shutdown().await;

@@ -136,6 +136,7 @@ impl SipEndpoint {
         });
         tokio::spawn(Arc::clone(&endpoint).serve_udp());
         tokio::spawn(Arc::clone(&endpoint).serve_tcp(tcp));
+        super::agent_phone::spawn_all(&endpoint);
         tracing::info!(%local, "SIP listening on UDP and TCP");
         Ok(endpoint)
     }

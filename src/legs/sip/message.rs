@@ -338,6 +338,40 @@ impl SipMessage {
     }
 }
 
+/// A new request with the headers every request carries (RFC 3261 §8.1.1);
+/// `branch` names the transaction.
+#[allow(clippy::too_many_arguments)]
+pub fn request(
+    method: &str,
+    uri: &str,
+    transport: &str,
+    local: std::net::SocketAddr,
+    branch: &str,
+    from: &str,
+    to: &str,
+    call_id: &str,
+    cseq: u32,
+) -> SipMessage {
+    SipMessage {
+        start: StartLine::Request {
+            method: method.to_string(),
+            uri: uri.to_string(),
+        },
+        headers: vec![
+            (
+                "Via".into(),
+                format!("SIP/2.0/{transport} {local};branch=z9hG4bK{branch};rport"),
+            ),
+            ("Max-Forwards".into(), "70".into()),
+            ("From".into(), from.to_string()),
+            ("To".into(), to.to_string()),
+            ("Call-ID".into(), call_id.to_string()),
+            ("CSeq".into(), format!("{cseq} {method}")),
+        ],
+        body: Vec::new(),
+    }
+}
+
 /// A `;name=value` parameter of a header value (outside the `<…>` URI).
 pub fn param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
     let after_uri = match value.find('>') {

@@ -6,6 +6,7 @@
 //! stack crate): [`message`] parses and builds messages, [`sdp`] does offer/answer,
 //! [`rtp_leg`] runs one leg's RTP socket through the sans-IO jitter buffer.
 
+pub mod agent_phone;
 pub mod codec;
 pub mod endpoint;
 pub mod message;

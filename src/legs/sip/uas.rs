@@ -341,35 +341,23 @@ async fn send_bye(
         format!("{ours};tag={to_tag}")
     };
     *cseq += 1;
-    let bye = SipMessage {
-        start: StartLine::Request {
-            method: "BYE".into(),
-            uri: target,
-        },
-        headers: vec![
-            (
-                "Via".into(),
-                format!(
-                    "SIP/2.0/{} {};branch=z9hG4bK{};rport",
-                    transport.name(),
-                    endpoint.local,
-                    token()
-                ),
-            ),
-            ("Max-Forwards".into(), "70".into()),
-            ("From".into(), from),
-            ("To".into(), invite.header("From").unwrap_or("").to_string()),
-            ("Call-ID".into(), invite.call_id().to_string()),
-            ("CSeq".into(), format!("{cseq} BYE")),
-        ],
-        body: Vec::new(),
-    };
+    let bye = super::message::request(
+        "BYE",
+        &target,
+        transport.name(),
+        endpoint.local,
+        &token(),
+        &from,
+        invite.header("From").unwrap_or(""),
+        invite.call_id(),
+        *cseq,
+    );
     endpoint.send(&bye, transport).await;
 }
 
 /// Waits briefly for the answer to our BYE (retransmissions are not needed on
 /// loopback-grade links; the dialog is released either way).
-async fn wait_bye_answer(rx: &mut mpsc::Receiver<Incoming>) {
+pub(super) async fn wait_bye_answer(rx: &mut mpsc::Receiver<Incoming>) {
     let deadline = tokio::time::Instant::now() + 4 * T1;
     loop {
         tokio::select! {

@@ -1,0 +1,268 @@
+//! Human agents on SIP phones (UAC): an agent with `sip_uri` is "signed in" by
+//! this task instead of a console. An offer rings the phone with an INVITE;
+//! 180/183 keep it ringing, 200 accepts (the whisper then plays on this leg
+//! only, as on a console), 486/603/other finals decline (next agent), and a
+//! withdrawn offer or the ring timeout CANCELs.
+
+use super::endpoint::{Incoming, SipEndpoint, Transport};
+use super::message::{SipMessage, host_port_of, request, uri_of};
+use super::rtp_leg::{self, RtpControl};
+use super::sdp;
+use super::uas::{token, wait_bye_answer};
+use crate::legs::{HangupCause, LegEvent};
+use crate::media::jitter::JitterConfig;
+use crate::routing::{HumanCommand, HumanLink};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Longest ring before warmline gives up on its own (routing's ring timeout is usually shorter).
+const MAX_RING: Duration = Duration::from_secs(60);
+
+/// Starts a phone task for every configured agent with a `sip_uri`.
+pub fn spawn_all(endpoint: &Arc<SipEndpoint>) {
+    for seed in &endpoint.shared.config.routing.agents {
+        if seed.sip_uri.is_empty() {
+            continue;
+        }
+        let (ep, id, uri) = (Arc::clone(endpoint), seed.id.clone(), seed.sip_uri.clone());
+        tokio::spawn(async move { serve(ep, id, uri).await });
+    }
+}
+
+async fn serve(endpoint: Arc<SipEndpoint>, agent_id: String, uri: String) {
+    let (tx, mut rx) = mpsc::channel::<HumanCommand>(16);
+    if let Err(e) = endpoint.shared.routing.console_connected(&agent_id, tx) {
+        tracing::error!(agent = %agent_id, error = %e, "SIP phone cannot sign in");
+        return;
+    }
+    tracing::info!(agent = %agent_id, %uri, "agent reachable on a SIP phone");
+    while let Some(cmd) = rx.recv().await {
+        if let HumanCommand::Offer { call_id, .. } = cmd {
+            ring(&endpoint, &agent_id, &uri, &call_id, &mut rx).await;
+        }
+    }
+}
+
+/// One offer: ring, then (if answered) carry the call until either side hangs up.
+async fn ring(
+    endpoint: &Arc<SipEndpoint>,
+    agent_id: &str,
+    uri: &str,
+    call: &str,
+    offers: &mut mpsc::Receiver<HumanCommand>,
+) {
+    let routing = &endpoint.shared.routing;
+    let decline = |why: &str| {
+        tracing::info!(agent = %agent_id, call = %call, why, "SIP phone did not take the call");
+        let _ = routing.decline(agent_id, call);
+    };
+    let Some(target) = host_port_of(uri) else {
+        decline("the agent's sip_uri does not resolve");
+        return;
+    };
+    let Some(sockets) = endpoint.ports.bind().await else {
+        decline("no free RTP ports");
+        return;
+    };
+    let transport = Transport::Udp(target);
+    let sip_call_id = format!("{}@warmline", token());
+    let (tx, mut rx) = mpsc::channel::<Incoming>(32);
+    endpoint.register(&sip_call_id, tx);
+    let from = format!("<sip:warmline@{}>;tag={}", endpoint.local, token());
+    let branch = token();
+    let invite = request(
+        "INVITE",
+        uri,
+        "UDP",
+        endpoint.local,
+        &branch,
+        &from,
+        &format!("<{uri}>"),
+        &sip_call_id,
+        1,
+    )
+    .with("Contact", format!("<sip:warmline@{}>", endpoint.local))
+    .with("Subject", format!("warmline call {call}"))
+    .with_body(
+        "application/sdp",
+        sdp::describe(sockets.local, u64::from(sockets.local.port()), None),
+    );
+    endpoint.send(&invite, &transport).await;
+    let ack_for = |resp: &SipMessage, branch: &str| {
+        request(
+            "ACK",
+            uri,
+            "UDP",
+            endpoint.local,
+            branch,
+            &from,
+            resp.header("To").unwrap_or(""),
+            &sip_call_id,
+            1,
+        )
+    };
+    let cancel = request(
+        "CANCEL",
+        uri,
+        "UDP",
+        endpoint.local,
+        &branch,
+        &from,
+        &format!("<{uri}>"),
+        &sip_call_id,
+        1,
+    );
+    let mut retransmit = Duration::from_millis(500);
+    let mut next = tokio::time::Instant::now() + retransmit;
+    let mut provisional = false;
+    let deadline = tokio::time::Instant::now() + MAX_RING;
+    let answer = loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(next), if !provisional => {
+                endpoint.send(&invite, &transport).await;
+                retransmit = (retransmit * 2).min(Duration::from_secs(4));
+                next += retransmit;
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                endpoint.send(&cancel, &transport).await;
+                decline("no answer");
+                break None;
+            }
+            cmd = offers.recv() => match cmd {
+                Some(HumanCommand::OfferWithdrawn { call_id, reason }) if call_id == call => {
+                    tracing::info!(agent = %agent_id, %reason, "offer withdrawn: cancelling the ring");
+                    endpoint.send(&cancel, &transport).await;
+                    break None;
+                }
+                Some(_) => {}
+                None => break None,
+            },
+            incoming = rx.recv() => {
+                let Some(Incoming { msg, .. }) = incoming else { break None };
+                match (msg.method(), msg.code()) {
+                    ("INVITE", Some(100..=199)) => provisional = true,
+                    ("INVITE", Some(200..=299)) => {
+                        endpoint.send(&ack_for(&msg, &token()), &transport).await;
+                        break Some(msg);
+                    }
+                    ("INVITE", Some(code)) => {
+                        endpoint.send(&ack_for(&msg, &branch), &transport).await;
+                        decline(&format!("{code} {}", match &msg.start { super::message::StartLine::Response { reason, .. } => reason.as_str(), _ => "" }));
+                        break None;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    };
+    let Some(ok) = answer else {
+        // Absorb the 487 to a CANCEL and ACK it, briefly.
+        let until = tokio::time::Instant::now() + Duration::from_secs(2);
+        while let Ok(Some(Incoming { msg, .. })) = tokio::time::timeout_at(until, rx.recv()).await {
+            if msg.method() == "INVITE" && msg.code().is_some_and(|c| c >= 300) {
+                endpoint.send(&ack_for(&msg, &branch), &transport).await;
+                break;
+            }
+        }
+        endpoint.unregister(&sip_call_id);
+        return;
+    };
+    let negotiated = match sdp::negotiate(&ok.body) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(agent = %agent_id, error = %e, "agent phone answered with unusable SDP");
+            let bye = request(
+                "BYE",
+                uri_of(ok.header("Contact").unwrap_or(uri)),
+                "UDP",
+                endpoint.local,
+                &token(),
+                &from,
+                ok.header("To").unwrap_or(""),
+                &sip_call_id,
+                2,
+            );
+            endpoint.send(&bye, &transport).await;
+            decline("unusable SDP answer");
+            endpoint.unregister(&sip_call_id);
+            return;
+        }
+    };
+    let (cmd_tx, cmd_rx) = mpsc::channel(crate::legs::agent::COMMAND_QUEUE);
+    let (ev_tx, ev_rx) = mpsc::channel(crate::legs::agent::EVENT_QUEUE);
+    let remote_target = uri_of(ok.header("Contact").unwrap_or(uri)).to_string();
+    let bye = request(
+        "BYE",
+        &remote_target,
+        "UDP",
+        endpoint.local,
+        &token(),
+        &from,
+        ok.header("To").unwrap_or(""),
+        &sip_call_id,
+        2,
+    );
+    if let Err(e) = routing.accept(
+        agent_id,
+        call,
+        HumanLink {
+            commands: cmd_tx,
+            events: ev_rx,
+        },
+    ) {
+        tracing::warn!(agent = %agent_id, error = %e, "answered too late; hanging up the phone");
+        endpoint.send(&bye, &transport).await;
+        endpoint.unregister(&sip_call_id);
+        return;
+    }
+    tracing::info!(agent = %agent_id, call = %call, codec = ?negotiated.codec, "agent answered on the SIP phone");
+    let (ctl_tx, ctl_rx) = mpsc::channel(4);
+    let (hung_tx, mut hung_rx) = oneshot::channel();
+    let config = &endpoint.shared.config.sip;
+    let jitter = JitterConfig {
+        min_hold: Duration::from_millis(config.jitter_min_ms),
+        max_hold: Duration::from_millis(config.jitter_max_ms),
+        ..JitterConfig::default()
+    };
+    let media = tokio::spawn(rtp_leg::run(
+        sockets,
+        negotiated,
+        jitter,
+        ev_tx.clone(),
+        cmd_rx,
+        ctl_rx,
+        hung_tx,
+    ));
+    loop {
+        tokio::select! {
+            _ = &mut hung_rx => {
+                endpoint.send(&bye, &transport).await;
+                wait_bye_answer(&mut rx).await;
+                break;
+            }
+            incoming = rx.recv() => {
+                let Some(Incoming { msg, transport: t }) = incoming else { break };
+                match (msg.method(), msg.code()) {
+                    ("BYE", None) => {
+                        endpoint.send(&msg.response(200, "OK", None), &t).await;
+                        let _ = ev_tx.send(LegEvent::Hangup(HangupCause::Normal)).await;
+                        let _ = ctl_tx.send(RtpControl::Stop).await;
+                        break;
+                    }
+                    ("INVITE", Some(200..=299)) => {
+                        // Our ACK was lost: answer the retransmitted 200 again.
+                        endpoint.send(&ack_for(&msg, &token()), &t).await;
+                    }
+                    (_, None) if msg.method() != "ACK" => {
+                        endpoint.send(&msg.response(200, "OK", None), &t).await;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    drop(ctl_tx);
+    let _ = media.await;
+    endpoint.unregister(&sip_call_id);
+}

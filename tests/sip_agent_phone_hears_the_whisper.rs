@@ -1,0 +1,145 @@
+//! A human agent on a real SIP phone (baresip, auto-answer): warmline rings it
+//! with an INVITE when a Media Streams caller is escalated, the phone hears the
+//! whole whisper and then the caller — and the caller never hears the whisper.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use support::*;
+use warmline::call::timeline::EndReason;
+use warmline::media::analysis::best_lag_correlation;
+use warmline::media::g711;
+use warmline::media::wav::{WavSink, read_mono_file};
+use warmline::sim::agent::ScriptedAgent;
+use warmline::sim::caller::{self, CallerOptions};
+
+fn pcm(ulaw: &[u8]) -> Vec<i16> {
+    let mut out = Vec::new();
+    g711::decode_ulaw(ulaw, &mut out);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_on_a_sip_phone_is_rung_hears_the_whisper_then_the_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    // The phone: auto-answers, its microphone is silence, it records what it hears.
+    let quiet = d.join("quiet.wav");
+    let mut sink = WavSink::create(&quiet, 8000).unwrap();
+    sink.write(&vec![0i16; 8000 * 90]).unwrap();
+    sink.finalize().unwrap();
+    let recordings = d.join("phone");
+    std::fs::create_dir_all(&recordings).unwrap();
+    std::fs::write(
+        d.join("config"),
+        format!(
+            "sip_listen 127.0.0.1:15092\nnet_interface 127.0.0.1\naudio_player aufile,{rec}/ignored.wav\n\
+audio_source aufile,{mic}\nmodule_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\n\
+module sndfile.so\nmodule_tmp uuid.so\nmodule_tmp account.so\nmodule_app menu.so\nsnd_path {rec}\n",
+            rec = recordings.display(),
+            mic = quiet.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("accounts"),
+        "<sip:ann@127.0.0.1:15092>;regint=0;answermode=auto;audio_codecs=pcmu\n",
+    )
+    .unwrap();
+    let mut phone = Command::new("baresip")
+        .args(["-f", &d.to_string_lossy()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("baresip is installed (apt-get install baresip-core)");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    let ai = ScriptedAgent::start(ai_script_requesting_person())
+        .await
+        .unwrap();
+    let rec_dir = d.join("calls");
+    let gw = gateway(&ai.url(), |c| {
+        c.sip.listen = "127.0.0.1:0".into();
+        c.sip.rtp_port_min = 21_500;
+        c.sip.rtp_port_max = 21_599;
+        c.recording.enabled = true;
+        c.recording.dir = rec_dir.clone();
+        let mut ann = agent_seed("ann");
+        ann.sip_uri = "sip:ann@127.0.0.1:15092".into();
+        c.routing.agents.push(ann);
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sent = caller_requesting_person(25);
+    let report = caller::run(CallerOptions::new(gw.media_url(), sent.clone(), 777))
+        .await
+        .unwrap();
+    let done = gw
+        .shared
+        .registry
+        .wait_finished(1, Duration::from_secs(15))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = phone.kill();
+    let _ = phone.wait();
+    let t = &done[0];
+    let steps: Vec<String> = handoff_steps(t).into_iter().map(|(s, _)| s).collect();
+    for step in ["ringing", "answered", "whisper_started", "merged"] {
+        assert!(steps.iter().any(|s| s == step), "missing {step}: {steps:?}");
+    }
+    assert_eq!(t.end_reason(), Some(&EndReason::CallerHangup), "{steps:?}");
+
+    // The whisper exactly as sent toward the agent: the start of agent_heard.wav
+    // (whisper.wav is the last render, which may differ slightly).
+    let sent_to_agent =
+        read_mono_file(&rec_dir.join(&t.call_id).join("agent_heard.wav"), 8000).unwrap();
+    let start = sent_to_agent
+        .iter()
+        .position(|&x| x.unsigned_abs() > 500)
+        .unwrap_or(0);
+    let whisper = sent_to_agent[start..start + 8000 * 6].to_vec();
+    let heard_path = std::fs::read_dir(&recordings)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+        .expect("the phone recorded what it heard");
+    let phone_heard = read_mono_file(&heard_path, 8000).unwrap();
+    let (_, whisper_at_phone) = best_lag_correlation(&whisper[..8000 * 4], &phone_heard, 8);
+    let tail = &sent[sent.len() - 8000 * 6..sent.len() - 8000 * 5];
+    let (_, caller_at_phone) = best_lag_correlation(&pcm(tail), &phone_heard, 8);
+    let (_, whisper_at_caller) = best_lag_correlation(&whisper[..8000 * 4], &pcm(&report.heard), 8);
+    println!(
+        "ncc: whisper at the phone {whisper_at_phone:.3}, caller at the phone {caller_at_phone:.3}, whisper at the caller {whisper_at_caller:.3}"
+    );
+    assert!(
+        whisper_at_phone > 0.9,
+        "the phone heard the whisper ({whisper_at_phone:.3})"
+    );
+    assert!(
+        caller_at_phone > 0.9,
+        "then the caller ({caller_at_phone:.3})"
+    );
+    // Not one whisper frame in what the caller received (μ-law decode → encode
+    // is exact, so the bytes sent toward the agent are recovered), and nothing
+    // like it beyond the likeness of one synthetic voice to itself.
+    let mut whisper_ulaw = Vec::new();
+    g711::encode_ulaw(&sent_to_agent[start..start + 8000 * 10], &mut whisper_ulaw);
+    let frames: std::collections::HashSet<&[u8]> = whisper_ulaw
+        .chunks_exact(160)
+        .filter(|f| f.iter().any(|&b| b != g711::ULAW_SILENCE))
+        .collect();
+    assert!(frames.len() > 300);
+    let leaked = report
+        .received_audio
+        .chunks_exact(160)
+        .filter(|f| frames.contains(f))
+        .count();
+    assert_eq!(leaked, 0, "{leaked} whisper frames reached the caller");
+    assert!(
+        whisper_at_caller < 0.3,
+        "the caller's audio resembles the whisper ({whisper_at_caller:.3})"
+    );
+    gw.shutdown().await;
+}
