@@ -88,6 +88,17 @@ pub struct SipConfig {
     pub max_calls: usize,
 }
 
+impl SipConfig {
+    /// The RTP receive buffer's bounds.
+    pub fn jitter(&self) -> crate::media::jitter::JitterConfig {
+        crate::media::jitter::JitterConfig {
+            min_hold: Duration::from_millis(self.jitter_min_ms),
+            max_hold: Duration::from_millis(self.jitter_max_ms),
+            ..Default::default()
+        }
+    }
+}
+
 /// `[agent]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

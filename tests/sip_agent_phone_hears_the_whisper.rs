@@ -4,56 +4,21 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::*;
 use warmline::call::timeline::EndReason;
 use warmline::media::analysis::best_lag_correlation;
 use warmline::media::g711;
-use warmline::media::wav::{WavSink, read_mono_file};
+use warmline::media::wav::read_mono_file;
 use warmline::sim::agent::ScriptedAgent;
 use warmline::sim::caller::{self, CallerOptions};
-
-fn pcm(ulaw: &[u8]) -> Vec<i16> {
-    let mut out = Vec::new();
-    g711::decode_ulaw(ulaw, &mut out);
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_on_a_sip_phone_is_rung_hears_the_whisper_then_the_caller() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_path_buf();
     // The phone: auto-answers, its microphone is silence, it records what it hears.
-    let quiet = d.join("quiet.wav");
-    let mut sink = WavSink::create(&quiet, 8000).unwrap();
-    sink.write(&vec![0i16; 8000 * 90]).unwrap();
-    sink.finalize().unwrap();
-    let recordings = d.join("phone");
-    std::fs::create_dir_all(&recordings).unwrap();
-    std::fs::write(
-        d.join("config"),
-        format!(
-            "sip_listen 127.0.0.1:15092\nnet_interface 127.0.0.1\naudio_player aufile,{rec}/ignored.wav\n\
-audio_source aufile,{mic}\nmodule_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\n\
-module sndfile.so\nmodule_tmp uuid.so\nmodule_tmp account.so\nmodule_app menu.so\nsnd_path {rec}\n",
-            rec = recordings.display(),
-            mic = quiet.display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        d.join("accounts"),
-        "<sip:ann@127.0.0.1:15092>;regint=0;answermode=auto;audio_codecs=pcmu\n",
-    )
-    .unwrap();
-    let mut phone = Command::new("baresip")
-        .args(["-f", &d.to_string_lossy()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("baresip is installed (apt-get install baresip-core)");
+    let mut phone = baresip_phone(&d, "ann", 15_092, &vec![0i16; 8000 * 90], None);
     tokio::time::sleep(Duration::from_millis(800)).await;
 
     let ai = ScriptedAgent::start(ai_script_requesting_person())
@@ -100,12 +65,7 @@ module sndfile.so\nmodule_tmp uuid.so\nmodule_tmp account.so\nmodule_app menu.so
         .position(|&x| x.unsigned_abs() > 500)
         .unwrap_or(0);
     let whisper = sent_to_agent[start..start + 8000 * 6].to_vec();
-    let heard_path = std::fs::read_dir(&recordings)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
-        .expect("the phone recorded what it heard");
-    let phone_heard = read_mono_file(&heard_path, 8000).unwrap();
+    let phone_heard = baresip_heard(&d);
     let (_, whisper_at_phone) = best_lag_correlation(&whisper[..8000 * 4], &phone_heard, 8);
     let tail = &sent[sent.len() - 8000 * 6..sent.len() - 8000 * 5];
     let (_, caller_at_phone) = best_lag_correlation(&pcm(tail), &phone_heard, 8);

@@ -5,21 +5,12 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::*;
 use warmline::call::timeline::EndReason;
 use warmline::media::analysis::best_lag_correlation;
-use warmline::media::g711;
-use warmline::media::wav::{WavSink, read_mono_file};
 use warmline::sim::agent::ScriptedAgent;
 use warmline::sim::human;
-
-fn pcm(ulaw: &[u8]) -> Vec<i16> {
-    let mut out = Vec::new();
-    g711::decode_ulaw(ulaw, &mut out);
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sip_phone_caller_never_hears_the_whisper_but_hears_the_agent() {
@@ -42,45 +33,17 @@ async fn a_sip_phone_caller_never_hears_the_whisper_but_hears_the_agent() {
     let ann = tokio::spawn(human::run(ann));
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    // The phone: its microphone is a WAV (the request for a person, then quiet).
+    // The phone: its microphone says it wants a person, then stays quiet.
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
     let mut mic = pcm(&caller_requesting_person(0));
     mic.extend(vec![0i16; 8000 * 40]);
-    let mic_path = d.join("mic.wav");
-    let mut sink = WavSink::create(&mic_path, 8000).unwrap();
-    sink.write(&mic).unwrap();
-    sink.finalize().unwrap();
-    let recordings = d.join("recordings");
-    std::fs::create_dir_all(&recordings).unwrap();
-    std::fs::write(
-        d.join("config"),
-        format!(
-            "sip_listen 127.0.0.1:15090\nnet_interface 127.0.0.1\naudio_player aufile,{rec}/ignored.wav\n\
-audio_source aufile,{mic}\nmodule_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\n\
-module sndfile.so\nmodule_tmp uuid.so\nmodule_tmp account.so\nmodule_app menu.so\nsnd_path {rec}\n",
-            rec = recordings.display(),
-            mic = mic_path.display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        d.join("accounts"),
-        "<sip:caller@127.0.0.1:15090>;regint=0;answermode=auto;audio_codecs=pcmu\n",
-    )
-    .unwrap();
-    let mut phone = Command::new("baresip")
-        .args([
-            "-f",
-            &d.to_string_lossy(),
-            "-e",
-            &format!("/dial sip:ai@{sip}"),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("baresip is installed (apt-get install baresip-core)");
+    let mut phone = baresip_phone(
+        dir.path(),
+        "caller",
+        15_090,
+        &mic,
+        Some(&format!("sip:ai@{sip}")),
+    );
 
     let done = gw
         .shared
@@ -101,12 +64,7 @@ module sndfile.so\nmodule_tmp uuid.so\nmodule_tmp account.so\nmodule_app menu.so
     assert!(ann.whisper.len() > 8000 * 10, "the agent heard the whisper");
 
     // What the phone heard, as it recorded it.
-    let heard_path = std::fs::read_dir(&recordings)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
-        .expect("baresip recorded what it heard");
-    let heard = read_mono_file(&heard_path, 8000).unwrap();
+    let heard = baresip_heard(dir.path());
     let whisper = pcm(&ann.whisper);
     let (_, whisper_score) = best_lag_correlation(&whisper[..8000 * 4], &heard, 8);
     let (_, agent_score) = best_lag_correlation(&pcm(&agent_voice)[..8000], &heard, 8);

@@ -345,3 +345,65 @@ pub async fn http(
     .await
     .expect("request task")
 }
+
+/// μ-law bytes as PCM.
+pub fn pcm(ulaw: &[u8]) -> Vec<i16> {
+    let mut out = Vec::new();
+    warmline::media::g711::decode_ulaw(ulaw, &mut out);
+    out
+}
+
+/// A real SIP phone: baresip with PCMU, auto-answer, `mic` (8 kHz PCM) as its
+/// microphone, and a recording of what it hears in `dir/recordings`.
+/// `dial`: a SIP URI to call at once (else it waits for calls).
+pub fn baresip_phone(
+    dir: &std::path::Path,
+    user: &str,
+    sip_port: u16,
+    mic: &[i16],
+    dial: Option<&str>,
+) -> std::process::Child {
+    use warmline::media::wav::WavSink;
+    let mic_path = dir.join("mic.wav");
+    let mut sink = WavSink::create(&mic_path, 8000).expect("mic wav");
+    sink.write(mic).expect("mic wav");
+    sink.finalize().expect("mic wav");
+    let recordings = dir.join("recordings");
+    std::fs::create_dir_all(&recordings).expect("recordings dir");
+    std::fs::write(
+        dir.join("config"),
+        format!(
+            "sip_listen 127.0.0.1:{sip_port}\nnet_interface 127.0.0.1\naudio_player aufile,{rec}/ignored.wav\n\
+audio_source aufile,{mic}\nmodule_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\n\
+module sndfile.so\nmodule_tmp uuid.so\nmodule_tmp account.so\nmodule_app menu.so\nsnd_path {rec}\n",
+            rec = recordings.display(),
+            mic = mic_path.display()
+        ),
+    )
+    .expect("baresip config");
+    std::fs::write(
+        dir.join("accounts"),
+        format!("<sip:{user}@127.0.0.1:{sip_port}>;regint=0;answermode=auto;audio_codecs=pcmu\n"),
+    )
+    .expect("baresip accounts");
+    let mut cmd = std::process::Command::new("baresip");
+    cmd.args(["-f", &dir.to_string_lossy()]);
+    if let Some(uri) = dial {
+        cmd.args(["-e", &format!("/dial {uri}")]);
+    }
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("baresip is installed (apt-get install baresip-core)")
+}
+
+/// What a [`baresip_phone`] heard (its `-dec.wav` dump), 8 kHz.
+pub fn baresip_heard(dir: &std::path::Path) -> Vec<i16> {
+    let path = std::fs::read_dir(dir.join("recordings"))
+        .expect("recordings dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+        .expect("the phone recorded what it heard");
+    warmline::media::wav::read_mono_file(&path, 8000).expect("readable recording")
+}

@@ -10,7 +10,6 @@ use super::rtp_leg::{self, RtpControl};
 use super::sdp;
 use super::uas::{token, wait_bye_answer};
 use crate::legs::{HangupCause, LegEvent};
-use crate::media::jitter::JitterConfig;
 use crate::routing::{HumanCommand, HumanLink};
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,48 +70,33 @@ async fn ring(
     endpoint.register(&sip_call_id, tx);
     let from = format!("<sip:warmline@{}>;tag={}", endpoint.local, token());
     let branch = token();
-    let invite = request(
-        "INVITE",
-        uri,
-        "UDP",
-        endpoint.local,
-        &branch,
-        &from,
-        &format!("<{uri}>"),
-        &sip_call_id,
-        1,
-    )
-    .with("Contact", format!("<sip:warmline@{}>", endpoint.local))
-    .with("Subject", format!("warmline call {call}"))
-    .with_body(
-        "application/sdp",
-        sdp::describe(sockets.local, u64::from(sockets.local.port()), None),
-    );
-    endpoint.send(&invite, &transport).await;
-    let ack_for = |resp: &SipMessage, branch: &str| {
+    // Every request of this dialog: same URI, From (our tag) and Call-ID.
+    let req = |method: &str, target: &str, branch: &str, to: &str, cseq: u32| {
         request(
-            "ACK",
-            uri,
+            method,
+            target,
             "UDP",
             endpoint.local,
             branch,
             &from,
-            resp.header("To").unwrap_or(""),
+            to,
             &sip_call_id,
-            1,
+            cseq,
         )
     };
-    let cancel = request(
-        "CANCEL",
-        uri,
-        "UDP",
-        endpoint.local,
-        &branch,
-        &from,
-        &format!("<{uri}>"),
-        &sip_call_id,
-        1,
-    );
+    let their_uri = format!("<{uri}>");
+    let invite = req("INVITE", uri, &branch, &their_uri, 1)
+        .with("Contact", format!("<sip:warmline@{}>", endpoint.local))
+        .with("Subject", format!("warmline call {call}"))
+        .with_body(
+            "application/sdp",
+            sdp::describe(sockets.local, u64::from(sockets.local.port()), None),
+        );
+    endpoint.send(&invite, &transport).await;
+    let ack_for = |resp: &SipMessage, branch: &str| {
+        req("ACK", uri, branch, resp.header("To").unwrap_or(""), 1)
+    };
+    let cancel = req("CANCEL", uri, &branch, &their_uri, 1);
     let mut retransmit = Duration::from_millis(500);
     let mut next = tokio::time::Instant::now() + retransmit;
     let mut provisional = false;
@@ -172,15 +156,11 @@ async fn ring(
         Ok(n) => n,
         Err(e) => {
             tracing::warn!(agent = %agent_id, error = %e, "agent phone answered with unusable SDP");
-            let bye = request(
+            let bye = req(
                 "BYE",
                 uri_of(ok.header("Contact").unwrap_or(uri)),
-                "UDP",
-                endpoint.local,
                 &token(),
-                &from,
                 ok.header("To").unwrap_or(""),
-                &sip_call_id,
                 2,
             );
             endpoint.send(&bye, &transport).await;
@@ -192,15 +172,11 @@ async fn ring(
     let (cmd_tx, cmd_rx) = mpsc::channel(crate::legs::agent::COMMAND_QUEUE);
     let (ev_tx, ev_rx) = mpsc::channel(crate::legs::agent::EVENT_QUEUE);
     let remote_target = uri_of(ok.header("Contact").unwrap_or(uri)).to_string();
-    let bye = request(
+    let bye = req(
         "BYE",
         &remote_target,
-        "UDP",
-        endpoint.local,
         &token(),
-        &from,
         ok.header("To").unwrap_or(""),
-        &sip_call_id,
         2,
     );
     if let Err(e) = routing.accept(
@@ -219,12 +195,7 @@ async fn ring(
     tracing::info!(agent = %agent_id, call = %call, codec = ?negotiated.codec, "agent answered on the SIP phone");
     let (ctl_tx, ctl_rx) = mpsc::channel(4);
     let (hung_tx, mut hung_rx) = oneshot::channel();
-    let config = &endpoint.shared.config.sip;
-    let jitter = JitterConfig {
-        min_hold: Duration::from_millis(config.jitter_min_ms),
-        max_hold: Duration::from_millis(config.jitter_max_ms),
-        ..JitterConfig::default()
-    };
+    let jitter = endpoint.shared.config.sip.jitter();
     let media = tokio::spawn(rtp_leg::run(
         sockets,
         negotiated,

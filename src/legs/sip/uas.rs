@@ -11,7 +11,6 @@ use super::sdp::{self, SdpError};
 use crate::call::session::{self, CallSetup};
 use crate::legs::media_streams::StartMeta;
 use crate::legs::{HangupCause, LegEvent};
-use crate::media::jitter::JitterConfig;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, oneshot};
@@ -170,11 +169,7 @@ async fn run(endpoint: &Arc<SipEndpoint>, invite: Incoming, mut rx: mpsc::Receiv
     let (cmd_tx, cmd_rx) = mpsc::channel(crate::legs::twilio::COMMAND_QUEUE);
     let (ctl_tx, ctl_rx) = mpsc::channel(4);
     let (hung_tx, mut hung_rx) = oneshot::channel();
-    let jitter = JitterConfig {
-        min_hold: Duration::from_millis(shared.config.sip.jitter_min_ms),
-        max_hold: Duration::from_millis(shared.config.sip.jitter_max_ms),
-        ..JitterConfig::default()
-    };
+    let jitter = shared.config.sip.jitter();
     let media = tokio::spawn(rtp_leg::run(
         sockets,
         negotiated.clone(),
