@@ -1,7 +1,8 @@
 //! SIP trunk calls, driven by real SIP tools (sipp from Debian's sip-tester):
 //! an inbound call with PCMU audio and an RFC 4733 digit reaches the AI agent
 //! and ends with the caller's BYE; a CANCEL while ringing ends it cleanly; an
-//! offer with no codec we take gets 488; and malformed SIP gets 400, not a crash.
+//! offer with no codec we take gets 488; malformed SIP gets 400, not a crash; and
+//! a human agent's phone answering 486 moves the call on (here: to a callback).
 
 mod support;
 
@@ -253,6 +254,79 @@ async fn malformed_sip_gets_400_or_a_logged_drop_and_the_endpoint_keeps_serving(
         pong.as_deref()
             .is_some_and(|r| r.starts_with("SIP/2.0 200") && r.contains("Allow: INVITE")),
         "{pong:?}"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_agent_phone_486_moves_the_call_on_to_a_callback() {
+    let dir = tempfile::tempdir().unwrap();
+    let sf = scenario(dir.path(), "uas_busy_agent.xml", &[]);
+    // The agent's phone: sipp as a UAS answering 486.
+    let phone = tokio::task::spawn_blocking(move || {
+        Command::new("sipp")
+            .args(["-sf", &sf.to_string_lossy()])
+            .args([
+                "-i",
+                "127.0.0.1",
+                "-mi",
+                "127.0.0.1",
+                "-p",
+                "15077",
+                "-mp",
+                "16300",
+            ])
+            .args(["-m", "1", "-nostdin", "-timeout", "40s", "-timeout_error"])
+            .output()
+            .expect("sipp")
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ai = ScriptedAgent::start(ai_script_requesting_person())
+        .await
+        .unwrap();
+    let gw = gateway(&ai.url(), |c| {
+        sip_gateway_config(c, 21_600);
+        let mut bob = agent_seed("bob");
+        bob.sip_uri = "sip:bob@127.0.0.1:15077".into();
+        c.routing.agents.push(bob);
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let options = warmline::sim::caller::CallerOptions::new(
+        gw.media_url(),
+        caller_requesting_person(20),
+        4860,
+    );
+    warmline::sim::caller::run(options).await.unwrap();
+    let done = gw
+        .shared
+        .registry
+        .wait_finished(1, Duration::from_secs(10))
+        .await;
+    let t = &done[0];
+    let out = phone.await.unwrap();
+    assert!(
+        out.status.success(),
+        "sipp: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let steps: Vec<String> = handoff_steps(t).into_iter().map(|(s, _)| s).collect();
+    assert!(steps.iter().any(|s| s == "ringing"), "{steps:?}");
+    assert!(
+        matches!(t.end_reason(), Some(EndReason::CallbackScheduled(r)) if r == "no agent answered"),
+        "{:?} {steps:?}",
+        t.end_reason()
+    );
+    assert_eq!(gw.shared.store.flush().await.unwrap(), 0);
+    assert_eq!(
+        gw.shared.store.callbacks().await.unwrap().len(),
+        1,
+        "the callback is saved"
+    );
+    assert_eq!(
+        gw.sip.as_ref().unwrap().dialogs(),
+        0,
+        "the phone's dialog is released"
     );
     gw.shutdown().await;
 }
