@@ -142,49 +142,62 @@ async fn a_pcmu_trunk_call_reaches_the_ai_agent_with_its_audio_and_digits() {
     gw.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancel_while_ringing_ends_the_attempt_and_frees_the_dialog() {
+/// Runs a sipp UAC `scenario` whose INVITE never becomes a call; checks sipp
+/// saw the responses it expects, the dialog is released and no call started.
+async fn attempt_without_a_call(
+    name: &str,
+    ports: u16,
+    ring_ms: u64,
+    sipp_port: u16,
+    media_port: u16,
+    why: &str,
+) {
     let ai = ScriptedAgent::start(warmline::demo::demo_script().unwrap())
         .await
         .unwrap();
     let gw = gateway(&ai.url(), |c| {
-        sip_gateway_config(c, 21_100);
-        c.sip.ring_ms = 3000;
+        sip_gateway_config(c, ports);
+        c.sip.ring_ms = ring_ms;
     })
     .await;
     let sip = gw.sip.as_ref().unwrap().local;
     let dir = tempfile::tempdir().unwrap();
-    let sf = scenario(dir.path(), "uac_cancel.xml", &[]);
-    let (code, out) = tokio::task::spawn_blocking(move || sipp(&sf, sip, 15_073, 16_100, &[]))
-        .await
-        .unwrap();
+    let sf = scenario(dir.path(), name, &[]);
+    let (code, out) =
+        tokio::task::spawn_blocking(move || sipp(&sf, sip, sipp_port, media_port, &[]))
+            .await
+            .unwrap();
     assert_eq!(code, 0, "sipp failed:\n{out}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(gw.sip.as_ref().unwrap().dialogs(), 0, "dialog released");
-    assert!(
-        ai.sessions().is_empty(),
-        "no call was started for a cancelled INVITE"
-    );
+    assert!(ai.sessions().is_empty(), "no call was started {why}");
     gw.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_while_ringing_ends_the_attempt_and_frees_the_dialog() {
+    attempt_without_a_call(
+        "uac_cancel.xml",
+        21_100,
+        3000,
+        15_073,
+        16_100,
+        "for a cancelled INVITE",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offer_without_a_codec_we_take_gets_488() {
-    let ai = ScriptedAgent::start(warmline::demo::demo_script().unwrap())
-        .await
-        .unwrap();
-    let gw = gateway(&ai.url(), |c| sip_gateway_config(c, 21_200)).await;
-    let sip = gw.sip.as_ref().unwrap().local;
-    let dir = tempfile::tempdir().unwrap();
-    let sf = scenario(dir.path(), "uac_unsupported_codec.xml", &[]);
-    let (code, out) = tokio::task::spawn_blocking(move || sipp(&sf, sip, 15_075, 16_200, &[]))
-        .await
-        .unwrap();
-    assert_eq!(code, 0, "sipp failed:\n{out}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(gw.sip.as_ref().unwrap().dialogs(), 0);
-    assert!(ai.sessions().is_empty());
-    gw.shutdown().await;
+    attempt_without_a_call(
+        "uac_unsupported_codec.xml",
+        21_200,
+        0,
+        15_075,
+        16_200,
+        "for an offer refused with 488",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -194,13 +194,7 @@ impl SipMessage {
     pub fn validate(&self) -> Result<(), SipError> {
         for required in ["Via", "From", "To", "Call-ID", "CSeq"] {
             if self.header(required).is_none() {
-                return Err(SipError::MissingHeader(match required {
-                    "Via" => "Via",
-                    "From" => "From",
-                    "To" => "To",
-                    "Call-ID" => "Call-ID",
-                    _ => "CSeq",
-                }));
+                return Err(SipError::MissingHeader(required));
             }
         }
         self.cseq().map(drop)

@@ -116,7 +116,8 @@ pub async fn run(
             return RtpLegStats::default();
         }
     };
-    let seed = seed_from(&sockets.local);
+    // RFC 3550 asks for random initial SSRC, sequence number and timestamp.
+    let seed = super::random_u64();
     let mut sender = RtpSender::new(seed as u32, (seed >> 32) as u16, (seed >> 16) as u32);
     let mut buffer = JitterBuffer::new(jitter);
     let mut stats = ReceiverStats::default();
@@ -321,19 +322,4 @@ fn ntp_now() -> u64 {
     let secs = since.as_secs() + 2_208_988_800;
     let frac = (u64::from(since.subsec_nanos()) << 32) / 1_000_000_000;
     (secs << 32) | frac
-}
-
-/// Per-leg pseudo-random SSRC, sequence and timestamp starts (RFC 3550 asks
-/// for random initial values; these need not be cryptographic).
-fn seed_from(local: &SocketAddr) -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u16(local.port());
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    h.finish()
 }

@@ -37,15 +37,7 @@ pub fn spawn(endpoint: &Arc<SipEndpoint>, invite: Incoming) {
 
 /// A random-enough hex token (tags, branches).
 pub fn token() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    format!("{:016x}", h.finish())
+    format!("{:016x}", super::random_u64())
 }
 
 async fn run(endpoint: &Arc<SipEndpoint>, invite: Incoming, mut rx: mpsc::Receiver<Incoming>) {
@@ -70,10 +62,9 @@ async fn run(endpoint: &Arc<SipEndpoint>, invite: Incoming, mut rx: mpsc::Receiv
                 SdpError::NoCommonCodec(_) => (488, "Not Acceptable Here"),
                 SdpError::Malformed(_) => (400, "Bad Request"),
             };
-            let reply = msg.response(code, reason, Some(&to_tag)).with(
-                "Warning",
-                format!("399 warmline \"{}\"", e.to_string().replace('"', "'")),
-            );
+            let reply = msg
+                .response(code, reason, Some(&to_tag))
+                .with("Warning", warning(&e));
             final_response(endpoint, &msg, reply, &transport, &mut rx).await;
             return;
         }
@@ -249,7 +240,7 @@ async fn run(endpoint: &Arc<SipEndpoint>, invite: Incoming, mut rx: mpsc::Receiv
                             }
                             Err(e) => m
                                 .response(488, "Not Acceptable Here", None)
-                                .with("Warning", format!("399 warmline \"{}\"", e.to_string().replace('"', "'"))),
+                                .with("Warning", warning(&e)),
                         };
                         endpoint.send(&reply, &t).await;
                         last_reinvite = Some((cseq, reply));
@@ -278,6 +269,11 @@ async fn run(endpoint: &Arc<SipEndpoint>, invite: Incoming, mut rx: mpsc::Receiv
     }
     drop(ctl_tx);
     let _ = media.await;
+}
+
+/// A Warning header value (RFC 3261 §20.43) carrying why an offer was refused.
+fn warning(e: &SdpError) -> String {
+    format!("399 warmline \"{}\"", e.to_string().replace('"', "'"))
 }
 
 /// Sends a final (error) response and absorbs INVITE retransmissions until the ACK.
