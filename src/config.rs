@@ -86,9 +86,27 @@ pub struct SipConfig {
     pub ring_ms: u64,
     /// Most SIP calls at once (more get 503).
     pub max_calls: usize,
+    /// Digest realm of the 401 challenge.
+    pub auth_realm: String,
+    /// User name a trunk must authenticate with; empty = INVITEs are not challenged.
+    pub auth_user: String,
+    /// The trunk's password (never logged).
+    pub auth_password: String,
 }
 
 impl SipConfig {
+    /// Trunk credentials when `auth_user` is set; `nonce_key` signs nonces.
+    pub fn digest_auth(&self, nonce_key: [u8; 16]) -> Option<crate::legs::sip::digest::DigestAuth> {
+        (!self.auth_user.is_empty()).then(|| {
+            crate::legs::sip::digest::DigestAuth::new(
+                &self.auth_realm,
+                &self.auth_user,
+                &self.auth_password,
+                nonce_key,
+            )
+        })
+    }
+
     /// The RTP receive buffer's bounds.
     pub fn jitter(&self) -> crate::media::jitter::JitterConfig {
         crate::media::jitter::JitterConfig {
@@ -450,6 +468,12 @@ impl Config {
                 message: "must be positive and at least 2 s below whisper.max_seconds".into(),
             });
         }
+        if !self.sip.auth_user.is_empty() && self.sip.auth_password.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "sip.auth_password",
+                message: "must be set when sip.auth_user is".into(),
+            });
+        }
         if self.media.max_playout_seconds == 0 {
             return Err(ConfigError::Invalid {
                 key: "media.max_playout_seconds",
@@ -470,6 +494,7 @@ impl Config {
             &mut shown.api.token,
             &mut shown.tts.http_api_key,
             &mut shown.webhook.secret,
+            &mut shown.sip.auth_password,
         ] {
             if !secret.is_empty() {
                 *secret = "********".into();

@@ -18,7 +18,7 @@ async fn an_agent_on_a_sip_phone_is_rung_hears_the_whisper_then_the_caller() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_path_buf();
     // The phone: auto-answers, its microphone is silence, it records what it hears.
-    let mut phone = baresip_phone(&d, "ann", 15_092, &vec![0i16; 8000 * 90], None);
+    let mut phone = baresip_phone(&d, "ann", 15_092, &vec![0i16; 8000 * 90], None, &[]);
     tokio::time::sleep(Duration::from_millis(800)).await;
 
     let ai = ScriptedAgent::start(ai_script_requesting_person())

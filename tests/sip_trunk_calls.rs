@@ -64,10 +64,27 @@ fn sipp(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pcmu_trunk_call_reaches_the_ai_agent_with_its_audio_and_digits() {
+    pcmu_call_with_audio_and_digit(&[], 21_000, 15_071, 16_000, "udp").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_call_over_sip_tcp_works_like_one_over_udp() {
+    pcmu_call_with_audio_and_digit(&["-t", "t1"], 21_700, 15_079, 16_400, "tcp").await;
+}
+
+/// One sipp PCMU call (5.5 s of audio, an RFC 4733 digit, BYE) over the
+/// transport `sipp_args` choose; checks what reached the AI agent.
+async fn pcmu_call_with_audio_and_digit(
+    sipp_args: &'static [&'static str],
+    ports: u16,
+    sipp_port: u16,
+    media_port: u16,
+    transport: &str,
+) {
     let ai = ScriptedAgent::start(warmline::demo::demo_script().unwrap())
         .await
         .unwrap();
-    let gw = gateway(&ai.url(), |c| sip_gateway_config(c, 21_000)).await;
+    let gw = gateway(&ai.url(), |c| sip_gateway_config(c, ports)).await;
     let sip = gw.sip.as_ref().expect("SIP is on").local;
     let dir = tempfile::tempdir().unwrap();
     // 1 s quiet, 1 s of distinct noise, 3 s quiet: the agent hears an utterance.
@@ -86,9 +103,10 @@ async fn a_pcmu_trunk_call_reaches_the_ai_agent_with_its_audio_and_digits() {
             ("[field1]", "5500".into()),
         ],
     );
-    let (code, out) = tokio::task::spawn_blocking(move || sipp(&sf, sip, 15_071, 16_000, &[]))
-        .await
-        .unwrap();
+    let (code, out) =
+        tokio::task::spawn_blocking(move || sipp(&sf, sip, sipp_port, media_port, sipp_args))
+            .await
+            .unwrap();
     assert_eq!(code, 0, "sipp failed:\n{out}");
     let done = gw
         .shared
@@ -121,6 +139,13 @@ async fn a_pcmu_trunk_call_reaches_the_ai_agent_with_its_audio_and_digits() {
             .as_deref(),
         Some("+15550100")
     );
+    assert_eq!(
+        session
+            .start
+            .as_ref()
+            .map(|s| s.custom_parameters["transport"].clone()),
+        Some(format!("sip/{transport}"))
+    );
     let (mut sent, mut got) = (Vec::new(), Vec::new());
     g711::decode_ulaw(&speech, &mut sent);
     g711::decode_ulaw(&session.received_audio, &mut got);
@@ -139,6 +164,90 @@ async fn a_pcmu_trunk_call_reaches_the_ai_agent_with_its_audio_and_digits() {
         0,
         "the dialog was released"
     );
+    // The RTP leg's figures are stored with the call.
+    let mut media = Vec::new();
+    for _ in 0..20 {
+        gw.shared.store.flush().await.unwrap();
+        let call = gw
+            .shared
+            .store
+            .call(&t.call_id)
+            .await
+            .unwrap()
+            .expect("stored call");
+        media = call.media;
+        if !media.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let caller = media
+        .iter()
+        .find(|m| m.leg == "caller")
+        .expect("caller leg figures");
+    assert_eq!(caller.codec, "Pcmu");
+    // 5 s of 20 ms frames plus the digit's packets (its repeated end packets
+    // count as duplicates), none lost on loopback.
+    assert!((250..=275).contains(&caller.received), "{caller:?}");
+    assert_eq!(
+        (caller.lost, caller.malformed, caller.foreign),
+        (0, 0, 0),
+        "{caller:?}"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_with_credentials_is_challenged_and_only_the_right_password_gets_in() {
+    let ai = ScriptedAgent::start(warmline::demo::demo_script().unwrap())
+        .await
+        .unwrap();
+    let gw = gateway(&ai.url(), |c| {
+        sip_gateway_config(c, 21_800);
+        c.sip.auth_user = "trunk".into();
+        c.sip.auth_password = "s3cret".into();
+    })
+    .await;
+    let sip = gw.sip.as_ref().unwrap().local;
+    let dir = tempfile::tempdir().unwrap();
+    let sf = scenario(dir.path(), "uac_digest_call.xml", &[]);
+    let attempt = |password: &'static str| {
+        let sf = sf.clone();
+        tokio::task::spawn_blocking(move || {
+            // sipp takes a second 401 for a retransmission of the first and
+            // waits; a short timeout ends a refused attempt.
+            let args = ["-au", "trunk", "-ap", password, "-timeout", "6s"];
+            sipp(&sf, sip, 15_081, 16_500, &args)
+        })
+    };
+    let (code, out) = attempt("s3cret").await.unwrap();
+    assert_eq!(code, 0, "the right password is let in:\n{out}");
+    gw.shared
+        .registry
+        .wait_finished(1, Duration::from_secs(10))
+        .await;
+    assert_eq!(ai.sessions().len(), 1, "one call reached the agent");
+    // A forged nonce: 401 again, with a fresh challenge, and no call.
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let forged = "INVITE sip:ai@x SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKf\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: forged\r\nCSeq: 2 INVITE\r\nAuthorization: Digest username=\"trunk\", realm=\"warmline\", nonce=\"abc\", uri=\"sip:ai@x\", response=\"00\"\r\nContent-Length: 0\r\n\r\n";
+    sock.send_to(forged.as_bytes(), sip).await.unwrap();
+    let mut buf = vec![0u8; 4000];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(2), sock.recv_from(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let reply = String::from_utf8_lossy(&buf[..n]);
+    assert!(
+        reply.starts_with("SIP/2.0 401")
+            && reply.contains("WWW-Authenticate: Digest realm=\"warmline\""),
+        "{reply}"
+    );
+    let (code, out) = attempt("guess").await.unwrap();
+    assert_ne!(code, 0, "a wrong password must not get a 200:\n{out}");
+    assert!(out.contains("401"), "it was answered 401 again:\n{out}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(ai.sessions().len(), 1, "no call for the wrong password");
+    assert_eq!(gw.sip.as_ref().unwrap().dialogs(), 0, "nothing left open");
     gw.shutdown().await;
 }
 

@@ -43,6 +43,7 @@ async fn a_sip_phone_caller_never_hears_the_whisper_but_hears_the_agent() {
         15_090,
         &mic,
         Some(&format!("sip:ai@{sip}")),
+        &[],
     );
 
     let done = gw

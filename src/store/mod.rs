@@ -187,6 +187,13 @@ pub enum Write {
         /// RFC 3339.
         at: String,
     },
+    /// An RTP leg's media figures, written when the leg ends.
+    MediaLeg {
+        /// Call id.
+        call_id: String,
+        /// The figures.
+        row: MediaLegRow,
+    },
     /// A call ended.
     CallEnded {
         /// Call id.
@@ -221,6 +228,35 @@ pub struct CallRow {
     pub recontact_within_24h: bool,
     /// The handoff to a human agent and its quality figures, if any.
     pub handoff: Option<HandoffRow>,
+    /// Media figures of the call's RTP legs (SIP calls).
+    pub media: Vec<MediaLegRow>,
+}
+
+/// One RTP leg's media figures (RTCP-style), as stored at the leg's end.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct MediaLegRow {
+    /// `caller`, or `agent:<id>` for a human agent's phone.
+    pub leg: String,
+    /// The negotiated codec.
+    pub codec: String,
+    /// Packets received and accepted.
+    pub received: i64,
+    /// Packets sent.
+    pub sent: i64,
+    /// Declared lost by the jitter buffer.
+    pub lost: i64,
+    /// Arrived too late or twice.
+    pub late_or_duplicate: i64,
+    /// From an address other than the latched one.
+    pub foreign: i64,
+    /// Unreadable datagrams or payloads.
+    pub malformed: i64,
+    /// Interarrival jitter we measured at the end (RFC 3550 §6.4.1), ms.
+    pub jitter_ms: i64,
+    /// Fraction lost the peer last reported in RTCP (0..1).
+    pub peer_fraction_lost: Option<f64>,
+    /// Jitter the peer last reported in RTCP, ms.
+    pub peer_jitter_ms: Option<i64>,
 }
 
 /// A handoff as stored, with the agent's wrap-up.
@@ -560,6 +596,17 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<()> {
             .execute(
                 "INSERT OR REPLACE INTO handoffs (call_id, agent_id, answered_at, whisper_seconds) VALUES (?1, ?2, ?3, ?4)",
                 params![call_id, agent_id, answered_at, whisper_seconds],
+            )
+            .map(drop),
+        Write::MediaLeg { call_id, row } => conn
+            .execute(
+                "INSERT OR REPLACE INTO media_legs (call_id, leg, codec, received, sent, lost, late_or_duplicate,
+                    foreign_packets, malformed, jitter_ms, peer_fraction_lost, peer_jitter_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    call_id, row.leg, row.codec, row.received, row.sent, row.lost, row.late_or_duplicate,
+                    row.foreign, row.malformed, row.jitter_ms, row.peer_fraction_lost, row.peer_jitter_ms
+                ],
             )
             .map(drop),
         Write::CallEnded { id, ended_at, reason } => conn

@@ -1,6 +1,6 @@
 //! The schema, its embedded migrations and the read queries.
 
-use super::{CallRow, CallbackRow, DecisionRow, HandoffRow};
+use super::{CallRow, CallbackRow, DecisionRow, HandoffRow, MediaLegRow};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::time::Duration;
@@ -91,6 +91,23 @@ CREATE TABLE wrapups (
     at TEXT NOT NULL
 );
 "#,
+    r#"
+CREATE TABLE media_legs (
+    call_id TEXT NOT NULL,
+    leg TEXT NOT NULL,
+    codec TEXT NOT NULL,
+    received INTEGER NOT NULL,
+    sent INTEGER NOT NULL,
+    lost INTEGER NOT NULL,
+    late_or_duplicate INTEGER NOT NULL,
+    foreign_packets INTEGER NOT NULL,
+    malformed INTEGER NOT NULL,
+    jitter_ms INTEGER NOT NULL,
+    peer_fraction_lost REAL,
+    peer_jitter_ms INTEGER,
+    PRIMARY KEY (call_id, leg)
+);
+"#,
 ];
 
 /// Opens the database in WAL mode and runs pending migrations.
@@ -154,6 +171,31 @@ fn handoff(conn: &Connection, id: &str) -> rusqlite::Result<Option<HandoffRow>> 
     .optional()
 }
 
+/// The RTP legs' media figures of one call (none for WebSocket-only calls).
+fn media_legs(conn: &Connection, id: &str) -> rusqlite::Result<Vec<MediaLegRow>> {
+    let mut stmt = conn.prepare(
+        "SELECT leg, codec, received, sent, lost, late_or_duplicate, foreign_packets, malformed,
+                jitter_ms, peer_fraction_lost, peer_jitter_ms
+         FROM media_legs WHERE call_id = ?1 ORDER BY leg",
+    )?;
+    let rows = stmt.query_map(params![id], |r| {
+        Ok(MediaLegRow {
+            leg: r.get(0)?,
+            codec: r.get(1)?,
+            received: r.get(2)?,
+            sent: r.get(3)?,
+            lost: r.get(4)?,
+            late_or_duplicate: r.get(5)?,
+            foreign: r.get(6)?,
+            malformed: r.get(7)?,
+            jitter_ms: r.get(8)?,
+            peer_fraction_lost: r.get(9)?,
+            peer_jitter_ms: r.get(10)?,
+        })
+    })?;
+    rows.collect()
+}
+
 /// SQL: the calls that came from a number that had called in the 24 h before.
 const RECONTACTS: &str = "FROM calls c WHERE c.caller_number IS NOT NULL AND EXISTS (
     SELECT 1 FROM calls p WHERE p.caller_number = c.caller_number AND p.id != c.id
@@ -170,6 +212,7 @@ fn row(conn: &Connection, r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
     Ok(CallRow {
         decision: decision(conn, &id)?,
         handoff: handoff(conn, &id)?,
+        media: media_legs(conn, &id)?,
         caller_number: r.get(6)?,
         recontact_within_24h: recontact > 0,
         call_sid: r.get(1)?,
@@ -259,6 +302,12 @@ pub fn stats(conn: &Connection) -> rusqlite::Result<serde_json::Value> {
         )
     };
     let wrapups = count("SELECT COUNT(*) FROM wrapups")?;
+    let rtp_legs = count("SELECT COUNT(*) FROM media_legs")?;
+    let (rtp_received, rtp_lost, rtp_jitter_ms): (i64, i64, Option<f64>) = conn.query_row(
+        "SELECT COALESCE(SUM(received), 0), COALESCE(SUM(lost), 0), AVG(jitter_ms) FROM media_legs",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
     let rate = |n: i64| {
         if calls > 0 {
             n as f64 / calls as f64
@@ -284,6 +333,9 @@ pub fn stats(conn: &Connection) -> rusqlite::Result<serde_json::Value> {
         "recovery_rate": flag_rate("resolved")?,
         "caller_repeated_rate": flag_rate("caller_repeated")?,
         "context_accurate_rate": flag_rate("context_accurate")?,
+        "rtp_legs": rtp_legs,
+        "rtp_loss_rate": if rtp_received + rtp_lost > 0 { rtp_lost as f64 / (rtp_received + rtp_lost) as f64 } else { 0.0 },
+        "rtp_avg_jitter_ms": rtp_jitter_ms,
     }))
 }
 

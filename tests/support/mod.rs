@@ -355,13 +355,15 @@ pub fn pcm(ulaw: &[u8]) -> Vec<i16> {
 
 /// A real SIP phone: baresip with PCMU, auto-answer, `mic` (8 kHz PCM) as its
 /// microphone, and a recording of what it hears in `dir/recordings`.
-/// `dial`: a SIP URI to call at once (else it waits for calls).
+/// `dial`: a SIP URI to call at once (else it waits for calls); `extra`: more
+/// baresip arguments (e.g. `-t 40` to hang up and quit after 40 s).
 pub fn baresip_phone(
     dir: &std::path::Path,
     user: &str,
     sip_port: u16,
     mic: &[i16],
     dial: Option<&str>,
+    extra: &[&str],
 ) -> std::process::Child {
     use warmline::media::wav::WavSink;
     let mic_path = dir.join("mic.wav");
@@ -391,6 +393,7 @@ module sndfile.so\nmodule_tmp uuid.so\nmodule_tmp account.so\nmodule_app menu.so
     if let Some(uri) = dial {
         cmd.args(["-e", &format!("/dial {uri}")]);
     }
+    cmd.args(extra);
     cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

@@ -234,6 +234,8 @@ async fn ring(
         }
     }
     drop(ctl_tx);
-    let _ = media.await;
+    if let Ok(stats) = media.await {
+        endpoint.record_media(call, stats.to_row(&format!("agent:{agent_id}")));
+    }
     endpoint.unregister(&sip_call_id);
 }

@@ -3,6 +3,7 @@
 //! requests) and routes the rest by Call-ID to dialog tasks — new INVITEs start
 //! a [`uas`](super::uas) dialog.
 
+use super::digest::{DigestAuth, DigestError};
 use super::message::{SipError, SipMessage, StartLine};
 use super::rtp_leg::PortRange;
 use crate::gateway::Shared;
@@ -62,6 +63,8 @@ pub struct SipEndpoint {
     /// RTP port pairs.
     pub ports: PortRange,
     dialogs: Mutex<HashMap<String, mpsc::Sender<Incoming>>>,
+    /// Trunk credentials new INVITEs are challenged for (`sip.auth_user`).
+    auth: Option<DigestAuth>,
     /// Gateway state.
     pub shared: Arc<Shared>,
 }
@@ -126,7 +129,12 @@ impl SipEndpoint {
                 })?
         };
         let ports = PortRange::new(media_ip, config.rtp_port_min, config.rtp_port_max);
+        let mut nonce_key = [0u8; 16];
+        nonce_key[..8].copy_from_slice(&super::random_u64().to_le_bytes());
+        nonce_key[8..].copy_from_slice(&super::random_u64().to_le_bytes());
+        let auth = config.digest_auth(nonce_key);
         let endpoint = Arc::new(SipEndpoint {
+            auth,
             udp,
             local,
             media_ip,
@@ -166,6 +174,14 @@ impl SipEndpoint {
     /// Stops routing `call_id`.
     pub fn unregister(&self, call_id: &str) {
         self.lock().remove(call_id);
+    }
+
+    /// Stores an RTP leg's figures with its call.
+    pub fn record_media(&self, call_id: &str, row: crate::store::MediaLegRow) {
+        self.shared.store.write(crate::store::Write::MediaLeg {
+            call_id: call_id.to_string(),
+            row,
+        });
     }
 
     /// Dialogs in progress.
@@ -241,6 +257,27 @@ impl SipEndpoint {
         }
     }
 
+    /// The 401 for a new INVITE without valid trunk credentials (`None`: let it in).
+    /// Stateless: the nonce carries its own time and MAC, so a retransmitted
+    /// INVITE just gets another 401 and the ACK for it is dropped like any stray ACK.
+    fn challenge(&self, invite: &Incoming) -> Option<SipMessage> {
+        let auth = self.auth.as_ref()?;
+        let now = crate::call::timeline::unix_seconds(std::time::SystemTime::now()) as u64;
+        let header = invite.msg.header("Authorization");
+        let err = auth.verify(header, "INVITE", now).err()?;
+        if err != DigestError::Missing {
+            tracing::warn!(from = %invite.transport.peer(), error = %err, "SIP INVITE refused: trunk authentication failed");
+        }
+        let reply = invite
+            .msg
+            .response(401, "Unauthorized", Some("warmline"))
+            .with(
+                "WWW-Authenticate",
+                auth.challenge(now, err == DigestError::Stale),
+            );
+        Some(reply)
+    }
+
     /// One message from the network.
     pub async fn handle(self: &Arc<Self>, bytes: &[u8], transport: Transport) {
         let msg = match SipMessage::parse_unchecked(bytes) {
@@ -283,6 +320,10 @@ impl SipEndpoint {
                         .msg
                         .response(503, "Service Unavailable", None)
                         .with("Retry-After", "5");
+                    self.send(&reply, &incoming.transport).await;
+                    return;
+                }
+                if let Some(reply) = self.challenge(&incoming) {
                     self.send(&reply, &incoming.transport).await;
                     return;
                 }

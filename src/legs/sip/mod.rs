@@ -8,6 +8,7 @@
 
 pub mod agent_phone;
 pub mod codec;
+pub mod digest;
 pub mod endpoint;
 pub mod message;
 pub mod rtp_leg;

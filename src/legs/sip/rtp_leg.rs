@@ -68,9 +68,11 @@ impl PortRange {
     }
 }
 
-/// Media statistics of a leg, logged at its end.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Media statistics of a leg, logged and stored at its end.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RtpLegStats {
+    /// The codec in use at the end.
+    pub codec: String,
     /// Packets received and accepted.
     pub received: u64,
     /// Packets sent.
@@ -85,6 +87,30 @@ pub struct RtpLegStats {
     pub malformed: u64,
     /// Interarrival jitter at the end, ms.
     pub jitter_ms: u32,
+    /// The peer's last RTCP report block about our stream: fraction lost (0..1).
+    pub peer_fraction_lost: Option<f64>,
+    /// ... and the jitter it measured, ms.
+    pub peer_jitter_ms: Option<u32>,
+}
+
+impl RtpLegStats {
+    /// The stored form, for leg `leg` (`caller` or `agent:<id>`).
+    pub fn to_row(&self, leg: &str) -> crate::store::MediaLegRow {
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        crate::store::MediaLegRow {
+            leg: leg.to_string(),
+            codec: self.codec.clone(),
+            received: n(self.received),
+            sent: n(self.sent),
+            lost: n(self.lost),
+            late_or_duplicate: n(self.late_or_duplicate),
+            foreign: n(self.foreign),
+            malformed: n(self.malformed),
+            jitter_ms: i64::from(self.jitter_ms),
+            peer_fraction_lost: self.peer_fraction_lost,
+            peer_jitter_ms: self.peer_jitter_ms.map(i64::from),
+        }
+    }
 }
 
 /// Controls a running leg.
@@ -227,6 +253,9 @@ pub async fn run(
                 if let Ok((len, from)) = received
                     && let Some((fraction, lost, jitter)) = rtp::parse_rtcp_report(&rtcp_buf[..len])
                 {
+                    let clock = codec.samples_per_frame() * 50;
+                    out.peer_fraction_lost = Some(f64::from(fraction) / 256.0);
+                    out.peer_jitter_ms = Some(jitter.saturating_mul(1000) / clock.max(1));
                     tracing::debug!(%from, fraction_lost = f64::from(fraction) / 256.0, lost, jitter, "RTCP report from the peer");
                 }
             }
@@ -303,6 +332,7 @@ pub async fn run(
     out.lost = buffer.stats.lost;
     out.late_or_duplicate = buffer.stats.late + buffer.stats.duplicates;
     out.jitter_ms = stats.jitter() * 1000 / (codec.samples_per_frame() * 50);
+    out.codec = format!("{:?}", negotiated.codec);
     tracing::info!(?out, "RTP leg ended");
     out
 }

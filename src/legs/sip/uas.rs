@@ -173,7 +173,7 @@ async fn run(endpoint: &Arc<SipEndpoint>, invite: Incoming, mut rx: mpsc::Receiv
     tokio::spawn(session::run_call(
         Arc::clone(&shared),
         CallSetup {
-            call_id,
+            call_id: call_id.clone(),
             start,
             stream_sid,
             started,
@@ -268,7 +268,9 @@ async fn run(endpoint: &Arc<SipEndpoint>, invite: Incoming, mut rx: mpsc::Receiv
         }
     }
     drop(ctl_tx);
-    let _ = media.await;
+    if let Ok(stats) = media.await {
+        endpoint.record_media(&call_id, stats.to_row("caller"));
+    }
 }
 
 /// A Warning header value (RFC 3261 §20.43) carrying why an offer was refused.
