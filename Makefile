@@ -14,7 +14,7 @@ bench: setup
 	cargo bench --bench frame
 	cargo bench --bench monitor
 	cargo bench --bench whisper
-	cargo bench --bench passthrough_latency
+	cargo bench --bench e2e
 
 lint: setup
 	cargo fmt --check

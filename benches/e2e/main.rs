@@ -1,0 +1,574 @@
+//! End-to-end audio-path benchmark: N concurrent two-way calls over loopback
+//! through a running warmline gateway (its own process), side by side with
+//! rtpengine (userspace) relaying the same RTP streams, in the same run.
+//!
+//! Modes: Media Streams μ-law passthrough (WebSocket caller ⇄ AI agent), RTP
+//! PCMU passthrough (SIP caller ⇄ AI agent), RTP Opus ⇄ PCMU transcode. For each:
+//! one-way latency per frame (p50/p99/p99.9, frames matched by the number they
+//! carry, or by order when transcoded), egress jitter, lost frames, CPU time of
+//! the system under test per call-second (→ calls per core), SIP call setup
+//! time. Then the warm-handoff timings of one demo call.
+//!
+//! `cargo bench --bench e2e` runs the full comparison (levels from
+//! `WARMLINE_BENCH_CALLS`, default 1,50,200,500; seconds per run from
+//! `WARMLINE_BENCH_SECONDS`, default 5) and writes target/bench-report/e2e.{json,md}.
+//! Under `cargo test` (no `--bench` flag) it runs a tiny smoke version: 2 calls,
+//! 1 s, no handoff demo — CI checks the harness works, never a timing.
+
+mod agent;
+mod callers;
+mod process;
+mod rtp_peer;
+mod rtpengine;
+mod stats;
+
+use rtp_peer::{Arrivals, Outgoing};
+use serde::Serialize;
+use stats::{Pairing, Stamps, Stream, Summary, summarize};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+
+/// Frames at the start of each stream left out of the figures.
+const WARMUP: u32 = 25;
+
+/// The p99 one-way latency under which a level counts as "keeping up".
+const P99_TARGET_US: f64 = 5_000.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum Mode {
+    /// Media Streams caller (WebSocket, μ-law) ⇄ AI agent (WebSocket).
+    WsUlaw,
+    /// SIP/RTP PCMU caller ⇄ AI agent; rtpengine: PCMU ⇄ PCMU.
+    RtpPcmu,
+    /// SIP/RTP Opus caller ⇄ AI agent (μ-law); rtpengine: Opus ⇄ PCMU.
+    RtpOpus,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::WsUlaw => "Media Streams μ-law passthrough",
+            Mode::RtpPcmu => "RTP PCMU passthrough",
+            Mode::RtpOpus => "RTP Opus ⇄ PCMU transcode",
+        }
+    }
+
+    /// How caller→agent frames are matched.
+    fn up_pairing(self) -> Pairing {
+        match self {
+            Mode::RtpOpus => Pairing::Order,
+            _ => Pairing::Number,
+        }
+    }
+
+    fn outgoing(self, opus: &Outgoing) -> Outgoing {
+        match self {
+            Mode::RtpOpus => opus.clone(),
+            _ => Outgoing::NumberedPcmu,
+        }
+    }
+}
+
+/// One run: one system, one mode, one level of concurrency.
+#[derive(Debug, Clone, Serialize)]
+struct Row {
+    mode: Mode,
+    system: &'static str,
+    calls: usize,
+    seconds: f64,
+    /// Caller → agent (rtpengine: A → B).
+    up: Summary,
+    /// Agent → caller (rtpengine: B → A); not measured when that side is Opus.
+    down: Option<Summary>,
+    /// SIP INVITE → 200 OK, µs (p50, p99).
+    setup_us: Option<(f64, f64)>,
+    cpu_seconds: f64,
+    cpu_ms_per_call_second: f64,
+    calls_per_core: f64,
+    rss_mib: f64,
+}
+
+impl Row {
+    fn keeps_up(&self) -> bool {
+        let ok = |s: &Summary| s.lost == 0 && s.p99_us < P99_TARGET_US;
+        ok(&self.up) && self.down.as_ref().is_none_or(ok)
+    }
+}
+
+struct Options {
+    levels: Vec<usize>,
+    seconds: u32,
+    handoff: bool,
+}
+
+fn options() -> Options {
+    let full = std::env::args().any(|a| a == "--bench");
+    if !full {
+        return Options {
+            levels: vec![2],
+            seconds: 1,
+            handoff: false,
+        };
+    }
+    let levels = std::env::var("WARMLINE_BENCH_CALLS")
+        .unwrap_or_else(|_| "1,50,200,500".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let seconds = std::env::var("WARMLINE_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    Options {
+        levels,
+        seconds,
+        handoff: true,
+    }
+}
+
+fn main() {
+    let opts = options();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    match rt.block_on(run(&opts)) {
+        Ok(()) => {}
+        Err(e) => {
+            eprintln!("e2e bench failed: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn run(opts: &Options) -> Result<(), String> {
+    let origin = Instant::now();
+    let frames = WARMUP + opts.seconds * 50;
+    let (agent_url, mut agent_rx) = agent::start(origin, frames).await;
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_warmline"));
+    let gateway = process::Gateway::start(exe, &agent_url).await?;
+    let ng: SocketAddr = ([127, 0, 0, 1], process::free_port()).into();
+    let rtpengine = process::start_rtpengine(ng).await?;
+    let opus = Outgoing::opus();
+    let mut rows = Vec::new();
+    for &calls in &opts.levels {
+        for mode in [Mode::WsUlaw, Mode::RtpPcmu, Mode::RtpOpus] {
+            let row = through_warmline(mode, calls, frames, &gateway, &mut agent_rx, &opus, origin)
+                .await?;
+            print_row(&row);
+            rows.push(row);
+            if mode != Mode::WsUlaw {
+                let row = through_rtpengine(mode, calls, frames, ng, &rtpengine, &opus, origin).await?;
+                print_row(&row);
+                rows.push(row);
+            }
+        }
+    }
+    let handoff = if opts.handoff {
+        Some(handoff_timings().await?)
+    } else {
+        None
+    };
+    let machine = machine();
+    let markdown = report_markdown(&rows, handoff.as_ref(), &machine);
+    println!("\n{markdown}");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-report");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let json = serde_json::json!({ "machine": machine, "rows": rows, "handoff": handoff });
+    std::fs::write(dir.join("e2e.json"), serde_json::to_vec_pretty(&json).unwrap_or_default())
+        .map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("e2e.md"), &markdown).map_err(|e| e.to_string())?;
+    println!("written {}", dir.join("e2e.md").display());
+    check_sane(&rows)
+}
+
+/// The smoke check CI relies on: every run moved its frames.
+fn check_sane(rows: &[Row]) -> Result<(), String> {
+    for r in rows {
+        if r.up.frames == 0 || r.up.lost * 10 > r.up.frames {
+            return Err(format!(
+                "{} via {}: {} of {} frames lost",
+                r.mode.name(),
+                r.system,
+                r.up.lost,
+                r.up.frames
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// When the calls start sending: far enough ahead for every call to be set up.
+fn start_after(setup: Duration) -> tokio::time::Instant {
+    tokio::time::Instant::now() + setup
+}
+
+/// Spreads call `i` of `n` over one 20 ms frame period.
+fn phase(start: tokio::time::Instant, i: usize, n: usize) -> tokio::time::Instant {
+    start + Duration::from_micros((20_000 * i / n.max(1)) as u64)
+}
+
+fn to_stamps(arrivals: &Arrivals, pairing: Pairing) -> Stamps {
+    match pairing {
+        Pairing::Number => arrivals.iter().filter_map(|&(n, t)| Some((n?, t))).collect(),
+        Pairing::Order => arrivals.iter().map(|&(_, t)| (0, t)).collect(),
+    }
+}
+
+async fn through_warmline(
+    mode: Mode,
+    calls: usize,
+    frames: u32,
+    gateway: &process::Gateway,
+    agent_rx: &mut tokio::sync::mpsc::Receiver<agent::AgentLog>,
+    opus: &Outgoing,
+    origin: Instant,
+) -> Result<Row, String> {
+    let out = mode.outgoing(opus);
+    let mut tasks = Vec::new();
+    let start;
+    if mode == Mode::WsUlaw {
+        start = start_after(Duration::from_millis(500 + 4 * calls as u64));
+        for i in 0..calls {
+            let url = gateway.media_url();
+            tasks.push(tokio::spawn(callers::media_streams(
+                url,
+                i,
+                frames,
+                phase(start, i, calls),
+                origin,
+            )));
+        }
+    } else {
+        let mut established = Vec::new();
+        for i in 0..calls {
+            established.push(callers::sip_invite(gateway.sip, i, &out).await?);
+        }
+        start = start_after(Duration::from_millis(300));
+        for (i, call) in established.into_iter().enumerate() {
+            let out = out.clone();
+            let at = phase(start, i, calls);
+            tasks.push(tokio::spawn(async move { Ok(call.run(out, frames, at, origin).await) }));
+        }
+    }
+    tokio::time::sleep_until(start).await;
+    let cpu0 = gateway.process.cpu_seconds();
+    let t0 = Instant::now();
+    let mut callers = HashMap::new();
+    let mut setups = Vec::new();
+    let mut cpu_window = None;
+    for t in tasks {
+        let log = t.await.map_err(|e| e.to_string())??;
+        cpu_window.get_or_insert_with(|| (gateway.process.cpu_seconds() - cpu0, t0.elapsed()));
+        setups.extend(log.setup_us);
+        callers.insert(log.call.clone(), log);
+    }
+    let rss_mib = gateway.process.rss_kib() as f64 / 1024.0;
+    let mut up = Vec::new();
+    let mut down = Vec::new();
+    for _ in 0..calls {
+        let log = tokio::time::timeout(Duration::from_secs(10), agent_rx.recv())
+            .await
+            .map_err(|_| format!("{}: the agent did not see every call end", mode.name()))?
+            .ok_or("agent gone")?;
+        let Some(caller) = callers.get(&log.call) else {
+            continue;
+        };
+        up.push(Stream {
+            sent: caller.sent.clone(),
+            received: to_stamps(&log.received, mode.up_pairing()),
+        });
+        down.push(Stream {
+            sent: log.sent,
+            received: to_stamps(&caller.received, Pairing::Number),
+        });
+    }
+    let (cpu, wall) = cpu_window.unwrap_or((f64::NAN, Duration::ZERO));
+    let down = (mode != Mode::RtpOpus).then(|| summarize(&down, Pairing::Number, WARMUP));
+    Ok(row(mode, "warmline", calls, frames, summarize(&up, mode.up_pairing(), WARMUP), down, setups, cpu, wall, rss_mib))
+}
+
+async fn through_rtpengine(
+    mode: Mode,
+    calls: usize,
+    frames: u32,
+    ng: SocketAddr,
+    rtpengine: &process::Process,
+    opus: &Outgoing,
+    origin: Instant,
+) -> Result<Row, String> {
+    let a_out = mode.outgoing(opus);
+    let codec = (mode == Mode::RtpOpus).then(|| {
+        use rtpengine::Bencode;
+        Bencode::Dict(vec![
+            ("transcode".into(), Bencode::List(vec![Bencode::s("PCMU")])),
+            ("mask".into(), Bencode::List(vec![Bencode::s("opus")])),
+        ])
+    });
+    let mut legs = Vec::new();
+    for i in 0..calls {
+        let a = Arc::new(UdpSocket::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?);
+        let b = Arc::new(UdpSocket::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?);
+        let port = |s: &UdpSocket| s.local_addr().map(|a| a.port()).unwrap_or(0);
+        let id = format!("bench-{}-{i}", port(&a));
+        let relayed = rtpengine::setup(
+            ng,
+            &id,
+            &a_out.sdp(port(&a), i as u64),
+            &Outgoing::NumberedPcmu.sdp(port(&b), i as u64),
+            codec.clone(),
+        )
+        .await?;
+        legs.push((id, a, b, relayed));
+    }
+    let start = start_after(Duration::from_millis(300));
+    let until = start + Duration::from_millis(20 * u64::from(frames) + 400);
+    let mut tasks = Vec::new();
+    for (i, (_, a, b, relayed)) in legs.iter().enumerate() {
+        let at = phase(start, i, calls);
+        let (a, b, relayed, a_out) = (Arc::clone(a), Arc::clone(b), *relayed, a_out.clone());
+        tasks.push(tokio::spawn(async move {
+            let a_rx = tokio::spawn(rtp_peer::receive(Arc::clone(&a), until, frames, origin));
+            let b_rx = tokio::spawn(rtp_peer::receive(Arc::clone(&b), until, frames, origin));
+            let (a_sent, b_sent) = tokio::join!(
+                rtp_peer::send(a, relayed.a_sends_to, a_out, frames, at, origin),
+                rtp_peer::send(b, relayed.b_sends_to, Outgoing::NumberedPcmu, frames, at, origin),
+            );
+            let a_got = a_rx.await.unwrap_or_default();
+            let b_got = b_rx.await.unwrap_or_default();
+            (a_sent, b_got, b_sent, a_got)
+        }));
+    }
+    tokio::time::sleep_until(start).await;
+    let cpu0 = rtpengine.cpu_seconds();
+    let t0 = Instant::now();
+    let mut up = Vec::new();
+    let mut down = Vec::new();
+    let mut cpu_window = None;
+    for t in tasks {
+        let (a_sent, b_got, b_sent, a_got) = t.await.map_err(|e| e.to_string())?;
+        cpu_window.get_or_insert_with(|| (rtpengine.cpu_seconds() - cpu0, t0.elapsed()));
+        up.push(Stream {
+            sent: a_sent,
+            received: to_stamps(&b_got, mode.up_pairing()),
+        });
+        down.push(Stream {
+            sent: b_sent,
+            received: to_stamps(&a_got, Pairing::Number),
+        });
+    }
+    let rss_mib = rtpengine.rss_kib() as f64 / 1024.0;
+    for (id, ..) in &legs {
+        rtpengine::delete(ng, id).await;
+    }
+    let (cpu, wall) = cpu_window.unwrap_or((f64::NAN, Duration::ZERO));
+    let down = (mode != Mode::RtpOpus).then(|| summarize(&down, Pairing::Number, WARMUP));
+    Ok(row(mode, "rtpengine", calls, frames, summarize(&up, mode.up_pairing(), WARMUP), down, Vec::new(), cpu, wall, rss_mib))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn row(
+    mode: Mode,
+    system: &'static str,
+    calls: usize,
+    frames: u32,
+    up: Summary,
+    down: Option<Summary>,
+    mut setups: Vec<f64>,
+    cpu: f64,
+    wall: Duration,
+    rss_mib: f64,
+) -> Row {
+    // The CPU window ends when the first call finishes sending: by then every
+    // call has been sending for (nearly) the whole window.
+    let call_seconds = calls as f64 * wall.as_secs_f64().max(f64::from(frames) * 0.02 * 0.5);
+    setups.sort_by(f64::total_cmp);
+    Row {
+        mode,
+        system,
+        calls,
+        seconds: f64::from(frames) * 0.02,
+        up,
+        down,
+        setup_us: (!setups.is_empty())
+            .then(|| (stats::percentile(&setups, 0.5), stats::percentile(&setups, 0.99))),
+        cpu_seconds: cpu,
+        cpu_ms_per_call_second: cpu * 1000.0 / call_seconds,
+        calls_per_core: if cpu > 0.0 { call_seconds / cpu } else { f64::INFINITY },
+        rss_mib,
+    }
+}
+
+fn print_row(r: &Row) {
+    println!(
+        "{:<32} {:<9} calls {:>4}: up p50 {:>7.0} µs p99 {:>7.0} µs lost {}; cpu {:.3} ms/call-s ({:.0} calls/core)",
+        r.mode.name(),
+        r.system,
+        r.calls,
+        r.up.p50_us,
+        r.up.p99_us,
+        r.up.lost,
+        r.cpu_ms_per_call_second,
+        r.calls_per_core
+    );
+}
+
+/// Handoff timings of one demo call, plus the whisper's TTS render time.
+#[derive(Debug, Serialize)]
+struct Handoff {
+    decision_latency_us: Option<f64>,
+    escalation_to_screen_pop_ms: Option<f64>,
+    whisper_start_after_accept_ms: Option<f64>,
+    merge_gap_ms: Option<f64>,
+    whisper_seconds: Option<f64>,
+    whisper_render_ms: Option<f64>,
+}
+
+async fn handoff_timings() -> Result<Handoff, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut config = warmline::config::Config::default();
+    config.server.listen = "127.0.0.1:0".into();
+    config.store.path = dir.path().join("demo.db");
+    let report = warmline::demo::run(config.clone(), dir.path())
+        .await
+        .map_err(|e| format!("demo: {e}"))?;
+    let context = std::fs::read_to_string(report.call_dir.join("context.json")).ok();
+    let whisper_render_ms = match context.and_then(|t| warmline::brief::context::HandoffContext::from_json(&t).ok()) {
+        Some(ctx) => {
+            let tts = warmline::brief::tts::TtsSet::from_config(&config.tts).map_err(|e| e.to_string())?;
+            tts.render_whisper(&ctx, config.whisper_window())
+                .await
+                .ok()
+                .map(|w| w.render_ms)
+        }
+        None => None,
+    };
+    let t = report.timings;
+    Ok(Handoff {
+        decision_latency_us: report
+            .quality
+            .as_ref()
+            .and_then(|q| q["avg_decision_latency_us"].as_f64()),
+        escalation_to_screen_pop_ms: t.escalation_to_screen_pop_ms,
+        whisper_start_after_accept_ms: t.whisper_start_after_accept_ms,
+        merge_gap_ms: t.merge_gap_ms,
+        whisper_seconds: t.whisper_seconds,
+        whisper_render_ms,
+    })
+}
+
+fn machine() -> serde_json::Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_default();
+    serde_json::json!({
+        "cpu": cpu,
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "profile": if cfg!(debug_assertions) { "debug" } else { "release" },
+    })
+}
+
+fn fmt(v: f64) -> String {
+    if v.is_finite() { format!("{v:.0}") } else { "–".into() }
+}
+
+fn report_markdown(rows: &[Row], handoff: Option<&Handoff>, machine: &serde_json::Value) -> String {
+    let mut md = format!(
+        "## End-to-end audio path ({} cores, {}, {} build)\n\n\
+         One-way latency per 20 ms frame through the system, over loopback, load generator on the same cores.\n\n\
+         | mode | system | calls | up p50 µs | up p99 µs | up p99.9 µs | down p50 µs | down p99 µs | lost | egress jitter µs | CPU ms per call-s | calls/core | SIP setup p50/p99 µs | RSS MiB |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        machine["cores"], machine["cpu"].as_str().unwrap_or("?"), machine["profile"].as_str().unwrap_or("?")
+    );
+    for r in rows {
+        let (d50, d99, dlost) = r
+            .down
+            .as_ref()
+            .map(|d| (fmt(d.p50_us), fmt(d.p99_us), d.lost))
+            .unwrap_or(("–".into(), "–".into(), 0));
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.3} | {} | {} | {:.0} |\n",
+            r.mode.name(),
+            r.system,
+            r.calls,
+            fmt(r.up.p50_us),
+            fmt(r.up.p99_us),
+            fmt(r.up.p999_us),
+            d50,
+            d99,
+            r.up.lost + dlost,
+            fmt(r.up.egress_jitter_us),
+            r.cpu_ms_per_call_second,
+            fmt(r.calls_per_core),
+            r.setup_us.map(|(a, b)| format!("{} / {}", fmt(a), fmt(b))).unwrap_or("–".into()),
+            r.rss_mib,
+        ));
+    }
+    md.push_str("\n### warmline ÷ rtpengine, same run\n\n| mode | calls | up p50 | up p99 | CPU per call-s | calls/core |\n|---|---|---|---|---|---|\n");
+    for w in rows.iter().filter(|r| r.system == "warmline") {
+        if let Some(b) = rows
+            .iter()
+            .find(|r| r.system == "rtpengine" && r.mode == w.mode && r.calls == w.calls)
+        {
+            md.push_str(&format!(
+                "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
+                w.mode.name(),
+                w.calls,
+                w.up.p50_us / b.up.p50_us,
+                w.up.p99_us / b.up.p99_us,
+                w.cpu_ms_per_call_second / b.cpu_ms_per_call_second,
+                w.calls_per_core / b.calls_per_core,
+            ));
+        }
+    }
+    md.push_str(&format!(
+        "\n### Largest level with p99 < {} ms and no loss\n\n| mode | system | calls |\n|---|---|---|\n",
+        P99_TARGET_US / 1000.0
+    ));
+    for mode in [Mode::WsUlaw, Mode::RtpPcmu, Mode::RtpOpus] {
+        for system in ["warmline", "rtpengine"] {
+            let best = rows
+                .iter()
+                .filter(|r| r.mode == mode && r.system == system && r.keeps_up())
+                .map(|r| r.calls)
+                .max();
+            if rows.iter().any(|r| r.mode == mode && r.system == system) {
+                md.push_str(&format!(
+                    "| {} | {} | {} |\n",
+                    mode.name(),
+                    system,
+                    best.map(|c| c.to_string()).unwrap_or("none".into())
+                ));
+            }
+        }
+    }
+    if let Some(h) = handoff {
+        let f = |v: Option<f64>, unit: &str| v.map(|v| format!("{v:.1} {unit}")).unwrap_or("–".into());
+        md.push_str(&format!(
+            "\n### Warm handoff (one demo call)\n\n| figure | value |\n|---|---|\n\
+             | escalation decision latency (turn → decision) | {} |\n\
+             | escalation → screen-pop | {} |\n\
+             | accept → first whisper frame at the agent | {} |\n\
+             | merge gap (last whisper frame → first caller frame) | {} |\n\
+             | whisper length | {} |\n\
+             | whisper TTS render | {} |\n",
+            f(h.decision_latency_us, "µs"),
+            f(h.escalation_to_screen_pop_ms, "ms"),
+            f(h.whisper_start_after_accept_ms, "ms"),
+            f(h.merge_gap_ms, "ms"),
+            f(h.whisper_seconds, "s"),
+            f(h.whisper_render_ms, "ms"),
+        ));
+    }
+    md
+}

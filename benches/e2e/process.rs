@@ -1,0 +1,184 @@
+//! The systems under test as separate processes — the warmline gateway
+//! (`warmline serve`) and rtpengine — so their CPU time is theirs alone.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process killed when dropped.
+pub struct Process {
+    child: Child,
+    name: &'static str,
+}
+
+impl Process {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// User + system CPU seconds used so far (from /proc; USER_HZ is 100 on Linux).
+    pub fn cpu_seconds(&self) -> f64 {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())) else {
+            return f64::NAN;
+        };
+        // Fields after the ")" that closes the command name: utime is the 12th, stime the 13th.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            return f64::NAN;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+        match (ticks(11), ticks(12)) {
+            (Some(u), Some(s)) => (u + s) / 100.0,
+            _ => f64::NAN,
+        }
+    }
+
+    /// Resident memory, KiB.
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// Fails when the process has already exited.
+    pub fn check_alive(&mut self) -> Result<(), String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Err(format!("{} exited: {status}", self.name)),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free loopback port (bound and released; good enough on a quiet machine).
+pub fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// The running gateway.
+pub struct Gateway {
+    /// Its process.
+    pub process: Process,
+    /// HTTP/WebSocket address.
+    pub http: SocketAddr,
+    /// SIP address (UDP).
+    pub sip: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// Starts `warmline serve` with SIP on, dialing `agent_url`, logs at `warn`.
+    pub async fn start(exe: &Path, agent_url: &str) -> Result<Gateway, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let sip: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let config = format!(
+            "[server]\nlisten = \"{http}\"\n[agent]\nurl = \"{agent_url}\"\n[media]\nbarge_in = false\n\
+             [sip]\nlisten = \"{sip}\"\nrtp_port_min = 40000\nrtp_port_max = 49999\nmax_calls = 5000\n\
+             [store]\npath = \"{db}\"\n[log]\nlevel = \"warn\"\n",
+            db = dir.path().join("warmline.db").display()
+        );
+        let config_path = dir.path().join("bench.toml");
+        std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
+        let child = Command::new(exe)
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+        let mut process = Process {
+            child,
+            name: "warmline",
+        };
+        wait_tcp(http, &mut process).await?;
+        Ok(Gateway {
+            process,
+            http,
+            sip,
+            _dir: dir,
+        })
+    }
+
+    /// The Media Streams URL callers connect to.
+    pub fn media_url(&self) -> String {
+        format!("ws://{}/media", self.http)
+    }
+}
+
+async fn wait_tcp(addr: SocketAddr, process: &mut Process) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        process.check_alive()?;
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(format!("{} did not listen on {addr} within 20 s", process.name))
+}
+
+/// Starts rtpengine in userspace mode with its ng control port on `ng`.
+pub async fn start_rtpengine(ng: SocketAddr) -> Result<Process, String> {
+    let exe = which("rtpengine").ok_or("rtpengine is not installed (apt-get install rtpengine-daemon)")?;
+    let dir = std::env::temp_dir().join(format!("warmline-bench-rtpengine-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let child = Command::new(exe)
+        .args([
+            "--config-file=none",
+            "--interface=127.0.0.1",
+            &format!("--listen-ng={ng}"),
+            "--table=-1",
+            "--foreground",
+            "--log-stderr",
+            "--log-level=3",
+            "--delete-delay=0",
+            "--port-min=30000",
+            "--port-max=39999",
+        ])
+        .arg(format!("--pidfile={}", dir.join("rtpengine.pid").display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start rtpengine: {e}"))?;
+    let mut process = Process {
+        child,
+        name: "rtpengine",
+    };
+    // Ready when it answers a ping.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        process.check_alive()?;
+        if super::rtpengine::ping(ng).await {
+            return Ok(process);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err("rtpengine did not answer ping within 10 s".into())
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}

@@ -1,0 +1,141 @@
+//! One RTP endpoint of the load generator: sends paced 20 ms packets and stamps
+//! what it sends and receives. Used as the SIP caller's media (warmline) and as
+//! both sides of a relayed call (rtpengine).
+
+use crate::stats::{Stamps, number_of, numbered_frame};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use warmline::legs::sip::codec::CodecAdapter;
+use warmline::legs::sip::sdp::Codec;
+use warmline::media::rtp::{RtpPacket, RtpSender, is_rtcp};
+
+/// What a peer sends.
+#[derive(Clone)]
+pub enum Outgoing {
+    /// PCMU frames carrying their frame number (they pass a relay untouched).
+    NumberedPcmu,
+    /// Pre-encoded Opus packets of noise, cycled (PT 111).
+    Opus(Arc<Vec<Vec<u8>>>),
+}
+
+impl Outgoing {
+    /// Encodes one second of noise as Opus packets once, for every call to reuse.
+    pub fn opus() -> Outgoing {
+        let mut adapter = CodecAdapter::new(Codec::Opus).expect("libopus");
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let packets = (0..50)
+            .map(|_| {
+                let pcm: Vec<i16> = (0..160)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        (state >> 52) as i16 - 2048
+                    })
+                    .collect();
+                let mut ulaw = Vec::new();
+                warmline::media::g711::encode_ulaw(&pcm, &mut ulaw);
+                adapter.encode(&ulaw).expect("opus encode")
+            })
+            .collect();
+        Outgoing::Opus(Arc::new(packets))
+    }
+
+    fn payload_type(&self) -> u8 {
+        match self {
+            Outgoing::NumberedPcmu => 0,
+            Outgoing::Opus(_) => 111,
+        }
+    }
+
+    fn samples(&self) -> u32 {
+        match self {
+            Outgoing::NumberedPcmu => 160,
+            Outgoing::Opus(_) => 960,
+        }
+    }
+
+    fn payload(&self, n: u32) -> Vec<u8> {
+        match self {
+            Outgoing::NumberedPcmu => numbered_frame(n),
+            Outgoing::Opus(p) => p[n as usize % p.len()].clone(),
+        }
+    }
+
+    /// The SDP media description for this codec on `port`.
+    pub fn sdp(&self, port: u16, session: u64) -> String {
+        let media = match self {
+            Outgoing::NumberedPcmu => "m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+            Outgoing::Opus(_) => "m=audio {port} RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\n",
+        }
+        .replace("{port}", &port.to_string());
+        format!(
+            "v=0\r\no=bench {session} {session} IN IP4 127.0.0.1\r\ns=bench\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n{media}a=ptime:20\r\na=sendrecv\r\n"
+        )
+    }
+}
+
+/// µs since `origin`.
+pub fn micros(origin: Instant) -> f64 {
+    origin.elapsed().as_secs_f64() * 1e6
+}
+
+/// Sends `frames` packets to `target` every 20 ms from `start`; returns the send stamps.
+pub async fn send(
+    sock: Arc<UdpSocket>,
+    target: SocketAddr,
+    out: Outgoing,
+    frames: u32,
+    start: tokio::time::Instant,
+    origin: Instant,
+) -> Stamps {
+    let mut sender = RtpSender::new(0x5eed_0000 ^ u32::from(target.port()), 1, 0);
+    let mut tick = tokio::time::interval_at(start, Duration::from_millis(20));
+    let mut stamps = Vec::with_capacity(frames as usize);
+    for n in 0..frames {
+        tick.tick().await;
+        let bytes = sender
+            .packet(out.payload_type(), out.payload(n), out.samples())
+            .to_bytes();
+        stamps.push((n, micros(origin)));
+        if sock.send_to(&bytes, target).await.is_err() {
+            break;
+        }
+    }
+    stamps
+}
+
+/// A received packet: the frame number its payload carries (if it is a numbered
+/// PCMU frame below `frames`), and when it came.
+pub type Arrivals = Vec<(Option<u32>, f64)>;
+
+/// Receives RTP until `until`; RTCP is skipped.
+pub async fn receive(
+    sock: Arc<UdpSocket>,
+    until: tokio::time::Instant,
+    frames: u32,
+    origin: Instant,
+) -> Arrivals {
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let r = tokio::time::timeout_at(until, sock.recv_from(&mut buf)).await;
+        let Ok(Ok((len, _))) = r else { break };
+        let at = micros(origin);
+        let bytes = &buf[..len];
+        if is_rtcp(bytes) {
+            continue;
+        }
+        let Ok(packet) = RtpPacket::parse(bytes) else {
+            continue;
+        };
+        let number = (packet.payload.len() == 160)
+            .then(|| number_of(&packet.payload))
+            .flatten()
+            .filter(|&n| n < frames);
+        got.push((number, at));
+    }
+    got
+}

@@ -1,0 +1,109 @@
+//! Turning send/receive stamps into latency percentiles, loss and egress jitter.
+
+use serde::Serialize;
+
+/// One stream's stamps: (frame number, µs since the run's origin).
+pub type Stamps = Vec<(u32, f64)>;
+
+/// One direction of one call: what was sent and what arrived.
+#[derive(Debug, Default, Clone)]
+pub struct Stream {
+    /// Sent frames.
+    pub sent: Stamps,
+    /// Received frames.
+    pub received: Stamps,
+}
+
+/// Latency figures of one direction over all calls of a run.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Summary {
+    /// Frames measured (after warm-up).
+    pub frames: usize,
+    /// Frames sent but never received.
+    pub lost: usize,
+    /// One-way latency percentiles, µs.
+    pub p50_us: f64,
+    /// 99th percentile, µs.
+    pub p99_us: f64,
+    /// 99.9th percentile, µs.
+    pub p999_us: f64,
+    /// Mean absolute deviation of receive intervals from 20 ms, µs.
+    pub egress_jitter_us: f64,
+}
+
+/// How sent and received frames are paired.
+#[derive(Debug, Clone, Copy)]
+pub enum Pairing {
+    /// By the frame number carried in the payload (bytes pass through untouched).
+    Number,
+    /// By arrival order (transcoded payloads carry no number; loopback keeps order).
+    Order,
+}
+
+/// Latencies over all `streams`, skipping the first `warmup` frames of each.
+pub fn summarize(streams: &[Stream], pairing: Pairing, warmup: u32) -> Summary {
+    let mut latencies = Vec::new();
+    let mut lost = 0;
+    let mut jitter_sum = 0.0;
+    let mut jitter_n = 0usize;
+    for s in streams {
+        let received: Stamps = match pairing {
+            Pairing::Number => s.received.clone(),
+            Pairing::Order => s
+                .received
+                .iter()
+                .enumerate()
+                .map(|(i, &(_, t))| (i as u32, t))
+                .collect(),
+        };
+        let at: std::collections::HashMap<u32, f64> = received.iter().copied().collect();
+        for &(n, t) in s.sent.iter().filter(|(n, _)| *n >= warmup) {
+            match at.get(&n) {
+                Some(r) => latencies.push(r - t),
+                None => lost += 1,
+            }
+        }
+        let arrivals: Vec<f64> = received
+            .iter()
+            .filter(|(n, _)| *n >= warmup)
+            .map(|&(_, t)| t)
+            .collect();
+        for w in arrivals.windows(2) {
+            jitter_sum += ((w[1] - w[0]) - 20_000.0).abs();
+            jitter_n += 1;
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    Summary {
+        frames: latencies.len() + lost,
+        lost,
+        p50_us: percentile(&latencies, 0.50),
+        p99_us: percentile(&latencies, 0.99),
+        p999_us: percentile(&latencies, 0.999),
+        egress_jitter_us: if jitter_n > 0 {
+            jitter_sum / jitter_n as f64
+        } else {
+            f64::NAN
+        },
+    }
+}
+
+/// The `p` quantile of sorted values (NaN when empty).
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// The frame number in a payload's first four bytes.
+pub fn number_of(payload: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(payload.get(..4)?.try_into().ok()?))
+}
+
+/// A 20 ms μ-law frame carrying `n` in its first four bytes.
+pub fn numbered_frame(n: u32) -> Vec<u8> {
+    let mut f = vec![0xFFu8; 160];
+    f[..4].copy_from_slice(&n.to_be_bytes());
+    f
+}
