@@ -57,20 +57,26 @@ fn resample_benches(c: &mut Criterion) {
 }
 
 fn opus_benches(c: &mut Criterion) {
-    let frame = speech(SampleRate::Hz48000);
-    let mut enc = OpusEncoder::new(32_000).expect("encoder");
-    let packet = enc.encode(&frame).expect("encode").to_vec();
-    c.bench_function("opus_encode_48k_20ms", |b| {
-        b.iter(|| {
-            enc.encode(black_box(&frame))
-                .map(|p| p.len())
-                .expect("encode")
-        })
-    });
-    let mut dec = OpusDecoder::new().expect("decoder");
-    c.bench_function("opus_decode_48k_20ms", |b| {
-        b.iter(|| dec.decode(Some(black_box(&packet))).expect("decode"))
-    });
+    // 48 kHz (browsers' WebRTC) and 8 kHz (the telephony path: SIP Opus legs).
+    for (rate, bitrate, name) in [
+        (SampleRate::Hz48000, 32_000, "48k"),
+        (SampleRate::Hz8000, 24_000, "8k"),
+    ] {
+        let frame = speech(rate);
+        let mut enc = OpusEncoder::new(rate, bitrate).expect("encoder");
+        let packet = enc.encode(&frame).expect("encode").to_vec();
+        c.bench_function(&format!("opus_encode_{name}_20ms"), |b| {
+            b.iter(|| {
+                enc.encode(black_box(&frame))
+                    .map(|p| p.len())
+                    .expect("encode")
+            })
+        });
+        let mut dec = OpusDecoder::new(rate).expect("decoder");
+        c.bench_function(&format!("opus_decode_{name}_20ms"), |b| {
+            b.iter(|| dec.decode(Some(black_box(&packet))).expect("decode"))
+        });
+    }
 }
 
 fn mixer_benches(c: &mut Criterion) {

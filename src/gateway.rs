@@ -28,11 +28,33 @@ pub struct Shared {
     pub tts: TtsSet,
     /// Human agents and the queue.
     pub routing: Routing,
+    /// Live metrics (`GET /metrics`).
+    pub metrics: crate::metrics::Metrics,
     /// The screen-pop webhook, when configured.
     pub webhook: Option<crate::routing::webhook::Webhook>,
 }
 
 impl Shared {
+    /// The Prometheus text of `GET /metrics`.
+    pub fn render_metrics(&self) -> String {
+        let counts = self.registry.counts();
+        let mut agents = std::collections::BTreeMap::new();
+        for a in self.routing.agents() {
+            let status = if a.connected {
+                a.status.as_str()
+            } else {
+                "disconnected"
+            };
+            *agents.entry(status).or_insert(0) += 1;
+        }
+        self.metrics.render(&crate::metrics::Snapshot {
+            calls_active: counts.active,
+            calls_total: counts.total,
+            queues: self.routing.queues(),
+            agents: agents.into_iter().collect(),
+        })
+    }
+
     /// Sets an agent's availability; their own choice (available or offline) is
     /// kept in the database, so it survives a restart.
     pub fn set_agent_status(
@@ -159,6 +181,7 @@ impl RunningGateway {
             tts,
             routing,
             webhook,
+            metrics: crate::metrics::Metrics::default(),
         });
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = crate::http::router(Arc::clone(&shared));

@@ -22,6 +22,7 @@ pub mod gateway;
 pub mod http;
 pub mod legs;
 pub mod media;
+pub mod metrics;
 pub mod monitor;
 pub mod routing;
 pub mod sim;

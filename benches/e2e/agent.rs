@@ -32,7 +32,12 @@ pub async fn start(origin: Instant, frames: u32) -> (String, mpsc::Receiver<Agen
             let _ = tcp.set_nodelay(true);
             let tx = tx.clone();
             tokio::spawn(async move {
-                let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else {
+                let Ok(ws) = tokio_tungstenite::accept_async_with_config(
+                    tcp,
+                    Some(warmline::legs::ws_config()),
+                )
+                .await
+                else {
                     return;
                 };
                 let (sink, mut stream) = ws.split();

@@ -33,9 +33,13 @@ pub async fn media_streams(
     origin: Instant,
 ) -> Result<CallerLog, String> {
     let call = format!("CAbench{n}");
-    let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
-        .await
-        .map_err(|e| format!("caller {n} cannot connect: {e}"))?;
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(
+        url.as_str(),
+        Some(warmline::legs::ws_config()),
+        true,
+    )
+    .await
+    .map_err(|e| format!("caller {n} cannot connect: {e}"))?;
     let (mut sink, mut stream) = ws.split();
     let receiver = tokio::spawn(async move {
         let mut got = Vec::new();
@@ -103,26 +107,51 @@ pub struct SipCall {
 }
 
 /// Calls the gateway at `gateway` offering `codec`; returns once the 200 is ACKed.
-pub async fn sip_invite(gateway: SocketAddr, n: usize, codec: &Outgoing) -> Result<SipCall, String> {
-    let sip = UdpSocket::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
-    let rtp = UdpSocket::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+pub async fn sip_invite(
+    gateway: SocketAddr,
+    n: usize,
+    codec: &Outgoing,
+) -> Result<SipCall, String> {
+    let sip = UdpSocket::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let rtp = UdpSocket::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
     let local = sip.local_addr().map_err(|e| e.to_string())?;
     let rtp_port = rtp.local_addr().map_err(|e| e.to_string())?.port();
     let call = format!("bench-{n}-{}@127.0.0.1", local.port());
     let from = format!("<sip:bench{n}@127.0.0.1>;tag=b{n}");
     let uri = format!("sip:ai@{gateway}");
-    let invite = request("INVITE", &uri, "UDP", local, &format!("inv{n}"), &from, &format!("<{uri}>"), &call, 1)
-        .with("Contact", format!("<sip:bench{n}@{local}>"))
-        .with_body("application/sdp", codec.sdp(rtp_port, n as u64).into_bytes());
+    let invite = request(
+        "INVITE",
+        &uri,
+        "UDP",
+        local,
+        &format!("inv{n}"),
+        &from,
+        &format!("<{uri}>"),
+        &call,
+        1,
+    )
+    .with("Contact", format!("<sip:bench{n}@{local}>"))
+    .with_body(
+        "application/sdp",
+        codec.sdp(rtp_port, n as u64).into_bytes(),
+    );
     let t0 = Instant::now();
-    sip.send_to(&invite.to_bytes(), gateway).await.map_err(|e| e.to_string())?;
+    sip.send_to(&invite.to_bytes(), gateway)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut buf = vec![0u8; 8192];
     let ok = loop {
         let (len, _) = tokio::time::timeout(Duration::from_secs(5), sip.recv_from(&mut buf))
             .await
             .map_err(|_| format!("call {n}: no final answer to the INVITE"))?
             .map_err(|e| e.to_string())?;
-        let Ok(msg) = SipMessage::parse(&buf[..len]) else { continue };
+        let Ok(msg) = SipMessage::parse(&buf[..len]) else {
+            continue;
+        };
         match msg.code() {
             Some(200) => break msg,
             Some(c) if c >= 300 => return Err(format!("call {n}: INVITE answered {c}")),
@@ -134,8 +163,20 @@ pub async fn sip_invite(gateway: SocketAddr, n: usize, codec: &Outgoing) -> Resu
     let remote_rtp = warmline::legs::sip::sdp::negotiate(&ok.body)
         .map_err(|e| format!("call {n}: bad SDP answer: {e}"))?
         .remote;
-    let ack = request("ACK", &uri, "UDP", local, &format!("ack{n}"), &from, &to, &call, 1);
-    sip.send_to(&ack.to_bytes(), gateway).await.map_err(|e| e.to_string())?;
+    let ack = request(
+        "ACK",
+        &uri,
+        "UDP",
+        local,
+        &format!("ack{n}"),
+        &from,
+        &to,
+        &call,
+        1,
+    );
+    sip.send_to(&ack.to_bytes(), gateway)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(SipCall {
         call,
         sip,
@@ -158,15 +199,31 @@ impl SipCall {
         origin: Instant,
     ) -> CallerLog {
         let until = start + Duration::from_millis(20 * u64::from(frames) + 400);
-        let receiver = tokio::spawn(rtp_peer::receive(Arc::clone(&self.rtp), until, frames, origin));
-        let sent = rtp_peer::send(Arc::clone(&self.rtp), self.remote_rtp, out, frames, start, origin).await;
+        let receiver = tokio::spawn(rtp_peer::receive(
+            Arc::clone(&self.rtp),
+            until,
+            frames,
+            origin,
+        ));
+        let sent = rtp_peer::send(
+            Arc::clone(&self.rtp),
+            self.remote_rtp,
+            out,
+            frames,
+            start,
+            origin,
+        )
+        .await;
         let received = receiver.await.unwrap_or_default();
         let uri = format!("sip:ai@{}", self.gateway);
         if let Ok(local) = self.sip.local_addr() {
-            let bye = request("BYE", &uri, "UDP", local, "bye", &self.from, &self.to, &self.call, 2);
+            let bye = request(
+                "BYE", &uri, "UDP", local, "bye", &self.from, &self.to, &self.call, 2,
+            );
             let _ = self.sip.send_to(&bye.to_bytes(), self.gateway).await;
             let mut buf = vec![0u8; 4096];
-            let _ = tokio::time::timeout(Duration::from_secs(2), self.sip.recv_from(&mut buf)).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), self.sip.recv_from(&mut buf)).await;
         }
         CallerLog {
             call: self.call,

@@ -96,7 +96,12 @@ impl Gateway {
         );
         let config_path = dir.path().join("bench.toml");
         std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
-        let child = Command::new(exe)
+        let mut cmd = Command::new(exe);
+        // The harness's own settings are not the gateway's configuration.
+        for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("WARMLINE_BENCH_")) {
+            cmd.env_remove(name);
+        }
+        let child = cmd
             .args(["serve", "--config"])
             .arg(&config_path)
             .stdin(Stdio::null())
@@ -132,12 +137,16 @@ async fn wait_tcp(addr: SocketAddr, process: &mut Process) -> Result<(), String>
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Err(format!("{} did not listen on {addr} within 20 s", process.name))
+    Err(format!(
+        "{} did not listen on {addr} within 20 s",
+        process.name
+    ))
 }
 
 /// Starts rtpengine in userspace mode with its ng control port on `ng`.
 pub async fn start_rtpengine(ng: SocketAddr) -> Result<Process, String> {
-    let exe = which("rtpengine").ok_or("rtpengine is not installed (apt-get install rtpengine-daemon)")?;
+    let exe = which("rtpengine")
+        .ok_or("rtpengine is not installed (apt-get install rtpengine-daemon)")?;
     let dir = std::env::temp_dir().join(format!("warmline-bench-rtpengine-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let child = Command::new(exe)

@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
-use warmline::legs::sip::codec::CodecAdapter;
-use warmline::legs::sip::sdp::Codec;
+use warmline::media::frame::{Frame, SampleRate};
+use warmline::media::opus::OpusEncoder;
 use warmline::media::rtp::{RtpPacket, RtpSender, is_rtcp};
 
 /// What a peer sends.
@@ -21,23 +21,27 @@ pub enum Outgoing {
 }
 
 impl Outgoing {
-    /// Encodes one second of noise as Opus packets once, for every call to reuse.
+    /// Encodes one second of a fullband signal (a warbling tone over noise) at
+    /// 48 kHz, as a WebRTC or Opus phone sends it, once for every call to reuse.
     pub fn opus() -> Outgoing {
-        let mut adapter = CodecAdapter::new(Codec::Opus).expect("libopus");
+        let mut encoder = OpusEncoder::new(SampleRate::Hz48000, 32_000).expect("libopus");
         let mut state = 0x2545_f491_4f6c_dd1du64;
         let packets = (0..50)
-            .map(|_| {
-                let pcm: Vec<i16> = (0..160)
-                    .map(|_| {
+            .map(|f| {
+                let pcm: Vec<i16> = (0..960)
+                    .map(|i| {
                         state ^= state << 13;
                         state ^= state >> 7;
                         state ^= state << 17;
-                        (state >> 52) as i16 - 2048
+                        let t = (f * 960 + i) as f64 / 48_000.0;
+                        let tone = 6000.0
+                            * (2.0 * std::f64::consts::PI * (300.0 + 200.0 * (3.0 * t).sin()) * t)
+                                .sin();
+                        (tone + ((state >> 53) as f64 - 1024.0)) as i16
                     })
                     .collect();
-                let mut ulaw = Vec::new();
-                warmline::media::g711::encode_ulaw(&pcm, &mut ulaw);
-                adapter.encode(&ulaw).expect("opus encode")
+                let frame = Frame::new(SampleRate::Hz48000, pcm).expect("960 samples");
+                encoder.encode(&frame).expect("opus encode").to_vec()
             })
             .collect();
         Outgoing::Opus(Arc::new(packets))

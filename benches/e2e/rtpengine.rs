@@ -96,10 +96,13 @@ impl Bencode {
         let Bencode::Dict(entries) = self else {
             return None;
         };
-        entries.iter().find(|(k, _)| k == key).and_then(|(_, v)| match v {
-            Bencode::Str(s) => Some(String::from_utf8_lossy(s).into_owned()),
-            _ => None,
-        })
+        entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| match v {
+                Bencode::Str(s) => Some(String::from_utf8_lossy(s).into_owned()),
+                _ => None,
+            })
     }
 }
 

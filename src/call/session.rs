@@ -80,6 +80,8 @@ async fn drive(
     let mut caller_drops = 0u64;
     let (routing_tx, mut routing_rx) = mpsc::channel::<RoutingEvent>(16);
     let mut handoff = HandoffLinks::default();
+    // A caller frame being processed: from its arrival until its outputs are handed on.
+    let mut frame_started: Option<Instant> = None;
 
     loop {
         let now = Instant::now();
@@ -136,6 +138,7 @@ async fn drive(
                 BridgeOutput::Timeline(kind) => {
                     log_event(&kind);
                     store_handoff_figures(&shared, &setup.call_id, &kind);
+                    handoff.time_stage(&shared.metrics, &kind, now);
                     insight.observe(now, &kind);
                     timeline.push(now, kind);
                 }
@@ -143,6 +146,12 @@ async fn drive(
                     tracing::info!(?reason, "call ended");
                 }
             }
+        }
+        if let Some(at) = frame_started.take() {
+            shared
+                .metrics
+                .frame_processing
+                .observe(at.elapsed().as_secs_f64());
         }
         if bridge.is_ended() {
             break;
@@ -157,7 +166,11 @@ async fn drive(
                 if let (Some(r), LegEvent::Audio(bytes)) = (recorder.as_mut(), &event) {
                     r.said(at, bytes);
                 }
+                let audio = matches!(event, LegEvent::Audio(_));
                 bridge.handle_caller(event, at);
+                if audio {
+                    frame_started = Some(at);
+                }
             }
             event = agent_rx.recv(), if agent_open => {
                 let event = event.unwrap_or_else(|| {
@@ -172,6 +185,8 @@ async fn drive(
                 match event {
                     InsightEvent::Escalated(e) => {
                         handoff.escalation = Some((e.decision.urgency, Arc::clone(&e.context), e.callback_number.clone()));
+                        handoff.last_step = Some(("decision", at));
+                        shared.metrics.escalation(e.decision.trigger.as_str(), e.decision.urgency.as_str());
                         handoff.skill = e.skill.clone();
                         timeline.push(at, TimelineKind::HandoffStep {
                             step: "disclosure".into(),
@@ -349,9 +364,39 @@ struct HandoffLinks {
     tried: std::collections::HashSet<String>,
     /// The queue the call joins ("" = any agent).
     skill: String,
+    /// The last timed handoff step and when (for the stage histograms).
+    last_step: Option<(&'static str, Instant)>,
 }
 
 impl HandoffLinks {
+    /// Feeds the handoff stage histograms: decision → ringing → answered →
+    /// whisper started → merged (each stage timed from the step before it),
+    /// and the whisper length histogram when the whisper starts.
+    fn time_stage(&mut self, metrics: &crate::metrics::Metrics, kind: &TimelineKind, now: Instant) {
+        let TimelineKind::HandoffStep { step, .. } = kind else {
+            return;
+        };
+        let (stage, from, this) = match step.as_str() {
+            "ringing" => ("decision_to_ringing", "decision", "ringing"),
+            "answered" => ("ringing_to_answered", "ringing", "answered"),
+            "whisper_started" => ("answered_to_whisper", "answered", "whisper_started"),
+            "merged" => ("whisper_to_merged", "whisper_started", "merged"),
+            _ => return,
+        };
+        if this == "whisper_started"
+            && let Some(seconds) = self.whisper_seconds
+        {
+            // The whisper that plays (it may have been rendered more than once).
+            metrics.whisper_seconds.observe(seconds);
+        }
+        if let Some((last, at)) = self.last_step
+            && last == from
+        {
+            metrics.stage(stage, now.saturating_duration_since(at).as_secs_f64());
+        }
+        self.last_step = Some((this, now));
+    }
+
     /// The urgency and context a queued call is offered with.
     fn queue_entry(
         &self,

@@ -203,6 +203,7 @@ pub async fn agent_console(
     let cap = shared.config.server.max_message_bytes * 4;
     ws.max_message_size(cap)
         .max_frame_size(cap)
+        .read_buffer_size(crate::legs::WS_READ_BUFFER)
         .on_upgrade(move |socket| crate::legs::human::serve_console(socket, shared, id))
 }
 

@@ -27,6 +27,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/v1/callbacks", get(api::list_callbacks))
         .route("/v1/stats", get(api::stats))
+        .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&shared),
             api::require_token,
@@ -41,12 +42,25 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
+/// Prometheus text format, version 0.0.4.
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        shared.render_metrics(),
+    )
+        .into_response()
+}
+
 async fn media_stream(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> Response {
     // The hard cap protects memory; messages between the configured limit and
     // this cap are refused one by one with a logged error and the call stays up.
     let hard_cap = shared.config.server.max_message_bytes * 4;
     ws.max_message_size(hard_cap)
         .max_frame_size(hard_cap)
+        .read_buffer_size(crate::legs::WS_READ_BUFFER)
         .on_upgrade(move |socket| crate::legs::twilio::serve_stream(socket, shared))
 }
 

@@ -10,7 +10,6 @@ use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Commands buffered towards the agent (≈ 10 s of audio: covers the dial time).
 pub const COMMAND_QUEUE: usize = 512;
@@ -59,7 +58,7 @@ async fn run(
     mut cmd_rx: mpsc::Receiver<LegCommand>,
     ev_tx: mpsc::Sender<LegEvent>,
 ) {
-    let ws_config = WebSocketConfig::default()
+    let ws_config = crate::legs::ws_config()
         .max_message_size(Some(config.max_message_bytes * 4))
         .max_frame_size(Some(config.max_message_bytes * 4));
     let dial =

@@ -393,6 +393,27 @@ impl Routing {
         Self::estimate(&s, &self.config, skill, position)
     }
 
+    /// Every queue with calls in it: (skill, calls waiting, estimated wait of
+    /// the next call in seconds, infinite when nobody with the skill is online).
+    pub fn queues(&self) -> Vec<(String, usize, f64)> {
+        let s = self.lock();
+        let skills: std::collections::BTreeSet<&str> =
+            s.queue.iter().map(|w| w.skill.as_str()).collect();
+        skills
+            .into_iter()
+            .map(|skill| {
+                let waiting = Self::waiting_for(&s, skill);
+                let wait = Self::estimate(&s, &self.config, skill, waiting + 1);
+                let secs = if wait == Duration::MAX {
+                    f64::INFINITY
+                } else {
+                    wait.as_secs_f64()
+                };
+                (skill.to_string(), waiting, secs)
+            })
+            .collect()
+    }
+
     /// Calls for `skill` waiting for an agent (those already ringing one are not).
     fn waiting_for(s: &State, skill: &str) -> usize {
         s.queue

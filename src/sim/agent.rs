@@ -149,7 +149,9 @@ impl Drop for ScriptedAgent {
 
 async fn serve(tcp: tokio::net::TcpStream, script: &AgentScript) -> AgentSession {
     let mut session = AgentSession::default();
-    let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else {
+    let Ok(ws) =
+        tokio_tungstenite::accept_async_with_config(tcp, Some(crate::legs::ws_config())).await
+    else {
         return session;
     };
     let (mut sink, mut stream) = ws.split();

@@ -94,12 +94,16 @@ pub enum CallerError {
 
 /// Places one call and returns what happened.
 pub async fn run(options: CallerOptions) -> Result<CallerReport, CallerError> {
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(options.url.as_str(), None, true)
-        .await
-        .map_err(|source| CallerError::Connect {
-            url: options.url.clone(),
-            source,
-        })?;
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(
+        options.url.as_str(),
+        Some(crate::legs::ws_config()),
+        true,
+    )
+    .await
+    .map_err(|source| CallerError::Connect {
+        url: options.url.clone(),
+        source,
+    })?;
     let (mut sink, mut stream) = ws.split();
     let mut writer = ProviderWriter::new(options.stream_sid.clone());
     sink.send(Message::Text(writer.connected().into())).await?;

@@ -78,9 +78,13 @@ pub async fn run(options: HumanOptions) -> Result<HumanReport, HumanError> {
         "{}/v1/agents/{}/ws?token={}",
         options.base_url, options.agent_id, options.token
     );
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
-        .await
-        .map_err(HumanError::Connect)?;
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(
+        url.as_str(),
+        Some(crate::legs::ws_config()),
+        true,
+    )
+    .await
+    .map_err(HumanError::Connect)?;
     let (mut sink, mut stream) = ws.split();
     let mut report = HumanReport::default();
     let deadline = tokio::time::Instant::now() + options.max_duration;

@@ -178,6 +178,17 @@ impl SipEndpoint {
 
     /// Stores an RTP leg's figures with its call.
     pub fn record_media(&self, call_id: &str, row: crate::store::MediaLegRow) {
+        let leg = if row.leg == "caller" {
+            "caller"
+        } else {
+            "agent"
+        };
+        self.shared.metrics.rtp_leg(
+            leg,
+            u64::try_from(row.received).unwrap_or(0),
+            u64::try_from(row.lost).unwrap_or(0),
+            row.jitter_ms as f64 / 1000.0,
+        );
         self.shared.store.write(crate::store::Write::MediaLeg {
             call_id: call_id.to_string(),
             row,
