@@ -13,6 +13,7 @@ PACKAGES=(
   sox              # checking recordings by ear and by numbers
   sip-tester       # sipp: SIP trunk scenarios in tests/sip
   baresip-core     # a real SIP phone in the SIP tests (records what it heard)
+  rtpengine-daemon # the media relay the e2e bench measures warmline against (smoke run in cargo test)
 )
 
 missing=()

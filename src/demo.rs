@@ -160,13 +160,7 @@ pub async fn run(mut config: Config, out: &Path) -> Result<DemoReport, DemoError
     let gateway = RunningGateway::start(config).await?;
     let human_voice = assets::ulaw(assets::DEMO_HUMAN_AGENT_WAV, "human_agent.wav")?;
     let human = tokio::spawn(crate::sim::human::run(crate::sim::human::HumanOptions {
-        base_url: format!("ws://{}", gateway.addr),
-        agent_id: "alex".into(),
-        token: "demo-console-token".into(),
         answer_after: Duration::from_secs(2),
-        decline: false,
-        skip_after: None,
-        drop_after: None,
         say: human_voice.clone(),
         hang_up_after: Some(Duration::from_secs(3)),
         max_duration: Duration::from_secs(90),
@@ -176,6 +170,11 @@ pub async fn run(mut config: Config, out: &Path) -> Result<DemoReport, DemoError
             "contextAccurate": true,
             "notes": "Refund for order 8821 issued by phone."
         })),
+        ..crate::sim::human::HumanOptions::new(
+            &format!("ws://{}", gateway.addr),
+            "alex",
+            "demo-console-token",
+        )
     }));
     tokio::time::sleep(Duration::from_millis(200)).await;
 

@@ -1,7 +1,8 @@
 //! The AI agent side of the load: a WebSocket server speaking the provider
 //! side of Media Streams (what warmline dials). Per call it stamps every frame
 //! it receives and, from the caller's first frame on, talks back with paced
-//! numbered frames.
+//! numbered frames — except on calls whose `callSid` starts with
+//! [`ESCALATE_PREFIX`]: those it escalates to a human at once and stays silent.
 
 use crate::rtp_peer::{Arrivals, micros};
 use crate::stats::{Stamps, number_of, numbered_frame};
@@ -11,6 +12,9 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use warmline::legs::media_streams::{self, AppWriter, StreamMessage};
+
+/// Calls the agent hands to a human straight away (the mixed mode).
+pub const ESCALATE_PREFIX: &str = "CAmix";
 
 /// What the agent saw on one call.
 pub struct AgentLog {
@@ -56,6 +60,18 @@ pub async fn start(origin: Instant, frames: u32) -> (String, mpsc::Receiver<Agen
                             start, stream_sid, ..
                         }) => {
                             log.call = start.call_sid.clone();
+                            if log.call.starts_with(ESCALATE_PREFIX) {
+                                let escalate = serde_json::json!({
+                                    "event": "escalate",
+                                    "streamSid": stream_sid,
+                                    "escalate": {"trigger": "customer_request", "description": "benchmark call", "urgency": "standard"}
+                                });
+                                if let Some(s) = sink.as_mut() {
+                                    let _ =
+                                        s.send(Message::Text(escalate.to_string().into())).await;
+                                }
+                                continue;
+                            }
                             app = Some(AppWriter::new(stream_sid));
                         }
                         Ok(StreamMessage::Media { media, .. }) => {

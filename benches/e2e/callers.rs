@@ -24,15 +24,18 @@ pub struct CallerLog {
     pub setup_us: Option<f64>,
 }
 
-/// A Media Streams caller: connects, starts at `start`, sends `frames` frames.
+/// A Media Streams caller: connects, starts at `start`, sends `frames` frames
+/// numbered from `base` (fewer if the gateway ends the call first). `call` is
+/// its `callSid`.
 pub async fn media_streams(
     url: String,
-    n: usize,
+    call: String,
+    base: u32,
     frames: u32,
     start: tokio::time::Instant,
     origin: Instant,
 ) -> Result<CallerLog, String> {
-    let call = format!("CAbench{n}");
+    let n = &call;
     let (ws, _) = tokio_tungstenite::connect_async_with_config(
         url.as_str(),
         Some(warmline::legs::ws_config()),
@@ -68,11 +71,13 @@ pub async fn media_streams(
     }
     let mut sent = Vec::with_capacity(frames as usize);
     let mut tick = tokio::time::interval_at(start, Duration::from_millis(20));
-    for seq in 0..frames {
+    for seq in base..base + frames {
         tick.tick().await;
         sent.push((seq, micros(origin)));
         let msg = Message::Text(writer.media(&numbered_frame(seq)).into());
-        sink.send(msg).await.map_err(|e| e.to_string())?;
+        if sink.send(msg).await.is_err() {
+            break; // the call ended (e.g. the human agent hung up)
+        }
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let _ = sink

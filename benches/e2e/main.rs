@@ -46,6 +46,9 @@ enum Mode {
     RtpPcmu,
     /// SIP/RTP Opus caller ⇄ AI agent (μ-law); rtpengine: Opus ⇄ PCMU.
     RtpOpus,
+    /// Media Streams caller escalated at once: hold audio and disclosure while a
+    /// human agent hears the whisper, then caller ⇄ human through the mixer.
+    Mixed,
 }
 
 impl Mode {
@@ -55,6 +58,7 @@ impl Mode {
             Mode::WsUlaw => "ws-ulaw",
             Mode::RtpPcmu => "rtp-pcmu",
             Mode::RtpOpus => "rtp-opus",
+            Mode::Mixed => "mixed",
         }
     }
 
@@ -63,6 +67,7 @@ impl Mode {
             Mode::WsUlaw => "Media Streams μ-law passthrough",
             Mode::RtpPcmu => "RTP PCMU passthrough",
             Mode::RtpOpus => "RTP Opus ⇄ PCMU transcode",
+            Mode::Mixed => "Mixed: hold + whisper + bridge to a human",
         }
     }
 
@@ -95,6 +100,8 @@ struct Row {
     down: Option<Summary>,
     /// SIP INVITE → 200 OK, µs (p50, p99).
     setup_us: Option<(f64, f64)>,
+    /// The gateway's own per-frame processing time, p99 bucket bound (µs).
+    frame_processing_p99_us: Option<f64>,
     cpu_seconds: f64,
     cpu_ms_per_call_second: f64,
     calls_per_core: f64,
@@ -117,7 +124,14 @@ struct Options {
     strict: bool,
 }
 
-const ALL_MODES: [Mode; 3] = [Mode::WsUlaw, Mode::RtpPcmu, Mode::RtpOpus];
+const ALL_MODES: [Mode; 4] = [Mode::WsUlaw, Mode::RtpPcmu, Mode::RtpOpus, Mode::Mixed];
+
+/// How long a mixed-mode human agent talks after the merge (frames).
+const MIXED_TALK_FRAMES: u32 = 275;
+
+/// Mixed-mode caller `i` numbers its frames from `i ×` this, so the frames a
+/// human agent hears say which caller they came from.
+const NUMBERS_PER_CALLER: u32 = 10_000;
 
 fn options() -> Options {
     let full = std::env::args().any(|a| a == "--bench");
@@ -175,7 +189,12 @@ async fn run(opts: &Options) -> Result<(), String> {
     let frames = WARMUP + opts.seconds * 50;
     let (agent_url, mut agent_rx) = agent::start(origin, frames).await;
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_warmline"));
-    let gateway = process::Gateway::start(exe, &agent_url).await?;
+    let humans = if opts.modes.contains(&Mode::Mixed) {
+        opts.levels.iter().copied().max().unwrap_or(0)
+    } else {
+        0
+    };
+    let gateway = process::Gateway::start(exe, &agent_url, humans).await?;
     let ng: SocketAddr = ([127, 0, 0, 1], process::free_port()).into();
     let rtpengine = process::start_rtpengine(ng).await?;
     let opus = Outgoing::opus();
@@ -184,9 +203,12 @@ async fn run(opts: &Options) -> Result<(), String> {
         for &mode in &opts.modes {
             // A level a system cannot carry is reported and the run goes on.
             while agent_rx.try_recv().is_ok() {}
-            match through_warmline(mode, calls, frames, &gateway, &mut agent_rx, &opus, origin)
-                .await
-            {
+            let run = if mode == Mode::Mixed {
+                through_warmline_mixed(calls, &gateway, origin).await
+            } else {
+                through_warmline(mode, calls, frames, &gateway, &mut agent_rx, &opus, origin).await
+            };
+            match run {
                 Ok(row) => {
                     print_row(&row);
                     rows.push(row);
@@ -194,7 +216,7 @@ async fn run(opts: &Options) -> Result<(), String> {
                 Err(e) => eprintln!("{} via warmline, {calls} calls: {e}", mode.name()),
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
-            if mode != Mode::WsUlaw {
+            if matches!(mode, Mode::RtpPcmu | Mode::RtpOpus) {
                 match through_rtpengine(mode, calls, frames, ng, &rtpengine, &opus, origin).await {
                     Ok(row) => {
                         print_row(&row);
@@ -227,7 +249,13 @@ async fn run(opts: &Options) -> Result<(), String> {
         * opts
             .modes
             .iter()
-            .map(|&m| if m == Mode::WsUlaw { 1 } else { 2 })
+            .map(|&m| {
+                if matches!(m, Mode::RtpPcmu | Mode::RtpOpus) {
+                    2
+                } else {
+                    1
+                }
+            })
             .sum::<usize>();
     if opts.strict {
         check_sane(&rows, expected)
@@ -293,7 +321,8 @@ async fn through_warmline(
             let url = gateway.media_url();
             tasks.push(tokio::spawn(callers::media_streams(
                 url,
-                i,
+                format!("CAbench{i}"),
+                0,
                 frames,
                 phase(start, i, calls),
                 origin,
@@ -313,6 +342,7 @@ async fn through_warmline(
             }));
         }
     }
+    let buckets_before = process::frame_processing_buckets(gateway.http).await;
     tokio::time::sleep_until(start).await;
     let cpu0 = gateway.process.cpu_seconds();
     let t0 = Instant::now();
@@ -332,14 +362,16 @@ async fn through_warmline(
     while seen < calls {
         let Ok(Some(log)) = tokio::time::timeout(Duration::from_secs(10), agent_rx.recv()).await
         else {
-            return Err(format!("the agent saw {seen} of {calls} calls end"));
+            // Calls the agent never saw end count as lost, frame by frame, below.
+            eprintln!("{}: the agent saw {seen} of {calls} calls end", mode.name());
+            break;
         };
         seen += 1;
-        let Some(caller) = callers.get(&log.call) else {
+        let Some(caller) = callers.remove(&log.call) else {
             continue;
         };
         up.push(Stream {
-            sent: caller.sent.clone(),
+            sent: caller.sent,
             received: to_stamps(&log.received, mode.up_pairing()),
         });
         down.push(Stream {
@@ -347,9 +379,15 @@ async fn through_warmline(
             received: to_stamps(&caller.received, Pairing::Number),
         });
     }
+    for (_, caller) in callers {
+        up.push(Stream {
+            sent: caller.sent,
+            received: Vec::new(),
+        });
+    }
     let (cpu, wall) = cpu_window.unwrap_or((f64::NAN, Duration::ZERO));
     let down = (mode != Mode::RtpOpus).then(|| summarize(&down, Pairing::Number, WARMUP));
-    Ok(row(
+    let mut row = row(
         mode,
         "warmline",
         calls,
@@ -360,7 +398,146 @@ async fn through_warmline(
         cpu,
         wall,
         rss_mib,
-    ))
+    );
+    let buckets_after = process::frame_processing_buckets(gateway.http).await;
+    row.frame_processing_p99_us =
+        process::bucket_quantile_us(&buckets_before, &buckets_after, 0.99);
+    Ok(row)
+}
+
+/// The mixed mode: every call is escalated by the AI agent on its first
+/// message; the caller hears the disclosure and hold audio while a human agent
+/// (the real-socket console simulator) hears the whisper; after the merge the
+/// two talk for [`MIXED_TALK_FRAMES`] frames and the agent hangs up. Latency is
+/// measured on the merged bridge (caller ⇄ human); CPU over the whole call.
+async fn through_warmline_mixed(
+    calls: usize,
+    gateway: &process::Gateway,
+    origin: Instant,
+) -> Result<Row, String> {
+    use warmline::sim::human::{self, HumanOptions};
+    let base = format!("ws://{}", gateway.http);
+    let talk: Vec<u8> = (0..MIXED_TALK_FRAMES)
+        .flat_map(stats::numbered_frame)
+        .collect();
+    let mut humans = Vec::new();
+    for i in 0..calls {
+        let options = HumanOptions {
+            say: talk.clone(),
+            hang_up_after: Some(Duration::from_millis(400)),
+            max_duration: Duration::from_secs(120),
+            ..HumanOptions::new(
+                &base,
+                &format!("bench-agent-{i}"),
+                &format!("bench-token-{i}"),
+            )
+        };
+        humans.push(tokio::spawn(human::run(options)));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The caller streams numbered frames until the agent hangs up (at most 90 s).
+    let frames = 90 * 50;
+    let start = start_after(Duration::from_millis(500 + 4 * calls as u64));
+    let mut tasks = Vec::new();
+    for i in 0..calls {
+        let call = format!("{}{i}", agent::ESCALATE_PREFIX);
+        let at = phase(start, i, calls);
+        tasks.push(tokio::spawn(callers::media_streams(
+            gateway.media_url(),
+            call,
+            i as u32 * NUMBERS_PER_CALLER,
+            frames,
+            at,
+            origin,
+        )));
+    }
+    tokio::time::sleep_until(start).await;
+    let cpu0 = gateway.process.cpu_seconds();
+    let t0 = Instant::now();
+    let mut callers = Vec::new();
+    for t in tasks {
+        callers.push(t.await.map_err(|e| e.to_string())??);
+    }
+    let (cpu, wall) = (gateway.process.cpu_seconds() - cpu0, t0.elapsed());
+    // Callers were spawned in order, so `callers[i]` numbered from i × NUMBERS_PER_CALLER.
+    let rss_mib = gateway.process.rss_kib() as f64 / 1024.0;
+    let mut reports = Vec::new();
+    for h in humans {
+        reports.push(
+            h.await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    let us = |t: Instant| t.saturating_duration_since(origin).as_secs_f64() * 1e6;
+    let mut up = Vec::new();
+    let mut down = Vec::new();
+    for report in &reports {
+        // What the human heard after the whisper: numbered caller frames.
+        let heard: Stamps = report
+            .after_whisper
+            .chunks(160)
+            .zip(&report.caller_frame_arrivals)
+            .filter_map(|(f, &at)| Some((stats::number_of(f)?, us(at))))
+            .filter(|&(n, _)| n % NUMBERS_PER_CALLER < frames)
+            .collect();
+        let (Some(first), Some(last)) = (
+            heard.iter().map(|&(n, _)| n).min(),
+            heard.iter().map(|&(n, _)| n).max(),
+        ) else {
+            continue;
+        };
+        // The caller whose frames these are.
+        let Some(caller) = callers.get((first / NUMBERS_PER_CALLER) as usize) else {
+            continue;
+        };
+        // Frames from the merge on (after a warm-up) up to the last one heard.
+        up.push(Stream {
+            sent: caller
+                .sent
+                .iter()
+                .copied()
+                .filter(|&(n, _)| n >= first + WARMUP && n <= last)
+                .map(|(n, t)| (n - first - WARMUP, t))
+                .collect(),
+            received: heard
+                .iter()
+                .filter(|&&(n, _)| n >= first + WARMUP)
+                .map(|&(n, t)| (n - first - WARMUP, t))
+                .collect(),
+        });
+        down.push(Stream {
+            sent: report
+                .said_at
+                .iter()
+                .enumerate()
+                .map(|(n, &t)| (n as u32, us(t)))
+                .collect(),
+            received: caller
+                .received
+                .iter()
+                .filter_map(|&(n, t)| Some((n?, t)))
+                .filter(|&(n, _)| n < MIXED_TALK_FRAMES)
+                .collect(),
+        });
+    }
+    if up.len() < calls {
+        eprintln!("mixed: {} of {calls} calls reached the merge", up.len());
+    }
+    let mut row = row(
+        Mode::Mixed,
+        "warmline",
+        calls,
+        MIXED_TALK_FRAMES,
+        summarize(&up, Pairing::Number, 0),
+        Some(summarize(&down, Pairing::Number, WARMUP)),
+        Vec::new(),
+        cpu,
+        wall,
+        rss_mib,
+    );
+    row.up.lost += (calls - up.len()) * MIXED_TALK_FRAMES as usize;
+    Ok(row)
 }
 
 async fn through_rtpengine(
@@ -497,6 +674,7 @@ fn row(
                 stats::percentile(&setups, 0.99),
             )
         }),
+        frame_processing_p99_us: None,
         cpu_seconds: cpu,
         cpu_ms_per_call_second: cpu * 1000.0 / call_seconds,
         calls_per_core: if cpu > 0.0 {
@@ -597,8 +775,8 @@ fn report_markdown(rows: &[Row], handoff: Option<&Handoff>, machine: &serde_json
     let mut md = format!(
         "## End-to-end audio path ({} cores, {}, {} build)\n\n\
          One-way latency per 20 ms frame through the system, over loopback, load generator on the same cores.\n\n\
-         | mode | system | calls | up p50 µs | up p99 µs | up p99.9 µs | down p50 µs | down p99 µs | lost | egress jitter µs | CPU ms per call-s | calls/core | SIP setup p50/p99 µs | RSS MiB |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         | mode | system | calls | up p50 µs | up p99 µs | up p99.9 µs | down p50 µs | down p99 µs | lost | egress jitter µs | CPU ms per call-s | calls/core | SIP setup p50/p99 µs | frame processing p99 ≤ µs | RSS MiB |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         machine["cores"],
         machine["cpu"].as_str().unwrap_or("?"),
         machine["profile"].as_str().unwrap_or("?")
@@ -610,7 +788,7 @@ fn report_markdown(rows: &[Row], handoff: Option<&Handoff>, machine: &serde_json
             .map(|d| (fmt(d.p50_us), fmt(d.p99_us), d.lost))
             .unwrap_or(("–".into(), "–".into(), 0));
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.3} | {} | {} | {:.0} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.3} | {} | {} | {} | {:.0} |\n",
             r.mode.name(),
             r.system,
             r.calls,
@@ -626,6 +804,7 @@ fn report_markdown(rows: &[Row], handoff: Option<&Handoff>, machine: &serde_json
             r.setup_us
                 .map(|(a, b)| format!("{} / {}", fmt(a), fmt(b)))
                 .unwrap_or("–".into()),
+            r.frame_processing_p99_us.map(fmt).unwrap_or("–".into()),
             r.rss_mib,
         ));
     }

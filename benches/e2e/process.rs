@@ -83,8 +83,9 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Starts `warmline serve` with SIP on, dialing `agent_url`, logs at `warn`.
-    pub async fn start(exe: &Path, agent_url: &str) -> Result<Gateway, String> {
+    /// Starts `warmline serve` with SIP on, dialing `agent_url`, with `humans`
+    /// human agents `bench-agent-<i>` (token `bench-token-<i>`), logs at `warn`.
+    pub async fn start(exe: &Path, agent_url: &str, humans: usize) -> Result<Gateway, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let sip: SocketAddr = ([127, 0, 0, 1], free_port()).into();
@@ -94,6 +95,12 @@ impl Gateway {
              [store]\npath = \"{db}\"\n[log]\nlevel = \"warn\"\n",
             db = dir.path().join("warmline.db").display()
         );
+        let mut config = config;
+        for i in 0..humans {
+            config.push_str(&format!(
+                "[[routing.agents]]\nid = \"bench-agent-{i}\"\nname = \"Agent {i}\"\ntoken = \"bench-token-{i}\"\n"
+            ));
+        }
         let config_path = dir.path().join("bench.toml");
         std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
         let mut cmd = Command::new(exe);
@@ -190,4 +197,51 @@ fn which(name: &str) -> Option<PathBuf> {
             .map(|p| p.join(name))
             .find(|p| p.is_file())
     })
+}
+
+/// The gateway's `warmline_frame_processing_seconds` histogram buckets
+/// (upper bound in seconds, cumulative count), read from `GET /metrics`.
+pub async fn frame_processing_buckets(http: SocketAddr) -> Vec<(f64, u64)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut tcp) = tokio::net::TcpStream::connect(http).await else {
+        return Vec::new();
+    };
+    let request = "GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
+    if tcp.write_all(request.as_bytes()).await.is_err() {
+        return Vec::new();
+    }
+    let mut text = String::new();
+    let _ = tcp.read_to_string(&mut text).await;
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("warmline_frame_processing_seconds_bucket{le=\"")?;
+            let (bound, count) = rest.split_once("\"} ")?;
+            let bound = if bound == "+Inf" {
+                f64::INFINITY
+            } else {
+                bound.parse().ok()?
+            };
+            Some((bound, count.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The bucket bound (µs) under which fraction `q` of the observations between
+/// two readings fall.
+pub fn bucket_quantile_us(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> Option<f64> {
+    let deltas: Vec<(f64, u64)> = after
+        .iter()
+        .map(|&(b, c)| {
+            let earlier = before.iter().find(|(x, _)| *x == b).map_or(0, |(_, c)| *c);
+            (b, c.saturating_sub(earlier))
+        })
+        .collect();
+    let total = deltas.last()?.1;
+    if total == 0 {
+        return None;
+    }
+    deltas
+        .iter()
+        .find(|(_, c)| *c as f64 >= q * total as f64)
+        .map(|(b, _)| b * 1e6)
 }

@@ -40,7 +40,12 @@ pub enum Pairing {
     Order,
 }
 
-/// Latencies over all `streams`, skipping the first `warmup` frames of each.
+/// Frames at the end of each stream left out: a transcoder holding a frame
+/// (rtpengine does) never sends the last one, which is not a loss.
+pub const COOLDOWN: u32 = 2;
+
+/// Latencies over all `streams`, skipping the first `warmup` and the last
+/// [`COOLDOWN`] frames of each.
 pub fn summarize(streams: &[Stream], pairing: Pairing, warmup: u32) -> Summary {
     let mut latencies = Vec::new();
     let mut lost = 0;
@@ -57,7 +62,8 @@ pub fn summarize(streams: &[Stream], pairing: Pairing, warmup: u32) -> Summary {
                 .collect(),
         };
         let at: std::collections::HashMap<u32, f64> = received.iter().copied().collect();
-        for &(n, t) in s.sent.iter().filter(|(n, _)| *n >= warmup) {
+        let end = (s.sent.len() as u32).saturating_sub(COOLDOWN);
+        for &(n, t) in s.sent.iter().filter(|(n, _)| *n >= warmup && *n < end) {
             match at.get(&n) {
                 Some(r) => latencies.push(r - t),
                 None => lost += 1,
@@ -65,7 +71,7 @@ pub fn summarize(streams: &[Stream], pairing: Pairing, warmup: u32) -> Summary {
         }
         let arrivals: Vec<f64> = received
             .iter()
-            .filter(|(n, _)| *n >= warmup)
+            .filter(|(n, _)| *n >= warmup && *n < end)
             .map(|&(_, t)| t)
             .collect();
         for w in arrivals.windows(2) {

@@ -108,7 +108,7 @@ impl Insight {
             whisper: None,
             requested_skill: start.custom_parameters.get("skill").cloned(),
         };
-        let task = tokio::spawn(worker.run(rx));
+        let task = tokio::spawn(tracing::Instrument::in_current_span(worker.run(rx)));
         (Insight { tx, task }, esc_rx)
     }
 

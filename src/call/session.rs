@@ -431,7 +431,7 @@ impl HandoffLinks {
                     })
                     .to_string();
                     let call = call_id.to_string();
-                    tokio::spawn(async move {
+                    tokio::spawn(tracing::Instrument::in_current_span(async move {
                         match webhook.deliver(body).await {
                             Ok(attempts) => {
                                 tracing::info!(call = %call, attempts, "screen-pop webhook delivered")
@@ -440,7 +440,7 @@ impl HandoffLinks {
                                 tracing::error!(call = %call, error = %e, "screen-pop webhook not delivered")
                             }
                         }
-                    });
+                    }));
                 }
                 let ticket = shared.routing.enqueue(
                     call_id,

@@ -47,7 +47,10 @@ pub fn spawn(
 ) -> (mpsc::Sender<LegCommand>, mpsc::Receiver<LegEvent>) {
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
     let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
-    tokio::spawn(run(config, start, stream_sid, cmd_rx, ev_tx));
+    // Runs in the call's span, so its logs carry the call id.
+    tokio::spawn(tracing::Instrument::in_current_span(run(
+        config, start, stream_sid, cmd_rx, ev_tx,
+    )));
     (cmd_tx, ev_rx)
 }
 

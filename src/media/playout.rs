@@ -31,14 +31,14 @@ pub enum PlayoutError {
     },
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Item {
     Audio(Vec<u8>),
     Mark(String),
 }
 
 /// A paced, flushable queue of encoded frames and marks.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Playout {
     frame_bytes: usize,
     silence: u8,
@@ -112,6 +112,14 @@ impl Playout {
         marks
     }
 
+    /// Forgets the pacing clock: the next frame is due on arrival. For a live
+    /// two-way stream taking over from a pre-rendered one (the merge after the
+    /// whisper or hold audio): otherwise the new frames keep the old stream's
+    /// phase and wait up to one frame for it on every frame.
+    pub fn restart_clock(&mut self) {
+        self.next_due = None;
+    }
+
     /// Releases the next output that is due at `now`, if any.
     pub fn poll(&mut self, now: Instant) -> Option<PlayoutOutput> {
         match self.items.front()? {
@@ -182,6 +190,34 @@ mod tests {
         assert_eq!(drain(&mut p, t0 + Duration::from_millis(100)).len(), 4);
         assert_eq!(p.queued_frames(), 2);
         assert!(p.is_playing(t0 + Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn a_restarted_clock_releases_live_frames_on_arrival() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut p = Playout::new(160, 0xFF, ms(40), 100);
+        // A pre-rendered stream sets the clock 40 ms ahead; its phase is t0.
+        p.push_audio(&[1u8; 160 * 3]).unwrap();
+        assert_eq!(drain(&mut p, t0).len(), 3);
+        // Live frames arriving 13 ms into each frame period: without a restart
+        // each waits 7 ms for the old stream's phase...
+        let mut kept = p.clone();
+        for k in 0..3u32 {
+            kept.push_audio(&[2u8; 160]).unwrap();
+            let arrival = t0 + ms(13) + ms(20) * k;
+            assert_eq!(drain(&mut kept, arrival).len(), 0, "frame {k} waits");
+            assert_eq!(kept.poll_at(arrival), Some(arrival + ms(7)));
+            assert_eq!(drain(&mut kept, arrival + ms(7)).len(), 1);
+        }
+        // ...with one it is released at once, and so are the next ones, as they come.
+        p.restart_clock();
+        for k in 0..5u32 {
+            p.push_audio(&[3u8; 160]).unwrap();
+            let arrival = t0 + ms(13) + ms(20) * k;
+            assert_eq!(p.poll_at(arrival), Some(arrival), "frame {k}");
+            assert_eq!(drain(&mut p, arrival).len(), 1, "frame {k}");
+        }
     }
 
     #[test]

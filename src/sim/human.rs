@@ -36,6 +36,26 @@ pub struct HumanOptions {
     pub wrapup: Option<serde_json::Value>,
 }
 
+impl HumanOptions {
+    /// An agent that answers at once, says nothing, waits for the caller to hang
+    /// up, and gives up after 60 s.
+    pub fn new(base_url: &str, agent_id: &str, token: &str) -> Self {
+        HumanOptions {
+            base_url: base_url.to_string(),
+            agent_id: agent_id.to_string(),
+            token: token.to_string(),
+            answer_after: Duration::ZERO,
+            decline: false,
+            skip_after: None,
+            drop_after: None,
+            say: Vec::new(),
+            hang_up_after: None,
+            max_duration: Duration::from_secs(60),
+            wrapup: None,
+        }
+    }
+}
+
 /// What the agent experienced.
 #[derive(Debug, Clone, Default)]
 pub struct HumanReport {
@@ -45,6 +65,10 @@ pub struct HumanReport {
     pub whisper: Vec<u8>,
     /// Audio received after it (the caller), back to back.
     pub after_whisper: Vec<u8>,
+    /// When each 160-byte frame of `after_whisper` arrived (for latency figures).
+    pub caller_frame_arrivals: Vec<Instant>,
+    /// When each frame of `say` was sent.
+    pub said_at: Vec<Instant>,
     /// When the agent accepted.
     pub accepted_at: Option<Instant>,
     /// When the first audio frame arrived.
@@ -132,6 +156,7 @@ pub async fn run(options: HumanOptions) -> Result<HumanReport, HumanError> {
                         Some(chunk) => {
                             let media = MediaChunk { track: None, chunk: None, timestamp: None, payload: media_streams::encode_payload(&chunk) };
                             let msg = serde_json::json!({"event": "media", "media": media}).to_string();
+                            report.said_at.push(Instant::now());
                             sink.send(Message::Text(msg.into())).await?;
                         }
                         None => {
@@ -166,6 +191,7 @@ pub async fn run(options: HumanOptions) -> Result<HumanReport, HumanError> {
                         }
                         if merged {
                             report.first_caller_frame_at.get_or_insert(now);
+                            report.caller_frame_arrivals.push(now);
                             report.after_whisper.extend(bytes);
                         } else {
                             report.last_whisper_frame_at = Some(now);

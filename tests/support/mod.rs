@@ -268,17 +268,8 @@ pub fn agent_seed(id: &str) -> warmline::config::AgentSeed {
 /// A simulated console for `id` that answers after `answer_after`.
 pub fn console(base: &str, id: &str, answer_after: Duration) -> warmline::sim::human::HumanOptions {
     warmline::sim::human::HumanOptions {
-        base_url: base.to_string(),
-        agent_id: id.into(),
-        token: format!("{id}-secret-token"),
         answer_after,
-        decline: false,
-        skip_after: None,
-        drop_after: None,
-        say: Vec::new(),
-        hang_up_after: None,
-        max_duration: Duration::from_secs(60),
-        wrapup: None,
+        ..warmline::sim::human::HumanOptions::new(base, id, &format!("{id}-secret-token"))
     }
 }
 

@@ -359,6 +359,11 @@ impl CallBridge {
                     // Stale hold audio must not play after the merge.
                     self.hold_on = false;
                     self.replace_caller_audio();
+                    // Both directions are live speech from here: each frame goes
+                    // out when it arrives, not on the hold audio's or the
+                    // whisper's frame clock.
+                    self.playout.restart_clock();
+                    self.human_playout.restart_clock();
                     if self.agent != AgentState::Gone {
                         self.agent = AgentState::Gone;
                         self.emit(BridgeOutput::ToAgent(LegCommand::Hangup));

@@ -196,14 +196,18 @@ async fn ring(
     let (ctl_tx, ctl_rx) = mpsc::channel(4);
     let (hung_tx, mut hung_rx) = oneshot::channel();
     let jitter = endpoint.shared.config.sip.jitter();
-    let media = tokio::spawn(rtp_leg::run(
-        sockets,
-        negotiated,
-        jitter,
-        ev_tx.clone(),
-        cmd_rx,
-        ctl_rx,
-        hung_tx,
+    let span = tracing::info_span!("rtp", call_id = %call, leg = %format!("agent:{agent_id}"));
+    let media = tokio::spawn(tracing::Instrument::instrument(
+        rtp_leg::run(
+            sockets,
+            negotiated,
+            jitter,
+            ev_tx.clone(),
+            cmd_rx,
+            ctl_rx,
+            hung_tx,
+        ),
+        span,
     ));
     loop {
         tokio::select! {

@@ -25,7 +25,7 @@ pub fn spawn(endpoint: &Arc<SipEndpoint>, invite: Incoming) {
     let call_id = invite.msg.call_id().to_string();
     endpoint.register(&call_id, tx);
     let endpoint = Arc::clone(endpoint);
-    let span = tracing::info_span!("sip", call_id = %call_id);
+    let span = tracing::info_span!("sip", sip_call_id = %call_id);
     tokio::spawn(tracing::Instrument::instrument(
         async move {
             run(&endpoint, invite, rx).await;
@@ -161,14 +161,18 @@ async fn run(endpoint: &Arc<SipEndpoint>, invite: Incoming, mut rx: mpsc::Receiv
     let (ctl_tx, ctl_rx) = mpsc::channel(4);
     let (hung_tx, mut hung_rx) = oneshot::channel();
     let jitter = shared.config.sip.jitter();
-    let media = tokio::spawn(rtp_leg::run(
-        sockets,
-        negotiated.clone(),
-        jitter,
-        ev_tx.clone(),
-        cmd_rx,
-        ctl_rx,
-        hung_tx,
+    let span = tracing::info_span!("rtp", call_id = %call_id, leg = "caller");
+    let media = tokio::spawn(tracing::Instrument::instrument(
+        rtp_leg::run(
+            sockets,
+            negotiated.clone(),
+            jitter,
+            ev_tx.clone(),
+            cmd_rx,
+            ctl_rx,
+            hung_tx,
+        ),
+        span,
     ));
     tokio::spawn(session::run_call(
         Arc::clone(&shared),
