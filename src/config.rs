@@ -125,6 +125,27 @@ pub struct AgentConfig {
     pub url: String,
     /// Dial timeout.
     pub connect_timeout_ms: u64,
+    /// Which agent protocol calls use unless their `start` says otherwise
+    /// (`customParameters.agent`): `native` or `realtime`.
+    pub adapter: String,
+}
+
+/// `[realtime]`: the OpenAI Realtime agent adapter.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealtimeSection {
+    /// WebSocket URL (without `?model=`).
+    pub url: String,
+    /// Model.
+    pub model: String,
+    /// API key; empty = none sent.
+    pub api_key: String,
+    /// Voice.
+    pub voice: String,
+    /// System instructions.
+    pub instructions: String,
+    /// Transcription model for the caller's speech.
+    pub transcription_model: String,
 }
 
 /// `[media]`.
@@ -324,6 +345,8 @@ pub struct Config {
     pub recording: RecordingConfig,
     /// `[sip]`.
     pub sip: SipConfig,
+    /// `[realtime]`.
+    pub realtime: RealtimeSection,
     /// `[log]`.
     pub log: LogConfig,
 }
@@ -468,6 +491,21 @@ impl Config {
                 message: "must be positive and at least 2 s below whisper.max_seconds".into(),
             });
         }
+        if !matches!(self.agent.adapter.as_str(), "native" | "realtime") {
+            return Err(ConfigError::Invalid {
+                key: "agent.adapter",
+                message: format!(
+                    "{:?} must be \"native\" or \"realtime\"",
+                    self.agent.adapter
+                ),
+            });
+        }
+        if !(self.realtime.url.starts_with("ws://") || self.realtime.url.starts_with("wss://")) {
+            return Err(ConfigError::Invalid {
+                key: "realtime.url",
+                message: format!("{:?} must be a ws:// or wss:// URL", self.realtime.url),
+            });
+        }
         if !self.sip.auth_user.is_empty() && self.sip.auth_password.is_empty() {
             return Err(ConfigError::Invalid {
                 key: "sip.auth_password",
@@ -495,6 +533,7 @@ impl Config {
             &mut shown.tts.http_api_key,
             &mut shown.webhook.secret,
             &mut shown.sip.auth_password,
+            &mut shown.realtime.api_key,
         ] {
             if !secret.is_empty() {
                 *secret = "********".into();

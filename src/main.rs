@@ -33,6 +33,11 @@ enum Command {
         /// Config file.
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// The AI agent: `scripted` (bundled, offline) or `realtime` (the OpenAI
+        /// Realtime API from [realtime]; needs realtime.api_key or
+        /// WARMLINE_REALTIME_API_KEY, and network).
+        #[arg(long, default_value = "scripted")]
+        agent: String,
     },
     /// Render the whisper brief for a handoff context (JSON) into a WAV file.
     Whisper {
@@ -106,11 +111,25 @@ fn main() -> ExitCode {
             init_logging("warn");
             runtime().and_then(|rt| rt.block_on(whisper(config, &context, &out, rate)))
         }
-        Command::Demo { out, config } => {
-            let config = match load(config.as_deref()) {
+        Command::Demo { out, config, agent } => {
+            let mut config = match load(config.as_deref()) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            match agent.as_str() {
+                "scripted" => config.agent.adapter = "native".into(),
+                "realtime" if config.realtime.api_key.is_empty() => {
+                    eprintln!(
+                        "warmline: --agent realtime needs an API key: set WARMLINE_REALTIME_API_KEY (or realtime.api_key)"
+                    );
+                    return ExitCode::from(2);
+                }
+                "realtime" => config.agent.adapter = "realtime".into(),
+                other => {
+                    eprintln!("warmline: --agent {other:?}: expected scripted or realtime");
+                    return ExitCode::from(2);
+                }
+            }
             init_logging("warn");
             runtime().and_then(|rt| {
                 rt.block_on(async {

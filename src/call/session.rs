@@ -58,12 +58,32 @@ async fn drive(
             stream_sid: setup.stream_sid.clone(),
         },
     );
-    tracing::info!(call_sid = %setup.start.call_sid, agent = %config.agent.url, "call started");
-    let (agent_tx, mut agent_rx) = agent::spawn(
-        AgentLegConfig::from_config(config),
-        setup.start.clone(),
-        setup.stream_sid.clone(),
-    );
+    // The agent protocol: the call's own choice, else the configured default.
+    let adapter = match setup
+        .start
+        .custom_parameters
+        .get("agent")
+        .map(String::as_str)
+    {
+        Some(a @ ("native" | "realtime")) => a,
+        Some(other) => {
+            tracing::warn!(requested = %other, "unknown customParameters.agent; using agent.adapter");
+            config.agent.adapter.as_str()
+        }
+        None => config.agent.adapter.as_str(),
+    };
+    let (agent_tx, mut agent_rx) = if adapter == "realtime" {
+        let rt = crate::legs::realtime::RealtimeConfig::from_config(config);
+        tracing::info!(call_sid = %setup.start.call_sid, agent = %rt.dial_url(), adapter, "call started");
+        crate::legs::realtime::spawn(rt)
+    } else {
+        tracing::info!(call_sid = %setup.start.call_sid, agent = %config.agent.url, adapter, "call started");
+        agent::spawn(
+            AgentLegConfig::from_config(config),
+            setup.start.clone(),
+            setup.stream_sid.clone(),
+        )
+    };
     let record_dir = config.recording.dir.join(&setup.call_id);
     let mut recorder = config
         .recording

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod human;
 pub mod media_streams;
+pub mod realtime;
 pub mod sip;
 pub mod twilio;
 

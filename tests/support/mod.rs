@@ -401,3 +401,4 @@ pub fn baresip_heard(dir: &std::path::Path) -> Vec<i16> {
         .expect("the phone recorded what it heard");
     warmline::media::wav::read_mono_file(&path, 8000).expect("readable recording")
 }
+pub mod realtime;
