@@ -75,12 +75,28 @@ impl Playout {
                 max_frames: self.max_frames,
             });
         }
-        self.partial.extend_from_slice(bytes);
-        while self.partial.len() >= self.frame_bytes {
-            let rest = self.partial.split_off(self.frame_bytes);
-            let frame = std::mem::replace(&mut self.partial, rest);
-            self.items.push_back(Item::Audio(frame));
-            self.queued_frames += 1;
+        // Each frame is its own exact-size allocation: splitting one long
+        // buffer (a whole whisper or sentence) frame by frame would leave every
+        // frame holding the capacity of everything after it — 39 MB for one
+        // 14 s whisper, found by the e2e bench's memory figures.
+        let mut input = bytes;
+        if !self.partial.is_empty() {
+            let take = (self.frame_bytes - self.partial.len()).min(input.len());
+            self.partial.extend_from_slice(&input[..take]);
+            input = &input[take..];
+            if self.partial.len() == self.frame_bytes {
+                let frame = std::mem::take(&mut self.partial);
+                self.items.push_back(Item::Audio(frame));
+                self.queued_frames += 1;
+            }
+        }
+        for chunk in input.chunks(self.frame_bytes) {
+            if chunk.len() == self.frame_bytes {
+                self.items.push_back(Item::Audio(chunk.to_vec()));
+                self.queued_frames += 1;
+            } else {
+                self.partial.extend_from_slice(chunk);
+            }
         }
         Ok(())
     }
@@ -218,6 +234,38 @@ mod tests {
             assert_eq!(p.poll_at(arrival), Some(arrival), "frame {k}");
             assert_eq!(drain(&mut p, arrival).len(), 1, "frame {k}");
         }
+    }
+
+    #[test]
+    fn a_long_buffer_becomes_frames_of_their_own_size() {
+        let mut p = Playout::new(160, 0xFF, Duration::from_millis(40), 1000);
+        let whisper: Vec<u8> = (0..160 * 700 + 50).map(|i| i as u8).collect();
+        p.push_audio(&whisper[..1000]).unwrap();
+        p.push_audio(&whisper[1000..]).unwrap();
+        let held: usize = p
+            .items
+            .iter()
+            .map(|i| match i {
+                Item::Audio(f) => f.capacity(),
+                Item::Mark(_) => 0,
+            })
+            .sum();
+        assert_eq!(p.queued_frames(), 700);
+        assert!(
+            held <= 2 * whisper.len(),
+            "{held} bytes held for {} of audio",
+            whisper.len()
+        );
+        let bytes: Vec<u8> = p
+            .items
+            .iter()
+            .flat_map(|i| match i {
+                Item::Audio(f) => f.clone(),
+                Item::Mark(_) => Vec::new(),
+            })
+            .collect();
+        assert!(bytes == whisper[..160 * 700], "same bytes, same order");
+        assert_eq!(p.partial, whisper[160 * 700..], "the rest waits for more");
     }
 
     #[test]

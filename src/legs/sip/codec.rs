@@ -113,11 +113,12 @@ impl CodecAdapter {
                     .extend(narrow.samples().iter().map(|&x| g711::linear_to_ulaw(x)));
             }
         }
-        let mut frames = Vec::new();
-        while self.pending.len() >= ULAW_FRAME {
-            let rest = self.pending.split_off(ULAW_FRAME);
-            frames.push(std::mem::replace(&mut self.pending, rest));
-        }
+        let whole = self.pending.len() / ULAW_FRAME * ULAW_FRAME;
+        let frames = self.pending[..whole]
+            .chunks_exact(ULAW_FRAME)
+            .map(<[u8]>::to_vec)
+            .collect();
+        self.pending.drain(..whole);
         if self.pending.len() > 8 * ULAW_FRAME {
             self.pending.clear(); // never let a broken stream grow memory
         }
