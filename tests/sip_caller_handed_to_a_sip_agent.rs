@@ -9,7 +9,6 @@ use std::time::Duration;
 use support::*;
 use warmline::call::timeline::EndReason;
 use warmline::media::analysis::best_lag_correlation;
-use warmline::media::wav::read_mono_file;
 use warmline::sim::agent::ScriptedAgent;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,20 +69,14 @@ async fn a_sip_caller_is_handed_to_an_agent_on_a_sip_phone() {
     let _ = agent_phone.kill();
     let _ = agent_phone.wait();
     let t = done.first().expect("the SIP call finished");
-    let steps: Vec<String> = handoff_steps(t).into_iter().map(|(s, _)| s).collect();
-    for step in ["ringing", "answered", "whisper_started", "merged"] {
-        assert!(steps.iter().any(|s| s == step), "missing {step}: {steps:?}");
-    }
-    assert_eq!(t.end_reason(), Some(&EndReason::CallerHangup), "{steps:?}");
-
-    // The whisper as sent toward the agent (the start of agent_heard.wav).
-    let sent_to_agent =
-        read_mono_file(&rec_dir.join(&t.call_id).join("agent_heard.wav"), 8000).unwrap();
-    let start = sent_to_agent
-        .iter()
-        .position(|&x| x.unsigned_abs() > 500)
-        .unwrap_or(0);
-    let whisper = &sent_to_agent[start..start + 8000 * 4];
+    assert_handed_over(t);
+    assert_eq!(
+        t.end_reason(),
+        Some(&EndReason::CallerHangup),
+        "{:?}",
+        handoff_steps(t)
+    );
+    let whisper = &whisper_sent_to_agent(&rec_dir, &t.call_id, 4);
     let agent_heard = baresip_heard(&agent_dir);
     let caller_heard = baresip_heard(&caller_dir);
     let (_, whisper_at_agent) = best_lag_correlation(whisper, &agent_heard, 8);

@@ -37,21 +37,12 @@ pub const ESCALATE_TOOL: &str = "escalate_to_human";
 /// μ-law bytes per millisecond.
 const ULAW_BYTES_PER_MS: u64 = 8;
 
-/// How to reach and instruct the Realtime agent.
+/// How to reach and instruct the Realtime agent: the `[realtime]` section plus
+/// the gateway's dial timeout and message cap.
 #[derive(Debug, Clone)]
 pub struct RealtimeConfig {
-    /// WebSocket URL without the model, e.g. `wss://api.openai.com/v1/realtime`.
-    pub url: String,
-    /// Model, sent as `?model=`.
-    pub model: String,
-    /// API key (bearer); empty = no Authorization header (local compatible servers).
-    pub api_key: String,
-    /// Voice.
-    pub voice: String,
-    /// System instructions.
-    pub instructions: String,
-    /// Model transcribing the caller (`input_audio_transcription`).
-    pub transcription_model: String,
+    /// URL, model, key, voice, instructions, transcription model.
+    pub api: crate::config::RealtimeSection,
     /// Dial timeout.
     pub connect_timeout: Duration,
     /// Largest accepted message.
@@ -61,14 +52,8 @@ pub struct RealtimeConfig {
 impl RealtimeConfig {
     /// From the gateway configuration.
     pub fn from_config(config: &crate::config::Config) -> Self {
-        let r = &config.realtime;
         RealtimeConfig {
-            url: r.url.clone(),
-            model: r.model.clone(),
-            api_key: r.api_key.clone(),
-            voice: r.voice.clone(),
-            instructions: r.instructions.clone(),
-            transcription_model: r.transcription_model.clone(),
+            api: config.realtime.clone(),
             connect_timeout: config.agent_connect_timeout(),
             max_message_bytes: config.server.max_message_bytes * 16,
         }
@@ -76,11 +61,12 @@ impl RealtimeConfig {
 
     /// The URL dialled, with the model.
     pub fn dial_url(&self) -> String {
-        if self.model.is_empty() {
-            return self.url.clone();
+        let (url, model) = (&self.api.url, &self.api.model);
+        if model.is_empty() {
+            return url.clone();
         }
-        let sep = if self.url.contains('?') { '&' } else { '?' };
-        format!("{}{sep}model={}", self.url, self.model)
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}model={model}")
     }
 }
 
@@ -113,11 +99,11 @@ impl RealtimeTranslator {
             "type": "session.update",
             "session": {
                 "modalities": ["audio", "text"],
-                "instructions": config.instructions,
-                "voice": config.voice,
+                "instructions": config.api.instructions,
+                "voice": config.api.voice,
                 "input_audio_format": "g711_ulaw",
                 "output_audio_format": "g711_ulaw",
-                "input_audio_transcription": {"model": config.transcription_model},
+                "input_audio_transcription": {"model": config.api.transcription_model},
                 "turn_detection": {"type": "server_vad"},
                 "tools": [{
                     "type": "function",
@@ -367,8 +353,8 @@ async fn run(
             return;
         }
     };
-    if !config.api_key.is_empty() {
-        match format!("Bearer {}", config.api_key).parse() {
+    if !config.api.api_key.is_empty() {
+        match format!("Bearer {}", config.api.api_key).parse() {
             Ok(v) => {
                 request.headers_mut().insert("Authorization", v);
             }

@@ -401,4 +401,51 @@ pub fn baresip_heard(dir: &std::path::Path) -> Vec<i16> {
         .expect("the phone recorded what it heard");
     warmline::media::wav::read_mono_file(&path, 8000).expect("readable recording")
 }
+
+/// Asserts the call went through ringing, answered, whisper and merge.
+pub fn assert_handed_over(t: &warmline::call::timeline::Timeline) {
+    let steps: Vec<String> = handoff_steps(t).into_iter().map(|(s, _)| s).collect();
+    for step in ["ringing", "answered", "whisper_started", "merged"] {
+        assert!(steps.iter().any(|s| s == step), "missing {step}: {steps:?}");
+    }
+}
+
+/// `seconds` of the whisper exactly as sent toward the agent, from its first
+/// loud sample in the call's agent_heard.wav (whisper.wav is the last render,
+/// which may differ slightly). The start is not on a frame boundary: see
+/// [`leaked_whisper_frames`] for exact-frame checks.
+pub fn whisper_sent_to_agent(rec_dir: &std::path::Path, call_id: &str, seconds: usize) -> Vec<i16> {
+    let sent =
+        warmline::media::wav::read_mono_file(&rec_dir.join(call_id).join("agent_heard.wav"), 8000)
+            .expect("agent_heard.wav");
+    let start = sent
+        .iter()
+        .position(|&x| x.unsigned_abs() > 500)
+        .unwrap_or(0);
+    sent[start..start + 8000 * seconds].to_vec()
+}
+
+/// How many 20 ms frames of `received` (μ-law, frame-aligned) are exact frames
+/// of `whisper` (PCM from a recording, so its frame boundaries are unknown):
+/// every one of the 160 alignments is tried and the worst count returned.
+/// μ-law decode → encode is exact, so a leaked frame is found byte for byte.
+pub fn leaked_whisper_frames(whisper: &[i16], received: &[u8]) -> usize {
+    let silence = warmline::media::g711::ULAW_SILENCE;
+    let mut ulaw = Vec::new();
+    warmline::media::g711::encode_ulaw(whisper, &mut ulaw);
+    (0..160)
+        .map(|offset| {
+            let frames: std::collections::HashSet<&[u8]> = ulaw[offset..]
+                .chunks_exact(160)
+                .filter(|f| f.iter().any(|&b| b != silence))
+                .collect();
+            received
+                .chunks_exact(160)
+                .filter(|f| frames.contains(f))
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 pub mod realtime;

@@ -196,19 +196,14 @@ async fn ring(
     let (ctl_tx, ctl_rx) = mpsc::channel(4);
     let (hung_tx, mut hung_rx) = oneshot::channel();
     let jitter = endpoint.shared.config.sip.jitter();
-    let span = tracing::info_span!("rtp", call_id = %call, leg = %format!("agent:{agent_id}"));
-    let media = tokio::spawn(tracing::Instrument::instrument(
-        rtp_leg::run(
-            sockets,
-            negotiated,
-            jitter,
-            ev_tx.clone(),
-            cmd_rx,
-            ctl_rx,
-            hung_tx,
-        ),
-        span,
-    ));
+    let links = rtp_leg::RtpLegLinks {
+        events: ev_tx.clone(),
+        commands: cmd_rx,
+        control: ctl_rx,
+        hung_up: hung_tx,
+    };
+    let leg = format!("agent:{agent_id}");
+    let media = rtp_leg::spawn(sockets, negotiated, jitter, links, call, &leg);
     loop {
         tokio::select! {
             _ = &mut hung_rx => {

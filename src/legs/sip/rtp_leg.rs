@@ -122,6 +122,44 @@ pub enum RtpControl {
     Stop,
 }
 
+/// The channels between a leg and its call and dialog.
+#[derive(Debug)]
+pub struct RtpLegLinks {
+    /// Events to the call.
+    pub events: mpsc::Sender<LegEvent>,
+    /// Commands from the call.
+    pub commands: mpsc::Receiver<LegCommand>,
+    /// Control from the SIP dialog.
+    pub control: mpsc::Receiver<RtpControl>,
+    /// Told when the call hangs up.
+    pub hung_up: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Spawns [`run`] in a span naming the call and the leg (`caller`, `agent:<id>`),
+/// so its logs carry the call id.
+pub fn spawn(
+    sockets: RtpSockets,
+    negotiated: Negotiated,
+    jitter: JitterConfig,
+    links: RtpLegLinks,
+    call_id: &str,
+    leg: &str,
+) -> tokio::task::JoinHandle<RtpLegStats> {
+    let span = tracing::info_span!("rtp", call_id = %call_id, leg = %leg);
+    tokio::spawn(tracing::Instrument::instrument(
+        run(
+            sockets,
+            negotiated,
+            jitter,
+            links.events,
+            links.commands,
+            links.control,
+            links.hung_up,
+        ),
+        span,
+    ))
+}
+
 /// Runs the leg until the call hangs up (a `Hangup` command; `hung_up` is told)
 /// or the dialog stops it. `events` go to the call; `commands` come from it.
 pub async fn run(

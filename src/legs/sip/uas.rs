@@ -161,19 +161,20 @@ async fn run(endpoint: &Arc<SipEndpoint>, invite: Incoming, mut rx: mpsc::Receiv
     let (ctl_tx, ctl_rx) = mpsc::channel(4);
     let (hung_tx, mut hung_rx) = oneshot::channel();
     let jitter = shared.config.sip.jitter();
-    let span = tracing::info_span!("rtp", call_id = %call_id, leg = "caller");
-    let media = tokio::spawn(tracing::Instrument::instrument(
-        rtp_leg::run(
-            sockets,
-            negotiated.clone(),
-            jitter,
-            ev_tx.clone(),
-            cmd_rx,
-            ctl_rx,
-            hung_tx,
-        ),
-        span,
-    ));
+    let links = rtp_leg::RtpLegLinks {
+        events: ev_tx.clone(),
+        commands: cmd_rx,
+        control: ctl_rx,
+        hung_up: hung_tx,
+    };
+    let media = rtp_leg::spawn(
+        sockets,
+        negotiated.clone(),
+        jitter,
+        links,
+        &call_id,
+        "caller",
+    );
     tokio::spawn(session::run_call(
         Arc::clone(&shared),
         CallSetup {
