@@ -24,9 +24,7 @@ async fn an_agent_on_a_sip_phone_is_rung_hears_the_whisper_then_the_caller() {
         .unwrap();
     let rec_dir = d.join("calls");
     let gw = gateway(&ai.url(), |c| {
-        c.sip.listen = "127.0.0.1:0".into();
-        c.sip.rtp_port_min = 21_500;
-        c.sip.rtp_port_max = 21_599;
+        sip_gateway_config(c, 21_500);
         c.recording.enabled = true;
         c.recording.dir = rec_dir.clone();
         let mut ann = agent_seed("ann");

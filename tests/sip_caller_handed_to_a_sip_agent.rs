@@ -34,9 +34,7 @@ async fn a_sip_caller_is_handed_to_an_agent_on_a_sip_phone() {
         .unwrap();
     let rec_dir = dir.path().join("calls");
     let gw = gateway(&ai.url(), |c| {
-        c.sip.listen = "127.0.0.1:0".into();
-        c.sip.rtp_port_min = 21_900;
-        c.sip.rtp_port_max = 21_999;
+        sip_gateway_config(c, 21_900);
         c.recording.enabled = true;
         c.recording.dir = rec_dir.clone();
         let mut ann = agent_seed("ann");

@@ -15,12 +15,6 @@ use warmline::media::analysis::best_lag_correlation;
 use warmline::media::g711;
 use warmline::sim::agent::ScriptedAgent;
 
-fn sip_gateway_config(c: &mut warmline::config::Config, ports: u16) {
-    c.sip.listen = "127.0.0.1:0".into();
-    c.sip.rtp_port_min = ports;
-    c.sip.rtp_port_max = ports + 99;
-}
-
 /// Writes `scenario` with its placeholders filled into `dir`.
 fn scenario(dir: &Path, name: &str, fill: &[(&str, String)]) -> PathBuf {
     let mut text = std::fs::read_to_string(format!("tests/sip/{name}")).expect("scenario");

@@ -18,9 +18,7 @@ async fn a_sip_phone_caller_never_hears_the_whisper_but_hears_the_agent() {
         .await
         .unwrap();
     let gw = gateway(&ai.url(), |c| {
-        c.sip.listen = "127.0.0.1:0".into();
-        c.sip.rtp_port_min = 21_400;
-        c.sip.rtp_port_max = 21_499;
+        sip_gateway_config(c, 21_400);
         c.routing.agents.push(agent_seed("ann"));
     })
     .await;

@@ -64,23 +64,16 @@ async fn run(
     let ws_config = crate::legs::ws_config()
         .max_message_size(Some(config.max_message_bytes * 4))
         .max_frame_size(Some(config.max_message_bytes * 4));
-    let dial =
-        tokio_tungstenite::connect_async_with_config(config.url.as_str(), Some(ws_config), true);
-    let ws = match tokio::time::timeout(config.connect_timeout, dial).await {
-        Ok(Ok((ws, _response))) => ws,
-        Ok(Err(e)) => {
-            let why = format!("cannot connect to {}: {e}", config.url);
-            let _ = ev_tx
-                .send(LegEvent::Hangup(HangupCause::Unreachable(why)))
-                .await;
-            return;
-        }
-        Err(_) => {
-            let why = format!(
-                "no answer from {} within {} ms",
-                config.url,
-                config.connect_timeout.as_millis()
-            );
+    let dialled = dial(
+        config.url.as_str(),
+        &config.url,
+        ws_config,
+        config.connect_timeout,
+    )
+    .await;
+    let ws = match dialled {
+        Ok(ws) => ws,
+        Err(why) => {
             let _ = ev_tx
                 .send(LegEvent::Hangup(HangupCause::Unreachable(why)))
                 .await;
@@ -152,6 +145,28 @@ async fn run(
                 }
             }
         }
+    }
+}
+
+/// An AI agent's WebSocket, dialled within `timeout`; the error says why not,
+/// naming `shown_url` (for both agent protocols).
+pub(crate) async fn dial(
+    request: impl tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
+    shown_url: &str,
+    ws_config: tokio_tungstenite::tungstenite::protocol::WebSocketConfig,
+    timeout: Duration,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    String,
+> {
+    let connect = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
+    match tokio::time::timeout(timeout, connect).await {
+        Ok(Ok((ws, _response))) => Ok(ws),
+        Ok(Err(e)) => Err(format!("cannot connect to {shown_url}: {e}")),
+        Err(_) => Err(format!(
+            "no answer from {shown_url} within {} ms",
+            timeout.as_millis()
+        )),
     }
 }
 

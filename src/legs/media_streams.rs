@@ -417,8 +417,13 @@ pub fn parse(text: &str, max_bytes: usize) -> Result<StreamMessage, ProtocolErro
 
 /// Decodes a base64 media payload.
 pub fn decode_payload(media: &MediaChunk) -> Result<Vec<u8>, ProtocolError> {
+    decode_base64(&media.payload)
+}
+
+/// Decodes base64 audio (a media payload, or a Realtime audio delta).
+pub fn decode_base64(payload: &str) -> Result<Vec<u8>, ProtocolError> {
     base64::engine::general_purpose::STANDARD
-        .decode(media.payload.as_bytes())
+        .decode(payload.as_bytes())
         .map_err(|e| ProtocolError::BadBase64(e.to_string()))
 }
 

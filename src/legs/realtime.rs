@@ -205,13 +205,7 @@ impl RealtimeTranslator {
         let Some(delta) = event["delta"].as_str() else {
             return vec![event_error("audio delta without audio")];
         };
-        let chunk = media_streams::MediaChunk {
-            track: None,
-            chunk: None,
-            timestamp: None,
-            payload: delta.to_string(),
-        };
-        let bytes = match media_streams::decode_payload(&chunk) {
+        let bytes = match media_streams::decode_base64(delta) {
             Ok(b) => b,
             Err(e) => return vec![emit(LegEvent::Error(e))],
         };
@@ -374,20 +368,10 @@ async fn run(
     let ws_config = crate::legs::ws_config()
         .max_message_size(Some(config.max_message_bytes))
         .max_frame_size(Some(config.max_message_bytes));
-    let dial = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
-    let ws = match tokio::time::timeout(config.connect_timeout, dial).await {
-        Ok(Ok((ws, _))) => ws,
-        Ok(Err(e)) => {
-            let _ = ev_tx
-                .send(unreachable(format!("cannot connect to {url}: {e}")))
-                .await;
-            return;
-        }
-        Err(_) => {
-            let why = format!(
-                "no answer from {url} within {} ms",
-                config.connect_timeout.as_millis()
-            );
+    let ws = match crate::legs::agent::dial(request, &url, ws_config, config.connect_timeout).await
+    {
+        Ok(ws) => ws,
+        Err(why) => {
             let _ = ev_tx.send(unreachable(why)).await;
             return;
         }

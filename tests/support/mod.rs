@@ -402,6 +402,13 @@ pub fn baresip_heard(dir: &std::path::Path) -> Vec<i16> {
     warmline::media::wav::read_mono_file(&path, 8000).expect("readable recording")
 }
 
+/// SIP on a free loopback port, RTP from the 100 ports at `ports`.
+pub fn sip_gateway_config(c: &mut Config, ports: u16) {
+    c.sip.listen = "127.0.0.1:0".into();
+    c.sip.rtp_port_min = ports;
+    c.sip.rtp_port_max = ports + 99;
+}
+
 /// Asserts the call went through ringing, answered, whisper and merge.
 pub fn assert_handed_over(t: &warmline::call::timeline::Timeline) {
     let steps: Vec<String> = handoff_steps(t).into_iter().map(|(s, _)| s).collect();

@@ -107,10 +107,9 @@ async fn serve(tcp: tokio::net::TcpStream, script: Vec<Step>, log: Arc<Mutex<Rea
             };
             let mut l = reader_log.lock().expect("log");
             if v["type"] == "input_audio_buffer.append" {
-                use base64::Engine;
                 if let Some(bytes) = v["audio"]
                     .as_str()
-                    .and_then(|a| base64::engine::general_purpose::STANDARD.decode(a).ok())
+                    .and_then(|a| warmline::legs::media_streams::decode_base64(a).ok())
                 {
                     l.appended.extend(bytes);
                 }

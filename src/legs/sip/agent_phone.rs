@@ -234,7 +234,7 @@ async fn ring(
     }
     drop(ctl_tx);
     if let Ok(stats) = media.await {
-        endpoint.record_media(call, stats.to_row(&format!("agent:{agent_id}")));
+        endpoint.record_media(call, stats.to_row(&leg));
     }
     endpoint.unregister(&sip_call_id);
 }

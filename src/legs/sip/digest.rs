@@ -3,6 +3,7 @@
 //! the `Authorization` the trunk sends back. Sans-IO: the caller passes the
 //! current time; nonces are self-validating (time + MAC), so no state is kept.
 
+use crate::http::api::constant_time_eq;
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 use sha2::Sha256;
@@ -125,7 +126,7 @@ impl DigestAuth {
             return String::new(); // HMAC takes keys of any length
         };
         mac.update(&issued.to_be_bytes());
-        hex(&mac.finalize().into_bytes()[..8])
+        hex::encode(&mac.finalize().into_bytes()[..8])
     }
 
     fn check_nonce(&self, nonce: &str, now: u64) -> Result<(), DigestError> {
@@ -192,16 +193,7 @@ fn parse_fields(header: &str) -> Result<Vec<(String, String)>, DigestError> {
 }
 
 fn md5_hex(s: &str) -> String {
-    hex(&Md5::digest(s.as_bytes()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Equal without an early exit (no timing hint about where they differ).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    hex::encode(Md5::digest(s.as_bytes()))
 }
 
 #[cfg(test)]

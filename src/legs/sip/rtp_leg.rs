@@ -147,30 +147,25 @@ pub fn spawn(
 ) -> tokio::task::JoinHandle<RtpLegStats> {
     let span = tracing::info_span!("rtp", call_id = %call_id, leg = %leg);
     tokio::spawn(tracing::Instrument::instrument(
-        run(
-            sockets,
-            negotiated,
-            jitter,
-            links.events,
-            links.commands,
-            links.control,
-            links.hung_up,
-        ),
+        run(sockets, negotiated, jitter, links),
         span,
     ))
 }
 
 /// Runs the leg until the call hangs up (a `Hangup` command; `hung_up` is told)
 /// or the dialog stops it. `events` go to the call; `commands` come from it.
-pub async fn run(
+async fn run(
     sockets: RtpSockets,
     mut negotiated: Negotiated,
     jitter: JitterConfig,
-    events: mpsc::Sender<LegEvent>,
-    mut commands: mpsc::Receiver<LegCommand>,
-    mut control: mpsc::Receiver<RtpControl>,
-    hung_up: tokio::sync::oneshot::Sender<()>,
+    links: RtpLegLinks,
 ) -> RtpLegStats {
+    let RtpLegLinks {
+        events,
+        mut commands,
+        mut control,
+        hung_up,
+    } = links;
     let mut codec = match CodecAdapter::new(negotiated.codec) {
         Ok(c) => c,
         Err(e) => {
