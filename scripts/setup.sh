@@ -14,6 +14,8 @@ PACKAGES=(
   sip-tester       # sipp: SIP trunk scenarios in tests/sip
   baresip-core     # a real SIP phone in the SIP tests (records what it heard)
   rtpengine-daemon # the media relay the e2e bench measures warmline against (smoke run in cargo test)
+  chromium         # the browser tests: agent console and browser caller over WebRTC
+  chromium-driver  # chromedriver, driven over WebDriver by tests/support/browser.rs
 )
 
 missing=()

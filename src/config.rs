@@ -117,6 +117,25 @@ impl SipConfig {
     }
 }
 
+/// `[webrtc]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebRtcSection {
+    /// IP the WebRTC media sockets bind to and announce as their ICE host candidate.
+    pub media_ip: String,
+    /// Most browser (WebRTC) callers at once; more are refused with 503.
+    pub max_calls: usize,
+}
+
+impl WebRtcSection {
+    /// The media IP, parsed.
+    pub fn media_ip(&self) -> Result<std::net::IpAddr, String> {
+        self.media_ip
+            .parse()
+            .map_err(|_| format!("webrtc.media_ip {:?} is not an IP address", self.media_ip))
+    }
+}
+
 /// `[agent]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -347,6 +366,8 @@ pub struct Config {
     pub sip: SipConfig,
     /// `[realtime]`.
     pub realtime: RealtimeSection,
+    /// `[webrtc]`.
+    pub webrtc: WebRtcSection,
     /// `[log]`.
     pub log: LogConfig,
 }
@@ -416,6 +437,12 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "agent.url",
                 message: format!("{:?} must start with ws:// or wss://", self.agent.url),
+            });
+        }
+        if let Err(message) = self.webrtc.media_ip() {
+            return Err(ConfigError::Invalid {
+                key: "webrtc.media_ip",
+                message,
             });
         }
         if self.media.playout_lead_ms > 500 {

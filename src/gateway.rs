@@ -32,6 +32,8 @@ pub struct Shared {
     pub metrics: crate::metrics::Metrics,
     /// The screen-pop webhook, when configured.
     pub webhook: Option<crate::routing::webhook::Webhook>,
+    /// Browser (WebRTC) callers in progress, against `webrtc.max_calls`.
+    pub webrtc_calls: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -182,6 +184,7 @@ impl RunningGateway {
             routing,
             webhook,
             metrics: crate::metrics::Metrics::default(),
+            webrtc_calls: std::sync::atomic::AtomicUsize::new(0),
         });
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = crate::http::router(Arc::clone(&shared));

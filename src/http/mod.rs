@@ -1,6 +1,7 @@
 //! HTTP routes: the Media Streams WebSocket, health, call inspection and the /v1 API.
 
 pub mod api;
+pub mod console;
 
 use crate::gateway::Shared;
 use axum::Json;
@@ -37,6 +38,14 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/agents/{id}/ws", get(api::agent_console))
         .route("/healthz", get(|| async { "ok" }))
         .route("/media", get(media_stream))
+        .route(
+            "/v1/webrtc/calls",
+            axum::routing::post(webrtc_call).layer(axum::extract::DefaultBodyLimit::max(
+                crate::legs::webrtc::MAX_OFFER_BYTES + 4096,
+            )),
+        )
+        .route("/console", get(console::index))
+        .route("/console/{file}", get(console::asset))
         .route("/calls", get(list_calls))
         .route("/calls/{id}", get(call_timeline))
         .with_state(shared)
@@ -62,6 +71,51 @@ async fn media_stream(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -
         .max_frame_size(hard_cap)
         .read_buffer_size(crate::legs::WS_READ_BUFFER)
         .on_upgrade(move |socket| crate::legs::twilio::serve_stream(socket, shared))
+}
+
+/// `POST /v1/webrtc/calls` body: a browser caller's offer.
+#[derive(Debug, serde::Deserialize)]
+struct BrowserOffer {
+    /// The SDP offer (with its ICE candidates gathered).
+    sdp: String,
+    /// Becomes the call's `customParameters`.
+    #[serde(default)]
+    parameters: std::collections::BTreeMap<String, String>,
+}
+
+/// `POST /v1/webrtc/calls`: a browser calls in; answers `{callId, sdp}`.
+async fn webrtc_call(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    use crate::legs::webrtc::{BrowserCallError, start_browser_call};
+    let offer: BrowserOffer = match serde_json::from_slice(&body) {
+        Ok(o) => o,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(
+                    serde_json::json!({"error": format!("expected {{\"sdp\": \"<offer>\"}}: {e}")}),
+                ),
+            )
+                .into_response();
+        }
+    };
+    match start_browser_call(shared, &offer.sdp, offer.parameters).await {
+        Ok((call_id, sdp)) => {
+            Json(serde_json::json!({"callId": call_id, "type": "answer", "sdp": sdp}))
+                .into_response()
+        }
+        Err(e) => {
+            let status = match e {
+                BrowserCallError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+                BrowserCallError::Setup(
+                    crate::legs::webrtc::WebRtcError::Bind { .. }
+                    | crate::legs::webrtc::WebRtcError::Config(_),
+                ) => StatusCode::INTERNAL_SERVER_ERROR,
+                BrowserCallError::Setup(_) => StatusCode::BAD_REQUEST,
+            };
+            tracing::warn!(error = %e, "browser call refused");
+            (status, Json(serde_json::json!({"error": e.to_string()}))).into_response()
+        }
+    }
 }
 
 async fn list_calls(State(shared): State<Arc<Shared>>) -> Response {

@@ -64,6 +64,12 @@ pub enum ConsoleMessage {
         /// The audio.
         media: MediaChunk,
     },
+    /// The console's WebRTC offer: its audio for every call goes over WebRTC
+    /// (Opus) once connected, instead of `media` messages.
+    WebrtcOffer {
+        /// The SDP offer, ICE candidates gathered.
+        sdp: String,
+    },
     /// A mark echo (ignored).
     Mark {
         /// The mark.
@@ -127,6 +133,18 @@ pub enum ConsoleEvent<'a> {
         /// The call.
         call_id: &'a str,
     },
+    /// The answer to `webrtc_offer`.
+    WebrtcAnswer {
+        /// The SDP answer.
+        sdp: String,
+    },
+    /// The console's WebRTC audio is up (ICE + DTLS).
+    WebrtcConnected,
+    /// The console's WebRTC audio is gone; audio falls back to `media` messages.
+    WebrtcClosed {
+        /// Why.
+        reason: String,
+    },
     /// The wrap-up was saved.
     WrapupSaved {
         /// The call.
@@ -145,6 +163,47 @@ fn text(event: &ConsoleEvent<'_>) -> Message {
             .unwrap_or_else(|_| "{}".into())
             .into(),
     )
+}
+
+/// A console's WebRTC audio leg (see [`crate::legs::webrtc`]).
+struct ConsoleAudio {
+    commands: mpsc::Sender<LegCommand>,
+    events: mpsc::Receiver<LegEvent>,
+}
+
+impl ConsoleAudio {
+    async fn answer(
+        shared: &Shared,
+        offer: &str,
+        agent_id: &str,
+    ) -> Result<(Self, String), crate::legs::webrtc::WebRtcError> {
+        use crate::legs::webrtc::{WebRtcError, WebRtcLinks, bind_and_answer, spawn};
+        let ip = shared
+            .config
+            .webrtc
+            .media_ip()
+            .map_err(WebRtcError::Config)?;
+        let (peer, udp, answer) = bind_and_answer(ip, offer).await?;
+        let (cmd_tx, cmd_rx) = mpsc::channel(crate::legs::agent::COMMAND_QUEUE);
+        let (ev_tx, ev_rx) = mpsc::channel(crate::legs::agent::EVENT_QUEUE);
+        spawn(
+            peer,
+            udp,
+            WebRtcLinks {
+                events: ev_tx,
+                commands: cmd_rx,
+            },
+            agent_id,
+            "agent-console",
+        );
+        Ok((
+            ConsoleAudio {
+                commands: cmd_tx,
+                events: ev_rx,
+            },
+            answer,
+        ))
+    }
 }
 
 /// Serves one authenticated console until it disconnects.
@@ -171,6 +230,9 @@ pub async fn serve_console(mut socket: WebSocket, shared: Arc<Shared>, agent_id:
     let mut call: Option<(String, mpsc::Receiver<LegCommand>, mpsc::Sender<LegEvent>)> = None;
     // Calls this console took (most recent last), which it may wrap up.
     let mut taken: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    // The console's WebRTC audio, once offered; `audio_up` once connected.
+    let mut audio: Option<ConsoleAudio> = None;
+    let mut audio_up = false;
     loop {
         let leg_cmd = async {
             match call.as_mut() {
@@ -178,7 +240,45 @@ pub async fn serve_console(mut socket: WebSocket, shared: Arc<Shared>, agent_id:
                 None => std::future::pending().await,
             }
         };
+        let audio_event = async {
+            match audio.as_mut() {
+                Some(a) => a.events.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            event = audio_event => {
+                match event {
+                    Some(LegEvent::Connected) => {
+                        audio_up = true;
+                        tracing::info!(agent = %agent_id, "console audio connected (WebRTC)");
+                        let _ = socket.send(text(&ConsoleEvent::WebrtcConnected)).await;
+                    }
+                    Some(LegEvent::Audio(frame)) => {
+                        if let Some((_, _, ev_tx)) = &call {
+                            let _ = ev_tx.try_send(LegEvent::Audio(frame));
+                        }
+                    }
+                    Some(LegEvent::Hangup(_)) | None => {
+                        let reason = match event {
+                            Some(LegEvent::Hangup(cause)) => format!("{cause:?}"),
+                            _ => "audio task ended".into(),
+                        };
+                        tracing::warn!(agent = %agent_id, %reason, "console audio (WebRTC) gone");
+                        let was_up = std::mem::take(&mut audio_up);
+                        audio = None;
+                        let _ = socket.send(text(&ConsoleEvent::WebrtcClosed { reason })).await;
+                        // The agent can no longer hear the call: let it move on.
+                        if was_up && let Some((call_id, _, ev_tx)) = call.take() {
+                            let _ = ev_tx.try_send(LegEvent::Hangup(HangupCause::Lost(
+                                "agent console audio (WebRTC) lost".into(),
+                            )));
+                            let _ = socket.send(text(&ConsoleEvent::Stop { call_id: &call_id })).await;
+                        }
+                    }
+                    _ => {}
+                }
+            }
             cmd = console_rx.recv() => {
                 let msg = match cmd {
                     Some(HumanCommand::Offer { call_id, urgency, context }) => {
@@ -197,6 +297,12 @@ pub async fn serve_console(mut socket: WebSocket, shared: Arc<Shared>, agent_id:
             cmd = leg_cmd => {
                 let Some((call_id, _, _)) = call.as_ref() else { continue };
                 let msg = match cmd {
+                    Some(LegCommand::Audio(bytes)) if audio_up => {
+                        if let Some(a) = &audio {
+                            let _ = a.commands.try_send(LegCommand::Audio(bytes));
+                        }
+                        continue;
+                    }
                     Some(LegCommand::Audio(bytes)) => text(&ConsoleEvent::Media {
                         stream_sid: call_id,
                         media: MediaChunk { track: None, chunk: None, timestamp: None, payload: media_streams::encode_payload(&bytes) },
@@ -305,6 +411,22 @@ pub async fn serve_console(mut socket: WebSocket, shared: Arc<Shared>, agent_id:
                             text(&ConsoleEvent::Error { message: format!("call {call_id} was not taken by {agent_id} on this console") })
                         };
                         let _ = socket.send(reply).await;
+                    }
+                    ConsoleMessage::WebrtcOffer { sdp } => {
+                        // A new offer replaces the old peer (its task ends with its channel).
+                        audio = None;
+                        audio_up = false;
+                        let reply = match ConsoleAudio::answer(&shared, &sdp, &agent_id).await {
+                            Ok((a, answer)) => {
+                                audio = Some(a);
+                                ConsoleEvent::WebrtcAnswer { sdp: answer }
+                            }
+                            Err(e) => {
+                                tracing::warn!(agent = %agent_id, error = %e, "console WebRTC offer refused");
+                                ConsoleEvent::Error { message: e.to_string() }
+                            }
+                        };
+                        let _ = socket.send(text(&reply)).await;
                     }
                     ConsoleMessage::Mark { .. } | ConsoleMessage::Unknown => {}
                 }

@@ -6,6 +6,7 @@ pub mod media_streams;
 pub mod realtime;
 pub mod sip;
 pub mod twilio;
+pub mod webrtc;
 
 /// Read buffer of every WebSocket leg. tungstenite zero-fills its whole read
 /// buffer before each socket read (128 KiB by default): with one small message

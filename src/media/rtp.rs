@@ -187,14 +187,19 @@ pub fn parse_dtmf(payload: &[u8]) -> Option<(char, bool)> {
     if payload.len() < 4 {
         return None;
     }
-    let digit = match payload[0] {
-        e @ 0..=9 => (b'0' + e) as char,
-        10 => '*',
-        11 => '#',
-        e @ 12..=15 => (b'A' + e - 12) as char,
-        _ => return None,
-    };
+    let digit = dtmf_digit(payload[0])?;
     Some((digit, payload[1] & 0x80 != 0))
+}
+
+/// The keypad digit of an RFC 4733 event code (0–15).
+pub fn dtmf_digit(event: u8) -> Option<char> {
+    match event {
+        e @ 0..=9 => Some((b'0' + e) as char),
+        10 => Some('*'),
+        11 => Some('#'),
+        e @ 12..=15 => Some((b'A' + e - 12) as char),
+        _ => None,
+    }
 }
 
 /// Receive-side statistics of one stream (RFC 3550 A.1, A.3, A.8).

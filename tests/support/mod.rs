@@ -455,4 +455,5 @@ pub fn leaked_whisper_frames(whisper: &[i16], received: &[u8]) -> usize {
         .unwrap_or(0)
 }
 
+pub mod browser;
 pub mod realtime;

@@ -1,0 +1,139 @@
+//! A caller in a real headless Chromium (call.html) calls the gateway over
+//! WebRTC: it is bridged to the scripted AI agent — the agent hears the
+//! browser's microphone, the page hears the agent's greeting — and its keypad
+//! 0 (RFC 4733 from RTCDTMFSender) asks for a person.
+
+mod support;
+
+use std::time::Duration;
+use support::browser::{Browser, microphone_wav};
+use support::*;
+use warmline::call::timeline::TimelineKind;
+use warmline::sim::agent::ScriptedAgent;
+
+/// 20 ms μ-law frames louder than -40 dBFS.
+fn loud_frame_count(ulaw: &[u8]) -> usize {
+    pcm(ulaw)
+        .chunks_exact(160)
+        .filter(|f| {
+            let energy: f64 = f.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>() / 160.0;
+            energy.sqrt() > 328.0
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_caller_talks_with_the_ai_agent_and_presses_zero_for_a_person() {
+    let ai = ScriptedAgent::start(warmline::demo::demo_script().unwrap())
+        .await
+        .unwrap();
+    let gw = gateway(&ai.url(), |_| {}).await;
+    let mic_dir = tempfile::tempdir().unwrap();
+    let mic = mic_dir.path().join("caller.wav");
+    let speech =
+        warmline::assets::ulaw(warmline::assets::DEMO_CALLER_WAV, "caller").expect("asset");
+    // The demo caller waits ~6 s for the greeting; the microphone starts at their first word.
+    let speech = pcm(&speech);
+    let first_word = speech
+        .iter()
+        .position(|s| s.unsigned_abs() > 1000)
+        .unwrap_or(0);
+    microphone_wav(&speech[first_word..], &mic);
+
+    let browser = Browser::launch(&mic, 1024, 700).await;
+    browser
+        .goto(&format!(
+            "http://{}/console/call.html?from=browser-test&name=Web%20Caller",
+            gw.addr
+        ))
+        .await;
+    browser.click("call").await;
+    browser
+        .wait_for(
+            "window.warmline.connected",
+            Duration::from_secs(10),
+            "the call's WebRTC audio",
+        )
+        .await;
+    // The greeting plays in the page (≥ 1 s of sound).
+    browser
+        .wait_for(
+            "window.warmline.heard >= 20",
+            Duration::from_secs(10),
+            "the AI agent's greeting in the page",
+        )
+        .await;
+    browser.screenshot("browser-caller-connected").await;
+
+    // Let the microphone talk to the AI agent, then press keypad 0.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    browser.click("zero").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    browser.click("end").await;
+    let done = gw
+        .shared
+        .registry
+        .wait_finished(1, Duration::from_secs(20))
+        .await;
+    let t = done.first().expect("the browser call ended");
+
+    // The AI agent's side: a WebRTC call with the page's parameters, that
+    // heard the microphone and got the digit.
+    let sessions = ai.wait_sessions(1, SOON).await;
+    let session = sessions.first().expect("the AI agent's session");
+    let start = session.start.clone().expect("start sent to the agent");
+    assert_eq!(start.custom_parameters["transport"], "webrtc");
+    assert_eq!(start.custom_parameters["from"], "browser-test");
+    let loud = loud_frame_count(&session.received_audio);
+    assert!(
+        loud >= 50,
+        "the AI agent heard the browser's microphone ({loud} loud frames of {})",
+        session.received_audio.len() / 160
+    );
+    assert!(session.dtmf.contains(&'0'), "{:?}", session.dtmf);
+    assert!(
+        t.events
+            .iter()
+            .any(|e| matches!(e.kind, TimelineKind::Dtmf { digit: '0' })),
+        "the digit is on the timeline"
+    );
+    assert!(
+        t.events.iter().any(|e| matches!(
+            &e.kind,
+            TimelineKind::EscalationDecided { trigger, .. }
+                if *trigger == warmline::legs::media_streams::Trigger::CustomerRequest
+        )),
+        "keypad 0 escalated the call"
+    );
+    browser.quit().await;
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_offers_get_clear_errors() {
+    let gw = gateway("ws://127.0.0.1:9", |_| {}).await;
+    let post = |body: &'static str| {
+        let addr = gw.addr;
+        async move {
+            reqwest::Client::new()
+                .post(format!("http://{addr}/v1/webrtc/calls"))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = post("{not json").await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("expected"));
+    let r = post(r#"{"sdp": "hello"}"#).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("bad SDP offer"));
+    // Valid SDP, but only PCMU: the browser legs speak Opus.
+    let r = post(r#"{"sdp": "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\na=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=setup:actpass\r\na=rtcp-mux\r\na=sendrecv\r\na=rtpmap:0 PCMU/8000\r\n"}"#).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("no Opus"));
+    assert_eq!(gw.shared.registry.counts().total, 0, "no call was started");
+    gw.shutdown().await;
+}
