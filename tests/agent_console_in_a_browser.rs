@@ -257,3 +257,135 @@ async fn a_second_tab_for_the_same_agent_is_refused_with_a_clear_error() {
     first.abort();
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_browser_mid_whisper_hands_the_call_to_the_next_agent() {
+    let ai = ScriptedAgent::start(ai_script_requesting_person())
+        .await
+        .unwrap();
+    let gw = gateway(&ai.url(), |c| {
+        c.routing.agents.push(agent_seed("ann"));
+        c.routing.agents.push(agent_seed("bob"));
+    })
+    .await;
+    let mic_dir = tempfile::tempdir().unwrap();
+    let mic = mic_dir.path().join("agent.wav");
+    microphone_wav(&agent_voice(), &mic);
+    let browser = Browser::launch(&mic, 1280, 900).await;
+    browser
+        .goto(&format!(
+            "http://{}/console?agent=ann&token=ann-secret-token",
+            gw.addr
+        ))
+        .await;
+    browser.click("signin-button").await;
+    browser
+        .wait_for(
+            "window.warmline.audioConnected",
+            Duration::from_secs(10),
+            "audio",
+        )
+        .await;
+    browser.click("available").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // bob signs in after ann, so ann (idle longest) is offered the call first.
+    let mut bob = console(
+        &format!("ws://{}", gw.addr),
+        "bob",
+        Duration::from_millis(500),
+    );
+    bob.hang_up_after = Some(Duration::from_millis(500));
+    bob.say = noise(8000, 99);
+    let bob = tokio::spawn(warmline::sim::human::run(bob));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut options = CallerOptions::new(gw.media_url(), caller_requesting_person(40), 77);
+    options.end = warmline::sim::caller::CallerEnd::Stop;
+    let caller = tokio::spawn(caller::run(options));
+    browser
+        .wait_for(
+            "window.warmline.phase === 'offered'",
+            Duration::from_secs(20),
+            "the screen-pop",
+        )
+        .await;
+    browser.click("accept").await;
+    browser
+        .wait_for("window.warmline.phase === 'whisper'", SOON, "the whisper")
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The browser goes away mid-whisper: the call goes on to bob.
+    browser.quit().await;
+
+    let done = gw
+        .shared
+        .registry
+        .wait_finished(1, Duration::from_secs(60))
+        .await;
+    let t = done.first().expect("the call finished");
+    assert_eq!(t.end_reason(), Some(&EndReason::HumanAgentHangup));
+    let agents: Vec<Option<String>> = handoff_steps(t)
+        .into_iter()
+        .filter(|(s, _)| s == "answered")
+        .map(|(_, a)| a)
+        .collect();
+    assert_eq!(
+        agents,
+        vec![Some("ann".to_string()), Some("bob".to_string())],
+        "ann answered, dropped, bob took over"
+    );
+    let bob = bob.await.unwrap().unwrap();
+    assert!(bob.whisper.len() > 8000 * 5, "bob heard a whisper too");
+    caller.await.unwrap().unwrap();
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_bad_console_offer_gets_a_clear_error_and_the_console_stays_up() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let gw = gateway("ws://127.0.0.1:9", |c| {
+        c.routing.agents.push(agent_seed("cy"))
+    })
+    .await;
+    let url = format!("ws://{}/v1/agents/cy/ws?token=cy-secret-token", gw.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert_eq!(next_event(&mut ws).await["event"], "connected");
+    for (sdp, says) in [("junk", "bad SDP offer"), ("", "bad SDP offer")] {
+        ws.send(Message::text(
+            serde_json::json!({"event": "webrtc_offer", "sdp": sdp}).to_string(),
+        ))
+        .await
+        .unwrap();
+        let reply = next_event(&mut ws).await;
+        assert_eq!(reply["event"], "error", "{reply}");
+        assert!(reply["message"].as_str().unwrap().contains(says), "{reply}");
+    }
+    // Still signed in: a status change is accepted without an error.
+    ws.send(Message::text(r#"{"event":"status","status":"available"}"#))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let agents = gw.shared.routing.agents();
+    assert!(agents.iter().any(|a| a.id == "cy" && a.connected));
+    gw.shutdown().await;
+}
+
+/// The next console event, as JSON.
+async fn next_event<S>(ws: &mut S) -> serde_json::Value
+where
+    S: futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    use futures_util::StreamExt;
+    match tokio::time::timeout(SOON, ws.next()).await {
+        Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))) => {
+            serde_json::from_str(&t).expect("console events are JSON")
+        }
+        other => panic!("no console event: {other:?}"),
+    }
+}
