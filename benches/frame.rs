@@ -103,7 +103,13 @@ fn mixer_benches(c: &mut Criterion) {
 
 fn bridge_benches(c: &mut Criterion) {
     // The sans-IO call core: one caller frame in (with VAD) and one agent frame out.
-    let mut bridge = CallBridge::new(BridgeConfig::default(), Arc::from(vec![0xFFu8; 160]));
+    let mut bridge = CallBridge::new(
+        BridgeConfig::default(),
+        warmline::call::bridge::Apologies {
+            handing_over: Arc::from(vec![0xFFu8; 160]),
+            goodbye: Arc::from(vec![0xFFu8; 160]),
+        },
+    );
     let t0 = Instant::now();
     bridge.handle_agent(LegEvent::Connected, t0);
     let mut ulaw = Vec::new();

@@ -38,6 +38,14 @@ pub fn ulaw(wav_bytes: &[u8], name: &str) -> Result<Vec<u8>, WavError> {
     Ok(out)
 }
 
+/// "Our assistant has stopped responding; I'm getting a person" (8 kHz WAV).
+pub const AGENT_FAILED_WAV: &[u8] = include_bytes!("../assets/prompts/agent_failed.wav");
+
+/// The apology played when the AI agent fails mid-call and a person is fetched, as μ-law.
+pub fn agent_failed() -> Result<Arc<[u8]>, WavError> {
+    Ok(Arc::from(ulaw(AGENT_FAILED_WAV, "agent_failed.wav")?))
+}
+
 /// The agent-unavailable apology as μ-law.
 pub fn agent_unavailable() -> Result<Arc<[u8]>, WavError> {
     Ok(Arc::from(ulaw(
@@ -52,6 +60,7 @@ mod tests {
     fn every_bundled_wav_loads_and_has_speech() {
         let mut all = vec![
             super::AGENT_UNAVAILABLE_WAV,
+            super::AGENT_FAILED_WAV,
             super::DEMO_CALLER_WAV,
             super::DEMO_GREETING_WAV,
         ];

@@ -64,6 +64,20 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// Time allowed before `start`.
     pub start_timeout_ms: u64,
+    /// Most calls in progress at once (all legs); more are refused (HTTP 503 / SIP 503).
+    pub max_calls: usize,
+    /// Longest call, in seconds; a call reaching it ends (`time_limit`).
+    pub max_call_seconds: u64,
+    /// New connections per second allowed from one IP address (sustained).
+    pub per_ip_rate: f64,
+    /// New connections one IP address may open in a burst.
+    pub per_ip_burst: u32,
+    /// On SIGTERM, how long calls in progress may go on before the gateway stops, in seconds.
+    pub drain_timeout_s: u64,
+    /// Twilio auth token; when set, `/media` upgrades must carry a valid `X-Twilio-Signature`.
+    pub twilio_auth_token: String,
+    /// The public base URL Twilio dials (e.g. `wss://gw.example.com`), used to check signatures.
+    pub public_url: String,
 }
 
 /// `[sip]`.
@@ -561,6 +575,7 @@ impl Config {
             &mut shown.webhook.secret,
             &mut shown.sip.auth_password,
             &mut shown.realtime.api_key,
+            &mut shown.server.twilio_auth_token,
         ] {
             if !secret.is_empty() {
                 *secret = "********".into();

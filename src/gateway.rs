@@ -19,7 +19,7 @@ pub struct Shared {
     /// Calls in progress and recently finished.
     pub registry: CallRegistry,
     /// The "agent unavailable" prompt, μ-law 8 kHz.
-    pub apology: Arc<[u8]>,
+    pub apology: crate::call::bridge::Apologies,
     /// Persistence.
     pub store: Store,
     /// The LLM summariser, when configured.
@@ -34,6 +34,10 @@ pub struct Shared {
     pub webhook: Option<crate::routing::webhook::Webhook>,
     /// Browser (WebRTC) callers in progress, against `webrtc.max_calls`.
     pub webrtc_calls: std::sync::atomic::AtomicUsize,
+    /// Set by [`RunningGateway::drain`]: new calls are refused, /healthz says 503.
+    pub draining: std::sync::atomic::AtomicBool,
+    /// New connections per IP (`server.per_ip_rate`, `per_ip_burst`).
+    pub ip_limiter: std::sync::Mutex<crate::http::limits::RateLimiter>,
 }
 
 impl Shared {
@@ -119,7 +123,10 @@ pub struct RunningGateway {
 impl RunningGateway {
     /// Binds `config.server.listen` and starts serving.
     pub async fn start(config: Config) -> Result<RunningGateway, GatewayError> {
-        let apology = crate::assets::agent_unavailable()?;
+        let apology = crate::call::bridge::Apologies {
+            handing_over: crate::assets::agent_failed()?,
+            goodbye: crate::assets::agent_unavailable()?,
+        };
         let store = Store::open(&config.store.path)?;
         let llm = if config.summary.llm_url.is_empty() {
             None
@@ -174,6 +181,7 @@ impl RunningGateway {
         let local = listener
             .local_addr()
             .map_err(|source| GatewayError::Bind { addr, source })?;
+        let config_rate = (config.server.per_ip_rate, config.server.per_ip_burst);
         let shared = Arc::new(Shared {
             config,
             registry: CallRegistry::default(),
@@ -185,6 +193,11 @@ impl RunningGateway {
             webhook,
             metrics: crate::metrics::Metrics::default(),
             webrtc_calls: std::sync::atomic::AtomicUsize::new(0),
+            draining: std::sync::atomic::AtomicBool::new(false),
+            ip_limiter: std::sync::Mutex::new(crate::http::limits::RateLimiter::new(
+                config_rate.0,
+                config_rate.1,
+            )),
         });
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = crate::http::router(Arc::clone(&shared));
@@ -195,11 +208,14 @@ impl RunningGateway {
                     tracing::warn!(error = %e, "cannot set TCP_NODELAY");
                 }
             });
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stop_rx.await;
-                })
-                .await;
+            let served = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            })
+            .await;
             if let Err(e) = served {
                 tracing::error!(error = %e, "HTTP server stopped");
             }
@@ -230,6 +246,33 @@ impl RunningGateway {
             let _ = stop.send(());
         }
         let _ = (&mut self.task).await;
+    }
+
+    /// Drains, then stops: new calls are refused (503) and `/healthz` answers
+    /// 503 so a load balancer moves traffic away, calls in progress go on until
+    /// they end or `timeout` passes. Returns how many calls were still up.
+    pub async fn drain(self, timeout: std::time::Duration) -> usize {
+        use std::sync::atomic::Ordering;
+        self.shared.draining.store(true, Ordering::SeqCst);
+        let active = self.shared.registry.counts().active;
+        tracing::info!(
+            active,
+            timeout_s = timeout.as_secs(),
+            "draining: new calls refused"
+        );
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut left = active;
+        while left > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            left = self.shared.registry.counts().active;
+        }
+        if left > 0 {
+            tracing::warn!(left, "drain timeout: stopping with calls in progress");
+        } else {
+            tracing::info!("drained: no call in progress");
+        }
+        self.shutdown().await;
+        left
     }
 
     /// Waits until the server stops (e.g. after Ctrl-C handling elsewhere).

@@ -206,11 +206,14 @@ async fn serve(config: Config) -> Result<(), String> {
     let gateway = warmline::gateway::RunningGateway::start(config)
         .await
         .map_err(|e| e.to_string())?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("cannot listen for SIGTERM: {e}"))?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {
-            tracing::info!("Ctrl-C: stopping");
-            gateway.shutdown().await;
-        }
+        _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: draining"),
+        _ = terminate.recv() => tracing::info!("SIGTERM: draining"),
     }
+    let timeout = std::time::Duration::from_secs(gateway.shared.config.server.drain_timeout_s);
+    let left = gateway.drain(timeout).await;
+    tracing::info!(calls_cut = left, "stopped");
     Ok(())
 }

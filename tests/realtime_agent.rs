@@ -272,12 +272,13 @@ async fn a_server_error_before_any_escalation_hands_the_caller_on_with_the_reaso
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_socket_dropped_mid_answer_ends_with_an_apology_not_dead_air() {
+async fn a_socket_dropped_mid_answer_gets_an_apology_and_a_person_not_dead_air() {
     let mut script = vec![Step::WaitFor("session.update"), Step::WaitAudioMs(500)];
     script.extend(audio_deltas("item_a", &noise(4000, 3)));
     script.push(Step::Drop);
     let fake = FakeRealtime::start(script).await;
-    let (t, heard, _) = realtime_call(&fake, noise(8000 * 10, 13), 4, false).await;
+    // Nobody is online to take it, so the escalation ends in a callback.
+    let (t, heard, _) = realtime_call(&fake, noise(8000 * 40, 13), 4, false).await;
     assert!(
         t.events
             .iter()
@@ -286,12 +287,21 @@ async fn a_socket_dropped_mid_answer_ends_with_an_apology_not_dead_air() {
         t.events
     );
     assert!(
-        matches!(t.end_reason(), Some(EndReason::AgentUnavailable(_))),
-        "{:?}",
-        t.end_reason()
+        t.events.iter().any(|e| matches!(
+            &e.kind,
+            TimelineKind::EscalationDecided { rule, .. } if rule == "agent_failure"
+        )),
+        "the failure escalated the call: {:#?}",
+        t.events
     );
     assert!(
-        heard.len() > 4000 + 4000,
+        matches!(t.end_reason(), Some(EndReason::CallbackScheduled(_))),
+        "{:?} {:#?}",
+        t.end_reason(),
+        t.events
+    );
+    assert!(
+        heard.len() > 4000 + 8000 * 4,
         "the caller heard the answer, then the apology"
     );
 }

@@ -97,6 +97,20 @@ struct Finishing {
     deadline: Instant,
 }
 
+/// What the caller hears when the AI agent fails (μ-law 8 kHz).
+#[derive(Debug, Clone)]
+pub struct Apologies {
+    /// Played at once when the agent fails before any escalation: a person is being fetched.
+    pub handing_over: Arc<[u8]>,
+    /// Played if no escalation follows in time: please call again, goodbye.
+    pub goodbye: Arc<[u8]>,
+}
+
+/// How long after the failure apology an escalation may take before the call
+/// ends with the goodbye apology instead (the monitor decides in milliseconds;
+/// this only guards against a handoff that cannot start).
+const ESCALATION_AFTER_FAILURE: Duration = Duration::from_secs(3);
+
 /// One call's caller ⇄ AI agent bridge.
 #[derive(Debug)]
 pub struct CallBridge {
@@ -106,7 +120,11 @@ pub struct CallBridge {
     pcm: Vec<i16>,
     agent: AgentState,
     caller_gone: bool,
-    apology: Arc<[u8]>,
+    apology: Apologies,
+    /// The AI agent failed before any escalation: why, and until when an escalation may come.
+    agent_failure: Option<(String, Instant)>,
+    /// When the failure apology will have played (it is never cut short).
+    apology_until: Option<Instant>,
     outputs: VecDeque<BridgeOutput>,
     finishing: Option<Finishing>,
     ended: bool,
@@ -129,9 +147,9 @@ pub struct CallBridge {
 }
 
 impl CallBridge {
-    /// A bridge whose agent leg is still connecting. `apology` is the μ-law
-    /// prompt played if the agent cannot be reached or drops.
-    pub fn new(config: BridgeConfig, apology: Arc<[u8]>) -> Self {
+    /// A bridge whose agent leg is still connecting. `apology` holds the
+    /// prompts played if the agent cannot be reached or drops.
+    pub fn new(config: BridgeConfig, apology: Apologies) -> Self {
         let playout = Playout::new(
             160,
             g711::ULAW_SILENCE,
@@ -164,6 +182,8 @@ impl CallBridge {
             agent: AgentState::Connecting,
             caller_gone: false,
             apology,
+            agent_failure: None,
+            apology_until: None,
             outputs: VecDeque::new(),
             finishing: None,
             ended: false,
@@ -373,6 +393,11 @@ impl CallBridge {
         self.end(EndReason::Shutdown);
     }
 
+    /// The call reached its longest allowed duration: it ends now.
+    pub fn time_limit_reached(&mut self) {
+        self.end(EndReason::TimeLimit);
+    }
+
     /// The next thing to do at `now`, if any.
     pub fn poll_output(&mut self, now: Instant) -> Option<BridgeOutput> {
         if let Some(out) = self.outputs.pop_front() {
@@ -384,6 +409,16 @@ impl CallBridge {
         if self.finishing.as_ref().is_some_and(|f| now >= f.deadline) {
             if let Some(f) = self.finishing.take() {
                 self.end(f.reason);
+            }
+            return self.outputs.pop_front();
+        }
+        if self
+            .agent_failure
+            .as_ref()
+            .is_some_and(|(_, by)| now >= *by)
+        {
+            if let Some((error, _)) = self.agent_failure.take() {
+                self.say_goodbye(error, now);
             }
             return self.outputs.pop_front();
         }
@@ -415,6 +450,7 @@ impl CallBridge {
             self.playout.poll_at(now),
             self.human_playout.poll_at(now),
             self.finishing.as_ref().map(|f| f.deadline),
+            self.agent_failure.as_ref().map(|(_, by)| *by),
             self.handoff.deadline(),
         ]
         .into_iter()
@@ -441,6 +477,11 @@ impl CallBridge {
         }));
     }
 
+    /// The AI agent failed (unreachable, dropped, broken) while it was the
+    /// caller's only company. Never dead air: the caller hears at once that a
+    /// person is coming, and the monitor turns the failure (the `AgentLost` /
+    /// `AgentUnreachable` timeline event) into an escalation whose disclosure
+    /// follows the apology. Should none come, the call ends politely.
     fn agent_failed(&mut self, error: String, now: Instant) {
         self.agent = AgentState::Gone;
         self.emit(BridgeOutput::ToAgent(LegCommand::Hangup));
@@ -448,20 +489,37 @@ impl CallBridge {
             self.end(EndReason::AgentUnavailable(error));
             return;
         }
-        // Never dead air: the caller hears why the call is ending.
         self.playout.clear();
         self.emit(BridgeOutput::ToCaller(LegCommand::Clear));
-        let apology = Arc::clone(&self.apology);
-        if let Err(e) = self.playout.push_audio(&apology) {
+        let apology = Arc::clone(&self.apology.handing_over);
+        self.play_prompt("agent_failed", &apology);
+        let played_by =
+            now + FRAME * u32::try_from(self.playout.queued_frames()).unwrap_or(u32::MAX / 50);
+        self.apology_until = Some(played_by);
+        self.agent_failure = Some((error, played_by + ESCALATION_AFTER_FAILURE));
+    }
+
+    /// No escalation followed an agent failure: apologise and end the call.
+    fn say_goodbye(&mut self, error: String, now: Instant) {
+        if *self.handoff.state() != HandoffState::Ai {
+            return;
+        }
+        tracing::warn!(%error, "no escalation after the AI agent failed; ending the call");
+        let goodbye = Arc::clone(&self.apology.goodbye);
+        self.play_prompt("agent_unavailable", &goodbye);
+        self.finish_after_playout(EndReason::AgentUnavailable(error), now);
+    }
+
+    fn play_prompt(&mut self, name: &str, audio: &[u8]) {
+        if let Err(e) = self.playout.push_audio(audio) {
             self.emit(BridgeOutput::Timeline(TimelineKind::AudioDropped {
                 leg: LegName::Caller,
                 reason: e.to_string(),
             }));
         }
         self.emit(BridgeOutput::Timeline(TimelineKind::PromptStarted {
-            name: "agent_unavailable".into(),
+            name: name.into(),
         }));
-        self.finish_after_playout(EndReason::AgentUnavailable(error), now);
     }
 
     /// Ends the call once the caller has heard everything queued (the provider
@@ -508,7 +566,13 @@ mod tests {
     use crate::legs::media_streams::{Role, TurnBody};
 
     fn bridge() -> CallBridge {
-        CallBridge::new(BridgeConfig::default(), Arc::from(vec![0x55u8; 800]))
+        CallBridge::new(
+            BridgeConfig::default(),
+            Apologies {
+                handing_over: Arc::from(vec![0x55u8; 800]),
+                goodbye: Arc::from(vec![0x66u8; 400]),
+            },
+        )
     }
 
     fn drain(b: &mut CallBridge, now: Instant) -> Vec<BridgeOutput> {
@@ -610,8 +674,20 @@ mod tests {
         assert!(cleared);
     }
 
+    /// Caller audio bytes equal to `fill` (the test apologies are constant bytes).
+    fn caller_bytes(out: &[BridgeOutput], fill: u8) -> usize {
+        out.iter()
+            .filter_map(|o| match o {
+                BridgeOutput::ToCaller(LegCommand::Audio(a)) => {
+                    Some(a.iter().filter(|&&b| b == fill).count())
+                }
+                _ => None,
+            })
+            .sum()
+    }
+
     #[test]
-    fn an_unreachable_agent_gets_the_caller_an_apology_then_the_call_ends() {
+    fn a_failed_agent_gets_the_caller_an_apology_at_once_then_the_escalation() {
         let t = Instant::now();
         let mut b = bridge();
         b.handle_agent(
@@ -619,21 +695,46 @@ mod tests {
             t,
         );
         let out = drain_over(&mut b, t, Duration::from_secs(1));
-        let sent: usize = out
-            .iter()
-            .filter_map(|o| match o {
-                BridgeOutput::ToCaller(LegCommand::Audio(a)) => Some(a.len()),
-                _ => None,
-            })
-            .sum();
-        assert_eq!(sent, 800, "the whole apology");
+        assert!(
+            out.contains(&BridgeOutput::Timeline(TimelineKind::PromptStarted {
+                name: "agent_failed".into()
+            }))
+        );
+        assert_eq!(
+            caller_bytes(&out, 0x55),
+            800,
+            "the whole apology within 1 s"
+        );
+        // The monitor's escalation arrives: the disclosure follows, no goodbye.
+        b.escalate(
+            HandoffPrompts {
+                disclosure: Arc::from(vec![0x77u8; 320]),
+                callback: Arc::from(vec![0x78u8; 160]),
+            },
+            t + Duration::from_secs(1),
+        );
+        let out = drain_over(&mut b, t + Duration::from_secs(1), Duration::from_secs(6));
+        assert_eq!(caller_bytes(&out, 0x77), 320, "the disclosure");
+        assert_eq!(caller_bytes(&out, 0x66), 0, "no goodbye");
+        assert!(!b.is_ended());
+        assert!(!matches!(b.handoff_state(), HandoffState::Ai));
+    }
+
+    #[test]
+    fn without_an_escalation_an_agent_failure_ends_the_call_with_a_goodbye() {
+        let t = Instant::now();
+        let mut b = bridge();
+        b.handle_agent(LegEvent::Hangup(HangupCause::Lost("reset".into())), t);
+        let out = drain_over(&mut b, t, Duration::from_secs(5));
+        assert_eq!(caller_bytes(&out, 0x55), 800);
+        assert_eq!(caller_bytes(&out, 0x66), 400, "the goodbye after the grace");
         assert!(out.contains(&BridgeOutput::ToCaller(LegCommand::Mark(END_MARK.into()))));
         assert!(!b.is_ended());
-        b.handle_caller(LegEvent::Mark(END_MARK.into()), t + Duration::from_secs(1));
-        let out = drain(&mut b, t + Duration::from_secs(1));
+        b.handle_caller(LegEvent::Mark(END_MARK.into()), t + Duration::from_secs(5));
+        let out = drain(&mut b, t + Duration::from_secs(5));
         assert!(
             out.contains(&BridgeOutput::Ended(EndReason::AgentUnavailable(
-                "refused".into()
+                "reset".into()
             )))
         );
         assert!(out.contains(&BridgeOutput::ToCaller(LegCommand::Hangup)));
@@ -644,9 +745,9 @@ mod tests {
         let t = Instant::now();
         let mut b = bridge();
         b.handle_agent(LegEvent::Hangup(HangupCause::Lost("reset".into())), t);
-        drain_over(&mut b, t, Duration::from_secs(1));
-        let deadline = b.poll_at(t + Duration::from_secs(1)).unwrap();
-        assert!(deadline > t + Duration::from_secs(2));
+        drain_over(&mut b, t, Duration::from_secs(5));
+        let deadline = b.poll_at(t + Duration::from_secs(5)).unwrap();
+        assert!(deadline > t + Duration::from_secs(5));
         let out = drain(&mut b, deadline);
         assert!(matches!(
             out.last(),

@@ -122,6 +122,8 @@ impl Insight {
                 | TimelineKind::Intent { .. }
                 | TimelineKind::EscalationRequested { .. }
                 | TimelineKind::Dtmf { .. }
+                | TimelineKind::AgentLost { .. }
+                | TimelineKind::AgentUnreachable { .. }
                 | TimelineKind::CallEnded { .. }
         );
         if relevant
@@ -301,6 +303,9 @@ impl Worker {
             TimelineKind::Dtmf { digit } => self
                 .monitor
                 .observe(MonitorInput::Dtmf(*digit), since_start),
+            TimelineKind::AgentUnreachable { error } | TimelineKind::AgentLost { error } => self
+                .monitor
+                .observe(MonitorInput::AgentFailed(error), since_start),
             TimelineKind::CallEnded { reason } => {
                 self.shared.store.write(Write::CallEnded {
                     id: self.call_id.clone(),
@@ -408,7 +413,7 @@ impl Worker {
             }),
             (Err(e), _) | (_, Err(e)) => {
                 tracing::error!(error = %e, "caller prompts could not be rendered; the apology prompt stands in");
-                let apology = Arc::clone(&self.shared.apology);
+                let apology = Arc::clone(&self.shared.apology.goodbye);
                 Some(crate::call::bridge::HandoffPrompts {
                     disclosure: Arc::clone(&apology),
                     callback: apology,

@@ -89,7 +89,7 @@ async fn drive(
         .recording
         .enabled
         .then(|| Recorder::spawn(record_dir.clone(), setup.started));
-    let mut bridge = CallBridge::new(config.bridge(), Arc::clone(&shared.apology));
+    let mut bridge = CallBridge::new(config.bridge(), shared.apology.clone());
     let (insight, mut escalations) = Insight::spawn(
         Arc::clone(&shared),
         &setup.call_id,
@@ -102,6 +102,7 @@ async fn drive(
     let mut handoff = HandoffLinks::default();
     // A caller frame being processed: from its arrival until its outputs are handed on.
     let mut frame_started: Option<Instant> = None;
+    let time_limit = setup.started + Duration::from_secs(config.server.max_call_seconds);
 
     loop {
         let now = Instant::now();
@@ -176,7 +177,20 @@ async fn drive(
         if bridge.is_ended() {
             break;
         }
-        let wake = bridge.poll_at(now).map(tokio::time::Instant::from_std);
+        if now >= time_limit {
+            tracing::warn!(
+                max_call_seconds = config.server.max_call_seconds,
+                "call reached its time limit"
+            );
+            bridge.time_limit_reached();
+            continue;
+        }
+        let wake = Some(
+            bridge
+                .poll_at(now)
+                .map_or(time_limit, |at| at.min(time_limit)),
+        )
+        .map(tokio::time::Instant::from_std);
         tokio::select! {
             event = caller_rx.recv() => {
                 let event = event.unwrap_or_else(|| {
@@ -573,7 +587,7 @@ fn log_event(kind: &TimelineKind) {
             tracing::warn!(?leg, %error, "message refused");
         }
         TimelineKind::AgentUnreachable { error } | TimelineKind::AgentLost { error } => {
-            tracing::warn!(%error, "AI agent unavailable; playing apology");
+            tracing::warn!(%error, "AI agent failed; apologising and escalating to a person");
         }
         TimelineKind::AudioDropped { leg, reason } => {
             tracing::warn!(?leg, %reason, "audio dropped")

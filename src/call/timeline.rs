@@ -44,6 +44,8 @@ pub enum EndReason {
     HumanAgentHangup,
     /// Nobody could take the call; a callback was saved.
     CallbackScheduled(String),
+    /// The call reached `server.max_call_seconds`.
+    TimeLimit,
 }
 
 /// What happened.

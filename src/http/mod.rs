@@ -2,6 +2,8 @@
 
 pub mod api;
 pub mod console;
+pub mod limits;
+pub mod twilio_auth;
 
 use crate::gateway::Shared;
 use axum::Json;
@@ -33,10 +35,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
             Arc::clone(&shared),
             api::require_token,
         ));
-    Router::new()
-        .merge(v1)
+    // Endpoints that open connections or calls: per-IP rate, call ceiling, drain.
+    let admitted = Router::new()
         .route("/v1/agents/{id}/ws", get(api::agent_console))
-        .route("/healthz", get(|| async { "ok" }))
         .route("/media", get(media_stream))
         .route(
             "/v1/webrtc/calls",
@@ -44,11 +45,28 @@ pub fn router(shared: Arc<Shared>) -> Router {
                 crate::legs::webrtc::MAX_OFFER_BYTES + 4096,
             )),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            limits::admit_connection,
+        ));
+    Router::new()
+        .merge(v1)
+        .merge(admitted)
+        .route("/healthz", get(healthz))
         .route("/console", get(console::index))
         .route("/console/{file}", get(console::asset))
         .route("/calls", get(list_calls))
         .route("/calls/{id}", get(call_timeline))
         .with_state(shared)
+}
+
+/// `ok`, or 503 `draining` once SIGTERM was received (load balancers move away).
+async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
+    if shared.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response()
+    } else {
+        "ok".into_response()
+    }
 }
 
 /// Prometheus text format, version 0.0.4.
@@ -63,7 +81,51 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         .into_response()
 }
 
-async fn media_stream(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> Response {
+async fn media_stream(
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    State(shared): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    let token = &shared.config.server.twilio_auth_token;
+    if !token.is_empty() {
+        let base = if shared.config.server.public_url.is_empty() {
+            let host = headers
+                .get(axum::http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or_default();
+            format!("ws://{host}")
+        } else {
+            shared
+                .config
+                .server
+                .public_url
+                .trim_end_matches('/')
+                .to_string()
+        };
+        let path = uri.path_and_query().map_or("/media", |p| p.as_str());
+        let url = format!("{base}{path}");
+        let given = headers
+            .get("x-twilio-signature")
+            .and_then(|h| h.to_str().ok());
+        let valid = given.is_some_and(|g| twilio_auth::verify(token, &url, &[], g));
+        if !valid {
+            tracing::warn!(%url, signed = given.is_some(), "Media Streams upgrade refused: bad Twilio signature");
+            return (
+                StatusCode::FORBIDDEN,
+                Json(serde_json::json!({"error": if given.is_some() {
+                    "X-Twilio-Signature does not match (check server.twilio_auth_token and server.public_url)"
+                } else {
+                    "missing X-Twilio-Signature"
+                }})),
+            )
+                .into_response();
+        }
+    }
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
     // The hard cap protects memory; messages between the configured limit and
     // this cap are refused one by one with a logged error and the call stays up.
     let hard_cap = shared.config.server.max_message_bytes * 4;

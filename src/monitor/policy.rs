@@ -104,6 +104,8 @@ pub enum MonitorInput<'a> {
     AgentEscalate(&'a EscalateBody),
     /// The agent's view of the caller's intent.
     Intent(&'a serde_json::Map<String, serde_json::Value>),
+    /// The AI agent's leg failed (unreachable, dropped, or broken); the text says how.
+    AgentFailed(&'a str),
 }
 
 /// What one input produced.
@@ -210,6 +212,16 @@ impl Monitor {
                 rule: "agent_request",
             }),
             MonitorInput::Intent(intent) => self.judge_intent(intent),
+            // The AI cannot go on: a person must, before the caller is left alone.
+            MonitorInput::AgentFailed(error) => Some(Decision {
+                trigger: Trigger::Complexity,
+                description: format!(
+                    "The AI assistant stopped working mid-call ({error}); a person must take over."
+                ),
+                urgency: Urgency::Elevated,
+                evidence: self.last_turn().into_iter().collect(),
+                rule: "agent_failure",
+            }),
         };
         if self.decided.is_none()
             && let Some(d) = decision
@@ -657,6 +669,17 @@ mod tests {
                 .decision
                 .is_none()
         );
+
+        let mut m = Monitor::new(PolicyConfig::default());
+        let d = m
+            .observe(MonitorInput::AgentFailed("socket reset"), Duration::ZERO)
+            .decision
+            .unwrap();
+        assert_eq!(
+            (d.trigger, d.urgency, d.rule),
+            (Trigger::Complexity, Urgency::Elevated, "agent_failure")
+        );
+        assert!(d.description.contains("socket reset"));
 
         let mut m = Monitor::new(PolicyConfig::default());
         assert!(

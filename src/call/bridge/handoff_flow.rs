@@ -62,6 +62,7 @@ impl CallBridge {
             return;
         }
         self.prompts = Some(prompts);
+        self.agent_failure = None;
         self.step("escalating", None, None);
         let actions = self.handoff.handle(HandoffInput::Escalate, now);
         self.apply(actions, now);
@@ -373,7 +374,11 @@ impl CallBridge {
                 }
                 HandoffAction::OfferCallback => {
                     self.hold_on = false;
-                    self.replace_caller_audio();
+                    // An apology for a failed AI agent still playing is never cut:
+                    // the callback prompt follows what is queued.
+                    if self.apology_until.is_none_or(|until| now >= until) {
+                        self.replace_caller_audio();
+                    }
                     if let Some(p) = self.prompts.clone() {
                         self.push_prompt(&p.callback, CALLBACK_MARK, "callback");
                     }

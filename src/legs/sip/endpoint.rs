@@ -325,8 +325,12 @@ impl SipEndpoint {
         let reply = match method.as_str() {
             "INVITE" if msg.tag("To").is_none() => {
                 let incoming = Incoming { msg, transport };
-                if self.dialogs() >= self.shared.config.sip.max_calls {
-                    tracing::warn!(call_id = %call_id, "SIP call refused: at sip.max_calls");
+                let refusal = crate::http::limits::call_refusal(&self.shared).or_else(|| {
+                    (self.dialogs() >= self.shared.config.sip.max_calls)
+                        .then(|| "at sip.max_calls".to_string())
+                });
+                if let Some(why) = refusal {
+                    tracing::warn!(call_id = %call_id, reason = %why, "SIP call refused");
                     let reply = incoming
                         .msg
                         .response(503, "Service Unavailable", None)
