@@ -185,12 +185,11 @@ async fn drive(
             bridge.time_limit_reached();
             continue;
         }
-        let wake = Some(
+        let wake = Some(tokio::time::Instant::from_std(
             bridge
                 .poll_at(now)
                 .map_or(time_limit, |at| at.min(time_limit)),
-        )
-        .map(tokio::time::Instant::from_std);
+        ));
         tokio::select! {
             event = caller_rx.recv() => {
                 let event = event.unwrap_or_else(|| {
