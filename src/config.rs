@@ -219,8 +219,10 @@ pub struct SummaryConfig {
 pub struct TtsConfig {
     /// `espeak` or `http`.
     pub engine: String,
-    /// espeak-ng voice.
+    /// espeak-ng voice of the whisper.
     pub voice: String,
+    /// espeak-ng voice of caller prompts (disclosure, callback).
+    pub prompt_voice: String,
     /// Speaking rate.
     pub words_per_minute: u32,
     /// HTTP engine URL.

@@ -58,6 +58,10 @@ impl Shared {
             calls_total: counts.total,
             queues: self.routing.queues(),
             agents: agents.into_iter().collect(),
+            webrtc_calls_active: self.webrtc_calls.load(std::sync::atomic::Ordering::SeqCst),
+            draining: self.draining.load(std::sync::atomic::Ordering::SeqCst),
+            tasks_alive: tokio::runtime::Handle::try_current()
+                .map_or(0, |h| h.metrics().num_alive_tasks()),
         })
     }
 

@@ -126,6 +126,12 @@ pub struct Snapshot {
     pub queues: Vec<(String, usize, f64)>,
     /// Agents by status.
     pub agents: Vec<(&'static str, usize)>,
+    /// Browser (WebRTC) callers in progress.
+    pub webrtc_calls_active: usize,
+    /// Whether the gateway is draining (SIGTERM received).
+    pub draining: bool,
+    /// Tokio tasks alive (a leak shows as growth with calls served).
+    pub tasks_alive: usize,
 }
 
 impl Metrics {
@@ -167,6 +173,31 @@ impl Metrics {
             "Calls in progress.",
         );
         let _ = writeln!(out, "warmline_calls_active {}", snap.calls_active);
+        head(
+            &mut out,
+            "warmline_webrtc_calls_active",
+            "gauge",
+            "Browser (WebRTC) callers in progress.",
+        );
+        let _ = writeln!(
+            out,
+            "warmline_webrtc_calls_active {}",
+            snap.webrtc_calls_active
+        );
+        head(
+            &mut out,
+            "warmline_draining",
+            "gauge",
+            "1 while draining after SIGTERM (new calls refused).",
+        );
+        let _ = writeln!(out, "warmline_draining {}", u8::from(snap.draining));
+        head(
+            &mut out,
+            "warmline_tasks_alive",
+            "gauge",
+            "Tokio tasks alive (legs, calls, consoles, the server).",
+        );
+        let _ = writeln!(out, "warmline_tasks_alive {}", snap.tasks_alive);
         head(
             &mut out,
             "warmline_calls_total",
@@ -335,7 +366,13 @@ mod tests {
             calls_total: 3,
             queues: vec![("billing".into(), 2, f64::INFINITY)],
             agents: vec![("available", 1)],
+            webrtc_calls_active: 2,
+            draining: true,
+            tasks_alive: 7,
         });
+        assert!(text.contains("warmline_tasks_alive 7"));
+        assert!(text.contains("warmline_webrtc_calls_active 2"));
+        assert!(text.contains("warmline_draining 1"));
         assert!(text.contains(
             "warmline_escalations_total{trigger=\"customer_request\",urgency=\"high\\\"\"} 1"
         ));

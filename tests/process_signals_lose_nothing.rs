@@ -5,52 +5,11 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 use support::*;
 use warmline::sim::agent::ScriptedAgent;
 use warmline::sim::caller::{self, CallerOptions};
-
-/// `warmline serve` on a free port with `agent_url` and the database in `dir`.
-async fn serve(dir: &Path, agent_url: &str) -> (Child, std::net::SocketAddr) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    let config = dir.join("warmline.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"{addr}\"\ndrain_timeout_s = 30\n[agent]\nurl = \"{agent_url}\"\n\
-             [store]\npath = \"{}\"\n[log]\nlevel = \"warn\"\n",
-            dir.join("warmline.db").display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_warmline"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("warmline serve starts");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if std::net::TcpStream::connect(addr).is_ok()
-            && http(addr, "GET", "/healthz", None, None).await.0 == 200
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the gateway came up"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    (child, addr)
-}
 
 async fn active_calls(addr: std::net::SocketAddr) -> u64 {
     let (_, body) = http(addr, "GET", "/calls", None, None).await;
@@ -64,7 +23,7 @@ async fn sigterm_refuses_new_calls_lets_the_live_one_finish_then_exits_cleanly()
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr) = serve(dir.path(), &ai.url()).await;
+    let (mut child, addr) = serve_process(dir.path(), &ai.url(), "", "").await;
     let url = format!("ws://{addr}/media");
     let (mut caller, mut writer) = started_caller(&url, "CAterm").await;
     let deadline = tokio::time::Instant::now() + SOON;
@@ -110,7 +69,7 @@ async fn kill_9_then_restart_keeps_every_saved_callback_and_context() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr) = serve(dir.path(), &ai.url()).await;
+    let (mut child, addr) = serve_process(dir.path(), &ai.url(), "", "").await;
     // Nobody is online: the caller who asks for a person gets a callback.
     let mut options = CallerOptions::new(
         format!("ws://{addr}/media"),
@@ -152,7 +111,7 @@ async fn kill_9_then_restart_keeps_every_saved_callback_and_context() {
     child.kill().unwrap(); // SIGKILL: no drain, no flush
     child.wait().unwrap();
     caller.abort();
-    let (mut child, addr) = serve(dir.path(), &ai.url()).await;
+    let (mut child, addr) = serve_process(dir.path(), &ai.url(), "", "").await;
     let (status, body) = http(addr, "GET", "/v1/callbacks", None, None).await;
     assert_eq!(status, 200);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();

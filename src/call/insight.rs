@@ -407,9 +407,9 @@ impl Worker {
             self.shared.tts.prompt_ulaw(&disclosure, wpm).await,
             self.shared.tts.prompt_ulaw(&callback, wpm).await,
         ) {
-            (Ok(d), Ok(c)) => Some(crate::call::bridge::HandoffPrompts {
-                disclosure: Arc::from(d),
-                callback: Arc::from(c),
+            (Ok(disclosure), Ok(callback)) => Some(crate::call::bridge::HandoffPrompts {
+                disclosure,
+                callback,
             }),
             (Err(e), _) | (_, Err(e)) => {
                 tracing::error!(error = %e, "caller prompts could not be rendered; the apology prompt stands in");

@@ -64,7 +64,12 @@ pub async fn serve_stream(mut socket: WebSocket, shared: Arc<Shared>) {
                 };
                 let Some(event) = event else { continue };
                 let last = matches!(event, LegEvent::Hangup(_));
-                if ev_tx.send(event).await.is_err() || last {
+                if ev_tx.send(event).await.is_err() {
+                    // The call already ended: close the stream properly.
+                    close(&mut socket, 1000, "call ended").await;
+                    break;
+                }
+                if last {
                     break;
                 }
             }
@@ -186,5 +191,19 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
         code,
         reason: reason.into(),
     };
-    let _ = socket.send(Message::Close(Some(frame))).await;
+    if socket.send(Message::Close(Some(frame))).await.is_err() {
+        return;
+    }
+    // The closing handshake (RFC 6455 §7.1.1): read on, dropping what the peer
+    // still sends, until its Close arrives. Dropping the socket with unread data
+    // would reset the connection and the peer would see an error, not an end.
+    let deadline = tokio::time::Instant::now() + CLOSE_HANDSHAKE;
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, socket.recv()).await {
+        if matches!(msg, Message::Close(_)) {
+            break;
+        }
+    }
 }
+
+/// How long the gateway waits for the peer's Close after sending its own.
+const CLOSE_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(2);

@@ -123,6 +123,11 @@ impl ScriptedAgent {
             .clone()
     }
 
+    /// Finished sessions so far, forgotten by the agent (a long soak keeps its memory flat).
+    pub fn take_sessions(&self) -> Vec<AgentSession> {
+        std::mem::take(&mut *self.sessions.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
     /// Waits until `count` sessions have finished (or `timeout`).
     pub async fn wait_sessions(&self, count: usize, timeout: Duration) -> Vec<AgentSession> {
         let deadline = tokio::time::Instant::now() + timeout;

@@ -432,19 +432,28 @@ pub fn whisper_sent_to_agent(rec_dir: &std::path::Path, call_id: &str, seconds: 
     sent[start..start + 8000 * seconds].to_vec()
 }
 
+/// Whether a μ-law frame carries sound (RMS above -50 dBFS). Digital silence
+/// comes in many byte patterns (0xFF and 0x7F are both zero, ±1 steps): such
+/// frames are identical in any two recordings and prove nothing.
+pub fn is_audible(frame: &[u8]) -> bool {
+    let pcm = pcm(frame);
+    let energy: f64 =
+        pcm.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / pcm.len().max(1) as f64;
+    energy.sqrt() > 100.0
+}
+
 /// How many 20 ms frames of `received` (μ-law, frame-aligned) are exact frames
 /// of `whisper` (PCM from a recording, so its frame boundaries are unknown):
 /// every one of the 160 alignments is tried and the worst count returned.
 /// μ-law decode → encode is exact, so a leaked frame is found byte for byte.
 pub fn leaked_whisper_frames(whisper: &[i16], received: &[u8]) -> usize {
-    let silence = warmline::media::g711::ULAW_SILENCE;
     let mut ulaw = Vec::new();
     warmline::media::g711::encode_ulaw(whisper, &mut ulaw);
     (0..160)
         .map(|offset| {
             let frames: std::collections::HashSet<&[u8]> = ulaw[offset..]
                 .chunks_exact(160)
-                .filter(|f| f.iter().any(|&b| b != silence))
+                .filter(|f| is_audible(f))
                 .collect();
             received
                 .chunks_exact(160)
@@ -456,4 +465,52 @@ pub fn leaked_whisper_frames(whisper: &[i16], received: &[u8]) -> usize {
 }
 
 pub mod browser;
+
+/// `warmline serve` (the binary built with these tests) on a free loopback
+/// port, dialing `agent_url`, with its database in `dir`, `server_keys` added
+/// to `[server]` and `tables` (more TOML tables) appended; returns once
+/// `/healthz` answers 200.
+pub async fn serve_process(
+    dir: &std::path::Path,
+    agent_url: &str,
+    server_keys: &str,
+    tables: &str,
+) -> (std::process::Child, std::net::SocketAddr) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let config = dir.join("warmline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"{addr}\"\ndrain_timeout_s = 30\n{server_keys}\n[agent]\nurl = \"{agent_url}\"\n\
+             [store]\npath = \"{}\"\n[log]\nlevel = \"warn\"\n{tables}",
+            dir.join("warmline.db").display()
+        ),
+    )
+    .expect("config written");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_warmline"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("warmline serve starts");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if std::net::TcpStream::connect(addr).is_ok()
+            && http(addr, "GET", "/healthz", None, None).await.0 == 200
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the gateway came up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (child, addr)
+}
 pub mod realtime;

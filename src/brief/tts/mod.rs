@@ -103,11 +103,23 @@ pub fn check_audio(engine: &'static str, speech: &Speech) -> Result<(), TtsError
 /// The configured engines: the primary, and the embedded fallback when the
 /// primary is a network engine.
 pub struct TtsSet {
-    /// The engine tried first.
+    /// The engine tried first (whisper).
     pub primary: Box<dyn Tts>,
-    /// The engine used when the primary fails.
+    /// The engine used when the primary fails (whisper).
     pub fallback: Option<Box<dyn Tts>>,
+    /// The engines of caller prompts: another voice than the whisper's.
+    prompt_engines: (Box<dyn Tts>, Option<Box<dyn Tts>>),
+    /// Caller prompts already spoken, by (text, words per minute): the
+    /// disclosure's words repeat from call to call, and a burst of escalations
+    /// must not queue behind the same render.
+    prompts: Mutex<PromptCache>,
 }
+
+/// Rendered caller prompts (μ-law) by (text, words per minute).
+type PromptCache = std::collections::HashMap<(String, u32), std::sync::Arc<[u8]>>;
+
+/// Prompts kept in [`TtsSet`]'s cache (a few KiB of μ-law each).
+const PROMPT_CACHE: usize = 64;
 
 impl std::fmt::Debug for TtsSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -122,33 +134,62 @@ impl TtsSet {
     /// Engines from `[tts]`.
     pub fn from_config(config: &crate::config::TtsConfig) -> Result<TtsSet, TtsError> {
         let espeak = Box::new(EspeakTts::new(&config.voice));
+        let prompt_espeak = Box::new(EspeakTts::new(&config.prompt_voice));
         if config.engine == "http" {
-            let http = HttpTts::new(
-                &config.http_url,
-                &config.http_model,
-                &config.http_voice,
-                &config.http_api_key,
-                std::time::Duration::from_millis(config.http_timeout_ms),
-            )?;
+            let http = || {
+                HttpTts::new(
+                    &config.http_url,
+                    &config.http_model,
+                    &config.http_voice,
+                    &config.http_api_key,
+                    std::time::Duration::from_millis(config.http_timeout_ms),
+                )
+            };
             Ok(TtsSet {
-                primary: Box::new(http),
+                primary: Box::new(http()?),
                 fallback: Some(espeak),
+                prompt_engines: (Box::new(http()?), Some(prompt_espeak)),
+                prompts: Mutex::default(),
             })
         } else {
             Ok(TtsSet {
                 primary: espeak,
                 fallback: None,
+                prompt_engines: (prompt_espeak, None),
+                prompts: Mutex::default(),
             })
         }
     }
 
-    /// Speaks a caller prompt and returns it as μ-law 8 kHz (falling back like the whisper).
+    /// Speaks a caller prompt and returns it as μ-law 8 kHz (falling back like
+    /// the whisper). The same text is rendered once and then served from a cache.
     pub async fn prompt_ulaw(
         &self,
         text: &str,
         words_per_minute: u32,
-    ) -> Result<Vec<u8>, TtsError> {
-        let tts = FallbackTts::new(self.primary.as_ref(), self.fallback.as_deref());
+    ) -> Result<std::sync::Arc<[u8]>, TtsError> {
+        let key = (text.to_string(), words_per_minute);
+        if let Some(hit) = self.lock_prompts().get(&key) {
+            return Ok(std::sync::Arc::clone(hit));
+        }
+        let ulaw: std::sync::Arc<[u8]> = self.render_prompt(text, words_per_minute).await?.into();
+        let mut cache = self.lock_prompts();
+        if cache.len() >= PROMPT_CACHE {
+            cache.clear();
+        }
+        cache.insert(key, std::sync::Arc::clone(&ulaw));
+        Ok(ulaw)
+    }
+
+    fn lock_prompts(&self) -> std::sync::MutexGuard<'_, PromptCache> {
+        self.prompts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn render_prompt(&self, text: &str, words_per_minute: u32) -> Result<Vec<u8>, TtsError> {
+        let tts = FallbackTts::new(
+            self.prompt_engines.0.as_ref(),
+            self.prompt_engines.1.as_deref(),
+        );
         let speech = tts
             .speak(&crate::brief::speech_text::spoken(text), words_per_minute)
             .await?;
