@@ -54,25 +54,9 @@ async fn an_agent_takes_an_escalated_call_in_the_browser_console() {
         .await;
 
     browser
-        .goto(&format!(
+        .sign_in_available(&format!(
             "{console}?agent=ann&token=ann-secret-token&processing=off"
         ))
-        .await;
-    browser.click("signin-button").await;
-    browser
-        .wait_for(
-            "window.warmline.audioConnected",
-            Duration::from_secs(10),
-            "the console's WebRTC audio",
-        )
-        .await;
-    browser.click("available").await;
-    browser
-        .wait_for(
-            "document.getElementById('availability-label').textContent === 'Available'",
-            SOON,
-            "available",
-        )
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -189,7 +173,11 @@ async fn an_agent_takes_an_escalated_call_in_the_browser_console() {
     let heard_by_caller = pcm(&report.heard);
     let whisper = whisper_sent_to_agent(records.path(), &t.call_id, 4);
     let (_, whisper_score) = best_lag_correlation(&whisper, &heard_by_caller, 8);
-    let (_, agent_score) = best_lag_correlation(&voice[..8000], &heard_by_caller, 8);
+    // The best of four 1 s stretches of the agent's line (one scheduling
+    // hiccup in the browser's fake capture must not decide the test).
+    let agent_score = (0..4)
+        .map(|k| best_lag_correlation(&voice[k * 8000..(k + 1) * 8000], &heard_by_caller, 8).1)
+        .fold(0.0, f64::max);
     println!("caller vs agent voice ncc {agent_score:.3}, vs whisper ncc {whisper_score:.3}");
     assert!(
         whisper_score < 0.3,
@@ -273,20 +261,11 @@ async fn closing_the_browser_mid_whisper_hands_the_call_to_the_next_agent() {
     microphone_wav(&agent_voice(), &mic);
     let browser = Browser::launch(&mic, 1280, 900).await;
     browser
-        .goto(&format!(
+        .sign_in_available(&format!(
             "http://{}/console?agent=ann&token=ann-secret-token",
             gw.addr
         ))
         .await;
-    browser.click("signin-button").await;
-    browser
-        .wait_for(
-            "window.warmline.audioConnected",
-            Duration::from_secs(10),
-            "audio",
-        )
-        .await;
-    browser.click("available").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     // bob signs in after ann, so ann (idle longest) is offered the call first.
     let mut bob = console(

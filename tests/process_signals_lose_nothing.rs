@@ -99,14 +99,8 @@ async fn kill_9_then_restart_keeps_every_saved_callback_and_context() {
     };
     let call_id = saved["call_id"].as_str().expect("call id").to_string();
     // The context as the API served it before the crash.
-    let (_, before) = http(
-        addr,
-        "GET",
-        &format!("/v1/calls/{call_id}/context"),
-        None,
-        None,
-    )
-    .await;
+    let context_path = format!("/v1/calls/{call_id}/context");
+    let (_, before) = http(addr, "GET", &context_path, None, None).await;
 
     child.kill().unwrap(); // SIGKILL: no drain, no flush
     child.wait().unwrap();
@@ -122,14 +116,7 @@ async fn kill_9_then_restart_keeps_every_saved_callback_and_context() {
     assert_eq!(after["number"], saved["number"]);
     assert_eq!(after["context"], saved["context"]);
     assert_eq!(after["context"]["customer"]["name"], "Sarah Chen");
-    let (status, context) = http(
-        addr,
-        "GET",
-        &format!("/v1/calls/{call_id}/context"),
-        None,
-        None,
-    )
-    .await;
+    let (status, context) = http(addr, "GET", &context_path, None, None).await;
     assert_eq!(status, 200, "{context}");
     let (before, context): (serde_json::Value, serde_json::Value) = (
         serde_json::from_str(&before).unwrap(),

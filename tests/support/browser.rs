@@ -14,8 +14,17 @@ pub fn artifacts_dir() -> PathBuf {
     dir
 }
 
+/// One browser at a time per test binary: two headless Chromiums with fake
+/// audio on 2 cores starve each other's audio capture.
+fn one_at_a_time() -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    static LOCK: std::sync::OnceLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
+        std::sync::OnceLock::new();
+    std::sync::Arc::clone(LOCK.get_or_init(Default::default))
+}
+
 /// One browser session.
 pub struct Browser {
+    _turn: tokio::sync::OwnedMutexGuard<()>,
     driver: Child,
     base: String,
     session: String,
@@ -27,6 +36,7 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium whose microphone plays
     /// `microphone` (a WAV file), at a `width`×`height` window.
     pub async fn launch(microphone: &Path, width: u32, height: u32) -> Browser {
+        let turn = one_at_a_time().lock_owned().await;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -81,6 +91,7 @@ impl Browser {
             .unwrap_or_else(|| panic!("no browser session: {reply}"))
             .to_string();
         Browser {
+            _turn: turn,
             driver,
             base,
             session,
@@ -147,6 +158,26 @@ impl Browser {
             ))
             .await;
         assert_eq!(found, Value::Bool(true), "no element #{id}");
+    }
+
+    /// Opens the console at `url` (with `?agent=…&token=…`), signs in, waits
+    /// for the headset audio (WebRTC) and goes available.
+    pub async fn sign_in_available(&self, url: &str) {
+        self.goto(url).await;
+        self.click("signin-button").await;
+        self.wait_for(
+            "window.warmline.audioConnected",
+            Duration::from_secs(10),
+            "the console's WebRTC audio",
+        )
+        .await;
+        self.click("available").await;
+        self.wait_for(
+            "document.getElementById('availability-label').textContent === 'Available'",
+            Duration::from_secs(5),
+            "available",
+        )
+        .await;
     }
 
     /// Saves a PNG screenshot as `name`.png in [`artifacts_dir`]; returns its path.
