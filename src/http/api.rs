@@ -21,13 +21,30 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Whether `given` is the configured API token. `configured` is the token
+/// itself or, so that it need not be kept in clear at rest, `sha256:<hex>` of it.
+/// Constant-time either way.
+pub fn token_matches(configured: &str, given: &str) -> bool {
+    match configured.strip_prefix("sha256:") {
+        Some(hash) => {
+            use sha2::Digest;
+            let digest = hex::encode(sha2::Sha256::digest(given.as_bytes()));
+            constant_time_eq(
+                digest.as_bytes(),
+                hash.trim().to_ascii_lowercase().as_bytes(),
+            )
+        }
+        None => constant_time_eq(given.as_bytes(), configured.as_bytes()),
+    }
+}
+
 /// Rejects requests without the configured bearer token (open when none is configured).
 pub async fn require_token(
     State(shared): State<Arc<Shared>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let expected = shared.config.api.token.as_bytes();
+    let expected = shared.config.api.token.as_str();
     if expected.is_empty() {
         return next.run(request).await;
     }
@@ -38,7 +55,7 @@ pub async fn require_token(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     match given {
-        Some(token) if constant_time_eq(token.as_bytes(), expected) => next.run(request).await,
+        Some(token) if token_matches(expected, token) => next.run(request).await,
         Some(_) => error(StatusCode::UNAUTHORIZED, "invalid bearer token"),
         None => error(
             StatusCode::UNAUTHORIZED,
@@ -212,5 +229,25 @@ pub async fn stats(State(shared): State<Arc<Shared>>) -> Response {
     match shared.store.stats().await {
         Ok(v) => Json(v).into_response(),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_matches;
+
+    #[test]
+    fn the_api_token_may_be_kept_hashed() {
+        assert!(token_matches("s3cret-token", "s3cret-token"));
+        assert!(!token_matches("s3cret-token", "s3cret-tokem"));
+        // printf %s s3cret-token | sha256sum
+        let real = "sha256:a81e611a041b13f078bf8ebe5dab4d4fd63fcc5594661c918bec093a2f416a7e";
+        assert!(token_matches(real, "s3cret-token"));
+        assert!(token_matches(
+            &real.to_uppercase().replace("SHA256:", "sha256:"),
+            "s3cret-token"
+        ));
+        assert!(!token_matches(real, "sha256:s3cret-token"));
+        assert!(!token_matches(real, ""));
     }
 }
