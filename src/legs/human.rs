@@ -177,13 +177,8 @@ impl ConsoleAudio {
         offer: &str,
         agent_id: &str,
     ) -> Result<(Self, String), crate::legs::webrtc::WebRtcError> {
-        use crate::legs::webrtc::{WebRtcError, WebRtcLinks, bind_and_answer, spawn};
-        let ip = shared
-            .config
-            .webrtc
-            .media_ip()
-            .map_err(WebRtcError::Config)?;
-        let (peer, udp, answer) = bind_and_answer(ip, offer).await?;
+        use crate::legs::webrtc::{WebRtcLinks, bind_and_answer, spawn};
+        let (peer, udp, answer) = bind_and_answer(&shared.config.webrtc, offer).await?;
         let (cmd_tx, cmd_rx) = mpsc::channel(crate::legs::agent::COMMAND_QUEUE);
         let (ev_tx, ev_rx) = mpsc::channel(crate::legs::agent::EVENT_QUEUE);
         spawn(

@@ -390,11 +390,12 @@ impl WebRtcPeer {
     }
 }
 
-/// Binds a media socket on `ip` and answers `offer` there.
+/// Binds a media socket on `[webrtc] media_ip` and answers `offer` there.
 pub async fn bind_and_answer(
-    ip: IpAddr,
+    config: &crate::config::WebRtcSection,
     offer_sdp: &str,
 ) -> Result<(WebRtcPeer, UdpSocket, String), WebRtcError> {
+    let ip = config.media_ip().map_err(WebRtcError::Config)?;
     let socket = UdpSocket::bind(SocketAddr::new(ip, 0))
         .await
         .map_err(|source| WebRtcError::Bind { ip, source })?;
@@ -513,12 +514,7 @@ pub async fn start_browser_call(
     if active >= max {
         return Err(BrowserCallError::Busy(active));
     }
-    let ip = shared
-        .config
-        .webrtc
-        .media_ip()
-        .map_err(WebRtcError::Config)?;
-    let (peer, socket, answer) = bind_and_answer(ip, offer_sdp).await?;
+    let (peer, socket, answer) = bind_and_answer(&shared.config.webrtc, offer_sdp).await?;
     let started = Instant::now();
     let started_wall = std::time::SystemTime::now();
     let random = crate::legs::sip::random_u64;
