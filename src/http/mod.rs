@@ -87,40 +87,12 @@ async fn media_stream(
     headers: axum::http::HeaderMap,
     uri: axum::http::Uri,
 ) -> Response {
-    let token = &shared.config.server.twilio_auth_token;
-    if !token.is_empty() {
-        let base = if shared.config.server.public_url.is_empty() {
-            let host = headers
-                .get(axum::http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or_default();
-            format!("ws://{host}")
-        } else {
-            shared
-                .config
-                .server
-                .public_url
-                .trim_end_matches('/')
-                .to_string()
-        };
-        let path = uri.path_and_query().map_or("/media", |p| p.as_str());
-        let url = format!("{base}{path}");
-        let given = headers
-            .get("x-twilio-signature")
-            .and_then(|h| h.to_str().ok());
-        let valid = given.is_some_and(|g| twilio_auth::verify(token, &url, &[], g));
-        if !valid {
-            tracing::warn!(%url, signed = given.is_some(), "Media Streams upgrade refused: bad Twilio signature");
-            return (
-                StatusCode::FORBIDDEN,
-                Json(serde_json::json!({"error": if given.is_some() {
-                    "X-Twilio-Signature does not match (check server.twilio_auth_token and server.public_url)"
-                } else {
-                    "missing X-Twilio-Signature"
-                }})),
-            )
-                .into_response();
-        }
+    if let Err(why) = twilio_auth::check_upgrade(&shared.config.server, &headers, &uri) {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(serde_json::json!({ "error": why })),
+        )
+            .into_response();
     }
     let ws = match ws {
         Ok(ws) => ws,

@@ -30,6 +30,49 @@ pub fn verify(auth_token: &str, url: &str, params: &[(&str, &str)], given: &str)
     crate::http::api::constant_time_eq(expected.as_bytes(), given.trim().as_bytes())
 }
 
+/// Checks a Media Streams upgrade when `server.twilio_auth_token` is set (open
+/// otherwise): the signed URL is `server.public_url` (else `ws://<Host>`) plus
+/// the request's path and query. The error says what is wrong.
+pub fn check_upgrade(
+    server: &crate::config::ServerConfig,
+    headers: &axum::http::HeaderMap,
+    uri: &axum::http::Uri,
+) -> Result<(), &'static str> {
+    let token = &server.twilio_auth_token;
+    if token.is_empty() {
+        return Ok(());
+    }
+    let base = if server.public_url.is_empty() {
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        format!("ws://{host}")
+    } else {
+        server.public_url.trim_end_matches('/').to_string()
+    };
+    let url = format!(
+        "{base}{}",
+        uri.path_and_query().map_or("/media", |p| p.as_str())
+    );
+    let given = headers
+        .get("x-twilio-signature")
+        .and_then(|h| h.to_str().ok());
+    match given {
+        Some(g) if verify(token, &url, &[], g) => Ok(()),
+        Some(_) => {
+            tracing::warn!(%url, "Media Streams upgrade refused: bad Twilio signature");
+            Err(
+                "X-Twilio-Signature does not match (check server.twilio_auth_token and server.public_url)",
+            )
+        }
+        None => {
+            tracing::warn!(%url, "Media Streams upgrade refused: no Twilio signature");
+            Err("missing X-Twilio-Signature")
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
