@@ -318,8 +318,36 @@ pub struct WebhookConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// Database file.
+    /// SQLite database file (used when `postgres_url` is empty).
     pub path: PathBuf,
+    /// PostgreSQL URL (`postgres://user:password@host/db`); when set, everything
+    /// is kept there instead of SQLite. Required by `[cluster]`.
+    pub postgres_url: String,
+}
+
+/// `[cluster]`: several nodes sharing agents, queues and callbacks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// Join a cluster (needs `store.postgres_url` and `nats_url`).
+    pub enabled: bool,
+    /// This node's unique name (default: the host name and listen port).
+    pub node_id: String,
+    /// NATS server(s), comma-separated (`nats://host:4222`).
+    pub nats_url: String,
+    /// The base URL other nodes reach this node's HTTP listener at
+    /// (`http://10.0.0.5:8080`); agents on other nodes get their call audio through it.
+    pub advertise_url: String,
+    /// Shared secret nodes present to each other's `/cluster` endpoint (16+ characters).
+    pub secret: String,
+    /// How often this node renews its lease and its agents' presence.
+    pub heartbeat_ms: u64,
+    /// A node silent this long is dead: its agents go offline and its queued
+    /// callers become callbacks, taken over by the nodes still alive.
+    pub lease_ms: u64,
+    /// When PostgreSQL or NATS is unreachable at start: refuse to start (false),
+    /// or run as a single node with its agents only (true).
+    pub fallback_single_node: bool,
 }
 
 /// `[api]`.
@@ -384,6 +412,8 @@ pub struct Config {
     pub realtime: RealtimeSection,
     /// `[webrtc]`.
     pub webrtc: WebRtcSection,
+    /// `[cluster]`.
+    pub cluster: ClusterSection,
     /// `[log]`.
     pub log: LogConfig,
 }
@@ -555,6 +585,28 @@ impl Config {
                 message: "must be set when sip.auth_user is".into(),
             });
         }
+        if self.cluster.enabled {
+            let c = &self.cluster;
+            let missing = if self.store.postgres_url.is_empty() {
+                Some(("store.postgres_url", "must be set when cluster.enabled (nodes share PostgreSQL)"))
+            } else if !c.nats_url.starts_with("nats://") && !c.nats_url.starts_with("tls://") {
+                Some(("cluster.nats_url", "must be a nats:// URL when cluster.enabled"))
+            } else if !c.advertise_url.starts_with("http://") && !c.advertise_url.starts_with("https://") {
+                Some(("cluster.advertise_url", "must be this node's http(s) base URL when cluster.enabled"))
+            } else if c.secret.len() < 16 {
+                Some(("cluster.secret", "must be at least 16 characters when cluster.enabled"))
+            } else if c.heartbeat_ms == 0 || c.lease_ms < 2 * c.heartbeat_ms {
+                Some(("cluster.lease_ms", "must be at least twice cluster.heartbeat_ms (and that above 0)"))
+            } else {
+                None
+            };
+            if let Some((key, message)) = missing {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: message.into(),
+                });
+            }
+        }
         if self.media.max_playout_seconds == 0 {
             return Err(ConfigError::Invalid {
                 key: "media.max_playout_seconds",
@@ -578,11 +630,13 @@ impl Config {
             &mut shown.sip.auth_password,
             &mut shown.realtime.api_key,
             &mut shown.server.twilio_auth_token,
+            &mut shown.cluster.secret,
         ] {
             if !secret.is_empty() {
                 *secret = "********".into();
             }
         }
+        shown.store.postgres_url = crate::store::postgres::redact(&shown.store.postgres_url);
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }
 

@@ -136,7 +136,7 @@ async fn an_agent_that_fails_twice_is_escalated_for_repeated_failure() {
 
     // Saved in SQLite: read the real database file.
     assert_eq!(gw.shared.store.flush().await.unwrap(), 0);
-    let db = rusqlite::Connection::open(gw.shared.store.path()).unwrap();
+    let db = rusqlite::Connection::open(&gw.shared.config.store.path).unwrap();
     let (t, ev): (String, String) = db
         .query_row(
             "SELECT trigger, evidence FROM decisions WHERE call_id = ?1",

@@ -59,7 +59,7 @@ async fn with_nobody_online_the_caller_is_told_and_the_callback_survives_a_resta
     assert!(report.received_audio.len() > 8000 * 5);
     assert_eq!(gw.shared.store.flush().await.unwrap(), 0);
     // "Restart": open the same database again.
-    let path = gw.shared.store.path().to_path_buf();
+    let path = gw.shared.config.store.path.clone();
     gw.shutdown().await;
     let store = warmline::store::Store::open(&path).unwrap();
     let callbacks = store.callbacks().await.unwrap();

@@ -1,11 +1,17 @@
-//! SQLite persistence (rusqlite, bundled SQLite) on a dedicated thread: calls,
-//! turns, sentiment, decisions and handoff contexts. Writes are queued from the
-//! call tasks and never block them; a failed write is kept and retried, so a
-//! locked or briefly unwritable database loses nothing once it recovers.
+//! Persistence on a dedicated thread: calls, turns, sentiment, decisions,
+//! handoff contexts, agents, callbacks and handoff figures. Writes are queued
+//! from the call tasks and never block them; a failed write is kept and
+//! retried, so a locked or briefly unreachable database loses nothing once it
+//! recovers.
+//!
+//! Two backends implement [`StoreBackend`]: SQLite (embedded, the single-node
+//! default, [`sqlite`]) and PostgreSQL (shared by several gateway nodes,
+//! [`postgres`]). Both keep the same tables and timestamps as RFC 3339 text, so
+//! rows read back identically.
 
-mod schema;
+pub mod postgres;
+pub mod sqlite;
 
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -43,6 +49,17 @@ pub enum StoreError {
     /// A query failed.
     #[error("database query failed: {0}")]
     Query(#[from] rusqlite::Error),
+    /// PostgreSQL could not be reached or set up at start.
+    #[error("cannot use PostgreSQL at {url}: {source}")]
+    PostgresConnect {
+        /// The URL, password removed.
+        url: String,
+        /// Why.
+        source: ::postgres::Error,
+    },
+    /// A PostgreSQL query failed.
+    #[error("PostgreSQL query failed: {0}")]
+    Postgres(#[from] ::postgres::Error),
     /// The store thread is gone.
     #[error("the store is closed")]
     Closed,
@@ -348,11 +365,30 @@ enum Command {
 #[derive(Debug, Clone)]
 pub struct Store {
     tx: std_mpsc::SyncSender<Command>,
-    path: PathBuf,
+    location: String,
+}
+
+/// A database the store thread writes to and reads from. Every method runs on
+/// the store's own thread, so implementations may block.
+pub trait StoreBackend: Send + 'static {
+    /// Applies one write (an error keeps it for a retry).
+    fn apply(&mut self, write: &Write) -> Result<(), StoreError>;
+    /// The most recent calls, newest first.
+    fn list_calls(&mut self, limit: usize) -> Result<Vec<CallRow>, StoreError>;
+    /// One call.
+    fn call(&mut self, id: &str) -> Result<Option<CallRow>, StoreError>;
+    /// The latest context JSON of a call.
+    fn context(&mut self, id: &str) -> Result<Option<String>, StoreError>;
+    /// Pending callbacks, oldest first.
+    fn callbacks(&mut self) -> Result<Vec<CallbackRow>, StoreError>;
+    /// Handoff quality figures over every stored call.
+    fn stats(&mut self) -> Result<serde_json::Value, StoreError>;
+    /// Registered human agents.
+    fn agents(&mut self) -> Result<Vec<StoredAgent>, StoreError>;
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path` and starts its thread.
+    /// Opens (creating if needed) the SQLite database at `path` and starts its thread.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
@@ -360,28 +396,65 @@ impl Store {
                 source,
             })?;
         }
-        let conn = schema::open(path).map_err(|source| StoreError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let (tx, rx) = std_mpsc::sync_channel(QUEUE);
-        let thread_path = path.to_path_buf();
-        std::thread::Builder::new()
-            .name("warmline-store".into())
-            .spawn(move || run(conn, rx, &thread_path))
-            .map_err(|e| StoreError::Folder {
-                path: path.to_path_buf(),
-                source: e,
-            })?;
-        Ok(Store {
-            tx,
-            path: path.to_path_buf(),
+        let owned = path.to_path_buf();
+        Self::start(path.display().to_string(), move || {
+            sqlite::SqliteBackend::open(&owned).map_err(|source| StoreError::Open {
+                path: owned.clone(),
+                source,
+            })
         })
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Connects to PostgreSQL at `url` (running pending migrations) and starts
+    /// the store thread. Fails at once, with the reason, when it is unreachable.
+    pub fn open_postgres(url: &str) -> Result<Store, StoreError> {
+        let owned = url.to_string();
+        Self::start(postgres::redact(url), move || {
+            postgres::PostgresBackend::connect(&owned)
+        })
+    }
+
+    /// Opens what `config` names: PostgreSQL when `postgres_url` is set, else SQLite.
+    pub fn from_config(config: &crate::config::StoreConfig) -> Result<Store, StoreError> {
+        if config.postgres_url.is_empty() {
+            Self::open(&config.path)
+        } else {
+            Self::open_postgres(&config.postgres_url)
+        }
+    }
+
+    /// Starts the store thread, which opens the backend with `open` (blocking
+    /// clients such as `postgres` must be created off the async runtime) and
+    /// reports whether that worked before serving.
+    fn start<B: StoreBackend>(
+        location: String,
+        open: impl FnOnce() -> Result<B, StoreError> + Send + 'static,
+    ) -> Result<Store, StoreError> {
+        let (tx, rx) = std_mpsc::sync_channel(QUEUE);
+        let (opened_tx, opened_rx) = std_mpsc::sync_channel(1);
+        let thread_location = location.clone();
+        std::thread::Builder::new()
+            .name("warmline-store".into())
+            .spawn(move || match open() {
+                Ok(backend) => {
+                    let _ = opened_tx.send(Ok(()));
+                    run(backend, rx, &thread_location)
+                }
+                Err(e) => {
+                    let _ = opened_tx.send(Err(e));
+                }
+            })
+            .map_err(|e| StoreError::Folder {
+                path: PathBuf::from(&location),
+                source: e,
+            })?;
+        opened_rx.recv().map_err(|_| StoreError::Closed)??;
+        Ok(Store { tx, location })
+    }
+
+    /// Where the data lives: the SQLite file, or the PostgreSQL URL without its password.
+    pub fn location(&self) -> &str {
+        &self.location
     }
 
     /// Queues a write; never blocks.
@@ -444,7 +517,7 @@ impl Store {
     }
 }
 
-fn run(conn: Connection, rx: std_mpsc::Receiver<Command>, path: &Path) {
+fn run(mut db: impl StoreBackend, rx: std_mpsc::Receiver<Command>, location: &str) {
     let mut retry: VecDeque<Write> = VecDeque::new();
     loop {
         let command = match rx.recv_timeout(RETRY_EVERY) {
@@ -456,8 +529,8 @@ fn run(conn: Connection, rx: std_mpsc::Receiver<Command>, path: &Path) {
         let pending = retry.len();
         for _ in 0..pending {
             let Some(w) = retry.pop_front() else { break };
-            if let Err(e) = apply(&conn, &w) {
-                tracing::warn!(db = %path.display(), error = %e, "store write still failing; will retry");
+            if let Err(e) = db.apply(&w) {
+                tracing::warn!(db = %location, error = %e, "store write still failing; will retry");
                 retry.push_front(w);
                 break;
             }
@@ -466,36 +539,28 @@ fn run(conn: Connection, rx: std_mpsc::Receiver<Command>, path: &Path) {
             Some(Command::Write(w)) => {
                 if !retry.is_empty() {
                     keep(&mut retry, w);
-                } else if let Err(e) = apply(&conn, &w) {
-                    tracing::warn!(db = %path.display(), error = %e, "store write failed; will retry");
+                } else if let Err(e) = db.apply(&w) {
+                    tracing::warn!(db = %location, error = %e, "store write failed; will retry");
                     keep(&mut retry, w);
                 }
             }
             Some(Command::ListCalls(limit, reply)) => {
-                let _ = reply.send(schema::list_calls(&conn, limit).map_err(StoreError::from));
+                let _ = reply.send(db.list_calls(limit));
             }
             Some(Command::Call(id, reply)) => {
-                let _ = reply.send(schema::call(&conn, &id).map_err(StoreError::from));
+                let _ = reply.send(db.call(&id));
             }
             Some(Command::Context(id, reply)) => {
-                let r = conn
-                    .query_row(
-                        "SELECT json FROM contexts WHERE call_id = ?1",
-                        params![id],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(StoreError::from);
-                let _ = reply.send(r);
+                let _ = reply.send(db.context(&id));
             }
             Some(Command::Agents(reply)) => {
-                let _ = reply.send(schema::agents(&conn).map_err(StoreError::from));
+                let _ = reply.send(db.agents());
             }
             Some(Command::Stats(reply)) => {
-                let _ = reply.send(schema::stats(&conn).map_err(StoreError::from));
+                let _ = reply.send(db.stats());
             }
             Some(Command::Callbacks(reply)) => {
-                let _ = reply.send(schema::callbacks(&conn).map_err(StoreError::from));
+                let _ = reply.send(db.callbacks());
             }
             Some(Command::Flush(reply)) => {
                 let _ = reply.send(retry.len());
@@ -505,8 +570,8 @@ fn run(conn: Connection, rx: std_mpsc::Receiver<Command>, path: &Path) {
     }
     // Last chance for anything still pending.
     for w in retry {
-        if let Err(e) = apply(&conn, &w) {
-            tracing::error!(db = %path.display(), error = %e, ?w, "store write lost at shutdown");
+        if let Err(e) = db.apply(&w) {
+            tracing::error!(db = %location, error = %e, ?w, "store write lost at shutdown");
         }
     }
 }
@@ -516,105 +581,6 @@ fn keep(retry: &mut VecDeque<Write>, w: Write) {
         tracing::error!(?w, "store retry queue full; write dropped");
     } else {
         retry.push_back(w);
-    }
-}
-
-fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<()> {
-    match w {
-        Write::CallStarted { id, call_sid, started_at, caller_number } => conn
-            .execute(
-                "INSERT INTO calls (id, call_sid, started_at, caller_number) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(id) DO UPDATE SET call_sid = excluded.call_sid, started_at = excluded.started_at,
-                    caller_number = excluded.caller_number",
-                params![id, call_sid, started_at, caller_number],
-            )
-            .map(drop),
-        Write::Merged { call_id, merged_at } => conn
-            .execute("UPDATE handoffs SET merged_at = ?2 WHERE call_id = ?1", params![call_id, merged_at])
-            .map(drop),
-        Write::AgentFirstWords { call_id, ms } => conn
-            .execute("UPDATE handoffs SET first_words_ms = ?2 WHERE call_id = ?1", params![call_id, *ms as i64])
-            .map(drop),
-        Write::AgentStatus { id, status } => conn
-            .execute("UPDATE agents SET status = ?2 WHERE id = ?1", params![id, status])
-            .map(drop),
-        Write::Wrapup { call_id, agent_id, resolved, caller_repeated, context_accurate, notes, at } => conn
-            .execute(
-                "INSERT OR REPLACE INTO wrapups (call_id, agent_id, resolved, caller_repeated, context_accurate, notes, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![call_id, agent_id, resolved, caller_repeated, context_accurate, notes, at],
-            )
-            .map(drop),
-        Write::Turn { call_id, idx, role, content, at, confidence, helpful, sentiment } => {
-            conn.execute(
-                "INSERT OR REPLACE INTO turns (call_id, idx, role, content, at, confidence, helpful)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![call_id, *idx as i64, role, content, at, confidence, helpful],
-            )?;
-            if let Some(score) = sentiment {
-                conn.execute(
-                    "INSERT OR REPLACE INTO sentiment (call_id, turn_idx, score, label, at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![
-                        call_id,
-                        *idx as i64,
-                        score,
-                        format!("{:?}", crate::monitor::sentiment::SentimentLabel::of(*score)).to_lowercase(),
-                        at
-                    ],
-                )?;
-            }
-            Ok(())
-        }
-        Write::Decision { call_id, trigger, urgency, description, rule, evidence, decided_at, latency_us } => {
-            conn.execute(
-                "INSERT OR REPLACE INTO decisions (call_id, trigger, urgency, description, rule, evidence, decided_at, latency_us)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![call_id, trigger, urgency, description, rule, evidence, decided_at, *latency_us as i64],
-            )?;
-            conn.execute("UPDATE calls SET escalated = 1 WHERE id = ?1", params![call_id])
-                .map(drop)
-        }
-        Write::Context { call_id, json, summary_source, updated_at } => conn
-            .execute(
-                "INSERT OR REPLACE INTO contexts (call_id, json, summary_source, updated_at) VALUES (?1, ?2, ?3, ?4)",
-                params![call_id, json, summary_source, updated_at],
-            )
-            .map(drop),
-        Write::Callback { call_id, number, reason, context, created_at } => conn
-            .execute(
-                "INSERT OR REPLACE INTO callbacks (call_id, number, reason, context, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![call_id, number, reason, context, created_at],
-            )
-            .map(drop),
-        Write::Agent { id, name, token_sha256, skills } => conn
-            .execute(
-                "INSERT OR REPLACE INTO agents (id, name, token_sha256, skills) VALUES (?1, ?2, ?3, ?4)",
-                params![id, name, token_sha256, serde_json::to_string(skills).unwrap_or_else(|_| "[]".into())],
-            )
-            .map(drop),
-        Write::Handoff { call_id, agent_id, answered_at, whisper_seconds } => conn
-            .execute(
-                "INSERT OR REPLACE INTO handoffs (call_id, agent_id, answered_at, whisper_seconds) VALUES (?1, ?2, ?3, ?4)",
-                params![call_id, agent_id, answered_at, whisper_seconds],
-            )
-            .map(drop),
-        Write::MediaLeg { call_id, row } => conn
-            .execute(
-                "INSERT OR REPLACE INTO media_legs (call_id, leg, codec, received, sent, lost, late_or_duplicate,
-                    foreign_packets, malformed, jitter_ms, peer_fraction_lost, peer_jitter_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                params![
-                    call_id, row.leg, row.codec, row.received, row.sent, row.lost, row.late_or_duplicate,
-                    row.foreign, row.malformed, row.jitter_ms, row.peer_fraction_lost, row.peer_jitter_ms
-                ],
-            )
-            .map(drop),
-        Write::CallEnded { id, ended_at, reason } => conn
-            .execute(
-                "UPDATE calls SET ended_at = ?2, end_reason = ?3 WHERE id = ?1",
-                params![id, ended_at, reason],
-            )
-            .map(drop),
     }
 }
 

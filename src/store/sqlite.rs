@@ -1,6 +1,10 @@
-//! The schema, its embedded migrations and the read queries.
+//! The SQLite backend (embedded, single node): the schema, its migrations,
+//! the writes and the read queries.
 
-use super::{CallRow, CallbackRow, DecisionRow, HandoffRow, MediaLegRow};
+use super::{
+    CallRow, CallbackRow, DecisionRow, HandoffRow, MediaLegRow, StoreBackend, StoreError,
+    StoredAgent, Write,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::time::Duration;
@@ -111,7 +115,7 @@ CREATE TABLE media_legs (
 ];
 
 /// Opens the database in WAL mode and runs pending migrations.
-pub fn open(path: &Path) -> rusqlite::Result<Connection> {
+fn open(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(2))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -228,7 +232,7 @@ const CALL_COLUMNS: &str = "SELECT c.id, c.call_sid, c.started_at, c.ended_at, c
     (SELECT COUNT(*) FROM turns t WHERE t.call_id = c.id), c.caller_number FROM calls c";
 
 /// The most recent calls.
-pub fn list_calls(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<CallRow>> {
+fn list_calls(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<CallRow>> {
     let mut stmt = conn.prepare(&format!(
         "{CALL_COLUMNS} ORDER BY c.started_at DESC LIMIT ?1"
     ))?;
@@ -237,7 +241,7 @@ pub fn list_calls(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<CallR
 }
 
 /// One call.
-pub fn call(conn: &Connection, id: &str) -> rusqlite::Result<Option<CallRow>> {
+fn call(conn: &Connection, id: &str) -> rusqlite::Result<Option<CallRow>> {
     conn.query_row(
         &format!("{CALL_COLUMNS} WHERE c.id = ?1"),
         params![id],
@@ -247,7 +251,7 @@ pub fn call(conn: &Connection, id: &str) -> rusqlite::Result<Option<CallRow>> {
 }
 
 /// Pending callbacks, oldest first.
-pub fn callbacks(conn: &Connection) -> rusqlite::Result<Vec<CallbackRow>> {
+fn callbacks(conn: &Connection) -> rusqlite::Result<Vec<CallbackRow>> {
     let mut stmt = conn.prepare(
         "SELECT call_id, number, reason, context, created_at, status FROM callbacks WHERE status = 'pending' ORDER BY created_at",
     )?;
@@ -266,7 +270,7 @@ pub fn callbacks(conn: &Connection) -> rusqlite::Result<Vec<CallbackRow>> {
 }
 
 /// Handoff quality figures over every stored call.
-pub fn stats(conn: &Connection) -> rusqlite::Result<serde_json::Value> {
+fn stats(conn: &Connection) -> rusqlite::Result<serde_json::Value> {
     let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0));
     let calls = count("SELECT COUNT(*) FROM calls")?;
     let escalated = count("SELECT COUNT(*) FROM calls WHERE escalated = 1")?;
@@ -340,12 +344,12 @@ pub fn stats(conn: &Connection) -> rusqlite::Result<serde_json::Value> {
 }
 
 /// Registered human agents: (id, name, token hash, skills).
-pub fn agents(conn: &Connection) -> rusqlite::Result<Vec<super::StoredAgent>> {
+fn agents(conn: &Connection) -> rusqlite::Result<Vec<StoredAgent>> {
     let mut stmt =
         conn.prepare("SELECT id, name, token_sha256, skills, status FROM agents ORDER BY id")?;
     let rows = stmt.query_map([], |r| {
         let skills: String = r.get(3)?;
-        Ok(super::StoredAgent {
+        Ok(StoredAgent {
             id: r.get(0)?,
             name: r.get(1)?,
             token_sha256: r.get(2)?,
@@ -355,3 +359,153 @@ pub fn agents(conn: &Connection) -> rusqlite::Result<Vec<super::StoredAgent>> {
     })?;
     rows.collect()
 }
+
+/// SQLite, one connection on the store thread.
+#[derive(Debug)]
+pub struct SqliteBackend {
+    conn: Connection,
+}
+
+impl SqliteBackend {
+    /// Opens the database in WAL mode and runs pending migrations.
+    pub fn open(path: &Path) -> rusqlite::Result<Self> {
+        Ok(SqliteBackend { conn: open(path)? })
+    }
+}
+
+impl StoreBackend for SqliteBackend {
+    fn apply(&mut self, write: &Write) -> Result<(), StoreError> {
+        Ok(apply(&self.conn, write)?)
+    }
+
+    fn list_calls(&mut self, limit: usize) -> Result<Vec<CallRow>, StoreError> {
+        Ok(list_calls(&self.conn, limit)?)
+    }
+
+    fn call(&mut self, id: &str) -> Result<Option<CallRow>, StoreError> {
+        Ok(call(&self.conn, id)?)
+    }
+
+    fn context(&mut self, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT json FROM contexts WHERE call_id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn callbacks(&mut self) -> Result<Vec<CallbackRow>, StoreError> {
+        Ok(callbacks(&self.conn)?)
+    }
+
+    fn stats(&mut self) -> Result<serde_json::Value, StoreError> {
+        Ok(stats(&self.conn)?)
+    }
+
+    fn agents(&mut self) -> Result<Vec<StoredAgent>, StoreError> {
+        Ok(agents(&self.conn)?)
+    }
+}
+
+fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<()> {
+    match w {
+        Write::CallStarted { id, call_sid, started_at, caller_number } => conn
+            .execute(
+                "INSERT INTO calls (id, call_sid, started_at, caller_number) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(id) DO UPDATE SET call_sid = excluded.call_sid, started_at = excluded.started_at,
+                    caller_number = excluded.caller_number",
+                params![id, call_sid, started_at, caller_number],
+            )
+            .map(drop),
+        Write::Merged { call_id, merged_at } => conn
+            .execute("UPDATE handoffs SET merged_at = ?2 WHERE call_id = ?1", params![call_id, merged_at])
+            .map(drop),
+        Write::AgentFirstWords { call_id, ms } => conn
+            .execute("UPDATE handoffs SET first_words_ms = ?2 WHERE call_id = ?1", params![call_id, *ms as i64])
+            .map(drop),
+        Write::AgentStatus { id, status } => conn
+            .execute("UPDATE agents SET status = ?2 WHERE id = ?1", params![id, status])
+            .map(drop),
+        Write::Wrapup { call_id, agent_id, resolved, caller_repeated, context_accurate, notes, at } => conn
+            .execute(
+                "INSERT OR REPLACE INTO wrapups (call_id, agent_id, resolved, caller_repeated, context_accurate, notes, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![call_id, agent_id, resolved, caller_repeated, context_accurate, notes, at],
+            )
+            .map(drop),
+        Write::Turn { call_id, idx, role, content, at, confidence, helpful, sentiment } => {
+            conn.execute(
+                "INSERT OR REPLACE INTO turns (call_id, idx, role, content, at, confidence, helpful)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![call_id, *idx as i64, role, content, at, confidence, helpful],
+            )?;
+            if let Some(score) = sentiment {
+                conn.execute(
+                    "INSERT OR REPLACE INTO sentiment (call_id, turn_idx, score, label, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        call_id,
+                        *idx as i64,
+                        score,
+                        format!("{:?}", crate::monitor::sentiment::SentimentLabel::of(*score)).to_lowercase(),
+                        at
+                    ],
+                )?;
+            }
+            Ok(())
+        }
+        Write::Decision { call_id, trigger, urgency, description, rule, evidence, decided_at, latency_us } => {
+            conn.execute(
+                "INSERT OR REPLACE INTO decisions (call_id, trigger, urgency, description, rule, evidence, decided_at, latency_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![call_id, trigger, urgency, description, rule, evidence, decided_at, *latency_us as i64],
+            )?;
+            conn.execute("UPDATE calls SET escalated = 1 WHERE id = ?1", params![call_id])
+                .map(drop)
+        }
+        Write::Context { call_id, json, summary_source, updated_at } => conn
+            .execute(
+                "INSERT OR REPLACE INTO contexts (call_id, json, summary_source, updated_at) VALUES (?1, ?2, ?3, ?4)",
+                params![call_id, json, summary_source, updated_at],
+            )
+            .map(drop),
+        Write::Callback { call_id, number, reason, context, created_at } => conn
+            .execute(
+                "INSERT OR REPLACE INTO callbacks (call_id, number, reason, context, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![call_id, number, reason, context, created_at],
+            )
+            .map(drop),
+        Write::Agent { id, name, token_sha256, skills } => conn
+            .execute(
+                "INSERT OR REPLACE INTO agents (id, name, token_sha256, skills) VALUES (?1, ?2, ?3, ?4)",
+                params![id, name, token_sha256, serde_json::to_string(skills).unwrap_or_else(|_| "[]".into())],
+            )
+            .map(drop),
+        Write::Handoff { call_id, agent_id, answered_at, whisper_seconds } => conn
+            .execute(
+                "INSERT OR REPLACE INTO handoffs (call_id, agent_id, answered_at, whisper_seconds) VALUES (?1, ?2, ?3, ?4)",
+                params![call_id, agent_id, answered_at, whisper_seconds],
+            )
+            .map(drop),
+        Write::MediaLeg { call_id, row } => conn
+            .execute(
+                "INSERT OR REPLACE INTO media_legs (call_id, leg, codec, received, sent, lost, late_or_duplicate,
+                    foreign_packets, malformed, jitter_ms, peer_fraction_lost, peer_jitter_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    call_id, row.leg, row.codec, row.received, row.sent, row.lost, row.late_or_duplicate,
+                    row.foreign, row.malformed, row.jitter_ms, row.peer_fraction_lost, row.peer_jitter_ms
+                ],
+            )
+            .map(drop),
+        Write::CallEnded { id, ended_at, reason } => conn
+            .execute(
+                "UPDATE calls SET ended_at = ?2, end_reason = ?3 WHERE id = ?1",
+                params![id, ended_at, reason],
+            )
+            .map(drop),
+    }
+}
+
