@@ -514,3 +514,4 @@ pub async fn serve_process(
     (child, addr)
 }
 pub mod realtime;
+pub mod cluster;

@@ -1,0 +1,94 @@
+//! Real PostgreSQL and NATS for the scale-out tests: a fresh database per test
+//! on the server `.ci/run` starts (`WARMLINE_TEST_POSTGRES`, default the local
+//! `warmline` role), and a private `nats-server` per test on a free port.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// The PostgreSQL server the tests create their databases on.
+pub fn postgres_server_url() -> String {
+    std::env::var("WARMLINE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://warmline:warmline@127.0.0.1:5432/warmline".into())
+}
+
+/// A new empty database for one test; its URL.
+pub async fn fresh_database(tag: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let server = postgres_server_url();
+    let name = format!(
+        "wl_{tag}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    );
+    let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL at {server} is needed by this test (scripts/setup.sh starts it): {e}"
+            )
+        });
+    tokio::spawn(connection);
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name}"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        client.batch_execute(&sql).await.expect("create the test database");
+    }
+    match server.rfind('/') {
+        Some(slash) if !server[..slash].ends_with('/') => format!("{}/{name}", &server[..slash]),
+        _ => format!("{server}/{name}"),
+    }
+}
+
+/// A private nats-server, killed on drop.
+pub struct Nats {
+    child: Child,
+    /// `nats://127.0.0.1:<port>`.
+    pub url: String,
+    /// Its port.
+    pub port: u16,
+}
+
+impl Nats {
+    /// Starts nats-server on a free loopback port and waits until it accepts connections.
+    pub fn start() -> Nats {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        Self::start_on(port)
+    }
+
+    /// Starts nats-server on `port` (e.g. again after [`Nats::stop`]).
+    pub fn start_on(port: u16) -> Nats {
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server runs (Debian package nats-server; scripts/setup.sh installs it)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "nats-server came up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Nats {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+            port,
+        }
+    }
+
+    /// Kills the server.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
