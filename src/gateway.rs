@@ -38,6 +38,8 @@ pub struct Shared {
     pub draining: std::sync::atomic::AtomicBool,
     /// New connections per IP (`server.per_ip_rate`, `per_ip_burst`).
     pub ip_limiter: std::sync::Mutex<crate::http::limits::RateLimiter>,
+    /// This node's cluster membership, when `[cluster]` is enabled.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Shared {
@@ -84,6 +86,39 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// The agent accepts their offer: alone, routing hands the call over at
+    /// once; in a cluster, the accept is won in PostgreSQL first (exactly one
+    /// wins) and a call held by another node is reached over its relay.
+    pub async fn accept_offer(
+        self: &Arc<Self>,
+        agent_id: &str,
+        call_id: &str,
+    ) -> Result<crate::cluster::AcceptOutcome, String> {
+        match &self.cluster {
+            Some(cluster) => cluster.accept(self, agent_id, call_id).await,
+            None => self
+                .routing
+                .accept_local(agent_id, call_id)
+                .map(crate::cluster::AcceptOutcome::Call)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Reloads agents registered in the database (by another node, say).
+    pub async fn reload_agents(&self) {
+        match self.store.agents().await {
+            Ok(agents) => {
+                for a in agents {
+                    self.routing
+                        .register_hashed(&a.id, &a.name, &a.token_sha256, a.skills);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot load registered agents"),
+        }
+    }
+}
+
 /// The gateway could not start.
 #[derive(Debug, Error)]
 pub enum GatewayError {
@@ -110,6 +145,9 @@ pub enum GatewayError {
     /// The TTS engines cannot be built.
     #[error("TTS: {0}")]
     Tts(#[from] crate::brief::tts::TtsError),
+    /// The cluster (PostgreSQL, NATS) cannot be joined.
+    #[error("cannot join the cluster: {0} (set cluster.fallback_single_node = true to run alone instead)")]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// A gateway serving on a socket; dropping it (or `shutdown`) stops the server.
@@ -131,7 +169,19 @@ impl RunningGateway {
             handing_over: crate::assets::agent_failed()?,
             goodbye: crate::assets::agent_unavailable()?,
         };
-        let store = Store::open(&config.store.path)?;
+        let store = Store::from_config(&config.store)?;
+        let cluster = if config.cluster.enabled {
+            match crate::cluster::Cluster::connect(&config).await {
+                Ok(c) => Some(Arc::new(c)),
+                Err(e) if config.cluster.fallback_single_node => {
+                    tracing::error!(error = %e, "cluster unreachable; running as a single node (cluster.fallback_single_node)");
+                    None
+                }
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            None
+        };
         let llm = if config.summary.llm_url.is_empty() {
             None
         } else {
@@ -202,7 +252,11 @@ impl RunningGateway {
                 config_rate.0,
                 config_rate.1,
             )),
+            cluster,
         });
+        if let Some(cluster) = shared.cluster.clone() {
+            cluster.spawn(Arc::downgrade(&shared)).await?;
+        }
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = crate::http::router(Arc::clone(&shared));
         let task = tokio::spawn(async move {
@@ -274,6 +328,9 @@ impl RunningGateway {
             tracing::warn!(left, "drain timeout: stopping with calls in progress");
         } else {
             tracing::info!("drained: no call in progress");
+        }
+        if let Some(cluster) = &self.shared.cluster {
+            cluster.leave().await;
         }
         self.shutdown().await;
         left

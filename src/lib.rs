@@ -7,6 +7,7 @@
 //! - [`legs`]: transports turned into leg events (Twilio caller leg, AI agent leg).
 //! - [`call`]: the sans-IO call bridge, the per-call task, timelines and the registry.
 //! - [`gateway`], [`http`]: the server.
+//! - [`store`]: persistence (SQLite, or PostgreSQL); [`cluster`]: several nodes on PostgreSQL + NATS.
 //! - [`sim`]: real-socket simulators of a caller and an AI agent.
 // Unsafe code is denied everywhere except the one FFI wrapper
 // (brief/tts/espeak_ffi.rs), which allows it with SAFETY notes.
@@ -16,6 +17,7 @@
 pub mod assets;
 pub mod brief;
 pub mod call;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod gateway;

@@ -165,6 +165,22 @@ pub struct HandoffContext {
 }
 
 impl HandoffContext {
+    /// The number to call the customer back on: `customer.contactInfo` as a
+    /// string, or its `phone` field.
+    pub fn caller_number(&self) -> Option<String> {
+        match &self.customer.contact_info {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            Value::Object(m) => m
+                .get("phone")
+                .and_then(|v| v.as_str())
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+            _ => None,
+        }
+    }
+}
+
+impl HandoffContext {
     /// Parses a context from JSON, tolerating missing optional fields.
     pub fn from_json(text: &str) -> Result<HandoffContext, serde_json::Error> {
         serde_json::from_str(text)

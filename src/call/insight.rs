@@ -441,13 +441,5 @@ impl Worker {
 
 /// The caller's phone number, if the context has one.
 fn caller_number(ctx: &HandoffContext) -> Option<String> {
-    match &ctx.customer.contact_info {
-        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
-        serde_json::Value::Object(m) => m
-            .get("phone")
-            .and_then(|v| v.as_str())
-            .filter(|s| !s.is_empty())
-            .map(str::to_string),
-        _ => None,
-    }
+    ctx.caller_number()
 }

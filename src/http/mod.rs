@@ -57,7 +57,35 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/console/{file}", get(console::asset))
         .route("/calls", get(list_calls))
         .route("/calls/{id}", get(call_timeline))
+        .route(
+            "/cluster/v1/calls/{call}/agents/{agent}",
+            get(cluster_relay),
+        )
         .with_state(shared)
+}
+
+/// `GET /cluster/v1/calls/{call}/agents/{agent}`: another node's agent won the
+/// accept of a call held here and connects to its audio (cluster secret required).
+async fn cluster_relay(
+    ws: WebSocketUpgrade,
+    Path((call, agent)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+    State(shared): State<Arc<Shared>>,
+) -> Response {
+    let Some(cluster) = shared.cluster.clone() else {
+        return api::error(StatusCode::NOT_FOUND, "this node is not in a cluster");
+    };
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !cluster.secret_matches(presented) {
+        tracing::warn!(%call, %agent, "cluster relay refused: wrong or missing cluster secret");
+        return api::error(StatusCode::UNAUTHORIZED, "wrong or missing cluster secret");
+    }
+    ws.max_message_size(64 * 1024)
+        .on_upgrade(move |socket| crate::cluster::relay::serve(socket, shared, call, agent))
 }
 
 /// `ok`, or 503 `draining` once SIGTERM was received (load balancers move away).

@@ -9,7 +9,8 @@ use crate::brief::context::HandoffContext;
 use crate::gateway::Shared;
 use crate::legs::media_streams::{self, MarkBody, MediaChunk, ProtocolError, Urgency};
 use crate::legs::{HangupCause, LegCommand, LegEvent};
-use crate::routing::{AgentStatus, HumanCommand, HumanLink};
+use crate::cluster::AcceptOutcome;
+use crate::routing::{AgentEnd, AgentStatus, HumanCommand, OfferKind};
 use axum::extract::ws::{Message, WebSocket};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -97,6 +98,9 @@ pub enum ConsoleEvent<'a> {
     Offer {
         /// The call.
         call_id: &'a str,
+        /// `call` (accepting connects it) or, in a cluster, `callback` (a saved
+        /// callback: accepting assigns it to the agent, who calls the number back).
+        kind: OfferKind,
         /// Urgency.
         urgency: Urgency,
         /// The handoff context.
@@ -144,6 +148,13 @@ pub enum ConsoleEvent<'a> {
     WebrtcClosed {
         /// Why.
         reason: String,
+    },
+    /// A callback offer was accepted: it is this agent's to call back.
+    CallbackAssigned {
+        /// The call the callback came from.
+        call_id: &'a str,
+        /// The number to call.
+        number: &'a str,
     },
     /// The wrap-up was saved.
     WrapupSaved {
@@ -276,9 +287,9 @@ pub async fn serve_console(mut socket: WebSocket, shared: Arc<Shared>, agent_id:
             }
             cmd = console_rx.recv() => {
                 let msg = match cmd {
-                    Some(HumanCommand::Offer { call_id, urgency, context }) => {
+                    Some(HumanCommand::Offer { call_id, kind, urgency, context }) => {
                         tracing::info!(agent = %agent_id, call = %call_id, "screen-pop sent");
-                        text(&ConsoleEvent::Offer { call_id: &call_id, urgency, context: &context })
+                        text(&ConsoleEvent::Offer { call_id: &call_id, kind, urgency, context: &context })
                     }
                     Some(HumanCommand::OfferWithdrawn { call_id, reason }) => {
                         text(&ConsoleEvent::OfferWithdrawn { call_id: &call_id, reason: &reason })
@@ -336,10 +347,12 @@ pub async fn serve_console(mut socket: WebSocket, shared: Arc<Shared>, agent_id:
                 };
                 match message {
                     ConsoleMessage::Accept { call_id } => {
-                        let (cmd_tx, cmd_rx) = mpsc::channel(crate::legs::agent::COMMAND_QUEUE);
-                        let (ev_tx, ev_rx) = mpsc::channel(crate::legs::agent::EVENT_QUEUE);
-                        match routing.accept(&agent_id, &call_id, HumanLink { commands: cmd_tx, events: ev_rx }) {
-                            Ok(()) => {
+                        match shared.accept_offer(&agent_id, &call_id).await {
+                            Ok(AcceptOutcome::Callback { number }) => {
+                                tracing::info!(agent = %agent_id, call = %call_id, "callback assigned");
+                                let _ = socket.send(text(&ConsoleEvent::CallbackAssigned { call_id: &call_id, number: &number })).await;
+                            }
+                            Ok(AcceptOutcome::Call(AgentEnd { commands: cmd_rx, events: ev_tx })) => {
                                 tracing::info!(agent = %agent_id, call = %call_id, "agent accepted");
                                 let _ = socket.send(text(&ConsoleEvent::CallStarted { call_id: &call_id })).await;
                                 if taken.len() >= 32 {
@@ -348,8 +361,8 @@ pub async fn serve_console(mut socket: WebSocket, shared: Arc<Shared>, agent_id:
                                 taken.push_back(call_id.clone());
                                 call = Some((call_id, cmd_rx, ev_tx));
                             }
-                            Err(e) => {
-                                let _ = socket.send(text(&ConsoleEvent::Error { message: e.to_string() })).await;
+                            Err(message) => {
+                                let _ = socket.send(text(&ConsoleEvent::Error { message })).await;
                             }
                         }
                     }

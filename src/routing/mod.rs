@@ -5,8 +5,12 @@
 //! Touched at escalation, offer and answer only — never per audio frame — so
 //! one mutex is enough.
 
+mod cluster_side;
 pub mod hours;
 pub mod webhook;
+
+pub use crate::cluster::db::OfferKind;
+pub use cluster_side::AgentEnd;
 
 use crate::brief::context::HandoffContext;
 use crate::legs::media_streams::Urgency;
@@ -25,6 +29,8 @@ pub enum HumanCommand {
     Offer {
         /// The call.
         call_id: String,
+        /// A live call, or (in a cluster) a saved callback.
+        kind: OfferKind,
         /// Its urgency.
         urgency: Urgency,
         /// Everything known about it.
@@ -116,6 +122,9 @@ pub struct AgentInfo {
     pub connected: bool,
     /// Seconds idle (available), for longest-idle selection.
     pub idle_seconds: f64,
+    /// The cluster node their console is on, when not this one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// Routing refused a request.
@@ -192,12 +201,17 @@ struct State {
     agents: BTreeMap<String, Agent>,
     queue: Vec<Waiting>,
     handle_times: VecDeque<Duration>,
+    /// Agents whose consoles are on other cluster nodes (from their presence).
+    remote: BTreeMap<String, cluster_side::RemoteAgent>,
 }
 
-/// The routing service.
+/// The routing service. Alone, it decides every offer itself; in a cluster
+/// ([`Routing::join_cluster`]) the decisions are made in PostgreSQL by
+/// [`crate::cluster`] and this keeps the node's own consoles and queued calls.
 pub struct Routing {
     config: RoutingConfig,
     state: Mutex<State>,
+    cluster: std::sync::OnceLock<mpsc::UnboundedSender<crate::cluster::ClusterOp>>,
 }
 
 impl std::fmt::Debug for Routing {
@@ -224,7 +238,9 @@ impl Routing {
                 agents: BTreeMap::new(),
                 queue: Vec::new(),
                 handle_times: VecDeque::new(),
+                remote: BTreeMap::new(),
             }),
+            cluster: std::sync::OnceLock::new(),
         }
     }
 
@@ -277,8 +293,10 @@ impl Routing {
     pub fn agents(&self) -> Vec<AgentInfo> {
         let s = self.lock();
         let now = Instant::now();
-        s.agents
+        let mut all: Vec<AgentInfo> = s
+            .agents
             .iter()
+            .filter(|(id, a)| a.console.is_some() || !s.remote.contains_key(*id))
             .map(|(id, a)| AgentInfo {
                 id: id.clone(),
                 name: a.name.clone(),
@@ -290,8 +308,12 @@ impl Routing {
                 } else {
                     0.0
                 },
+                node: None,
             })
-            .collect()
+            .collect();
+        all.extend(cluster_side::remote_info(&s));
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
     }
 
     /// Checks an agent's token (constant time).
@@ -331,6 +353,7 @@ impl Routing {
             };
             agent.idle_since = Instant::now();
         }
+        self.announce(id);
         self.dispatch();
         Ok(())
     }
@@ -346,6 +369,7 @@ impl Routing {
             agent.status = AgentStatus::Offline;
             agent.offered.take()
         };
+        self.announce(id);
         if let Some(call) = declined {
             let _ = self.decline(id, &call);
         }
@@ -366,6 +390,7 @@ impl Routing {
             }
             agent.status = status;
         }
+        self.announce(id);
         self.dispatch();
         Ok(())
     }
@@ -427,18 +452,21 @@ impl Routing {
     /// calls ahead per agent online with the skill.
     fn estimate(s: &State, config: &RoutingConfig, skill: &str, position: usize) -> Duration {
         let skilled = |a: &&Agent| a.console.is_some() && a.takes(skill);
+        let (remote_online, remote_available) = cluster_side::remote_counts(s, skill);
         let online = s
             .agents
             .values()
             .filter(skilled)
             .filter(|a| a.status != AgentStatus::Offline)
-            .count();
+            .count()
+            + remote_online;
         let available = s
             .agents
             .values()
             .filter(skilled)
             .filter(|a| a.status == AgentStatus::Available)
-            .count();
+            .count()
+            + remote_available;
         if available >= position {
             return Duration::ZERO;
         }
@@ -511,6 +539,19 @@ impl Routing {
                 let _ = notify.try_send(RoutingEvent::NoAgent { reason });
                 return ticket;
             }
+            if let Some(cluster) = self.cluster.get() {
+                let _ = cluster.send(crate::cluster::ClusterOp::Enqueue(
+                    crate::cluster::db::QueueEntry {
+                        call_id: call_id.to_string(),
+                        skill: skill.to_string(),
+                        urgency,
+                        tried: tried.iter().cloned().collect(),
+                        context: serde_json::to_string(context.as_ref())
+                            .unwrap_or_else(|_| "{}".into()),
+                        callback_number: context.caller_number().unwrap_or_default(),
+                    },
+                ));
+            }
             s.queue.push(Waiting {
                 call_id: call_id.to_string(),
                 skill: skill.to_string(),
@@ -529,6 +570,12 @@ impl Routing {
 
     /// Updates the context a queued call shows on the next screen-pop.
     pub fn update_context(&self, call_id: &str, context: Arc<HandoffContext>) {
+        if let Some(cluster) = self.cluster.get() {
+            let _ = cluster.send(crate::cluster::ClusterOp::UpdateContext {
+                call_id: call_id.to_string(),
+                context: serde_json::to_string(context.as_ref()).unwrap_or_else(|_| "{}".into()),
+            });
+        }
         let mut s = self.lock();
         if let Some(w) = s.queue.iter_mut().find(|w| w.call_id == call_id) {
             w.context = context;
@@ -565,6 +612,9 @@ impl Routing {
 
     /// The agent declines (or the ring timed out): the next agent is tried.
     pub fn decline(&self, agent_id: &str, call_id: &str) -> Result<(), RoutingError> {
+        if let Some(cluster) = self.cluster.get() {
+            return self.decline_in_cluster(cluster, agent_id, call_id);
+        }
         {
             let mut s = self.lock();
             if let Some(agent) = s.agents.get_mut(agent_id) {
@@ -593,6 +643,11 @@ impl Routing {
 
     /// The call left the queue (caller hung up, callback chosen).
     pub fn leave(&self, call_id: &str) {
+        if let Some(cluster) = self.cluster.get() {
+            let _ = cluster.send(crate::cluster::ClusterOp::Leave {
+                call_id: call_id.to_string(),
+            });
+        }
         let mut s = self.lock();
         let Some(i) = s.queue.iter().position(|w| w.call_id == call_id) else {
             return;
@@ -632,12 +687,18 @@ impl Routing {
                 agent.idle_since = Instant::now();
             }
         }
+        self.announce(agent_id);
         self.dispatch();
     }
 
     /// Offers waiting calls (most urgent, then longest waiting) to the longest-idle
     /// available agent with the skill; calls nobody can take get `NoAgent`.
     fn dispatch(&self) {
+        if let Some(cluster) = self.cluster.get() {
+            // The cluster decides, in PostgreSQL, for every node at once.
+            let _ = cluster.send(crate::cluster::ClusterOp::Dispatch);
+            return;
+        }
         let mut s = self.lock();
         let mut order: Vec<usize> = (0..s.queue.len()).collect();
         order.sort_by_key(|&i| {
@@ -683,6 +744,7 @@ impl Routing {
                     let delivered = agent.console.as_ref().is_some_and(|c| {
                         c.try_send(HumanCommand::Offer {
                             call_id: call_id.clone(),
+                            kind: OfferKind::Call,
                             urgency,
                             context,
                         })

@@ -10,7 +10,7 @@ use super::rtp_leg::{self, RtpControl};
 use super::sdp;
 use super::uas::{token, wait_bye_answer};
 use crate::legs::{HangupCause, LegEvent};
-use crate::routing::{HumanCommand, HumanLink};
+use crate::routing::{HumanCommand, OfferKind};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -37,8 +37,18 @@ async fn serve(endpoint: Arc<SipEndpoint>, agent_id: String, uri: String) {
     }
     tracing::info!(agent = %agent_id, %uri, "agent reachable on a SIP phone");
     while let Some(cmd) = rx.recv().await {
-        if let HumanCommand::Offer { call_id, .. } = cmd {
-            ring(&endpoint, &agent_id, &uri, &call_id, &mut rx).await;
+        match cmd {
+            HumanCommand::Offer {
+                call_id,
+                kind: OfferKind::Call,
+                ..
+            } => ring(&endpoint, &agent_id, &uri, &call_id, &mut rx).await,
+            HumanCommand::Offer { call_id, .. } => {
+                // A saved callback needs a screen to show its context on.
+                tracing::info!(agent = %agent_id, call = %call_id, "callback not offered to a SIP phone");
+                let _ = endpoint.shared.routing.decline(&agent_id, &call_id);
+            }
+            HumanCommand::OfferWithdrawn { .. } => {}
         }
     }
 }
@@ -169,8 +179,6 @@ async fn ring(
             return;
         }
     };
-    let (cmd_tx, cmd_rx) = mpsc::channel(crate::legs::agent::COMMAND_QUEUE);
-    let (ev_tx, ev_rx) = mpsc::channel(crate::legs::agent::EVENT_QUEUE);
     let remote_target = uri_of(ok.header("Contact").unwrap_or(uri)).to_string();
     let bye = req(
         "BYE",
@@ -179,19 +187,19 @@ async fn ring(
         ok.header("To").unwrap_or(""),
         2,
     );
-    if let Err(e) = routing.accept(
-        agent_id,
-        call,
-        HumanLink {
-            commands: cmd_tx,
-            events: ev_rx,
-        },
-    ) {
-        tracing::warn!(agent = %agent_id, error = %e, "answered too late; hanging up the phone");
-        endpoint.send(&bye, &transport).await;
-        endpoint.unregister(&sip_call_id);
-        return;
-    }
+    let (cmd_rx, ev_tx) = match endpoint.shared.accept_offer(agent_id, call).await {
+        Ok(crate::cluster::AcceptOutcome::Call(end)) => (end.commands, end.events),
+        outcome => {
+            let why = match outcome {
+                Err(e) => e,
+                _ => "a callback cannot be taken on a phone".into(),
+            };
+            tracing::warn!(agent = %agent_id, error = %why, "answered too late; hanging up the phone");
+            endpoint.send(&bye, &transport).await;
+            endpoint.unregister(&sip_call_id);
+            return;
+        }
+    };
     tracing::info!(agent = %agent_id, call = %call, codec = ?negotiated.codec, "agent answered on the SIP phone");
     let (ctl_tx, ctl_rx) = mpsc::channel(4);
     let (hung_tx, mut hung_rx) = oneshot::channel();
