@@ -92,3 +92,70 @@ impl Drop for Nats {
         self.stop();
     }
 }
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The secret the test nodes share.
+pub const SECRET: &str = "cluster-secret-for-tests";
+
+/// Makes `c` node `name` of a cluster on `postgres` and `nats`, listening on `port`.
+pub fn cluster_node_config(
+    c: &mut warmline::config::Config,
+    name: &str,
+    port: u16,
+    postgres: &str,
+    nats: &str,
+) {
+    c.server.listen = format!("127.0.0.1:{port}");
+    c.store.postgres_url = postgres.into();
+    c.cluster.enabled = true;
+    c.cluster.node_id = name.into();
+    c.cluster.nats_url = nats.into();
+    c.cluster.advertise_url = format!("http://127.0.0.1:{port}");
+    c.cluster.secret = SECRET.into();
+    c.cluster.heartbeat_ms = 200;
+    c.cluster.lease_ms = 1000;
+}
+
+/// The same as TOML tables for `warmline serve` (see `serve_process`).
+pub fn cluster_node_toml(name: &str, port: u16, postgres: &str, nats: &str) -> String {
+    format!(
+        "[cluster]\nenabled = true\nnode_id = \"{name}\"\nnats_url = \"{nats}\"\n\
+         advertise_url = \"http://127.0.0.1:{port}\"\nsecret = \"{SECRET}\"\nheartbeat_ms = 200\nlease_ms = 1000\n"
+    )
+}
+
+/// Waits until `routing` lists `agent` as available on `node` (presence crossed over).
+pub async fn wait_agent_on(routing: &warmline::routing::Routing, agent: &str, node: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if routing.agents().iter().any(|a| {
+            a.id == agent
+                && a.node.as_deref() == Some(node)
+                && a.status == warmline::routing::AgentStatus::Available
+        }) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{agent} seen available on {node}: {:?}",
+            routing.agents()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One query's rows on `url`.
+pub async fn query(url: &str, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> Vec<tokio_postgres::Row> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test database");
+    tokio::spawn(connection);
+    client.query(sql, params).await.expect("query")
+}
