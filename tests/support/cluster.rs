@@ -123,8 +123,9 @@ pub fn cluster_node_config(
     c.cluster.lease_ms = 1000;
 }
 
-/// The same as TOML tables for `warmline serve` (see `serve_process`).
-pub fn cluster_node_toml(name: &str, port: u16, postgres: &str, nats: &str) -> String {
+/// The same as TOML tables for `warmline serve` (see `serve_process_on`; the
+/// PostgreSQL URL goes in its `store_keys`).
+pub fn cluster_node_toml(name: &str, port: u16, nats: &str) -> String {
     format!(
         "[cluster]\nenabled = true\nnode_id = \"{name}\"\nnats_url = \"{nats}\"\n\
          advertise_url = \"http://127.0.0.1:{port}\"\nsecret = \"{SECRET}\"\nheartbeat_ms = 200\nlease_ms = 1000\n"

@@ -476,17 +476,27 @@ pub async fn serve_process(
     server_keys: &str,
     tables: &str,
 ) -> (std::process::Child, std::net::SocketAddr) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = cluster::free_port();
+    serve_process_on(dir, port, agent_url, server_keys, "", tables).await
+}
+
+/// [`serve_process`] on `port`, with `store_keys` added to `[store]`; its
+/// log goes to `dir/warmline.log`.
+pub async fn serve_process_on(
+    dir: &std::path::Path,
+    port: u16,
+    agent_url: &str,
+    server_keys: &str,
+    store_keys: &str,
+    tables: &str,
+) -> (std::process::Child, std::net::SocketAddr) {
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let config = dir.join("warmline.toml");
     std::fs::write(
         &config,
         format!(
             "[server]\nlisten = \"{addr}\"\ndrain_timeout_s = 30\n{server_keys}\n[agent]\nurl = \"{agent_url}\"\n\
-             [store]\npath = \"{}\"\n[log]\nlevel = \"warn\"\n{tables}",
+             [store]\npath = \"{}\"\n{store_keys}\n[log]\nlevel = \"warn\"\n{tables}",
             dir.join("warmline.db").display()
         ),
     )
@@ -495,7 +505,10 @@ pub async fn serve_process(
         .args(["serve", "--config"])
         .arg(&config)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(
+            std::fs::File::create(dir.join("warmline.log"))
+                .map_or_else(|_| std::process::Stdio::null(), std::process::Stdio::from),
+        )
         .spawn()
         .expect("warmline serve starts");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
