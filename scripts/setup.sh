@@ -16,6 +16,8 @@ PACKAGES=(
   rtpengine-daemon # the media relay the e2e bench measures warmline against (smoke run in cargo test)
   chromium         # the browser tests: agent console and browser caller over WebRTC
   chromium-driver  # chromedriver, driven over WebDriver by tests/support/browser.rs
+  postgresql       # the shared store of a cluster (tests: scripts/test-services.sh)
+  nats-server      # messages between cluster nodes (each test starts its own)
 )
 
 missing=()

@@ -523,7 +523,12 @@ impl Routing {
                 estimated_wait,
             };
             let closed = !self.is_open_now();
-            if closed || estimated_wait == Duration::MAX || estimated_wait > self.config.max_wait {
+            // In a cluster, "nobody online" is the shared database's call (other
+            // nodes' presence may be late, or NATS briefly down): queue, and let
+            // a dispatch round say so.
+            let nobody_online = estimated_wait == Duration::MAX && self.cluster.get().is_none();
+            let too_long = estimated_wait != Duration::MAX && estimated_wait > self.config.max_wait;
+            if closed || nobody_online || too_long {
                 let reason = if closed {
                     "we are outside business hours".to_string()
                 } else if estimated_wait == Duration::MAX && skill.is_empty() {

@@ -1,6 +1,7 @@
 //! Real PostgreSQL and NATS for the scale-out tests: a fresh database per test
-//! on the server `.ci/run` starts (`WARMLINE_TEST_POSTGRES`, default the local
-//! `warmline` role), and a private `nats-server` per test on a free port.
+//! on the server `scripts/test-services.sh` starts (`make test` does;
+//! `WARMLINE_TEST_POSTGRES` points elsewhere), and a private `nats-server` per
+//! test on a free port.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,7 +10,7 @@ use std::time::Duration;
 /// The PostgreSQL server the tests create their databases on.
 pub fn postgres_server_url() -> String {
     std::env::var("WARMLINE_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://warmline:warmline@127.0.0.1:5432/warmline".into())
+        .unwrap_or_else(|_| "postgres://warmline:warmline@127.0.0.1:54329/postgres".into())
 }
 
 /// A new empty database for one test; its URL.

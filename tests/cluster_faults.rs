@@ -1,0 +1,114 @@
+//! Cluster faults: PostgreSQL or NATS unreachable at start (a clear error, or
+//! a single node when configured so), and NATS down while a caller escalates
+//! (the offer goes out once NATS is back; nothing is lost).
+
+mod support;
+
+use std::time::Duration;
+use support::cluster::*;
+use support::*;
+use warmline::call::timeline::EndReason;
+use warmline::config::Config;
+use warmline::gateway::RunningGateway;
+use warmline::sim::agent::ScriptedAgent;
+use warmline::sim::caller::{self, CallerOptions};
+use warmline::sim::human;
+
+fn node_config(postgres: &str, nats: &str) -> Config {
+    let mut c = Config::default();
+    cluster_node_config(&mut c, "lonely", free_port(), postgres, nats);
+    c.store.path = tempfile::tempdir().expect("tempdir").keep().join("warmline.db");
+    c
+}
+
+#[tokio::test]
+async fn unreachable_postgres_or_nats_at_start_is_a_clear_error() {
+    let dead = free_port();
+    let pg = fresh_database("faults").await;
+    let nats = Nats::start();
+    let err = RunningGateway::start(node_config(
+        &format!("postgres://wl:hunter2@127.0.0.1:{dead}/wl"),
+        &nats.url,
+    ))
+    .await
+    .err()
+    .expect("no PostgreSQL, no start");
+    let text = err.to_string();
+    assert!(text.contains("cannot use PostgreSQL at postgres://wl:***@127.0.0.1"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+
+    let err = RunningGateway::start(node_config(&pg, &format!("nats://127.0.0.1:{dead}")))
+        .await
+        .err()
+        .expect("no NATS, no start");
+    let text = err.to_string();
+    assert!(text.contains("cannot join the cluster"), "{text}");
+    assert!(text.contains("NATS"), "{text}");
+    assert!(text.contains("fallback_single_node"), "says how to run alone: {text}");
+
+    // Configured to fall back: it runs as one node.
+    let mut c = node_config(&pg, &format!("nats://127.0.0.1:{dead}"));
+    c.cluster.fallback_single_node = true;
+    let gw = RunningGateway::start(c).await.expect("runs alone");
+    assert!(gw.shared.cluster.is_none());
+    assert!(!gw.shared.routing.in_cluster());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_escalation_while_nats_is_down_reaches_the_agent_once_it_is_back() {
+    let pg = fresh_database("natsdown").await;
+    let mut nats = Nats::start();
+    let ai = ScriptedAgent::start(ai_script_requesting_person())
+        .await
+        .unwrap();
+    let node_a = gateway(&ai.url(), |c| {
+        cluster_node_config(c, "node-a", free_port(), &pg, &nats.url);
+        c.routing.agents.push(agent_seed("ann"));
+    })
+    .await;
+    let node_b = gateway(&ai.url(), |c| {
+        cluster_node_config(c, "node-b", free_port(), &pg, &nats.url);
+        c.routing.agents.push(agent_seed("ann"));
+    })
+    .await;
+    let human = tokio::spawn(human::run(human::HumanOptions {
+        hang_up_after: Some(Duration::from_millis(300)),
+        max_duration: Duration::from_secs(90),
+        ..console(&format!("ws://{}", node_b.addr), "ann", Duration::from_millis(300))
+    }));
+    wait_agent_on(&node_a.shared.routing, "ann", "node-b").await;
+
+    // NATS goes away; the caller on node A asks for a person.
+    nats.stop();
+    let caller = tokio::spawn(caller::run(CallerOptions::new(
+        node_a.media_url(),
+        caller_requesting_person(60),
+        11,
+    )));
+    // The escalation is queued in PostgreSQL and the offer to node B waits.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while query(&pg, "SELECT 1 FROM wl_queue", &[]).await.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the call was queued");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(node_a.shared.registry.counts().active, 1, "the caller is still on");
+    let _nats = Nats::start_on(nats.port);
+
+    let report = caller.await.expect("caller task").expect("caller");
+    let agent = human.await.expect("console task").expect("console");
+    let done = node_a
+        .shared
+        .registry
+        .wait_finished(1, Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        done[0].end_reason(),
+        Some(&EndReason::HumanAgentHangup),
+        "{:#?}",
+        done[0].events
+    );
+    assert_handed_over(&done[0]);
+    assert!(agent.whisper.len() >= 8000 * 10, "the agent was briefed");
+    assert!(report.closed_by_gateway);
+}
