@@ -59,13 +59,23 @@ async fn start(tweak: impl FnOnce(&mut Config)) -> RunningGateway {
 }
 
 /// Signs in `n` agents with `skill` on `gw`; offers to any of them arrive on the receiver.
-fn consoles(gw: &RunningGateway, prefix: &str, skill: &str, n: usize) -> mpsc::UnboundedReceiver<(String, Instant)> {
+fn consoles(
+    gw: &RunningGateway,
+    prefix: &str,
+    skill: &str,
+    n: usize,
+) -> mpsc::UnboundedReceiver<(String, Instant)> {
     let (all_tx, all_rx) = mpsc::unbounded_channel();
     for i in 0..n {
         let id = format!("{prefix}{i}");
-        gw.shared.routing.register(&id, &id, "bench-token", vec![skill.into()]);
+        gw.shared
+            .routing
+            .register(&id, &id, "bench-token", vec![skill.into()]);
         let (tx, mut rx) = mpsc::channel(16);
-        gw.shared.routing.console_connected(&id, tx).expect("console");
+        gw.shared
+            .routing
+            .console_connected(&id, tx)
+            .expect("console");
         let all = all_tx.clone();
         tokio::spawn(async move {
             while let Some(cmd) = rx.recv().await {
@@ -147,8 +157,12 @@ async fn run(opts: &Opts) -> serde_json::Value {
 
     // Accept races on the shared database.
     let lease = Duration::from_secs(30);
-    let da = ClusterDb::connect(&pg, "race-a", lease, lease).await.expect("db a");
-    let db = ClusterDb::connect(&pg, "race-b", lease, lease).await.expect("db b");
+    let da = ClusterDb::connect(&pg, "race-a", lease, lease)
+        .await
+        .expect("db a");
+    let db = ClusterDb::connect(&pg, "race-b", lease, lease)
+        .await
+        .expect("db b");
     da.heartbeat("http://127.0.0.1:1").await.expect("beat");
     db.heartbeat("http://127.0.0.1:2").await.expect("beat");
     let (mut winners, mut race_us) = (Vec::new(), Vec::new());
@@ -215,12 +229,22 @@ fn markdown(r: &serde_json::Value) -> String {
         "| escalation → offer on the agent's console | samples | p50 µs | p99 µs | max µs |\n|---|---|---|---|---|\n",
     );
     md.push_str(&row("single node (baseline)", &r["single_node"]));
-    md.push_str(&row("cluster, agent on the same node", &r["cluster_same_node"]));
-    md.push_str(&row("cluster, agent on another node", &r["cluster_cross_node"]));
+    md.push_str(&row(
+        "cluster, agent on the same node",
+        &r["cluster_same_node"],
+    ));
+    md.push_str(&row(
+        "cluster, agent on another node",
+        &r["cluster_cross_node"],
+    ));
     md.push_str(&format!(
         "\ncross-node / single-node: p50 ×{:.1}, p99 ×{:.1}\n\n",
-        r["ratio_cross_node_vs_single_p50"].as_f64().unwrap_or(f64::NAN),
-        r["ratio_cross_node_vs_single_p99"].as_f64().unwrap_or(f64::NAN)
+        r["ratio_cross_node_vs_single_p50"]
+            .as_f64()
+            .unwrap_or(f64::NAN),
+        r["ratio_cross_node_vs_single_p99"]
+            .as_f64()
+            .unwrap_or(f64::NAN)
     ));
     let races = &r["accept_races"];
     md.push_str(&format!(

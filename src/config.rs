@@ -588,15 +588,32 @@ impl Config {
         if self.cluster.enabled {
             let c = &self.cluster;
             let missing = if self.store.postgres_url.is_empty() {
-                Some(("store.postgres_url", "must be set when cluster.enabled (nodes share PostgreSQL)"))
+                Some((
+                    "store.postgres_url",
+                    "must be set when cluster.enabled (nodes share PostgreSQL)",
+                ))
             } else if !c.nats_url.starts_with("nats://") && !c.nats_url.starts_with("tls://") {
-                Some(("cluster.nats_url", "must be a nats:// URL when cluster.enabled"))
-            } else if !c.advertise_url.starts_with("http://") && !c.advertise_url.starts_with("https://") {
-                Some(("cluster.advertise_url", "must be this node's http(s) base URL when cluster.enabled"))
+                Some((
+                    "cluster.nats_url",
+                    "must be a nats:// URL when cluster.enabled",
+                ))
+            } else if !c.advertise_url.starts_with("http://")
+                && !c.advertise_url.starts_with("https://")
+            {
+                Some((
+                    "cluster.advertise_url",
+                    "must be this node's http(s) base URL when cluster.enabled",
+                ))
             } else if c.secret.len() < 16 {
-                Some(("cluster.secret", "must be at least 16 characters when cluster.enabled"))
+                Some((
+                    "cluster.secret",
+                    "must be at least 16 characters when cluster.enabled",
+                ))
             } else if c.heartbeat_ms == 0 || c.lease_ms < 2 * c.heartbeat_ms {
-                Some(("cluster.lease_ms", "must be at least twice cluster.heartbeat_ms (and that above 0)"))
+                Some((
+                    "cluster.lease_ms",
+                    "must be at least twice cluster.heartbeat_ms (and that above 0)",
+                ))
             } else {
                 None
             };

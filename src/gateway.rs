@@ -146,7 +146,9 @@ pub enum GatewayError {
     #[error("TTS: {0}")]
     Tts(#[from] crate::brief::tts::TtsError),
     /// The cluster (PostgreSQL, NATS) cannot be joined.
-    #[error("cannot join the cluster: {0} (set cluster.fallback_single_node = true to run alone instead)")]
+    #[error(
+        "cannot join the cluster: {0} (set cluster.fallback_single_node = true to run alone instead)"
+    )]
     Cluster(#[from] crate::cluster::ClusterError),
 }
 

@@ -14,8 +14,12 @@ async fn two_nodes(tag: &str) -> (ClusterDb, ClusterDb) {
     let url = support::cluster::fresh_database(tag).await;
     drop(warmline::store::Store::open_postgres(&url).expect("migrations"));
     let lease = Duration::from_secs(30);
-    let a = ClusterDb::connect(&url, "node-a", lease, lease).await.expect("node a");
-    let b = ClusterDb::connect(&url, "node-b", lease, lease).await.expect("node b");
+    let a = ClusterDb::connect(&url, "node-a", lease, lease)
+        .await
+        .expect("node a");
+    let b = ClusterDb::connect(&url, "node-b", lease, lease)
+        .await
+        .expect("node b");
     a.heartbeat("http://127.0.0.1:1").await.expect("a beats");
     b.heartbeat("http://127.0.0.1:2").await.expect("b beats");
     (a, b)
@@ -38,7 +42,9 @@ async fn two_nodes_accepting_one_offer_1000_times_have_exactly_one_winner_each()
     let (mut a_won, mut b_won) = (0, 0);
     for i in 0..1000 {
         let call = format!("CA{i}");
-        b.set_presence("ann", "available", &[], Duration::ZERO).await.expect("ann available");
+        b.set_presence("ann", "available", &[], Duration::ZERO)
+            .await
+            .expect("ann available");
         a.enqueue(&entry(&call)).await.expect("queued");
         let round = a.dispatch_round().await.expect("round");
         assert_eq!(round.matches.len(), 1, "round {i}: {round:?}");
@@ -65,12 +71,16 @@ async fn concurrent_dispatch_rounds_never_double_book() {
         for agent in agents {
             // Both nodes host agents; either node's round may pick any of them.
             let node = if agent == "bob" { &a } else { &b };
-            node.set_presence(agent, "available", &[], Duration::ZERO).await.expect("presence");
+            node.set_presence(agent, "available", &[], Duration::ZERO)
+                .await
+                .expect("presence");
         }
         // Four callers (one more than agents), split over the two nodes.
         for k in 0..4 {
             let node = if k % 2 == 0 { &a } else { &b };
-            node.enqueue(&entry(&format!("R{round_no}-{k}"))).await.expect("queued");
+            node.enqueue(&entry(&format!("R{round_no}-{k}")))
+                .await
+                .expect("queued");
         }
         let (ra, rb) = tokio::join!(a.dispatch_round(), b.dispatch_round());
         let matches: Vec<_> = ra
@@ -81,8 +91,16 @@ async fn concurrent_dispatch_rounds_never_double_book() {
             .collect();
         let booked: HashSet<&str> = matches.iter().map(|m| m.agent_id.as_str()).collect();
         let calls: HashSet<&str> = matches.iter().map(|m| m.call_id.as_str()).collect();
-        assert_eq!(booked.len(), matches.len(), "an agent offered two calls: {matches:?}");
-        assert_eq!(calls.len(), matches.len(), "a call offered to two agents: {matches:?}");
+        assert_eq!(
+            booked.len(),
+            matches.len(),
+            "an agent offered two calls: {matches:?}"
+        );
+        assert_eq!(
+            calls.len(),
+            matches.len(),
+            "a call offered to two agents: {matches:?}"
+        );
         assert!(matches.len() <= agents.len());
         // Clear the round: callers leave, agents are freed.
         for k in 0..4 {
@@ -94,8 +112,12 @@ async fn concurrent_dispatch_rounds_never_double_book() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declined_call_goes_to_the_next_agent_and_a_stale_decline_changes_nothing() {
     let (a, b) = two_nodes("decline").await;
-    b.set_presence("ann", "available", &[], Duration::from_secs(60)).await.unwrap();
-    b.set_presence("bob", "available", &[], Duration::ZERO).await.unwrap();
+    b.set_presence("ann", "available", &[], Duration::from_secs(60))
+        .await
+        .unwrap();
+    b.set_presence("bob", "available", &[], Duration::ZERO)
+        .await
+        .unwrap();
     a.enqueue(&entry("CA1")).await.unwrap();
     let first = a.dispatch_round().await.unwrap();
     assert_eq!(first.matches[0].agent_id, "ann", "longest idle first");
@@ -105,12 +127,20 @@ async fn a_declined_call_goes_to_the_next_agent_and_a_stale_decline_changes_noth
     assert_eq!(b.release("ann", "CA1").await.unwrap(), None);
     let second = b.dispatch_round().await.unwrap();
     assert_eq!(second.matches.len(), 1);
-    assert_eq!(second.matches[0].agent_id, "bob", "never back to who declined");
+    assert_eq!(
+        second.matches[0].agent_id, "bob",
+        "never back to who declined"
+    );
     // Ann's late accept of the old offer loses; Bob's wins.
     assert!(a.accept("ann", OfferKind::Call, "CA1").await.is_err());
     assert!(a.accept("bob", OfferKind::Call, "CA1").await.is_ok());
     // Nobody else: a call that every agent tried is unroutable.
-    a.enqueue(&QueueEntry { tried: vec!["ann".into(), "bob".into()], ..entry("CA2") }).await.unwrap();
+    a.enqueue(&QueueEntry {
+        tried: vec!["ann".into(), "bob".into()],
+        ..entry("CA2")
+    })
+    .await
+    .unwrap();
     let last = a.dispatch_round().await.unwrap();
     assert_eq!(last.unroutable.len(), 1, "{last:?}");
     assert_eq!(last.unroutable[0].reason, "no agent answered");

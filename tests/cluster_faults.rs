@@ -17,7 +17,10 @@ use warmline::sim::human;
 fn node_config(postgres: &str, nats: &str) -> Config {
     let mut c = Config::default();
     cluster_node_config(&mut c, "lonely", free_port(), postgres, nats);
-    c.store.path = tempfile::tempdir().expect("tempdir").keep().join("warmline.db");
+    c.store.path = tempfile::tempdir()
+        .expect("tempdir")
+        .keep()
+        .join("warmline.db");
     c
 }
 
@@ -34,7 +37,10 @@ async fn unreachable_postgres_or_nats_at_start_is_a_clear_error() {
     .err()
     .expect("no PostgreSQL, no start");
     let text = err.to_string();
-    assert!(text.contains("cannot use PostgreSQL at postgres://wl:***@127.0.0.1"), "{text}");
+    assert!(
+        text.contains("cannot use PostgreSQL at postgres://wl:***@127.0.0.1"),
+        "{text}"
+    );
     assert!(!text.contains("hunter2"), "{text}");
 
     let err = RunningGateway::start(node_config(&pg, &format!("nats://127.0.0.1:{dead}")))
@@ -44,7 +50,10 @@ async fn unreachable_postgres_or_nats_at_start_is_a_clear_error() {
     let text = err.to_string();
     assert!(text.contains("cannot join the cluster"), "{text}");
     assert!(text.contains("NATS"), "{text}");
-    assert!(text.contains("fallback_single_node"), "says how to run alone: {text}");
+    assert!(
+        text.contains("fallback_single_node"),
+        "says how to run alone: {text}"
+    );
 
     // Configured to fall back: it runs as one node.
     let mut c = node_config(&pg, &format!("nats://127.0.0.1:{dead}"));
@@ -74,7 +83,11 @@ async fn an_escalation_while_nats_is_down_reaches_the_agent_once_it_is_back() {
     let human = tokio::spawn(human::run(human::HumanOptions {
         hang_up_after: Some(Duration::from_millis(300)),
         max_duration: Duration::from_secs(90),
-        ..console(&format!("ws://{}", node_b.addr), "ann", Duration::from_millis(300))
+        ..console(
+            &format!("ws://{}", node_b.addr),
+            "ann",
+            Duration::from_millis(300),
+        )
     }));
     wait_agent_on(&node_a.shared.routing, "ann", "node-b").await;
 
@@ -88,11 +101,18 @@ async fn an_escalation_while_nats_is_down_reaches_the_agent_once_it_is_back() {
     // The escalation is queued in PostgreSQL and the offer to node B waits.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while query(&pg, "SELECT 1 FROM wl_queue", &[]).await.is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "the call was queued");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the call was queued"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(node_a.shared.registry.counts().active, 1, "the caller is still on");
+    assert_eq!(
+        node_a.shared.registry.counts().active,
+        1,
+        "the caller is still on"
+    );
     let _nats = Nats::start_on(nats.port);
 
     let report = caller.await.expect("caller task").expect("caller");

@@ -39,7 +39,11 @@ async fn a_call_on_node_a_is_handed_to_an_agent_on_node_b() {
         say: agent_voice.clone(),
         hang_up_after: Some(Duration::from_millis(500)),
         max_duration: Duration::from_secs(60),
-        ..console(&format!("ws://{}", node_b.addr), "ann", Duration::from_millis(500))
+        ..console(
+            &format!("ws://{}", node_b.addr),
+            "ann",
+            Duration::from_millis(500),
+        )
     }));
     wait_agent_on(&node_a.shared.routing, "ann", "node-b").await;
 
@@ -103,7 +107,11 @@ async fn a_call_on_node_a_is_handed_to_an_agent_on_node_b() {
 
     // Then they talked: the agent hears the caller, the caller hears the agent, byte for byte.
     let after = &human_report.after_whisper;
-    assert!(after.len() >= 8000, "agent heard the caller ({} bytes)", after.len());
+    assert!(
+        after.len() >= 8000,
+        "agent heard the caller ({} bytes)",
+        after.len()
+    );
     assert!(
         sent.windows(1600).any(|w| w == &after[..1600]),
         "after the whisper the agent hears the caller's own audio"
@@ -134,21 +142,45 @@ async fn a_call_on_node_a_is_handed_to_an_agent_on_node_b() {
     // Everything is in PostgreSQL.
     assert_eq!(node_a.shared.store.flush().await.unwrap(), 0);
     let call_id = timeline.call_id.clone();
-    let context = query(&pg, "SELECT json FROM contexts WHERE call_id = $1", &[&call_id]).await;
+    let context = query(
+        &pg,
+        "SELECT json FROM contexts WHERE call_id = $1",
+        &[&call_id],
+    )
+    .await;
     let context: serde_json::Value =
         serde_json::from_str(context[0].get::<_, &str>(0)).expect("context JSON");
     assert_eq!(context["customer"]["name"], "Sarah Chen");
-    let handoff = query(&pg, "SELECT agent_id FROM handoffs WHERE call_id = $1", &[&call_id]).await;
+    let handoff = query(
+        &pg,
+        "SELECT agent_id FROM handoffs WHERE call_id = $1",
+        &[&call_id],
+    )
+    .await;
     assert_eq!(handoff[0].get::<_, &str>(0), "ann");
-    let decision = query(&pg, "SELECT trigger FROM decisions WHERE call_id = $1", &[&call_id]).await;
+    let decision = query(
+        &pg,
+        "SELECT trigger FROM decisions WHERE call_id = $1",
+        &[&call_id],
+    )
+    .await;
     assert_eq!(decision[0].get::<_, &str>(0), "customer_request");
     let queue = query(&pg, "SELECT count(*) FROM wl_queue", &[]).await;
-    assert_eq!(queue[0].get::<_, i64>(0), 0, "the shared queue is empty again");
+    assert_eq!(
+        queue[0].get::<_, i64>(0),
+        0,
+        "the shared queue is empty again"
+    );
 
     // Ann is free again, as both nodes see it.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let status = query(&pg, "SELECT status FROM wl_presence WHERE agent_id = 'ann'", &[]).await;
+        let status = query(
+            &pg,
+            "SELECT status FROM wl_presence WHERE agent_id = 'ann'",
+            &[],
+        )
+        .await;
         let status: String = status.first().map(|r| r.get(0)).unwrap_or_default();
         if status == "offline" || status == "available" {
             break;

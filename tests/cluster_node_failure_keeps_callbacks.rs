@@ -15,9 +15,8 @@ use tokio_tungstenite::tungstenite::Message;
 use warmline::sim::agent::ScriptedAgent;
 use warmline::sim::caller::{self, CallerOptions};
 
-type Console = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Console =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// The next console event named `event`, skipping others.
 async fn next_event(console: &mut Console, event: &str, within: Duration) -> Value {
@@ -45,7 +44,8 @@ async fn a_killed_nodes_queued_caller_becomes_a_callback_offered_on_another_node
     let ai = ScriptedAgent::start(ai_script_requesting_person())
         .await
         .unwrap();
-    let agent_table = "[[routing.agents]]\nid = \"ann\"\nname = \"Ann\"\ntoken = \"ann-secret-token\"\n";
+    let agent_table =
+        "[[routing.agents]]\nid = \"ann\"\nname = \"Ann\"\ntoken = \"ann-secret-token\"\n";
     // Node A: a real process, so it can really die. Ann is rung for a minute.
     let dir_a = tempfile::tempdir().unwrap();
     let port_a = free_port();
@@ -80,20 +80,31 @@ async fn a_killed_nodes_queued_caller_becomes_a_callback_offered_on_another_node
     loop {
         let (_, body) = http(addr_a, "GET", "/v1/agents", None, None).await;
         let agents: Value = serde_json::from_str(&body).expect("agents JSON");
-        if agents["agents"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|a| a["id"] == "ann" && a["node"] == "node-b" && a["status"] == "available"))
-        {
+        if agents["agents"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|a| a["id"] == "ann" && a["node"] == "node-b" && a["status"] == "available")
+        }) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "node A sees Ann: {body}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node A sees Ann: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     // A caller on node A asks for a person; Ann's screen pops on node B.
-    let mut options = CallerOptions::new(format!("ws://{addr_a}/media"), caller_requesting_person(60), 5);
-    options.custom_parameters.insert("name".into(), "Sarah Chen".into());
-    options.custom_parameters.insert("from".into(), "+15550100".into());
+    let mut options = CallerOptions::new(
+        format!("ws://{addr_a}/media"),
+        caller_requesting_person(60),
+        5,
+    );
+    options
+        .custom_parameters
+        .insert("name".into(), "Sarah Chen".into());
+    options
+        .custom_parameters
+        .insert("from".into(), "+15550100".into());
     let caller = tokio::spawn(caller::run(options));
     let offer = next_event(&mut ann, "offer", Duration::from_secs(30)).await;
     assert_eq!(offer["kind"], "call");
@@ -117,13 +128,18 @@ async fn a_killed_nodes_queued_caller_becomes_a_callback_offered_on_another_node
     let took = killed.elapsed();
     assert_eq!(callback["kind"], "callback");
     assert_eq!(callback["callId"], call_id.as_str());
-    assert_eq!(callback["context"]["customer"]["name"], "Sarah Chen", "the context survived");
+    assert_eq!(
+        callback["context"]["customer"]["name"], "Sarah Chen",
+        "the context survived"
+    );
     println!(
         "node A killed → callback offered on node B in {:.0} ms (lease 1000 ms, heartbeat 200 ms)",
         took.as_secs_f64() * 1e3
     );
     ann.send(Message::Text(
-        serde_json::json!({"event": "accept", "callId": call_id}).to_string().into(),
+        serde_json::json!({"event": "accept", "callId": call_id})
+            .to_string()
+            .into(),
     ))
     .await
     .expect("accept sent");
@@ -140,7 +156,11 @@ async fn a_killed_nodes_queued_caller_becomes_a_callback_offered_on_another_node
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].get::<_, &str>(0), "assigned");
     assert_eq!(rows[0].get::<_, Option<&str>>(1), Some("ann"));
-    assert!(rows[0].get::<_, &str>(2).contains("node-a"), "{}", rows[0].get::<_, &str>(2));
+    assert!(
+        rows[0].get::<_, &str>(2).contains("node-a"),
+        "{}",
+        rows[0].get::<_, &str>(2)
+    );
     assert!(rows[0].get::<_, &str>(3).contains("Sarah Chen"));
     let queue = query(&pg, "SELECT count(*) FROM wl_queue", &[]).await;
     assert_eq!(queue[0].get::<_, i64>(0), 0);
@@ -149,11 +169,19 @@ async fn a_killed_nodes_queued_caller_becomes_a_callback_offered_on_another_node
     assert_eq!(nodes, vec!["node-b"], "node A's lease is gone");
     // A second accept of the same callback loses.
     ann.send(Message::Text(
-        serde_json::json!({"event": "accept", "callId": call_id}).to_string().into(),
+        serde_json::json!({"event": "accept", "callId": call_id})
+            .to_string()
+            .into(),
     ))
     .await
     .expect("accept sent");
     let refused = next_event(&mut ann, "error", SOON).await;
-    assert!(refused["message"].as_str().unwrap_or("").contains("not offered"), "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not offered"),
+        "{refused}"
+    );
     drop(node_b);
 }

@@ -159,7 +159,11 @@ async fn postgres_reads_back_what_sqlite_reads_back() {
     assert_eq!(from_pg["stats"]["handed_to_human"], 1);
     assert_eq!(from_pg["stats"]["recontacts_within_24h"], 1);
     assert_eq!(from_pg["one"]["turns"], 2);
-    assert!(!pg.location().contains("warmline:warmline@"), "password hidden: {}", pg.location());
+    assert!(
+        !pg.location().contains("warmline:warmline@"),
+        "password hidden: {}",
+        pg.location()
+    );
 
     // A second node opening the same database migrates nothing twice and sees it all.
     drop(pg);
@@ -177,7 +181,10 @@ async fn an_unreachable_postgres_is_a_clear_error_at_start() {
     let err = Store::open_postgres(&format!("postgres://wl:pw@127.0.0.1:{port}/wl"))
         .expect_err("nothing listens there");
     let text = err.to_string();
-    assert!(text.contains("cannot use PostgreSQL at postgres://wl:***@127.0.0.1"), "{text}");
+    assert!(
+        text.contains("cannot use PostgreSQL at postgres://wl:***@127.0.0.1"),
+        "{text}"
+    );
     assert!(!text.contains("pw@"), "{text}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }

@@ -185,6 +185,7 @@ function onEvent(msg) {
     case "offer":
       state.callId = msg.callId;
       renderContext(msg.callId, msg.urgency, msg.context || {});
+      $("offer-title").textContent = msg.kind === "callback" ? "Callback to make" : "Incoming call";
       setPhase("offered");
       $("accept").focus();
       break;
@@ -208,6 +209,11 @@ function onEvent(msg) {
       state.lastCallId = state.callId || msg.callId;
       state.callId = null;
       setPhase("wrapup");
+      break;
+    case "callback_assigned":
+      state.callId = null;
+      setPhase("idle");
+      $("idle-text").textContent = "Callback assigned to you: call " + msg.number + " back (context above). Waiting for the next call.";
       break;
     case "wrapup_saved":
       setPhase("idle");

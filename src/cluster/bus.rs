@@ -120,7 +120,10 @@ mod tests {
     #[test]
     fn node_ids_become_single_subject_tokens() {
         assert_eq!(node_subject("gw-a"), "warmline.node.gw-a");
-        assert_eq!(node_subject("host.example:8080"), "warmline.node.host_example_8080");
+        assert_eq!(
+            node_subject("host.example:8080"),
+            "warmline.node.host_example_8080"
+        );
         assert_eq!(node_subject("a*b >c"), "warmline.node.a_b__c");
     }
 

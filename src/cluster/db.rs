@@ -29,7 +29,9 @@ pub enum ClusterDbError {
     #[error("cluster database query failed: {0}")]
     Query(#[from] tokio_postgres::Error),
     /// The offer is not (or no longer) this agent's.
-    #[error("call {call} is not offered to agent {agent:?} (already taken, withdrawn or never offered)")]
+    #[error(
+        "call {call} is not offered to agent {agent:?} (already taken, withdrawn or never offered)"
+    )]
     NotOffered {
         /// The agent.
         agent: String,
@@ -717,7 +719,9 @@ async fn take_over(
     let now = crate::brief::context::rfc3339(std::time::SystemTime::now());
     for q in &queued {
         let call_id: String = q.get(0);
-        let reason = format!("the call was cut off (gateway node {node} stopped) while waiting for an agent");
+        let reason = format!(
+            "the call was cut off (gateway node {node} stopped) while waiting for an agent"
+        );
         tx.execute(
             "INSERT INTO callbacks (call_id, number, reason, context, created_at) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (call_id) DO NOTHING",

@@ -189,11 +189,7 @@ impl Cluster {
             .subscribe(bus::node_subject(&self.node_id))
             .await
             .map_err(nats_err)?;
-        let presence = self
-            .nats
-            .subscribe(bus::PRESENCE)
-            .await
-            .map_err(nats_err)?;
+        let presence = self.nats.subscribe(bus::PRESENCE).await.map_err(nats_err)?;
         let (ops_tx, ops_rx) = mpsc::unbounded_channel();
         if let Some(s) = shared.upgrade() {
             s.routing.join_cluster(ops_tx);
@@ -332,7 +328,8 @@ impl Cluster {
             }
             ClusterOp::Leave { call_id } => {
                 if let Some(r) = self.db.leave(call_id).await? {
-                    self.on_released(shared, r, "the caller left the queue").await;
+                    self.on_released(shared, r, "the caller left the queue")
+                        .await;
                 }
             }
             ClusterOp::Release { agent_id, call_id } => {
@@ -417,7 +414,11 @@ impl Cluster {
         }
         match serde_json::to_vec(&msg) {
             Ok(body) => {
-                if let Err(e) = self.nats.publish(bus::node_subject(node), body.into()).await {
+                if let Err(e) = self
+                    .nats
+                    .publish(bus::node_subject(node), body.into())
+                    .await
+                {
                     tracing::warn!(%node, error = %e, "cluster message not sent");
                 }
             }
@@ -470,7 +471,13 @@ impl Cluster {
                     tracing::warn!(call = %call_id, error = %e, "offer context unreadable; showing an empty one");
                     HandoffContext::default()
                 });
-                if shared.routing.deliver_offer(&agent_id, &call_id, kind, urgency, Arc::new(context)) {
+                if shared.routing.deliver_offer(
+                    &agent_id,
+                    &call_id,
+                    kind,
+                    urgency,
+                    Arc::new(context),
+                ) {
                     tracing::info!(agent = %agent_id, call = %call_id, owner = %owner_node, "screen-pop sent");
                     self.offers
                         .lock()
@@ -481,7 +488,9 @@ impl Cluster {
                     match self.db.release(&agent_id, &call_id).await {
                         Ok(Some(r)) => Box::pin(self.on_released(shared, r, "agent gone")).await,
                         Ok(None) => {}
-                        Err(e) => tracing::warn!(error = %e, "offer release failed; the ring lease will"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "offer release failed; the ring lease will")
+                        }
                     }
                 }
             }
@@ -565,7 +574,9 @@ impl Cluster {
     pub async fn leave(&self) {
         match self.db.leave_cluster().await {
             Ok(t) => tracing::info!(callbacks = t.callbacks_saved.len(), "left the cluster"),
-            Err(e) => tracing::warn!(error = %e, "could not leave the cluster cleanly; the lease will expire"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not leave the cluster cleanly; the lease will expire")
+            }
         }
     }
 }

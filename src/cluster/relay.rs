@@ -64,7 +64,10 @@ pub fn relay_url(base: &str, call_id: &str, agent_id: &str) -> Result<String, Re
     } else {
         return Err(RelayError::Url(base.to_string()));
     };
-    let safe = |s: &str| s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    let safe = |s: &str| {
+        s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
     if !safe(call_id) || !safe(agent_id) {
         return Err(RelayError::Url(format!("{call_id}/{agent_id}")));
     }

@@ -6,10 +6,10 @@
 //! Protocol: docs/agent-protocol.md, "Human agent console".
 
 use crate::brief::context::HandoffContext;
+use crate::cluster::AcceptOutcome;
 use crate::gateway::Shared;
 use crate::legs::media_streams::{self, MarkBody, MediaChunk, ProtocolError, Urgency};
 use crate::legs::{HangupCause, LegCommand, LegEvent};
-use crate::cluster::AcceptOutcome;
 use crate::routing::{AgentEnd, AgentStatus, HumanCommand, OfferKind};
 use axum::extract::ws::{Message, WebSocket};
 use serde::{Deserialize, Serialize};

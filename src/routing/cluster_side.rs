@@ -160,7 +160,8 @@ impl Routing {
     pub fn remote_presence(&self, p: Presence, lease: Duration) {
         let mut s = self.lock();
         let now = Instant::now();
-        s.remote.retain(|_, a| a.node != p.node_id && now.duration_since(a.seen) < lease);
+        s.remote
+            .retain(|_, a| a.node != p.node_id && now.duration_since(a.seen) < lease);
         for a in p.agents {
             s.remote.insert(
                 a.id,

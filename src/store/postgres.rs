@@ -176,7 +176,9 @@ pub fn connect_and_migrate(url: &str) -> Result<Client, StoreError> {
 fn migrate(client: &mut Client) -> Result<(), ::postgres::Error> {
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
-    tx.batch_execute("CREATE TABLE IF NOT EXISTS warmline_migrations (version INTEGER PRIMARY KEY)")?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS warmline_migrations (version INTEGER PRIMARY KEY)",
+    )?;
     let done: i32 = tx
         .query_one(
             "SELECT COALESCE(MAX(version), 0) FROM warmline_migrations",
@@ -482,7 +484,8 @@ impl StoreBackend for PostgresBackend {
 
     fn stats(&mut self) -> Result<serde_json::Value, StoreError> {
         let c = self.client()?;
-        let mut count = |sql: &str| -> Result<i64, StoreError> { Ok(c.query_one(sql, &[])?.get(0)) };
+        let mut count =
+            |sql: &str| -> Result<i64, StoreError> { Ok(c.query_one(sql, &[])?.get(0)) };
         let calls = count("SELECT COUNT(*) FROM calls")?;
         let escalated = count("SELECT COUNT(*) FROM calls WHERE escalated")?;
         let handed_off = count("SELECT COUNT(*) FROM handoffs")?;
@@ -499,14 +502,17 @@ impl StoreBackend for PostgresBackend {
         )? {
             by_trigger.insert(r.get(0), r.get::<_, i64>(1).into());
         }
-        let mut average = |sql: &str| -> Result<Option<f64>, StoreError> { Ok(c.query_one(sql, &[])?.get(0)) };
+        let mut average =
+            |sql: &str| -> Result<Option<f64>, StoreError> { Ok(c.query_one(sql, &[])?.get(0)) };
         let avg_whisper = average("SELECT AVG(whisper_seconds)::float8 FROM handoffs")?;
         let avg_decision_us = average("SELECT AVG(latency_us)::float8 FROM decisions")?;
         let avg_first_words_ms = average("SELECT AVG(first_words_ms)::float8 FROM handoffs")?;
         let rtp_jitter_ms = average("SELECT AVG(jitter_ms)::float8 FROM media_legs")?;
         let flag_rate = |c: &mut Client, column: &str| -> Result<Option<f64>, StoreError> {
             Ok(c.query_one(
-                &format!("SELECT AVG({column}::int)::float8 FROM wrapups WHERE {column} IS NOT NULL"),
+                &format!(
+                    "SELECT AVG({column}::int)::float8 FROM wrapups WHERE {column} IS NOT NULL"
+                ),
                 &[],
             )?
             .get(0))
@@ -519,7 +525,13 @@ impl StoreBackend for PostgresBackend {
             &[],
         )?;
         let (rtp_received, rtp_lost): (i64, i64) = (r.get(0), r.get(1));
-        let rate = |n: i64| if calls > 0 { n as f64 / calls as f64 } else { 0.0 };
+        let rate = |n: i64| {
+            if calls > 0 {
+                n as f64 / calls as f64
+            } else {
+                0.0
+            }
+        };
         Ok(serde_json::json!({
             "calls": calls,
             "escalated": escalated,

@@ -508,4 +508,3 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<()> {
             .map(drop),
     }
 }
-

@@ -34,7 +34,10 @@ pub async fn fresh_database(tag: &str) -> String {
         format!("DROP DATABASE IF EXISTS {name}"),
         format!("CREATE DATABASE {name}"),
     ] {
-        client.batch_execute(&sql).await.expect("create the test database");
+        client
+            .batch_execute(&sql)
+            .await
+            .expect("create the test database");
     }
     match server.rfind('/') {
         Some(slash) if !server[..slash].ends_with('/') => format!("{}/{name}", &server[..slash]),
@@ -154,7 +157,11 @@ pub async fn wait_agent_on(routing: &warmline::routing::Routing, agent: &str, no
 }
 
 /// One query's rows on `url`.
-pub async fn query(url: &str, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> Vec<tokio_postgres::Row> {
+pub async fn query(
+    url: &str,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Vec<tokio_postgres::Row> {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .expect("connect to the test database");

@@ -526,5 +526,5 @@ pub async fn serve_process_on(
     }
     (child, addr)
 }
-pub mod realtime;
 pub mod cluster;
+pub mod realtime;
