@@ -118,6 +118,13 @@ async fn a_declined_call_goes_to_the_next_agent_and_a_stale_decline_changes_noth
     b.set_presence("bob", "available", &[], Duration::ZERO)
         .await
         .unwrap();
+    // Node A cannot take Ann (on node B) offline, nor can a node make her ringing without an offer.
+    a.set_presence("ann", "offline", &[], Duration::ZERO)
+        .await
+        .unwrap();
+    b.set_presence("ann", "ringing", &[], Duration::from_secs(60))
+        .await
+        .unwrap();
     a.enqueue(&entry("CA1")).await.unwrap();
     let first = a.dispatch_round().await.unwrap();
     assert_eq!(first.matches[0].agent_id, "ann", "longest idle first");

@@ -249,7 +249,10 @@ impl ClusterDb {
     }
 
     /// Publishes one of this node's agents' availability. An agent with an
-    /// offer outstanding stays `ringing` until the offer is accepted or released.
+    /// offer outstanding stays `ringing` until the offer is accepted or
+    /// released, and only a dispatch round makes an agent `ringing`. `offline`
+    /// only counts from the node the agent is on (a console that moved to
+    /// another node is not taken offline by the old one).
     pub async fn set_presence(
         &self,
         agent_id: &str,
@@ -257,6 +260,21 @@ impl ClusterDb {
         skills: &[String],
         idle_for: Duration,
     ) -> Result<(), ClusterDbError> {
+        if status == "offline" {
+            self.client()
+                .await?
+                .execute(
+                    "UPDATE wl_presence SET status = 'offline' WHERE agent_id = $1 AND node_id = $2",
+                    &[&agent_id, &self.node_id],
+                )
+                .await?;
+            return Ok(());
+        }
+        let status = if status == "ringing" {
+            "available"
+        } else {
+            status
+        };
         self.client()
             .await?
             .execute(
@@ -264,11 +282,17 @@ impl ClusterDb {
                  VALUES ($1, $2, $3, $4, now() - make_interval(secs => $5))
                  ON CONFLICT (agent_id) DO UPDATE SET node_id = excluded.node_id,
                     skills = excluded.skills,
-                    status = CASE WHEN wl_presence.offered_call IS NOT NULL AND excluded.status <> 'offline'
+                    status = CASE WHEN wl_presence.offered_call IS NOT NULL
                                   THEN wl_presence.status ELSE excluded.status END,
                     idle_since = CASE WHEN wl_presence.status = excluded.status
                                   THEN wl_presence.idle_since ELSE excluded.idle_since END",
-                &[&agent_id, &self.node_id, &status, &skills, &idle_for.as_secs_f64()],
+                &[
+                    &agent_id,
+                    &self.node_id,
+                    &status,
+                    &skills,
+                    &idle_for.as_secs_f64(),
+                ],
             )
             .await?;
         Ok(())

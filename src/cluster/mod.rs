@@ -97,6 +97,7 @@ pub struct Cluster {
     /// The shared routing state.
     pub db: ClusterDb,
     nats: async_nats::Client,
+    nats_url: String,
     heartbeat: Duration,
     lease: Duration,
     /// Offers delivered to this node's consoles: agent → (call, kind).
@@ -164,6 +165,7 @@ impl Cluster {
             secret: c.secret.clone(),
             db,
             nats,
+            nats_url: c.nats_url.clone(),
             heartbeat: Duration::from_millis(c.heartbeat_ms),
             lease,
             offers: Mutex::new(HashMap::new()),
@@ -181,7 +183,7 @@ impl Cluster {
     pub async fn spawn(self: &Arc<Self>, shared: Weak<Shared>) -> Result<(), ClusterError> {
         self.db.heartbeat(&self.advertise_url).await?;
         let nats_err = |e: async_nats::SubscribeError| ClusterError::Nats {
-            url: self.advertise_url.clone(),
+            url: self.nats_url.clone(),
             reason: e.to_string(),
         };
         let inbox = self
