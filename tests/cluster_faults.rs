@@ -1,6 +1,8 @@
 //! Cluster faults: PostgreSQL or NATS unreachable at start (a clear error, or
-//! a single node when configured so), and NATS down while a caller escalates
-//! (the offer goes out once NATS is back; nothing is lost).
+//! a single node when configured so); NATS down while a caller escalates (the
+//! offer goes out once NATS is back); PostgreSQL cut off from a node mid-call
+//! (the call in progress keeps its audio, a new escalation waits and goes
+//! through once the database is back, nothing written is lost).
 
 mod support;
 
@@ -131,4 +133,153 @@ async fn an_escalation_while_nats_is_down_reaches_the_agent_once_it_is_back() {
     assert_handed_over(&done[0]);
     assert!(agent.whisper.len() >= 8000 * 10, "the agent was briefed");
     assert!(report.closed_by_gateway);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_postgres_mid_call_keeps_calls_up_and_queues_new_escalations() {
+    let pg = fresh_database("pgdown").await;
+    let server_port: u16 = pg
+        .rsplit_once(':')
+        .and_then(|(_, rest)| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .expect("port in the test database URL");
+    let proxy = Proxy::start(server_port).await;
+    let nats = Nats::start();
+    let ai = ScriptedAgent::start(ai_script_requesting_person())
+        .await
+        .unwrap();
+    // Node A reaches PostgreSQL only through the proxy.
+    let node_a = gateway(&ai.url(), |c| {
+        cluster_node_config(
+            c,
+            "node-a",
+            free_port(),
+            &with_port(&pg, proxy.port),
+            &nats.url,
+        );
+        c.routing
+            .agents
+            .extend([agent_seed("ann"), agent_seed("bob")]);
+    })
+    .await;
+    let node_b = gateway(&ai.url(), |c| {
+        cluster_node_config(c, "node-b", free_port(), &pg, &nats.url);
+        c.routing
+            .agents
+            .extend([agent_seed("ann"), agent_seed("bob")]);
+    })
+    .await;
+    let base_b = format!("ws://{}", node_b.addr);
+    // Ann talks for 6 s once connected; Bob is there for the second caller.
+    let ann_voice = noise(8000 * 6, 61);
+    let ann = tokio::spawn(human::run(human::HumanOptions {
+        say: ann_voice.clone(),
+        hang_up_after: Some(Duration::from_millis(300)),
+        max_duration: Duration::from_secs(90),
+        ..console(&base_b, "ann", Duration::from_millis(300))
+    }));
+    wait_agent_on(&node_a.shared.routing, "ann", "node-b").await;
+
+    let first = tokio::spawn(caller::run(CallerOptions::new(
+        node_a.media_url(),
+        caller_requesting_person(60),
+        21,
+    )));
+    // Once the first caller is merged with Ann, node A loses PostgreSQL.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while query(
+        &pg,
+        "SELECT 1 FROM handoffs WHERE merged_at IS NOT NULL",
+        &[],
+    )
+    .await
+    .is_empty()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first call merged"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    proxy.cut();
+    let bob = tokio::spawn(human::run(human::HumanOptions {
+        hang_up_after: Some(Duration::from_millis(300)),
+        max_duration: Duration::from_secs(90),
+        ..console(&base_b, "bob", Duration::from_millis(300))
+    }));
+    let second = tokio::spawn(caller::run(CallerOptions::new(
+        node_a.media_url(),
+        caller_requesting_person(60),
+        22,
+    )));
+    // The second caller escalates (≈ 3.5 s in) while the database is away.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(
+        query(&pg, "SELECT 1 FROM wl_queue", &[]).await.is_empty(),
+        "node A could not queue anything while cut off"
+    );
+    assert_eq!(
+        node_a.shared.registry.counts().active,
+        2,
+        "both callers are still on"
+    );
+    proxy.restore();
+
+    // The first call kept its audio through the outage: the caller heard all of Ann.
+    let first = first.await.expect("caller task").expect("first caller");
+    assert!(
+        first
+            .received_audio
+            .windows(1600)
+            .any(|w| w == &ann_voice[8000 * 5..8000 * 5 + 1600]),
+        "the caller heard Ann's last second, spoken while node A had no database"
+    );
+    ann.await.expect("ann task").expect("ann");
+    // The second escalation went through once PostgreSQL was back.
+    let second = second.await.expect("caller task").expect("second caller");
+    let bob = bob.await.expect("bob task").expect("bob");
+    assert!(bob.whisper.len() >= 8000 * 10, "Bob was briefed");
+    assert!(second.closed_by_gateway);
+    let done = node_a
+        .shared
+        .registry
+        .wait_finished(2, Duration::from_secs(10))
+        .await;
+    for t in &done {
+        assert_eq!(
+            t.end_reason(),
+            Some(&EndReason::HumanAgentHangup),
+            "{:#?}",
+            t.events
+        );
+    }
+    // Everything node A wrote during the outage reached PostgreSQL afterwards.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let handoffs = query(&pg, "SELECT count(*) FROM handoffs", &[]).await[0].get::<_, i64>(0);
+        let contexts = query(&pg, "SELECT count(*) FROM contexts", &[]).await[0].get::<_, i64>(0);
+        let ended = query(
+            &pg,
+            "SELECT count(*) FROM calls WHERE ended_at IS NOT NULL",
+            &[],
+        )
+        .await[0]
+            .get::<_, i64>(0);
+        if (handoffs, contexts, ended) == (2, 2, 2) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "handoffs {handoffs}, contexts {contexts}, ended {ended}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Nobody was left with a callback for a caller who was served.
+    let callbacks = query(
+        &pg,
+        "SELECT call_id FROM callbacks WHERE status = 'pending'",
+        &[],
+    )
+    .await;
+    assert!(callbacks.is_empty(), "{} stray callbacks", callbacks.len());
 }

@@ -236,15 +236,36 @@ impl ClusterDb {
     }
 
     /// Renews this node's lease (and says where its HTTP listener is).
-    pub async fn heartbeat(&self, advertise_url: &str) -> Result<(), ClusterDbError> {
-        self.client()
+    /// True when the lease had to be created: the node is new, or other nodes
+    /// had declared it dead (it was cut off longer than the lease).
+    pub async fn heartbeat(&self, advertise_url: &str) -> Result<bool, ClusterDbError> {
+        let row = self
+            .client()
             .await?
-            .execute(
+            .query_one(
                 "INSERT INTO wl_nodes (node_id, media_url, heartbeat_at) VALUES ($1, $2, now())
-                 ON CONFLICT (node_id) DO UPDATE SET media_url = excluded.media_url, heartbeat_at = now()",
+                 ON CONFLICT (node_id) DO UPDATE SET media_url = excluded.media_url, heartbeat_at = now()
+                 RETURNING (xmax = 0)",
                 &[&self.node_id, &advertise_url],
             )
             .await?;
+        Ok(row.get(0))
+    }
+
+    /// After being declared dead while still running: the calls still queued
+    /// here go back into the shared queue, and the callbacks the takeover
+    /// saved for them (they never hung up) are withdrawn.
+    pub async fn rejoin(&self, queued: &[QueueEntry]) -> Result<(), ClusterDbError> {
+        for e in queued {
+            self.enqueue(e).await?;
+            self.client()
+                .await?
+                .execute(
+                    "DELETE FROM callbacks WHERE call_id = $1 AND status = 'pending' AND offered_to IS NULL",
+                    &[&e.call_id],
+                )
+                .await?;
+        }
         Ok(())
     }
 

@@ -181,7 +181,8 @@ impl Cluster {
     /// Renews the lease once (before serving), then runs the node's cluster
     /// task: routing's ops, NATS messages, heartbeats.
     pub async fn spawn(self: &Arc<Self>, shared: Weak<Shared>) -> Result<(), ClusterError> {
-        self.db.heartbeat(&self.advertise_url).await?;
+        // Created (a new node) or renewed (a restart within the lease): nothing to rejoin yet.
+        let _ = self.db.heartbeat(&self.advertise_url).await?;
         let nats_err = |e: async_nats::SubscribeError| ClusterError::Nats {
             url: self.nats_url.clone(),
             reason: e.to_string(),
@@ -274,9 +275,34 @@ impl Cluster {
 
     /// Lease, presence, sweep.
     async fn beat(&self, shared: &Arc<Shared>) {
-        if let Err(e) = self.db.heartbeat(&self.advertise_url).await {
-            tracing::warn!(error = %e, "cluster heartbeat failed");
-            return;
+        match self.db.heartbeat(&self.advertise_url).await {
+            Ok(true) => {
+                // Our lease had expired: the others took our agents offline and
+                // saved our queued callers as callbacks. They are still here.
+                let queued = shared.routing.queued_entries();
+                tracing::warn!(node = %self.node_id, queued = queued.len(),
+                    "this node was cut off longer than its lease; rejoining the cluster");
+                if let Err(e) = self.db.rejoin(&queued).await {
+                    tracing::warn!(error = %e, "rejoin failed; retrying next heartbeat");
+                    return;
+                }
+                for agent in shared.routing.local_presence() {
+                    let _ = self
+                        .db
+                        .set_presence(
+                            &agent.id,
+                            agent.status.as_str(),
+                            &agent.skills,
+                            Duration::from_secs_f64(agent.idle_seconds.max(0.0)),
+                        )
+                        .await;
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cluster heartbeat failed");
+                return;
+            }
         }
         self.announce(shared).await;
         match self.db.sweep().await {

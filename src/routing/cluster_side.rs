@@ -260,15 +260,15 @@ impl Routing {
     /// The queue entry of a call waiting on this node (to queue it again).
     pub fn queued_entry(&self, call_id: &str) -> Option<crate::cluster::db::QueueEntry> {
         let s = self.lock();
-        let w = s.queue.iter().find(|w| w.call_id == call_id)?;
-        Some(crate::cluster::db::QueueEntry {
-            call_id: w.call_id.clone(),
-            skill: w.skill.clone(),
-            urgency: w.urgency,
-            tried: w.tried.iter().cloned().collect(),
-            context: serde_json::to_string(w.context.as_ref()).unwrap_or_else(|_| "{}".into()),
-            callback_number: w.context.caller_number().unwrap_or_default(),
-        })
+        s.queue
+            .iter()
+            .find(|w| w.call_id == call_id)
+            .map(queue_entry)
+    }
+
+    /// Every call waiting on this node.
+    pub fn queued_entries(&self) -> Vec<crate::cluster::db::QueueEntry> {
+        self.lock().queue.iter().map(queue_entry).collect()
     }
 
     /// An agent won the accept of a call queued here: the call leaves the
@@ -357,5 +357,16 @@ impl Routing {
         } else {
             Err(RoutingError::CallGone(call_id.to_string()))
         }
+    }
+}
+
+fn queue_entry(w: &super::Waiting) -> crate::cluster::db::QueueEntry {
+    crate::cluster::db::QueueEntry {
+        call_id: w.call_id.clone(),
+        skill: w.skill.clone(),
+        urgency: w.urgency,
+        tried: w.tried.iter().cloned().collect(),
+        context: serde_json::to_string(w.context.as_ref()).unwrap_or_else(|_| "{}".into()),
+        callback_number: w.context.caller_number().unwrap_or_default(),
     }
 }

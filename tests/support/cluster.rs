@@ -168,3 +168,64 @@ pub async fn query(
     tokio::spawn(connection);
     client.query(sql, params).await.expect("query")
 }
+
+/// `url` with its port replaced by `port`.
+pub fn with_port(url: &str, port: u16) -> String {
+    let at = url.rfind('@').map_or(0, |i| i + 1);
+    let host_end = url[at..].find('/').map_or(url.len(), |i| at + i);
+    let host = url[at..host_end]
+        .rsplit_once(':')
+        .map_or(&url[at..host_end], |(h, _)| h);
+    format!("{}{host}:{port}{}", &url[..at], &url[host_end..])
+}
+
+/// A TCP proxy in front of a server, to cut a node off it and bring it back.
+pub struct Proxy {
+    /// The proxy's loopback port.
+    pub port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    /// Forwards connections on a free port to 127.0.0.1:`target`.
+    pub async fn start(target: u16) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("proxy port");
+        let port = listener.local_addr().expect("addr").port();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> =
+            Default::default();
+        let (up2, links2) = (up.clone(), links.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // refused: dropped at once
+                }
+                let link = tokio::spawn(async move {
+                    if let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                links2.lock().expect("links").push(link);
+            }
+        });
+        Proxy { port, up, links }
+    }
+
+    /// Drops every connection and refuses new ones.
+    pub fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for link in self.links.lock().expect("links").drain(..) {
+            link.abort();
+        }
+    }
+
+    /// Accepts connections again.
+    pub fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
