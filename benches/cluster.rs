@@ -23,7 +23,7 @@ use cluster_support::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use warmline::cluster::db::{ClusterDb, OfferKind, QueueEntry};
+use warmline::cluster::db::OfferKind;
 use warmline::config::Config;
 use warmline::gateway::RunningGateway;
 use warmline::legs::media_streams::Urgency;
@@ -155,32 +155,17 @@ async fn run(opts: &Opts) -> serde_json::Value {
     let same_node = offer_latency(&a, &mut local_offers, "local", "L", opts.samples).await;
     let cross_node = offer_latency(&a, &mut remote_offers, "remote", "R", opts.samples).await;
 
-    // Accept races on the shared database.
-    let lease = Duration::from_secs(30);
-    let da = ClusterDb::connect(&pg, "race-a", lease, lease)
-        .await
-        .expect("db a");
-    let db = ClusterDb::connect(&pg, "race-b", lease, lease)
-        .await
-        .expect("db b");
-    da.heartbeat("http://127.0.0.1:1").await.expect("beat");
-    db.heartbeat("http://127.0.0.1:2").await.expect("beat");
+    // Accept races, on a database of their own (the nodes above run dispatch rounds).
+    let (da, db) = two_cluster_dbs("races").await;
     let (mut winners, mut race_us) = (Vec::new(), Vec::new());
     for i in 0..opts.races {
         let call = format!("X{i}");
         db.set_presence("racer", "available", &["race".into()], Duration::ZERO)
             .await
             .expect("presence");
-        da.enqueue(&QueueEntry {
-            call_id: call.clone(),
-            skill: "race".into(),
-            urgency: Urgency::Standard,
-            tried: vec![],
-            context: "{}".into(),
-            callback_number: String::new(),
-        })
-        .await
-        .expect("enqueue");
+        da.enqueue(&queue_entry(&call, "race"))
+            .await
+            .expect("enqueue");
         let round = da.dispatch_round().await.expect("round");
         assert!(round.matches.iter().any(|m| m.call_id == call), "{round:?}");
         let started = Instant::now();

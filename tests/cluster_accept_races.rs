@@ -7,45 +7,19 @@ mod support;
 
 use std::collections::HashSet;
 use std::time::Duration;
-use warmline::cluster::db::{ClusterDb, ClusterDbError, OfferKind, QueueEntry};
-use warmline::legs::media_streams::Urgency;
-
-async fn two_nodes(tag: &str) -> (ClusterDb, ClusterDb) {
-    let url = support::cluster::fresh_database(tag).await;
-    drop(warmline::store::Store::open_postgres(&url).expect("migrations"));
-    let lease = Duration::from_secs(30);
-    let a = ClusterDb::connect(&url, "node-a", lease, lease)
-        .await
-        .expect("node a");
-    let b = ClusterDb::connect(&url, "node-b", lease, lease)
-        .await
-        .expect("node b");
-    a.heartbeat("http://127.0.0.1:1").await.expect("a beats");
-    b.heartbeat("http://127.0.0.1:2").await.expect("b beats");
-    (a, b)
-}
-
-fn entry(call_id: &str) -> QueueEntry {
-    QueueEntry {
-        call_id: call_id.into(),
-        skill: String::new(),
-        urgency: Urgency::Standard,
-        tried: vec![],
-        context: "{}".into(),
-        callback_number: String::new(),
-    }
-}
+use support::cluster::{queue_entry, two_cluster_dbs};
+use warmline::cluster::db::{ClusterDbError, OfferKind, QueueEntry};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_accepting_one_offer_1000_times_have_exactly_one_winner_each() {
-    let (a, b) = two_nodes("accept").await;
+    let (a, b) = two_cluster_dbs("accept").await;
     let (mut a_won, mut b_won) = (0, 0);
     for i in 0..1000 {
         let call = format!("CA{i}");
         b.set_presence("ann", "available", &[], Duration::ZERO)
             .await
             .expect("ann available");
-        a.enqueue(&entry(&call)).await.expect("queued");
+        a.enqueue(&queue_entry(&call, "")).await.expect("queued");
         let round = a.dispatch_round().await.expect("round");
         assert_eq!(round.matches.len(), 1, "round {i}: {round:?}");
         assert_eq!(round.matches[0].agent_id, "ann");
@@ -65,7 +39,7 @@ async fn two_nodes_accepting_one_offer_1000_times_have_exactly_one_winner_each()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_dispatch_rounds_never_double_book() {
-    let (a, b) = two_nodes("dispatch").await;
+    let (a, b) = two_cluster_dbs("dispatch").await;
     let agents = ["ann", "bob", "cid"];
     for round_no in 0..200 {
         for agent in agents {
@@ -78,7 +52,7 @@ async fn concurrent_dispatch_rounds_never_double_book() {
         // Four callers (one more than agents), split over the two nodes.
         for k in 0..4 {
             let node = if k % 2 == 0 { &a } else { &b };
-            node.enqueue(&entry(&format!("R{round_no}-{k}")))
+            node.enqueue(&queue_entry(&format!("R{round_no}-{k}"), ""))
                 .await
                 .expect("queued");
         }
@@ -111,7 +85,7 @@ async fn concurrent_dispatch_rounds_never_double_book() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declined_call_goes_to_the_next_agent_and_a_stale_decline_changes_nothing() {
-    let (a, b) = two_nodes("decline").await;
+    let (a, b) = two_cluster_dbs("decline").await;
     b.set_presence("ann", "available", &[], Duration::from_secs(60))
         .await
         .unwrap();
@@ -125,7 +99,7 @@ async fn a_declined_call_goes_to_the_next_agent_and_a_stale_decline_changes_noth
     b.set_presence("ann", "ringing", &[], Duration::from_secs(60))
         .await
         .unwrap();
-    a.enqueue(&entry("CA1")).await.unwrap();
+    a.enqueue(&queue_entry("CA1", "")).await.unwrap();
     let first = a.dispatch_round().await.unwrap();
     assert_eq!(first.matches[0].agent_id, "ann", "longest idle first");
     let released = b.release("ann", "CA1").await.unwrap().expect("released");
@@ -144,7 +118,7 @@ async fn a_declined_call_goes_to_the_next_agent_and_a_stale_decline_changes_noth
     // Nobody else: a call that every agent tried is unroutable.
     a.enqueue(&QueueEntry {
         tried: vec!["ann".into(), "bob".into()],
-        ..entry("CA2")
+        ..queue_entry("CA2", "")
     })
     .await
     .unwrap();

@@ -123,16 +123,7 @@ async fn a_call_on_node_a_is_handed_to_an_agent_on_node_b() {
             .any(|w| w == &agent_voice[3200..4800]),
         "the caller hears the agent on node B"
     );
-    let start = human_report
-        .first_audio_at
-        .zip(human_report.accepted_at)
-        .map(|(a, b)| a.saturating_duration_since(b))
-        .expect("both");
-    let gap = human_report
-        .first_caller_frame_at
-        .zip(human_report.last_whisper_frame_at)
-        .map(|(c, w)| c.saturating_duration_since(w))
-        .expect("both");
+    let (start, gap) = whisper_start_and_merge_gap(&human_report);
     println!(
         "across nodes: whisper start after accept {:.1} ms, merge gap {:.1} ms",
         start.as_secs_f64() * 1e3,

@@ -37,6 +37,14 @@ async fn next_event(console: &mut Console, event: &str, within: Duration) -> Val
     }
 }
 
+async fn accept(console: &mut Console, call_id: &str) {
+    let accept = serde_json::json!({"event": "accept", "callId": call_id});
+    console
+        .send(Message::Text(accept.to_string().into()))
+        .await
+        .expect("accept sent");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_nodes_queued_caller_becomes_a_callback_offered_on_another_node() {
     let pg = fresh_database("failover").await;
@@ -136,13 +144,7 @@ async fn a_killed_nodes_queued_caller_becomes_a_callback_offered_on_another_node
         "node A killed → callback offered on node B in {:.0} ms (lease 1000 ms, heartbeat 200 ms)",
         took.as_secs_f64() * 1e3
     );
-    ann.send(Message::Text(
-        serde_json::json!({"event": "accept", "callId": call_id})
-            .to_string()
-            .into(),
-    ))
-    .await
-    .expect("accept sent");
+    accept(&mut ann, &call_id).await;
     let assigned = next_event(&mut ann, "callback_assigned", SOON).await;
     assert_eq!(assigned["number"], "+15550100");
 
@@ -168,13 +170,7 @@ async fn a_killed_nodes_queued_caller_becomes_a_callback_offered_on_another_node
     let nodes: Vec<&str> = nodes.iter().map(|r| r.get(0)).collect();
     assert_eq!(nodes, vec!["node-b"], "node A's lease is gone");
     // A second accept of the same callback loses.
-    ann.send(Message::Text(
-        serde_json::json!({"event": "accept", "callId": call_id})
-            .to_string()
-            .into(),
-    ))
-    .await
-    .expect("accept sent");
+    accept(&mut ann, &call_id).await;
     let refused = next_event(&mut ann, "error", SOON).await;
     assert!(
         refused["message"]

@@ -154,16 +154,7 @@ async fn the_caller_never_hears_a_whisper_sample_and_the_agent_hears_it_all_then
         sent.windows(1600).any(|w| w == probe),
         "what the agent hears after the whisper is the caller's own audio"
     );
-    let gap = human_report
-        .first_caller_frame_at
-        .zip(human_report.last_whisper_frame_at)
-        .map(|(c, w)| c.saturating_duration_since(w))
-        .expect("both");
-    let start = human_report
-        .first_audio_at
-        .zip(human_report.accepted_at)
-        .map(|(a, b)| a.saturating_duration_since(b))
-        .expect("both");
+    let (start, gap) = whisper_start_and_merge_gap(&human_report);
     println!(
         "whisper start after accept: {:.1} ms; merge gap: {:.1} ms",
         start.as_secs_f64() * 1e3,

@@ -360,7 +360,8 @@ impl Routing {
     }
 }
 
-fn queue_entry(w: &super::Waiting) -> crate::cluster::db::QueueEntry {
+/// A call waiting here, as the shared queue keeps it.
+pub(super) fn queue_entry(w: &super::Waiting) -> crate::cluster::db::QueueEntry {
     crate::cluster::db::QueueEntry {
         call_id: w.call_id.clone(),
         skill: w.skill.clone(),

@@ -544,19 +544,6 @@ impl Routing {
                 let _ = notify.try_send(RoutingEvent::NoAgent { reason });
                 return ticket;
             }
-            if let Some(cluster) = self.cluster.get() {
-                let _ = cluster.send(crate::cluster::ClusterOp::Enqueue(
-                    crate::cluster::db::QueueEntry {
-                        call_id: call_id.to_string(),
-                        skill: skill.to_string(),
-                        urgency,
-                        tried: tried.iter().cloned().collect(),
-                        context: serde_json::to_string(context.as_ref())
-                            .unwrap_or_else(|_| "{}".into()),
-                        callback_number: context.caller_number().unwrap_or_default(),
-                    },
-                ));
-            }
             s.queue.push(Waiting {
                 call_id: call_id.to_string(),
                 skill: skill.to_string(),
@@ -567,6 +554,10 @@ impl Routing {
                 notify,
                 ringing: None,
             });
+            if let (Some(cluster), Some(waiting)) = (self.cluster.get(), s.queue.last()) {
+                let entry = cluster_side::queue_entry(waiting);
+                let _ = cluster.send(crate::cluster::ClusterOp::Enqueue(entry));
+            }
             ticket
         };
         self.dispatch();

@@ -11,6 +11,7 @@
 
 pub mod postgres;
 pub mod sqlite;
+pub mod stats;
 
 use serde::Serialize;
 use std::collections::VecDeque;

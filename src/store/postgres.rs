@@ -327,6 +327,28 @@ fn media_legs(c: &mut Client, id: &str) -> Result<Vec<MediaLegRow>, StoreError> 
         .collect())
 }
 
+impl super::stats::FigureSource for PostgresBackend {
+    fn count(&mut self, sql: &str) -> Result<i64, StoreError> {
+        Ok(self.client()?.query_one(sql, &[])?.get(0))
+    }
+
+    fn average(&mut self, sql: &str) -> Result<Option<f64>, StoreError> {
+        Ok(self.client()?.query_one(sql, &[])?.get(0))
+    }
+
+    fn triggers(&mut self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = self.client()?.query(
+            "SELECT trigger, COUNT(*) FROM decisions GROUP BY trigger ORDER BY 2 DESC, 1",
+            &[],
+        )?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    fn recontact_condition(&self) -> &'static str {
+        RECONTACT
+    }
+}
+
 impl StoreBackend for PostgresBackend {
     fn apply(&mut self, w: &Write) -> Result<(), StoreError> {
         let c = self.client()?;
@@ -483,77 +505,7 @@ impl StoreBackend for PostgresBackend {
     }
 
     fn stats(&mut self) -> Result<serde_json::Value, StoreError> {
-        let c = self.client()?;
-        let mut count =
-            |sql: &str| -> Result<i64, StoreError> { Ok(c.query_one(sql, &[])?.get(0)) };
-        let calls = count("SELECT COUNT(*) FROM calls")?;
-        let escalated = count("SELECT COUNT(*) FROM calls WHERE escalated")?;
-        let handed_off = count("SELECT COUNT(*) FROM handoffs")?;
-        let callbacks = count("SELECT COUNT(*) FROM callbacks")?;
-        let merged = count("SELECT COUNT(*) FROM handoffs WHERE merged_at IS NOT NULL")?;
-        let recontacts = count(&format!("SELECT COUNT(*) FROM calls c WHERE {RECONTACT}"))?;
-        let with_number = count("SELECT COUNT(*) FROM calls WHERE caller_number IS NOT NULL")?;
-        let wrapups = count("SELECT COUNT(*) FROM wrapups")?;
-        let rtp_legs = count("SELECT COUNT(*) FROM media_legs")?;
-        let mut by_trigger = serde_json::Map::new();
-        for r in c.query(
-            "SELECT trigger, COUNT(*) FROM decisions GROUP BY trigger ORDER BY 2 DESC",
-            &[],
-        )? {
-            by_trigger.insert(r.get(0), r.get::<_, i64>(1).into());
-        }
-        let mut average =
-            |sql: &str| -> Result<Option<f64>, StoreError> { Ok(c.query_one(sql, &[])?.get(0)) };
-        let avg_whisper = average("SELECT AVG(whisper_seconds)::float8 FROM handoffs")?;
-        let avg_decision_us = average("SELECT AVG(latency_us)::float8 FROM decisions")?;
-        let avg_first_words_ms = average("SELECT AVG(first_words_ms)::float8 FROM handoffs")?;
-        let rtp_jitter_ms = average("SELECT AVG(jitter_ms)::float8 FROM media_legs")?;
-        let flag_rate = |c: &mut Client, column: &str| -> Result<Option<f64>, StoreError> {
-            Ok(c.query_one(
-                &format!(
-                    "SELECT AVG({column}::int)::float8 FROM wrapups WHERE {column} IS NOT NULL"
-                ),
-                &[],
-            )?
-            .get(0))
-        };
-        let recovery = flag_rate(c, "resolved")?;
-        let repeated = flag_rate(c, "caller_repeated")?;
-        let accurate = flag_rate(c, "context_accurate")?;
-        let r = c.query_one(
-            "SELECT COALESCE(SUM(received), 0)::bigint, COALESCE(SUM(lost), 0)::bigint FROM media_legs",
-            &[],
-        )?;
-        let (rtp_received, rtp_lost): (i64, i64) = (r.get(0), r.get(1));
-        let rate = |n: i64| {
-            if calls > 0 {
-                n as f64 / calls as f64
-            } else {
-                0.0
-            }
-        };
-        Ok(serde_json::json!({
-            "calls": calls,
-            "escalated": escalated,
-            "escalation_rate": rate(escalated),
-            "escalations_by_trigger": by_trigger,
-            "handed_to_human": handed_off,
-            "callbacks_saved": callbacks,
-            "ai_resolved_rate": rate(calls - escalated),
-            "avg_whisper_seconds": avg_whisper,
-            "avg_decision_latency_us": avg_decision_us,
-            "merged_with_human": merged,
-            "avg_merge_to_agent_first_words_ms": avg_first_words_ms,
-            "recontacts_within_24h": recontacts,
-            "recontact_rate": if with_number > 0 { recontacts as f64 / with_number as f64 } else { 0.0 },
-            "wrapups": wrapups,
-            "recovery_rate": recovery,
-            "caller_repeated_rate": repeated,
-            "context_accurate_rate": accurate,
-            "rtp_legs": rtp_legs,
-            "rtp_loss_rate": if rtp_received + rtp_lost > 0 { rtp_lost as f64 / (rtp_received + rtp_lost) as f64 } else { 0.0 },
-            "rtp_avg_jitter_ms": rtp_jitter_ms,
-        }))
+        super::stats::figures(self)
     }
 
     fn agents(&mut self) -> Result<Vec<StoredAgent>, StoreError> {

@@ -201,7 +201,7 @@ fn media_legs(conn: &Connection, id: &str) -> rusqlite::Result<Vec<MediaLegRow>>
 }
 
 /// SQL: the calls that came from a number that had called in the 24 h before.
-const RECONTACTS: &str = "FROM calls c WHERE c.caller_number IS NOT NULL AND EXISTS (
+const RECONTACT: &str = "c.caller_number IS NOT NULL AND EXISTS (
     SELECT 1 FROM calls p WHERE p.caller_number = c.caller_number AND p.id != c.id
       AND julianday(c.started_at) - julianday(p.started_at) BETWEEN 0 AND 1)";
 
@@ -209,7 +209,7 @@ fn row(conn: &Connection, r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
     let id: String = r.get(0)?;
     let reason: Option<String> = r.get(4)?;
     let recontact: i64 = conn.query_row(
-        &format!("SELECT COUNT(*) {RECONTACTS} AND c.id = ?1"),
+        &format!("SELECT COUNT(*) FROM calls c WHERE {RECONTACT} AND c.id = ?1"),
         params![id],
         |r| r.get(0),
     )?;
@@ -269,80 +269,6 @@ fn callbacks(conn: &Connection) -> rusqlite::Result<Vec<CallbackRow>> {
     rows.collect()
 }
 
-/// Handoff quality figures over every stored call.
-fn stats(conn: &Connection) -> rusqlite::Result<serde_json::Value> {
-    let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0));
-    let calls = count("SELECT COUNT(*) FROM calls")?;
-    let escalated = count("SELECT COUNT(*) FROM calls WHERE escalated = 1")?;
-    let handed_off = count("SELECT COUNT(*) FROM handoffs")?;
-    let callbacks = count("SELECT COUNT(*) FROM callbacks")?;
-    let mut by_trigger = serde_json::Map::new();
-    let mut stmt =
-        conn.prepare("SELECT trigger, COUNT(*) FROM decisions GROUP BY trigger ORDER BY 2 DESC")?;
-    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
-        let (trigger, n) = row?;
-        by_trigger.insert(trigger, n.into());
-    }
-    let avg_whisper: Option<f64> =
-        conn.query_row("SELECT AVG(whisper_seconds) FROM handoffs", [], |r| {
-            r.get(0)
-        })?;
-    let avg_decision_us: Option<f64> =
-        conn.query_row("SELECT AVG(latency_us) FROM decisions", [], |r| r.get(0))?;
-    let avg_first_words_ms: Option<f64> = conn.query_row(
-        "SELECT AVG(first_words_ms) FROM handoffs WHERE first_words_ms IS NOT NULL",
-        [],
-        |r| r.get(0),
-    )?;
-    let merged = count("SELECT COUNT(*) FROM handoffs WHERE merged_at IS NOT NULL")?;
-    let recontacts = count(&format!("SELECT COUNT(*) {RECONTACTS}"))?;
-    let with_number = count("SELECT COUNT(*) FROM calls WHERE caller_number IS NOT NULL")?;
-    // Share of wrap-ups answering a flag with "yes" (None before any answer).
-    let flag_rate = |column: &str| -> rusqlite::Result<Option<f64>> {
-        conn.query_row(
-            &format!("SELECT AVG({column}) FROM wrapups WHERE {column} IS NOT NULL"),
-            [],
-            |r| r.get(0),
-        )
-    };
-    let wrapups = count("SELECT COUNT(*) FROM wrapups")?;
-    let rtp_legs = count("SELECT COUNT(*) FROM media_legs")?;
-    let (rtp_received, rtp_lost, rtp_jitter_ms): (i64, i64, Option<f64>) = conn.query_row(
-        "SELECT COALESCE(SUM(received), 0), COALESCE(SUM(lost), 0), AVG(jitter_ms) FROM media_legs",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
-    let rate = |n: i64| {
-        if calls > 0 {
-            n as f64 / calls as f64
-        } else {
-            0.0
-        }
-    };
-    Ok(serde_json::json!({
-        "calls": calls,
-        "escalated": escalated,
-        "escalation_rate": rate(escalated),
-        "escalations_by_trigger": by_trigger,
-        "handed_to_human": handed_off,
-        "callbacks_saved": callbacks,
-        "ai_resolved_rate": rate(calls - escalated),
-        "avg_whisper_seconds": avg_whisper,
-        "avg_decision_latency_us": avg_decision_us,
-        "merged_with_human": merged,
-        "avg_merge_to_agent_first_words_ms": avg_first_words_ms,
-        "recontacts_within_24h": recontacts,
-        "recontact_rate": if with_number > 0 { recontacts as f64 / with_number as f64 } else { 0.0 },
-        "wrapups": wrapups,
-        "recovery_rate": flag_rate("resolved")?,
-        "caller_repeated_rate": flag_rate("caller_repeated")?,
-        "context_accurate_rate": flag_rate("context_accurate")?,
-        "rtp_legs": rtp_legs,
-        "rtp_loss_rate": if rtp_received + rtp_lost > 0 { rtp_lost as f64 / (rtp_received + rtp_lost) as f64 } else { 0.0 },
-        "rtp_avg_jitter_ms": rtp_jitter_ms,
-    }))
-}
-
 /// Registered human agents: (id, name, token hash, skills).
 fn agents(conn: &Connection) -> rusqlite::Result<Vec<StoredAgent>> {
     let mut stmt =
@@ -370,6 +296,28 @@ impl SqliteBackend {
     /// Opens the database in WAL mode and runs pending migrations.
     pub fn open(path: &Path) -> rusqlite::Result<Self> {
         Ok(SqliteBackend { conn: open(path)? })
+    }
+}
+
+impl super::stats::FigureSource for SqliteBackend {
+    fn count(&mut self, sql: &str) -> Result<i64, StoreError> {
+        Ok(self.conn.query_row(sql, [], |r| r.get(0))?)
+    }
+
+    fn average(&mut self, sql: &str) -> Result<Option<f64>, StoreError> {
+        Ok(self.conn.query_row(sql, [], |r| r.get(0))?)
+    }
+
+    fn triggers(&mut self) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT trigger, COUNT(*) FROM decisions GROUP BY trigger ORDER BY 2 DESC, 1",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn recontact_condition(&self) -> &'static str {
+        RECONTACT
     }
 }
 
@@ -402,7 +350,7 @@ impl StoreBackend for SqliteBackend {
     }
 
     fn stats(&mut self) -> Result<serde_json::Value, StoreError> {
-        Ok(stats(&self.conn)?)
+        super::stats::figures(self)
     }
 
     fn agents(&mut self) -> Result<Vec<StoredAgent>, StoreError> {

@@ -229,3 +229,37 @@ impl Proxy {
         self.up.store(true, Ordering::SeqCst);
     }
 }
+
+/// Two nodes' views of a fresh cluster database (migrated), both alive.
+pub async fn two_cluster_dbs(
+    tag: &str,
+) -> (
+    warmline::cluster::db::ClusterDb,
+    warmline::cluster::db::ClusterDb,
+) {
+    use warmline::cluster::db::ClusterDb;
+    let url = fresh_database(tag).await;
+    drop(warmline::store::Store::open_postgres(&url).expect("migrations"));
+    let lease = Duration::from_secs(30);
+    let a = ClusterDb::connect(&url, "node-a", lease, lease)
+        .await
+        .expect("node a");
+    let b = ClusterDb::connect(&url, "node-b", lease, lease)
+        .await
+        .expect("node b");
+    a.heartbeat("http://127.0.0.1:1").await.expect("a beats");
+    b.heartbeat("http://127.0.0.1:2").await.expect("b beats");
+    (a, b)
+}
+
+/// A standard-urgency queue entry for `call_id` needing `skill`.
+pub fn queue_entry(call_id: &str, skill: &str) -> warmline::cluster::db::QueueEntry {
+    warmline::cluster::db::QueueEntry {
+        call_id: call_id.into(),
+        skill: skill.into(),
+        urgency: warmline::legs::media_streams::Urgency::Standard,
+        tried: vec![],
+        context: "{}".into(),
+        callback_number: String::new(),
+    }
+}

@@ -432,6 +432,22 @@ pub fn whisper_sent_to_agent(rec_dir: &std::path::Path, call_id: &str, seconds: 
     sent[start..start + 8000 * seconds].to_vec()
 }
 
+/// (whisper start after the accept, gap between the whisper's last frame and
+/// the caller's first) as the agent's console saw them.
+pub fn whisper_start_and_merge_gap(h: &warmline::sim::human::HumanReport) -> (Duration, Duration) {
+    let start = h
+        .first_audio_at
+        .zip(h.accepted_at)
+        .map(|(a, b)| a.saturating_duration_since(b))
+        .expect("accepted and heard audio");
+    let gap = h
+        .first_caller_frame_at
+        .zip(h.last_whisper_frame_at)
+        .map(|(c, w)| c.saturating_duration_since(w))
+        .expect("heard the whisper and then the caller");
+    (start, gap)
+}
+
 /// Whether a μ-law frame carries sound (RMS above -50 dBFS). Digital silence
 /// comes in many byte patterns (0xFF and 0x7F are both zero, ±1 steps): such
 /// frames are identical in any two recordings and prove nothing.
