@@ -841,4 +841,28 @@ mod tests {
         .unwrap();
         assert_eq!(lists.monitor.policy_keywords, vec!["refund", "chargeback"]);
     }
+
+    #[test]
+    fn a_cluster_needs_its_database_bus_address_and_secret() {
+        let err = |file: &str| {
+            Config::from_layers(Some(("c.toml", file)), std::iter::empty())
+                .unwrap_err()
+                .to_string()
+        };
+        let ok = "[store]\npostgres_url = \"postgres://wl:pw@db/wl\"\n[cluster]\nenabled = true\n\
+                  nats_url = \"nats://n:4222\"\nadvertise_url = \"http://10.0.0.5:8080\"\n\
+                  secret = \"0123456789abcdef\"\n";
+        let c = Config::from_layers(Some(("c.toml", ok)), std::iter::empty()).unwrap();
+        assert!(c.cluster.enabled);
+        assert!(
+            c.to_toml().contains("postgres://wl:***@db/wl"),
+            "password hidden"
+        );
+        assert!(!c.to_toml().contains("0123456789abcdef"), "secret hidden");
+        assert!(err("[cluster]\nenabled = true\n").contains("store.postgres_url"));
+        assert!(err(&ok.replace("nats://n:4222", "n:4222")).contains("cluster.nats_url"));
+        assert!(err(&ok.replace("http://10.0.0.5:8080", "")).contains("cluster.advertise_url"));
+        assert!(err(&ok.replace("0123456789abcdef", "short")).contains("cluster.secret"));
+        assert!(err(&format!("{ok}lease_ms = 1500\n")).contains("cluster.lease_ms"));
+    }
 }

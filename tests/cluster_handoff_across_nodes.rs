@@ -180,3 +180,57 @@ async fn a_call_on_node_a_is_handed_to_an_agent_on_node_b() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_registered_on_one_node_signs_in_on_another() {
+    let pg = fresh_database("register").await;
+    let nats = Nats::start();
+    let ai = ScriptedAgent::start(ai_script_requesting_person())
+        .await
+        .unwrap();
+    let node_a = gateway(&ai.url(), |c| {
+        cluster_node_config(c, "node-a", free_port(), &pg, &nats.url)
+    })
+    .await;
+    let node_b = gateway(&ai.url(), |c| {
+        cluster_node_config(c, "node-b", free_port(), &pg, &nats.url)
+    })
+    .await;
+    let body = r#"{"id":"zoe","name":"Zoe","token":"zoe-secret-token","skills":["billing"]}"#;
+    let (status, reply) = http(node_a.addr, "POST", "/v1/agents", None, Some(body)).await;
+    assert_eq!(status, 201, "{reply}");
+    assert_eq!(node_a.shared.store.flush().await.unwrap(), 0);
+    // Zoe signs in on node B, which had never heard of her; a wrong token is still refused.
+    let wrong = tokio_tungstenite::connect_async(format!(
+        "ws://{}/v1/agents/zoe/ws?token=not-her-token",
+        node_b.addr
+    ))
+    .await;
+    assert!(wrong.is_err(), "a wrong token is refused");
+    let (mut zoe, _) = tokio_tungstenite::connect_async(format!(
+        "ws://{}/v1/agents/zoe/ws?token=zoe-secret-token",
+        node_b.addr
+    ))
+    .await
+    .expect("Zoe signs in on node B");
+    use futures_util::StreamExt;
+    let first = tokio::time::timeout(SOON, zoe.next())
+        .await
+        .expect("a first message")
+        .expect("open")
+        .expect("ok");
+    assert!(
+        first.to_text().unwrap_or("").contains("connected"),
+        "{first:?}"
+    );
+    // Node A sees her, with her skill, on node B.
+    wait_agent_on(&node_a.shared.routing, "zoe", "node-b").await;
+    let zoe_on_a = node_a
+        .shared
+        .routing
+        .agents()
+        .into_iter()
+        .find(|a| a.id == "zoe")
+        .expect("listed on A");
+    assert_eq!(zoe_on_a.skills, vec!["billing".to_string()]);
+}

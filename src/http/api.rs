@@ -213,7 +213,13 @@ pub async fn agent_console(
             "missing agent token (?token= or Authorization: Bearer)",
         );
     };
-    if let Err(e) = shared.routing.authenticate(&id, &token) {
+    let mut signed_in = shared.routing.authenticate(&id, &token);
+    if signed_in.is_err() && shared.cluster.is_some() {
+        // Registered (or given a new token) through another node: read the shared table.
+        shared.reload_agents().await;
+        signed_in = shared.routing.authenticate(&id, &token);
+    }
+    if let Err(e) = signed_in {
         tracing::warn!(agent = %id, error = %e, "console refused");
         return error(StatusCode::UNAUTHORIZED, e.to_string());
     }
