@@ -64,6 +64,7 @@ impl Shared {
             draining: self.draining.load(std::sync::atomic::Ordering::SeqCst),
             tasks_alive: tokio::runtime::Handle::try_current()
                 .map_or(0, |h| h.metrics().num_alive_tasks()),
+            cluster: self.cluster.as_ref().map(|c| c.health()),
         })
     }
 

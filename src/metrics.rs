@@ -132,6 +132,9 @@ pub struct Snapshot {
     pub draining: bool,
     /// Tokio tasks alive (a leak shows as growth with calls served).
     pub tasks_alive: usize,
+    /// In a cluster: routing work waiting for PostgreSQL, and whether the last
+    /// heartbeat reached it.
+    pub cluster: Option<(usize, bool)>,
 }
 
 impl Metrics {
@@ -198,6 +201,26 @@ impl Metrics {
             "Tokio tasks alive (legs, calls, consoles, the server).",
         );
         let _ = writeln!(out, "warmline_tasks_alive {}", snap.tasks_alive);
+        if let Some((pending, database_up)) = snap.cluster {
+            head(
+                &mut out,
+                "warmline_cluster_pending_ops",
+                "gauge",
+                "Routing work (queue joins, declines, presence) waiting for PostgreSQL.",
+            );
+            let _ = writeln!(out, "warmline_cluster_pending_ops {pending}");
+            head(
+                &mut out,
+                "warmline_cluster_database_up",
+                "gauge",
+                "1 when this node's last cluster heartbeat reached PostgreSQL.",
+            );
+            let _ = writeln!(
+                out,
+                "warmline_cluster_database_up {}",
+                u8::from(database_up)
+            );
+        }
         head(
             &mut out,
             "warmline_calls_total",
@@ -369,8 +392,11 @@ mod tests {
             webrtc_calls_active: 2,
             draining: true,
             tasks_alive: 7,
+            cluster: Some((3, false)),
         });
         assert!(text.contains("warmline_tasks_alive 7"));
+        assert!(text.contains("warmline_cluster_pending_ops 3"));
+        assert!(text.contains("warmline_cluster_database_up 0"));
         assert!(text.contains("warmline_webrtc_calls_active 2"));
         assert!(text.contains("warmline_draining 1"));
         assert!(text.contains(

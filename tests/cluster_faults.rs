@@ -137,6 +137,12 @@ async fn an_escalation_while_nats_is_down_reaches_the_agent_once_it_is_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_postgres_mid_call_keeps_calls_up_and_queues_new_escalations() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            "warmline::cluster=debug,warmline::routing=debug,warmline::legs::human=info",
+        )
+        .with_test_writer()
+        .try_init();
     let pg = fresh_database("pgdown").await;
     let server_port: u16 = pg
         .rsplit_once(':')
@@ -238,8 +244,6 @@ async fn losing_postgres_mid_call_keeps_calls_up_and_queues_new_escalations() {
     // The second escalation went through once PostgreSQL was back.
     let second = second.await.expect("caller task").expect("second caller");
     let bob = bob.await.expect("bob task").expect("bob");
-    assert!(bob.whisper.len() >= 8000 * 10, "Bob was briefed");
-    assert!(second.closed_by_gateway);
     let done = node_a
         .shared
         .registry
@@ -250,9 +254,16 @@ async fn losing_postgres_mid_call_keeps_calls_up_and_queues_new_escalations() {
             t.end_reason(),
             Some(&EndReason::HumanAgentHangup),
             "{:#?}",
-            t.events
+            handoff_steps(t)
         );
     }
+    assert!(
+        bob.whisper.len() >= 8000 * 10,
+        "Bob was briefed ({} bytes, offers {:?})",
+        bob.whisper.len(),
+        bob.offers
+    );
+    assert!(second.closed_by_gateway);
     // Everything node A wrote during the outage reached PostgreSQL afterwards.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {

@@ -319,7 +319,9 @@ impl ClusterDb {
         Ok(())
     }
 
-    /// Puts a call in the shared queue (again, after a failed hand-over).
+    /// Puts a call in the shared queue (again, after a failed hand-over). A
+    /// call already there keeps its place and any offer out for it (a retried
+    /// or repeated join must not undo a ring in progress).
     pub async fn enqueue(&self, e: &QueueEntry) -> Result<(), ClusterDbError> {
         self.client()
             .await?
@@ -327,7 +329,8 @@ impl ClusterDb {
                 "INSERT INTO wl_queue (call_id, node_id, skill, urgency, enqueued_at, tried, context, callback_number)
                  VALUES ($1, $2, $3, $4, now(), $5, $6, $7)
                  ON CONFLICT (call_id) DO UPDATE SET skill = excluded.skill, urgency = excluded.urgency,
-                    tried = excluded.tried, context = excluded.context, ringing_agent = NULL, ring_deadline = NULL",
+                    context = excluded.context,
+                    tried = ARRAY(SELECT DISTINCT unnest(wl_queue.tried || excluded.tried))",
                 &[
                     &e.call_id,
                     &self.node_id,

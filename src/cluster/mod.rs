@@ -24,6 +24,7 @@ use bus::{CallNews, NodeMessage, Presence, PresentAgent};
 use db::{Accepted, ClusterDb, ClusterDbError, OfferKind, QueueEntry, Released, Round};
 use futures_util::StreamExt;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use thiserror::Error;
@@ -102,6 +103,10 @@ pub struct Cluster {
     lease: Duration,
     /// Offers delivered to this node's consoles: agent → (call, kind).
     offers: Mutex<HashMap<String, (String, OfferKind)>>,
+    /// Routing work waiting for PostgreSQL (for /metrics).
+    pending_ops: AtomicUsize,
+    /// Whether the last heartbeat reached PostgreSQL (for /metrics).
+    database_up: AtomicBool,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -169,7 +174,17 @@ impl Cluster {
             heartbeat: Duration::from_millis(c.heartbeat_ms),
             lease,
             offers: Mutex::new(HashMap::new()),
+            pending_ops: AtomicUsize::new(0),
+            database_up: AtomicBool::new(true),
         })
+    }
+
+    /// (routing work waiting for PostgreSQL, whether the last heartbeat reached it).
+    pub fn health(&self) -> (usize, bool) {
+        (
+            self.pending_ops.load(Ordering::Relaxed),
+            self.database_up.load(Ordering::Relaxed),
+        )
     }
 
     /// Whether `presented` is the cluster secret (constant time).
@@ -203,13 +218,45 @@ impl Cluster {
         Ok(())
     }
 
+    /// Other nodes' messages, in their own task: offers and call news reach
+    /// consoles and sessions even while the database work below is slow.
+    async fn listen(
+        self: Arc<Self>,
+        shared: Weak<Shared>,
+        mut inbox: async_nats::Subscriber,
+        mut presence: async_nats::Subscriber,
+    ) {
+        loop {
+            tokio::select! {
+                msg = inbox.next() => {
+                    let Some(msg) = msg else { break };
+                    let Some(shared) = shared.upgrade() else { break };
+                    match serde_json::from_slice::<NodeMessage>(&msg.payload) {
+                        Ok(m) => self.on_message(&shared, m).await,
+                        Err(e) => tracing::warn!(error = %e, "malformed cluster message dropped"),
+                    }
+                }
+                msg = presence.next() => {
+                    let Some(msg) = msg else { break };
+                    let Some(shared) = shared.upgrade() else { break };
+                    match serde_json::from_slice::<Presence>(&msg.payload) {
+                        Ok(p) if p.node_id != self.node_id => shared.routing.remote_presence(p, self.lease),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "malformed presence announcement dropped"),
+                    }
+                }
+            }
+        }
+    }
+
     async fn run(
         self: Arc<Self>,
         shared: Weak<Shared>,
         mut ops: mpsc::UnboundedReceiver<ClusterOp>,
-        mut inbox: async_nats::Subscriber,
-        mut presence: async_nats::Subscriber,
+        inbox: async_nats::Subscriber,
+        presence: async_nats::Subscriber,
     ) {
+        let listener = tokio::spawn(Arc::clone(&self).listen(shared.clone(), inbox, presence));
         let mut pending: VecDeque<ClusterOp> = VecDeque::new();
         let mut beat = tokio::time::interval(self.heartbeat);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -220,25 +267,6 @@ impl Cluster {
                     Some(op) => pending.push_back(op),
                     None => break,
                 },
-                msg = inbox.next() => {
-                    let Some(msg) = msg else { break };
-                    let Some(shared) = shared.upgrade() else { break };
-                    match serde_json::from_slice::<NodeMessage>(&msg.payload) {
-                        Ok(m) => self.on_message(&shared, m).await,
-                        Err(e) => tracing::warn!(error = %e, "malformed cluster message dropped"),
-                    }
-                    continue;
-                }
-                msg = presence.next() => {
-                    let Some(msg) = msg else { break };
-                    let Some(shared) = shared.upgrade() else { break };
-                    match serde_json::from_slice::<Presence>(&msg.payload) {
-                        Ok(p) if p.node_id != self.node_id => shared.routing.remote_presence(p, self.lease),
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "malformed presence announcement dropped"),
-                    }
-                    continue;
-                }
                 _ = beat.tick() => heartbeat = true,
             }
             let Some(shared) = shared.upgrade() else {
@@ -263,6 +291,7 @@ impl Cluster {
                     }
                 }
             }
+            self.pending_ops.store(pending.len(), Ordering::Relaxed);
             if heartbeat {
                 self.beat(&shared).await;
             }
@@ -270,6 +299,7 @@ impl Cluster {
                 self.dispatch(&shared).await;
             }
         }
+        listener.abort();
         tracing::info!(node = %self.node_id, "cluster task ended");
     }
 
@@ -300,10 +330,12 @@ impl Cluster {
             }
             Ok(false) => {}
             Err(e) => {
+                self.database_up.store(false, Ordering::Relaxed);
                 tracing::warn!(error = %e, "cluster heartbeat failed");
                 return;
             }
         }
+        self.database_up.store(true, Ordering::Relaxed);
         self.announce(shared).await;
         match self.db.sweep().await {
             Ok((released, takeovers)) => {

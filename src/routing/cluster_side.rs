@@ -281,6 +281,13 @@ impl Routing {
             return Err(RoutingError::CallGone(call_id.to_string()));
         };
         let waiting = s.queue.remove(i);
+        if waiting.ringing.as_deref() != Some(agent_id) {
+            // The "offered" news travels by NATS, the accept by the relay: when
+            // the accept wins the race, the call hears of the ring first.
+            let _ = waiting.notify.try_send(RoutingEvent::Offered {
+                agent: agent_id.to_string(),
+            });
+        }
         waiting
             .notify
             .try_send(RoutingEvent::Answered {

@@ -26,7 +26,7 @@ pub async fn fresh_database(tag: &str) -> String {
         .await
         .unwrap_or_else(|e| {
             panic!(
-                "PostgreSQL at {server} is needed by this test (scripts/setup.sh starts it): {e}"
+                "PostgreSQL at {server} is needed by this test (`bash scripts/test-services.sh start` starts it; `make test` does): {e}"
             )
         });
     tokio::spawn(connection);
