@@ -294,3 +294,82 @@ async fn losing_postgres_mid_call_keeps_calls_up_and_queues_new_escalations() {
     .await;
     assert!(callbacks.is_empty(), "{} stray callbacks", callbacks.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_message_crossing_between_nodes_the_database_still_hands_the_call_over() {
+    // Each node on its own nats-server: not one NATS message crosses. Offers
+    // reach the agent's node from PostgreSQL alone (heartbeat reconciliation).
+    let pg = fresh_database("partition").await;
+    let (nats_a, nats_b) = (Nats::start(), Nats::start());
+    let ai = ScriptedAgent::start(ai_script_requesting_person())
+        .await
+        .unwrap();
+    let node_a = gateway(&ai.url(), |c| {
+        cluster_node_config(c, "node-a", free_port(), &pg, &nats_a.url);
+        c.routing.agents.push(agent_seed("ann"));
+    })
+    .await;
+    let node_b = gateway(&ai.url(), |c| {
+        cluster_node_config(c, "node-b", free_port(), &pg, &nats_b.url);
+        c.routing.agents.push(agent_seed("ann"));
+    })
+    .await;
+    let human = tokio::spawn(human::run(human::HumanOptions {
+        hang_up_after: Some(Duration::from_millis(300)),
+        max_duration: Duration::from_secs(90),
+        ..console(
+            &format!("ws://{}", node_b.addr),
+            "ann",
+            Duration::from_millis(300),
+        )
+    }));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while query(
+        &pg,
+        "SELECT 1 FROM wl_presence WHERE agent_id = 'ann' AND status = 'available'",
+        &[],
+    )
+    .await
+    .is_empty()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Ann present in the database"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !node_a
+            .shared
+            .routing
+            .agents()
+            .iter()
+            .any(|a| a.node.is_some()),
+        "node A has heard nothing from node B"
+    );
+
+    let report = caller::run(CallerOptions::new(
+        node_a.media_url(),
+        caller_requesting_person(60),
+        31,
+    ))
+    .await
+    .expect("caller");
+    let agent = human.await.expect("console task").expect("console");
+    let done = node_a
+        .shared
+        .registry
+        .wait_finished(1, Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        done[0].end_reason(),
+        Some(&EndReason::HumanAgentHangup),
+        "{:#?}",
+        handoff_steps(&done[0])
+    );
+    assert_handed_over(&done[0]);
+    assert_eq!(agent.offers.len(), 1, "one screen-pop, from the database");
+    assert!(agent.whisper.len() >= 8000 * 10, "Ann was briefed");
+    assert!(report.closed_by_gateway);
+    drop(node_b);
+}

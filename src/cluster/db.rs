@@ -646,6 +646,61 @@ impl ClusterDb {
         Ok((released, takeovers))
     }
 
+    /// The offers out to this node's agents made more than `older_than` ago
+    /// (calls and callbacks), to re-deliver any whose NATS message was lost.
+    pub async fn offers_on_node(&self, older_than: Duration) -> Result<Vec<Match>, ClusterDbError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT p.agent_id, q.call_id, q.urgency, q.context, q.node_id, false
+                 FROM wl_presence p JOIN wl_queue q ON q.call_id = p.offered_call AND q.ringing_agent = p.agent_id
+                 WHERE p.node_id = $1
+                   AND q.ring_deadline < now() + make_interval(secs => $2) - make_interval(secs => $3)
+                 UNION ALL
+                 SELECT p.agent_id, c.call_id, 0::smallint, c.context, '', true
+                 FROM wl_presence p JOIN callbacks c ON p.offered_call = $4 || c.call_id AND c.offered_to = p.agent_id
+                 WHERE p.node_id = $1
+                   AND c.offer_deadline < now() + make_interval(secs => $2) - make_interval(secs => $3)",
+                &[
+                    &self.node_id,
+                    &self.ring_lease.as_secs_f64(),
+                    &older_than.as_secs_f64(),
+                    &CALLBACK_PREFIX,
+                ],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Match {
+                kind: if r.get(5) {
+                    OfferKind::Callback
+                } else {
+                    OfferKind::Call
+                },
+                call_id: r.get(1),
+                owner_node: r.get(4),
+                agent_id: r.get(0),
+                agent_node: self.node_id.clone(),
+                urgency: urgency_of(r.get(2)),
+                context: r.get(3),
+            })
+            .collect())
+    }
+
+    /// The calls of this node in the shared queue.
+    pub async fn queued_on_node(&self) -> Result<Vec<String>, ClusterDbError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT call_id FROM wl_queue WHERE node_id = $1",
+                &[&self.node_id],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// The live nodes and their advertised URLs.
     pub async fn nodes(&self) -> Result<Vec<(String, String)>, ClusterDbError> {
         let rows = self

@@ -107,6 +107,8 @@ pub struct Cluster {
     pending_ops: AtomicUsize,
     /// Whether the last heartbeat reached PostgreSQL (for /metrics).
     database_up: AtomicBool,
+    /// Calls queued here but missing from the shared queue, by heartbeats missed.
+    missing: Mutex<HashMap<String, u8>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -176,6 +178,7 @@ impl Cluster {
             offers: Mutex::new(HashMap::new()),
             pending_ops: AtomicUsize::new(0),
             database_up: AtomicBool::new(true),
+            missing: Mutex::new(HashMap::new()),
         })
     }
 
@@ -294,6 +297,9 @@ impl Cluster {
             self.pending_ops.store(pending.len(), Ordering::Relaxed);
             if heartbeat {
                 self.beat(&shared).await;
+                if pending.is_empty() {
+                    self.reconcile(&shared).await;
+                }
             }
             if dispatch && pending.is_empty() {
                 self.dispatch(&shared).await;
@@ -354,6 +360,83 @@ impl Cluster {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cluster sweep failed"),
+        }
+    }
+
+    /// Makes up for lost NATS messages from the database: offers to this
+    /// node's agents that never reached their console are delivered, and a
+    /// call of this node that left the shared queue without news for two
+    /// heartbeats (its "nobody can take it" was lost, or the agent who won it
+    /// never connected) joins it again, never to be offered to that agent; the
+    /// next round offers it on or says, from here, that nobody can take it.
+    async fn reconcile(&self, shared: &Arc<Shared>) {
+        match self.db.offers_on_node(self.heartbeat).await {
+            Ok(offers) => {
+                for m in offers {
+                    if shared.routing.is_offered(&m.agent_id, &m.call_id) {
+                        continue;
+                    }
+                    tracing::warn!(agent = %m.agent_id, call = %m.call_id,
+                        "offer never reached the console (message lost); delivering it from the database");
+                    let msg = NodeMessage::Offer {
+                        agent_id: m.agent_id,
+                        call_id: m.call_id,
+                        kind: m.kind,
+                        urgency: m.urgency,
+                        context: m.context,
+                        owner_node: m.owner_node,
+                    };
+                    self.on_message(shared, msg).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "offer reconciliation failed"),
+        }
+        let queued = match self.db.queued_on_node().await {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::warn!(error = %e, "queue reconciliation failed");
+                return;
+            }
+        };
+        let mut lost = Vec::new();
+        {
+            let mut missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());
+            let here: Vec<String> = shared
+                .routing
+                .queued_entries()
+                .into_iter()
+                .map(|e| e.call_id)
+                .collect();
+            missing.retain(|call, _| here.contains(call));
+            for call in here {
+                if queued.contains(&call) {
+                    missing.remove(&call);
+                    continue;
+                }
+                let misses = missing.entry(call.clone()).or_default();
+                *misses += 1;
+                if *misses >= 2 {
+                    lost.push(call);
+                }
+            }
+            for call in &lost {
+                missing.remove(call);
+            }
+        }
+        for call in lost {
+            let Some(mut entry) = shared.routing.queued_entry(&call) else {
+                continue;
+            };
+            if let Some(agent) = shared.routing.ringing_agent(&call)
+                && !entry.tried.contains(&agent)
+            {
+                entry.tried.push(agent);
+            }
+            tracing::warn!(call = %call, tried = ?entry.tried,
+                "call left the shared queue without news; queuing it again");
+            if let Err(e) = self.db.enqueue(&entry).await {
+                tracing::warn!(error = %e, "re-queue failed; retrying next heartbeat");
+            }
         }
     }
 

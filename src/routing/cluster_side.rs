@@ -266,6 +266,15 @@ impl Routing {
             .map(queue_entry)
     }
 
+    /// The agent a call waiting here is ringing, as far as this node heard.
+    pub fn ringing_agent(&self, call_id: &str) -> Option<String> {
+        let s = self.lock();
+        s.queue
+            .iter()
+            .find(|w| w.call_id == call_id)
+            .and_then(|w| w.ringing.clone())
+    }
+
     /// Every call waiting on this node.
     pub fn queued_entries(&self) -> Vec<crate::cluster::db::QueueEntry> {
         self.lock().queue.iter().map(queue_entry).collect()
