@@ -72,16 +72,7 @@ async fn an_escalation_while_nats_is_down_reaches_the_agent_once_it_is_back() {
     let ai = ScriptedAgent::start(ai_script_requesting_person())
         .await
         .unwrap();
-    let node_a = gateway(&ai.url(), |c| {
-        cluster_node_config(c, "node-a", free_port(), &pg, &nats.url);
-        c.routing.agents.push(agent_seed("ann"));
-    })
-    .await;
-    let node_b = gateway(&ai.url(), |c| {
-        cluster_node_config(c, "node-b", free_port(), &pg, &nats.url);
-        c.routing.agents.push(agent_seed("ann"));
-    })
-    .await;
+    let (node_a, node_b) = two_nodes(&ai.url(), (&pg, &nats.url), (&pg, &nats.url), &["ann"]).await;
     let human = tokio::spawn(human::run(human::HumanOptions {
         hang_up_after: Some(Duration::from_millis(300)),
         max_duration: Duration::from_secs(90),
@@ -155,25 +146,13 @@ async fn losing_postgres_mid_call_keeps_calls_up_and_queues_new_escalations() {
         .await
         .unwrap();
     // Node A reaches PostgreSQL only through the proxy.
-    let node_a = gateway(&ai.url(), |c| {
-        cluster_node_config(
-            c,
-            "node-a",
-            free_port(),
-            &with_port(&pg, proxy.port),
-            &nats.url,
-        );
-        c.routing
-            .agents
-            .extend([agent_seed("ann"), agent_seed("bob")]);
-    })
-    .await;
-    let node_b = gateway(&ai.url(), |c| {
-        cluster_node_config(c, "node-b", free_port(), &pg, &nats.url);
-        c.routing
-            .agents
-            .extend([agent_seed("ann"), agent_seed("bob")]);
-    })
+    let a_via_proxy = with_port(&pg, proxy.port);
+    let (node_a, node_b) = two_nodes(
+        &ai.url(),
+        (&a_via_proxy, &nats.url),
+        (&pg, &nats.url),
+        &["ann", "bob"],
+    )
     .await;
     let base_b = format!("ws://{}", node_b.addr);
     // Ann talks for 6 s once connected; Bob is there for the second caller.
@@ -304,16 +283,8 @@ async fn with_no_message_crossing_between_nodes_the_database_still_hands_the_cal
     let ai = ScriptedAgent::start(ai_script_requesting_person())
         .await
         .unwrap();
-    let node_a = gateway(&ai.url(), |c| {
-        cluster_node_config(c, "node-a", free_port(), &pg, &nats_a.url);
-        c.routing.agents.push(agent_seed("ann"));
-    })
-    .await;
-    let node_b = gateway(&ai.url(), |c| {
-        cluster_node_config(c, "node-b", free_port(), &pg, &nats_b.url);
-        c.routing.agents.push(agent_seed("ann"));
-    })
-    .await;
+    let (node_a, node_b) =
+        two_nodes(&ai.url(), (&pg, &nats_a.url), (&pg, &nats_b.url), &["ann"]).await;
     let human = tokio::spawn(human::run(human::HumanOptions {
         hang_up_after: Some(Duration::from_millis(300)),
         max_duration: Duration::from_secs(90),

@@ -21,17 +21,7 @@ async fn a_call_on_node_a_is_handed_to_an_agent_on_node_b() {
     let ai = ScriptedAgent::start(ai_script_requesting_person())
         .await
         .unwrap();
-    let (port_a, port_b) = (free_port(), free_port());
-    let node_a = gateway(&ai.url(), |c| {
-        cluster_node_config(c, "node-a", port_a, &pg, &nats.url);
-        c.routing.agents.push(agent_seed("ann"));
-    })
-    .await;
-    let node_b = gateway(&ai.url(), |c| {
-        cluster_node_config(c, "node-b", port_b, &pg, &nats.url);
-        c.routing.agents.push(agent_seed("ann"));
-    })
-    .await;
+    let (node_a, node_b) = two_nodes(&ai.url(), (&pg, &nats.url), (&pg, &nats.url), &["ann"]).await;
 
     // Ann signs in on node B; node A learns she is there.
     let agent_voice = noise(8000 * 2, 4242);

@@ -70,6 +70,20 @@ pub enum NodeMessage {
     },
 }
 
+impl From<super::db::Match> for NodeMessage {
+    /// The offer a dispatch round made, for the agent's node.
+    fn from(m: super::db::Match) -> Self {
+        NodeMessage::Offer {
+            agent_id: m.agent_id,
+            call_id: m.call_id,
+            kind: m.kind,
+            urgency: m.urgency,
+            context: m.context,
+            owner_node: m.owner_node,
+        }
+    }
+}
+
 /// What routing tells the node holding a call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]

@@ -378,15 +378,7 @@ impl Cluster {
                     }
                     tracing::warn!(agent = %m.agent_id, call = %m.call_id,
                         "offer never reached the console (message lost); delivering it from the database");
-                    let msg = NodeMessage::Offer {
-                        agent_id: m.agent_id,
-                        call_id: m.call_id,
-                        kind: m.kind,
-                        urgency: m.urgency,
-                        context: m.context,
-                        owner_node: m.owner_node,
-                    };
-                    self.on_message(shared, msg).await;
+                    self.on_message(shared, m.into()).await;
                 }
             }
             Err(e) => tracing::warn!(error = %e, "offer reconciliation failed"),
@@ -536,15 +528,8 @@ impl Cluster {
                     )
                     .await;
                 }
-                let msg = NodeMessage::Offer {
-                    agent_id: m.agent_id,
-                    call_id: m.call_id,
-                    kind: m.kind,
-                    urgency: m.urgency,
-                    context: m.context,
-                    owner_node: m.owner_node,
-                };
-                self.send(shared, &m.agent_node, msg).await;
+                let node = m.agent_node.clone();
+                self.send(shared, &node, m.into()).await;
             }
         }
     }

@@ -482,6 +482,26 @@ pub fn leaked_whisper_frames(whisper: &[i16], received: &[u8]) -> usize {
 
 pub mod browser;
 
+/// Cluster nodes "node-a" and "node-b" in this process, each on its own
+/// (PostgreSQL URL, NATS URL), both dialing `ai_url` and knowing `agents`.
+pub async fn two_nodes(
+    ai_url: &str,
+    (pg_a, nats_a): (&str, &str),
+    (pg_b, nats_b): (&str, &str),
+    agents: &[&str],
+) -> (RunningGateway, RunningGateway) {
+    let node = |name: &'static str, pg: String, nats: String| {
+        let seeds: Vec<_> = agents.iter().map(|a| agent_seed(a)).collect();
+        gateway(ai_url, move |c| {
+            cluster::cluster_node_config(c, name, cluster::free_port(), &pg, &nats);
+            c.routing.agents.extend(seeds);
+        })
+    };
+    let a = node("node-a", pg_a.to_string(), nats_a.to_string()).await;
+    let b = node("node-b", pg_b.to_string(), nats_b.to_string()).await;
+    (a, b)
+}
+
 /// `warmline serve` (the binary built with these tests) on a free loopback
 /// port, dialing `agent_url`, with its database in `dir`, `server_keys` added
 /// to `[server]` and `tables` (more TOML tables) appended; returns once
