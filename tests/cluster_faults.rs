@@ -92,14 +92,13 @@ async fn an_escalation_while_nats_is_down_reaches_the_agent_once_it_is_back() {
         11,
     )));
     // The escalation is queued in PostgreSQL and the offer to node B waits.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while query(&pg, "SELECT 1 FROM wl_queue", &[]).await.is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the call was queued"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_row(
+        &pg,
+        "SELECT 1 FROM wl_queue",
+        Duration::from_secs(30),
+        "the call was queued",
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
         node_a.shared.registry.counts().active,
@@ -171,21 +170,13 @@ async fn losing_postgres_mid_call_keeps_calls_up_and_queues_new_escalations() {
         21,
     )));
     // Once the first caller is merged with Ann, node A loses PostgreSQL.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
-    while query(
+    wait_for_row(
         &pg,
         "SELECT 1 FROM handoffs WHERE merged_at IS NOT NULL",
-        &[],
+        Duration::from_secs(40),
+        "the first call merged",
     )
-    .await
-    .is_empty()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the first call merged"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    .await;
     proxy.cut();
     let bob = tokio::spawn(human::run(human::HumanOptions {
         hang_up_after: Some(Duration::from_millis(300)),
@@ -294,21 +285,13 @@ async fn with_no_message_crossing_between_nodes_the_database_still_hands_the_cal
             Duration::from_millis(300),
         )
     }));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while query(
+    wait_for_row(
         &pg,
         "SELECT 1 FROM wl_presence WHERE agent_id = 'ann' AND status = 'available'",
-        &[],
+        Duration::from_secs(10),
+        "Ann present in the database",
     )
-    .await
-    .is_empty()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "Ann present in the database"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    .await;
     assert!(
         !node_a
             .shared

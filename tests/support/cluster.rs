@@ -263,3 +263,12 @@ pub fn queue_entry(call_id: &str, skill: &str) -> warmline::cluster::db::QueueEn
         callback_number: String::new(),
     }
 }
+
+/// Waits until `sql` returns a row on `url`.
+pub async fn wait_for_row(url: &str, sql: &str, within: Duration, what: &str) {
+    let deadline = tokio::time::Instant::now() + within;
+    while query(url, sql, &[]).await.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
