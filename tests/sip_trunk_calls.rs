@@ -220,7 +220,12 @@ async fn a_trunk_with_credentials_is_challenged_and_only_the_right_password_gets
         .registry
         .wait_finished(1, Duration::from_secs(10))
         .await;
-    assert_eq!(ai.sessions().len(), 1, "one call reached the agent");
+    // The agent records its session when its socket closes, just after the call ends.
+    assert_eq!(
+        ai.wait_sessions(1, SOON).await.len(),
+        1,
+        "one call reached the agent"
+    );
     // A forged nonce: 401 again, with a fresh challenge, and no call.
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let forged = "INVITE sip:ai@x SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKf\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: forged\r\nCSeq: 2 INVITE\r\nAuthorization: Digest username=\"trunk\", realm=\"warmline\", nonce=\"abc\", uri=\"sip:ai@x\", response=\"00\"\r\nContent-Length: 0\r\n\r\n";
