@@ -122,7 +122,7 @@ async fn pcmu_call_with_audio_and_digit(
         t.events
     );
     // The AI agent received the caller's audio, sample for sample (PCMU passthrough).
-    let sessions = ai.sessions();
+    let sessions = ai.wait_sessions(1, SOON).await;
     assert_eq!(sessions.len(), 1);
     let session = &sessions[0];
     assert_eq!(
