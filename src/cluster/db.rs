@@ -357,16 +357,6 @@ impl ClusterDb {
         Ok(())
     }
 
-    /// Whether a call is in the shared queue.
-    pub async fn is_queued(&self, call_id: &str) -> Result<bool, ClusterDbError> {
-        Ok(self
-            .client()
-            .await?
-            .query_opt("SELECT 1 FROM wl_queue WHERE call_id = $1", &[&call_id])
-            .await?
-            .is_some())
-    }
-
     /// Pairs waiting calls (most urgent, then oldest), then pending callbacks,
     /// with the longest-idle available agent of a live node who has the skill
     /// and has not tried it. Safe to run on every node at once.

@@ -323,15 +323,7 @@ impl Cluster {
                     return;
                 }
                 for agent in shared.routing.local_presence() {
-                    let _ = self
-                        .db
-                        .set_presence(
-                            &agent.id,
-                            agent.status.as_str(),
-                            &agent.skills,
-                            Duration::from_secs_f64(agent.idle_seconds.max(0.0)),
-                        )
-                        .await;
+                    let _ = self.store_presence(&agent).await;
                 }
             }
             Ok(false) => {}
@@ -393,12 +385,7 @@ impl Cluster {
         let mut lost = Vec::new();
         {
             let mut missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());
-            let here: Vec<String> = shared
-                .routing
-                .queued_entries()
-                .into_iter()
-                .map(|e| e.call_id)
-                .collect();
+            let here = shared.routing.queued_calls();
             missing.retain(|call, _| here.contains(call));
             for call in here {
                 if queued.contains(&call) {
@@ -432,6 +419,14 @@ impl Cluster {
         }
     }
 
+    /// One of this node's agents' availability, into the shared table.
+    async fn store_presence(&self, a: &PresentAgent) -> Result<(), ClusterDbError> {
+        let idle = Duration::from_secs_f64(a.idle_seconds.max(0.0));
+        self.db
+            .set_presence(&a.id, a.status.as_str(), &a.skills, idle)
+            .await
+    }
+
     async fn announce(&self, shared: &Arc<Shared>) {
         let p = Presence {
             node_id: self.node_id.clone(),
@@ -447,14 +442,7 @@ impl Cluster {
     async fn apply(&self, shared: &Arc<Shared>, op: &ClusterOp) -> Result<(), ClusterDbError> {
         match op {
             ClusterOp::Presence(a) => {
-                self.db
-                    .set_presence(
-                        &a.id,
-                        a.status.as_str(),
-                        &a.skills,
-                        Duration::from_secs_f64(a.idle_seconds.max(0.0)),
-                    )
-                    .await?;
+                self.store_presence(a).await?;
                 self.announce(shared).await;
             }
             ClusterOp::Enqueue(e) => self.db.enqueue(e).await?,
@@ -469,22 +457,11 @@ impl Cluster {
             }
             ClusterOp::Release { agent_id, call_id } => {
                 self.forget_offer(agent_id, call_id);
-                match self.db.release(agent_id, call_id).await? {
-                    Some(r) => self.on_released(shared, r, "declined").await,
-                    None => {
-                        // Accepted on the database but the agent's audio never
-                        // reached the call (their node failed between): queue it again.
-                        if let Some(mut entry) = shared.routing.queued_entry(call_id)
-                            && !self.db.is_queued(call_id).await?
-                        {
-                            if !entry.tried.contains(agent_id) {
-                                entry.tried.push(agent_id.clone());
-                            }
-                            tracing::warn!(call = %call_id, agent = %agent_id,
-                                "accepted but never connected; queued again");
-                            self.db.enqueue(&entry).await?;
-                        }
-                    }
+                // None: already released, or accepted but the agent's audio never
+                // reached the call (their node failed between) — `reconcile`
+                // queues such a call again.
+                if let Some(r) = self.db.release(agent_id, call_id).await? {
+                    self.on_released(shared, r, "declined").await;
                 }
             }
             ClusterOp::Dispatch => {}

@@ -27,7 +27,7 @@ pub(super) struct RemoteAgent {
 
 impl RemoteAgent {
     fn takes(&self, skill: &str) -> bool {
-        skill.is_empty() || self.skills.is_empty() || self.skills.iter().any(|k| k == skill)
+        super::takes_skill(&self.skills, skill)
     }
 }
 
@@ -77,23 +77,28 @@ pub struct AgentEnd {
     pub events: mpsc::Sender<LegEvent>,
 }
 
+/// A new audio link between a call (its half) and an agent (theirs).
+fn link_pair() -> (HumanLink, AgentEnd) {
+    let (cmd_tx, cmd_rx) = mpsc::channel(crate::legs::agent::COMMAND_QUEUE);
+    let (ev_tx, ev_rx) = mpsc::channel(crate::legs::agent::EVENT_QUEUE);
+    (
+        HumanLink {
+            commands: cmd_tx,
+            events: ev_rx,
+        },
+        AgentEnd {
+            commands: cmd_rx,
+            events: ev_tx,
+        },
+    )
+}
+
 impl Routing {
     /// `accept` with a new audio link, returning the agent's end of it.
     pub fn accept_local(&self, agent_id: &str, call_id: &str) -> Result<AgentEnd, RoutingError> {
-        let (cmd_tx, cmd_rx) = mpsc::channel(crate::legs::agent::COMMAND_QUEUE);
-        let (ev_tx, ev_rx) = mpsc::channel(crate::legs::agent::EVENT_QUEUE);
-        self.accept(
-            agent_id,
-            call_id,
-            HumanLink {
-                commands: cmd_tx,
-                events: ev_rx,
-            },
-        )?;
-        Ok(AgentEnd {
-            commands: cmd_rx,
-            events: ev_tx,
-        })
+        let (link, end) = link_pair();
+        self.accept(agent_id, call_id, link)?;
+        Ok(end)
     }
 
     /// Makes this routing one node of a cluster: offers, accepts and declines
@@ -280,16 +285,20 @@ impl Routing {
         self.lock().queue.iter().map(queue_entry).collect()
     }
 
+    /// The ids of the calls waiting on this node.
+    pub fn queued_calls(&self) -> Vec<String> {
+        self.lock()
+            .queue
+            .iter()
+            .map(|w| w.call_id.clone())
+            .collect()
+    }
+
     /// An agent won the accept of a call queued here: the call leaves the
     /// queue and gets the agent's audio link; the agent's end is returned.
     pub fn hand_over(&self, call_id: &str, agent_id: &str) -> Result<AgentEnd, RoutingError> {
-        let (cmd_tx, cmd_rx) = mpsc::channel(crate::legs::agent::COMMAND_QUEUE);
-        let (ev_tx, ev_rx) = mpsc::channel(crate::legs::agent::EVENT_QUEUE);
-        let mut s = self.lock();
-        let Some(i) = s.queue.iter().position(|w| w.call_id == call_id) else {
-            return Err(RoutingError::CallGone(call_id.to_string()));
-        };
-        let waiting = s.queue.remove(i);
+        let (link, end) = link_pair();
+        let waiting = super::take_waiting(&mut self.lock(), call_id)?;
         if waiting.ringing.as_deref() != Some(agent_id) {
             // The "offered" news travels by NATS, the accept by the relay: when
             // the accept wins the race, the call hears of the ring first.
@@ -301,16 +310,10 @@ impl Routing {
             .notify
             .try_send(RoutingEvent::Answered {
                 agent: agent_id.to_string(),
-                link: HumanLink {
-                    commands: cmd_tx,
-                    events: ev_rx,
-                },
+                link,
             })
             .map_err(|_| RoutingError::CallGone(call_id.to_string()))?;
-        Ok(AgentEnd {
-            commands: cmd_rx,
-            events: ev_tx,
-        })
+        Ok(end)
     }
 
     /// One of this node's agents won an accept: busy on a call, or (a

@@ -180,9 +180,9 @@ struct Agent {
 }
 
 impl Agent {
-    /// Whether this agent takes calls for `skill` (agents without skills take all).
+    /// Whether this agent takes calls for `skill`.
     fn takes(&self, skill: &str) -> bool {
-        skill.is_empty() || self.skills.is_empty() || self.skills.iter().any(|k| k == skill)
+        takes_skill(&self.skills, skill)
     }
 }
 
@@ -595,10 +595,7 @@ impl Routing {
         }
         agent.offered = None;
         agent.status = AgentStatus::Busy;
-        let Some(i) = s.queue.iter().position(|w| w.call_id == call_id) else {
-            return Err(RoutingError::CallGone(call_id.to_string()));
-        };
-        let waiting = s.queue.remove(i);
+        let waiting = take_waiting(&mut s, call_id)?;
         let _ = waiting.notify.try_send(RoutingEvent::Answered {
             agent: agent_id.to_string(),
             link,
@@ -639,15 +636,17 @@ impl Routing {
 
     /// The call left the queue (caller hung up, callback chosen).
     pub fn leave(&self, call_id: &str) {
+        let mut s = self.lock();
+        let Some(i) = s.queue.iter().position(|w| w.call_id == call_id) else {
+            return;
+        };
+        // Only a call queued here can be in the shared queue (every call's
+        // session calls this when it ends: the others cost the database nothing).
         if let Some(cluster) = self.cluster.get() {
             let _ = cluster.send(crate::cluster::ClusterOp::Leave {
                 call_id: call_id.to_string(),
             });
         }
-        let mut s = self.lock();
-        let Some(i) = s.queue.iter().position(|w| w.call_id == call_id) else {
-            return;
-        };
         let w = s.queue.remove(i);
         if let Some(agent_id) = w.ringing
             && let Some(agent) = s.agents.get_mut(&agent_id)
@@ -782,6 +781,16 @@ impl Routing {
     }
 }
 
+/// Takes a call out of the queue to hand it to an agent.
+fn take_waiting(s: &mut State, call_id: &str) -> Result<Waiting, RoutingError> {
+    let i = s
+        .queue
+        .iter()
+        .position(|w| w.call_id == call_id)
+        .ok_or_else(|| RoutingError::CallGone(call_id.to_string()))?;
+    Ok(s.queue.remove(i))
+}
+
 fn agent_mut<'a>(s: &'a mut State, id: &str) -> Result<&'a mut Agent, RoutingError> {
     s.agents
         .get_mut(id)
@@ -792,6 +801,12 @@ fn agent_mut<'a>(s: &'a mut State, id: &str) -> Result<&'a mut Agent, RoutingErr
 pub fn token_sha256(token: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+/// Whether an agent with `skills` takes calls for `skill` (agents without
+/// skills take all; calls without one go to anyone).
+fn takes_skill(skills: &[String], skill: &str) -> bool {
+    skill.is_empty() || skills.is_empty() || skills.iter().any(|k| k == skill)
 }
 
 fn urgency_rank(u: Urgency) -> u8 {
