@@ -9,7 +9,6 @@ mod support;
 use std::time::Duration;
 use support::cluster::*;
 use support::*;
-use warmline::call::timeline::EndReason;
 use warmline::config::Config;
 use warmline::gateway::RunningGateway;
 use warmline::sim::agent::ScriptedAgent;
@@ -109,18 +108,7 @@ async fn an_escalation_while_nats_is_down_reaches_the_agent_once_it_is_back() {
 
     let report = caller.await.expect("caller task").expect("caller");
     let agent = human.await.expect("console task").expect("console");
-    let done = node_a
-        .shared
-        .registry
-        .wait_finished(1, Duration::from_secs(10))
-        .await;
-    assert_eq!(
-        done[0].end_reason(),
-        Some(&EndReason::HumanAgentHangup),
-        "{:#?}",
-        done[0].events
-    );
-    assert_handed_over(&done[0]);
+    wait_handed_over(&node_a, 1).await;
     assert!(agent.whisper.len() >= 8000 * 10, "the agent was briefed");
     assert!(report.closed_by_gateway);
 }
@@ -214,19 +202,7 @@ async fn losing_postgres_mid_call_keeps_calls_up_and_queues_new_escalations() {
     // The second escalation went through once PostgreSQL was back.
     let second = second.await.expect("caller task").expect("second caller");
     let bob = bob.await.expect("bob task").expect("bob");
-    let done = node_a
-        .shared
-        .registry
-        .wait_finished(2, Duration::from_secs(10))
-        .await;
-    for t in &done {
-        assert_eq!(
-            t.end_reason(),
-            Some(&EndReason::HumanAgentHangup),
-            "{:#?}",
-            handoff_steps(t)
-        );
-    }
+    wait_handed_over(&node_a, 2).await;
     assert!(
         bob.whisper.len() >= 8000 * 10,
         "Bob was briefed ({} bytes, offers {:?})",
@@ -310,18 +286,7 @@ async fn with_no_message_crossing_between_nodes_the_database_still_hands_the_cal
     .await
     .expect("caller");
     let agent = human.await.expect("console task").expect("console");
-    let done = node_a
-        .shared
-        .registry
-        .wait_finished(1, Duration::from_secs(10))
-        .await;
-    assert_eq!(
-        done[0].end_reason(),
-        Some(&EndReason::HumanAgentHangup),
-        "{:#?}",
-        handoff_steps(&done[0])
-    );
-    assert_handed_over(&done[0]);
+    wait_handed_over(&node_a, 1).await;
     assert_eq!(agent.offers.len(), 1, "one screen-pop, from the database");
     assert!(agent.whisper.len() >= 8000 * 10, "Ann was briefed");
     assert!(report.closed_by_gateway);

@@ -409,6 +409,34 @@ pub fn sip_gateway_config(c: &mut Config, ports: u16) {
     c.sip.rtp_port_max = ports + 99;
 }
 
+/// Waits for `count` calls to finish on `gw` and asserts every one ended with
+/// the human agent hanging up after ringing, answer, whisper and merge.
+pub async fn wait_handed_over(
+    gw: &RunningGateway,
+    count: usize,
+) -> Vec<std::sync::Arc<warmline::call::timeline::Timeline>> {
+    let done = gw
+        .shared
+        .registry
+        .wait_finished(count, Duration::from_secs(10))
+        .await;
+    assert!(
+        done.len() >= count,
+        "{} of {count} calls finished",
+        done.len()
+    );
+    for t in &done {
+        assert_eq!(
+            t.end_reason(),
+            Some(&warmline::call::timeline::EndReason::HumanAgentHangup),
+            "{:#?}",
+            handoff_steps(t)
+        );
+        assert_handed_over(t);
+    }
+    done
+}
+
 /// Asserts the call went through ringing, answered, whisper and merge.
 pub fn assert_handed_over(t: &warmline::call::timeline::Timeline) {
     let steps: Vec<String> = handoff_steps(t).into_iter().map(|(s, _)| s).collect();
