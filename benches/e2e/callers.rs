@@ -112,10 +112,12 @@ pub struct SipCall {
 }
 
 /// Calls the gateway at `gateway` offering `codec`; returns once the 200 is ACKed.
+/// The Call-ID (the AI agent's `callSid`) starts with `call_prefix`.
 pub async fn sip_invite(
     gateway: SocketAddr,
     n: usize,
     codec: &Outgoing,
+    call_prefix: &str,
 ) -> Result<SipCall, String> {
     let sip = UdpSocket::bind("127.0.0.1:0")
         .await
@@ -125,7 +127,7 @@ pub async fn sip_invite(
         .map_err(|e| e.to_string())?;
     let local = sip.local_addr().map_err(|e| e.to_string())?;
     let rtp_port = rtp.local_addr().map_err(|e| e.to_string())?.port();
-    let call = format!("bench-{n}-{}@127.0.0.1", local.port());
+    let call = format!("{call_prefix}bench-{n}-{}@127.0.0.1", local.port());
     let from = format!("<sip:bench{n}@127.0.0.1>;tag=b{n}");
     let uri = format!("sip:ai@{gateway}");
     let invite = request(
@@ -195,6 +197,50 @@ pub async fn sip_invite(
 }
 
 impl SipCall {
+    /// Sends numbered PCMU frames `base..base + frames` from `start` until the
+    /// gateway hangs up with a BYE (answered 200), receiving meanwhile the
+    /// numbered frames `0..frames` of the other side.
+    pub async fn run_until_bye(
+        self,
+        base: u32,
+        frames: u32,
+        start: tokio::time::Instant,
+        origin: Instant,
+    ) -> CallerLog {
+        let (hung_up_tx, hung_up) = tokio::sync::watch::channel(false);
+        let after_hangup = |mut rx: tokio::sync::watch::Receiver<bool>, linger: Duration| async move {
+            let _ = rx.wait_for(|&b| b).await;
+            tokio::time::sleep(linger).await;
+        };
+        let last = start + Duration::from_millis(20 * u64::from(frames) + 1000);
+        let watcher = async {
+            let _ = tokio::time::timeout_at(last, answer_bye(&self.sip)).await;
+            let _ = hung_up_tx.send(true);
+        };
+        let receiver = rtp_peer::receive_until(
+            Arc::clone(&self.rtp),
+            after_hangup(hung_up.clone(), Duration::from_millis(300)),
+            0..frames,
+            origin,
+        );
+        let sender = rtp_peer::send_until(
+            Arc::clone(&self.rtp),
+            self.remote_rtp,
+            Outgoing::NumberedPcmu,
+            base..base + frames,
+            start,
+            origin,
+            after_hangup(hung_up.clone(), Duration::ZERO),
+        );
+        let ((), sent, received) = tokio::join!(watcher, sender, receiver);
+        CallerLog {
+            call: self.call,
+            sent,
+            received,
+            setup_us: Some(self.setup_us),
+        }
+    }
+
     /// Sends `frames` of `out` from `start` while receiving; then BYE.
     pub async fn run(
         self,
@@ -235,6 +281,22 @@ impl SipCall {
             sent,
             received,
             setup_us: Some(self.setup_us),
+        }
+    }
+}
+
+/// Waits for a BYE on `sip` and answers it 200.
+async fn answer_bye(sip: &UdpSocket) {
+    let mut buf = vec![0u8; 8192];
+    while let Ok((len, from)) = sip.recv_from(&mut buf).await {
+        let Ok(msg) = SipMessage::parse(&buf[..len]) else {
+            continue;
+        };
+        if msg.code().is_none() && msg.method() == "BYE" {
+            let _ = sip
+                .send_to(&msg.response(200, "OK", None).to_bytes(), from)
+                .await;
+            return;
         }
     }
 }

@@ -3,7 +3,9 @@
 //! rtpengine (userspace) relaying the same RTP streams, in the same run.
 //!
 //! Modes: Media Streams μ-law passthrough (WebSocket caller ⇄ AI agent), RTP
-//! PCMU passthrough (SIP caller ⇄ AI agent), RTP Opus ⇄ PCMU transcode. For each:
+//! PCMU passthrough (SIP caller ⇄ AI agent), RTP Opus ⇄ PCMU transcode, RTP
+//! relay (SIP caller ⇄ a human agent's SIP phone after the merge), mixed
+//! (hold, whisper, then caller ⇄ human through the console). For each:
 //! one-way latency per frame (p50/p99/p99.9, frames matched by the number they
 //! carry, or by order when transcoded), egress jitter, lost frames, CPU time of
 //! the system under test per call-second (→ calls per core), SIP call setup
@@ -17,6 +19,7 @@
 
 mod agent;
 mod callers;
+mod phones;
 mod process;
 mod rtp_peer;
 mod rtpengine;
@@ -49,6 +52,9 @@ enum Mode {
     /// Media Streams caller escalated at once: hold audio and disclosure while a
     /// human agent hears the whisper, then caller ⇄ human through the mixer.
     Mixed,
+    /// SIP/RTP PCMU caller escalated at once and merged with a human agent's
+    /// SIP phone: RTP in, RTP out, as a media relay; rtpengine: PCMU ⇄ PCMU.
+    RtpRelay,
 }
 
 impl Mode {
@@ -59,6 +65,7 @@ impl Mode {
             Mode::RtpPcmu => "rtp-pcmu",
             Mode::RtpOpus => "rtp-opus",
             Mode::Mixed => "mixed",
+            Mode::RtpRelay => "rtp-relay",
         }
     }
 
@@ -68,7 +75,13 @@ impl Mode {
             Mode::RtpPcmu => "RTP PCMU passthrough",
             Mode::RtpOpus => "RTP Opus ⇄ PCMU transcode",
             Mode::Mixed => "Mixed: hold + whisper + bridge to a human",
+            Mode::RtpRelay => "RTP relay: SIP caller ⇄ agent's SIP phone",
         }
+    }
+
+    /// Whether rtpengine relays the same streams in the same run.
+    fn has_baseline(self) -> bool {
+        matches!(self, Mode::RtpPcmu | Mode::RtpOpus | Mode::RtpRelay)
     }
 
     /// How caller→agent frames are matched.
@@ -105,6 +118,9 @@ struct Row {
     cpu_seconds: f64,
     cpu_ms_per_call_second: f64,
     calls_per_core: f64,
+    /// Packets the system takes in and sends out per second of one core's CPU
+    /// (a two-way call is 50 packets/s each way, in and out: 200 per second).
+    packets_per_core_second: f64,
     rss_mib: f64,
 }
 
@@ -124,14 +140,20 @@ struct Options {
     strict: bool,
 }
 
-const ALL_MODES: [Mode; 4] = [Mode::WsUlaw, Mode::RtpPcmu, Mode::RtpOpus, Mode::Mixed];
+const ALL_MODES: [Mode; 5] = [
+    Mode::WsUlaw,
+    Mode::RtpPcmu,
+    Mode::RtpOpus,
+    Mode::RtpRelay,
+    Mode::Mixed,
+];
 
 /// How long a mixed-mode human agent talks after the merge (frames).
 const MIXED_TALK_FRAMES: u32 = 275;
 
-/// Mixed-mode caller `i` numbers its frames from `i ×` this, so the frames a
-/// human agent hears say which caller they came from.
-const NUMBERS_PER_CALLER: u32 = 10_000;
+/// Mixed- and relay-mode caller `i` numbers its frames from `i ×` this, so the
+/// frames a human agent hears say which caller they came from.
+pub const NUMBERS_PER_CALLER: u32 = 10_000;
 
 fn options() -> Options {
     let full = std::env::args().any(|a| a == "--bench");
@@ -194,7 +216,7 @@ async fn run(opts: &Options) -> Result<(), String> {
     } else {
         0
     };
-    let gateway = process::Gateway::start(exe, &agent_url, humans).await?;
+    let gateway = process::Gateway::start(exe, &agent_url, humans, None).await?;
     let ng: SocketAddr = ([127, 0, 0, 1], process::free_port()).into();
     let rtpengine = process::start_rtpengine(ng).await?;
     let opus = Outgoing::opus();
@@ -205,6 +227,8 @@ async fn run(opts: &Options) -> Result<(), String> {
             while agent_rx.try_recv().is_ok() {}
             let run = if mode == Mode::Mixed {
                 through_warmline_mixed(calls, &gateway, origin).await
+            } else if mode == Mode::RtpRelay {
+                through_warmline_relay(calls, opts.seconds, exe, &agent_url, origin).await
             } else {
                 through_warmline(mode, calls, frames, &gateway, &mut agent_rx, &opus, origin).await
             };
@@ -216,7 +240,7 @@ async fn run(opts: &Options) -> Result<(), String> {
                 Err(e) => eprintln!("{} via warmline, {calls} calls: {e}", mode.name()),
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
-            if matches!(mode, Mode::RtpPcmu | Mode::RtpOpus) {
+            if mode.has_baseline() {
                 match through_rtpengine(mode, calls, frames, ng, &rtpengine, &opus, origin).await {
                     Ok(row) => {
                         print_row(&row);
@@ -249,13 +273,7 @@ async fn run(opts: &Options) -> Result<(), String> {
         * opts
             .modes
             .iter()
-            .map(|&m| {
-                if matches!(m, Mode::RtpPcmu | Mode::RtpOpus) {
-                    2
-                } else {
-                    1
-                }
-            })
+            .map(|&m| if m.has_baseline() { 2 } else { 1 })
             .sum::<usize>();
     if opts.strict {
         check_sane(&rows, expected)
@@ -331,7 +349,7 @@ async fn through_warmline(
     } else {
         let mut established = Vec::new();
         for i in 0..calls {
-            established.push(callers::sip_invite(gateway.sip, i, &out).await?);
+            established.push(callers::sip_invite(gateway.sip, i, &out, "").await?);
         }
         start = start_after(Duration::from_millis(300));
         for (i, call) in established.into_iter().enumerate() {
@@ -481,45 +499,11 @@ async fn through_warmline_mixed(
             .filter_map(|(f, &at)| Some((stats::number_of(f)?, us(at))))
             .filter(|&(n, _)| n % NUMBERS_PER_CALLER < frames)
             .collect();
-        let (Some(first), Some(last)) = (
-            heard.iter().map(|&(n, _)| n).min(),
-            heard.iter().map(|&(n, _)| n).max(),
-        ) else {
-            continue;
-        };
-        // The caller whose frames these are.
-        let Some(caller) = callers.get((first / NUMBERS_PER_CALLER) as usize) else {
-            continue;
-        };
-        // Frames from the merge on (after a warm-up) up to the last one heard.
-        up.push(Stream {
-            sent: caller
-                .sent
-                .iter()
-                .copied()
-                .filter(|&(n, _)| n >= first + WARMUP && n <= last)
-                .map(|(n, t)| (n - first - WARMUP, t))
-                .collect(),
-            received: heard
-                .iter()
-                .filter(|&&(n, _)| n >= first + WARMUP)
-                .map(|&(n, t)| (n - first - WARMUP, t))
-                .collect(),
-        });
-        down.push(Stream {
-            sent: report
-                .said_at
-                .iter()
-                .enumerate()
-                .map(|(n, &t)| (n as u32, us(t)))
-                .collect(),
-            received: caller
-                .received
-                .iter()
-                .filter_map(|&(n, t)| Some((n?, t)))
-                .filter(|&(n, _)| n < MIXED_TALK_FRAMES)
-                .collect(),
-        });
+        let said: Stamps = (0..).zip(report.said_at.iter().map(|&t| us(t))).collect();
+        if let Some((u, d)) = merged_streams(&heard, said, &callers) {
+            up.push(u);
+            down.push(d);
+        }
     }
     if up.len() < calls {
         eprintln!("mixed: {} of {calls} calls reached the merge", up.len());
@@ -537,6 +521,129 @@ async fn through_warmline_mixed(
         rss_mib,
     );
     row.up.lost += (calls - up.len()) * MIXED_TALK_FRAMES as usize;
+    Ok(row)
+}
+
+/// A merged call's two directions, from what the human agent heard (numbered
+/// caller frames; the caller is told by the numbers) and said (numbered from
+/// 0): caller → agent from the merge on, after a warm-up, up to the last frame
+/// heard; agent → caller, every frame said.
+fn merged_streams(
+    heard: &Stamps,
+    said: Stamps,
+    callers: &[callers::CallerLog],
+) -> Option<(Stream, Stream)> {
+    let first = heard.iter().map(|&(n, _)| n).min()?;
+    let last = heard.iter().map(|&(n, _)| n).max()?;
+    // Callers are numbered in order: caller i from i × NUMBERS_PER_CALLER.
+    let caller = callers.get((first / NUMBERS_PER_CALLER) as usize)?;
+    let up = Stream {
+        sent: caller
+            .sent
+            .iter()
+            .copied()
+            .filter(|&(n, _)| n >= first + WARMUP && n <= last)
+            .map(|(n, t)| (n - first - WARMUP, t))
+            .collect(),
+        received: heard
+            .iter()
+            .filter(|&&(n, _)| n >= first + WARMUP)
+            .map(|&(n, t)| (n - first - WARMUP, t))
+            .collect(),
+    };
+    // Before the agent spoke the caller heard prompts and hold audio, which
+    // may carry something that reads as a number.
+    let spoken = said.len() as u32;
+    let began = said.first().map_or(f64::INFINITY, |&(_, t)| t);
+    let down = Stream {
+        sent: said,
+        received: caller
+            .received
+            .iter()
+            .filter_map(|&(n, t)| Some((n?, t)))
+            .filter(|&(n, t)| n < spoken && t >= began)
+            .collect(),
+    };
+    Some((up, down))
+}
+
+/// The RTP relay mode, on a gateway of its own whose `calls` human agents are
+/// SIP phones ([`phones`]): every SIP caller is escalated by the AI agent at
+/// once, its phone hears the whisper, and after the merge caller and phone
+/// talk RTP ⇄ RTP through the gateway. CPU is measured over `seconds` once
+/// every call is merged (pure relaying); then the phones hang up.
+async fn through_warmline_relay(
+    calls: usize,
+    seconds: u32,
+    exe: &std::path::Path,
+    agent_url: &str,
+    origin: Instant,
+) -> Result<Row, String> {
+    let phones = phones::Phones::start(origin).await?;
+    let gateway = process::Gateway::start(exe, agent_url, 0, Some((phones.addr, calls))).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut established = Vec::new();
+    for i in 0..calls {
+        let out = Outgoing::NumberedPcmu;
+        established.push(callers::sip_invite(gateway.sip, i, &out, agent::ESCALATE_PREFIX).await?);
+    }
+    // Callers talk until the gateway hangs up on them (at most 150 s).
+    let frames = 150 * 50;
+    let start = start_after(Duration::from_millis(300));
+    let mut tasks = Vec::new();
+    for (i, call) in established.into_iter().enumerate() {
+        let at = phase(start, i, calls);
+        let base = i as u32 * NUMBERS_PER_CALLER;
+        tasks.push(tokio::spawn(call.run_until_bye(base, frames, at, origin)));
+    }
+    // Every phone hears the whisper, then its caller (renders are serialised:
+    // allow 0.2 s per call on top of the whisper).
+    let deadline =
+        Instant::now() + Duration::from_secs(40) + Duration::from_millis(200 * calls as u64);
+    while phones.merged.load(std::sync::atomic::Ordering::Relaxed) < calls
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let merged = phones.merged.load(std::sync::atomic::Ordering::Relaxed);
+    if merged < calls {
+        eprintln!("rtp relay: {merged} of {calls} calls reached the merge");
+    }
+    // The last merged pair warms up; then the window.
+    tokio::time::sleep(Duration::from_millis(20 * u64::from(WARMUP))).await;
+    let cpu0 = gateway.process.cpu_seconds();
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(u64::from(seconds))).await;
+    let (cpu, wall) = (gateway.process.cpu_seconds() - cpu0, t0.elapsed());
+    let rss_mib = gateway.process.rss_kib() as f64 / 1024.0;
+    let logs = phones.hang_up(merged, Duration::from_secs(10)).await;
+    let mut callers = Vec::new();
+    for t in tasks {
+        callers.push(t.await.map_err(|e| e.to_string())?);
+    }
+    let mut up = Vec::new();
+    let mut down = Vec::new();
+    for log in logs {
+        if let Some((u, d)) = merged_streams(&log.heard, log.said, &callers) {
+            up.push(u);
+            down.push(d);
+        }
+    }
+    let measured = up.len();
+    let mut row = row(
+        Mode::RtpRelay,
+        "warmline",
+        calls,
+        seconds * 50,
+        summarize(&up, Pairing::Number, 0),
+        Some(summarize(&down, Pairing::Number, WARMUP)),
+        Vec::new(),
+        cpu,
+        wall,
+        rss_mib,
+    );
+    // A call that never merged lost the whole window.
+    row.up.lost += (calls - measured) * (seconds * 50) as usize;
     Ok(row)
 }
 
@@ -682,6 +789,11 @@ fn row(
         } else {
             f64::INFINITY
         },
+        packets_per_core_second: if cpu > 0.0 {
+            200.0 * call_seconds / cpu
+        } else {
+            f64::INFINITY
+        },
         rss_mib,
     }
 }
@@ -775,8 +887,8 @@ fn report_markdown(rows: &[Row], handoff: Option<&Handoff>, machine: &serde_json
     let mut md = format!(
         "## End-to-end audio path ({} cores, {}, {} build)\n\n\
          One-way latency per 20 ms frame through the system, over loopback, load generator on the same cores.\n\n\
-         | mode | system | calls | up p50 µs | up p99 µs | up p99.9 µs | down p50 µs | down p99 µs | lost | egress jitter µs | CPU ms per call-s | calls/core | SIP setup p50/p99 µs | frame processing p99 ≤ µs | RSS MiB |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         | mode | system | calls | up p50 µs | up p99 µs | up p99.9 µs | down p50 µs | down p99 µs | lost | egress jitter µs | CPU ms per call-s | calls/core | packets/s per core | SIP setup p50/p99 µs | frame processing p99 ≤ µs | RSS MiB |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         machine["cores"],
         machine["cpu"].as_str().unwrap_or("?"),
         machine["profile"].as_str().unwrap_or("?")
@@ -788,7 +900,7 @@ fn report_markdown(rows: &[Row], handoff: Option<&Handoff>, machine: &serde_json
             .map(|d| (fmt(d.p50_us), fmt(d.p99_us), d.lost))
             .unwrap_or(("–".into(), "–".into(), 0));
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.3} | {} | {} | {} | {:.0} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.3} | {} | {} | {} | {} | {:.0} |\n",
             r.mode.name(),
             r.system,
             r.calls,
@@ -801,6 +913,7 @@ fn report_markdown(rows: &[Row], handoff: Option<&Handoff>, machine: &serde_json
             fmt(r.up.egress_jitter_us),
             r.cpu_ms_per_call_second,
             fmt(r.calls_per_core),
+            fmt(r.packets_per_core_second),
             r.setup_us
                 .map(|(a, b)| format!("{} / {}", fmt(a), fmt(b)))
                 .unwrap_or("–".into()),
@@ -808,18 +921,24 @@ fn report_markdown(rows: &[Row], handoff: Option<&Handoff>, machine: &serde_json
             r.rss_mib,
         ));
     }
-    md.push_str("\n### warmline ÷ rtpengine, same run\n\n| mode | calls | up p50 | up p99 | CPU per call-s | calls/core |\n|---|---|---|---|---|---|\n");
+    md.push_str("\n### warmline ÷ rtpengine, same run\n\n| mode | calls | up p50 | up p99 | down p50 | down p99 | CPU per call-s | calls/core |\n|---|---|---|---|---|---|---|---|\n");
     for w in rows.iter().filter(|r| r.system == "warmline") {
         if let Some(b) = rows
             .iter()
             .find(|r| r.system == "rtpengine" && r.mode == w.mode && r.calls == w.calls)
         {
+            let down = |f: fn(&Summary) -> f64| match (&w.down, &b.down) {
+                (Some(x), Some(y)) => format!("{:.2}", f(x) / f(y)),
+                _ => "–".into(),
+            };
             md.push_str(&format!(
-                "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
+                "| {} | {} | {:.2} | {:.2} | {} | {} | {:.2} | {:.2} |\n",
                 w.mode.name(),
                 w.calls,
                 w.up.p50_us / b.up.p50_us,
                 w.up.p99_us / b.up.p99_us,
+                down(|s| s.p50_us),
+                down(|s| s.p99_us),
                 w.cpu_ms_per_call_second / b.cpu_ms_per_call_second,
                 w.calls_per_core / b.calls_per_core,
             ));

@@ -84,8 +84,15 @@ pub struct Gateway {
 
 impl Gateway {
     /// Starts `warmline serve` with SIP on, dialing `agent_url`, with `humans`
-    /// human agents `bench-agent-<i>` (token `bench-token-<i>`), logs at `warn`.
-    pub async fn start(exe: &Path, agent_url: &str, humans: usize) -> Result<Gateway, String> {
+    /// human agents `bench-agent-<i>` (token `bench-token-<i>`) and, with
+    /// `phones = Some((addr, n))`, `n` agents `bench-phone-<i>` on SIP phones
+    /// at `addr`; logs at `warn`.
+    pub async fn start(
+        exe: &Path,
+        agent_url: &str,
+        humans: usize,
+        phones: Option<(SocketAddr, usize)>,
+    ) -> Result<Gateway, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let sip: SocketAddr = ([127, 0, 0, 1], free_port()).into();
@@ -101,6 +108,13 @@ impl Gateway {
             config.push_str(&format!(
                 "[[routing.agents]]\nid = \"bench-agent-{i}\"\nname = \"Agent {i}\"\ntoken = \"bench-token-{i}\"\n"
             ));
+        }
+        if let Some((addr, n)) = phones {
+            for i in 0..n {
+                config.push_str(&format!(
+                    "[[routing.agents]]\nid = \"bench-phone-{i}\"\nname = \"Phone {i}\"\ntoken = \"bench-phone-token-{i}\"\nsip_uri = \"sip:phone{i}@{addr}\"\n"
+                ));
+            }
         }
         let config_path = dir.path().join("bench.toml");
         std::fs::write(&config_path, config).map_err(|e| e.to_string())?;

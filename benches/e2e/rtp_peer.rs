@@ -95,11 +95,38 @@ pub async fn send(
     start: tokio::time::Instant,
     origin: Instant,
 ) -> Stamps {
+    send_until(
+        sock,
+        target,
+        out,
+        0..frames,
+        start,
+        origin,
+        std::future::pending(),
+    )
+    .await
+}
+
+/// Sends the frames numbered `numbers` to `target` every 20 ms from `start`,
+/// until they run out or `stop` completes; returns the send stamps.
+pub async fn send_until(
+    sock: Arc<UdpSocket>,
+    target: SocketAddr,
+    out: Outgoing,
+    numbers: std::ops::Range<u32>,
+    start: tokio::time::Instant,
+    origin: Instant,
+    stop: impl std::future::Future<Output = ()>,
+) -> Stamps {
     let mut sender = RtpSender::new(0x5eed_0000 ^ u32::from(target.port()), 1, 0);
     let mut tick = tokio::time::interval_at(start, Duration::from_millis(20));
-    let mut stamps = Vec::with_capacity(frames as usize);
-    for n in 0..frames {
-        tick.tick().await;
+    let mut stamps = Vec::with_capacity(numbers.len().min(1 << 16));
+    tokio::pin!(stop);
+    for n in numbers {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = &mut stop => break,
+        }
         let bytes = sender
             .packet(out.payload_type(), out.payload(n), out.samples())
             .to_bytes();
@@ -122,11 +149,28 @@ pub async fn receive(
     frames: u32,
     origin: Instant,
 ) -> Arrivals {
+    receive_until(sock, tokio::time::sleep_until(until), 0..frames, origin).await
+}
+
+/// Receives RTP until `stop` completes or the socket fails; RTCP is skipped.
+/// Numbered PCMU frames count when their number is in `numbers`.
+pub async fn receive_until(
+    sock: Arc<UdpSocket>,
+    stop: impl std::future::Future<Output = ()>,
+    numbers: std::ops::Range<u32>,
+    origin: Instant,
+) -> Arrivals {
     let mut got = Vec::new();
     let mut buf = vec![0u8; 2048];
+    tokio::pin!(stop);
     loop {
-        let r = tokio::time::timeout_at(until, sock.recv_from(&mut buf)).await;
-        let Ok(Ok((len, _))) = r else { break };
+        let len = tokio::select! {
+            r = sock.recv_from(&mut buf) => match r {
+                Ok((len, _)) => len,
+                Err(_) => break,
+            },
+            () = &mut stop => break,
+        };
         let at = micros(origin);
         let bytes = &buf[..len];
         if is_rtcp(bytes) {
@@ -138,7 +182,7 @@ pub async fn receive(
         let number = (packet.payload.len() == 160)
             .then(|| number_of(&packet.payload))
             .flatten()
-            .filter(|&n| n < frames);
+            .filter(|n| numbers.contains(n));
         got.push((number, at));
     }
     got

@@ -102,9 +102,16 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// The frame number in a payload's first four bytes.
+/// The frame number a [`numbered_frame`] carries: its first four bytes, when
+/// the rest is the 0xFF padding (anything else — hold audio, a whisper, a
+/// disclosure — is not a numbered frame).
 pub fn number_of(payload: &[u8]) -> Option<u32> {
-    Some(u32::from_be_bytes(payload.get(..4)?.try_into().ok()?))
+    let (head, padding) = (payload.get(..4)?, payload.get(4..)?);
+    if padding.is_empty() || padding.iter().any(|&b| b != 0xFF) {
+        return None;
+    }
+    let n = u32::from_be_bytes(head.try_into().ok()?);
+    (n != u32::MAX).then_some(n)
 }
 
 /// A 20 ms μ-law frame carrying `n` in its first four bytes.
