@@ -7,6 +7,7 @@ use crate::call::recorder::Recorder;
 use crate::call::timeline::{LegName, Timeline, TimelineKind};
 use crate::gateway::Shared;
 use crate::legs::agent::{self, AgentLegConfig};
+use crate::legs::alarm::Alarm;
 use crate::legs::media_streams::StartMeta;
 use crate::legs::{HangupCause, LegCommand, LegEvent};
 use crate::routing::RoutingEvent;
@@ -103,6 +104,7 @@ async fn drive(
     // A caller frame being processed: from its arrival until its outputs are handed on.
     let mut frame_started: Option<Instant> = None;
     let time_limit = setup.started + Duration::from_secs(config.server.max_call_seconds);
+    let mut alarm = Alarm::new();
 
     loop {
         let now = Instant::now();
@@ -265,7 +267,7 @@ async fn drive(
                 });
                 bridge.handle_human(event, Instant::now());
             }
-            _ = sleep_until(wake) => {}
+            () = alarm.ring_at(wake) => {}
         }
     }
     // Wait for the final context (an LLM summary may still be in flight), and
@@ -562,13 +564,6 @@ impl HandoffLinks {
 async fn recv_human(rx: &mut Option<mpsc::Receiver<LegEvent>>) -> Option<LegEvent> {
     match rx {
         Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(wake: Option<tokio::time::Instant>) {
-    match wake {
-        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }

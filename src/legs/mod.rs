@@ -1,6 +1,7 @@
 //! Legs: tasks that turn a transport into [`LegEvent`]s and carry out [`LegCommand`]s.
 
 pub mod agent;
+pub mod alarm;
 pub mod human;
 pub mod media_streams;
 pub mod realtime;

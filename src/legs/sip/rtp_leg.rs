@@ -5,6 +5,7 @@
 
 use super::codec::CodecAdapter;
 use super::sdp::Negotiated;
+use crate::legs::alarm::Alarm;
 use crate::legs::{HangupCause, LegCommand, LegEvent};
 use crate::media::jitter::{JitterBuffer, JitterConfig, JitterOutput};
 use crate::media::rtp::{self, ReceiverStats, RtpPacket, RtpSender};
@@ -185,6 +186,7 @@ async fn run(
     let mut last_dtmf: Option<u32> = None;
     let started = Instant::now();
     let mut next_rtcp = tokio::time::Instant::now() + RTCP_INTERVAL;
+    let (mut rtcp_alarm, mut gap_alarm) = (Alarm::new(), Alarm::new());
     let mut buf = vec![0u8; 2048];
     let mut rtcp_buf = vec![0u8; 1500];
     let mut hung_up = Some(hung_up);
@@ -346,7 +348,7 @@ async fn run(
                     Some(RtpControl::Stop) | None => break,
                 }
             }
-            _ = tokio::time::sleep_until(next_rtcp) => {
+            () = rtcp_alarm.ring_at(Some(next_rtcp)) => {
                 next_rtcp += RTCP_INTERVAL;
                 let block = (stats.received > 0).then(|| stats.report_block());
                 let report = if sender.packets > 0 {
@@ -359,7 +361,7 @@ async fn run(
                 let rtcp_target = SocketAddr::new(target.ip(), target.port().wrapping_add(1));
                 let _ = sockets.rtcp.send_to(&report, rtcp_target).await;
             }
-            _ = sleep_until(gap_deadline) => {}
+            () = gap_alarm.ring_at(gap_deadline) => {}
         }
     }
     out.lost = buffer.stats.lost;
@@ -368,13 +370,6 @@ async fn run(
     out.codec = format!("{:?}", negotiated.codec);
     tracing::info!(?out, "RTP leg ended");
     out
-}
-
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// NTP timestamp (RFC 3550 §4) of the wall clock.
