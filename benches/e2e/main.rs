@@ -508,20 +508,42 @@ async fn through_warmline_mixed(
     if up.len() < calls {
         eprintln!("mixed: {} of {calls} calls reached the merge", up.len());
     }
-    let mut row = row(
+    let usage = (cpu, wall, rss_mib);
+    Ok(merged_row(
         Mode::Mixed,
-        "warmline",
         calls,
         MIXED_TALK_FRAMES,
-        summarize(&up, Pairing::Number, 0),
-        Some(summarize(&down, Pairing::Number, WARMUP)),
+        &up,
+        &down,
+        usage,
+    ))
+}
+
+/// The row of a mode measured on merged calls (caller ⇄ human agent): a call
+/// that never merged lost all `frames` of its window. `usage` is the CPU
+/// seconds and wall time of the window and the RSS after it.
+fn merged_row(
+    mode: Mode,
+    calls: usize,
+    frames: u32,
+    up: &[Stream],
+    down: &[Stream],
+    (cpu, wall, rss_mib): (f64, Duration, f64),
+) -> Row {
+    let mut row = row(
+        mode,
+        "warmline",
+        calls,
+        frames,
+        summarize(up, Pairing::Number, 0),
+        Some(summarize(down, Pairing::Number, WARMUP)),
         Vec::new(),
         cpu,
         wall,
         rss_mib,
     );
-    row.up.lost += (calls - up.len()) * MIXED_TALK_FRAMES as usize;
-    Ok(row)
+    row.up.lost += calls.saturating_sub(up.len()) * frames as usize;
+    row
 }
 
 /// A merged call's two directions, from what the human agent heard (numbered
@@ -629,22 +651,15 @@ async fn through_warmline_relay(
             down.push(d);
         }
     }
-    let measured = up.len();
-    let mut row = row(
+    let usage = (cpu, wall, rss_mib);
+    Ok(merged_row(
         Mode::RtpRelay,
-        "warmline",
         calls,
         seconds * 50,
-        summarize(&up, Pairing::Number, 0),
-        Some(summarize(&down, Pairing::Number, WARMUP)),
-        Vec::new(),
-        cpu,
-        wall,
-        rss_mib,
-    );
-    // A call that never merged lost the whole window.
-    row.up.lost += (calls - measured) * (seconds * 50) as usize;
-    Ok(row)
+        &up,
+        &down,
+        usage,
+    ))
 }
 
 async fn through_rtpengine(
