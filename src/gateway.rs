@@ -199,6 +199,7 @@ impl RunningGateway {
             )
         };
         let tts = TtsSet::from_config(&config.tts)?;
+        crate::monitor::sentiment::SentimentScorer::warm_up();
         let webhook = if config.webhook.url.is_empty() {
             None
         } else {

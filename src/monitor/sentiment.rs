@@ -63,6 +63,14 @@ impl Default for SentimentScorer {
 }
 
 impl SentimentScorer {
+    /// Builds the VADER lexicons now. They are parsed on first use (1–4 ms,
+    /// and every call waiting on the same lazy initialisation waits with it),
+    /// which would otherwise land on the first scored turn of the first calls
+    /// and in their escalation decision latency.
+    pub fn warm_up() {
+        let _ = SentimentScorer::default().score("Thanks, that is great: not bad at all!");
+    }
+
     /// The compound score of `text` in [-1, 1]; 0 for empty text. Never panics:
     /// a fault inside the lexicon code scores as neutral and is logged.
     pub fn score(&self, text: &str) -> f32 {
