@@ -25,6 +25,21 @@ fn node_config(postgres: &str, nats: &str) -> Config {
     c
 }
 
+/// Agent `id`'s console on `base`: answers 300 ms into a ring, says `say`
+/// after the whisper and hangs up 300 ms after that (at most 90 s in all).
+fn agent_console(
+    base: &str,
+    id: &str,
+    say: Vec<u8>,
+) -> tokio::task::JoinHandle<Result<human::HumanReport, human::HumanError>> {
+    tokio::spawn(human::run(human::HumanOptions {
+        say,
+        hang_up_after: Some(Duration::from_millis(300)),
+        max_duration: Duration::from_secs(90),
+        ..console(base, id, Duration::from_millis(300))
+    }))
+}
+
 #[tokio::test]
 async fn unreachable_postgres_or_nats_at_start_is_a_clear_error() {
     let dead = free_port();
@@ -72,15 +87,7 @@ async fn an_escalation_while_nats_is_down_reaches_the_agent_once_it_is_back() {
         .await
         .unwrap();
     let (node_a, node_b) = two_nodes(&ai.url(), (&pg, &nats.url), (&pg, &nats.url), &["ann"]).await;
-    let human = tokio::spawn(human::run(human::HumanOptions {
-        hang_up_after: Some(Duration::from_millis(300)),
-        max_duration: Duration::from_secs(90),
-        ..console(
-            &format!("ws://{}", node_b.addr),
-            "ann",
-            Duration::from_millis(300),
-        )
-    }));
+    let human = agent_console(&format!("ws://{}", node_b.addr), "ann", Vec::new());
     wait_agent_on(&node_a.shared.routing, "ann", "node-b").await;
 
     // NATS goes away; the caller on node A asks for a person.
@@ -144,12 +151,7 @@ async fn losing_postgres_mid_call_keeps_calls_up_and_queues_new_escalations() {
     let base_b = format!("ws://{}", node_b.addr);
     // Ann talks for 6 s once connected; Bob is there for the second caller.
     let ann_voice = noise(8000 * 6, 61);
-    let ann = tokio::spawn(human::run(human::HumanOptions {
-        say: ann_voice.clone(),
-        hang_up_after: Some(Duration::from_millis(300)),
-        max_duration: Duration::from_secs(90),
-        ..console(&base_b, "ann", Duration::from_millis(300))
-    }));
+    let ann = agent_console(&base_b, "ann", ann_voice.clone());
     wait_agent_on(&node_a.shared.routing, "ann", "node-b").await;
 
     let first = tokio::spawn(caller::run(CallerOptions::new(
@@ -166,11 +168,7 @@ async fn losing_postgres_mid_call_keeps_calls_up_and_queues_new_escalations() {
     )
     .await;
     proxy.cut();
-    let bob = tokio::spawn(human::run(human::HumanOptions {
-        hang_up_after: Some(Duration::from_millis(300)),
-        max_duration: Duration::from_secs(90),
-        ..console(&base_b, "bob", Duration::from_millis(300))
-    }));
+    let bob = agent_console(&base_b, "bob", Vec::new());
     let second = tokio::spawn(caller::run(CallerOptions::new(
         node_a.media_url(),
         caller_requesting_person(60),
@@ -252,15 +250,7 @@ async fn with_no_message_crossing_between_nodes_the_database_still_hands_the_cal
         .unwrap();
     let (node_a, node_b) =
         two_nodes(&ai.url(), (&pg, &nats_a.url), (&pg, &nats_b.url), &["ann"]).await;
-    let human = tokio::spawn(human::run(human::HumanOptions {
-        hang_up_after: Some(Duration::from_millis(300)),
-        max_duration: Duration::from_secs(90),
-        ..console(
-            &format!("ws://{}", node_b.addr),
-            "ann",
-            Duration::from_millis(300),
-        )
-    }));
+    let human = agent_console(&format!("ws://{}", node_b.addr), "ann", Vec::new());
     wait_for_row(
         &pg,
         "SELECT 1 FROM wl_presence WHERE agent_id = 'ann' AND status = 'available'",
