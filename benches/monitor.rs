@@ -11,13 +11,52 @@ use std::time::{Duration, SystemTime};
 use warmline::brief::context::ContextBuilder;
 use warmline::brief::summary::extractive;
 use warmline::legs::media_streams::Role;
+use warmline::monitor::features::TurnContext;
+use warmline::monitor::heads::{Heads, Speaker};
 use warmline::monitor::sentiment::SentimentScorer;
-use warmline::monitor::{Monitor, MonitorInput, PolicyConfig};
+use warmline::monitor::{Monitor, MonitorInput, PolicyConfig, TurnClassifier};
 
 const CALLER: &str =
     "I'm so frustrated, this is the third time I've called about order 8821 and nothing works.";
 
+fn classifier() -> TurnClassifier {
+    TurnClassifier::from_config(&PolicyConfig::default())
+}
+
+/// Reads every turn of the labelled test conversations through a fresh monitor
+/// per conversation: the average cost of a turn on real-looking calls.
+fn corpus_turns(c: &mut Criterion) {
+    let convs = warmline::monitor::corpus::load_conversations(std::path::Path::new(
+        "tests/data/policy/test",
+    ))
+    .expect("tests/data/policy/test");
+    let config = PolicyConfig::default();
+    for (name, classifier) in [
+        (
+            "corpus_all_events_rules_baseline",
+            TurnClassifier::Rules {
+                reason: "bench".into(),
+            },
+        ),
+        ("corpus_all_events_classifier", classifier()),
+    ] {
+        c.bench_function(name, |b| {
+            b.iter(|| warmline::monitor::corpus::evaluate(black_box(&convs), &config, &classifier))
+        });
+    }
+    let events: usize = convs.iter().map(|c| c.events.len()).sum();
+    eprintln!(
+        "(the corpus benches play {events} events in {} conversations)",
+        convs.len()
+    );
+}
+
 fn benches(c: &mut Criterion) {
+    corpus_turns(c);
+    let heads = Heads::bundled().expect("bundled heads");
+    c.bench_function("classifier_heads_one_caller_turn", |b| {
+        b.iter(|| heads.score(Speaker::Caller, black_box(CALLER), TurnContext::default()))
+    });
     let scorer = SentimentScorer::default();
     c.bench_function("sentiment_vader_one_turn", |b| {
         b.iter(|| scorer.score(black_box(CALLER)))
@@ -25,7 +64,7 @@ fn benches(c: &mut Criterion) {
 
     c.bench_function("decision_latency_explicit_request", |b| {
         b.iter_batched(
-            || Monitor::new(PolicyConfig::default()),
+            || Monitor::new(PolicyConfig::default(), classifier()),
             |mut m| {
                 let o = m.observe(
                     MonitorInput::Turn {
@@ -44,7 +83,7 @@ fn benches(c: &mut Criterion) {
     c.bench_function("decision_latency_second_unhelpful_turn", |b| {
         b.iter_batched(
             || {
-                let mut m = Monitor::new(PolicyConfig::default());
+                let mut m = Monitor::new(PolicyConfig::default(), classifier());
                 m.observe(
                     MonitorInput::Turn {
                         role: Role::Agent,
@@ -71,7 +110,7 @@ fn benches(c: &mut Criterion) {
     });
 
     let mut builder = ContextBuilder::new("CA1", SystemTime::now(), "bench");
-    let mut m = Monitor::new(PolicyConfig::default());
+    let mut m = Monitor::new(PolicyConfig::default(), classifier());
     for i in 0..10 {
         let (role, text) = if i % 2 == 0 {
             (Role::User, CALLER)

@@ -364,12 +364,60 @@ pub fn print_summary(report: &DemoReport) {
                 trigger,
                 urgency,
                 description,
+                rule,
+                evidence,
+                why,
                 ..
             } => {
                 println!(
                     "escalated at {:.1} s: {trigger:?} ({urgency:?}) — {description}",
                     e.at_ms / 1000.0
-                )
+                );
+                println!(
+                    "  evidence: rule {rule} on event #{} ({}), turns {evidence:?}, turns read by the {}",
+                    why["event"]["index"],
+                    why["event"]["kind"].as_str().unwrap_or("?"),
+                    why["monitor"].as_str().unwrap_or("?"),
+                );
+                for t in why["unhelpful"].as_array().into_iter().flatten() {
+                    let why: Vec<String> = t["reasons"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|r| match r["kind"].as_str() {
+                            Some("hedging") => {
+                                format!("hedging ({})", r["phrase"].as_str().unwrap_or(""))
+                            }
+                            Some("low_confidence") => format!("confidence {}", r["confidence"]),
+                            Some("tool_failed") => format!("tool {} failed", r["tool"]),
+                            Some(k) => k.replace('_', " "),
+                            None => "?".into(),
+                        })
+                        .collect();
+                    println!("  unhelpful turn {}: {}", t["turn"], why.join(", "));
+                }
+                for t in why["labels"].as_array().into_iter().flatten() {
+                    let labels: Vec<String> = t["labels"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|l| {
+                            format!(
+                                "{} {:.2}",
+                                l["label"].as_str().unwrap_or("?"),
+                                l["score"].as_f64().unwrap_or(0.0)
+                            )
+                        })
+                        .collect();
+                    if !labels.is_empty() {
+                        println!(
+                            "  turn {} ({}): {}",
+                            t["turn"],
+                            t["role"].as_str().unwrap_or("?"),
+                            labels.join(", ")
+                        );
+                    }
+                }
             }
             TimelineKind::HandoffStep {
                 step,

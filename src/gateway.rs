@@ -40,6 +40,8 @@ pub struct Shared {
     pub ip_limiter: std::sync::Mutex<crate::http::limits::RateLimiter>,
     /// This node's cluster membership, when `[cluster]` is enabled.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// How the monitor reads turns (the trained heads, or the rule fallback).
+    pub classifier: crate::monitor::TurnClassifier,
 }
 
 impl Shared {
@@ -65,6 +67,10 @@ impl Shared {
             tasks_alive: tokio::runtime::Handle::try_current()
                 .map_or(0, |h| h.metrics().num_alive_tasks()),
             cluster: self.cluster.as_ref().map(|c| c.health()),
+            monitor_fallback: matches!(
+                self.classifier,
+                crate::monitor::TurnClassifier::Rules { .. }
+            ),
         })
     }
 
@@ -200,6 +206,16 @@ impl RunningGateway {
         };
         let tts = TtsSet::from_config(&config.tts)?;
         crate::monitor::sentiment::SentimentScorer::warm_up();
+        let classifier = crate::monitor::TurnClassifier::from_config(&config.monitor);
+        match &classifier {
+            crate::monitor::TurnClassifier::Heads(_) => {
+                tracing::info!("escalation monitor: {}", classifier.describe())
+            }
+            crate::monitor::TurnClassifier::Rules { .. } => tracing::warn!(
+                "escalation monitor runs the rule fallback: {}",
+                classifier.describe()
+            ),
+        }
         let webhook = if config.webhook.url.is_empty() {
             None
         } else {
@@ -257,6 +273,7 @@ impl RunningGateway {
                 config_rate.1,
             )),
             cluster,
+            classifier,
         });
         if let Some(cluster) = shared.cluster.clone() {
             cluster.spawn(Arc::downgrade(&shared)).await?;

@@ -18,7 +18,71 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum PolicyCommand {
+    /// Play labelled conversations (docs/POLICY.md) through the escalation
+    /// monitor and report accuracy, the confusion matrix and the escalation rate.
+    Eval {
+        /// A directory of *.jsonl / *.json conversations (or one file).
+        #[arg(long)]
+        corpus: PathBuf,
+        /// Config file (thresholds and lists of `[monitor]`).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Classifier heads file ("none": the phrase rules); default: monitor.heads.
+        #[arg(long)]
+        heads: Option<String>,
+        /// Print every case, not only the misses.
+        #[arg(long)]
+        verbose: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show how the classifier heads read one turn (every head's score).
+    Label {
+        /// The turn's text.
+        text: String,
+        /// Whose turn: user or agent.
+        #[arg(long, default_value = "user")]
+        role: String,
+        /// The assistant's previous turn offered a person.
+        #[arg(long)]
+        after_offer: bool,
+        /// Classifier heads file; default: the bundled ones.
+        #[arg(long)]
+        heads: Option<PathBuf>,
+    },
+    /// Train the classifier heads on CORPUS/train (+ CORPUS/utterances) and set
+    /// their thresholds on CORPUS/dev. CORPUS/test is never read.
+    Train {
+        /// The corpus root (train/, dev/, utterances/).
+        #[arg(long, default_value = "tests/data/policy")]
+        corpus: PathBuf,
+        /// Where to write the heads.
+        #[arg(long, default_value = "assets/policy/heads.bin")]
+        out: PathBuf,
+        /// Passes over the training data.
+        #[arg(long, default_value_t = 30)]
+        epochs: usize,
+        /// Feature buckets (log2).
+        #[arg(long, default_value_t = 16)]
+        dim_bits: u32,
+        /// AdaGrad learning rate.
+        #[arg(long, default_value_t = 0.2)]
+        rate: f32,
+        /// L2 penalty (chosen on the dev split).
+        #[arg(long, default_value_t = 3e-3)]
+        l2: f32,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
+    /// Evaluate or train the escalation policy.
+    Policy {
+        #[command(subcommand)]
+        action: PolicyCommand,
+    },
     /// Run the gateway.
     Serve {
         /// Config file (keys override the embedded defaults; WARMLINE_* env overrides both).
@@ -82,6 +146,7 @@ fn load(config: Option<&std::path::Path>) -> Result<Config, ExitCode> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Policy { action } => policy(action),
         Command::CheckConfig { config } => match load(config.as_deref()) {
             Ok(c) => {
                 print!("{}", c.to_toml());
@@ -147,6 +212,111 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("warmline: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn policy(action: PolicyCommand) -> Result<(), String> {
+    use warmline::monitor::corpus;
+    match action {
+        PolicyCommand::Label {
+            text,
+            role,
+            after_offer,
+            heads,
+        } => {
+            use warmline::monitor::heads::{Heads, Label, Speaker};
+            let heads = match heads {
+                Some(p) => Heads::load(&p),
+                None => Heads::bundled(),
+            }
+            .map_err(|e| e.to_string())?;
+            let speaker = match role.as_str() {
+                "user" | "caller" => Speaker::Caller,
+                "agent" => Speaker::Agent,
+                other => return Err(format!("--role {other:?}: expected user or agent")),
+            };
+            let ctx = warmline::monitor::features::TurnContext { after_offer };
+            let scores = heads.score(speaker, &text, ctx);
+            for label in Label::ALL.into_iter().filter(|l| l.speaker() == speaker) {
+                let mark = if scores.has(label) { "*" } else { " " };
+                println!("{mark} {:<18} {:.3}", label.as_str(), scores.score(label));
+            }
+            Ok(())
+        }
+        PolicyCommand::Eval {
+            corpus: dir,
+            config,
+            heads,
+            verbose,
+            json,
+        } => {
+            let mut config = load(config.as_deref())
+                .map_err(|_| "the configuration is not valid".to_string())?;
+            if let Some(h) = heads {
+                config.monitor.heads = h;
+            }
+            let classifier = warmline::monitor::TurnClassifier::from_config(&config.monitor);
+            eprintln!("turns read by: {}", classifier.describe());
+            let convs = corpus::load_conversations(&dir).map_err(|e| e.to_string())?;
+            let report = corpus::evaluate(&convs, &config.monitor, &classifier);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+                );
+            } else {
+                print!("{}", report.render(verbose));
+            }
+            Ok(())
+        }
+        PolicyCommand::Train {
+            corpus: root,
+            out,
+            epochs,
+            dim_bits,
+            rate,
+            l2,
+        } => {
+            let train =
+                corpus::load_conversations(&root.join("train")).map_err(|e| e.to_string())?;
+            let dev = corpus::load_conversations(&root.join("dev")).map_err(|e| e.to_string())?;
+            let utterances = match corpus::load_utterances(&root.join("utterances")) {
+                Ok(u) => u,
+                Err(corpus::CorpusError::Empty(_)) => Vec::new(),
+                Err(e) => return Err(e.to_string()),
+            };
+            let opts = warmline::monitor::heads::TrainOptions {
+                dim: 1 << dim_bits.clamp(8, 20),
+                epochs,
+                rate,
+                l2,
+                ..Default::default()
+            };
+            let started = std::time::Instant::now();
+            let heads = corpus::train_heads(&train, &utterances, &dev, &opts);
+            std::fs::write(&out, heads.to_bytes())
+                .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+            eprintln!(
+                "trained {} heads on {} conversations + {} utterances in {:.1} s → {}",
+                heads.labels().len(),
+                train.len(),
+                utterances.len(),
+                started.elapsed().as_secs_f64(),
+                out.display()
+            );
+            let classifier = warmline::monitor::TurnClassifier::Heads(std::sync::Arc::new(heads));
+            let report = corpus::evaluate(
+                &dev,
+                &warmline::monitor::PolicyConfig::default(),
+                &classifier,
+            );
+            if let warmline::monitor::TurnClassifier::Heads(h) = &classifier {
+                println!("dev turns:\n{}", corpus::label_report(h, &dev));
+            }
+            println!("dev split:");
+            print!("{}", report.render(false));
+            Ok(())
         }
     }
 }

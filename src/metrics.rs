@@ -135,6 +135,8 @@ pub struct Snapshot {
     /// In a cluster: routing work waiting for PostgreSQL, and whether the last
     /// heartbeat reached it.
     pub cluster: Option<(usize, bool)>,
+    /// The escalation monitor runs the phrase rules (its classifier heads did not load).
+    pub monitor_fallback: bool,
 }
 
 impl Metrics {
@@ -194,6 +196,17 @@ impl Metrics {
             "1 while draining after SIGTERM (new calls refused).",
         );
         let _ = writeln!(out, "warmline_draining {}", u8::from(snap.draining));
+        head(
+            &mut out,
+            "warmline_monitor_rule_fallback",
+            "gauge",
+            "1 when the escalation monitor runs the phrase rules because its classifier heads did not load.",
+        );
+        let _ = writeln!(
+            out,
+            "warmline_monitor_rule_fallback {}",
+            u8::from(snap.monitor_fallback)
+        );
         head(
             &mut out,
             "warmline_tasks_alive",
@@ -393,7 +406,9 @@ mod tests {
             draining: true,
             tasks_alive: 7,
             cluster: Some((3, false)),
+            monitor_fallback: true,
         });
+        assert!(text.contains("warmline_monitor_rule_fallback 1"));
         assert!(text.contains("warmline_tasks_alive 7"));
         assert!(text.contains("warmline_cluster_pending_ops 3"));
         assert!(text.contains("warmline_cluster_database_up 0"));

@@ -144,7 +144,12 @@ async fn an_agent_that_fails_twice_is_escalated_for_repeated_failure() {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
-    assert_eq!((t.as_str(), ev.as_str()), ("repeated_failure", "[2,4]"));
+    assert_eq!(t, "repeated_failure");
+    let ev: serde_json::Value = serde_json::from_str(&ev).unwrap();
+    assert_eq!(ev["turns"], serde_json::json!([2, 4]));
+    assert_eq!(ev["event"]["kind"], "turn");
+    assert_eq!(ev["event"]["turn"], 4);
+    assert_eq!(ev["unhelpful"].as_array().map(Vec::len), Some(2), "{ev}");
     let turns: i64 = db
         .query_row(
             "SELECT COUNT(*) FROM turns WHERE call_id = ?1",

@@ -97,7 +97,7 @@ function renderContext(callId, urgency, ctx) {
   $("c-name").textContent = customer.name || "Unknown caller";
   $("c-verification").textContent = customer.verificationStatus || "unverified";
   $("c-channel").textContent = customer.channel || "voice";
-  $("reason-trigger").textContent = reason.trigger || "—";
+  $("reason-trigger").textContent = (reason.trigger || "—").replace(/_/g, " ");
   $("reason-text").textContent = reason.description || "";
   $("intent").textContent = intent.primary || "unknown";
   $("next-action").textContent = ctx.suggestedNextAction || "—";

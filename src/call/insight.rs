@@ -25,7 +25,7 @@ pub const AGENT_VERSION: &str = concat!("warmline/", env!("CARGO_PKG_VERSION"));
 #[derive(Debug, Clone)]
 pub enum InsightEvent {
     /// A human must take over.
-    Escalated(Escalation),
+    Escalated(Box<Escalation>),
     /// The whisper was rendered (again, when the context changed before answer),
     /// with its μ-law 8 kHz audio for a phone leg.
     WhisperReady(Arc<Whisper>, Arc<[u8]>),
@@ -55,6 +55,8 @@ pub struct Escalation {
     pub summary_source: SummarySource,
     /// From the triggering event to the decision.
     pub latency: Duration,
+    /// When the decision was made (before the caller's prompts were rendered).
+    pub decided_at: Instant,
     /// What the caller hears now and, if nobody can take the call, later.
     pub prompts: Option<crate::call::bridge::HandoffPrompts>,
     /// The disclosure's words.
@@ -96,7 +98,7 @@ impl Insight {
             caller_number: caller_number(builder.context()),
         });
         let worker = Worker {
-            monitor: Monitor::new(shared.config.monitor.clone()),
+            monitor: Monitor::new(shared.config.monitor.clone(), shared.classifier.clone()),
             shared,
             call_id: call_id.to_string(),
             builder,
@@ -280,7 +282,8 @@ impl Worker {
             }
             TimelineKind::Customer { data } => {
                 self.builder.on_customer(data);
-                Default::default()
+                self.monitor
+                    .observe(MonitorInput::Customer(data), since_start)
             }
             TimelineKind::Intent { data } => {
                 self.builder.on_intent(data);
@@ -320,12 +323,16 @@ impl Worker {
             self.save_context();
             return;
         };
-        let latency = obs.at.elapsed();
+        let decided_at = Instant::now();
+        let latency = decided_at.saturating_duration_since(obs.at);
         self.builder.on_decision(&decision, SystemTime::now());
         tracing::info!(
             trigger = ?decision.trigger,
             urgency = ?decision.urgency,
             rule = decision.rule,
+            event = decision.event.index,
+            event_kind = decision.event.kind,
+            monitor = decision.mode,
             latency_us = latency.as_micros() as u64,
             "escalation decided: {}",
             decision.description
@@ -336,7 +343,11 @@ impl Worker {
             urgency: decision.urgency.as_str().to_string(),
             description: decision.description.clone(),
             rule: decision.rule.to_string(),
-            evidence: serde_json::to_string(&decision.evidence).unwrap_or_else(|_| "[]".into()),
+            evidence: {
+                let mut why = decision.why();
+                why["turns"] = serde_json::json!(decision.evidence);
+                why.to_string()
+            },
             decided_at: rfc3339(SystemTime::now()),
             latency_us: latency.as_micros() as u64,
         });
@@ -355,6 +366,7 @@ impl Worker {
             context: Arc::new(self.builder.context().clone()),
             summary_source: self.summary_source.clone(),
             latency,
+            decided_at,
             prompts,
             disclosure_text,
             callback_number: caller_number(self.builder.context()),
@@ -362,7 +374,7 @@ impl Worker {
         };
         if self
             .esc_tx
-            .send(InsightEvent::Escalated(escalation))
+            .send(InsightEvent::Escalated(Box::new(escalation)))
             .await
             .is_err()
         {

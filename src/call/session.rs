@@ -215,7 +215,11 @@ async fn drive(
                 bridge.handle_agent(event, Instant::now());
             }
             Some(event) = escalations.recv() => {
-                let at = Instant::now();
+                // A decision is stamped when it was made, not when its prompts were ready.
+                let at = match &event {
+                    InsightEvent::Escalated(e) => e.decided_at,
+                    _ => Instant::now(),
+                };
                 timeline.push(at, insight_event(&event));
                 match event {
                     InsightEvent::Escalated(e) => {
@@ -275,7 +279,11 @@ async fn drive(
     let budget = Duration::from_millis(config.summary.budget_ms) + Duration::from_secs(1);
     let outcome = insight.finish(budget).await;
     while let Ok(event) = escalations.try_recv() {
-        timeline.push(Instant::now(), insight_event(&event));
+        let at = match &event {
+            InsightEvent::Escalated(e) => e.decided_at,
+            _ => Instant::now(),
+        };
+        timeline.push(at, insight_event(&event));
     }
     shared.routing.leave(&setup.call_id);
     drop(agent_tx);
@@ -379,6 +387,7 @@ fn escalation_event(e: &Escalation) -> TimelineKind {
         description: e.decision.description.clone(),
         rule: e.decision.rule.to_string(),
         evidence: e.decision.evidence.clone(),
+        why: Box::new(e.decision.why()),
         decision_latency_us: e.latency.as_micros() as u64,
         summary: serde_json::to_value(&e.summary_source).unwrap_or_default(),
     }

@@ -134,6 +134,12 @@ pub enum TimelineKind {
         rule: String,
         /// Transcript indices that justify it.
         evidence: Vec<usize>,
+        /// Why, in full: `event` (the event it was made on: index among the
+        /// monitored events, kind, turn), `labels` (what each turn did, with
+        /// scores), `unhelpful` (the agent turns that counted, and why), and
+        /// `monitor` (`classifier` or `rules`).
+        #[serde(default)]
+        why: Box<serde_json::Value>,
         /// From the triggering event to the decision, µs.
         decision_latency_us: u64,
         /// Where the context's summary came from.

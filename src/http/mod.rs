@@ -89,9 +89,12 @@ async fn cluster_relay(
 }
 
 /// `ok`, or 503 `draining` once SIGTERM was received (load balancers move away).
+/// A degraded part is said after `ok` (`ok; monitor: phrase rules only (…)`).
 async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
     if shared.draining.load(std::sync::atomic::Ordering::SeqCst) {
         (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response()
+    } else if let crate::monitor::TurnClassifier::Rules { .. } = shared.classifier {
+        format!("ok; monitor: {}", shared.classifier.describe()).into_response()
     } else {
         "ok".into_response()
     }

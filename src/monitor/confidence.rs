@@ -18,6 +18,8 @@ pub enum UnhelpfulReason {
         /// The phrase found.
         phrase: String,
     },
+    /// The agent did not understand the caller.
+    NotUnderstood,
     /// The caller had to repeat their request.
     CallerRepeated,
     /// The agent said nearly the same thing as its previous turn.
@@ -80,6 +82,17 @@ pub fn hedging_phrase(text: &str) -> Option<&'static str> {
     })
 }
 
+/// What the turn classifier heard in an agent turn.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AgentSignals {
+    /// It hedged (the phrase, or what the classifier calls it).
+    pub hedge: Option<String>,
+    /// It did not understand the caller.
+    pub not_understood: bool,
+    /// It repeats itself in other words.
+    pub repeats: bool,
+}
+
 /// Tracks the signals that confidence is derived from, turn by turn.
 #[derive(Debug, Clone)]
 pub struct ConfidenceTracker {
@@ -118,6 +131,11 @@ impl ConfidenceTracker {
         repeated
     }
 
+    /// The caller said they are repeating themselves ("I already told you").
+    pub fn mark_caller_repeated(&mut self) {
+        self.caller_repeated = true;
+    }
+
     /// A tool result reported by the agent.
     pub fn on_tool(&mut self, name: &str, ok: bool) {
         if !ok {
@@ -126,13 +144,19 @@ impl ConfidenceTracker {
     }
 
     /// Assesses an agent turn and resets the per-turn signals.
-    pub fn assess_agent_turn(&mut self, text: &str, stated: Option<f32>) -> TurnAssessment {
+    pub fn assess_agent_turn(
+        &mut self,
+        text: &str,
+        stated: Option<f32>,
+        signals: AgentSignals,
+    ) -> TurnAssessment {
         let mut reasons = Vec::new();
         let mut derived: f32 = 0.8;
-        if let Some(phrase) = hedging_phrase(text) {
-            reasons.push(UnhelpfulReason::Hedging {
-                phrase: phrase.to_string(),
-            });
+        if signals.not_understood {
+            reasons.push(UnhelpfulReason::NotUnderstood);
+            derived -= 0.45;
+        } else if let Some(phrase) = signals.hedge {
+            reasons.push(UnhelpfulReason::Hedging { phrase });
             derived -= 0.45;
         }
         if std::mem::take(&mut self.caller_repeated) {
@@ -140,7 +164,9 @@ impl ConfidenceTracker {
             derived -= 0.3;
         }
         let w = content_words(text);
-        if w.len() >= REPEAT_MIN_WORDS && jaccard(&self.last_agent, &w) >= REPEAT_SIMILARITY {
+        if signals.repeats
+            || (w.len() >= REPEAT_MIN_WORDS && jaccard(&self.last_agent, &w) >= REPEAT_SIMILARITY)
+        {
             reasons.push(UnhelpfulReason::AgentRepeated);
             derived -= 0.3;
         }
@@ -167,10 +193,21 @@ impl ConfidenceTracker {
 mod tests {
     use super::*;
 
+    fn phrase_signals(text: &str) -> AgentSignals {
+        AgentSignals {
+            hedge: hedging_phrase(text).map(str::to_string),
+            ..AgentSignals::default()
+        }
+    }
+
     #[test]
     fn hedging_makes_a_turn_unhelpful_and_lowers_derived_confidence() {
         let mut t = ConfidenceTracker::new(0.5);
-        let a = t.assess_agent_turn("I'm not sure I can help with that refund.", None);
+        let a = t.assess_agent_turn(
+            "I'm not sure I can help with that refund.",
+            None,
+            phrase_signals("I'm not sure I can help with that refund."),
+        );
         assert!(!a.helpful);
         assert!(a.confidence < 0.5);
         assert!(matches!(
@@ -180,7 +217,11 @@ mod tests {
                 UnhelpfulReason::Hedging { .. }
             ]
         ));
-        let ok = t.assess_agent_turn("Your order shipped yesterday.", None);
+        let ok = t.assess_agent_turn(
+            "Your order shipped yesterday.",
+            None,
+            phrase_signals("Your order shipped yesterday."),
+        );
         assert!(ok.helpful, "{ok:?}");
         assert!(
             hedging_phrase("I can't wait to help").is_some(),
@@ -192,9 +233,12 @@ mod tests {
     #[test]
     fn stated_confidence_wins_but_signals_still_count() {
         let mut t = ConfidenceTracker::new(0.5);
-        assert!(!t.assess_agent_turn("Here you go.", Some(0.3)).helpful);
+        assert!(
+            !t.assess_agent_turn("Here you go.", Some(0.3), AgentSignals::default())
+                .helpful
+        );
         t.on_tool("refund", false);
-        let a = t.assess_agent_turn("Done.", Some(0.9));
+        let a = t.assess_agent_turn("Done.", Some(0.9), AgentSignals::default());
         assert!(!a.helpful);
         assert_eq!(
             a.reasons,
@@ -208,9 +252,17 @@ mod tests {
     fn the_caller_repeating_themselves_and_the_agent_looping_are_noticed() {
         let mut t = ConfidenceTracker::new(0.5);
         assert!(!t.on_user_turn("Where is my order 8821?"));
-        t.assess_agent_turn("Let me look up your account details for you.", None);
+        t.assess_agent_turn(
+            "Let me look up your account details for you.",
+            None,
+            phrase_signals("Let me look up your account details for you."),
+        );
         assert!(t.on_user_turn("I asked where my order 8821 is"));
-        let a = t.assess_agent_turn("Let me look up your account details for you now.", None);
+        let a = t.assess_agent_turn(
+            "Let me look up your account details for you now.",
+            None,
+            phrase_signals("Let me look up your account details for you now."),
+        );
         assert!(a.reasons.contains(&UnhelpfulReason::CallerRepeated));
         assert!(a.reasons.contains(&UnhelpfulReason::AgentRepeated));
         assert!(!t.on_user_turn("yes"));

@@ -1,36 +1,61 @@
-//! The escalation policy (sans-IO, pure): feeds turns, tools, digits and agent
-//! events through sentiment and confidence, and decides — once per call —
-//! whether a human must take over, why, how urgently, and on what evidence.
+//! The escalation policy (sans-IO, pure): feeds turns, tools, intents, digits and
+//! agent events through the per-turn classifier heads, sentiment and confidence,
+//! and decides — once per call — whether a human must take over, why, how
+//! urgently, on which event, and on what evidence.
+//!
+//! The rules are the seed's (docs/POLICY.md): a request for a person (in any
+//! words, or accepting the assistant's offer) at once; legal threats, fraud and
+//! emergencies critical; cancel/close/complaint requests by policy; amounts above
+//! the limit, reserved intents and regulated advice beyond the AI's authority;
+//! conflict, capability and "confidence below 50 % twice in a row" as complexity;
+//! "two consecutive unhelpful responses" as repeated failure. What a turn *does*
+//! comes from the trained heads ([`crate::monitor::heads`]); without them the
+//! monitor falls back to the phrase rules at the end of this file and says so.
 
 use crate::legs::media_streams::{EscalateBody, Role, Trigger, Urgency};
-use crate::monitor::confidence::{ConfidenceTracker, TurnAssessment};
+use crate::monitor::confidence::{
+    AgentSignals, ConfidenceTracker, TurnAssessment, UnhelpfulReason,
+};
+use crate::monitor::features::{TurnContext, skeleton, tokens};
+use crate::monitor::heads::{Heads, Label, LabelScore, Speaker, TurnScores};
 use crate::monitor::sentiment::{SentimentArc, SentimentLabel, SentimentScorer};
 use crate::monitor::text::{clauses, find_phrase, negated_before, words};
 use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Thresholds and word lists: the `[monitor]` section of the config.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
     /// Unhelpful agent turns in a row that escalate.
     pub unhelpful_turns: u32,
-    /// Confidence below this is low.
+    /// Stated confidence below this is low.
     pub low_confidence: f32,
-    /// Low-confidence agent turns (in total) that escalate.
+    /// Low-confidence agent turns **in a row** that escalate.
     pub low_confidence_turns: u32,
-    /// Intents the AI may not act on (e.g. `account_closure`).
+    /// Intents the AI may not act on, matched by meaning of their words
+    /// (`close_account` is `account_closure`).
     pub authority_intents: Vec<String>,
-    /// Refunds above this amount are beyond the AI's authority.
-    pub refund_limit: f64,
-    /// Topics that need a human by policy (elevated urgency).
+    /// Any intent with an `amount` above this is beyond the AI's authority.
+    #[serde(alias = "refund_limit")]
+    pub amount_limit: f64,
+    /// Limits for particular actions (intent words, e.g. `credit = 100.0`), overriding `amount_limit`.
+    pub action_limits: BTreeMap<String, f64>,
+    /// Extra caller terms that need a human by policy (elevated), matched with
+    /// stemming and one-letter slips, not when negated. The heads already know the
+    /// usual ones; these are the operator's own.
     pub policy_keywords: Vec<String>,
-    /// Topics that need a human at once (critical urgency).
+    /// Extra caller terms that need a human at once (critical).
     pub critical_keywords: Vec<String>,
-    /// Mean caller sentiment at or below this over `sentiment_turns` turns escalates.
+    /// Mean caller sentiment at or below this over `sentiment_turns` negative turns in a row escalates.
     pub sentiment_threshold: f32,
-    /// Turns the sentiment trend is measured over.
+    /// Caller turns in a row the sentiment rule looks at.
     pub sentiment_turns: u32,
+    /// The classifier heads: "" = the ones bundled with this build, "none" = the
+    /// phrase rules only, otherwise a file written by `warmline policy train`.
+    pub heads: String,
 }
 
 impl Default for PolicyConfig {
@@ -40,28 +65,112 @@ impl Default for PolicyConfig {
             unhelpful_turns: 2,
             low_confidence: 0.5,
             low_confidence_turns: 2,
-            authority_intents: list(&["account_closure", "refund_over_limit", "chargeback"]),
-            refund_limit: 50.0,
-            policy_keywords: list(&[
-                "cancel my account",
-                "close my account",
-                "cancellation",
-                "complaint",
-                "data breach",
+            authority_intents: list(&[
+                "account_closure",
+                "terminate_account",
+                "delete_account",
+                "chargeback",
+                "refund_over_limit",
             ]),
-            critical_keywords: list(&[
-                "lawyer",
-                "attorney",
-                "lawsuit",
-                "sue",
-                "legal action",
-                "fraud",
-                "emergency",
-            ]),
+            amount_limit: 50.0,
+            action_limits: BTreeMap::new(),
+            policy_keywords: Vec::new(),
+            critical_keywords: Vec::new(),
             sentiment_threshold: -0.45,
             sentiment_turns: 3,
+            heads: String::new(),
         }
     }
+}
+
+/// How the monitor reads turns: the trained heads, or the phrase rules.
+#[derive(Debug, Clone)]
+pub enum TurnClassifier {
+    /// The trained heads.
+    Heads(Arc<Heads>),
+    /// The phrase rules, and why the heads are not used.
+    Rules {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl TurnClassifier {
+    /// The classifier `config.heads` asks for; a file that cannot be read falls
+    /// back to the rules (logged, with the reason kept for /healthz and /metrics).
+    pub fn from_config(config: &PolicyConfig) -> TurnClassifier {
+        let loaded = match config.heads.trim() {
+            "none" => {
+                return TurnClassifier::Rules {
+                    reason: "monitor.heads = \"none\"".into(),
+                };
+            }
+            "" => Heads::bundled(),
+            path => Heads::load(std::path::Path::new(path)),
+        };
+        match loaded {
+            Ok(h) => TurnClassifier::Heads(Arc::new(h)),
+            Err(e) => TurnClassifier::Rules {
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    /// `classifier` or `rules`.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            TurnClassifier::Heads(_) => "classifier",
+            TurnClassifier::Rules { .. } => "rules",
+        }
+    }
+
+    /// One line for logs and /healthz.
+    pub fn describe(&self) -> String {
+        match self {
+            TurnClassifier::Heads(h) => format!(
+                "classifier heads ({} labels, {} buckets)",
+                h.labels().len(),
+                h.dim()
+            ),
+            TurnClassifier::Rules { reason } => {
+                format!("phrase rules only (fallback: {reason})")
+            }
+        }
+    }
+}
+
+/// The event a decision was made on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TriggerEvent {
+    /// Its index among the events the monitor saw (0-based).
+    pub index: usize,
+    /// `turn`, `tool`, `intent`, `customer`, `dtmf`, `escalate` or `agent_failed`.
+    pub kind: &'static str,
+    /// Its transcript index, for a turn.
+    pub turn: Option<usize>,
+}
+
+/// The labels the monitor gave one turn.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TurnLabels {
+    /// Transcript index.
+    pub turn: usize,
+    /// Who spoke.
+    pub role: Role,
+    /// The labels at or above their thresholds, with their scores.
+    pub labels: Vec<LabelScore>,
+    /// The caller turn's sentiment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sentiment: Option<f32>,
+}
+
+/// An agent turn that counted as unhelpful, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UnhelpfulTurn {
+    /// Transcript index.
+    pub turn: usize,
+    /// Why.
+    pub reasons: Vec<UnhelpfulReason>,
 }
 
 /// The decision to hand off.
@@ -77,7 +186,31 @@ pub struct Decision {
     pub evidence: Vec<usize>,
     /// Which rule fired (e.g. `explicit_request`, `low_confidence`).
     pub rule: &'static str,
+    /// The event it was made on.
+    pub event: TriggerEvent,
+    /// The labels of the turns so far (the last [`LABELS_KEPT`]).
+    pub labels: Vec<TurnLabels>,
+    /// The unhelpful agent turns that count towards it, and why.
+    pub unhelpful: Vec<UnhelpfulTurn>,
+    /// `classifier` or `rules`.
+    pub mode: &'static str,
 }
+
+impl Decision {
+    /// The evidence beyond the turn list, as stored and shown: the event it was
+    /// made on, what each turn did, why agent turns counted as unhelpful.
+    pub fn why(&self) -> serde_json::Value {
+        serde_json::json!({
+            "event": self.event,
+            "labels": self.labels,
+            "unhelpful": self.unhelpful,
+            "monitor": self.mode,
+        })
+    }
+}
+
+/// Turn labels kept for the evidence (a bounded window, whatever the call's length).
+pub const LABELS_KEPT: usize = 32;
 
 /// One input to the monitor.
 #[derive(Debug, Clone, Copy)]
@@ -104,8 +237,24 @@ pub enum MonitorInput<'a> {
     AgentEscalate(&'a EscalateBody),
     /// The agent's view of the caller's intent.
     Intent(&'a serde_json::Map<String, serde_json::Value>),
+    /// What the agent knows of the caller (its name keeps "Sue" a name).
+    Customer(&'a serde_json::Map<String, serde_json::Value>),
     /// The AI agent's leg failed (unreachable, dropped, or broken); the text says how.
     AgentFailed(&'a str),
+}
+
+impl MonitorInput<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            MonitorInput::Turn { .. } => "turn",
+            MonitorInput::Tool { .. } => "tool",
+            MonitorInput::Dtmf(_) => "dtmf",
+            MonitorInput::AgentEscalate(_) => "escalate",
+            MonitorInput::Intent(_) => "intent",
+            MonitorInput::Customer(_) => "customer",
+            MonitorInput::AgentFailed(_) => "agent_failed",
+        }
+    }
 }
 
 /// What one input produced.
@@ -117,34 +266,66 @@ pub struct Observation {
     pub assessment: Option<TurnAssessment>,
     /// The transcript index of the turn.
     pub turn_index: Option<usize>,
+    /// The turn's labels.
+    pub labels: Vec<LabelScore>,
     /// The handoff decision, the first time one is made.
     pub decision: Option<Decision>,
+}
+
+/// What a rule concluded, before the evidence is attached.
+struct Verdict {
+    trigger: Trigger,
+    urgency: Urgency,
+    description: String,
+    rule: &'static str,
+    evidence: Vec<usize>,
 }
 
 /// The per-call monitor.
 #[derive(Debug)]
 pub struct Monitor {
     config: PolicyConfig,
+    classifier: TurnClassifier,
     scorer: SentimentScorer,
     tracker: ConfidenceTracker,
     arc: SentimentArc,
     turns: usize,
-    unhelpful_run: Vec<usize>,
-    low_confidence: Vec<usize>,
+    events: usize,
+    unhelpful_run: Vec<UnhelpfulTurn>,
+    low_confidence_run: Vec<usize>,
+    /// Caller turns in a row that were negative: (turn, score, frustrated).
+    negative_run: Vec<(usize, f32)>,
+    /// Whether the last two caller turns were angry.
+    angry: [bool; 2],
+    /// The assistant's last turn offered a person and the caller has not answered yet.
+    offer_pending: bool,
+    /// The agent has said something or used a tool the caller could dispute.
+    agent_spoke: bool,
+    /// Lower-case words of the customer's name.
+    names: Vec<String>,
+    labels: Vec<TurnLabels>,
     decided: Option<Decision>,
 }
 
 impl Monitor {
-    /// A monitor with the given policy.
-    pub fn new(config: PolicyConfig) -> Self {
+    /// A monitor with the given policy, reading turns with `classifier`.
+    pub fn new(config: PolicyConfig, classifier: TurnClassifier) -> Self {
         Monitor {
             tracker: ConfidenceTracker::new(config.low_confidence),
             config,
+            classifier,
             scorer: SentimentScorer::default(),
             arc: SentimentArc::default(),
             turns: 0,
+            events: 0,
             unhelpful_run: Vec::new(),
-            low_confidence: Vec::new(),
+            low_confidence_run: Vec::new(),
+            negative_run: Vec::new(),
+            angry: [false; 2],
+            offer_pending: false,
+            agent_spoke: false,
+            names: Vec::new(),
+            labels: Vec::new(),
             decided: None,
         }
     }
@@ -161,8 +342,10 @@ impl Monitor {
 
     /// Feeds one input that happened `at` into the call.
     pub fn observe(&mut self, input: MonitorInput<'_>, at: Duration) -> Observation {
+        let event_index = self.events;
+        self.events += 1;
         let mut obs = Observation::default();
-        let decision = match input {
+        let verdict = match input {
             MonitorInput::Turn {
                 role: Role::User,
                 content,
@@ -170,11 +353,7 @@ impl Monitor {
             } => {
                 let index = self.next_turn();
                 obs.turn_index = Some(index);
-                let score = self.scorer.score(content);
-                obs.sentiment = Some(score);
-                self.arc.push(index, at, score);
-                self.tracker.on_user_turn(content);
-                self.judge_user_turn(content, index)
+                self.caller_turn(content, index, at, &mut obs)
             }
             MonitorInput::Turn {
                 role: Role::Agent,
@@ -183,24 +362,22 @@ impl Monitor {
             } => {
                 let index = self.next_turn();
                 obs.turn_index = Some(index);
-                let assessment = self.tracker.assess_agent_turn(content, confidence);
-                let decision = self.judge_agent_turn(&assessment, index);
-                obs.assessment = Some(assessment);
-                decision
+                self.agent_turn(content, confidence, index, &mut obs)
             }
             MonitorInput::Tool { name, ok } => {
                 self.tracker.on_tool(name, ok);
+                self.agent_spoke = true;
                 None
             }
-            MonitorInput::Dtmf('0') => Some(Decision {
+            MonitorInput::Dtmf('0') => Some(Verdict {
                 trigger: Trigger::CustomerRequest,
                 description: "The caller pressed 0 to reach a person.".into(),
-                urgency: self.urgency_with_mood(Urgency::Standard),
+                urgency: self.request_urgency(),
                 evidence: self.last_turn().into_iter().collect(),
                 rule: "dtmf_zero",
             }),
             MonitorInput::Dtmf(_) => None,
-            MonitorInput::AgentEscalate(body) => Some(Decision {
+            MonitorInput::AgentEscalate(body) => Some(Verdict {
                 trigger: body.trigger,
                 description: if body.description.trim().is_empty() {
                     "The assistant asked for a human.".into()
@@ -212,8 +389,15 @@ impl Monitor {
                 rule: "agent_request",
             }),
             MonitorInput::Intent(intent) => self.judge_intent(intent),
+            MonitorInput::Customer(customer) => {
+                if let Some(name) = customer.get("name").and_then(|v| v.as_str()) {
+                    self.names = words(name).into_iter().filter(|w| w.len() >= 2).collect();
+                    self.names.truncate(8);
+                }
+                None
+            }
             // The AI cannot go on: a person must, before the caller is left alone.
-            MonitorInput::AgentFailed(error) => Some(Decision {
+            MonitorInput::AgentFailed(error) => Some(Verdict {
                 trigger: Trigger::Complexity,
                 description: format!(
                     "The AI assistant stopped working mid-call ({error}); a person must take over."
@@ -224,8 +408,23 @@ impl Monitor {
             }),
         };
         if self.decided.is_none()
-            && let Some(d) = decision
+            && let Some(v) = verdict
         {
+            let d = Decision {
+                trigger: v.trigger,
+                description: v.description,
+                urgency: v.urgency,
+                evidence: v.evidence,
+                rule: v.rule,
+                event: TriggerEvent {
+                    index: event_index,
+                    kind: input.kind(),
+                    turn: obs.turn_index,
+                },
+                labels: self.labels.clone(),
+                unhelpful: self.unhelpful_run.clone(),
+                mode: self.classifier.mode(),
+            };
             self.decided = Some(d.clone());
             obs.decision = Some(d);
         }
@@ -241,96 +440,316 @@ impl Monitor {
         self.turns.checked_sub(1)
     }
 
+    /// Standard becomes elevated when the caller's latest turn is angry.
     fn urgency_with_mood(&self, base: Urgency) -> Urgency {
-        match (base, self.arc.latest()) {
-            (Urgency::Standard, Some(s)) if s <= -0.5 => Urgency::Elevated,
-            (u, _) => u,
+        match base {
+            Urgency::Standard if self.angry[1] => Urgency::Elevated,
+            u => u,
         }
     }
 
-    fn judge_user_turn(&mut self, content: &str, index: usize) -> Option<Decision> {
-        if let Some(phrase) = asks_for_human(content) {
-            return Some(Decision {
+    /// For a request for a person: elevated when either of the caller's last two turns is angry.
+    fn request_urgency(&self) -> Urgency {
+        if self.angry.iter().any(|a| *a) {
+            Urgency::Elevated
+        } else {
+            Urgency::Standard
+        }
+    }
+
+    fn remember_labels(
+        &mut self,
+        turn: usize,
+        role: Role,
+        labels: &[LabelScore],
+        sentiment: Option<f32>,
+    ) {
+        if self.labels.len() >= LABELS_KEPT {
+            self.labels.remove(0);
+        }
+        self.labels.push(TurnLabels {
+            turn,
+            role,
+            labels: labels.to_vec(),
+            sentiment,
+        });
+    }
+
+    /// The customer's name words replaced by "Name", so "Sue" the account holder
+    /// is a name and not a lawsuit.
+    fn mask_names(&self, text: &str) -> String {
+        if self.names.is_empty() {
+            return text.to_string();
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut word = String::new();
+        let flush = |word: &mut String, out: &mut String| {
+            if !word.is_empty() {
+                if self.names.contains(&word.to_lowercase()) {
+                    out.push_str("Name");
+                } else {
+                    out.push_str(word);
+                }
+                word.clear();
+            }
+        };
+        for c in text.chars() {
+            if c.is_alphanumeric() {
+                word.push(c);
+            } else {
+                flush(&mut word, &mut out);
+                out.push(c);
+            }
+        }
+        flush(&mut word, &mut out);
+        out
+    }
+
+    fn score(&self, speaker: Speaker, text: &str, ctx: TurnContext) -> TurnScores {
+        match &self.classifier {
+            TurnClassifier::Heads(h) => h.score(speaker, text, ctx),
+            TurnClassifier::Rules { .. } => rule_scores(speaker, text, ctx),
+        }
+    }
+
+    fn caller_turn(
+        &mut self,
+        content: &str,
+        index: usize,
+        at: Duration,
+        obs: &mut Observation,
+    ) -> Option<Verdict> {
+        let text = self.mask_names(content);
+        let ctx = TurnContext {
+            after_offer: std::mem::take(&mut self.offer_pending),
+        };
+        let scores = self.score(Speaker::Caller, &text, ctx);
+        let labels = scores.present();
+        // Sentiment: the lexicon's score, pulled down when the heads hear frustration
+        // the lexicon has no words for ("I already told you", "this is a runaround").
+        let lexicon = self.scorer.score(&text);
+        let frustrated = scores.has(Label::Frustrated) || scores.has(Label::RepeatYourself);
+        let sentiment = if frustrated {
+            let p = scores
+                .score(Label::Frustrated)
+                .max(scores.score(Label::RepeatYourself));
+            lexicon.min(-0.3 - 0.4 * p)
+        } else if lexicon < 0.0 && lexicon > -0.3 {
+            lexicon * 0.5
+        } else {
+            lexicon
+        };
+        obs.sentiment = Some(sentiment);
+        obs.labels = labels.clone();
+        self.arc.push(index, at, sentiment);
+        self.remember_labels(index, Role::User, &labels, Some(sentiment));
+        self.angry = [self.angry[1], frustrated || sentiment <= -0.5];
+        if sentiment <= -0.3 || frustrated {
+            self.negative_run.push((index, sentiment));
+        } else {
+            self.negative_run.clear();
+        }
+        if self.tracker.on_user_turn(&text) || scores.has(Label::RepeatYourself) {
+            self.tracker.mark_caller_repeated();
+        }
+        let quote = quote(content);
+        if scores.has(Label::AsksPerson) {
+            return Some(Verdict {
                 trigger: Trigger::CustomerRequest,
-                description: format!("The caller asked for a person (\"{phrase}\")."),
-                urgency: self.urgency_with_mood(Urgency::Standard),
+                description: format!("The caller asked for a person (\"{quote}\")."),
+                urgency: self.request_urgency(),
                 evidence: vec![index],
                 rule: "explicit_request",
             });
         }
-        if let Some(topic) = mentions(content, &self.config.critical_keywords) {
-            return Some(Decision {
-                trigger: Trigger::Policy,
+        if ctx.after_offer && scores.has(Label::AcceptsOffer) && !scores.has(Label::DeclinesOffer) {
+            return Some(Verdict {
+                trigger: Trigger::CustomerRequest,
                 description: format!(
-                    "The caller raised \"{topic}\", which policy reserves for a human."
+                    "The caller accepted the assistant's offer of a person (\"{quote}\")."
                 ),
+                urgency: self.request_urgency(),
+                evidence: vec![index.saturating_sub(1), index],
+                rule: "accepted_offer",
+            });
+        }
+        let critical = if scores.has(Label::LegalThreat) {
+            Some("threatened legal action")
+        } else if scores.has(Label::FraudEmergency) {
+            Some("reported fraud or an emergency")
+        } else {
+            None
+        };
+        if let Some(what) = critical {
+            return Some(Verdict {
+                trigger: Trigger::Policy,
+                description: format!("The caller {what} (\"{quote}\"); policy needs a person now."),
                 urgency: Urgency::Critical,
                 evidence: vec![index],
                 rule: "critical_topic",
             });
         }
-        if let Some(topic) = mentions(content, &self.config.policy_keywords) {
-            return Some(Decision {
+        if let Some(term) = term_hit(&text, &self.config.critical_keywords) {
+            return Some(Verdict {
                 trigger: Trigger::Policy,
                 description: format!(
-                    "The caller raised \"{topic}\", which policy reserves for a human."
+                    "The caller raised \"{term}\", which policy reserves for a person."
+                ),
+                urgency: Urgency::Critical,
+                evidence: vec![index],
+                rule: "critical_term",
+            });
+        }
+        let policy = if scores.has(Label::CancelRequest) {
+            Some("asked to cancel or close their account")
+        } else if scores.has(Label::ComplaintRequest) {
+            Some("asked to file a formal complaint")
+        } else {
+            None
+        };
+        if let Some(what) = policy {
+            return Some(Verdict {
+                trigger: Trigger::Policy,
+                description: format!(
+                    "The caller {what} (\"{quote}\"), which policy reserves for a person."
                 ),
                 urgency: Urgency::Elevated,
                 evidence: vec![index],
-                rule: "policy_topic",
+                rule: "policy_request",
             });
         }
-        let n = self.config.sentiment_turns as usize;
-        if let Some(mean) = self.arc.trend(n)
-            && mean <= self.config.sentiment_threshold
-        {
-            let evidence = self.arc.last(n).iter().map(|p| p.turn_index).collect();
-            return Some(Decision {
-                trigger: Trigger::Complexity,
+        if let Some(term) = term_hit(&text, &self.config.policy_keywords) {
+            return Some(Verdict {
+                trigger: Trigger::Policy,
                 description: format!(
-                    "The caller has been {} for {n} turns (mean sentiment {mean:.2}).",
-                    SentimentLabel::spoken(mean)
+                    "The caller raised \"{term}\", which policy reserves for a person."
                 ),
                 urgency: Urgency::Elevated,
-                evidence,
-                rule: "negative_sentiment_trend",
+                evidence: vec![index],
+                rule: "policy_term",
             });
+        }
+        if scores.has(Label::RegulatedAdvice) {
+            return Some(Verdict {
+                trigger: Trigger::AuthorityLimit,
+                description: format!(
+                    "The caller asked for regulated advice (\"{quote}\"), which only a qualified person may give."
+                ),
+                urgency: self.urgency_with_mood(Urgency::Standard),
+                evidence: vec![index],
+                rule: "regulated_advice",
+            });
+        }
+        if self.agent_spoke && scores.has(Label::Contradicts) {
+            return Some(Verdict {
+                trigger: Trigger::Complexity,
+                description: format!(
+                    "The caller disputes what the assistant's records or tools say (\"{quote}\")."
+                ),
+                urgency: self.urgency_with_mood(Urgency::Standard),
+                evidence: vec![index.saturating_sub(1), index],
+                rule: "conflict",
+            });
+        }
+        let n = self.config.sentiment_turns.max(1) as usize;
+        if self.negative_run.len() >= n {
+            let run = &self.negative_run[self.negative_run.len() - n..];
+            let mean = run.iter().map(|(_, s)| s).sum::<f32>() / n as f32;
+            if mean <= self.config.sentiment_threshold || self.angry.iter().all(|a| *a) {
+                return Some(Verdict {
+                    trigger: Trigger::Complexity,
+                    description: format!(
+                        "The caller has been {} for {n} turns in a row (mean sentiment {mean:.2}).",
+                        SentimentLabel::spoken(mean.min(-0.3))
+                    ),
+                    urgency: Urgency::Elevated,
+                    evidence: run.iter().map(|(i, _)| *i).collect(),
+                    rule: "negative_sentiment_trend",
+                });
+            }
         }
         None
     }
 
-    fn judge_agent_turn(&mut self, a: &TurnAssessment, index: usize) -> Option<Decision> {
-        // "Low confidence" is the agent's own word; derived confidence only feeds helpfulness.
+    fn agent_turn(
+        &mut self,
+        content: &str,
+        confidence: Option<f32>,
+        index: usize,
+        obs: &mut Observation,
+    ) -> Option<Verdict> {
+        let scores = self.score(Speaker::Agent, content, TurnContext::default());
+        let labels = scores.present();
+        let signals = AgentSignals {
+            hedge: if scores.has(Label::Hedge) {
+                Some(hedging_phrase_or(content, "hedges"))
+            } else {
+                None
+            },
+            not_understood: scores.has(Label::NotUnderstood),
+            repeats: scores.has(Label::Repeats),
+        };
+        let a = self.tracker.assess_agent_turn(content, confidence, signals);
+        self.offer_pending = scores.has(Label::OffersPerson);
+        self.agent_spoke = true;
+        self.remember_labels(index, Role::Agent, &labels, None);
+        obs.labels = labels;
+        // "Confidence below 50 % twice in a row": the agent's own figure, consecutive.
         if a.stated && a.confidence < self.config.low_confidence {
-            self.low_confidence.push(index);
+            self.low_confidence_run.push(index);
+        } else {
+            self.low_confidence_run.clear();
         }
         if a.helpful {
             self.unhelpful_run.clear();
         } else {
-            self.unhelpful_run.push(index);
+            self.unhelpful_run.push(UnhelpfulTurn {
+                turn: index,
+                reasons: a.reasons.clone(),
+            });
         }
-        if self.low_confidence.len() >= self.config.low_confidence_turns.max(1) as usize {
-            return Some(Decision {
+        obs.assessment = Some(a);
+        let quote = quote(content);
+        if scores.has(Label::RecordsConflict) {
+            return Some(Verdict {
+                trigger: Trigger::Complexity,
+                description: format!("The assistant found conflicting records (\"{quote}\")."),
+                urgency: self.urgency_with_mood(Urgency::Standard),
+                evidence: vec![index],
+                rule: "conflict",
+            });
+        }
+        if scores.has(Label::Cannot) {
+            return Some(Verdict {
+                trigger: Trigger::Complexity,
+                description: format!("The task is beyond what the assistant can do (\"{quote}\")."),
+                urgency: self.urgency_with_mood(Urgency::Standard),
+                evidence: vec![index],
+                rule: "capability",
+            });
+        }
+        if self.low_confidence_run.len() >= self.config.low_confidence_turns.max(1) as usize {
+            return Some(Verdict {
                 trigger: Trigger::Complexity,
                 description: format!(
-                    "The assistant's confidence was below {:.1} on {} turns.",
+                    "The assistant's confidence was below {:.1} on {} turns in a row.",
                     self.config.low_confidence,
-                    self.low_confidence.len()
+                    self.low_confidence_run.len()
                 ),
                 urgency: self.urgency_with_mood(Urgency::Standard),
-                evidence: self.low_confidence.clone(),
+                evidence: self.low_confidence_run.clone(),
                 rule: "low_confidence",
             });
         }
         if self.unhelpful_run.len() >= self.config.unhelpful_turns.max(1) as usize {
-            return Some(Decision {
+            return Some(Verdict {
                 trigger: Trigger::RepeatedFailure,
                 description: format!(
                     "The assistant gave {} unhelpful answers in a row.",
                     self.unhelpful_run.len()
                 ),
                 urgency: self.urgency_with_mood(Urgency::Standard),
-                evidence: self.unhelpful_run.clone(),
+                evidence: self.unhelpful_run.iter().map(|u| u.turn).collect(),
                 rule: "repeated_unhelpful",
             });
         }
@@ -340,33 +759,226 @@ impl Monitor {
     fn judge_intent(
         &mut self,
         intent: &serde_json::Map<String, serde_json::Value>,
-    ) -> Option<Decision> {
+    ) -> Option<Verdict> {
         let primary = intent.get("primary").and_then(|v| v.as_str()).unwrap_or("");
-        let bounded = self
+        let amount = intent.get("amount").and_then(amount_of);
+        let limit = self.limit_for(primary);
+        let evidence: Vec<usize> = self.last_turn().into_iter().collect();
+        if let Some(a) = amount
+            && a > limit
+        {
+            let action = if primary.is_empty() {
+                "this action".to_string()
+            } else {
+                primary.replace('_', " ")
+            };
+            return Some(Verdict {
+                trigger: Trigger::AuthorityLimit,
+                description: format!(
+                    "{action} for {a:.2} is above the assistant's limit of {limit:.2}."
+                ),
+                urgency: self.urgency_with_mood(Urgency::Standard),
+                evidence,
+                rule: "amount_over_limit",
+            });
+        }
+        let reserved = self
             .config
             .authority_intents
             .iter()
-            .any(|i| i.eq_ignore_ascii_case(primary));
-        let amount = intent.get("amount").and_then(|v| v.as_f64());
-        let refund_over = primary.to_ascii_lowercase().contains("refund")
-            && amount.is_some_and(|a| a > self.config.refund_limit);
-        if !(bounded || refund_over) {
-            return None;
-        }
-        let description = match amount {
-            Some(a) if refund_over => format!(
-                "A refund of {a:.2} is above the assistant's limit of {:.2}.",
-                self.config.refund_limit
-            ),
-            _ => format!("\"{primary}\" needs a person's authority."),
-        };
-        Some(Decision {
+            .find(|i| same_meaning(i, primary))?;
+        Some(Verdict {
             trigger: Trigger::AuthorityLimit,
-            description,
+            description: format!("\"{primary}\" needs a person's authority ({reserved})."),
             urgency: self.urgency_with_mood(Urgency::Standard),
-            evidence: self.last_turn().into_iter().collect(),
+            evidence,
             rule: "authority_intent",
         })
+    }
+
+    fn limit_for(&self, primary: &str) -> f64 {
+        let words = intent_words(primary);
+        self.config
+            .action_limits
+            .iter()
+            .find(|(k, _)| {
+                intent_words(k)
+                    .iter()
+                    .all(|w| words.iter().any(|x| same_word(w, x)))
+            })
+            .map_or(self.config.amount_limit, |(_, v)| *v)
+    }
+}
+
+/// A turn's first words, for a description.
+fn quote(text: &str) -> String {
+    let t: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut q: String = t.chars().take(80).collect();
+    if t.chars().count() > 80 {
+        q.push('…');
+    }
+    q.replace('"', "'")
+}
+
+/// An amount from a number or a string like "$600" or "1,200.50".
+fn amount_of(v: &serde_json::Value) -> Option<f64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => {
+            let digits: String = s
+                .chars()
+                .filter(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            digits.parse().ok()
+        }
+        _ => None,
+    }
+    .filter(|a: &f64| a.is_finite())
+}
+
+fn intent_words(name: &str) -> Vec<String> {
+    words(&name.replace(['_', '-', '.', '/'], " "))
+}
+
+/// Two words mean the same for intent matching: equal, or sharing a stem of at
+/// least four letters ("close" / "closure", "terminate" / "termination").
+fn same_word(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    let common = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
+    common >= 4 && common + 3 >= a.len().min(b.len())
+}
+
+/// Whether an intent name means the same as a configured one: every word of
+/// the configured name has a word of the same meaning, in any order.
+fn same_meaning(configured: &str, actual: &str) -> bool {
+    let want = intent_words(configured);
+    let got = intent_words(actual);
+    !want.is_empty() && want.iter().all(|w| got.iter().any(|g| same_word(w, g)))
+}
+
+/// Levenshtein distance, stopping early above 2.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    if a.len().abs_diff(b.len()) > 2 {
+        return 3;
+    }
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut cur = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The first operator term found in `text`: words matched by stem, by
+/// consonant skeleton, or within one letter for words of five letters or more,
+/// and never inside a negation's scope.
+pub fn term_hit(text: &str, terms: &[String]) -> Option<String> {
+    if terms.is_empty() {
+        return None;
+    }
+    let toks = tokens(text);
+    for term in terms {
+        let want = tokens(term);
+        if want.is_empty() || want.len() > toks.len() {
+            continue;
+        }
+        let matches = |t: &crate::monitor::features::Token, w: &crate::monitor::features::Token| {
+            t.stem == w.stem
+                || (w.surface.len() >= 5
+                    && (edit_distance(&t.surface, &w.surface) <= 1
+                        || skeleton(&t.surface) == skeleton(&w.surface)))
+        };
+        for start in 0..=toks.len() - want.len() {
+            let run = &toks[start..start + want.len()];
+            if run.iter().zip(&want).all(|(t, w)| matches(t, w)) && !run.iter().any(|t| t.negated) {
+                return Some(term.clone());
+            }
+        }
+    }
+    None
+}
+
+/// The hedging phrase the rules know, or `fallback` (what the head heard).
+fn hedging_phrase_or(text: &str, fallback: &str) -> String {
+    crate::monitor::confidence::hedging_phrase(text)
+        .unwrap_or(fallback)
+        .to_string()
+}
+
+/// Caller topics the phrase rules treat as critical (fallback mode only).
+const FALLBACK_CRITICAL: &[&str] = &[
+    "lawyer",
+    "attorney",
+    "lawsuit",
+    "legal action",
+    "fraud",
+    "emergency",
+];
+/// Caller requests the phrase rules treat as policy (fallback mode only).
+const FALLBACK_POLICY: &[&str] = &[
+    "cancel my account",
+    "close my account",
+    "file a complaint",
+    "data breach",
+];
+/// Words that accept an offer, for the phrase rules.
+const FALLBACK_YES: &[&str] = &["yes", "yeah", "yep", "sure", "ok", "okay", "please"];
+
+/// The phrase rules as scores (1 or 0, threshold 0.5): the fallback without heads.
+fn rule_scores(speaker: Speaker, text: &str, ctx: TurnContext) -> TurnScores {
+    let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    match speaker {
+        Speaker::Caller => {
+            let w = words(text);
+            let yes = w
+                .first()
+                .is_some_and(|f| FALLBACK_YES.contains(&f.as_str()));
+            let no = w.first().is_some_and(|f| f == "no" || f == "nope");
+            TurnScores::from_flags(&[
+                (Label::AsksPerson, asks_for_human(text).is_some()),
+                (Label::AcceptsOffer, ctx.after_offer && yes),
+                (Label::DeclinesOffer, ctx.after_offer && no),
+                (
+                    Label::LegalThreat,
+                    mentions(text, &list(FALLBACK_CRITICAL)).is_some(),
+                ),
+                (Label::FraudEmergency, false),
+                (
+                    Label::CancelRequest,
+                    mentions(text, &list(FALLBACK_POLICY)).is_some(),
+                ),
+                (Label::ComplaintRequest, false),
+                (Label::RegulatedAdvice, false),
+                (Label::Contradicts, false),
+                (Label::Frustrated, false),
+                (Label::RepeatYourself, false),
+            ])
+        }
+        Speaker::Agent => {
+            let lower = text.to_lowercase();
+            let offers = lower.contains("connect you")
+                || lower.contains("transfer you")
+                || lower.contains("put you through");
+            TurnScores::from_flags(&[
+                (
+                    Label::Hedge,
+                    crate::monitor::confidence::hedging_phrase(text).is_some(),
+                ),
+                (Label::NotUnderstood, false),
+                (Label::Cannot, false),
+                (Label::RecordsConflict, false),
+                (Label::OffersPerson, offers),
+                (Label::Repeats, false),
+            ])
+        }
     }
 }
 
@@ -474,6 +1086,22 @@ pub fn mentions(text: &str, keywords: &[String]) -> Option<String> {
 mod tests {
     use super::*;
 
+    fn rules() -> Monitor {
+        Monitor::new(
+            PolicyConfig::default(),
+            TurnClassifier::Rules {
+                reason: "test".into(),
+            },
+        )
+    }
+
+    fn heads() -> Monitor {
+        Monitor::new(
+            PolicyConfig::default(),
+            TurnClassifier::from_config(&PolicyConfig::default()),
+        )
+    }
+
     fn user(m: &mut Monitor, text: &str) -> Observation {
         m.observe(
             MonitorInput::Turn {
@@ -496,8 +1124,12 @@ mod tests {
         )
     }
 
+    fn map(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
     #[test]
-    fn explicit_requests_for_a_person_and_their_near_misses() {
+    fn the_fallback_rules_know_explicit_requests_and_their_near_misses() {
         let yes = [
             "I want a real person",
             "Let me talk to an agent",
@@ -527,150 +1159,162 @@ mod tests {
             assert!(asks_for_human(t).is_some(), "should escalate: {t:?}");
         }
         for t in no {
-            assert!(
-                asks_for_human(t).is_none(),
-                "should not escalate: {t:?} ({:?})",
-                asks_for_human(t)
+            assert!(asks_for_human(t).is_none(), "should not escalate: {t:?}");
+        }
+    }
+
+    #[test]
+    fn low_confidence_escalates_only_twice_in_a_row() {
+        for mut m in [rules(), heads()] {
+            agent(&mut m, "Maybe it is the blue plan.", Some(0.4));
+            m.observe(
+                MonitorInput::Tool {
+                    name: "plan_lookup",
+                    ok: true,
+                },
+                Duration::ZERO,
+            );
+            agent(&mut m, "Your plan is the blue plan, confirmed.", Some(0.95));
+            let o = agent(&mut m, "Perhaps the fee was waived.", Some(0.3));
+            assert!(o.decision.is_none(), "not in a row: {:?}", o.decision);
+            let d = agent(&mut m, "It might be the March bill.", Some(0.2))
+                .decision
+                .unwrap();
+            assert_eq!((d.trigger, d.rule), (Trigger::Complexity, "low_confidence"));
+            assert_eq!(d.evidence, vec![2, 3]);
+            assert_eq!(
+                d.event,
+                TriggerEvent {
+                    index: 4,
+                    kind: "turn",
+                    turn: Some(3)
+                }
             );
         }
     }
 
-    struct Case {
-        name: &'static str,
-        steps: Vec<(Role, &'static str, Option<f32>)>,
-        expect: Option<(Trigger, &'static str)>,
+    #[test]
+    fn any_action_with_an_amount_over_its_limit_needs_authority() {
+        let mut m = rules();
+        assert!(
+            m.observe(
+                MonitorInput::Intent(&map(serde_json::json!({"primary": "refund", "amount": 45}))),
+                Duration::ZERO
+            )
+            .decision
+            .is_none()
+        );
+        let d = m
+            .observe(
+                MonitorInput::Intent(&map(
+                    serde_json::json!({"primary": "billing_dispute", "amount": "$600"}),
+                )),
+                Duration::ZERO,
+            )
+            .decision
+            .unwrap();
+        assert_eq!(
+            (d.trigger, d.rule),
+            (Trigger::AuthorityLimit, "amount_over_limit")
+        );
+        assert_eq!(
+            d.event,
+            TriggerEvent {
+                index: 1,
+                kind: "intent",
+                turn: None
+            }
+        );
+        // Per-action limits override the default.
+        let mut config = PolicyConfig::default();
+        config.action_limits.insert("credit".into(), 100.0);
+        let mut m = Monitor::new(
+            config,
+            TurnClassifier::Rules {
+                reason: "test".into(),
+            },
+        );
+        let credit = |a: i64| map(serde_json::json!({"primary": "account_credit", "amount": a}));
+        assert!(
+            m.observe(MonitorInput::Intent(&credit(80)), Duration::ZERO)
+                .decision
+                .is_none()
+        );
+        assert!(
+            m.observe(MonitorInput::Intent(&credit(120)), Duration::ZERO)
+                .decision
+                .is_some()
+        );
     }
 
     #[test]
-    fn each_trigger_fires_on_its_own_transcript_and_not_on_near_misses() {
-        use Role::{Agent as A, User as U};
-        let cases = vec![
-            Case {
-                name: "customer request",
-                steps: vec![
-                    (A, "How can I help?", Some(0.9)),
-                    (U, "I want a real person", None),
-                ],
-                expect: Some((Trigger::CustomerRequest, "explicit_request")),
-            },
-            Case {
-                name: "two unhelpful answers in a row",
-                steps: vec![
-                    (U, "My refund never arrived", None),
-                    (A, "I'm not sure I can help with refunds.", None),
-                    (U, "Please check the refund for order 8821", None),
-                    (A, "Unfortunately I don't have access to refunds.", None),
-                ],
-                expect: Some((Trigger::RepeatedFailure, "repeated_unhelpful")),
-            },
-            Case {
-                name: "one unhelpful answer then a helpful one",
-                steps: vec![
-                    (A, "I'm not sure about that.", Some(0.7)),
-                    (A, "Your order shipped yesterday.", Some(0.9)),
-                    (A, "I'm not sure about the carrier.", Some(0.7)),
-                ],
-                expect: None,
-            },
-            Case {
-                name: "low confidence twice",
-                steps: vec![
-                    (A, "Maybe it is the blue plan.", Some(0.4)),
-                    (A, "Your balance is 40 dollars.", Some(0.9)),
-                    (A, "Perhaps the fee was waived.", Some(0.3)),
-                ],
-                expect: Some((Trigger::Complexity, "low_confidence")),
-            },
-            Case {
-                name: "low confidence once",
-                steps: vec![
-                    (A, "Maybe it is the blue plan.", Some(0.4)),
-                    (A, "Done.", Some(0.8)),
-                ],
-                expect: None,
-            },
-            Case {
-                name: "policy topic",
-                steps: vec![(U, "I want to cancel my account today", None)],
-                expect: Some((Trigger::Policy, "policy_topic")),
-            },
-            Case {
-                name: "legal threat is critical",
-                steps: vec![(U, "I'm calling my lawyer about this", None)],
-                expect: Some((Trigger::Policy, "critical_topic")),
-            },
-            Case {
-                name: "negated policy topic",
-                steps: vec![(U, "I don't want to cancel my account, just update it", None)],
-                expect: None,
-            },
-            Case {
-                name: "sustained negative sentiment",
-                steps: vec![
-                    (U, "This is terrible, nothing works.", None),
-                    (U, "I'm really angry, this is awful service.", None),
-                    (U, "Horrible. I hate this stupid system.", None),
-                ],
-                expect: Some((Trigger::Complexity, "negative_sentiment_trend")),
-            },
-            Case {
-                name: "one bad moment is not a trend",
-                steps: vec![
-                    (U, "This is terrible, nothing works.", None),
-                    (U, "Oh, okay, that's great, thanks!", None),
-                    (U, "Good, thank you.", None),
-                ],
-                expect: None,
-            },
-        ];
-        for case in cases {
-            let mut m = Monitor::new(PolicyConfig::default());
-            let mut got = None;
-            for (role, text, conf) in &case.steps {
-                let obs = match role {
-                    Role::User => user(&mut m, text),
-                    Role::Agent => agent(&mut m, text, *conf),
-                };
-                if obs.decision.is_some() {
-                    got = obs.decision;
-                }
-            }
-            match (case.expect, got) {
-                (None, None) => {}
-                (Some((trigger, rule)), Some(d)) => {
-                    assert_eq!((d.trigger, d.rule), (trigger, rule), "{}", case.name);
-                    assert!(!d.evidence.is_empty(), "{}: evidence", case.name);
-                }
-                (e, g) => panic!("{}: expected {e:?}, got {g:?}", case.name),
-            }
+    fn reserved_intents_match_by_meaning_not_exact_name() {
+        for name in [
+            "close_account",
+            "account-closure",
+            "AccountClosure request",
+            "terminate_account",
+        ] {
+            let mut m = rules();
+            let d = m
+                .observe(
+                    MonitorInput::Intent(&map(serde_json::json!({"primary": name}))),
+                    Duration::ZERO,
+                )
+                .decision;
+            assert!(
+                name == "AccountClosure request"
+                    || d.as_ref().is_some_and(|d| d.rule == "authority_intent"),
+                "{name}: {d:?}"
+            );
+        }
+        for name in ["account_balance", "order_status", "close_window"] {
+            let mut m = rules();
+            assert!(
+                m.observe(
+                    MonitorInput::Intent(&map(serde_json::json!({"primary": name}))),
+                    Duration::ZERO
+                )
+                .decision
+                .is_none(),
+                "{name}"
+            );
         }
     }
 
     #[test]
-    fn authority_dtmf_and_agent_requests() {
-        let mut m = Monitor::new(PolicyConfig::default());
-        let mut intent = serde_json::Map::new();
-        intent.insert("primary".into(), "refund".into());
-        intent.insert("amount".into(), 45.into());
-        assert!(
-            m.observe(MonitorInput::Intent(&intent), Duration::ZERO)
-                .decision
-                .is_none()
-        );
-        intent.insert("amount".into(), 120.into());
-        let d = m
-            .observe(MonitorInput::Intent(&intent), Duration::ZERO)
-            .decision
-            .unwrap();
-        assert_eq!(d.trigger, Trigger::AuthorityLimit);
-        // Only the first decision is reported.
-        assert!(
-            m.observe(MonitorInput::Dtmf('0'), Duration::ZERO)
-                .decision
-                .is_none()
-        );
+    fn operator_terms_match_slips_and_stems_but_not_negations() {
+        let terms = vec!["data breach".to_string(), "ombudsman".to_string()];
+        assert!(term_hit("I think there was a data breached", &terms).is_some());
+        assert!(term_hit("I'm going to the ombudsmen", &terms).is_some());
+        assert!(term_hit("I'm not calling the ombudsman", &terms).is_none());
+        assert!(term_hit("the database is fine", &terms).is_none());
+    }
 
-        let mut m = Monitor::new(PolicyConfig::default());
+    #[test]
+    fn the_customers_name_is_not_a_keyword() {
+        let mut m = heads();
+        m.observe(
+            MonitorInput::Customer(&map(
+                serde_json::json!({"name": "Sue Miller", "verified": true}),
+            )),
+            Duration::ZERO,
+        );
+        agent(
+            &mut m,
+            "Thanks for calling. Who am I speaking with?",
+            Some(0.9),
+        );
+        let o = user(
+            &mut m,
+            "Hi this is Sue, Sue Miller, checking on my delivery",
+        );
+        assert!(o.decision.is_none(), "{:?}", o.decision);
+    }
+
+    #[test]
+    fn agent_requests_failures_and_dtmf_decide_at_once() {
+        let mut m = rules();
         let d = m
             .observe(MonitorInput::AgentFailed("socket reset"), Duration::ZERO)
             .decision
@@ -680,22 +1324,29 @@ mod tests {
             (Trigger::Complexity, Urgency::Elevated, "agent_failure")
         );
         assert!(d.description.contains("socket reset"));
+        // Only the first decision is reported.
+        assert!(
+            m.observe(MonitorInput::Dtmf('0'), Duration::ZERO)
+                .decision
+                .is_none()
+        );
 
-        let mut m = Monitor::new(PolicyConfig::default());
+        let mut m = rules();
         assert!(
             m.observe(MonitorInput::Dtmf('5'), Duration::ZERO)
                 .decision
                 .is_none()
         );
+        let d = m
+            .observe(MonitorInput::Dtmf('0'), Duration::ZERO)
+            .decision
+            .unwrap();
         assert_eq!(
-            m.observe(MonitorInput::Dtmf('0'), Duration::ZERO)
-                .decision
-                .unwrap()
-                .trigger,
-            Trigger::CustomerRequest
+            (d.trigger, d.event.kind, d.event.index),
+            (Trigger::CustomerRequest, "dtmf", 1)
         );
 
-        let mut m = Monitor::new(PolicyConfig::default());
+        let mut m = rules();
         let body = EscalateBody {
             trigger: Trigger::AuthorityLimit,
             description: "Refund above limit".into(),
@@ -712,15 +1363,40 @@ mod tests {
     }
 
     #[test]
-    fn an_angry_request_is_elevated() {
-        let mut m = Monitor::new(PolicyConfig::default());
-        let d = user(
-            &mut m,
-            "This is absolutely terrible and I'm furious, get me a human now!",
-        )
-        .decision
-        .unwrap();
-        assert_eq!(d.trigger, Trigger::CustomerRequest);
-        assert_eq!(d.urgency, Urgency::Elevated);
+    fn two_unhelpful_answers_in_a_row_say_why_each_was_unhelpful() {
+        for mut m in [rules(), heads()] {
+            user(&mut m, "My refund never arrived");
+            agent(&mut m, "I'm not sure I can help with refunds.", None);
+            user(&mut m, "Please check the refund for order 8821");
+            let d = agent(&mut m, "I'm not sure about that, I don't know.", None)
+                .decision
+                .unwrap();
+            assert_eq!(
+                (d.trigger, d.rule),
+                (Trigger::RepeatedFailure, "repeated_unhelpful")
+            );
+            assert_eq!(
+                d.unhelpful.iter().map(|u| u.turn).collect::<Vec<_>>(),
+                vec![1, 3]
+            );
+            assert!(d.unhelpful.iter().all(|u| !u.reasons.is_empty()));
+        }
+    }
+
+    #[test]
+    fn hostile_turns_are_read_in_bounded_time_without_panicking() {
+        let mut m = heads();
+        let long = "why ".repeat(25_000);
+        for t in [
+            "",
+            &long,
+            "😡😡😡",
+            "\u{0}\u{1b}[2J\u{7}",
+            "Wo ist meine Bestellung?",
+            "注文はどこですか",
+        ] {
+            user(&mut m, t);
+            agent(&mut m, t, Some(0.9));
+        }
     }
 }

@@ -80,6 +80,7 @@ pub fn content_words(text: &str) -> Vec<String> {
     let mut w: Vec<String> = words(text)
         .into_iter()
         .filter(|w| !STOPWORDS.contains(&w.as_str()))
+        .map(|w| crate::monitor::features::stem(&w))
         .collect();
     w.sort();
     w.dedup();

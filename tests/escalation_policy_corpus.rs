@@ -1,0 +1,115 @@
+//! The escalation policy on conversations it was never trained or tuned on:
+//! `warmline policy eval` over tests/data/policy/test (written independently of
+//! the training split, from the seed's rules), through the real binary.
+//!
+//! The figures asserted are floors under what the bundled heads measured
+//! (docs/POLICY.md): a regression fails CI. The goals (≥ 97 % right,
+//! no ordinary call escalated) are not met yet; POLICY.md says by how much.
+
+use std::process::Command;
+
+fn eval(heads: Option<&str>) -> serde_json::Value {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warmline"));
+    cmd.args([
+        "policy",
+        "eval",
+        "--corpus",
+        "tests/data/policy/test",
+        "--json",
+    ]);
+    if let Some(h) = heads {
+        cmd.args(["--heads", h]);
+    }
+    let out = cmd.output().expect("run warmline policy eval");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON report")
+}
+
+fn ratio(r: &serde_json::Value, key: &str) -> f64 {
+    let ok = r[key]["ok"].as_f64().unwrap_or(0.0);
+    let of = r[key]["of"].as_f64().unwrap_or(0.0);
+    if of == 0.0 { 1.0 } else { ok / of }
+}
+
+#[test]
+fn the_classifier_decides_unseen_conversations_better_than_the_phrase_rules() {
+    let heads = eval(None);
+    let rules = eval(Some("none"));
+    assert_eq!(heads["mode"], "classifier");
+    assert_eq!(rules["mode"], "rules");
+    assert!(
+        heads["cases"].as_u64().unwrap_or(0) >= 100,
+        "the test split is there"
+    );
+    let figures = [
+        "escalation",
+        "trigger",
+        "urgency",
+        "critical",
+        "on_the_right_event",
+    ];
+    for key in figures {
+        eprintln!(
+            "{key:>20}: classifier {:.3}, rules {:.3}",
+            ratio(&heads, key),
+            ratio(&rules, key)
+        );
+    }
+    // Floors under the measured figures (docs/POLICY.md).
+    assert!(ratio(&heads, "escalation") >= 0.85, "escalate-or-not");
+    assert!(ratio(&heads, "trigger") >= 0.75, "trigger");
+    assert!(ratio(&heads, "critical") >= 0.90, "critical kept critical");
+    // Better than the phrase rules on every figure that decides a call.
+    for key in ["escalation", "trigger", "critical", "on_the_right_event"] {
+        assert!(ratio(&heads, key) > ratio(&rules, key), "{key}");
+    }
+}
+
+#[test]
+fn a_broken_heads_file_falls_back_to_the_rules_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("heads.bin");
+    std::fs::write(&bad, b"not heads at all").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_warmline"))
+        .args([
+            "policy",
+            "eval",
+            "--corpus",
+            "tests/data/policy/test",
+            "--json",
+            "--heads",
+        ])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("phrase rules only") && stderr.contains("bad magic"),
+        "{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["mode"], "rules");
+}
+
+#[test]
+fn a_corpus_that_cannot_be_read_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.jsonl"),
+        "{\"id\": \"x\", \"events\": [}\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_warmline"))
+        .args(["policy", "eval", "--corpus"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.jsonl:1"), "{stderr}");
+}
