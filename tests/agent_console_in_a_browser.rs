@@ -88,7 +88,10 @@ async fn an_agent_takes_an_escalated_call_in_the_browser_console() {
         )
         .await;
     assert_eq!(card["name"], "Sarah Chen", "{card}");
-    assert_eq!(card["trigger"], "customer_request", "{card}");
+    assert_eq!(
+        card["trigger"], "customer request",
+        "a readable reason, not a code: {card}"
+    );
     assert!(card["turns"].as_u64().unwrap_or(0) >= 2, "{card}");
     assert!(!card["urgency"].as_str().unwrap_or("").is_empty(), "{card}");
     assert_eq!(card["acceptShown"], true, "accept is offered: {card}");

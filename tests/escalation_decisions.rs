@@ -83,7 +83,7 @@ async fn an_agent_that_fails_twice_is_escalated_for_repeated_failure() {
         ),
         (
             "Can you check the refund for order 8821 please?",
-            "Unfortunately I don't have access to refunds.",
+            "Sorry, I didn't quite catch that. Could you say it one more time?",
             0.6,
         ),
     ]))

@@ -299,8 +299,11 @@ pub struct Monitor {
     angry: [bool; 2],
     /// The assistant's last turn offered a person and the caller has not answered yet.
     offer_pending: bool,
-    /// The agent has said something or used a tool the caller could dispute.
-    agent_spoke: bool,
+    /// A tool returned something, or the agent answered a caller turn: there is
+    /// a record the caller could dispute (a greeting is not one).
+    disputable: bool,
+    /// Caller turns so far.
+    caller_turns: usize,
     /// Lower-case words of the customer's name.
     names: Vec<String>,
     labels: Vec<TurnLabels>,
@@ -323,7 +326,8 @@ impl Monitor {
             negative_run: Vec::new(),
             angry: [false; 2],
             offer_pending: false,
-            agent_spoke: false,
+            disputable: false,
+            caller_turns: 0,
             names: Vec::new(),
             labels: Vec::new(),
             decided: None,
@@ -366,7 +370,7 @@ impl Monitor {
             }
             MonitorInput::Tool { name, ok } => {
                 self.tracker.on_tool(name, ok);
-                self.agent_spoke = true;
+                self.disputable = true;
                 None
             }
             MonitorInput::Dtmf('0') => Some(Verdict {
@@ -520,6 +524,7 @@ impl Monitor {
         obs: &mut Observation,
     ) -> Option<Verdict> {
         let text = self.mask_names(content);
+        self.caller_turns += 1;
         let ctx = TurnContext {
             after_offer: std::mem::take(&mut self.offer_pending),
         };
@@ -543,7 +548,11 @@ impl Monitor {
         obs.labels = labels.clone();
         self.arc.push(index, at, sentiment);
         self.remember_labels(index, Role::User, &labels, Some(sentiment));
-        self.angry = [self.angry[1], frustrated || sentiment <= -0.5];
+        // Urgency rises for anger, not for a calm "as I said".
+        self.angry = [
+            self.angry[1],
+            scores.has(Label::Frustrated) || lexicon <= -0.5,
+        ];
         if sentiment <= -0.3 || frustrated {
             self.negative_run.push((index, sentiment));
         } else {
@@ -640,7 +649,7 @@ impl Monitor {
                 rule: "regulated_advice",
             });
         }
-        if self.agent_spoke && scores.has(Label::Contradicts) {
+        if self.disputable && scores.has(Label::Contradicts) {
             return Some(Verdict {
                 trigger: Trigger::Complexity,
                 description: format!(
@@ -691,7 +700,7 @@ impl Monitor {
         };
         let a = self.tracker.assess_agent_turn(content, confidence, signals);
         self.offer_pending = scores.has(Label::OffersPerson);
-        self.agent_spoke = true;
+        self.disputable |= self.caller_turns > 0;
         self.remember_labels(index, Role::Agent, &labels, None);
         obs.labels = labels;
         // "Confidence below 50 % twice in a row": the agent's own figure, consecutive.
@@ -719,7 +728,15 @@ impl Monitor {
                 rule: "conflict",
             });
         }
-        if scores.has(Label::Cannot) {
+        // Capability: the turn is mainly "this is beyond me", not "I could not find it"
+        // (a failed lookup is an unhelpful answer, counted towards two in a row).
+        let cannot = scores.score(Label::Cannot);
+        if scores.has(Label::Cannot)
+            && cannot
+                >= scores
+                    .score(Label::Hedge)
+                    .max(scores.score(Label::NotUnderstood))
+        {
             return Some(Verdict {
                 trigger: Trigger::Complexity,
                 description: format!("The task is beyond what the assistant can do (\"{quote}\")."),
@@ -1310,6 +1327,40 @@ mod tests {
             "Hi this is Sue, Sue Miller, checking on my delivery",
         );
         assert!(o.decision.is_none(), "{:?}", o.decision);
+    }
+
+    #[test]
+    fn an_opening_complaint_is_not_a_conflict_with_records_nobody_has_read_yet() {
+        let mut m = heads();
+        agent(
+            &mut m,
+            "Thanks for calling Acme support. How can I help you today?",
+            Some(0.95),
+        );
+        let o = user(
+            &mut m,
+            "Hi. I'm calling about my order. It still hasn't arrived.",
+        );
+        assert!(o.decision.is_none(), "{:?}", o.decision);
+        m.observe(
+            MonitorInput::Tool {
+                name: "order_lookup",
+                ok: true,
+            },
+            Duration::ZERO,
+        );
+        agent(
+            &mut m,
+            "Our records show order 8821 was delivered on Monday.",
+            Some(0.9),
+        );
+        let d = user(
+            &mut m,
+            "That's wrong, it was never delivered, nothing came.",
+        )
+        .decision
+        .unwrap();
+        assert_eq!((d.trigger, d.rule), (Trigger::Complexity, "conflict"));
     }
 
     #[test]
