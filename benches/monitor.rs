@@ -51,7 +51,74 @@ fn corpus_turns(c: &mut Criterion) {
     );
 }
 
+/// 200 calls talking at once, as their insight tasks would see them: every
+/// call's events interleaved round by round through the monitor; per-event
+/// latency percentiles and the mean, classifier against the phrase rules.
+fn concurrent_calls() {
+    let convs = warmline::monitor::corpus::load_conversations(std::path::Path::new(
+        "tests/data/policy/test",
+    ))
+    .expect("tests/data/policy/test");
+    let events: Vec<Vec<warmline::monitor::corpus::CorpusEvent>> = convs
+        .iter()
+        .map(|c| {
+            c.events
+                .iter()
+                .filter_map(|e| warmline::monitor::corpus::CorpusEvent::parse(e).ok())
+                .collect()
+        })
+        .collect();
+    let mut baseline_mean = None;
+    for (name, classifier) in [
+        (
+            "rules (baseline)",
+            TurnClassifier::Rules {
+                reason: "bench".into(),
+            },
+        ),
+        ("classifier", classifier()),
+    ] {
+        let mut took: Vec<u128> = Vec::new();
+        for _pass in 0..5 {
+            let mut calls: Vec<(Monitor, &Vec<_>)> = (0..200)
+                .map(|i| {
+                    (
+                        Monitor::new(PolicyConfig::default(), classifier.clone()),
+                        &events[i % events.len()],
+                    )
+                })
+                .collect();
+            let rounds = events.iter().map(Vec::len).max().unwrap_or(0);
+            for r in 0..rounds {
+                for (m, evs) in calls.iter_mut() {
+                    if let Some(e) = evs.get(r) {
+                        let t = std::time::Instant::now();
+                        black_box(e.feed(m));
+                        took.push(t.elapsed().as_nanos());
+                    }
+                }
+            }
+        }
+        took.sort_unstable();
+        let pct =
+            |p: f64| took[((took.len() as f64 * p) as usize).min(took.len() - 1)] as f64 / 1000.0;
+        let mean = took.iter().sum::<u128>() as f64 / took.len() as f64 / 1000.0;
+        let ratio = baseline_mean
+            .map(|b: f64| format!(" ({:.1}× the rules)", mean / b))
+            .unwrap_or_default();
+        eprintln!(
+            "200 concurrent calls, {name}: {} events, per event mean {mean:.1} µs{ratio}, p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+            took.len(),
+            pct(0.5),
+            pct(0.99),
+            pct(1.0)
+        );
+        baseline_mean.get_or_insert(mean);
+    }
+}
+
 fn benches(c: &mut Criterion) {
+    concurrent_calls();
     corpus_turns(c);
     let heads = Heads::bundled().expect("bundled heads");
     c.bench_function("classifier_heads_one_caller_turn", |b| {

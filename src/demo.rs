@@ -87,7 +87,7 @@ pub struct DemoTimings {
 /// The story's AI agent: greets, fails twice on an order lookup, and is escalated.
 pub fn escalation_script() -> Result<AgentScript, WavError> {
     let line = script_line;
-    let lookup_failed = serde_json::json!({"event": "tool", "tool": {"name": "order_lookup", "ok": false, "detail": "order 8821 not found in the assistant's system"}});
+    let lookup_failed = serde_json::json!({"event": "tool", "tool": {"name": "order_lookup", "ok": false, "detail": "order 8821 not found in the assistant's system", "args": {"orderId": "8821"}, "result": {"error": "not_found", "searched": ["orders", "archive"]}}});
     let intent = serde_json::json!({"event": "intent", "intent": {"primary": "order_status", "unresolvedItems": ["order 8821 not delivered"]}});
     let customer = serde_json::json!({"event": "customer", "customer": {"id": "C-1042", "name": "Sarah Chen", "verified": true}});
     Ok(AgentScript {

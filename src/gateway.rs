@@ -42,6 +42,8 @@ pub struct Shared {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// How the monitor reads turns (the trained heads, or the rule fallback).
     pub classifier: crate::monitor::TurnClassifier,
+    /// The optional LLM judge for turns the heads are unsure about.
+    pub judge: Option<Arc<crate::call::judge::LlmJudge>>,
 }
 
 impl Shared {
@@ -207,6 +209,9 @@ impl RunningGateway {
         let tts = TtsSet::from_config(&config.tts)?;
         crate::monitor::sentiment::SentimentScorer::warm_up();
         let classifier = crate::monitor::TurnClassifier::from_config(&config.monitor);
+        let judge = crate::call::judge::LlmJudge::from_config(&config.monitor)
+            .map_err(|e| GatewayError::HttpClient(e.to_string()))?
+            .map(Arc::new);
         match &classifier {
             crate::monitor::TurnClassifier::Heads(_) => {
                 tracing::info!("escalation monitor: {}", classifier.describe())
@@ -274,6 +279,7 @@ impl RunningGateway {
             )),
             cluster,
             classifier,
+            judge,
         });
         if let Some(cluster) = shared.cluster.clone() {
             cluster.spawn(Arc::downgrade(&shared)).await?;

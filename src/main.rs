@@ -71,7 +71,7 @@ enum PolicyCommand {
         #[arg(long, default_value_t = 0.2)]
         rate: f32,
         /// L2 penalty (chosen on the dev split).
-        #[arg(long, default_value_t = 3e-3)]
+        #[arg(long, default_value_t = 6e-3)]
         l2: f32,
     },
 }

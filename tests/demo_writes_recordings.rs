@@ -3,6 +3,8 @@
 //! agent, never the whisper; the agent's recording has the whole whisper; the
 //! context and whisper files reproduce the whisper exactly.
 
+mod support;
+
 use std::path::Path;
 use warmline::call::timeline::EndReason;
 use warmline::legs::media_streams::Role;
@@ -74,6 +76,21 @@ async fn the_demo_call_escalates_and_records_what_everyone_heard() {
     assert!(
         lag < 8000,
         "and starts within a second of the call ({lag} samples)"
+    );
+
+    let ctx: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(report.call_dir.join("context.json")).unwrap(),
+    )
+    .unwrap();
+    support::assert_matches_context_schema(&ctx);
+    assert!(
+        ctx["customer"]["contactInfo"].is_string(),
+        "the seed's contactInfo: string"
+    );
+    assert!(
+        ctx["toolsUsed"][0]["args"].is_object() && !ctx["toolsUsed"][0]["result"].is_null(),
+        "the demo's tool call keeps its arguments and result: {}",
+        ctx["toolsUsed"]
     );
 
     // `warmline whisper --context context.json` reproduces the same whisper audio.

@@ -201,6 +201,7 @@ async fn an_agent_that_fails_twice_is_escalated_for_repeated_failure() {
     assert_eq!(status, 200);
     let served: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(served, ctx);
+    assert_matches_context_schema(&served);
     let (status, body) = http_get(gw.addr, "/v1/calls", Some("s3cret")).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("repeated_failure"));
@@ -255,6 +256,26 @@ async fn asking_for_a_real_person_escalates_at_once() {
     );
     assert_eq!(evidence, vec![1], "on the caller's first turn, not later");
     println!("decision latency (caller turn → decision): {latency_us} µs");
+    // The timeline stamps the decision when it was made, not when the caller's
+    // prompts had been rendered: turn → decision on the timeline is the
+    // decision latency itself (0.1 ms rounding of each stamp aside).
+    let at = |pred: &dyn Fn(&TimelineKind) -> bool| {
+        timeline
+            .events
+            .iter()
+            .find(|e| pred(&e.kind))
+            .map(|e| e.at_ms)
+            .unwrap()
+    };
+    let turn_at = at(
+        &|k| matches!(k, TimelineKind::Turn { content, .. } if content == "I want a real person."),
+    );
+    let decided_at = at(&|k| matches!(k, TimelineKind::EscalationDecided { .. }));
+    let gap_us = (decided_at - turn_at) * 1000.0;
+    assert!(
+        gap_us <= latency_us as f64 + 200.0,
+        "decision stamped {gap_us:.0} µs after the turn, its latency was {latency_us} µs"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,4 +301,86 @@ async fn a_polite_call_is_not_escalated() {
     let (timeline, _) = one_call(polite, caller_audio(1), vec![], 79).await;
     assert!(decision(&timeline).is_none(), "{:?}", timeline.events);
     assert_eq!(timeline.turns().count(), 3);
+}
+
+/// A local OpenAI-compatible chat-completions server standing in for the judge:
+/// it says `asks_person` applies whenever it was asked about it.
+async fn fake_judge() -> String {
+    use axum::{Json, Router, routing::post};
+    async fn answer(Json(body): Json<serde_json::Value>) -> Json<serde_json::Value> {
+        let asked = body["messages"][1]["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("- asks_person:"));
+        let labels = if asked { vec!["asks_person"] } else { vec![] };
+        Json(serde_json::json!({
+            "id": "chatcmpl-judge", "object": "chat.completion",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                "message": {"role": "assistant", "content": serde_json::json!({"labels": labels}).to_string()}}]
+        }))
+    }
+    let app = Router::new().route("/v1/chat/completions", post(answer));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/v1/chat/completions")
+}
+
+async fn call_with_judge(judge_url: String, n: u64) -> Arc<Timeline> {
+    let agent = ScriptedAgent::start(script(&[(
+        "Mmm, well, you know how it is with these things.",
+        "I see. Could you tell me a little more?",
+        0.9,
+    )]))
+    .await
+    .unwrap();
+    let gw = gateway(&agent.url(), |c| {
+        c.monitor.judge_url = judge_url;
+        c.monitor.judge_margin = 1.0; // every deciding label counts as unsure
+        c.monitor.judge_budget_ms = 500;
+    })
+    .await;
+    let mut options = CallerOptions::new(gw.media_url(), caller_audio(1), n);
+    options.tail = Duration::from_secs(2);
+    caller::run(options).await.unwrap();
+    let done = gw
+        .shared
+        .registry
+        .wait_finished(1, Duration::from_secs(10))
+        .await;
+    Arc::clone(&done[0])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_judge_settles_a_turn_the_heads_are_unsure_about() {
+    let timeline = call_with_judge(fake_judge().await, 81).await;
+    let (trigger, _, rule, evidence, _) =
+        decision(&timeline).expect("the judge's verdict escalated");
+    assert_eq!(
+        (trigger, rule.as_str()),
+        (Trigger::CustomerRequest, "explicit_request")
+    );
+    assert_eq!(
+        evidence,
+        vec![1],
+        "decided on the caller's turn the judge read"
+    );
+    let why = timeline.events.iter().find_map(|e| match &e.kind {
+        TimelineKind::EscalationDecided { why, .. } => Some(why.clone()),
+        _ => None,
+    });
+    assert_eq!(why.unwrap()["monitor"], "classifier+judge");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_judge_leaves_the_heads_reading() {
+    // A port nothing listens on: the judge fails at once, the call goes on unescalated.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/v1/chat/completions",
+        closed.local_addr().unwrap()
+    );
+    drop(closed);
+    let timeline = call_with_judge(url, 82).await;
+    assert!(decision(&timeline).is_none(), "{:?}", timeline.events);
+    assert_eq!(timeline.turns().count(), 3, "the AI answered as usual");
 }

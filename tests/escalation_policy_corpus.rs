@@ -60,9 +60,9 @@ fn the_classifier_decides_unseen_conversations_better_than_the_phrase_rules() {
         );
     }
     // Floors under the measured figures (docs/POLICY.md).
-    assert!(ratio(&heads, "escalation") >= 0.85, "escalate-or-not");
-    assert!(ratio(&heads, "trigger") >= 0.75, "trigger");
-    assert!(ratio(&heads, "critical") >= 0.90, "critical kept critical");
+    assert!(ratio(&heads, "escalation") >= 0.86, "escalate-or-not");
+    assert!(ratio(&heads, "trigger") >= 0.80, "trigger");
+    assert!(ratio(&heads, "critical") >= 0.95, "critical kept critical");
     // Better than the phrase rules on every figure that decides a call.
     for key in ["escalation", "trigger", "critical", "on_the_right_event"] {
         assert!(ratio(&heads, key) > ratio(&rules, key), "{key}");

@@ -64,6 +64,18 @@ function list(id, items) {
   }));
 }
 
+// "order_lookup(orderId: 8821) → status: shipped" — failed calls marked.
+function toolLine(t) {
+  const brief = (v) => {
+    if (v === null || v === undefined) return "";
+    if (typeof v !== "object") return String(v);
+    return Object.entries(v).map(([k, x]) => `${k}: ${typeof x === "object" ? JSON.stringify(x) : x}`).join(", ");
+  };
+  const failed = t.ok === false ? "FAILED: " : "";
+  const result = brief(t.result);
+  return `${failed}${t.tool}(${brief(t.args)})${result ? " → " + result : ""}`.slice(0, 300);
+}
+
 function drawSentiment(points) {
   const svg = $("sentiment");
   const ns = "http://www.w3.org/2000/svg";
@@ -103,7 +115,7 @@ function renderContext(callId, urgency, ctx) {
   $("next-action").textContent = ctx.suggestedNextAction || "—";
   list("resolved", intent.resolvedItems || []);
   list("unresolved", intent.unresolvedItems || []);
-  list("tools", (ctx.toolsUsed || []).map((t) => t.tool));
+  list("tools", (ctx.toolsUsed || []).map(toolLine));
   list("attempts", ctx.attemptedResolutions || []);
   $("summary").textContent = ctx.summary || "";
   $("transcript").replaceChildren(...(ctx.transcript || []).map((t) => {

@@ -52,8 +52,32 @@ pub struct Customer {
     pub verification_status: VerificationStatus,
     /// Channel.
     pub channel: Channel,
-    /// Phone, email… (any JSON).
-    pub contact_info: Value,
+    /// How to reach them: the phone number, or else an address (the seed's `contactInfo: string`).
+    #[serde(deserialize_with = "contact_string")]
+    pub contact_info: String,
+    /// Other contact fields the agent sent (warmline extension, outside the seed's names).
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub contact_details: Map<String, Value>,
+}
+
+/// The one contact string of a contact object: its phone, else its email, else any string field.
+fn contact_of(m: &Map<String, Value>) -> String {
+    ["phone", "phoneNumber", "mobile", "email", "address"]
+        .iter()
+        .find_map(|k| m.get(*k).and_then(|v| v.as_str()))
+        .or_else(|| m.values().find_map(|v| v.as_str()))
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Reads `contactInfo` as a string, tolerating the object older warmline wrote.
+fn contact_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(s) => s,
+        Value::Object(m) => contact_of(&m),
+        Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    })
 }
 
 /// What the caller wants.
@@ -116,6 +140,13 @@ pub struct ToolCallRecord {
     pub result: Value,
     /// When (RFC 3339).
     pub called_at: String,
+    /// Whether it succeeded (warmline extension; failed tools are marked on the screen-pop).
+    #[serde(default = "yes")]
+    pub ok: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Why the call was escalated.
@@ -168,15 +199,19 @@ impl HandoffContext {
     /// The number to call the customer back on: `customer.contactInfo` as a
     /// string, or its `phone` field.
     pub fn caller_number(&self) -> Option<String> {
-        match &self.customer.contact_info {
-            Value::String(s) if !s.is_empty() => Some(s.clone()),
-            Value::Object(m) => m
-                .get("phone")
-                .and_then(|v| v.as_str())
-                .filter(|s| !s.is_empty())
-                .map(str::to_string),
-            _ => None,
+        let c = &self.customer;
+        let phone_like = |s: &str| {
+            let digits = s.chars().filter(char::is_ascii_digit).count();
+            digits >= 3 && !s.contains('@')
+        };
+        if phone_like(&c.contact_info) {
+            return Some(c.contact_info.clone());
         }
+        c.contact_details
+            .get("phone")
+            .and_then(|v| v.as_str())
+            .filter(|s| phone_like(s))
+            .map(str::to_string)
     }
 }
 
@@ -278,10 +313,17 @@ impl ContextBuilder {
         {
             c.channel = channel;
         }
-        if let Some(contact) = fields.get("contactInfo").or_else(|| fields.get("contact")) {
-            c.contact_info = contact.clone();
-        } else if let Some(phone) = text(&["phone", "from", "callerNumber"]) {
-            c.contact_info = serde_json::json!({ "phone": phone });
+        match fields.get("contactInfo").or_else(|| fields.get("contact")) {
+            Some(Value::String(s)) => c.contact_info = s.clone(),
+            Some(Value::Object(m)) => {
+                c.contact_info = contact_of(m);
+                c.contact_details = m.clone();
+            }
+            _ => {
+                if let Some(phone) = text(&["phone", "from", "callerNumber"]) {
+                    c.contact_info = phone;
+                }
+            }
         }
     }
 
@@ -359,13 +401,18 @@ impl ContextBuilder {
         ok: bool,
         detail: Option<&str>,
         args: Option<&Value>,
+        result: Option<&Value>,
         at: SystemTime,
     ) {
         self.ctx.tools_used.push(ToolCallRecord {
             tool: name.to_string(),
             args: args.cloned().unwrap_or(Value::Null),
-            result: serde_json::json!({ "ok": ok, "detail": detail }),
+            // Kept exactly as sent; without a result, what the agent said of it.
+            result: result
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!({ "ok": ok, "detail": detail })),
             called_at: rfc3339(at),
+            ok,
         });
         let outcome = match (ok, detail) {
             (true, Some(d)) => format!("succeeded: {d}"),
@@ -460,10 +507,13 @@ mod tests {
         cust.insert("phone".into(), "+15550100".into());
         b.on_customer(&cust);
         b.on_turn(Role::User, "Where is my refund?", t0, Some(-0.3), None);
-        b.on_tool("refund", false, Some("over limit"), None, t0);
+        b.on_tool("refund", false, Some("over limit"), None, None, t0);
         let json: Value = serde_json::to_value(b.context()).unwrap();
         assert_eq!(json["customer"]["verificationStatus"], "verified");
-        assert_eq!(json["customer"]["contactInfo"]["phone"], "+15550100");
+        assert_eq!(
+            json["customer"]["contactInfo"], "+15550100",
+            "a string, as the seed types it"
+        );
         assert_eq!(json["conversationId"], "CA1");
         assert_eq!(json["startedAt"], "2026-11-25T09:46:40.000Z");
         assert_eq!(json["sentimentArc"][0]["score"], serde_json::json!(-0.3f32));

@@ -196,43 +196,57 @@ impl LlmSummarizer {
                     ctx.customer.name, ctx.customer.verification_status, ctx.intent.primary, reason, transcript.join("\n"))}
             ]
         });
-        let mut request = self.client.post(&self.url).json(&body);
-        if !self.api_key.is_empty() {
-            request = request.bearer_auth(&self.api_key);
-        }
-        let budget_ms = self.budget.as_millis() as u64;
-        let answer = tokio::time::timeout(self.budget, async {
-            let response = request.send().await.map_err(|e| {
-                if e.is_timeout() {
-                    SummaryError::Timeout(budget_ms)
-                } else {
-                    SummaryError::Http(e.to_string())
-                }
-            })?;
-            let status = response.status();
-            let text = response
-                .text()
-                .await
-                .map_err(|e| SummaryError::Http(e.to_string()))?;
-            if !status.is_success() {
-                return Err(SummaryError::Status {
-                    status: status.as_u16(),
-                    body: clip(&text, 200),
-                });
-            }
-            Ok(text)
-        })
-        .await
-        .map_err(|_| SummaryError::Timeout(budget_ms))??;
-        let json: serde_json::Value =
-            serde_json::from_str(&answer).map_err(|e| SummaryError::Shape(e.to_string()))?;
-        let content = json["choices"][0]["message"]["content"]
-            .as_str()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| SummaryError::Shape("no choices[0].message.content".into()))?;
-        Ok(clip(content, 1200))
+        let content =
+            chat_completion(&self.client, &self.url, &self.api_key, self.budget, &body).await?;
+        Ok(clip(&content, 1200))
     }
+}
+
+/// One OpenAI-compatible chat completion within `budget`: the first choice's
+/// message content, or why there is none. Shared by the summary and the monitor's judge.
+pub async fn chat_completion(
+    client: &reqwest::Client,
+    url: &str,
+    api_key: &str,
+    budget: Duration,
+    body: &serde_json::Value,
+) -> Result<String, SummaryError> {
+    let mut request = client.post(url).json(body);
+    if !api_key.is_empty() {
+        request = request.bearer_auth(api_key);
+    }
+    let budget_ms = budget.as_millis() as u64;
+    let answer = tokio::time::timeout(budget, async {
+        let response = request.send().await.map_err(|e| {
+            if e.is_timeout() {
+                SummaryError::Timeout(budget_ms)
+            } else {
+                SummaryError::Http(e.to_string())
+            }
+        })?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| SummaryError::Http(e.to_string()))?;
+        if !status.is_success() {
+            return Err(SummaryError::Status {
+                status: status.as_u16(),
+                body: clip(&text, 200),
+            });
+        }
+        Ok(text)
+    })
+    .await
+    .map_err(|_| SummaryError::Timeout(budget_ms))??;
+    let json: serde_json::Value =
+        serde_json::from_str(&answer).map_err(|e| SummaryError::Shape(e.to_string()))?;
+    json["choices"][0]["message"]["content"]
+        .as_str()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| SummaryError::Shape("no choices[0].message.content".into()))
 }
 
 /// The LLM summary when configured and in time, otherwise the extractive one.

@@ -219,9 +219,18 @@ pub fn compose(ctx: &HandoffContext) -> (Vec<Clause>, Vec<Clause>) {
     }
 
     if let Some(score) = ctx.latest_sentiment() {
+        // A falling arc is said even when the last turn alone sounds calm.
+        let first = ctx.sentiment_arc.first().map_or(score, |p| p.score);
+        let falling = ctx.sentiment_arc.len() >= 2 && score < first - 0.2;
+        let spoken = SentimentLabel::spoken(score);
+        let text = match (falling, score <= -0.05) {
+            (true, true) => format!("The caller sounds {spoken} and is getting more upset."),
+            (true, false) => "The caller is getting more upset.".to_string(),
+            _ => format!("The caller sounds {spoken}."),
+        };
         main.push(Clause {
             kind: ClauseKind::Mood,
-            text: format!("The caller sounds {}.", SentimentLabel::spoken(score)),
+            text,
         });
     }
     if !ctx.suggested_next_action.trim().is_empty() {

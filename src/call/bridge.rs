@@ -340,6 +340,8 @@ impl CallBridge {
                 name: t.name,
                 ok: t.ok,
                 detail: t.detail,
+                args: t.args.map(Box::new),
+                result: t.result.map(Box::new),
             })),
             LegEvent::Customer(data) => {
                 self.emit(BridgeOutput::Timeline(TimelineKind::Customer { data }))

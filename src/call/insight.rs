@@ -109,6 +109,8 @@ impl Insight {
             },
             whisper: None,
             requested_skill: start.custom_parameters.get("skill").cloned(),
+            judge_tx: None,
+            judging: 0,
         };
         let task = tokio::spawn(tracing::Instrument::in_current_span(worker.run(rx)));
         (Insight { tx, task }, esc_rx)
@@ -170,11 +172,37 @@ struct Worker {
     whisper: Option<(Arc<Whisper>, HandoffContext)>,
     /// The skill the provider asked for (`customParameters.skill`), if any.
     requested_skill: Option<String>,
+    /// Where spawned judge requests answer (set while the task runs).
+    judge_tx: Option<mpsc::Sender<Judged>>,
+    /// Judge requests in flight.
+    judging: usize,
 }
+
+/// A judge's answer about one turn.
+struct Judged {
+    turn: usize,
+    asked_at: Instant,
+    verdicts: Result<Vec<(crate::monitor::heads::Label, bool)>, String>,
+}
+
+/// Judge requests one call may have in flight; further unsure turns are read by the heads alone.
+const JUDGE_IN_FLIGHT: usize = 2;
 
 impl Worker {
     async fn run(mut self, mut rx: mpsc::Receiver<Observed>) -> InsightOutcome {
-        while let Some(obs) = rx.recv().await {
+        let (judge_tx, mut judge_rx) = mpsc::channel::<Judged>(JUDGE_IN_FLIGHT);
+        self.judge_tx = Some(judge_tx);
+        loop {
+            let obs = tokio::select! {
+                obs = rx.recv() => match obs {
+                    Some(obs) => obs,
+                    None => break,
+                },
+                Some(judged) = judge_rx.recv() => {
+                    self.on_judged(judged).await;
+                    continue;
+                }
+            };
             let ended = matches!(obs.kind, TimelineKind::CallEnded { .. });
             let turn = matches!(obs.kind, TimelineKind::Turn { .. });
             let escalated_before = self.monitor.decision().is_some();
@@ -274,9 +302,21 @@ impl Worker {
                 }
                 o
             }
-            TimelineKind::ToolUsed { name, ok, detail } => {
-                self.builder
-                    .on_tool(name, *ok, detail.as_deref(), None, obs.wall);
+            TimelineKind::ToolUsed {
+                name,
+                ok,
+                detail,
+                args,
+                result,
+            } => {
+                self.builder.on_tool(
+                    name,
+                    *ok,
+                    detail.as_deref(),
+                    args.as_deref(),
+                    result.as_deref(),
+                    obs.wall,
+                );
                 self.monitor
                     .observe(MonitorInput::Tool { name, ok: *ok }, since_start)
             }
@@ -319,12 +359,57 @@ impl Worker {
             }
             _ => Default::default(),
         };
+        if let Some(req) = observation.judge {
+            self.ask_judge(req, obs.at);
+        }
         let Some(decision) = observation.decision else {
             self.save_context();
             return;
         };
+        self.on_decision(decision, obs.at).await;
+    }
+
+    /// Sends an unsure turn to the judge, if one is configured and not busy.
+    fn ask_judge(&mut self, req: crate::monitor::judge::JudgeRequest, at: Instant) {
+        let (Some(judge), Some(tx)) = (self.shared.judge.clone(), self.judge_tx.clone()) else {
+            return;
+        };
+        if self.judging >= JUDGE_IN_FLIGHT {
+            tracing::debug!(turn = req.turn, "judge busy; the heads' reading stands");
+            return;
+        }
+        self.judging += 1;
+        tokio::spawn(async move {
+            let verdicts = judge.ask(&req).await;
+            let _ = tx
+                .send(Judged {
+                    turn: req.turn,
+                    asked_at: at,
+                    verdicts,
+                })
+                .await;
+        });
+    }
+
+    async fn on_judged(&mut self, judged: Judged) {
+        self.judging = self.judging.saturating_sub(1);
+        match judged.verdicts {
+            Ok(verdicts) => {
+                tracing::debug!(turn = judged.turn, ?verdicts, "judge answered");
+                if let Some(decision) = self.monitor.judged(judged.turn, &verdicts) {
+                    self.on_decision(decision, judged.asked_at).await;
+                    self.save_context();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(turn = judged.turn, error = %e, "judge unavailable; the heads' reading stands")
+            }
+        }
+    }
+
+    async fn on_decision(&mut self, decision: Decision, triggered_at: Instant) {
         let decided_at = Instant::now();
-        let latency = decided_at.saturating_duration_since(obs.at);
+        let latency = decided_at.saturating_duration_since(triggered_at);
         self.builder.on_decision(&decision, SystemTime::now());
         tracing::info!(
             trigger = ?decision.trigger,

@@ -3,6 +3,7 @@
 pub mod bridge;
 pub mod handoff;
 pub mod insight;
+pub mod judge;
 pub mod recorder;
 pub mod registry;
 pub mod session;

@@ -99,6 +99,12 @@ pub enum TimelineKind {
         /// Detail.
         #[serde(skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
+        /// Arguments, as the agent sent them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        args: Option<Box<serde_json::Value>>,
+        /// Result, as the agent sent it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<Box<serde_json::Value>>,
     },
     /// Customer details from the agent.
     Customer {

@@ -212,6 +212,12 @@ pub struct ToolBody {
     /// What it returned or why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The arguments it was called with (any JSON), kept as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<serde_json::Value>,
+    /// What it returned (any JSON), kept as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
 }
 
 /// One Media Streams message, in either direction.

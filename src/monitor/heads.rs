@@ -454,7 +454,7 @@ impl Default for TrainOptions {
             dim: DEFAULT_DIM,
             epochs: 30,
             rate: 0.2,
-            l2: 3e-3,
+            l2: 6e-3,
             seed: 7,
         }
     }

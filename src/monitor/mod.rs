@@ -7,6 +7,7 @@ pub mod confidence;
 pub mod corpus;
 pub mod features;
 pub mod heads;
+pub mod judge;
 pub mod policy;
 pub mod sentiment;
 pub mod text;

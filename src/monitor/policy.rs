@@ -18,6 +18,7 @@ use crate::monitor::confidence::{
 };
 use crate::monitor::features::{TurnContext, skeleton, tokens};
 use crate::monitor::heads::{Heads, Label, LabelScore, Speaker, TurnScores};
+pub use crate::monitor::judge::JudgeRequest;
 use crate::monitor::sentiment::{SentimentArc, SentimentLabel, SentimentScorer};
 use crate::monitor::text::{clauses, find_phrase, negated_before, words};
 use serde::Serialize;
@@ -56,6 +57,17 @@ pub struct PolicyConfig {
     /// The classifier heads: "" = the ones bundled with this build, "none" = the
     /// phrase rules only, otherwise a file written by `warmline policy train`.
     pub heads: String,
+    /// Optional LLM judge for turns the heads are unsure about: an
+    /// OpenAI-compatible chat-completions URL ("" = no judge).
+    pub judge_url: String,
+    /// The judge's model.
+    pub judge_model: String,
+    /// Bearer token for the judge (prefer WARMLINE_MONITOR_JUDGE_API_KEY).
+    pub judge_api_key: String,
+    /// Time the judge has to answer, in ms; late or failed answers are dropped (logged).
+    pub judge_budget_ms: u64,
+    /// A label is unsure when its score is within this of its threshold.
+    pub judge_margin: f32,
 }
 
 impl Default for PolicyConfig {
@@ -79,6 +91,11 @@ impl Default for PolicyConfig {
             sentiment_threshold: -0.45,
             sentiment_turns: 3,
             heads: String::new(),
+            judge_url: String::new(),
+            judge_model: "gpt-4o-mini".into(),
+            judge_api_key: String::new(),
+            judge_budget_ms: 800,
+            judge_margin: 0.15,
         }
     }
 }
@@ -209,6 +226,9 @@ impl Decision {
     }
 }
 
+/// Turns a judge's verdict may still apply to.
+pub const JUDGED_TURNS_KEPT: usize = 4;
+
 /// Turn labels kept for the evidence (a bounded window, whatever the call's length).
 pub const LABELS_KEPT: usize = 32;
 
@@ -268,6 +288,8 @@ pub struct Observation {
     pub turn_index: Option<usize>,
     /// The turn's labels.
     pub labels: Vec<LabelScore>,
+    /// Labels the heads are unsure about on this turn, for an optional judge.
+    pub judge: Option<JudgeRequest>,
     /// The handoff decision, the first time one is made.
     pub decision: Option<Decision>,
 }
@@ -307,7 +329,21 @@ pub struct Monitor {
     /// Lower-case words of the customer's name.
     names: Vec<String>,
     labels: Vec<TurnLabels>,
+    /// The latest turns, kept so a judge's verdict, arriving after later turns,
+    /// can still be applied to the turn it was about.
+    pending: std::collections::VecDeque<PendingTurn>,
     decided: Option<Decision>,
+}
+
+/// The latest turn as the rules read it.
+#[derive(Debug, Clone)]
+struct PendingTurn {
+    event_index: usize,
+    turn: usize,
+    role: Role,
+    content: String,
+    ctx: TurnContext,
+    scores: TurnScores,
 }
 
 impl Monitor {
@@ -330,6 +366,7 @@ impl Monitor {
             caller_turns: 0,
             names: Vec::new(),
             labels: Vec::new(),
+            pending: std::collections::VecDeque::new(),
             decided: None,
         }
     }
@@ -433,6 +470,104 @@ impl Monitor {
             obs.decision = Some(d);
         }
         obs
+    }
+
+    fn remember_pending(&mut self, turn: PendingTurn) {
+        if self.pending.len() >= JUDGED_TURNS_KEPT {
+            self.pending.pop_front();
+        }
+        self.pending.push_back(turn);
+    }
+
+    /// A judge's verdicts on turn `turn` (yes/no per label it was asked about).
+    /// They count while nothing was decided and the turn is one of the last
+    /// [`JUDGED_TURNS_KEPT`]; a decision they lead to is made on that turn's event.
+    pub fn judged(&mut self, turn: usize, verdicts: &[(Label, bool)]) -> Option<Decision> {
+        if self.decided.is_some() {
+            return None;
+        }
+        let p = self.pending.iter().find(|p| p.turn == turn)?.clone();
+        let mut scores = p.scores.clone();
+        for (label, yes) in verdicts {
+            scores.set(*label, if *yes { 1.0 } else { 0.0 });
+        }
+        if let Some(entry) = self.labels.iter_mut().find(|l| l.turn == turn) {
+            entry.labels = scores.present();
+        }
+        let verdict = match p.role {
+            Role::User => self.caller_rules(&p.content, turn, &scores, p.ctx),
+            Role::Agent => self.agent_rules(&p.content, turn, &scores),
+        }?;
+        let d = Decision {
+            trigger: verdict.trigger,
+            description: verdict.description,
+            urgency: verdict.urgency,
+            evidence: verdict.evidence,
+            rule: verdict.rule,
+            event: TriggerEvent {
+                index: p.event_index,
+                kind: "turn",
+                turn: Some(turn),
+            },
+            labels: self.labels.clone(),
+            unhelpful: self.unhelpful_run.clone(),
+            mode: "classifier+judge",
+        };
+        self.decided = Some(d.clone());
+        Some(d)
+    }
+
+    /// What to ask a judge about a turn the heads are unsure of: the labels that
+    /// would decide the call, within `judge_margin` of their thresholds.
+    fn judge_request(
+        &self,
+        role: Role,
+        text: &str,
+        turn: usize,
+        scores: &TurnScores,
+        ctx: TurnContext,
+    ) -> Option<JudgeRequest> {
+        if self.decided.is_some() || !matches!(self.classifier, TurnClassifier::Heads(_)) {
+            return None;
+        }
+        let deciding: &[Label] = match role {
+            Role::User => &[
+                Label::AsksPerson,
+                Label::AcceptsOffer,
+                Label::LegalThreat,
+                Label::FraudEmergency,
+                Label::CancelRequest,
+                Label::ComplaintRequest,
+                Label::RegulatedAdvice,
+                Label::Contradicts,
+            ],
+            Role::Agent => &[Label::Cannot, Label::RecordsConflict],
+        };
+        let unsure = scores.unsure(self.config.judge_margin);
+        let candidates: Vec<Label> = deciding
+            .iter()
+            .copied()
+            .filter(|l| unsure.contains(l))
+            .filter(|l| *l != Label::AcceptsOffer || ctx.after_offer)
+            .filter(|l| *l != Label::Contradicts || self.disputable)
+            .collect();
+        if candidates.is_empty() || text.trim().is_empty() {
+            return None;
+        }
+        let previous = self
+            .labels
+            .iter()
+            .rev()
+            .find(|l| l.turn + 1 == turn)
+            .map(|l| l.role);
+        Some(JudgeRequest {
+            turn,
+            role,
+            text: quote_long(text),
+            previous_role: previous,
+            after_offer: ctx.after_offer,
+            candidates,
+        })
     }
 
     fn next_turn(&mut self) -> usize {
@@ -561,6 +696,31 @@ impl Monitor {
         if self.tracker.on_user_turn(&text) || scores.has(Label::RepeatYourself) {
             self.tracker.mark_caller_repeated();
         }
+        let verdict = self.caller_rules(content, index, &scores, ctx);
+        if verdict.is_none() {
+            obs.judge = self.judge_request(Role::User, &text, index, &scores, ctx);
+        }
+        self.remember_pending(PendingTurn {
+            event_index: self.events - 1,
+            turn: index,
+            role: Role::User,
+            content: content.to_string(),
+            ctx,
+            scores,
+        });
+        verdict
+    }
+
+    /// The caller-turn rules, in the table's order, over `scores` (the heads', or
+    /// the heads' with a judge's verdicts).
+    fn caller_rules(
+        &self,
+        content: &str,
+        index: usize,
+        scores: &TurnScores,
+        ctx: TurnContext,
+    ) -> Option<Verdict> {
+        let text = self.mask_names(content);
         let quote = quote(content);
         if scores.has(Label::AsksPerson) {
             return Some(Verdict {
@@ -718,6 +878,24 @@ impl Monitor {
             });
         }
         obs.assessment = Some(a);
+        if let Some(v) = self.agent_rules(content, index, &scores) {
+            return Some(v);
+        }
+        obs.judge =
+            self.judge_request(Role::Agent, content, index, &scores, TurnContext::default());
+        self.remember_pending(PendingTurn {
+            event_index: self.events - 1,
+            turn: index,
+            role: Role::Agent,
+            content: content.to_string(),
+            ctx: TurnContext::default(),
+            scores,
+        });
+        self.consecutive_rules()
+    }
+
+    /// The agent-turn rules that decide at once (conflict, capability).
+    fn agent_rules(&self, content: &str, index: usize, scores: &TurnScores) -> Option<Verdict> {
         let quote = quote(content);
         if scores.has(Label::RecordsConflict) {
             return Some(Verdict {
@@ -745,6 +923,11 @@ impl Monitor {
                 rule: "capability",
             });
         }
+        None
+    }
+
+    /// "Twice in a row": low stated confidence, then unhelpful answers.
+    fn consecutive_rules(&self) -> Option<Verdict> {
         if self.low_confidence_run.len() >= self.config.low_confidence_turns.max(1) as usize {
             return Some(Verdict {
                 trigger: Trigger::Complexity,
@@ -825,6 +1008,11 @@ impl Monitor {
             })
             .map_or(self.config.amount_limit, |(_, v)| *v)
     }
+}
+
+/// A turn's text as a judge reads it (at most 600 characters).
+fn quote_long(text: &str) -> String {
+    text.chars().take(600).collect()
 }
 
 /// A turn's first words, for a description.
@@ -1361,6 +1549,54 @@ mod tests {
         .decision
         .unwrap();
         assert_eq!((d.trigger, d.rule), (Trigger::Complexity, "conflict"));
+    }
+
+    #[test]
+    fn a_judges_verdict_decides_on_the_turn_it_was_about_and_only_while_it_is_the_latest() {
+        let config = PolicyConfig {
+            judge_margin: 1.0, // every deciding label is "unsure"
+            ..PolicyConfig::default()
+        };
+        let mut m = Monitor::new(config.clone(), TurnClassifier::from_config(&config));
+        agent(&mut m, "How can I help?", Some(0.9));
+        let o = user(&mut m, "mmm well you know how it is");
+        assert!(o.decision.is_none());
+        let req = o.judge.expect("an unsure turn is offered to the judge");
+        assert!(req.candidates.contains(&Label::AsksPerson));
+        let d = m.judged(req.turn, &[(Label::AsksPerson, true)]).unwrap();
+        assert_eq!(
+            (d.trigger, d.mode),
+            (Trigger::CustomerRequest, "classifier+judge")
+        );
+        assert_eq!(
+            d.event,
+            TriggerEvent {
+                index: 1,
+                kind: "turn",
+                turn: Some(1)
+            }
+        );
+        // A verdict that arrives after the agent answered still counts for its turn...
+        let mut m = Monitor::new(config.clone(), TurnClassifier::from_config(&config));
+        let first = user(&mut m, "mmm well you know how it is").judge.unwrap();
+        agent(&mut m, "Could you tell me more?", Some(0.9));
+        let d = m.judged(first.turn, &[(Label::AsksPerson, true)]).unwrap();
+        assert_eq!(d.event.turn, Some(0));
+        // ...but not once it is too old, nor after a decision.
+        let mut m = Monitor::new(config.clone(), TurnClassifier::from_config(&config));
+        let old = user(&mut m, "mmm well you know how it is").judge.unwrap();
+        for _ in 0..JUDGED_TURNS_KEPT {
+            agent(&mut m, "Could you tell me more?", Some(0.9));
+        }
+        assert!(m.judged(old.turn, &[(Label::AsksPerson, true)]).is_none());
+        // The phrase rules never ask a judge.
+        let mut m = Monitor::new(
+            config,
+            TurnClassifier::Rules {
+                reason: "test".into(),
+            },
+        );
+        assert!(user(&mut m, "mmm well you know how it is").judge.is_none());
     }
 
     #[test]

@@ -592,3 +592,21 @@ pub async fn serve_process_on(
 }
 pub mod cluster;
 pub mod realtime;
+
+/// Fails unless `ctx` validates against docs/handoff-context.schema.json (the
+/// seed-typed schema: `contactInfo` a string, `toolsUsed` records, enums…).
+#[allow(dead_code)]
+pub fn assert_matches_context_schema(ctx: &serde_json::Value) {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../docs/handoff-context.schema.json"))
+            .expect("the schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(ctx)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "context breaks the schema: {errors:#?}\n{ctx:#}"
+    );
+}
