@@ -120,6 +120,9 @@ fn concurrent_calls() {
 fn benches(c: &mut Criterion) {
     concurrent_calls();
     corpus_turns(c);
+    // One loaded classifier shared by every monitor (as the gateway does): a
+    // monitor's drop must not free the heads inside the timed routine.
+    let shared = classifier();
     let heads = Heads::bundled().expect("bundled heads");
     c.bench_function("classifier_heads_one_caller_turn", |b| {
         b.iter(|| heads.score(Speaker::Caller, black_box(CALLER), TurnContext::default()))
@@ -131,7 +134,7 @@ fn benches(c: &mut Criterion) {
 
     c.bench_function("decision_latency_explicit_request", |b| {
         b.iter_batched(
-            || Monitor::new(PolicyConfig::default(), classifier()),
+            || Monitor::new(PolicyConfig::default(), shared.clone()),
             |mut m| {
                 let o = m.observe(
                     MonitorInput::Turn {
@@ -150,7 +153,7 @@ fn benches(c: &mut Criterion) {
     c.bench_function("decision_latency_second_unhelpful_turn", |b| {
         b.iter_batched(
             || {
-                let mut m = Monitor::new(PolicyConfig::default(), classifier());
+                let mut m = Monitor::new(PolicyConfig::default(), shared.clone());
                 m.observe(
                     MonitorInput::Turn {
                         role: Role::Agent,
@@ -177,7 +180,7 @@ fn benches(c: &mut Criterion) {
     });
 
     let mut builder = ContextBuilder::new("CA1", SystemTime::now(), "bench");
-    let mut m = Monitor::new(PolicyConfig::default(), classifier());
+    let mut m = Monitor::new(PolicyConfig::default(), shared.clone());
     for i in 0..10 {
         let (role, text) = if i % 2 == 0 {
             (Role::User, CALLER)
