@@ -521,6 +521,38 @@ mod tests {
     }
 
     #[test]
+    fn the_mood_is_said_when_the_arc_is_negative_or_falling() {
+        let mood = |arc: &str| {
+            let ctx = HandoffContext::from_json(&format!(
+                r#"{{"customer":{{"name":"Sam"}},"sentimentArc":{arc}}}"#
+            ))
+            .unwrap();
+            compose(&ctx)
+                .0
+                .into_iter()
+                .find(|c| c.kind == ClauseKind::Mood)
+                .map(|c| c.text)
+        };
+        let p = |s: f32| format!(r#"{{"at":"x","score":{s}}}"#);
+        assert_eq!(
+            mood(&format!("[{},{}]", p(0.2), p(-0.4))).as_deref(),
+            Some("The caller sounds frustrated and is getting more upset.")
+        );
+        assert_eq!(
+            mood(&format!("[{},{}]", p(0.8), p(0.4))).as_deref(),
+            Some("The caller is getting more upset.")
+        );
+        assert_eq!(
+            mood(&format!("[{}]", p(-0.7))).as_deref(),
+            Some("The caller sounds very upset.")
+        );
+        assert_eq!(
+            mood(&format!("[{}]", p(0.1))).as_deref(),
+            Some("The caller sounds calm.")
+        );
+    }
+
+    #[test]
     fn an_empty_context_still_composes_who_what_and_why() {
         let (main, fillers) = compose(&HandoffContext::default());
         assert_eq!(main.len(), 3);

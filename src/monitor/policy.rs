@@ -658,6 +658,7 @@ impl Monitor {
         at: Duration,
         obs: &mut Observation,
     ) -> Option<Verdict> {
+        explain_odd_input("caller", index, content);
         let text = self.mask_names(content);
         self.caller_turns += 1;
         let ctx = TurnContext {
@@ -847,6 +848,7 @@ impl Monitor {
         index: usize,
         obs: &mut Observation,
     ) -> Option<Verdict> {
+        explain_odd_input("agent", index, content);
         let scores = self.score(Speaker::Agent, content, TurnContext::default());
         let labels = scores.present();
         let signals = AgentSignals {
@@ -1007,6 +1009,30 @@ impl Monitor {
                     .all(|w| words.iter().any(|x| same_word(w, x)))
             })
             .map_or(self.config.amount_limit, |(_, v)| *v)
+    }
+}
+
+/// Says in the log why a turn will be read as less than it is: empty, no
+/// words at all (emoji, control characters), or longer than the heads read.
+fn explain_odd_input(who: &str, turn: usize, text: &str) {
+    if text.trim().is_empty() {
+        tracing::debug!(turn, who, "empty turn: nothing for the monitor to read");
+    } else if !text.chars().any(char::is_alphanumeric) {
+        tracing::info!(
+            turn,
+            who,
+            chars = text.chars().count(),
+            "turn without words (emoji or symbols only): read as neutral"
+        );
+    } else if crate::monitor::features::bounded(text).1 {
+        tracing::info!(
+            turn,
+            who,
+            bytes = text.len(),
+            read = crate::monitor::features::MAX_TEXT_BYTES,
+            "long turn: the monitor reads its first {} bytes",
+            crate::monitor::features::MAX_TEXT_BYTES
+        );
     }
 }
 
