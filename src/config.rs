@@ -743,15 +743,22 @@ fn apply_env(table: &mut toml::Table, name: &str, value: &str) -> Result<(), Con
         name: name.to_string(),
         message,
     };
+    // Only names of real keys are applied: the platform sets others with the
+    // same prefix (Kubernetes injects WARMLINE_SERVICE_HOST, WARMLINE_PORT… for
+    // a Service named warmline), and they must not stop the gateway.
     let rest = name.trim_start_matches("WARMLINE_").to_ascii_lowercase();
+    let ignore = |why: String| {
+        tracing::debug!(variable = name, "environment variable ignored: {why}");
+        Ok(())
+    };
     let Some((section, key)) = rest.split_once('_') else {
-        return Err(env_err("expected WARMLINE_<SECTION>_<KEY>".into()));
+        return ignore("not WARMLINE_<SECTION>_<KEY>".into());
     };
     let Some(toml::Value::Table(section_table)) = table.get_mut(section) else {
-        return Err(env_err(format!("no config section [{section}]")));
+        return ignore(format!("no config section [{section}]"));
     };
     let Some(current) = section_table.get(key) else {
-        return Err(env_err(format!("no key {key:?} in [{section}]")));
+        return ignore(format!("no key {key:?} in [{section}]"));
     };
     let parsed = match current {
         toml::Value::Boolean(_) => value
@@ -828,8 +835,22 @@ mod tests {
                 .to_string()
         };
         assert!(env("WARMLINE_MEDIA_BARGE_IN", "maybe").contains("true or false"));
-        assert!(env("WARMLINE_NOPE_X", "1").contains("no config section"));
-        assert!(env("WARMLINE_MEDIA_NOPE", "1").contains("no key"));
+        // Variables that name no key are the platform's, not ours: ignored.
+        let kubernetes = [
+            ("WARMLINE_SERVICE_HOST", "10.0.0.7"),
+            ("WARMLINE_SERVICE_PORT", "8080"),
+            ("WARMLINE_PORT", "tcp://10.0.0.7:8080"),
+            ("WARMLINE_PORT_8080_TCP_PROTO", "tcp"),
+            ("WARMLINE_MEDIA_NOPE", "1"),
+        ];
+        let config = Config::from_layers(
+            None,
+            kubernetes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .expect("a Kubernetes Service's variables do not stop the gateway");
+        assert_eq!(config.server.listen, Config::default().server.listen);
         let lists = Config::from_layers(
             None,
             vec![(
