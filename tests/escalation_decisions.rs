@@ -227,8 +227,19 @@ async fn one_call(
     dtmf: Vec<(Duration, char)>,
     n: u64,
 ) -> (Arc<Timeline>, ScriptedAgent) {
+    one_call_with(script, audio, dtmf, n, |_| {}).await
+}
+
+/// One call through a gateway whose config `tweak` adjusts.
+async fn one_call_with(
+    script: warmline::sim::agent::AgentScript,
+    audio: Vec<u8>,
+    dtmf: Vec<(Duration, char)>,
+    n: u64,
+    tweak: impl FnOnce(&mut warmline::config::Config),
+) -> (Arc<Timeline>, ScriptedAgent) {
     let agent = ScriptedAgent::start(script).await.unwrap();
-    let gw = gateway(&agent.url(), |_| {}).await;
+    let gw = gateway(&agent.url(), tweak).await;
     let mut options = CallerOptions::new(gw.media_url(), audio, n);
     options.dtmf = dtmf;
     options.tail = Duration::from_secs(2);
@@ -326,28 +337,18 @@ async fn fake_judge() -> String {
 }
 
 async fn call_with_judge(judge_url: String, n: u64) -> Arc<Timeline> {
-    let agent = ScriptedAgent::start(script(&[(
+    let unsure = script(&[(
         "Mmm, well, you know how it is with these things.",
         "I see. Could you tell me a little more?",
         0.9,
-    )]))
-    .await
-    .unwrap();
-    let gw = gateway(&agent.url(), |c| {
+    )]);
+    let (timeline, _) = one_call_with(unsure, caller_audio(1), vec![], n, |c| {
         c.monitor.judge_url = judge_url;
         c.monitor.judge_margin = 1.0; // every deciding label counts as unsure
         c.monitor.judge_budget_ms = 500;
     })
     .await;
-    let mut options = CallerOptions::new(gw.media_url(), caller_audio(1), n);
-    options.tail = Duration::from_secs(2);
-    caller::run(options).await.unwrap();
-    let done = gw
-        .shared
-        .registry
-        .wait_finished(1, Duration::from_secs(10))
-        .await;
-    Arc::clone(&done[0])
+    timeline
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

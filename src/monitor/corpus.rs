@@ -258,8 +258,8 @@ fn records(dir: &Path) -> Result<Vec<(String, serde_json::Value)>, CorpusError> 
     Ok(out)
 }
 
-/// Reads every conversation in `dir`.
-pub fn load_conversations(dir: &Path) -> Result<Vec<Conversation>, CorpusError> {
+/// Every record in `dir` read as a `T`, errors naming the file and line.
+fn load<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<Vec<T>, CorpusError> {
     records(dir)?
         .into_iter()
         .map(|(at, v)| {
@@ -271,17 +271,14 @@ pub fn load_conversations(dir: &Path) -> Result<Vec<Conversation>, CorpusError> 
         .collect()
 }
 
+/// Reads every conversation in `dir`.
+pub fn load_conversations(dir: &Path) -> Result<Vec<Conversation>, CorpusError> {
+    load(dir)
+}
+
 /// Reads every utterance in `dir`.
 pub fn load_utterances(dir: &Path) -> Result<Vec<Utterance>, CorpusError> {
-    records(dir)?
-        .into_iter()
-        .map(|(at, v)| {
-            serde_json::from_value(v).map_err(|e| CorpusError::Parse {
-                at,
-                error: e.to_string(),
-            })
-        })
-        .collect()
+    load(dir)
 }
 
 /// What the monitor decided on one conversation.
