@@ -131,5 +131,11 @@ async fn the_demo_call_escalates_and_records_what_everyone_heard() {
         "same whisper, word for word (envelope correlation {shape:.3})"
     );
     let text = std::fs::read_to_string(report.call_dir.join("whisper.txt")).unwrap();
+    // "I already told you": the arc is negative, and the agent hears how the caller feels.
+    assert!(
+        text.contains("The caller sounds"),
+        "the whisper says the mood: {text}"
+    );
+    assert!(text.contains("order lookup, which failed"), "{text}");
     assert!(String::from_utf8_lossy(&status.stdout).starts_with(text.trim()));
 }

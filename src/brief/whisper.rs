@@ -164,7 +164,8 @@ pub fn compose(ctx: &HandoffContext) -> (Vec<Clause>, Vec<Clause>) {
         .iter()
         .take(3)
         .map(|t| {
-            let ok = t.result.get("ok").and_then(|v| v.as_bool()).unwrap_or(true);
+            // The record's own flag; contexts from before it carry `result.ok`.
+            let ok = t.ok && t.result.get("ok").and_then(|v| v.as_bool()) != Some(false);
             format!(
                 "{}{}",
                 humanize(&t.tool),
@@ -224,14 +225,22 @@ pub fn compose(ctx: &HandoffContext) -> (Vec<Clause>, Vec<Clause>) {
         let falling = ctx.sentiment_arc.len() >= 2 && score < first - 0.2;
         let spoken = SentimentLabel::spoken(score);
         let text = match (falling, score <= -0.05) {
-            (true, true) => format!("The caller sounds {spoken} and is getting more upset."),
+            // Short: it has to fit the window beside the essentials.
+            (true, true) if score <= -0.6 => format!("The caller sounds {spoken}."),
+            (true, true) => format!("The caller sounds {spoken}, and getting worse."),
             (true, false) => "The caller is getting more upset.".to_string(),
             _ => format!("The caller sounds {spoken}."),
         };
-        main.push(Clause {
+        let mood = Clause {
             kind: ClauseKind::Mood,
             text,
-        });
+        };
+        // An upset caller is worth more of the window than the reason's detail:
+        // the mood is tried first (it is still spoken after the reason).
+        match main.iter().position(|c| c.kind == ClauseKind::ReasonDetail) {
+            Some(at) if falling || score <= -0.05 => main.insert(at, mood),
+            _ => main.push(mood),
+        }
     }
     if !ctx.suggested_next_action.trim().is_empty() {
         main.push(Clause {
@@ -496,8 +505,9 @@ mod tests {
                 ClauseKind::Intent,
                 ClauseKind::Tried,
                 ClauseKind::Reason,
-                ClauseKind::ReasonDetail,
+                // The caller is upset (-0.5): the mood goes before the reason's detail.
                 ClauseKind::Mood,
+                ClauseKind::ReasonDetail,
                 ClauseKind::NextAction,
                 ClauseKind::Secondary
             ]
@@ -512,7 +522,7 @@ mod tests {
             main[3].text,
             "Escalated for authority limit, elevated priority."
         );
-        assert_eq!(main[4].text, "Refund above the assistant's limit.");
+        assert_eq!(main[5].text, "Refund above the assistant's limit.");
         assert!(fillers.iter().all(|c| c.kind == ClauseKind::Filler));
         assert_eq!(
             spoken(&main[1].text),
@@ -536,7 +546,7 @@ mod tests {
         let p = |s: f32| format!(r#"{{"at":"x","score":{s}}}"#);
         assert_eq!(
             mood(&format!("[{},{}]", p(0.2), p(-0.4))).as_deref(),
-            Some("The caller sounds frustrated and is getting more upset.")
+            Some("The caller sounds frustrated, and getting worse.")
         );
         assert_eq!(
             mood(&format!("[{},{}]", p(0.8), p(0.4))).as_deref(),
