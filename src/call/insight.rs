@@ -35,6 +35,17 @@ pub enum InsightEvent {
     Summary(SummarySource),
 }
 
+impl InsightEvent {
+    /// When it happened: a decision when it was made (before the caller's
+    /// prompts were rendered), anything else now, as it arrives.
+    pub fn happened_at(&self) -> Instant {
+        match self {
+            InsightEvent::Escalated(e) => e.decided_at,
+            _ => Instant::now(),
+        }
+    }
+}
+
 /// What the insight task leaves behind when the call ends.
 #[derive(Debug, Clone)]
 pub struct InsightOutcome {
@@ -398,7 +409,6 @@ impl Worker {
                 tracing::debug!(turn = judged.turn, ?verdicts, "judge answered");
                 if let Some(decision) = self.monitor.judged(judged.turn, &verdicts) {
                     self.on_decision(decision, judged.asked_at).await;
-                    self.save_context();
                 }
             }
             Err(e) => {

@@ -215,11 +215,7 @@ async fn drive(
                 bridge.handle_agent(event, Instant::now());
             }
             Some(event) = escalations.recv() => {
-                // A decision is stamped when it was made, not when its prompts were ready.
-                let at = match &event {
-                    InsightEvent::Escalated(e) => e.decided_at,
-                    _ => Instant::now(),
-                };
+                let at = event.happened_at();
                 timeline.push(at, insight_event(&event));
                 match event {
                     InsightEvent::Escalated(e) => {
@@ -279,11 +275,7 @@ async fn drive(
     let budget = Duration::from_millis(config.summary.budget_ms) + Duration::from_secs(1);
     let outcome = insight.finish(budget).await;
     while let Ok(event) = escalations.try_recv() {
-        let at = match &event {
-            InsightEvent::Escalated(e) => e.decided_at,
-            _ => Instant::now(),
-        };
-        timeline.push(at, insight_event(&event));
+        timeline.push(event.happened_at(), insight_event(&event));
     }
     shared.routing.leave(&setup.call_id);
     drop(agent_tx);

@@ -17,8 +17,6 @@ pub struct JudgeRequest {
     pub role: Role,
     /// What was said (customer names masked, at most 600 characters).
     pub text: String,
-    /// Who spoke the turn before, if anyone.
-    pub previous_role: Option<Role>,
     /// The assistant's previous turn offered to connect the caller with a person.
     pub after_offer: bool,
     /// The labels to decide, yes or no.
@@ -156,7 +154,6 @@ mod tests {
             turn: 3,
             role: Role::User,
             text: "is anybody \"real\" there".into(),
-            previous_role: Some(Role::Agent),
             after_offer: false,
             candidates: vec![Label::AsksPerson],
         };

@@ -315,7 +315,7 @@ pub struct Monitor {
     events: usize,
     unhelpful_run: Vec<UnhelpfulTurn>,
     low_confidence_run: Vec<usize>,
-    /// Caller turns in a row that were negative: (turn, score, frustrated).
+    /// Caller turns in a row that were negative: (turn, sentiment).
     negative_run: Vec<(usize, f32)>,
     /// Whether the last two caller turns were angry.
     angry: [bool; 2],
@@ -324,8 +324,6 @@ pub struct Monitor {
     /// A tool returned something, or the agent answered a caller turn: there is
     /// a record the caller could dispute (a greeting is not one).
     disputable: bool,
-    /// Caller turns so far.
-    caller_turns: usize,
     /// Lower-case words of the customer's name.
     names: Vec<String>,
     labels: Vec<TurnLabels>,
@@ -342,6 +340,8 @@ struct PendingTurn {
     turn: usize,
     role: Role,
     content: String,
+    /// What the heads read: the content with the customer's name masked (callers).
+    text: String,
     ctx: TurnContext,
     scores: TurnScores,
 }
@@ -363,7 +363,6 @@ impl Monitor {
             angry: [false; 2],
             offer_pending: false,
             disputable: false,
-            caller_turns: 0,
             names: Vec::new(),
             labels: Vec::new(),
             pending: std::collections::VecDeque::new(),
@@ -451,23 +450,12 @@ impl Monitor {
         if self.decided.is_none()
             && let Some(v) = verdict
         {
-            let d = Decision {
-                trigger: v.trigger,
-                description: v.description,
-                urgency: v.urgency,
-                evidence: v.evidence,
-                rule: v.rule,
-                event: TriggerEvent {
-                    index: event_index,
-                    kind: input.kind(),
-                    turn: obs.turn_index,
-                },
-                labels: self.labels.clone(),
-                unhelpful: self.unhelpful_run.clone(),
-                mode: self.classifier.mode(),
+            let event = TriggerEvent {
+                index: event_index,
+                kind: input.kind(),
+                turn: obs.turn_index,
             };
-            self.decided = Some(d.clone());
-            obs.decision = Some(d);
+            obs.decision = Some(self.decide(v, event, self.classifier.mode()));
         }
         obs
     }
@@ -495,26 +483,32 @@ impl Monitor {
             entry.labels = scores.present();
         }
         let verdict = match p.role {
-            Role::User => self.caller_rules(&p.content, turn, &scores, p.ctx),
+            Role::User => self.caller_rules(&p.content, &p.text, turn, &scores, p.ctx),
             Role::Agent => self.agent_rules(&p.content, turn, &scores),
         }?;
+        let event = TriggerEvent {
+            index: p.event_index,
+            kind: "turn",
+            turn: Some(turn),
+        };
+        Some(self.decide(verdict, event, "classifier+judge"))
+    }
+
+    /// The call's one decision: a verdict with its evidence attached, kept.
+    fn decide(&mut self, v: Verdict, event: TriggerEvent, mode: &'static str) -> Decision {
         let d = Decision {
-            trigger: verdict.trigger,
-            description: verdict.description,
-            urgency: verdict.urgency,
-            evidence: verdict.evidence,
-            rule: verdict.rule,
-            event: TriggerEvent {
-                index: p.event_index,
-                kind: "turn",
-                turn: Some(turn),
-            },
+            trigger: v.trigger,
+            description: v.description,
+            urgency: v.urgency,
+            evidence: v.evidence,
+            rule: v.rule,
+            event,
             labels: self.labels.clone(),
             unhelpful: self.unhelpful_run.clone(),
-            mode: "classifier+judge",
+            mode,
         };
         self.decided = Some(d.clone());
-        Some(d)
+        d
     }
 
     /// What to ask a judge about a turn the heads are unsure of: the labels that
@@ -554,17 +548,10 @@ impl Monitor {
         if candidates.is_empty() || text.trim().is_empty() {
             return None;
         }
-        let previous = self
-            .labels
-            .iter()
-            .rev()
-            .find(|l| l.turn + 1 == turn)
-            .map(|l| l.role);
         Some(JudgeRequest {
             turn,
             role,
             text: quote_long(text),
-            previous_role: previous,
             after_offer: ctx.after_offer,
             candidates,
         })
@@ -660,7 +647,6 @@ impl Monitor {
     ) -> Option<Verdict> {
         explain_odd_input("caller", index, content);
         let text = self.mask_names(content);
-        self.caller_turns += 1;
         let ctx = TurnContext {
             after_offer: std::mem::take(&mut self.offer_pending),
         };
@@ -697,7 +683,7 @@ impl Monitor {
         if self.tracker.on_user_turn(&text) || scores.has(Label::RepeatYourself) {
             self.tracker.mark_caller_repeated();
         }
-        let verdict = self.caller_rules(content, index, &scores, ctx);
+        let verdict = self.caller_rules(content, &text, index, &scores, ctx);
         if verdict.is_none() {
             obs.judge = self.judge_request(Role::User, &text, index, &scores, ctx);
         }
@@ -706,6 +692,7 @@ impl Monitor {
             turn: index,
             role: Role::User,
             content: content.to_string(),
+            text,
             ctx,
             scores,
         });
@@ -717,11 +704,11 @@ impl Monitor {
     fn caller_rules(
         &self,
         content: &str,
+        text: &str,
         index: usize,
         scores: &TurnScores,
         ctx: TurnContext,
     ) -> Option<Verdict> {
-        let text = self.mask_names(content);
         let quote = quote(content);
         if scores.has(Label::AsksPerson) {
             return Some(Verdict {
@@ -759,7 +746,7 @@ impl Monitor {
                 rule: "critical_topic",
             });
         }
-        if let Some(term) = term_hit(&text, &self.config.critical_keywords) {
+        if let Some(term) = term_hit(text, &self.config.critical_keywords) {
             return Some(Verdict {
                 trigger: Trigger::Policy,
                 description: format!(
@@ -788,7 +775,7 @@ impl Monitor {
                 rule: "policy_request",
             });
         }
-        if let Some(term) = term_hit(&text, &self.config.policy_keywords) {
+        if let Some(term) = term_hit(text, &self.config.policy_keywords) {
             return Some(Verdict {
                 trigger: Trigger::Policy,
                 description: format!(
@@ -862,7 +849,7 @@ impl Monitor {
         };
         let a = self.tracker.assess_agent_turn(content, confidence, signals);
         self.offer_pending = scores.has(Label::OffersPerson);
-        self.disputable |= self.caller_turns > 0;
+        self.disputable |= !self.arc.points().is_empty();
         self.remember_labels(index, Role::Agent, &labels, None);
         obs.labels = labels;
         // "Confidence below 50 % twice in a row": the agent's own figure, consecutive.
@@ -890,6 +877,7 @@ impl Monitor {
             turn: index,
             role: Role::Agent,
             content: content.to_string(),
+            text: content.to_string(),
             ctx: TurnContext::default(),
             scores,
         });
