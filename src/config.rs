@@ -96,6 +96,13 @@ pub struct SipConfig {
     pub jitter_min_ms: u64,
     /// Longest wait for a missing RTP packet, ms.
     pub jitter_max_ms: u64,
+    /// How long media may go to a silent SDP address, and how long a NAT'd
+    /// source waits before it can be latched, ms.
+    pub rtp_learning_ms: u64,
+    /// Packets in a row a NAT'd source must send to be latched.
+    pub rtp_learning_packets: u32,
+    /// No RTP from the peer for this long ends the call (0 = never), ms.
+    pub media_timeout_ms: u64,
     /// How long an inbound call rings (180) before it is answered, ms.
     pub ring_ms: u64,
     /// Most SIP calls at once (more get 503).
@@ -119,6 +126,21 @@ impl SipConfig {
                 nonce_key,
             )
         })
+    }
+
+    /// The RTP legs' buffer and latch tuning.
+    pub fn rtp(
+        &self,
+    ) -> (
+        crate::media::jitter::JitterConfig,
+        crate::media::latch::LatchConfig,
+    ) {
+        let latch = crate::media::latch::LatchConfig {
+            learning: Duration::from_millis(self.rtp_learning_ms),
+            min_packets: self.rtp_learning_packets.max(1),
+            media_timeout: Duration::from_millis(self.media_timeout_ms),
+        };
+        (self.jitter(), latch)
     }
 
     /// The RTP receive buffer's bounds.

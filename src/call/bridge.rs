@@ -249,12 +249,21 @@ impl CallBridge {
                     self.emit(BridgeOutput::ToAgent(LegCommand::Dtmf(digit)));
                 }
             }
+            LegEvent::Hangup(HangupCause::MediaTimeout(silent)) => {
+                // The leg is still there (its BYE was lost, or the peer died):
+                // the call ends and the leg is told to hang up (a BYE goes out).
+                self.handoff_caller_gone(now);
+                self.end(EndReason::MediaTimeout(format!(
+                    "no media from the caller for {} s",
+                    silent.as_secs()
+                )));
+            }
             LegEvent::Hangup(cause) => {
                 self.caller_gone = true;
                 self.handoff_caller_gone(now);
-                self.end(match cause {
-                    HangupCause::Normal => EndReason::CallerHangup,
-                    HangupCause::Lost(e) | HangupCause::Unreachable(e) => EndReason::CallerLost(e),
+                self.end(match cause.lost_because() {
+                    None => EndReason::CallerHangup,
+                    Some(e) => EndReason::CallerLost(e),
                 });
             }
             LegEvent::Error(error) => {
@@ -374,6 +383,13 @@ impl CallBridge {
             LegEvent::Hangup(HangupCause::Normal) => {
                 self.agent = AgentState::Gone;
                 self.finish_after_playout(EndReason::AgentHangup, now);
+            }
+            LegEvent::Hangup(cause @ HangupCause::MediaTimeout(_)) => {
+                let error = cause.lost_because().unwrap_or_default();
+                self.emit(BridgeOutput::Timeline(TimelineKind::AgentLost {
+                    error: error.clone(),
+                }));
+                self.agent_failed(error, now);
             }
             LegEvent::Hangup(HangupCause::Lost(error)) => {
                 self.emit(BridgeOutput::Timeline(TimelineKind::AgentLost {

@@ -46,6 +46,8 @@ pub enum EndReason {
     CallbackScheduled(String),
     /// The call reached `server.max_call_seconds`.
     TimeLimit,
+    /// The caller's media stopped for `sip.media_timeout_ms` (a lost BYE, a dead peer).
+    MediaTimeout(String),
 }
 
 /// What happened.

@@ -33,6 +33,19 @@ pub enum HangupCause {
     Lost(String),
     /// The leg never came up (connect failed or timed out).
     Unreachable(String),
+    /// The peer sent no media for this long (its BYE was lost, or it is gone).
+    MediaTimeout(std::time::Duration),
+}
+
+impl HangupCause {
+    /// Why the transport is gone, for a leg that was lost rather than hung up.
+    pub fn lost_because(&self) -> Option<String> {
+        match self {
+            HangupCause::Normal => None,
+            HangupCause::Lost(e) | HangupCause::Unreachable(e) => Some(e.clone()),
+            HangupCause::MediaTimeout(d) => Some(format!("no media for {} s", d.as_secs())),
+        }
+    }
 }
 
 /// Something that happened on a leg.

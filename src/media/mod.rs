@@ -8,6 +8,7 @@ pub mod frame;
 pub mod g711;
 pub mod hold;
 pub mod jitter;
+pub mod latch;
 pub mod mixer;
 pub mod opus;
 pub mod playout;

@@ -78,7 +78,8 @@ async fn ring(
     let sip_call_id = format!("{}@warmline", token());
     let (tx, mut rx) = mpsc::channel::<Incoming>(32);
     endpoint.register(&sip_call_id, tx);
-    let from = format!("<sip:warmline@{}>;tag={}", endpoint.local, token());
+    let our_tag = token();
+    let from = format!("<sip:warmline@{}>;tag={our_tag}", endpoint.local);
     let branch = token();
     // Every request of this dialog: same URI, From (our tag) and Call-ID.
     let req = |method: &str, target: &str, branch: &str, to: &str, cseq: u32| {
@@ -203,7 +204,7 @@ async fn ring(
     tracing::info!(agent = %agent_id, call = %call, codec = ?negotiated.codec, "agent answered on the SIP phone");
     let (ctl_tx, ctl_rx) = mpsc::channel(4);
     let (hung_tx, mut hung_rx) = oneshot::channel();
-    let jitter = endpoint.shared.config.sip.jitter();
+    let rtp_tuning = endpoint.shared.config.sip.rtp();
     let links = rtp_leg::RtpLegLinks {
         events: ev_tx.clone(),
         commands: cmd_rx,
@@ -211,7 +212,7 @@ async fn ring(
         hung_up: hung_tx,
     };
     let leg = format!("agent:{agent_id}");
-    let media = rtp_leg::spawn(sockets, negotiated, jitter, links, call, &leg);
+    let media = rtp_leg::spawn(sockets, negotiated, rtp_tuning, links, call, &leg);
     loop {
         tokio::select! {
             _ = &mut hung_rx => {
@@ -221,6 +222,14 @@ async fn ring(
             }
             incoming = rx.recv() => {
                 let Some(Incoming { msg, transport: t }) = incoming else { break };
+                let theirs = msg.tag("From") == ok.tag("To") && msg.tag("To") == Some(our_tag.as_str());
+                if msg.code().is_none() && !theirs {
+                    tracing::warn!(method = msg.method(), from = %t.peer(), "request with tags that are not the agent phone dialog's refused (481)");
+                    if msg.method() != "ACK" {
+                        endpoint.send(&msg.response(481, "Call/Transaction Does Not Exist", None), &t).await;
+                    }
+                    continue;
+                }
                 match (msg.method(), msg.code()) {
                     ("BYE", None) => {
                         endpoint.send(&msg.response(200, "OK", None), &t).await;

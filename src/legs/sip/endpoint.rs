@@ -255,6 +255,13 @@ impl SipEndpoint {
                                     .await;
                             }
                             Err(SipError::Incomplete) => break,
+                            Err(e @ SipError::Oversized(_)) => {
+                                tracing::warn!(%from, error = %e, "oversized SIP on TCP; answering 513 and closing the connection");
+                                endpoint
+                                    .too_large(&pending, &Transport::Tcp(from, tx.clone()))
+                                    .await;
+                                break 'conn;
+                            }
                             Err(e) => {
                                 tracing::warn!(%from, error = %e, "unreadable SIP on TCP; closing the connection");
                                 break 'conn;
@@ -289,10 +296,30 @@ impl SipEndpoint {
         Some(reply)
     }
 
+    /// `513 Message Too Large` (RFC 3261 §21.5.13) for a request over
+    /// [`MAX_MESSAGE`](super::message::MAX_MESSAGE) whose headers can still be read.
+    async fn too_large(&self, bytes: &[u8], transport: &Transport) {
+        let Ok(head) = SipMessage::parse_head(bytes) else {
+            return;
+        };
+        let answerable = matches!(head.start, StartLine::Request { .. })
+            && head.method() != "ACK"
+            && head.validate().is_ok();
+        if answerable {
+            let reply = head.response(513, "Message Too Large", None);
+            self.send(&reply, transport).await;
+        }
+    }
+
     /// One message from the network.
     pub async fn handle(self: &Arc<Self>, bytes: &[u8], transport: Transport) {
         let msg = match SipMessage::parse_unchecked(bytes) {
             Ok(m) => m,
+            Err(e @ SipError::Oversized(_)) => {
+                tracing::warn!(from = %transport.peer(), error = %e, "oversized SIP refused");
+                self.too_large(bytes, &transport).await;
+                return;
+            }
             Err(e) => {
                 tracing::warn!(from = %transport.peer(), error = %e, "unreadable SIP dropped");
                 return;

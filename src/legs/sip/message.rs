@@ -154,6 +154,9 @@ impl SipMessage {
             (None, true) => return Err(SipError::MissingHeader("Content-Length")),
             (None, false) => available,
         };
+        if body_start + body_len > MAX_MESSAGE {
+            return Err(SipError::Oversized(body_start + body_len));
+        }
         let msg = SipMessage {
             start,
             headers,
@@ -169,25 +172,34 @@ impl SipMessage {
         match Self::parse(bytes) {
             Ok(m) => Ok(m),
             Err(SipError::MissingHeader(_)) | Err(SipError::BadHeader("CSeq", _)) => {
-                let head_end = find(bytes, b"\r\n\r\n").unwrap_or(bytes.len());
-                let head = std::str::from_utf8(&bytes[..head_end])
-                    .map_err(|_| SipError::Malformed("headers are not UTF-8".into()))?;
-                let mut lines = unfold(head).into_iter();
-                let start = parse_start(&lines.next().unwrap_or_default())?;
-                let headers = lines
-                    .filter_map(|l| {
-                        l.split_once(':')
-                            .map(|(n, v)| (long_name(n.trim()).to_string(), v.trim().to_string()))
-                    })
-                    .collect();
-                Ok(SipMessage {
-                    start,
-                    headers,
-                    body: Vec::new(),
-                })
+                Self::parse_head(bytes)
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// The start line and headers only (the body left empty, the mandatory
+    /// headers not checked): enough to answer a request that cannot be taken
+    /// whole, such as an oversized one (`513`). The headers themselves must end
+    /// within [`MAX_MESSAGE`] bytes.
+    pub fn parse_head(bytes: &[u8]) -> Result<SipMessage, SipError> {
+        let window = &bytes[..bytes.len().min(MAX_MESSAGE)];
+        let head_end = find(window, b"\r\n\r\n").unwrap_or(window.len());
+        let head = std::str::from_utf8(&window[..head_end])
+            .map_err(|_| SipError::Malformed("headers are not UTF-8".into()))?;
+        let mut lines = unfold(head).into_iter();
+        let start = parse_start(&lines.next().unwrap_or_default())?;
+        let headers = lines
+            .filter_map(|l| {
+                l.split_once(':')
+                    .map(|(n, v)| (long_name(n.trim()).to_string(), v.trim().to_string()))
+            })
+            .collect();
+        Ok(SipMessage {
+            start,
+            headers,
+            body: Vec::new(),
+        })
     }
 
     /// Checks the headers every message must have (RFC 3261 §8.1.1).

@@ -8,9 +8,9 @@ use super::sdp::Negotiated;
 use crate::legs::alarm::Alarm;
 use crate::legs::{HangupCause, LegCommand, LegEvent};
 use crate::media::jitter::{JitterBuffer, JitterConfig, JitterOutput};
+use crate::media::latch::{LatchConfig, RtpLatch, Verdict};
 use crate::media::rtp::{self, ReceiverStats, RtpPacket, RtpSender};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -29,33 +29,30 @@ pub struct RtpSockets {
     pub local: SocketAddr,
 }
 
-/// Hands out RTP port pairs from `[min, max]`, round robin.
+/// Hands out RTP port pairs from `[min, max]` at random, so that a call's
+/// ports cannot be guessed from another call's (RFC 3550 §8.2's advice for SSRC,
+/// applied to where an attacker would aim).
 #[derive(Debug)]
 pub struct PortRange {
     ip: IpAddr,
     min: u16,
     max: u16,
-    cursor: AtomicU16,
 }
 
 impl PortRange {
     /// A range on `ip`.
     pub fn new(ip: IpAddr, min: u16, max: u16) -> Self {
         let min = min + min % 2;
-        PortRange {
-            ip,
-            min,
-            max,
-            cursor: AtomicU16::new(min),
-        }
+        PortRange { ip, min, max }
     }
 
-    /// Binds the next free pair; `None` when the whole range is taken.
+    /// Binds a free pair picked at random; `None` when the whole range is taken.
     pub async fn bind(&self) -> Option<RtpSockets> {
         let span = (self.max.saturating_sub(self.min) / 2).max(1);
-        for _ in 0..span {
-            let port = self.cursor.fetch_add(2, Ordering::Relaxed);
-            let port = self.min + (port.wrapping_sub(self.min) % (span * 2));
+        let first = (super::random_u64() % u64::from(span)) as u16;
+        for step in 0..span {
+            let pair = (first + step) % span;
+            let port = self.min + pair * 2;
             let Ok(rtp) = UdpSocket::bind((self.ip, port)).await else {
                 continue;
             };
@@ -141,14 +138,14 @@ pub struct RtpLegLinks {
 pub fn spawn(
     sockets: RtpSockets,
     negotiated: Negotiated,
-    jitter: JitterConfig,
+    (jitter, latch): (JitterConfig, LatchConfig),
     links: RtpLegLinks,
     call_id: &str,
     leg: &str,
 ) -> tokio::task::JoinHandle<RtpLegStats> {
     let span = tracing::info_span!("rtp", call_id = %call_id, leg = %leg);
     tokio::spawn(tracing::Instrument::instrument(
-        run(sockets, negotiated, jitter, links),
+        run(sockets, negotiated, (jitter, latch), links),
         span,
     ))
 }
@@ -158,7 +155,7 @@ pub fn spawn(
 async fn run(
     sockets: RtpSockets,
     mut negotiated: Negotiated,
-    jitter: JitterConfig,
+    (jitter, latch_config): (JitterConfig, LatchConfig),
     links: RtpLegLinks,
 ) -> RtpLegStats {
     let RtpLegLinks {
@@ -182,11 +179,15 @@ async fn run(
     let mut buffer = JitterBuffer::new(jitter);
     let mut stats = ReceiverStats::default();
     let mut out = RtpLegStats::default();
-    let mut latched: Option<SocketAddr> = None;
+    let mut latch = RtpLatch::new(negotiated.remote, latch_config, Instant::now());
+    latch.update(negotiated.remote, negotiated.on_hold, Instant::now());
+    let mut timed_out = false;
+    let mut unsent = 0u64;
     let mut last_dtmf: Option<u32> = None;
     let started = Instant::now();
     let mut next_rtcp = tokio::time::Instant::now() + RTCP_INTERVAL;
-    let (mut rtcp_alarm, mut gap_alarm) = (Alarm::new(), Alarm::new());
+    let (mut rtcp_alarm, mut gap_alarm, mut silence_alarm) =
+        (Alarm::new(), Alarm::new(), Alarm::new());
     let mut buf = vec![0u8; 2048];
     let mut rtcp_buf = vec![0u8; 1500];
     let mut hung_up = Some(hung_up);
@@ -257,25 +258,21 @@ async fn run(
                         continue;
                     }
                 };
-                // Symmetric RTP: send back to where the media comes from (NAT).
-                match latched {
-                    None => {
-                        if from != negotiated.remote {
-                            tracing::info!(sdp = %negotiated.remote, actual = %from, "latched RTP to its source address");
+                // Symmetric RTP behind NAT, but never to a stranger (media::latch).
+                let was = latch.latched();
+                match latch.on_packet(from, Instant::now()) {
+                    Verdict::Accept => {
+                        if was.is_none() && from != negotiated.remote {
+                            tracing::info!(sdp = %negotiated.remote, actual = %from, "latched RTP to a NAT'd source after the learning window");
                         }
-                        latched = Some(from);
                     }
-                    // Same host, another port (a second stream from the same
-                    // media server, e.g. DTMF from a player): taken in, replies
-                    // still go to the latched address.
-                    Some(addr) if addr != from && addr.ip() != from.ip() => {
+                    Verdict::Learning | Verdict::Foreign => {
                         out.foreign += 1;
                         if out.foreign == 1 || out.foreign % 100 == 0 {
-                            tracing::warn!(%from, latched = %addr, count = out.foreign, "RTP from an unexpected address dropped");
+                            tracing::warn!(%from, sdp = %negotiated.remote, latched = ?latch.latched(), count = out.foreign, "RTP from an address that is not the stream's dropped");
                         }
                         continue;
                     }
-                    Some(_) => {}
                 }
                 out.received += 1;
                 let clock = codec.samples_per_frame() as f64 * 50.0;
@@ -295,12 +292,19 @@ async fn run(
                 }
             }
             cmd = commands.recv() => {
-                let target = latched.unwrap_or(negotiated.remote);
+                let target = latch.target(Instant::now());
                 match cmd {
                     Some(LegCommand::Audio(ulaw)) => {
                         if negotiated.on_hold {
                             continue;
                         }
+                        let Some(target) = target else {
+                            unsent += 1;
+                            if unsent == 1 {
+                                tracing::warn!(sdp = %negotiated.remote, "the SDP address sent no RTP within the learning window; media to it stopped");
+                            }
+                            continue;
+                        };
                         match codec.encode(&ulaw) {
                             Ok(payload) => {
                                 let p = sender.packet(negotiated.payload_type, payload, codec.samples_per_frame());
@@ -316,7 +320,7 @@ async fn run(
                         let _ = events.try_send(LegEvent::Mark(name));
                     }
                     Some(LegCommand::Dtmf(digit)) => {
-                        if let Some(pt) = negotiated.dtmf_payload_type {
+                        if let (Some(pt), Some(target)) = (negotiated.dtmf_payload_type, target) {
                             for p in sender.dtmf(pt, digit, 5) {
                                 let _ = sockets.rtp.send_to(&p.to_bytes(), target).await;
                             }
@@ -340,9 +344,7 @@ async fn run(
                                 Err(e) => tracing::warn!(error = %e, "cannot switch codec; keeping the old one"),
                             }
                         }
-                        if n.remote != negotiated.remote {
-                            latched = None;
-                        }
+                        latch.update(n.remote, n.on_hold, Instant::now());
                         negotiated = n;
                     }
                     Some(RtpControl::Stop) | None => break,
@@ -357,11 +359,19 @@ async fn run(
                 } else {
                     rtp::rtcp_receiver_report(sender.ssrc, block)
                 };
-                let target = latched.unwrap_or(negotiated.remote);
-                let rtcp_target = SocketAddr::new(target.ip(), target.port().wrapping_add(1));
-                let _ = sockets.rtcp.send_to(&report, rtcp_target).await;
+                if let Some(target) = latch.target(Instant::now()) {
+                    let rtcp_target = SocketAddr::new(target.ip(), target.port().wrapping_add(1));
+                    let _ = sockets.rtcp.send_to(&report, rtcp_target).await;
+                }
             }
             () = gap_alarm.ring_at(gap_deadline) => {}
+            () = silence_alarm.ring_at(latch.timeout_at().map(tokio::time::Instant::from_std)), if !timed_out => {
+                if latch.timed_out(Instant::now()) {
+                    timed_out = true;
+                    tracing::warn!(timeout = ?latch_config.media_timeout, "no RTP from the peer; ending the call");
+                    let _ = events.send(LegEvent::Hangup(HangupCause::MediaTimeout(latch_config.media_timeout))).await;
+                }
+            }
         }
     }
     out.lost = buffer.stats.lost;
@@ -380,4 +390,26 @@ fn ntp_now() -> u64 {
     let secs = since.as_secs() + 2_208_988_800;
     let frac = (u64::from(since.subsec_nanos()) << 32) / 1_000_000_000;
     (secs << 32) | frac
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rtp_ports_are_handed_out_at_random_not_in_sequence() {
+        let range = PortRange::new("127.0.0.1".parse().expect("ip"), 34_000, 34_399);
+        let mut kept = Vec::new();
+        for _ in 0..6 {
+            kept.push(range.bind().await.expect("a free pair"));
+        }
+        let ports: Vec<u16> = kept.iter().map(|s| s.local.port()).collect();
+        assert!(
+            ports
+                .iter()
+                .all(|p| p % 2 == 0 && (34_000..34_400).contains(p))
+        );
+        let sequential = ports.windows(2).all(|w| w[1] == w[0] + 2);
+        assert!(!sequential, "a guessable sequence: {ports:?}");
+    }
 }

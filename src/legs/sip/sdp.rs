@@ -58,6 +58,11 @@ pub enum SdpError {
     /// Not text, or no usable `c=`/`m=audio` line.
     #[error("unreadable SDP: {0}")]
     Malformed(String),
+    /// Readable, but a stream warmline will not send to: port 0 (declined),
+    /// multicast or broadcast, an address type other than `IN IP4`/`IN IP6`
+    /// (answer 488).
+    #[error("unacceptable SDP: {0}")]
+    Unacceptable(String),
     /// No codec in common (answer 488).
     #[error("no supported codec offered (we take PCMU, PCMA, opus/48000/2); offered: {0}")]
     NoCommonCodec(String),
@@ -98,12 +103,7 @@ fn parse(sdp: &[u8]) -> Result<Offer, SdpError> {
                 audio = Some((port, pts));
             }
         } else if let Some(c) = line.strip_prefix("c=") {
-            let addr = c
-                .split_whitespace()
-                .nth(2)
-                .and_then(|a| a.split('/').next())
-                .and_then(|a| a.parse::<IpAddr>().ok())
-                .ok_or_else(|| SdpError::Malformed(format!("bad c= line {line:?}")))?;
+            let addr = connection_address(c)?;
             if audio.is_none() {
                 session_addr = Some(addr);
             } else if in_audio {
@@ -125,6 +125,11 @@ fn parse(sdp: &[u8]) -> Result<Offer, SdpError> {
     }
     let (port, payload_types) =
         audio.ok_or_else(|| SdpError::Malformed("no m=audio line".into()))?;
+    if port == 0 {
+        return Err(SdpError::Unacceptable(
+            "the audio stream is declined (port 0)".into(),
+        ));
+    }
     let addr = media_addr
         .or(session_addr)
         .ok_or_else(|| SdpError::Malformed("no c= line".into()))?;
@@ -135,6 +140,38 @@ fn parse(sdp: &[u8]) -> Result<Offer, SdpError> {
         rtpmaps,
         direction,
     })
+}
+
+/// The address of a `c=` line (`IN IP4 192.0.2.1`), refused when it is not one
+/// warmline may send media to: another network or address type, multicast or
+/// broadcast. `0.0.0.0` stays (the old way to say hold).
+fn connection_address(c: &str) -> Result<IpAddr, SdpError> {
+    let parts: Vec<&str> = c.split_whitespace().collect();
+    let [net, family, addr, ..] = parts[..] else {
+        return Err(SdpError::Malformed(format!("bad c= line {c:?}")));
+    };
+    if net != "IN" || !matches!(family, "IP4" | "IP6") {
+        return Err(SdpError::Unacceptable(format!(
+            "address type {net} {family} (only IN IP4 and IN IP6)"
+        )));
+    }
+    let addr: IpAddr = addr
+        .split('/')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| SdpError::Malformed(format!("bad c= address {addr:?}")))?;
+    if addr.is_ipv4() != (family == "IP4") {
+        return Err(SdpError::Malformed(format!(
+            "c= says {family} but the address is {addr}"
+        )));
+    }
+    let broadcast = matches!(addr, IpAddr::V4(v4) if v4.is_broadcast());
+    if addr.is_multicast() || broadcast {
+        return Err(SdpError::Unacceptable(format!(
+            "multicast or broadcast address {addr}"
+        )));
+    }
+    Ok(addr)
 }
 
 fn codec_of(offer: &Offer, pt: u8) -> Option<Codec> {
@@ -286,6 +323,44 @@ a=rtpmap:111 opus/48000/2\r\na=rtpmap:18 G729/8000\r\na=sendonly\r\n";
             negotiate(&[0xff, 0xfe]),
             Err(SdpError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn streams_warmline_must_not_send_to_are_refused_as_unacceptable() {
+        let offer = |c: &str, port: u16| {
+            format!("v=0\r\nc={c}\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+        };
+        let unacceptable =
+            |sdp: String| matches!(negotiate(sdp.as_bytes()), Err(SdpError::Unacceptable(_)));
+        assert!(
+            unacceptable(offer("IN IP4 10.0.0.1", 0)),
+            "port 0 declines the stream"
+        );
+        assert!(
+            unacceptable(offer("IN IP4 239.1.2.3/127", 4000)),
+            "multicast"
+        );
+        assert!(
+            unacceptable(offer("IN IP6 ff02::1", 4000)),
+            "IPv6 multicast"
+        );
+        assert!(
+            unacceptable(offer("IN IP4 255.255.255.255", 4000)),
+            "broadcast"
+        );
+        assert!(
+            unacceptable(offer("ATM NSAP 47.0091.8100.0000", 4000)),
+            "another network type"
+        );
+        assert!(
+            matches!(
+                negotiate(offer("IN IP4 ::1", 4000).as_bytes()),
+                Err(SdpError::Malformed(_))
+            ),
+            "family and address disagree"
+        );
+        let hold = negotiate(offer("IN IP4 0.0.0.0", 4000).as_bytes()).unwrap();
+        assert!(hold.on_hold, "0.0.0.0 is still the old hold");
     }
 
     #[test]

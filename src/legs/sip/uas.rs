@@ -59,7 +59,9 @@ async fn run(endpoint: &Arc<SipEndpoint>, invite: Incoming, mut rx: mpsc::Receiv
         Err(e) => {
             tracing::warn!(error = %e, "INVITE refused");
             let (code, reason) = match e {
-                SdpError::NoCommonCodec(_) => (488, "Not Acceptable Here"),
+                SdpError::NoCommonCodec(_) | SdpError::Unacceptable(_) => {
+                    (488, "Not Acceptable Here")
+                }
                 SdpError::Malformed(_) => (400, "Bad Request"),
             };
             let reply = msg
@@ -99,6 +101,10 @@ async fn run(endpoint: &Arc<SipEndpoint>, invite: Incoming, mut rx: mpsc::Receiv
                 _ = tokio::time::sleep_until(until) => break,
                 incoming = rx.recv() => {
                     let Some(Incoming { msg: m, transport: t }) = incoming else { return };
+                    if !belongs_to_dialog(&m, &msg, &to_tag) {
+                        refuse_stranger(endpoint, &m, &t).await;
+                        continue;
+                    }
                     if m.method() == "CANCEL" {
                         endpoint.send(&m.response(200, "OK", Some(&to_tag)), &t).await;
                         let reply = msg.response(487, "Request Terminated", Some(&to_tag));
@@ -160,7 +166,7 @@ async fn run(endpoint: &Arc<SipEndpoint>, invite: Incoming, mut rx: mpsc::Receiv
     let (cmd_tx, cmd_rx) = mpsc::channel(crate::legs::twilio::COMMAND_QUEUE);
     let (ctl_tx, ctl_rx) = mpsc::channel(4);
     let (hung_tx, mut hung_rx) = oneshot::channel();
-    let jitter = shared.config.sip.jitter();
+    let rtp_tuning = shared.config.sip.rtp();
     let links = rtp_leg::RtpLegLinks {
         events: ev_tx.clone(),
         commands: cmd_rx,
@@ -170,7 +176,7 @@ async fn run(endpoint: &Arc<SipEndpoint>, invite: Incoming, mut rx: mpsc::Receiv
     let media = rtp_leg::spawn(
         sockets,
         negotiated.clone(),
-        jitter,
+        rtp_tuning,
         links,
         &call_id,
         "caller",
@@ -221,6 +227,10 @@ async fn run(endpoint: &Arc<SipEndpoint>, invite: Incoming, mut rx: mpsc::Receiv
             incoming = rx.recv() => {
                 let Some(Incoming { msg: m, transport: t }) = incoming else { break };
                 let is_request = matches!(m.start, StartLine::Request { .. });
+                if is_request && !belongs_to_dialog(&m, &msg, &to_tag) {
+                    refuse_stranger(endpoint, &m, &t).await;
+                    continue;
+                }
                 match (m.method(), is_request) {
                     ("ACK", true) => acked = true,
                     ("INVITE", true) if m.tag("To").is_none() => {
@@ -275,6 +285,37 @@ async fn run(endpoint: &Arc<SipEndpoint>, invite: Incoming, mut rx: mpsc::Receiv
     drop(ctl_tx);
     if let Ok(stats) = media.await {
         endpoint.record_media(&call_id, stats.to_row("caller"));
+    }
+}
+
+/// Whether an incoming request with this dialog's Call-ID really is part of it
+/// (RFC 3261 §12.2.2): with a To tag, both tags must be the dialog's; without
+/// one it can only be the INVITE's own transaction again (a retransmission or
+/// its CANCEL: the caller's From tag and the INVITE's CSeq number).
+fn belongs_to_dialog(m: &SipMessage, invite: &SipMessage, to_tag: &str) -> bool {
+    if m.tag("From") != invite.tag("From") {
+        return false;
+    }
+    match m.tag("To") {
+        Some(tag) => tag == to_tag,
+        None => {
+            matches!(m.method(), "INVITE" | "CANCEL" | "ACK")
+                && m.cseq().ok().map(|c| c.0) == invite.cseq().ok().map(|c| c.0)
+        }
+    }
+}
+
+/// A request that names this dialog's Call-ID with the wrong tags: `481`
+/// (an ACK is never answered), and nothing in the call changes.
+async fn refuse_stranger(endpoint: &SipEndpoint, m: &SipMessage, t: &Transport) {
+    tracing::warn!(
+        method = m.method(),
+        from = %t.peer(),
+        "in-dialog request with tags that are not the dialog's refused (481)"
+    );
+    if m.method() != "ACK" {
+        let reply = m.response(481, "Call/Transaction Does Not Exist", None);
+        endpoint.send(&reply, t).await;
     }
 }
 
