@@ -21,6 +21,8 @@ COPY --from=build /src/target/release/warmline /usr/local/bin/warmline
 USER warmline
 WORKDIR /var/lib/warmline
 # Listen on all interfaces inside the container; keep the database on a volume.
+# An address other than loopback needs an API token: run with -e WARMLINE_API_TOKEN=…
+# (or WARMLINE_API_ALLOW_OPEN=true when a proxy in front guards the API).
 ENV WARMLINE_SERVER_LISTEN=0.0.0.0:8080 \
     WARMLINE_STORE_PATH=/var/lib/warmline/data/warmline.db
 VOLUME ["/var/lib/warmline/data"]

@@ -161,6 +161,10 @@ pub struct WebRtcSection {
     pub media_ip: String,
     /// Most browser (WebRTC) callers at once; more are refused with 503.
     pub max_calls: usize,
+    /// The `parameters` an anonymous browser caller may set; any other
+    /// (`agent`, `skill`, `from`, …) is dropped with a log line, so the public
+    /// page cannot choose the agent adapter, the queue or a callback number.
+    pub caller_parameters: Vec<String>,
 }
 
 impl WebRtcSection {
@@ -376,8 +380,10 @@ pub struct ClusterSection {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
-    /// Bearer token; empty = open.
+    /// Bearer token; empty = open (only allowed on loopback unless `allow_open`).
     pub token: String,
+    /// Serve an empty `token` on a non-loopback address anyway (something in front guards it).
+    pub allow_open: bool,
 }
 
 /// `[recording]`.

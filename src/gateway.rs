@@ -159,6 +159,11 @@ pub enum GatewayError {
         "cannot join the cluster: {0} (set cluster.fallback_single_node = true to run alone instead)"
     )]
     Cluster(#[from] crate::cluster::ClusterError),
+    /// A non-loopback address with no API token would serve customer data to anyone.
+    #[error(
+        "refusing to serve on {0} with an empty api.token: transcripts, contexts and call lists would be open to anyone who can reach it. Set api.token (WARMLINE_API_TOKEN), listen on 127.0.0.1, or set api.allow_open = true if something in front of warmline guards it"
+    )]
+    OpenApi(SocketAddr),
 }
 
 /// A gateway serving on a socket; dropping it (or `shutdown`) stops the server.
@@ -247,9 +252,6 @@ impl RunningGateway {
         for agent in &config.routing.agents {
             routing.register(&agent.id, &agent.name, &agent.token, agent.skills.clone());
         }
-        if config.api.token.is_empty() {
-            tracing::warn!("api.token is empty: the /v1 API is open to anyone who can reach it");
-        }
         let addr = config.server.listen.clone();
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
@@ -260,6 +262,12 @@ impl RunningGateway {
         let local = listener
             .local_addr()
             .map_err(|source| GatewayError::Bind { addr, source })?;
+        if config.api.token.is_empty() {
+            if !local.ip().is_loopback() && !config.api.allow_open {
+                return Err(GatewayError::OpenApi(local));
+            }
+            tracing::warn!(%local, "api.token is empty: the /v1 API is open to anyone who can reach this address");
+        }
         let config_rate = (config.server.per_ip_rate, config.server.per_ip_burst);
         let shared = Arc::new(Shared {
             config,

@@ -29,3 +29,4 @@ pub mod monitor;
 pub mod routing;
 pub mod sim;
 pub mod store;
+pub mod util;

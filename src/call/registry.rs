@@ -47,6 +47,14 @@ pub struct CallRegistry {
     changed: Notify,
 }
 
+/// A call id: `call-`, the start in Unix milliseconds (hex, so ids sort by
+/// start time) and 48 random bits (unguessable, unique across restarts and nodes).
+fn mint_call_id(started_unix: f64) -> String {
+    let ms = (started_unix * 1000.0) as u64;
+    let random = crate::util::random_u64() & 0xffff_ffff_ffff;
+    format!("call-{ms:011x}-{random:012x}")
+}
+
 impl CallRegistry {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner
@@ -54,25 +62,18 @@ impl CallRegistry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Registers a new call; returns its unique id (derived from `call_sid`).
+    /// Registers a new call; returns the id the gateway minted for it.
+    ///
+    /// The id is never the caller-supplied `call_sid` (a Twilio CallSid, a SIP
+    /// Call-ID, a browser's parameter): an outsider who reuses one must not
+    /// reach, extend or overwrite another call's stored record. The provider's
+    /// id stays an attribute of the call (`call_sid` here and in the store).
     pub fn begin(&self, call_sid: &str, stream_sid: &str, started_unix: f64) -> String {
-        let base: String = call_sid
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
-            .take(64)
-            .collect();
         let mut inner = self.lock();
         inner.total += 1;
-        let base = if base.is_empty() {
-            format!("call-{}", inner.total)
-        } else {
-            base
-        };
-        let mut id = base.clone();
-        let mut n = 1;
+        let mut id = mint_call_id(started_unix);
         while inner.active.contains_key(&id) || inner.finished.iter().any(|t| t.call_id == id) {
-            n += 1;
-            id = format!("{base}-{n}");
+            id = mint_call_id(started_unix);
         }
         inner.active.insert(
             id.clone(),

@@ -173,6 +173,13 @@ pub async fn set_agent_status(
         Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
     };
     match shared.set_agent_status(&id, body.status) {
+        Ok(()) if body.status == crate::routing::AgentStatus::Offline => {
+            // An administrator taking an agent offline ends their session now.
+            shared
+                .routing
+                .sign_out(&id, "set offline by an administrator");
+            Json(serde_json::json!({ "id": id, "status": body.status })).into_response()
+        }
         Ok(()) => Json(serde_json::json!({ "id": id, "status": body.status })).into_response(),
         Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
     }

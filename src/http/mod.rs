@@ -31,6 +31,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/callbacks", get(api::list_callbacks))
         .route("/v1/stats", get(api::stats))
         .route("/metrics", get(metrics))
+        .route("/calls", get(list_calls))
+        .route("/calls/{id}", get(call_timeline))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&shared),
             api::require_token,
@@ -55,8 +57,6 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(healthz))
         .route("/console", get(console::index))
         .route("/console/{file}", get(console::asset))
-        .route("/calls", get(list_calls))
-        .route("/calls/{id}", get(call_timeline))
         .route(
             "/cluster/v1/calls/{call}/agents/{agent}",
             get(cluster_relay),

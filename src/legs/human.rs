@@ -216,6 +216,7 @@ impl ConsoleAudio {
 pub async fn serve_console(mut socket: WebSocket, shared: Arc<Shared>, agent_id: String) {
     let routing = &shared.routing;
     let (console_tx, mut console_rx) = mpsc::channel::<HumanCommand>(16);
+    let session = console_tx.clone();
     if let Err(e) = routing.console_connected(&agent_id, console_tx) {
         let _ = socket
             .send(text(&ConsoleEvent::Error {
@@ -293,6 +294,15 @@ pub async fn serve_console(mut socket: WebSocket, shared: Arc<Shared>, agent_id:
                     }
                     Some(HumanCommand::OfferWithdrawn { call_id, reason }) => {
                         text(&ConsoleEvent::OfferWithdrawn { call_id: &call_id, reason: &reason })
+                    }
+                    Some(HumanCommand::SignedOut { reason }) => {
+                        tracing::info!(agent = %agent_id, %reason, "console signed out by the gateway");
+                        let _ = socket.send(text(&ConsoleEvent::Error { message: format!("signed out: {reason}") })).await;
+                        let _ = socket.send(Message::Close(Some(axum::extract::ws::CloseFrame {
+                            code: 4001,
+                            reason: "signed out".into(),
+                        }))).await;
+                        break;
                     }
                     None => break,
                 };
@@ -446,6 +456,6 @@ pub async fn serve_console(mut socket: WebSocket, shared: Arc<Shared>, agent_id:
             "agent console disconnected".into(),
         )));
     }
-    routing.console_gone(&agent_id);
+    routing.console_gone(&agent_id, &session);
     tracing::info!(agent = %agent_id, "agent console disconnected");
 }

@@ -514,10 +514,24 @@ pub async fn start_browser_call(
     if active >= max {
         return Err(BrowserCallError::Busy(active));
     }
+    let allowed = &shared.config.webrtc.caller_parameters;
+    let mut parameters = parameters;
+    let dropped: Vec<String> = parameters
+        .keys()
+        .filter(|k| !allowed.contains(k))
+        .cloned()
+        .collect();
+    if !dropped.is_empty() {
+        parameters.retain(|k, _| allowed.contains(k));
+        tracing::info!(
+            ?dropped,
+            "browser caller parameters not in webrtc.caller_parameters ignored"
+        );
+    }
     let (peer, socket, answer) = bind_and_answer(&shared.config.webrtc, offer_sdp).await?;
     let started = Instant::now();
     let started_wall = std::time::SystemTime::now();
-    let random = crate::legs::sip::random_u64;
+    let random = crate::util::random_u64;
     let call_sid = format!("WR{:016x}{:016x}", random(), random());
     let stream_sid = format!("MZ{:016x}{:016x}", random(), random());
     let mut start = crate::legs::media_streams::StartMeta {

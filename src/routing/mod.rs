@@ -43,6 +43,12 @@ pub enum HumanCommand {
         /// Why.
         reason: String,
     },
+    /// This console session is over (token rotated, set offline by an admin):
+    /// it must close at once and take nothing more.
+    SignedOut {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The audio link between an answering agent and the call.
@@ -259,9 +265,14 @@ impl Routing {
         let mut s = self.lock();
         match s.agents.get_mut(id) {
             Some(a) => {
+                let rotated = a.token_sha256 != token_sha256;
                 a.name = name.to_string();
                 a.token_sha256 = token_sha256.to_string();
                 a.skills = skills;
+                if rotated {
+                    drop(s);
+                    self.sign_out(id, "your token was changed; sign in with the new one");
+                }
             }
             None => {
                 s.agents.insert(
@@ -358,13 +369,47 @@ impl Routing {
         Ok(())
     }
 
-    /// An agent's console went away: any offer to them is declined.
-    pub fn console_gone(&self, id: &str) {
+    /// Ends an agent's console session at once (a rotated token, an admin
+    /// setting them offline): the console is told and closes, any offer to
+    /// them is declined, and they are offline until they sign in again.
+    pub fn sign_out(&self, id: &str, reason: &str) {
+        let (console, declined) = {
+            let mut s = self.lock();
+            let Some(agent) = s.agents.get_mut(id) else {
+                return;
+            };
+            let Some(console) = agent.console.take() else {
+                return;
+            };
+            agent.status = AgentStatus::Offline;
+            (console, agent.offered.take())
+        };
+        tracing::info!(agent = %id, %reason, "console session ended by the gateway");
+        let _ = console.try_send(HumanCommand::SignedOut {
+            reason: reason.to_string(),
+        });
+        self.announce(id);
+        if let Some(call) = declined {
+            let _ = self.decline(id, &call);
+        }
+    }
+
+    /// An agent's console went away: any offer to them is declined. `console`
+    /// is the session's own sender: a session already signed out (and perhaps
+    /// replaced by a new sign-in) changes nothing.
+    pub fn console_gone(&self, id: &str, console: &mpsc::Sender<HumanCommand>) {
         let declined = {
             let mut s = self.lock();
             let Some(agent) = s.agents.get_mut(id) else {
                 return;
             };
+            if !agent
+                .console
+                .as_ref()
+                .is_some_and(|c| c.same_channel(console))
+            {
+                return;
+            }
             agent.console = None;
             agent.status = AgentStatus::Offline;
             agent.offered.take()

@@ -49,6 +49,10 @@ async fn serve(endpoint: Arc<SipEndpoint>, agent_id: String, uri: String) {
                 let _ = endpoint.shared.routing.decline(&agent_id, &call_id);
             }
             HumanCommand::OfferWithdrawn { .. } => {}
+            HumanCommand::SignedOut { reason } => {
+                tracing::warn!(agent = %agent_id, %reason, "SIP phone signed out; it takes no more calls until restart");
+                break;
+            }
         }
     }
 }

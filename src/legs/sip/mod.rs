@@ -15,17 +15,4 @@ pub mod rtp_leg;
 pub mod sdp;
 pub mod uas;
 
-/// A fresh pseudo-random value (tags, branches, SSRCs): std's per-instance
-/// random hash keys over the clock. Unique enough for SIP and RTP (RFC 3261
-/// §19.3 and RFC 3550 ask for uniqueness, not secrecy).
-pub fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    h.finish()
-}
+pub(crate) use crate::util::random_u64;

@@ -1,0 +1,181 @@
+//! Outsiders cannot choose identities or privileges, and the defaults are safe:
+//! a reused provider call id never reaches another call's record, a rotated
+//! token or an admin's "offline" ends the old console session at once, the call
+//! lists need the API token, and an open API is refused off loopback.
+
+mod support;
+
+use futures_util::StreamExt;
+use std::time::Duration;
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+use warmline::config::Config;
+use warmline::gateway::{GatewayError, RunningGateway};
+
+/// One Media Streams call with `call_sid` that the caller ends at once.
+async fn short_call(gw: &RunningGateway, ai: &mut RawAgent, call_sid: &str) {
+    let (mut caller, mut writer) = started_caller(&gw.media_url(), call_sid).await;
+    let (_agent, _start, _sid) = ai.accept().await;
+    caller.send(writer.stop("ACtest", call_sid)).await;
+    let _ = caller.until_closed(SOON).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_provider_call_id_never_reaches_another_calls_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("warmline.db");
+    let mut ai = RawAgent::start().await;
+    // The same CallSid on two gateway lifetimes sharing one database (the
+    // in-memory registry forgets between them, as after a restart).
+    for _ in 0..2 {
+        let gw = gateway(&ai.url, |c| c.store.path = db.clone()).await;
+        short_call(&gw, &mut ai, "CAreused").await;
+        let done = gw.shared.registry.wait_finished(1, SOON).await;
+        assert_ne!(
+            done[0].call_id, "CAreused",
+            "the provider's id is not the key"
+        );
+        gw.shutdown().await;
+    }
+    let store = warmline::store::Store::open(&db).expect("store");
+    let rows = store.list_calls(10).await.expect("calls");
+    let reused: Vec<_> = rows.iter().filter(|r| r.call_sid == "CAreused").collect();
+    assert_eq!(reused.len(), 2, "both calls kept: {rows:?}");
+    assert_ne!(reused[0].id, reused[1].id);
+    assert!(reused.iter().all(|r| r.ended_at.is_some()));
+}
+
+async fn console(
+    gw: &RunningGateway,
+    id: &str,
+    token: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let url = format!("ws://{}/v1/agents/{id}/ws?token={token}", gw.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("console");
+    let first = tokio::time::timeout(SOON, ws.next())
+        .await
+        .expect("a message");
+    let text = match first {
+        Some(Ok(Message::Text(t))) => t.to_string(),
+        other => panic!("expected connected, got {other:?}"),
+    };
+    assert!(text.contains("\"connected\""), "{text}");
+    ws
+}
+
+/// Reads until the console is closed by the gateway; the texts seen before.
+async fn closed_by_gateway(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    loop {
+        match tokio::time::timeout(SOON, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => seen.push(t.to_string()),
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => return seen,
+            Ok(Some(Ok(_))) => {}
+            Err(_) => panic!("the old session is still open; saw {seen:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_token_or_an_admins_offline_ends_the_console_session_at_once() {
+    let gw = gateway("ws://127.0.0.1:9/none", |c| {
+        c.api.token = "admin-token".into();
+        c.routing.agents.push(agent_seed("ann"));
+    })
+    .await;
+    let mut old = console(&gw, "ann", "ann-secret-token").await;
+    let rotate = r#"{"id": "ann", "name": "Ann", "token": "ann-new-token-2"}"#;
+    let (status, body) = http(
+        gw.addr,
+        "POST",
+        "/v1/agents",
+        Some("admin-token"),
+        Some(rotate),
+    )
+    .await;
+    assert!((200..300).contains(&status), "{status} {body}");
+    let said = closed_by_gateway(&mut old).await;
+    assert!(said.iter().any(|t| t.contains("signed out")), "{said:?}");
+    let agents = gw.shared.routing.agents();
+    let ann = agents.iter().find(|a| a.id == "ann").expect("ann");
+    assert!(!ann.connected, "no session left behind");
+
+    // The new token signs in; an admin's "offline" ends that session too.
+    let mut new = console(&gw, "ann", "ann-new-token-2").await;
+    let offline = r#"{"status": "offline"}"#;
+    let (status, _) = http(
+        gw.addr,
+        "POST",
+        "/v1/agents/ann/status",
+        Some("admin-token"),
+        Some(offline),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let said = closed_by_gateway(&mut new).await;
+    assert!(said.iter().any(|t| t.contains("signed out")), "{said:?}");
+    // And the agent can sign in again afterwards (the closed session did not
+    // take the new one's place down with it).
+    let _again = console(&gw, "ann", "ann-new-token-2").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let agents = gw.shared.routing.agents();
+    assert!(agents.iter().any(|a| a.id == "ann" && a.connected));
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_lists_and_timelines_need_the_api_token() {
+    let gw = gateway("ws://127.0.0.1:9/none", |c| {
+        c.api.token = "admin-token".into()
+    })
+    .await;
+    for path in ["/calls", "/calls/anything", "/v1/calls"] {
+        let (status, _) = http(gw.addr, "GET", path, None, None).await;
+        assert_eq!(status, 401, "{path} without the token");
+    }
+    let (status, _) = http(gw.addr, "GET", "/calls", Some("admin-token"), None).await;
+    assert_eq!(status, 200);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_api_on_a_non_loopback_address_refuses_to_start() {
+    let base = || {
+        let mut c = Config::default();
+        c.server.listen = "0.0.0.0:0".into();
+        c.agent.url = "ws://127.0.0.1:9/none".into();
+        c.store.path = tempfile::tempdir().expect("tempdir").keep().join("w.db");
+        c
+    };
+    match RunningGateway::start(base()).await {
+        Err(GatewayError::OpenApi(addr)) => {
+            let text = GatewayError::OpenApi(addr).to_string();
+            assert!(
+                text.contains("api.token") && text.contains("allow_open"),
+                "{text}"
+            );
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("an open API on 0.0.0.0 started"),
+    }
+    let mut with_token = base();
+    with_token.api.token = "admin-token".into();
+    RunningGateway::start(with_token)
+        .await
+        .expect("a token is enough")
+        .shutdown()
+        .await;
+    let mut opted_out = base();
+    opted_out.api.allow_open = true;
+    RunningGateway::start(opted_out)
+        .await
+        .expect("allow_open opts out")
+        .shutdown()
+        .await;
+}
