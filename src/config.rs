@@ -64,6 +64,24 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// Time allowed before `start`.
     pub start_timeout_ms: u64,
+    /// Refused messages in a row from one peer before its leg is ended.
+    pub max_refused_in_row: u32,
+    /// Refused messages within `refused_window_s` before the leg is ended.
+    pub max_refused_per_window: u32,
+    /// The window for `max_refused_per_window`, s.
+    pub refused_window_s: u64,
+    /// Keypad digits per second taken from a caller (twice as a burst).
+    pub max_dtmf_per_second: f64,
+    /// Caller audio faster than this multiple of real time is dropped.
+    pub max_media_speed: f64,
+    /// Marks the AI agent may have waiting in the caller's queue.
+    pub max_marks_in_flight: usize,
+    /// Events a call's timeline keeps (beyond: counted, not kept).
+    pub max_timeline_events: usize,
+    /// Finished calls kept in memory.
+    pub finished_calls_kept: usize,
+    /// Megabytes of finished calls' timelines kept in memory.
+    pub finished_calls_mb: usize,
     /// Most calls in progress at once (all legs); more are refused (HTTP 503 / SIP 503).
     pub max_calls: usize,
     /// Longest call, in seconds; a call reaching it ends (`time_limit`).
@@ -741,6 +759,14 @@ impl Config {
             },
             handoff: crate::call::handoff::HandoffTimers {
                 ring_timeout: Duration::from_millis(self.routing.ring_timeout_ms),
+            },
+            limits: crate::call::guard::PeerLimits {
+                refused_in_row: self.server.max_refused_in_row.max(1),
+                refused_per_window: self.server.max_refused_per_window.max(1),
+                refused_window: Duration::from_secs(self.server.refused_window_s),
+                dtmf_per_second: self.server.max_dtmf_per_second.max(0.1),
+                media_speed: self.server.max_media_speed.max(1.0),
+                marks_in_flight: self.server.max_marks_in_flight,
             },
             ..Default::default()
         }

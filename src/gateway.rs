@@ -269,9 +269,13 @@ impl RunningGateway {
             tracing::warn!(%local, "api.token is empty: the /v1 API is open to anyone who can reach this address");
         }
         let config_rate = (config.server.per_ip_rate, config.server.per_ip_burst);
+        let registry = CallRegistry::new(
+            config.server.finished_calls_kept,
+            config.server.finished_calls_mb << 20,
+        );
         let shared = Arc::new(Shared {
             config,
-            registry: CallRegistry::default(),
+            registry,
             apology,
             store,
             llm,

@@ -95,6 +95,7 @@ pub struct Metrics {
     rtp_received: Mutex<BTreeMap<&'static str, u64>>,
     rtp_lost: Mutex<BTreeMap<&'static str, u64>>,
     rtp_jitter: Mutex<BTreeMap<&'static str, Histogram>>,
+    peer_drops: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
 
 impl Default for Metrics {
@@ -107,6 +108,7 @@ impl Default for Metrics {
             rtp_received: Mutex::default(),
             rtp_lost: Mutex::default(),
             rtp_jitter: Mutex::default(),
+            peer_drops: Mutex::default(),
         }
     }
 }
@@ -163,6 +165,14 @@ impl Metrics {
             .entry(leg)
             .or_insert_with(|| Histogram::new(JITTER_BUCKETS))
             .observe(jitter_seconds);
+    }
+
+    /// What a peer's guard dropped or suppressed in one call (added at call end):
+    /// `peer` is `caller` or `agent`, `kind` what was dropped.
+    pub fn peer_drops(&self, peer: &'static str, kind: &'static str, n: u64) {
+        if n > 0 {
+            *lock(&self.peer_drops).entry((peer, kind)).or_default() += n;
+        }
     }
 
     /// The Prometheus text exposition.
@@ -286,6 +296,18 @@ impl Metrics {
         self.frame_processing
             .render(&mut out, "warmline_frame_processing_seconds", "");
 
+        head(
+            &mut out,
+            "warmline_peer_drops_total",
+            "counter",
+            "What a peer sent beyond its limits, dropped and counted (server.max_*): by peer and kind.",
+        );
+        for ((peer, kind), n) in lock(&self.peer_drops).iter() {
+            let _ = writeln!(
+                out,
+                "warmline_peer_drops_total{{peer=\"{peer}\",kind=\"{kind}\"}} {n}"
+            );
+        }
         head(
             &mut out,
             "warmline_rtp_packets_received_total",

@@ -18,8 +18,10 @@ mod handoff_flow;
 
 pub use handoff_flow::{HandoffPrompts, RoutingRequest, WHISPER_END_MARK};
 
+use crate::call::guard::{Dropped, PeerGuard, PeerLimits, Refusal};
 use crate::call::handoff::{Handoff, HandoffState, HandoffTimers};
 use crate::call::timeline::{ClearedBy, EndReason, LegName, TimelineKind};
+use crate::legs::media_streams::ProtocolError;
 use crate::legs::media_streams::Role;
 use crate::legs::{HangupCause, LegCommand, LegEvent};
 use crate::media::g711;
@@ -34,6 +36,11 @@ use std::time::{Duration, Instant};
 /// The mark the bridge places after its last prompt; the call ends when the caller's provider echoes it.
 pub const END_MARK: &str = "warmline-end";
 
+/// Whether `name` is one of the gateway's own marks (`warmline-…`, the whisper's end).
+pub fn is_reserved_mark(name: &str) -> bool {
+    name.starts_with("warmline-") || name == WHISPER_END_MARK
+}
+
 /// Tuning of the bridge.
 #[derive(Debug, Clone)]
 pub struct BridgeConfig {
@@ -45,8 +52,8 @@ pub struct BridgeConfig {
     pub barge_in_on_caller_speech: bool,
     /// VAD tuning for barge-in.
     pub vad: VadConfig,
-    /// Refused messages in a row from one leg before the call is ended.
-    pub max_errors_in_row: u32,
+    /// What one peer may cost the call (refused messages, digits, media speed, marks).
+    pub limits: PeerLimits,
     /// Extra time to wait for the provider to echo the final mark.
     pub end_mark_grace: Duration,
     /// Handoff timeouts.
@@ -60,7 +67,7 @@ impl Default for BridgeConfig {
             max_playout_frames: 3000,
             barge_in_on_caller_speech: true,
             vad: VadConfig::default(),
-            max_errors_in_row: 50,
+            limits: PeerLimits::default(),
             end_mark_grace: Duration::from_secs(2),
             handoff: HandoffTimers::default(),
         }
@@ -128,8 +135,8 @@ pub struct CallBridge {
     outputs: VecDeque<BridgeOutput>,
     finishing: Option<Finishing>,
     ended: bool,
-    caller_errors_in_row: u32,
-    agent_errors_in_row: u32,
+    caller_guard: PeerGuard,
+    agent_guard: PeerGuard,
     handoff: Handoff,
     human_playout: Playout,
     human: Option<String>,
@@ -150,6 +157,7 @@ impl CallBridge {
     /// A bridge whose agent leg is still connecting. `apology` holds the
     /// prompts played if the agent cannot be reached or drops.
     pub fn new(config: BridgeConfig, apology: Apologies) -> Self {
+        let limits = config.limits;
         let playout = Playout::new(
             160,
             g711::ULAW_SILENCE,
@@ -187,14 +195,19 @@ impl CallBridge {
             outputs: VecDeque::new(),
             finishing: None,
             ended: false,
-            caller_errors_in_row: 0,
-            agent_errors_in_row: 0,
+            caller_guard: PeerGuard::new(limits),
+            agent_guard: PeerGuard::new(limits),
         }
     }
 
     /// True once the call has ended.
     pub fn is_ended(&self) -> bool {
         self.ended
+    }
+
+    /// What the caller's and the AI agent's guards dropped so far.
+    pub fn dropped(&self) -> (Dropped, Dropped) {
+        (self.caller_guard.dropped, self.agent_guard.dropped)
     }
 
     /// Feeds an event from the caller's leg.
@@ -204,7 +217,10 @@ impl CallBridge {
         }
         match event {
             LegEvent::Audio(bytes) => {
-                self.caller_errors_in_row = 0;
+                self.caller_guard.accepted();
+                if !self.caller_guard.media(bytes.len(), now) {
+                    return; // beyond real time: dropped and counted
+                }
                 let matrix = self.handoff.matrix();
                 let talking_to_ai = matrix.hears(Listener::Caller, Source::AiAgent);
                 if self.config.barge_in_on_caller_speech && talking_to_ai {
@@ -223,7 +239,7 @@ impl CallBridge {
                 }
             }
             LegEvent::Mark(name) => {
-                self.caller_errors_in_row = 0;
+                self.caller_guard.accepted();
                 if name == END_MARK && self.finishing.is_some() {
                     if let Some(f) = self.finishing.take() {
                         self.end(f.reason);
@@ -241,6 +257,10 @@ impl CallBridge {
                 }
             }
             LegEvent::Dtmf(digit) => {
+                self.caller_guard.accepted();
+                if !self.caller_guard.dtmf(now) {
+                    return; // a keypad flood: dropped and counted
+                }
                 self.emit(BridgeOutput::Timeline(TimelineKind::Dtmf { digit }));
                 if self.waiting_choice(digit, now) {
                     return;
@@ -267,15 +287,13 @@ impl CallBridge {
                 });
             }
             LegEvent::Error(error) => {
-                self.caller_errors_in_row += 1;
                 self.emit(BridgeOutput::Timeline(TimelineKind::ProtocolError {
                     leg: LegName::Caller,
                     error: error.to_string(),
                 }));
-                if self.caller_errors_in_row >= self.config.max_errors_in_row {
+                if let Refusal::TooMany(why) = self.caller_guard.refused(now) {
                     self.end(EndReason::ProtocolErrors(format!(
-                        "{} refused messages in a row from the caller; last: {error}",
-                        self.caller_errors_in_row
+                        "{why} from the caller; last: {error}"
                     )));
                 }
             }
@@ -295,8 +313,19 @@ impl CallBridge {
         if self.ended || self.agent == AgentState::Gone {
             return;
         }
+        let event = match event {
+            // The gateway's own marks are not the agent's to send: echoed, they
+            // would end the call or skip a handoff step.
+            LegEvent::Mark(name) if is_reserved_mark(&name) => {
+                LegEvent::Error(ProtocolError::ReservedMark(name))
+            }
+            LegEvent::Mark(_) if !self.agent_guard.mark(self.playout.marks_queued()) => {
+                return; // over the in-flight limit: dropped and counted
+            }
+            other => other,
+        };
         if !matches!(event, LegEvent::Error(_)) {
-            self.agent_errors_in_row = 0;
+            self.agent_guard.accepted();
         }
         match event {
             LegEvent::Connected => {
@@ -360,16 +389,12 @@ impl CallBridge {
             }
             LegEvent::Dtmf(_) => {}
             LegEvent::Error(error) => {
-                self.agent_errors_in_row += 1;
                 self.emit(BridgeOutput::Timeline(TimelineKind::ProtocolError {
                     leg: LegName::Agent,
                     error: error.to_string(),
                 }));
-                if self.agent_errors_in_row >= self.config.max_errors_in_row {
-                    let why = format!(
-                        "agent sent {} refused messages in a row",
-                        self.agent_errors_in_row
-                    );
+                if let Refusal::TooMany(why) = self.agent_guard.refused(now) {
+                    let why = format!("agent sent {why}");
                     self.emit(BridgeOutput::Timeline(TimelineKind::AgentLost {
                         error: why.clone(),
                     }));

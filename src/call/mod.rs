@@ -1,6 +1,7 @@
 //! Calls: the sans-IO bridge that decides, the per-call task that drives it, and the timeline.
 
 pub mod bridge;
+pub mod guard;
 pub mod handoff;
 pub mod insight;
 pub mod judge;

@@ -8,8 +8,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// How many finished calls are kept in memory.
+/// How many finished calls are kept in memory by default.
 pub const FINISHED_KEPT: usize = 256;
+/// How many bytes of finished calls' timelines are kept in memory by default.
+pub const FINISHED_BYTES: usize = 64 << 20;
 
 /// A call in progress.
 #[derive(Debug, Clone, Serialize)]
@@ -36,15 +38,25 @@ pub struct CallCounts {
 #[derive(Debug, Default)]
 struct Inner {
     active: BTreeMap<String, ActiveCall>,
-    finished: VecDeque<Arc<Timeline>>,
+    /// Finished timelines with their serialised size.
+    finished: VecDeque<(Arc<Timeline>, usize)>,
+    finished_bytes: usize,
     total: u64,
 }
 
 /// The gateway's calls.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CallRegistry {
     inner: Mutex<Inner>,
     changed: Notify,
+    keep: usize,
+    keep_bytes: usize,
+}
+
+impl Default for CallRegistry {
+    fn default() -> Self {
+        CallRegistry::new(FINISHED_KEPT, FINISHED_BYTES)
+    }
 }
 
 /// A call id: `call-`, the start in Unix milliseconds (hex, so ids sort by
@@ -56,6 +68,16 @@ fn mint_call_id(started_unix: f64) -> String {
 }
 
 impl CallRegistry {
+    /// A registry keeping at most `keep` finished calls and `keep_bytes` of their timelines.
+    pub fn new(keep: usize, keep_bytes: usize) -> CallRegistry {
+        CallRegistry {
+            inner: Mutex::new(Inner::default()),
+            changed: Notify::new(),
+            keep: keep.max(1),
+            keep_bytes,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner
             .lock()
@@ -72,7 +94,8 @@ impl CallRegistry {
         let mut inner = self.lock();
         inner.total += 1;
         let mut id = mint_call_id(started_unix);
-        while inner.active.contains_key(&id) || inner.finished.iter().any(|t| t.call_id == id) {
+        while inner.active.contains_key(&id) || inner.finished.iter().any(|(t, _)| t.call_id == id)
+        {
             id = mint_call_id(started_unix);
         }
         inner.active.insert(
@@ -91,11 +114,18 @@ impl CallRegistry {
 
     /// Moves a call to the finished list with its timeline.
     pub fn finish(&self, timeline: Timeline) {
+        // Measured once, at the end: what the timeline costs in memory is about its JSON.
+        let bytes = serde_json::to_vec(&timeline).map(|v| v.len()).unwrap_or(0);
         let mut inner = self.lock();
         inner.active.remove(&timeline.call_id);
-        inner.finished.push_back(Arc::new(timeline));
-        while inner.finished.len() > FINISHED_KEPT {
-            inner.finished.pop_front();
+        inner.finished.push_back((Arc::new(timeline), bytes));
+        inner.finished_bytes += bytes;
+        while inner.finished.len() > self.keep
+            || (inner.finished_bytes > self.keep_bytes && inner.finished.len() > 1)
+        {
+            if let Some((_, b)) = inner.finished.pop_front() {
+                inner.finished_bytes -= b;
+            }
         }
         drop(inner);
         self.changed.notify_waiters();
@@ -117,7 +147,11 @@ impl CallRegistry {
 
     /// Timelines of recently finished calls, oldest first.
     pub fn finished(&self) -> Vec<Arc<Timeline>> {
-        self.lock().finished.iter().cloned().collect()
+        self.lock()
+            .finished
+            .iter()
+            .map(|(t, _)| Arc::clone(t))
+            .collect()
     }
 
     /// The timeline of a finished call.
@@ -125,8 +159,8 @@ impl CallRegistry {
         self.lock()
             .finished
             .iter()
-            .find(|t| t.call_id == call_id)
-            .cloned()
+            .find(|(t, _)| t.call_id == call_id)
+            .map(|(t, _)| Arc::clone(t))
     }
 
     /// Waits until at least `count` calls have finished, up to `timeout`.

@@ -2,6 +2,7 @@
 //! agent's leg events and a timer, and carries out its outputs.
 
 use crate::call::bridge::{BridgeOutput, CallBridge, RoutingRequest};
+use crate::call::guard::Dropped;
 use crate::call::insight::{Escalation, Insight, InsightEvent, InsightOutcome};
 use crate::call::recorder::Recorder;
 use crate::call::timeline::{LegName, Timeline, TimelineKind};
@@ -51,7 +52,8 @@ async fn drive(
     caller_tx: mpsc::Sender<LegCommand>,
 ) {
     let config = &shared.config;
-    let mut timeline = Timeline::new(&setup.call_id, setup.started, setup.started_wall);
+    let mut timeline = Timeline::new(&setup.call_id, setup.started, setup.started_wall)
+        .with_max_events(config.server.max_timeline_events);
     timeline.push(
         setup.started,
         TimelineKind::CallStarted {
@@ -105,6 +107,8 @@ async fn drive(
     let mut frame_started: Option<Instant> = None;
     let time_limit = setup.started + Duration::from_secs(config.server.max_call_seconds);
     let mut alarm = Alarm::new();
+    // A peer flooding refused messages must not flood the log as well.
+    let mut refused_logs = LogBudget::new(20);
 
     loop {
         let now = Instant::now();
@@ -159,7 +163,11 @@ async fn drive(
                     );
                 }
                 BridgeOutput::Timeline(kind) => {
-                    log_event(&kind);
+                    if !matches!(kind, TimelineKind::ProtocolError { .. }) {
+                        log_event(&kind);
+                    } else if refused_logs.allow() {
+                        log_event(&kind);
+                    }
                     store_handoff_figures(&shared, &setup.call_id, &kind);
                     handoff.time_stage(&shared.metrics, &kind, now);
                     insight.observe(now, &kind);
@@ -167,6 +175,24 @@ async fn drive(
                 }
                 BridgeOutput::Ended(reason) => {
                     tracing::info!(?reason, "call ended");
+                    let (caller, agent) = bridge.dropped();
+                    for (peer, d) in [("caller", caller), ("agent", agent)] {
+                        shared.metrics.peer_drops(peer, "dtmf", d.dtmf);
+                        shared
+                            .metrics
+                            .peer_drops(peer, "media_bytes", d.media_bytes);
+                        shared.metrics.peer_drops(peer, "marks", d.marks);
+                        if d != Dropped::default() {
+                            tracing::warn!(
+                                peer,
+                                ?d,
+                                "a peer sent beyond its limits; the excess was dropped"
+                            );
+                        }
+                    }
+                    for (kind, n) in &timeline.suppressed {
+                        shared.metrics.peer_drops("call", kind, *n);
+                    }
                 }
             }
         }
@@ -566,6 +592,28 @@ async fn recv_human(rx: &mut Option<mpsc::Receiver<LegEvent>>) -> Option<LegEven
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Logs the first `first` of a kind of line, then every 1000th with the count.
+struct LogBudget {
+    first: u64,
+    seen: u64,
+}
+
+impl LogBudget {
+    fn new(first: u64) -> LogBudget {
+        LogBudget { first, seen: 0 }
+    }
+
+    fn allow(&mut self) -> bool {
+        self.seen += 1;
+        if self.seen == self.first + 1 {
+            tracing::warn!(
+                "more refused messages on this call: only every 1000th is logged from here"
+            );
+        }
+        self.seen <= self.first || self.seen.is_multiple_of(1000)
     }
 }
 

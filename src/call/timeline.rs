@@ -2,6 +2,7 @@
 
 use crate::legs::media_streams::{Role, Trigger, Urgency};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime};
 
 /// Which leg an event concerns.
@@ -251,8 +252,31 @@ pub struct Timeline {
     pub started_unix: f64,
     /// The events in order.
     pub events: Vec<TimelineEntry>,
+    /// Events counted but not kept (a peer flooding refused messages, digits or
+    /// marks, or a call longer than the timeline's cap), by type.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub suppressed: BTreeMap<&'static str, u64>,
+    #[serde(skip)]
+    kept: BTreeMap<&'static str, usize>,
+    #[serde(skip)]
+    max_events: usize,
     #[serde(skip)]
     started: Option<Instant>,
+}
+
+/// Most events a timeline keeps unless told otherwise (`server.max_timeline_events`).
+pub const MAX_TIMELINE_EVENTS: usize = 5000;
+
+/// The event types a peer can repeat at will, and how many of each a call keeps.
+fn repeatable(kind: &TimelineKind) -> Option<(&'static str, usize)> {
+    match kind {
+        TimelineKind::ProtocolError { .. } => Some(("protocol_error", 20)),
+        TimelineKind::AudioDropped { .. } => Some(("audio_dropped", 20)),
+        TimelineKind::Dtmf { .. } => Some(("dtmf", 200)),
+        TimelineKind::MarkPlayed { .. } => Some(("mark_played", 500)),
+        TimelineKind::Cleared { .. } => Some(("cleared", 500)),
+        _ => None,
+    }
 }
 
 impl Timeline {
@@ -262,12 +286,45 @@ impl Timeline {
             call_id: call_id.into(),
             started_unix: unix_seconds(wall),
             events: Vec::new(),
+            suppressed: BTreeMap::new(),
+            kept: BTreeMap::new(),
+            max_events: MAX_TIMELINE_EVENTS,
             started: Some(started),
         }
     }
 
-    /// Records an event that happened at `now`.
+    /// Keeps at most `max` events (the end of the call and the escalation
+    /// decision are always kept).
+    pub fn with_max_events(mut self, max: usize) -> Self {
+        self.max_events = max.max(16);
+        self
+    }
+
+    /// Whether `kind` is kept; counts it as suppressed if not.
+    fn keeps(&mut self, kind: &TimelineKind) -> bool {
+        let essential = matches!(
+            kind,
+            TimelineKind::CallEnded { .. } | TimelineKind::EscalationDecided { .. }
+        );
+        let (name, cap) = match repeatable(kind) {
+            Some(r) => r,
+            None if self.events.len() < self.max_events || essential => return true,
+            None => ("other", 0),
+        };
+        let kept = self.kept.entry(name).or_default();
+        if *kept < cap && self.events.len() < self.max_events {
+            *kept += 1;
+            return true;
+        }
+        *self.suppressed.entry(name).or_default() += 1;
+        false
+    }
+
+    /// Records an event that happened at `now` (unless over its cap: then it is only counted).
     pub fn push(&mut self, now: Instant, kind: TimelineKind) {
+        if !self.keeps(&kind) {
+            return;
+        }
         let at = self
             .started
             .map(|s| now.saturating_duration_since(s))

@@ -392,7 +392,16 @@ pub enum ProtocolError {
     /// An event that makes no sense in this direction (e.g. `clear` from a caller).
     #[error("unexpected {0} event from this side")]
     Unexpected(&'static str),
+    /// A mark named like one of the gateway's own (`warmline-…`, `whisper-end`).
+    #[error("mark name {0:?} is reserved for the gateway")]
+    ReservedMark(String),
+    /// A mark name longer than [`MAX_MARK_NAME`] bytes.
+    #[error("mark name of {0} bytes is over the {MAX_MARK_NAME}-byte limit")]
+    MarkNameTooLong(usize),
 }
+
+/// The longest mark name taken (Twilio's own names are short labels).
+pub const MAX_MARK_NAME: usize = 256;
 
 /// Parses one text frame, enforcing the size cap.
 pub fn parse(text: &str, max_bytes: usize) -> Result<StreamMessage, ProtocolError> {

@@ -108,6 +108,11 @@ pub fn common_event(
                 Err(e) => LegEvent::Error(e),
             }))
         }
+        Ok(StreamMessage::Mark { mark, .. }) if mark.name.len() > media_streams::MAX_MARK_NAME => {
+            Err(Some(LegEvent::Error(ProtocolError::MarkNameTooLong(
+                mark.name.len(),
+            ))))
+        }
         Ok(StreamMessage::Mark { mark, .. }) => Err(Some(LegEvent::Mark(mark.name))),
         Ok(StreamMessage::Unknown) => Err(None),
         Ok(other) => Ok(other),

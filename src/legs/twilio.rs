@@ -24,6 +24,13 @@ pub const COMMAND_QUEUE: usize = 512;
 const CLOSE_POLICY: u16 = 1008;
 /// WebSocket close code for data the endpoint cannot accept (wrong codec).
 const CLOSE_UNSUPPORTED: u16 = 1003;
+/// WebSocket close code for a message too big to take (RFC 6455 §7.4.1).
+const CLOSE_TOO_BIG: u16 = 1009;
+
+/// Whether a read error is tungstenite's size limit (message or frame too long).
+fn is_too_big(error: &str) -> bool {
+    error.contains("too long") || error.contains("Space limit exceeded")
+}
 
 /// Serves one provider stream from upgrade to close.
 pub async fn serve_stream(mut socket: WebSocket, shared: Arc<Shared>) {
@@ -59,7 +66,16 @@ pub async fn serve_stream(mut socket: WebSocket, shared: Arc<Shared>) {
                         "caller socket closed without stop".into(),
                     ))),
                     Some(Ok(_)) => None,
-                    Some(Err(e)) => Some(LegEvent::Hangup(HangupCause::Lost(format!("caller socket error: {e}")))),
+                    Some(Err(e)) => {
+                        let why = format!("caller socket error: {e}");
+                        if is_too_big(&why) {
+                            // Over the hard cap (4 × server.max_message_bytes): the
+                            // socket cannot go on, but it is closed properly.
+                            tracing::warn!(error = %e, "message over the hard size cap; closing the stream (1009)");
+                            close(&mut socket, CLOSE_TOO_BIG, "message too big").await;
+                        }
+                        Some(LegEvent::Hangup(HangupCause::Lost(why)))
+                    }
                     None => Some(LegEvent::Hangup(HangupCause::Lost("caller socket dropped".into()))),
                 };
                 let Some(event) = event else { continue };

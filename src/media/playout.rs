@@ -47,6 +47,7 @@ pub struct Playout {
     items: VecDeque<Item>,
     partial: Vec<u8>,
     queued_frames: usize,
+    queued_marks: usize,
     next_due: Option<Instant>,
 }
 
@@ -63,6 +64,7 @@ impl Playout {
             items: VecDeque::new(),
             partial: Vec::new(),
             queued_frames: 0,
+            queued_marks: 0,
             next_due: None,
         }
     }
@@ -110,6 +112,12 @@ impl Playout {
             self.queued_frames += 1;
         }
         self.items.push_back(Item::Mark(name.into()));
+        self.queued_marks += 1;
+    }
+
+    /// Marks waiting in the queue.
+    pub fn marks_queued(&self) -> usize {
+        self.queued_marks
     }
 
     /// Drops all queued audio at once; returns the names of the marks that were
@@ -125,6 +133,7 @@ impl Playout {
             .collect();
         self.partial.clear();
         self.queued_frames = 0;
+        self.queued_marks = 0;
         marks
     }
 
@@ -140,7 +149,10 @@ impl Playout {
     pub fn poll(&mut self, now: Instant) -> Option<PlayoutOutput> {
         match self.items.front()? {
             Item::Mark(_) => match self.items.pop_front() {
-                Some(Item::Mark(name)) => Some(PlayoutOutput::Mark(name)),
+                Some(Item::Mark(name)) => {
+                    self.queued_marks = self.queued_marks.saturating_sub(1);
+                    Some(PlayoutOutput::Mark(name))
+                }
                 _ => None,
             },
             Item::Audio(_) => {
