@@ -123,8 +123,12 @@ pub struct SipConfig {
     pub media_timeout_ms: u64,
     /// How long an inbound call rings (180) before it is answered, ms.
     pub ring_ms: u64,
-    /// Most SIP calls at once (more get 503).
+    /// Most SIP calls answered at once (more get 503).
     pub max_calls: usize,
+    /// New INVITEs per second from one source address (0 = no limit).
+    pub invite_rate: f64,
+    /// New INVITEs one source address may send in a burst.
+    pub invite_burst: u32,
     /// Digest realm of the 401 challenge.
     pub auth_realm: String,
     /// User name a trunk must authenticate with; empty = INVITEs are not challenged.

@@ -239,6 +239,23 @@ impl RunningGateway {
             )
         };
         let routing = Routing::new(config.routing_config());
+        // A previous run that died without ending its calls (kill -9, power
+        // loss): close them, and call back the escalated callers it cut off.
+        // A cluster's nodes share the database; there the cluster does this.
+        if !config.cluster.enabled {
+            let now = crate::brief::context::rfc3339(std::time::SystemTime::now());
+            match store.recover_after_crash(&now).await {
+                Ok(r) if r.closed > 0 => tracing::warn!(
+                    closed = r.closed,
+                    callbacks = r.callbacks,
+                    "calls left open by a previous run closed (gateway_restart); escalated callers among them will be called back"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot close the calls a previous run left open")
+                }
+            }
+        }
         // Agents registered over REST earlier (kept in SQLite), then those in the config.
         match store.agents().await {
             Ok(agents) => {

@@ -60,8 +60,8 @@ fn the_classifier_decides_unseen_conversations_better_than_the_phrase_rules() {
         );
     }
     // Floors under the measured figures (docs/POLICY.md).
-    assert!(ratio(&heads, "escalation") >= 0.86, "escalate-or-not");
-    assert!(ratio(&heads, "trigger") >= 0.80, "trigger");
+    assert!(ratio(&heads, "escalation") >= 0.91, "escalate-or-not");
+    assert!(ratio(&heads, "trigger") >= 0.86, "trigger");
     assert!(ratio(&heads, "critical") >= 0.95, "critical kept critical");
     // Better than the phrase rules on every figure that decides a call.
     for key in ["escalation", "trigger", "critical", "on_the_right_event"] {

@@ -163,9 +163,8 @@ async fn drive(
                     );
                 }
                 BridgeOutput::Timeline(kind) => {
-                    if !matches!(kind, TimelineKind::ProtocolError { .. }) {
-                        log_event(&kind);
-                    } else if refused_logs.allow() {
+                    let refused = matches!(kind, TimelineKind::ProtocolError { .. });
+                    if !refused || refused_logs.allow() {
                         log_event(&kind);
                     }
                     store_handoff_figures(&shared, &setup.call_id, &kind);

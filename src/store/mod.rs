@@ -359,8 +359,22 @@ enum Command {
     Callbacks(oneshot::Sender<Result<Vec<CallbackRow>, StoreError>>),
     Stats(oneshot::Sender<Result<serde_json::Value, StoreError>>),
     Agents(oneshot::Sender<Result<Vec<StoredAgent>, StoreError>>),
+    Recover(String, oneshot::Sender<Result<Recovered, StoreError>>),
     Flush(oneshot::Sender<usize>),
 }
+
+/// What [`Store::recover_after_crash`] found and did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Recovered {
+    /// Calls left open by a previous run, now closed (`gateway_restart`).
+    pub closed: usize,
+    /// Of those, escalated callers who were never handed over: now callbacks.
+    pub callbacks: usize,
+}
+
+/// The end reason written on calls a crash left open.
+pub const GATEWAY_RESTART: &str =
+    r#"{"code":"gateway_restart","detail":"the gateway stopped without ending this call"}"#;
 
 /// Handle to the store thread (cheap to clone).
 #[derive(Debug, Clone)]
@@ -386,6 +400,13 @@ pub trait StoreBackend: Send + 'static {
     fn stats(&mut self) -> Result<serde_json::Value, StoreError>;
     /// Registered human agents.
     fn agents(&mut self) -> Result<Vec<StoredAgent>, StoreError>;
+    /// Closes calls a previous run left open (at `now`, RFC 3339), saving a
+    /// callback for every escalated caller among them who was never handed over.
+    /// Backends shared by several live nodes leave this to the cluster.
+    fn recover_open_calls(&mut self, now: &str) -> Result<Recovered, StoreError> {
+        let _ = now;
+        Ok(Recovered::default())
+    }
 }
 
 impl Store {
@@ -506,6 +527,13 @@ impl Store {
         self.ask(Command::Stats).await?
     }
 
+    /// At start: closes the calls a crash (kill -9, power loss) left open with
+    /// reason `gateway_restart`, and turns the escalated callers among them who
+    /// never reached a person into callbacks: nothing a caller was promised is lost.
+    pub async fn recover_after_crash(&self, now: &str) -> Result<Recovered, StoreError> {
+        self.ask(|r| Command::Recover(now.to_string(), r)).await?
+    }
+
     /// Pending callbacks, oldest first.
     pub async fn callbacks(&self) -> Result<Vec<CallbackRow>, StoreError> {
         self.ask(Command::Callbacks).await?
@@ -556,6 +584,9 @@ fn run(mut db: impl StoreBackend, rx: std_mpsc::Receiver<Command>, location: &st
             }
             Some(Command::Agents(reply)) => {
                 let _ = reply.send(db.agents());
+            }
+            Some(Command::Recover(now, reply)) => {
+                let _ = reply.send(db.recover_open_calls(&now));
             }
             Some(Command::Stats(reply)) => {
                 let _ = reply.send(db.stats());

@@ -356,6 +356,26 @@ impl StoreBackend for SqliteBackend {
     fn agents(&mut self) -> Result<Vec<StoredAgent>, StoreError> {
         Ok(agents(&self.conn)?)
     }
+
+    fn recover_open_calls(&mut self, now: &str) -> Result<super::Recovered, StoreError> {
+        let tx = self.conn.transaction()?;
+        let callbacks = tx.execute(
+            "INSERT INTO callbacks (call_id, number, reason, context, created_at, status)
+             SELECT c.id, COALESCE(c.caller_number, ''), 'gateway_restart',
+                    COALESCE((SELECT json FROM contexts x WHERE x.call_id = c.id), '{}'), ?1, 'pending'
+             FROM calls c
+             WHERE c.ended_at IS NULL AND c.escalated
+               AND NOT EXISTS (SELECT 1 FROM callbacks b WHERE b.call_id = c.id)
+               AND NOT EXISTS (SELECT 1 FROM handoffs h WHERE h.call_id = c.id AND h.merged_at IS NOT NULL)",
+            params![now],
+        )?;
+        let closed = tx.execute(
+            "UPDATE calls SET ended_at = ?1, end_reason = ?2 WHERE ended_at IS NULL",
+            params![now, super::GATEWAY_RESTART],
+        )?;
+        tx.commit()?;
+        Ok(super::Recovered { closed, callbacks })
+    }
 }
 
 fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<()> {

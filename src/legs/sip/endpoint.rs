@@ -63,10 +63,26 @@ pub struct SipEndpoint {
     /// RTP port pairs.
     pub ports: PortRange,
     dialogs: Mutex<HashMap<String, mpsc::Sender<Incoming>>>,
+    /// Calls answered (200 sent) and not yet over: what `sip.max_calls` counts.
+    established: std::sync::atomic::AtomicUsize,
+    /// New INVITEs per source address (`sip.invite_rate`, `sip.invite_burst`).
+    invites: Mutex<crate::http::limits::RateLimiter>,
     /// Trunk credentials new INVITEs are challenged for (`sip.auth_user`).
     auth: Option<DigestAuth>,
     /// Gateway state.
     pub shared: Arc<Shared>,
+}
+
+/// One answered SIP call, counted toward `sip.max_calls` while it lives.
+#[derive(Debug)]
+pub(crate) struct EstablishedSlot(Arc<SipEndpoint>);
+
+impl Drop for EstablishedSlot {
+    fn drop(&mut self) {
+        self.0
+            .established
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// The SIP endpoint could not start.
@@ -140,6 +156,11 @@ impl SipEndpoint {
             media_ip,
             ports,
             dialogs: Mutex::new(HashMap::new()),
+            established: std::sync::atomic::AtomicUsize::new(0),
+            invites: Mutex::new(crate::http::limits::RateLimiter::new(
+                config.invite_rate,
+                config.invite_burst,
+            )),
             shared,
         });
         tokio::spawn(Arc::clone(&endpoint).serve_udp());
@@ -198,6 +219,18 @@ impl SipEndpoint {
     /// Dialogs in progress.
     pub fn dialogs(&self) -> usize {
         self.lock().len()
+    }
+
+    /// SIP calls answered and in progress.
+    pub fn established(&self) -> usize {
+        self.established.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Counts one answered call until the returned slot is dropped.
+    pub(crate) fn establish(self: &Arc<Self>) -> EstablishedSlot {
+        self.established
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        EstablishedSlot(Arc::clone(self))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Incoming>>> {
@@ -352,9 +385,18 @@ impl SipEndpoint {
         let reply = match method.as_str() {
             "INVITE" if msg.tag("To").is_none() => {
                 let incoming = Incoming { msg, transport };
+                let max = self.shared.config.sip.max_calls;
                 let refusal = crate::http::limits::call_refusal(&self.shared).or_else(|| {
-                    (self.dialogs() >= self.shared.config.sip.max_calls)
-                        .then(|| "at sip.max_calls".to_string())
+                    // Answered calls count toward the limit; attempts that never
+                    // become calls (refused offers, unanswered, never ACKed) only
+                    // toward a wider bound on pending dialogs.
+                    if self.established() >= max {
+                        Some("at sip.max_calls".to_string())
+                    } else if self.dialogs() >= max.saturating_mul(4) + 64 {
+                        Some("too many SIP dialogs pending".to_string())
+                    } else {
+                        None
+                    }
                 });
                 if let Some(why) = refusal {
                     tracing::warn!(call_id = %call_id, reason = %why, "SIP call refused");
@@ -366,6 +408,22 @@ impl SipEndpoint {
                     return;
                 }
                 if let Some(reply) = self.challenge(&incoming) {
+                    self.send(&reply, &incoming.transport).await;
+                    return;
+                }
+                // Rate per source, spent only by INVITEs that passed authentication.
+                let source = incoming.transport.peer().ip();
+                let admitted = self
+                    .invites
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .admit(source, std::time::Instant::now());
+                if !admitted {
+                    tracing::warn!(%source, call_id = %call_id, "SIP INVITE refused: over sip.invite_rate from this source");
+                    let reply = incoming
+                        .msg
+                        .response(503, "Service Unavailable", None)
+                        .with("Retry-After", "2");
                     self.send(&reply, &incoming.transport).await;
                     return;
                 }

@@ -129,6 +129,7 @@ async fn run(endpoint: &Arc<SipEndpoint>, invite: Incoming, mut rx: mpsc::Receiv
             sdp::describe(local_media, session_id, Some(&negotiated)),
         );
     endpoint.send(&ok, &transport).await;
+    let _slot = endpoint.establish();
 
     // The call: same session as a Media Streams caller, RTP for media.
     let from_user = user_of(uri_of(msg.header("From").unwrap_or(""))).to_string();
