@@ -161,6 +161,7 @@ impl SipConfig {
             learning: Duration::from_millis(self.rtp_learning_ms),
             min_packets: self.rtp_learning_packets.max(1),
             media_timeout: Duration::from_millis(self.media_timeout_ms),
+            trust_sdp: false,
         };
         (self.jitter(), latch)
     }

@@ -32,6 +32,10 @@ pub struct LatchConfig {
     pub min_packets: u32,
     /// No media for this long ends the call (zero: never).
     pub media_timeout: Duration,
+    /// Keep sending to the SDP address even if it never sends: for legs
+    /// warmline dialled itself (a configured agent phone), where the address
+    /// is not a stranger's choice and the phone may stay silent until it hears audio.
+    pub trust_sdp: bool,
 }
 
 impl Default for LatchConfig {
@@ -40,6 +44,7 @@ impl Default for LatchConfig {
             learning: Duration::from_secs(2),
             min_packets: 5,
             media_timeout: Duration::from_secs(60),
+            trust_sdp: false,
         }
     }
 }
@@ -119,7 +124,7 @@ impl RtpLatch {
             return Some(addr);
         }
         let learning = now.saturating_duration_since(self.learning_since) < self.config.learning;
-        learning.then_some(self.sdp)
+        (learning || self.config.trust_sdp).then_some(self.sdp)
     }
 
     /// The latched source, if any.
@@ -227,6 +232,17 @@ mod tests {
         let l = latch(t0);
         assert_eq!(l.target(t0 + Duration::from_millis(1999)), Some(addr(SDP)));
         assert_eq!(l.target(t0 + Duration::from_secs(2)), None);
+    }
+
+    #[test]
+    fn a_phone_warmline_dialled_keeps_getting_media_while_it_stays_silent() {
+        let t0 = Instant::now();
+        let config = LatchConfig {
+            trust_sdp: true,
+            ..LatchConfig::default()
+        };
+        let l = RtpLatch::new(addr(SDP), config, t0);
+        assert_eq!(l.target(t0 + Duration::from_secs(30)), Some(addr(SDP)));
     }
 
     #[test]

@@ -208,7 +208,10 @@ async fn ring(
     tracing::info!(agent = %agent_id, call = %call, codec = ?negotiated.codec, "agent answered on the SIP phone");
     let (ctl_tx, ctl_rx) = mpsc::channel(4);
     let (hung_tx, mut hung_rx) = oneshot::channel();
-    let rtp_tuning = endpoint.shared.config.sip.rtp();
+    // warmline dialled this phone (a configured URI): its SDP address is ours to trust.
+    let (jitter, mut latch) = endpoint.shared.config.sip.rtp();
+    latch.trust_sdp = true;
+    let rtp_tuning = (jitter, latch);
     let links = rtp_leg::RtpLegLinks {
         events: ev_tx.clone(),
         commands: cmd_rx,
