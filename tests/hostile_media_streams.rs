@@ -155,14 +155,7 @@ async fn an_ai_agent_cannot_send_the_gateways_own_marks() {
     );
     caller.send(writer.stop("ACtest", "CAmarks")).await;
     let done = gw.shared.registry.wait_finished(1, SOON).await;
-    let refused: Vec<String> = done[0]
-        .events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            TimelineKind::ProtocolError { error, .. } => Some(error.clone()),
-            _ => None,
-        })
-        .collect();
+    let refused = refused_messages(&done[0]);
     assert_eq!(refused.len(), 3, "{refused:?}");
     assert!(refused.iter().all(|e| e.contains("reserved")));
     gw.shutdown().await;

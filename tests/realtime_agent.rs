@@ -220,14 +220,7 @@ async fn server_errors_and_malformed_events_are_on_the_timeline_and_the_caller_i
     ])
     .await;
     let (t, _, _) = realtime_call(&fake, noise(8000 * 40, 9), 2, false).await;
-    let errors: Vec<String> = t
-        .events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            TimelineKind::ProtocolError { error, .. } => Some(error.clone()),
-            _ => None,
-        })
-        .collect();
+    let errors = refused_messages(&t);
     assert!(
         errors.iter().any(|e| e.contains("malformed JSON")),
         "{errors:?}"

@@ -337,6 +337,19 @@ pub async fn http(
     .expect("request task")
 }
 
+/// The refused messages a call's timeline kept (`ProtocolError` events), in order.
+pub fn refused_messages(t: &warmline::call::timeline::Timeline) -> Vec<String> {
+    t.events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            warmline::call::timeline::TimelineKind::ProtocolError { error, .. } => {
+                Some(error.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// μ-law bytes as PCM.
 pub fn pcm(ulaw: &[u8]) -> Vec<i16> {
     let mut out = Vec::new();
