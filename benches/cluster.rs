@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use warmline::cluster::db::OfferKind;
 use warmline::config::Config;
+use warmline::domain::Urgency;
 use warmline::gateway::RunningGateway;
-use warmline::legs::media_streams::Urgency;
 use warmline::routing::HumanCommand;
 
 struct Opts {

@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 use warmline::brief::context::ContextBuilder;
 use warmline::brief::summary::extractive;
-use warmline::legs::media_streams::Role;
+use warmline::domain::Role;
 use warmline::monitor::features::TurnContext;
 use warmline::monitor::heads::{Heads, Speaker};
 use warmline::monitor::sentiment::SentimentScorer;

@@ -6,8 +6,8 @@ use crate::assets;
 use crate::call::timeline::Timeline;
 use crate::call::timeline::TimelineKind;
 use crate::config::Config;
+use crate::domain::{HandoffStep, Role};
 use crate::gateway::{GatewayError, RunningGateway};
-use crate::legs::media_streams::Role;
 use crate::media::analysis::{best_lag_correlation, rms_dbfs};
 use crate::media::vad::VadConfig;
 use crate::media::wav::{self, WavError};
@@ -238,7 +238,9 @@ pub async fn run(mut config: Config, out: &Path) -> Result<DemoReport, DemoError
             .map(|e| e.at_ms)
     };
     let decided = at(&|k| matches!(k, TimelineKind::EscalationDecided { .. }));
-    let ringing = at(&|k| matches!(k, TimelineKind::HandoffStep { step, .. } if step == "ringing"));
+    let ringing = at(
+        &|k| matches!(k, TimelineKind::HandoffStep { step, .. } if *step == HandoffStep::Ringing),
+    );
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let timings = DemoTimings {
         escalation_to_screen_pop_ms: decided.zip(ringing).map(|(d, r)| r - d),

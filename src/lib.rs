@@ -20,6 +20,7 @@ pub mod call;
 pub mod cluster;
 pub mod config;
 pub mod demo;
+pub mod domain;
 pub mod gateway;
 pub mod http;
 pub mod legs;

@@ -157,7 +157,7 @@ async fn answers_an_utterance_with_audio_and_reports_its_turn() {
     // monitor and hand off well reports what it said.
     let agent_turns = parsed
         .iter()
-        .filter(|m| matches!(m, StreamMessage::Turn { turn, .. } if turn.role == media_streams::Role::Agent))
+        .filter(|m| matches!(m, StreamMessage::Turn { turn, .. } if turn.role == warmline::domain::Role::Agent))
         .count();
     assert!(
         agent_turns >= 1,

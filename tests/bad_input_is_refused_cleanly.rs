@@ -4,10 +4,11 @@
 mod support;
 
 use support::*;
-use warmline::call::timeline::{EndReason, LegName, TimelineKind};
+use warmline::call::timeline::{EndReason, TimelineKind};
+use warmline::domain::Party;
 use warmline::legs::media_streams::AppWriter;
 
-fn protocol_errors(t: &warmline::call::timeline::Timeline, leg: LegName) -> Vec<String> {
+fn protocol_errors(t: &warmline::call::timeline::Timeline, leg: Party) -> Vec<String> {
     t.events
         .iter()
         .filter_map(|e| match &e.kind {
@@ -54,7 +55,7 @@ async fn bad_caller_messages_are_dropped_and_the_call_carries_on() {
     let done = gw.shared.registry.wait_finished(1, SOON).await;
     let timeline = &done[0];
     assert_eq!(timeline.end_reason(), Some(&EndReason::CallerHangup));
-    let errors = protocol_errors(timeline, LegName::Caller).join("\n");
+    let errors = protocol_errors(timeline, Party::Caller).join("\n");
     for expected in [
         "malformed JSON",
         "not valid base64",
@@ -142,7 +143,7 @@ async fn bad_agent_messages_are_dropped_and_the_caller_keeps_hearing_the_agent()
     assert_eq!(caller.audio(line.len(), SOON).await, line);
     caller.send(writer.stop("ACtest", "CAbadagent")).await;
     let done = gw.shared.registry.wait_finished(1, SOON).await;
-    let errors = protocol_errors(&done[0], LegName::Agent);
+    let errors = protocol_errors(&done[0], Party::AiAgent);
     assert_eq!(errors.len(), 4, "{errors:?}");
 }
 

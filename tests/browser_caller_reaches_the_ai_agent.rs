@@ -110,7 +110,7 @@ async fn a_browser_caller_talks_with_the_ai_agent_and_presses_zero_for_a_person(
         t.events.iter().any(|e| matches!(
             &e.kind,
             TimelineKind::EscalationDecided { trigger, .. }
-                if *trigger == warmline::legs::media_streams::Trigger::CustomerRequest
+                if *trigger == warmline::domain::Trigger::CustomerRequest
         )),
         "keypad 0 escalated the call"
     );

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::SystemTime;
 use warmline::brief::context::{ContextBuilder, HandoffContext};
-use warmline::legs::media_streams::Role;
+use warmline::domain::Role;
 
 #[test]
 fn the_context_corpus_round_trips_into_the_seed_schema() {

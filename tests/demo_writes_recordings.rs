@@ -7,7 +7,7 @@ mod support;
 
 use std::path::Path;
 use warmline::call::timeline::EndReason;
-use warmline::legs::media_streams::Role;
+use warmline::domain::Role;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_call_escalates_and_records_what_everyone_heard() {

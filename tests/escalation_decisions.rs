@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use support::*;
 use warmline::call::timeline::{Timeline, TimelineKind};
-use warmline::legs::media_streams::{Trigger, Urgency};
+use warmline::domain::{Trigger, Urgency};
 use warmline::sim::agent::{AgentScript, ScriptLine, ScriptReply, ScriptedAgent};
 use warmline::sim::caller::{self, CallerOptions};
 

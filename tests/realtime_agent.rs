@@ -14,7 +14,7 @@ use std::time::Duration;
 use support::realtime::{FakeRealtime, Step, audio_deltas};
 use support::*;
 use warmline::call::timeline::{EndReason, Timeline, TimelineKind};
-use warmline::legs::media_streams::{Role, Trigger, Urgency};
+use warmline::domain::{Role, Trigger, Urgency};
 use warmline::media::analysis::best_lag_correlation;
 use warmline::sim::caller::{self, CallerOptions};
 

@@ -79,7 +79,7 @@ async fn the_caller_never_hears_a_whisper_sample_and_the_agent_hears_it_all_then
         .events
         .iter()
         .filter_map(|e| match &e.kind {
-            TimelineKind::HandoffStep { step, .. } => Some(step.clone()),
+            TimelineKind::HandoffStep { step, .. } => Some(step.as_str().to_string()),
             _ => None,
         })
         .collect();

@@ -6,11 +6,10 @@
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant, UNIX_EPOCH};
-use warmline::call::timeline::{ClearedBy, EndReason, LegName, Timeline, TimelineKind};
-use warmline::legs::media_streams::{
-    self, AppWriter, EscalateBody, ProviderWriter, Role, StartMeta, ToolBody, Trigger, TurnBody,
-    Urgency,
-};
+use warmline::call::timeline::{ClearedBy, EndReason, Timeline, TimelineKind};
+use warmline::domain::{HandoffStep, Party};
+use warmline::domain::{Role, Trigger, Turn, Urgency};
+use warmline::legs::media_streams::{self, AppWriter, ProviderWriter, StartMeta};
 
 fn golden(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -66,7 +65,7 @@ fn every_message_warmline_writes_to_a_provider_or_an_ai_agent_is_unchanged() {
     out.push(app.media(&[1, 2, 3, 4, 5]));
     out.push(app.mark("warmline-end"));
     out.push(app.clear());
-    out.push(app.turn(TurnBody {
+    out.push(app.turn(Turn {
         role: Role::Agent,
         content: "One moment.".into(),
         confidence: Some(0.75),
@@ -180,15 +179,20 @@ fn every_timeline_event_serialises_as_before() {
         agent: "alice".into(),
         after_merge_ms: 900,
     });
-    for step in ["escalating", "ringing", "merged", "callback_saved"] {
+    for step in [
+        HandoffStep::Escalating,
+        HandoffStep::Ringing,
+        HandoffStep::Merged,
+        HandoffStep::CallbackSaved,
+    ] {
         push(TimelineKind::HandoffStep {
-            step: step.into(),
+            step,
             agent: Some("alice".into()),
             detail: Some("d".into()),
         });
     }
     push(TimelineKind::HandoffStep {
-        step: "no_agent".into(),
+        step: HandoffStep::NoAgent,
         agent: None,
         detail: None,
     });
@@ -197,11 +201,15 @@ fn every_timeline_event_serialises_as_before() {
         name: "apology".into(),
     });
     push(TimelineKind::AudioDropped {
-        leg: LegName::Caller,
+        leg: Party::Caller,
         reason: "queue full".into(),
     });
     push(TimelineKind::ProtocolError {
-        leg: LegName::Agent,
+        leg: Party::AiAgent,
+        error: "bad json".into(),
+    });
+    push(TimelineKind::ProtocolError {
+        leg: Party::HumanAgent,
         error: "bad json".into(),
     });
     for reason in [

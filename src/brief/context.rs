@@ -5,7 +5,7 @@
 //! because contexts also come from other systems. Building is progressive: the
 //! [`ContextBuilder`] is fed each turn, tool and agent event as it happens.
 
-use crate::legs::media_streams::{Role, Trigger, Urgency};
+use crate::domain::{Role, Trigger, Urgency};
 use crate::monitor::confidence::TurnAssessment;
 use crate::monitor::policy::Decision;
 use serde::{Deserialize, Serialize};

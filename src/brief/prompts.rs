@@ -1,6 +1,6 @@
 //! What the caller is told at escalation and at callback, from config templates.
 
-use crate::legs::media_streams::Trigger;
+use crate::domain::Trigger;
 use std::time::Duration;
 
 /// From this expected wait on, the caller is offered a callback (DTMF 2).

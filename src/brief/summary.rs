@@ -4,7 +4,7 @@
 //! falling back to the extractive one.
 
 use crate::brief::context::{HandoffContext, VerificationStatus, clip};
-use crate::legs::media_streams::Role;
+use crate::domain::Role;
 use crate::monitor::sentiment::SentimentLabel;
 use serde::Serialize;
 use std::time::Duration;
@@ -286,7 +286,7 @@ pub async fn best_summary(
 mod tests {
     use super::*;
     use crate::brief::context::{ConversationTurn, EscalationReason};
-    use crate::legs::media_streams::{Trigger, Urgency};
+    use crate::domain::{Trigger, Urgency};
 
     fn sentences(s: &str) -> usize {
         s.split(". ").count()

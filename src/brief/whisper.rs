@@ -11,7 +11,7 @@
 use crate::brief::context::{HandoffContext, VerificationStatus, clip};
 use crate::brief::speech_text::spoken;
 use crate::brief::tts::{FallbackTts, Speech, Tts, TtsError};
-use crate::legs::media_streams::Urgency;
+use crate::domain::Urgency;
 use crate::monitor::sentiment::SentimentLabel;
 use std::time::Instant;
 use thiserror::Error;

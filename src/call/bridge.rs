@@ -16,13 +16,14 @@
 
 mod handoff_flow;
 
-pub use handoff_flow::{HandoffPrompts, RoutingRequest, WHISPER_END_MARK};
+pub use handoff_flow::{HandoffPrompts, RoutingRequest};
 
 use crate::call::guard::{Dropped, PeerGuard, PeerLimits, Refusal};
 use crate::call::handoff::{Handoff, HandoffState, HandoffTimers};
-use crate::call::timeline::{ClearedBy, EndReason, LegName, TimelineKind};
+use crate::call::timeline::{ClearedBy, EndReason, TimelineKind};
+use crate::domain::Role;
+use crate::domain::{GatewayMark, Party};
 use crate::legs::media_streams::ProtocolError;
-use crate::legs::media_streams::Role;
 use crate::legs::{HangupCause, LegCommand, LegEvent};
 use crate::media::g711;
 use crate::media::hold::HoldTone;
@@ -32,14 +33,6 @@ use crate::media::vad::{EnergyVad, VadConfig, VadEvent};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// The mark the bridge places after its last prompt; the call ends when the caller's provider echoes it.
-pub const END_MARK: &str = "warmline-end";
-
-/// Whether `name` is one of the gateway's own marks (`warmline-…`, the whisper's end).
-pub fn is_reserved_mark(name: &str) -> bool {
-    name.starts_with("warmline-") || name == WHISPER_END_MARK
-}
 
 /// Tuning of the bridge.
 #[derive(Debug, Clone)]
@@ -240,7 +233,7 @@ impl CallBridge {
             }
             LegEvent::Mark(name) => {
                 self.caller_guard.accepted();
-                if name == END_MARK && self.finishing.is_some() {
+                if name == GatewayMark::End.as_str() && self.finishing.is_some() {
                     if let Some(f) = self.finishing.take() {
                         self.end(f.reason);
                     }
@@ -288,7 +281,7 @@ impl CallBridge {
             }
             LegEvent::Error(error) => {
                 self.emit(BridgeOutput::Timeline(TimelineKind::ProtocolError {
-                    leg: LegName::Caller,
+                    leg: Party::Caller,
                     error: error.to_string(),
                 }));
                 if let Refusal::TooMany(why) = self.caller_guard.refused(now) {
@@ -316,7 +309,7 @@ impl CallBridge {
         let event = match event {
             // The gateway's own marks are not the agent's to send: echoed, they
             // would end the call or skip a handoff step.
-            LegEvent::Mark(name) if is_reserved_mark(&name) => {
+            LegEvent::Mark(name) if GatewayMark::is_reserved(&name) => {
                 LegEvent::Error(ProtocolError::ReservedMark(name))
             }
             LegEvent::Mark(_) if !self.agent_guard.mark(self.playout.marks_queued()) => {
@@ -342,7 +335,7 @@ impl CallBridge {
                 }
                 if let Err(e) = self.playout.push_audio(&bytes) {
                     self.emit(BridgeOutput::Timeline(TimelineKind::AudioDropped {
-                        leg: LegName::Caller,
+                        leg: Party::Caller,
                         reason: e.to_string(),
                     }));
                 }
@@ -390,7 +383,7 @@ impl CallBridge {
             LegEvent::Dtmf(_) => {}
             LegEvent::Error(error) => {
                 self.emit(BridgeOutput::Timeline(TimelineKind::ProtocolError {
-                    leg: LegName::Agent,
+                    leg: Party::AiAgent,
                     error: error.to_string(),
                 }));
                 if let Refusal::TooMany(why) = self.agent_guard.refused(now) {
@@ -556,7 +549,7 @@ impl CallBridge {
     fn play_prompt(&mut self, name: &str, audio: &[u8]) {
         if let Err(e) = self.playout.push_audio(audio) {
             self.emit(BridgeOutput::Timeline(TimelineKind::AudioDropped {
-                leg: LegName::Caller,
+                leg: Party::Caller,
                 reason: e.to_string(),
             }));
         }
@@ -566,13 +559,13 @@ impl CallBridge {
     }
 
     /// Ends the call once the caller has heard everything queued (the provider
-    /// echoes [`END_MARK`]), or at a deadline if it never does.
+    /// echoes [`GatewayMark::End`]), or at a deadline if it never does.
     fn finish_after_playout(&mut self, reason: EndReason, now: Instant) {
         if self.caller_gone {
             self.end(reason);
             return;
         }
-        self.playout.push_mark(END_MARK);
+        self.playout.push_mark(GatewayMark::End.as_str());
         let queued = FRAME * u32::try_from(self.playout.queued_frames()).unwrap_or(u32::MAX / 50);
         self.finishing = Some(Finishing {
             reason,
@@ -606,7 +599,7 @@ impl CallBridge {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::legs::media_streams::{Role, TurnBody};
+    use crate::domain::{Role, Turn};
 
     fn bridge() -> CallBridge {
         CallBridge::new(
@@ -637,6 +630,42 @@ mod tests {
         (0..160)
             .map(|i| g711::linear_to_ulaw(if i % 2 == 0 { 9000 } else { -9000 }))
             .collect()
+    }
+
+    #[test]
+    fn a_human_agents_refused_message_and_dropped_audio_are_recorded_against_the_human_leg() {
+        let t = Instant::now();
+        let mut b = bridge();
+        b.handle_agent(LegEvent::Connected, t);
+        let prompts = HandoffPrompts {
+            disclosure: Arc::from(vec![0x55u8; 160]),
+            callback: Arc::from(vec![0x55u8; 160]),
+        };
+        b.escalate(prompts, t);
+        b.agent_offered("alice".into(), t);
+        b.agent_answered("alice".into(), t);
+        b.handle_human(
+            LegEvent::Error(ProtocolError::MalformedJson("expected value".into())),
+            t,
+        );
+        b.queue_for_human(&vec![0u8; 160 * 3001]);
+        let legs: Vec<(Party, String)> = drain(&mut b, t)
+            .into_iter()
+            .filter_map(|o| match o {
+                BridgeOutput::Timeline(TimelineKind::ProtocolError { leg, error }) => {
+                    Some((leg, error))
+                }
+                BridgeOutput::Timeline(TimelineKind::AudioDropped { leg, reason }) => {
+                    Some((leg, reason))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(legs.len(), 2, "{legs:?}");
+        for (leg, text) in &legs {
+            assert_eq!(*leg, Party::HumanAgent, "{text}");
+            assert!(!text.starts_with("human agent:"), "{text}");
+        }
     }
 
     #[test]
@@ -771,9 +800,14 @@ mod tests {
         let out = drain_over(&mut b, t, Duration::from_secs(5));
         assert_eq!(caller_bytes(&out, 0x55), 800);
         assert_eq!(caller_bytes(&out, 0x66), 400, "the goodbye after the grace");
-        assert!(out.contains(&BridgeOutput::ToCaller(LegCommand::Mark(END_MARK.into()))));
+        assert!(out.contains(&BridgeOutput::ToCaller(LegCommand::Mark(
+            GatewayMark::End.as_str().into()
+        ))));
         assert!(!b.is_ended());
-        b.handle_caller(LegEvent::Mark(END_MARK.into()), t + Duration::from_secs(5));
+        b.handle_caller(
+            LegEvent::Mark(GatewayMark::End.as_str().into()),
+            t + Duration::from_secs(5),
+        );
         let out = drain(&mut b, t + Duration::from_secs(5));
         assert!(
             out.contains(&BridgeOutput::Ended(EndReason::AgentUnavailable(
@@ -804,7 +838,7 @@ mod tests {
         let mut b = bridge();
         b.handle_agent(LegEvent::Connected, t);
         b.handle_agent(
-            LegEvent::Turn(TurnBody {
+            LegEvent::Turn(Turn {
                 role: Role::Agent,
                 content: "Hello".into(),
                 confidence: Some(0.9),

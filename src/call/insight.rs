@@ -346,7 +346,7 @@ impl Worker {
                 description,
                 urgency,
             } => {
-                let body = crate::legs::media_streams::EscalateBody {
+                let body = crate::domain::EscalationRequest {
                     trigger: *trigger,
                     description: description.clone(),
                     urgency: *urgency,

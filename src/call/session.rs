@@ -5,7 +5,8 @@ use crate::call::bridge::{BridgeOutput, CallBridge, RoutingRequest};
 use crate::call::guard::Dropped;
 use crate::call::insight::{Escalation, Insight, InsightEvent, InsightOutcome};
 use crate::call::recorder::Recorder;
-use crate::call::timeline::{LegName, Timeline, TimelineKind};
+use crate::call::timeline::{Timeline, TimelineKind};
+use crate::domain::{HandoffStep, Party};
 use crate::gateway::Shared;
 use crate::legs::agent::{self, AgentLegConfig};
 use crate::legs::alarm::Alarm;
@@ -124,7 +125,7 @@ async fn drive(
                             timeline.push(
                                 now,
                                 TimelineKind::AudioDropped {
-                                    leg: LegName::Caller,
+                                    leg: Party::Caller,
                                     reason: "caller socket is not keeping up".into(),
                                 },
                             );
@@ -136,7 +137,7 @@ async fn drive(
                         timeline.push(
                             now,
                             TimelineKind::AudioDropped {
-                                leg: LegName::Agent,
+                                leg: Party::AiAgent,
                                 reason: "agent socket is not keeping up".into(),
                             },
                         );
@@ -245,11 +246,11 @@ async fn drive(
                 match event {
                     InsightEvent::Escalated(e) => {
                         handoff.escalation = Some((e.decision.urgency, Arc::clone(&e.context), e.callback_number.clone()));
-                        handoff.last_step = Some(("decision", at));
+                        handoff.last_step = Some((HandoffStep::Escalating, at));
                         shared.metrics.escalation(e.decision.trigger.as_str(), e.decision.urgency.as_str());
                         handoff.skill = e.skill.clone();
                         timeline.push(at, TimelineKind::HandoffStep {
-                            step: "disclosure".into(),
+                            step: HandoffStep::Disclosure,
                             agent: None,
                             detail: Some(e.disclosure_text.clone()),
                         });
@@ -327,7 +328,7 @@ async fn drive(
 fn store_handoff_figures(shared: &Shared, call_id: &str, kind: &TimelineKind) {
     use crate::store::Write;
     match kind {
-        TimelineKind::HandoffStep { step, .. } if step == "merged" => {
+        TimelineKind::HandoffStep { step, .. } if *step == HandoffStep::Merged => {
             shared.store.write(Write::Merged {
                 call_id: call_id.to_string(),
                 merged_at: crate::brief::context::rfc3339(SystemTime::now()),
@@ -347,7 +348,7 @@ fn insight_event(event: &InsightEvent) -> TimelineKind {
     match event {
         InsightEvent::Escalated(e) => escalation_event(e),
         InsightEvent::Summary(source) => TimelineKind::HandoffStep {
-            step: "summary".into(),
+            step: HandoffStep::Summary,
             agent: None,
             detail: serde_json::to_string(source).ok(),
         },
@@ -414,7 +415,7 @@ fn escalation_event(e: &Escalation) -> TimelineKind {
 #[derive(Default)]
 struct HandoffLinks {
     escalation: Option<(
-        crate::legs::media_streams::Urgency,
+        crate::domain::Urgency,
         Arc<crate::brief::context::HandoffContext>,
         Option<String>,
     )>,
@@ -426,7 +427,7 @@ struct HandoffLinks {
     /// The queue the call joins ("" = any agent).
     skill: String,
     /// The last timed handoff step and when (for the stage histograms).
-    last_step: Option<(&'static str, Instant)>,
+    last_step: Option<(HandoffStep, Instant)>,
 }
 
 impl HandoffLinks {
@@ -437,14 +438,16 @@ impl HandoffLinks {
         let TimelineKind::HandoffStep { step, .. } = kind else {
             return;
         };
-        let (stage, from, this) = match step.as_str() {
-            "ringing" => ("decision_to_ringing", "decision", "ringing"),
-            "answered" => ("ringing_to_answered", "ringing", "answered"),
-            "whisper_started" => ("answered_to_whisper", "answered", "whisper_started"),
-            "merged" => ("whisper_to_merged", "whisper_started", "merged"),
+        use HandoffStep::*;
+        // Stages are timed from the decision (the step that starts the handoff).
+        let (stage, from, this) = match *step {
+            Ringing => ("decision_to_ringing", Escalating, Ringing),
+            Answered => ("ringing_to_answered", Ringing, Answered),
+            WhisperStarted => ("answered_to_whisper", Answered, WhisperStarted),
+            Merged => ("whisper_to_merged", WhisperStarted, Merged),
             _ => return,
         };
-        if this == "whisper_started"
+        if this == WhisperStarted
             && let Some(seconds) = self.whisper_seconds
         {
             // The whisper that plays (it may have been rendered more than once).
@@ -462,7 +465,7 @@ impl HandoffLinks {
     fn queue_entry(
         &self,
     ) -> (
-        crate::legs::media_streams::Urgency,
+        crate::domain::Urgency,
         Arc<crate::brief::context::HandoffContext>,
     ) {
         match &self.escalation {
@@ -513,7 +516,7 @@ impl HandoffLinks {
                 timeline.push(
                     now,
                     TimelineKind::HandoffStep {
-                        step: "queued".into(),
+                        step: HandoffStep::Queued,
                         agent: None,
                         detail: Some(format!(
                             "{}position {}, estimated wait {}",
@@ -546,7 +549,7 @@ impl HandoffLinks {
                     timeline.push(
                         now,
                         TimelineKind::HandoffStep {
-                            step: "requeued".into(),
+                            step: HandoffStep::Requeued,
                             agent: None,
                             detail: None,
                         },
@@ -569,7 +572,7 @@ impl HandoffLinks {
                 timeline.push(
                     now,
                     TimelineKind::HandoffStep {
-                        step: "callback_saved".into(),
+                        step: HandoffStep::CallbackSaved,
                         agent: None,
                         detail: Some(reason),
                     },

@@ -1,19 +1,9 @@
 //! Per-call timeline: typed events with monotonic timestamps, serialised to JSON.
 
-use crate::legs::media_streams::{Role, Trigger, Urgency};
+use crate::domain::{HandoffStep, Party, Role, Trigger, Urgency};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime};
-
-/// Which leg an event concerns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LegName {
-    /// The caller (provider stream).
-    Caller,
-    /// The AI agent.
-    Agent,
-}
 
 /// Who flushed the caller's audio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -184,10 +174,8 @@ pub enum TimelineKind {
     },
     /// A step of the warm handoff.
     HandoffStep {
-        /// escalating, ringing, answered, declined, ring_timeout, whisper_started,
-        /// whisper_skipped, whisper_missing, merged, agent_left, no_agent,
-        /// caller_waits, caller_chose_callback, queued, requeued, callback_saved.
-        step: String,
+        /// Which step.
+        step: HandoffStep,
         /// The human agent concerned.
         #[serde(skip_serializing_if = "Option::is_none")]
         agent: Option<String>,
@@ -208,14 +196,14 @@ pub enum TimelineKind {
     /// Audio was dropped (queue full, leg gone).
     AudioDropped {
         /// Towards which leg.
-        leg: LegName,
+        leg: Party,
         /// Why.
         reason: String,
     },
     /// A message was refused.
     ProtocolError {
         /// From which leg.
-        leg: LegName,
+        leg: Party,
         /// The error.
         error: String,
     },

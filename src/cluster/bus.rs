@@ -7,7 +7,7 @@
 //! Messages are JSON; unknown or malformed ones are logged and dropped.
 
 use super::db::OfferKind;
-use crate::legs::media_streams::Urgency;
+use crate::domain::Urgency;
 use serde::{Deserialize, Serialize};
 
 /// Every node listens here: "the queue or the agents changed, run a dispatch round".

@@ -8,7 +8,7 @@
 //! that only one transaction can win. No timer lives in one process: ring
 //! deadlines and node heartbeats are timestamps any live node may expire.
 
-use crate::legs::media_streams::Urgency;
+use crate::domain::Urgency;
 use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::Mutex;

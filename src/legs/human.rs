@@ -7,8 +7,9 @@
 
 use crate::brief::context::HandoffContext;
 use crate::cluster::AcceptOutcome;
+use crate::domain::Urgency;
 use crate::gateway::Shared;
-use crate::legs::media_streams::{self, MarkBody, MediaChunk, ProtocolError, Urgency};
+use crate::legs::media_streams::{self, MarkBody, MediaChunk, ProtocolError};
 use crate::legs::{HangupCause, LegCommand, LegEvent};
 use crate::routing::{AgentEnd, AgentStatus, HumanCommand, OfferKind};
 use axum::extract::ws::{Message, WebSocket};

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use thiserror::Error;
 
+use crate::domain::{EscalationRequest, ToolUse, Turn};
+
 /// The media format Twilio streams: μ-law, 8 kHz, mono.
 pub const TWILIO_ENCODING: &str = "audio/x-mulaw";
 
@@ -104,122 +106,6 @@ pub struct StopBody {
     pub call_sid: String,
 }
 
-/// Who spoke a conversation turn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// The caller.
-    User,
-    /// The AI agent.
-    Agent,
-}
-
-impl Role {
-    /// The wire name (`user`, `agent`), as serialised.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::User => "user",
-            Role::Agent => "agent",
-        }
-    }
-}
-
-/// Extension `turn`: one utterance of the conversation, as the agent transcribed or said it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TurnBody {
-    /// Who spoke.
-    pub role: Role,
-    /// What was said.
-    pub content: String,
-    /// The agent's confidence in its answer, 0..1 (agent turns only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub confidence: Option<f32>,
-}
-
-/// Why a handoff to a human is needed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Trigger {
-    /// The action is beyond what the AI may do.
-    AuthorityLimit,
-    /// The caller asked for a person.
-    CustomerRequest,
-    /// The problem is too complex for the AI.
-    Complexity,
-    /// A policy requires a human.
-    Policy,
-    /// The AI failed repeatedly.
-    RepeatedFailure,
-}
-
-/// How quickly a human must take over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Urgency {
-    /// Normal queueing.
-    #[default]
-    Standard,
-    /// Ahead of standard calls.
-    Elevated,
-    /// Immediately.
-    Critical,
-}
-
-impl Trigger {
-    /// The wire name (`authority_limit`, …), as serialised.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::AuthorityLimit => "authority_limit",
-            Trigger::CustomerRequest => "customer_request",
-            Trigger::Complexity => "complexity",
-            Trigger::Policy => "policy",
-            Trigger::RepeatedFailure => "repeated_failure",
-        }
-    }
-}
-
-impl Urgency {
-    /// The wire name (`standard`, `elevated`, `critical`), as serialised.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Urgency::Standard => "standard",
-            Urgency::Elevated => "elevated",
-            Urgency::Critical => "critical",
-        }
-    }
-}
-
-/// Extension `escalate`: the agent asks for a human.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EscalateBody {
-    /// The reason code.
-    pub trigger: Trigger,
-    /// A sentence a human can read.
-    #[serde(default)]
-    pub description: String,
-    /// How urgent.
-    #[serde(default)]
-    pub urgency: Urgency,
-}
-
-/// Extension `tool`: the agent used a tool (lookup, refund, …).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ToolBody {
-    /// Tool name.
-    pub name: String,
-    /// Whether it succeeded.
-    pub ok: bool,
-    /// What it returned or why it failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-    /// The arguments it was called with (any JSON), kept as sent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub args: Option<serde_json::Value>,
-    /// What it returned (any JSON), kept as sent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<serde_json::Value>,
-}
-
 /// One Media Streams message, in either direction.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(
@@ -303,7 +189,7 @@ pub enum StreamMessage {
         #[serde(default)]
         stream_sid: String,
         /// The turn.
-        turn: TurnBody,
+        turn: Turn,
     },
     /// Extension: the agent requests a human.
     Escalate {
@@ -311,7 +197,7 @@ pub enum StreamMessage {
         #[serde(default)]
         stream_sid: String,
         /// Reason and urgency.
-        escalate: EscalateBody,
+        escalate: EscalationRequest,
     },
     /// Extension: the agent used a tool.
     Tool {
@@ -319,7 +205,7 @@ pub enum StreamMessage {
         #[serde(default)]
         stream_sid: String,
         /// What was used.
-        tool: ToolBody,
+        tool: ToolUse,
     },
     /// Extension: what the agent knows about the customer (free-form object).
     Customer {
@@ -619,7 +505,7 @@ impl AppWriter {
     }
 
     /// Extension `turn`.
-    pub fn turn(&self, turn: TurnBody) -> String {
+    pub fn turn(&self, turn: Turn) -> String {
         to_json(&StreamMessage::Turn {
             stream_sid: self.stream_sid.clone(),
             turn,
@@ -639,6 +525,7 @@ pub fn to_json(msg: &StreamMessage) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{Role, Trigger, Urgency};
 
     #[test]
     fn parses_twilio_documented_messages() {

@@ -22,7 +22,8 @@ pub fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig 
         .read_buffer_size(WS_READ_BUFFER)
 }
 
-use media_streams::{EscalateBody, ProtocolError, StreamMessage, ToolBody, TurnBody};
+use crate::domain::{EscalationRequest, ToolUse, Turn};
+use media_streams::{ProtocolError, StreamMessage};
 
 /// Why a leg went away.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,11 +63,11 @@ pub enum LegEvent {
     /// A keypad digit.
     Dtmf(char),
     /// A conversation turn (agent extension).
-    Turn(TurnBody),
+    Turn(Turn),
     /// The agent asks for a human (agent extension).
-    Escalate(EscalateBody),
+    Escalate(EscalationRequest),
     /// The agent used a tool (agent extension).
-    Tool(ToolBody),
+    Tool(ToolUse),
     /// Customer details (agent extension).
     Customer(serde_json::Map<String, serde_json::Value>),
     /// Intent details (agent extension).

@@ -19,9 +19,8 @@
 //!
 //! [`spawn`] is the socket half.
 
-use crate::legs::media_streams::{
-    self, EscalateBody, ProtocolError, Role, Trigger, TurnBody, Urgency,
-};
+use crate::domain::{EscalationRequest, Role, Trigger, Turn, Urgency};
+use crate::legs::media_streams::{self, ProtocolError};
 use crate::legs::{HangupCause, LegCommand, LegEvent};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -250,13 +249,13 @@ impl RealtimeTranslator {
         }
         let args = event["arguments"].as_str().unwrap_or("");
         let mut out = Vec::new();
-        let body = match serde_json::from_str::<EscalateBody>(args) {
+        let body = match serde_json::from_str::<EscalationRequest>(args) {
             Ok(body) => body,
             Err(e) => {
                 out.push(event_error(&format!(
                     "{ESCALATE_TOOL} called with unreadable arguments ({e}): escalating anyway"
                 )));
-                EscalateBody {
+                EscalationRequest {
                     trigger: Trigger::CustomerRequest,
                     description: format!("the assistant asked for a person ({args})"),
                     urgency: Urgency::Standard,
@@ -275,7 +274,7 @@ impl RealtimeTranslator {
         let mut out = vec![event_error(why)];
         if !self.escalated {
             self.escalated = true;
-            out.push(emit(LegEvent::Escalate(EscalateBody {
+            out.push(emit(LegEvent::Escalate(EscalationRequest {
                 trigger: Trigger::Complexity,
                 description: why.to_string(),
                 urgency: Urgency::Elevated,
@@ -297,7 +296,7 @@ fn event_error(what: &str) -> RealtimeOutput {
 
 fn turn(role: Role, transcript: &Value) -> Vec<RealtimeOutput> {
     match transcript.as_str().map(str::trim) {
-        Some(t) if !t.is_empty() => vec![emit(LegEvent::Turn(TurnBody {
+        Some(t) if !t.is_empty() => vec![emit(LegEvent::Turn(Turn {
             role,
             content: t.to_string(),
             confidence: None,
@@ -508,14 +507,14 @@ mod tests {
         let mut t = RealtimeTranslator::default();
         let out = t.on_server_text(r#"{"type":"conversation.item.input_audio_transcription.completed","item_id":"i1","transcript":" I want a real person. "}"#);
         assert!(
-            matches!(events(&out)[0], LegEvent::Turn(TurnBody { role: Role::User, content, .. }) if content == "I want a real person.")
+            matches!(events(&out)[0], LegEvent::Turn(Turn { role: Role::User, content, .. }) if content == "I want a real person.")
         );
         let out = t.on_server_text(
             r#"{"type":"response.audio_transcript.done","transcript":"Let me get someone."}"#,
         );
         assert!(matches!(
             events(&out)[0],
-            LegEvent::Turn(TurnBody {
+            LegEvent::Turn(Turn {
                 role: Role::Agent,
                 ..
             })
@@ -525,7 +524,7 @@ mod tests {
         let out = t.on_server_text(&call);
         assert!(matches!(
             events(&out)[0],
-            LegEvent::Escalate(EscalateBody {
+            LegEvent::Escalate(EscalationRequest {
                 trigger: Trigger::CustomerRequest,
                 urgency: Urgency::Elevated,
                 ..
@@ -554,7 +553,7 @@ mod tests {
             .on_server_text(r#"{"type":"error","error":{"type":"server_error","message":"boom"}}"#);
         assert!(matches!(
             events(&out)[1],
-            LegEvent::Escalate(EscalateBody {
+            LegEvent::Escalate(EscalationRequest {
                 trigger: Trigger::Complexity,
                 ..
             })

@@ -3,7 +3,7 @@
 //! (`warmline policy eval`) and turning labelled turns into training examples
 //! (`warmline policy train`).
 
-use crate::legs::media_streams::{EscalateBody, Role, Trigger, Urgency};
+use crate::domain::{EscalationRequest, Role, Trigger, Urgency};
 use crate::monitor::features::TurnContext;
 use crate::monitor::heads::{Example, Heads, Label, Speaker, TrainOptions, train};
 use crate::monitor::policy::{Monitor, MonitorInput, PolicyConfig, TurnClassifier};
@@ -106,7 +106,7 @@ pub enum CorpusEvent {
     /// `dtmf`.
     Dtmf(char),
     /// `escalate`.
-    Escalate(EscalateBody),
+    Escalate(EscalationRequest),
     /// Something else (ignored, as the gateway ignores unknown events).
     Other(String),
 }

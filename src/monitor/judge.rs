@@ -4,7 +4,7 @@
 //! audio path, and feeds the verdicts back with [`crate::monitor::Monitor::judged`];
 //! without a judge, or when it is late or wrong, the heads' reading stands.
 
-use crate::legs::media_streams::Role;
+use crate::domain::Role;
 use crate::monitor::heads::Label;
 use serde::Serialize;
 

@@ -12,7 +12,7 @@
 //! comes from the trained heads ([`crate::monitor::heads`]); without them the
 //! monitor falls back to the phrase rules at the end of this file and says so.
 
-use crate::legs::media_streams::{EscalateBody, Role, Trigger, Urgency};
+use crate::domain::{EscalationRequest, Role, Trigger, Urgency};
 use crate::monitor::confidence::{
     AgentSignals, ConfidenceTracker, TurnAssessment, UnhelpfulReason,
 };
@@ -254,7 +254,7 @@ pub enum MonitorInput<'a> {
     /// A key the caller pressed.
     Dtmf(char),
     /// The agent asked for a human.
-    AgentEscalate(&'a EscalateBody),
+    AgentEscalate(&'a EscalationRequest),
     /// The agent's view of the caller's intent.
     Intent(&'a serde_json::Map<String, serde_json::Value>),
     /// What the agent knows of the caller (its name keeps "Sue" a name).
@@ -1648,7 +1648,7 @@ mod tests {
         );
 
         let mut m = rules();
-        let body = EscalateBody {
+        let body = EscalationRequest {
             trigger: Trigger::AuthorityLimit,
             description: "Refund above limit".into(),
             urgency: Urgency::Elevated,

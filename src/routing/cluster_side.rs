@@ -9,7 +9,7 @@ use super::{
 use crate::brief::context::HandoffContext;
 use crate::cluster::ClusterOp;
 use crate::cluster::bus::{Presence, PresentAgent};
-use crate::legs::media_streams::Urgency;
+use crate::domain::Urgency;
 use crate::legs::{LegCommand, LegEvent};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

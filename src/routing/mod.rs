@@ -13,7 +13,7 @@ pub use crate::cluster::db::OfferKind;
 pub use cluster_side::AgentEnd;
 
 use crate::brief::context::HandoffContext;
-use crate::legs::media_streams::Urgency;
+use crate::domain::Urgency;
 use crate::legs::{LegCommand, LegEvent};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet, VecDeque};

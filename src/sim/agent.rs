@@ -2,7 +2,8 @@
 //! side of Media Streams plus `turn` events, answering each caller utterance
 //! (detected with the energy VAD) with its next scripted line.
 
-use crate::legs::media_streams::{self, AppWriter, Role, StartMeta, StreamMessage, TurnBody};
+use crate::domain::{Role, Turn};
+use crate::legs::media_streams::{self, AppWriter, StartMeta, StreamMessage};
 use crate::media::g711;
 use crate::media::vad::{EnergyVad, VadConfig, VadEvent};
 use futures_util::{SinkExt, StreamExt};
@@ -269,14 +270,14 @@ where
     S: futures_util::Sink<Message> + Unpin,
 {
     if let Some(said) = caller_said {
-        let turn = TurnBody {
+        let turn = Turn {
             role: Role::User,
             content: said.to_string(),
             confidence: None,
         };
         sink.send(Message::Text(writer.turn(turn).into())).await?;
     }
-    let turn = TurnBody {
+    let turn = Turn {
         role: Role::Agent,
         content: line.text.clone(),
         confidence: Some(line.confidence),

@@ -198,7 +198,7 @@ pub async fn run(options: HumanOptions) -> Result<HumanReport, HumanError> {
                             report.whisper.extend(bytes);
                         }
                     }
-                    "mark" if v["mark"]["name"] == "whisper-end" => merged = true,
+                    "mark" if v["mark"]["name"] == crate::domain::GatewayMark::WhisperEnd.as_str() => merged = true,
                     "stop" => {
                         report.got_stop = true;
                         let Some(mut wrapup) = options.wrapup.clone() else { break };

@@ -257,7 +257,7 @@ pub fn queue_entry(call_id: &str, skill: &str) -> warmline::cluster::db::QueueEn
     warmline::cluster::db::QueueEntry {
         call_id: call_id.into(),
         skill: skill.into(),
-        urgency: warmline::legs::media_streams::Urgency::Standard,
+        urgency: warmline::domain::Urgency::Standard,
         tried: vec![],
         context: "{}".into(),
         callback_number: String::new(),

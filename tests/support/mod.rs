@@ -279,7 +279,7 @@ pub fn handoff_steps(t: &warmline::call::timeline::Timeline) -> Vec<(String, Opt
         .iter()
         .filter_map(|e| match &e.kind {
             warmline::call::timeline::TimelineKind::HandoffStep { step, agent, .. } => {
-                Some((step.clone(), agent.clone()))
+                Some((step.as_str().to_string(), agent.clone()))
             }
             _ => None,
         })
@@ -291,7 +291,7 @@ pub fn step_detail(t: &warmline::call::timeline::Timeline, step: &str) -> Option
     t.events.iter().find_map(|e| match &e.kind {
         warmline::call::timeline::TimelineKind::HandoffStep {
             step: s, detail, ..
-        } if s == step => detail.clone(),
+        } if s.as_str() == step => detail.clone(),
         _ => None,
     })
 }

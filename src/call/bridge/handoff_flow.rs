@@ -4,20 +4,14 @@
 
 use super::{AgentState, BridgeOutput, CallBridge};
 use crate::call::handoff::{HandoffAction, HandoffInput, HandoffState};
-use crate::call::timeline::{EndReason, LegName, TimelineKind};
+use crate::call::timeline::{EndReason, TimelineKind};
+use crate::domain::{GatewayMark, HandoffStep, Party};
 use crate::legs::{LegCommand, LegEvent};
 use crate::media::mixer::{Listener, Source};
 use crate::media::playout::PlayoutOutput;
 use crate::monitor::wait_choice::{WaitChoice, wait_choice};
 use std::sync::Arc;
 use std::time::Instant;
-
-/// Mark after the disclosure prompt.
-pub const DISCLOSURE_MARK: &str = "warmline-disclosure";
-/// Mark after the callback prompt.
-pub const CALLBACK_MARK: &str = "warmline-callback";
-/// Mark after the whisper in the human agent's audio: the caller follows it.
-pub const WHISPER_END_MARK: &str = "whisper-end";
 
 /// The caller-facing prompts of a handoff, μ-law 8 kHz.
 #[derive(Debug, Clone)]
@@ -63,14 +57,14 @@ impl CallBridge {
         }
         self.prompts = Some(prompts);
         self.agent_failure = None;
-        self.step("escalating", None, None);
+        self.step(HandoffStep::Escalating, None, None);
         let actions = self.handoff.handle(HandoffInput::Escalate, now);
         self.apply(actions, now);
     }
 
     /// Routing offered the call to `agent` (their screen-pop is up).
     pub fn agent_offered(&mut self, agent: String, now: Instant) {
-        self.step("ringing", Some(&agent), None);
+        self.step(HandoffStep::Ringing, Some(&agent), None);
         let actions = self.handoff.handle(HandoffInput::Offered { agent }, now);
         self.apply(actions, now);
     }
@@ -86,7 +80,7 @@ impl CallBridge {
             return;
         }
         self.human = Some(agent.clone());
-        self.step("answered", Some(&agent), None);
+        self.step(HandoffStep::Answered, Some(&agent), None);
         let actions = self.handoff.handle(HandoffInput::Accepted { agent }, now);
         self.apply(actions, now);
     }
@@ -100,14 +94,14 @@ impl CallBridge {
             now,
         );
         if !actions.is_empty() {
-            self.step("declined", Some(&agent), None);
+            self.step(HandoffStep::Declined, Some(&agent), None);
         }
         self.apply(actions, now);
     }
 
     /// Nobody can take the call now.
     pub fn no_agent(&mut self, reason: String, now: Instant) {
-        self.step("no_agent", None, Some(&reason));
+        self.step(HandoffStep::NoAgent, None, Some(&reason));
         self.callback_reason = Some(reason);
         let actions = self.handoff.handle(HandoffInput::NoAgent, now);
         self.apply(actions, now);
@@ -145,7 +139,7 @@ impl CallBridge {
                     && let Err(e) = self.playout.push_audio(&bytes)
                 {
                     self.emit(BridgeOutput::Timeline(TimelineKind::AudioDropped {
-                        leg: LegName::Caller,
+                        leg: Party::Caller,
                         reason: e.to_string(),
                     }));
                 }
@@ -155,9 +149,13 @@ impl CallBridge {
                     self.human_playout.clear();
                     self.whisper_waiting = false;
                     self.emit(BridgeOutput::ToHuman(LegCommand::Mark(
-                        WHISPER_END_MARK.into(),
+                        GatewayMark::WhisperEnd.as_str().into(),
                     )));
-                    self.step("whisper_skipped", self.human.clone().as_deref(), None);
+                    self.step(
+                        HandoffStep::WhisperSkipped,
+                        self.human.clone().as_deref(),
+                        None,
+                    );
                     let actions = self.handoff.handle(HandoffInput::WhisperDone, now);
                     self.apply(actions, now);
                 }
@@ -167,7 +165,7 @@ impl CallBridge {
                 self.human_playout.clear();
                 self.whisper_waiting = false;
                 if let Some(agent) = &agent {
-                    self.step("agent_left", Some(agent), None);
+                    self.step(HandoffStep::AgentLeft, Some(agent), None);
                     self.emit(BridgeOutput::Routing(super::RoutingRequest::Release {
                         agent: agent.clone(),
                     }));
@@ -177,8 +175,8 @@ impl CallBridge {
             }
             LegEvent::Error(error) => {
                 self.emit(BridgeOutput::Timeline(TimelineKind::ProtocolError {
-                    leg: LegName::Agent,
-                    error: format!("human agent: {error}"),
+                    leg: Party::HumanAgent,
+                    error: error.to_string(),
                 }))
             }
             _ => {}
@@ -215,10 +213,10 @@ impl CallBridge {
         }
         match choice {
             WaitChoice::Callback => {
-                self.step("caller_chose_callback", None, Some(how));
+                self.step(HandoffStep::CallerChoseCallback, None, Some(how));
                 self.no_agent("the caller chose a callback".into(), now);
             }
-            WaitChoice::Wait => self.step("caller_waits", None, Some(how)),
+            WaitChoice::Wait => self.step(HandoffStep::CallerWaits, None, Some(how)),
         }
         true
     }
@@ -248,9 +246,9 @@ impl CallBridge {
 
     /// Handles the provider's echo of a handoff prompt mark; true if it was one.
     pub(super) fn handoff_mark(&mut self, name: &str, now: Instant) -> bool {
-        let input = match name {
-            DISCLOSURE_MARK => HandoffInput::DisclosurePlayed,
-            CALLBACK_MARK => HandoffInput::CallbackPlayed,
+        let input = match GatewayMark::from_wire(name) {
+            Some(GatewayMark::Disclosure) => HandoffInput::DisclosurePlayed,
+            Some(GatewayMark::Callback) => HandoffInput::CallbackPlayed,
             _ => return false,
         };
         let actions = self.handoff.handle(input, now);
@@ -262,7 +260,7 @@ impl CallBridge {
     pub(super) fn handoff_poll(&mut self, now: Instant) {
         let actions = self.handoff.poll_timeout(now);
         if !actions.is_empty() {
-            self.step("ring_timeout", None, None);
+            self.step(HandoffStep::RingTimeout, None, None);
             self.apply(actions, now);
         }
         if self.hold_on {
@@ -280,7 +278,7 @@ impl CallBridge {
         match out {
             PlayoutOutput::Audio(bytes) => BridgeOutput::ToHuman(LegCommand::Audio(bytes)),
             PlayoutOutput::Mark(name) => {
-                if name == WHISPER_END_MARK
+                if name == GatewayMark::WhisperEnd.as_str()
                     && matches!(self.handoff.state(), HandoffState::Whispering { .. })
                 {
                     let actions = self.handoff.handle(HandoffInput::WhisperDone, now);
@@ -294,8 +292,8 @@ impl CallBridge {
     pub(super) fn queue_for_human(&mut self, bytes: &[u8]) {
         if let Err(e) = self.human_playout.push_audio(bytes) {
             self.emit(BridgeOutput::Timeline(TimelineKind::AudioDropped {
-                leg: LegName::Agent,
-                reason: format!("human agent: {e}"),
+                leg: Party::HumanAgent,
+                reason: e.to_string(),
             }));
         }
     }
@@ -307,22 +305,23 @@ impl CallBridge {
             Some(ulaw) if !self.whisper_failed || !ulaw.is_empty() => {
                 // The whisper goes into the human agent's queue and nowhere else.
                 self.queue_for_human(&ulaw);
-                self.human_playout.push_mark(WHISPER_END_MARK);
+                self.human_playout
+                    .push_mark(GatewayMark::WhisperEnd.as_str());
                 let seconds = ulaw.len() as f64 / 8000.0;
                 self.step(
-                    "whisper_started",
+                    HandoffStep::WhisperStarted,
                     agent.as_deref(),
                     Some(&format!("{seconds:.2} s")),
                 );
             }
             _ => {
                 self.step(
-                    "whisper_missing",
+                    HandoffStep::WhisperMissing,
                     agent.as_deref(),
                     Some("connecting without a whisper"),
                 );
                 self.emit(BridgeOutput::ToHuman(LegCommand::Mark(
-                    WHISPER_END_MARK.into(),
+                    GatewayMark::WhisperEnd.as_str().into(),
                 )));
                 let actions = self.handoff.handle(HandoffInput::WhisperDone, now);
                 self.apply(actions, now);
@@ -337,7 +336,7 @@ impl CallBridge {
                     // The AI's sentence in progress finishes (no cut-off mid-word);
                     // nothing more from the AI is queued, and the disclosure follows.
                     if let Some(p) = self.prompts.clone() {
-                        self.push_prompt(&p.disclosure, DISCLOSURE_MARK, "disclosure");
+                        self.push_prompt(&p.disclosure, GatewayMark::Disclosure, "disclosure");
                     }
                 }
                 HandoffAction::JoinQueue => {
@@ -369,7 +368,7 @@ impl CallBridge {
                         self.agent = AgentState::Gone;
                         self.emit(BridgeOutput::ToAgent(LegCommand::Hangup));
                     }
-                    self.step("merged", Some(&agent), Some("AI leg closed"));
+                    self.step(HandoffStep::Merged, Some(&agent), Some("AI leg closed"));
                     self.awaiting_first_words = Some(now);
                 }
                 HandoffAction::OfferCallback => {
@@ -380,7 +379,7 @@ impl CallBridge {
                         self.replace_caller_audio();
                     }
                     if let Some(p) = self.prompts.clone() {
-                        self.push_prompt(&p.callback, CALLBACK_MARK, "callback");
+                        self.push_prompt(&p.callback, GatewayMark::Callback, "callback");
                     }
                     let reason = self
                         .callback_reason
@@ -416,22 +415,22 @@ impl CallBridge {
         }
     }
 
-    fn push_prompt(&mut self, audio: &[u8], mark: &str, name: &str) {
+    fn push_prompt(&mut self, audio: &[u8], mark: GatewayMark, name: &str) {
         if let Err(e) = self.playout.push_audio(audio) {
             self.emit(BridgeOutput::Timeline(TimelineKind::AudioDropped {
-                leg: LegName::Caller,
+                leg: Party::Caller,
                 reason: e.to_string(),
             }));
         }
-        self.playout.push_mark(mark);
+        self.playout.push_mark(mark.as_str());
         self.emit(BridgeOutput::Timeline(TimelineKind::PromptStarted {
             name: name.into(),
         }));
     }
 
-    fn step(&mut self, step: &str, agent: Option<&str>, detail: Option<&str>) {
+    fn step(&mut self, step: HandoffStep, agent: Option<&str>, detail: Option<&str>) {
         self.emit(BridgeOutput::Timeline(TimelineKind::HandoffStep {
-            step: step.to_string(),
+            step,
             agent: agent.map(str::to_string),
             detail: detail.map(str::to_string),
         }));

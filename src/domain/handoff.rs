@@ -1,0 +1,110 @@
+//! The steps of a warm handoff, as the timeline records them.
+
+use serde::{Deserialize, Serialize};
+
+/// A step of the warm handoff (`timeline.json`'s `handoff_step.step`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HandoffStep {
+    /// The caller was told a person is coming (the disclosure prompt).
+    Disclosure,
+    /// The handoff began: the caller hears the hand-over apology.
+    Escalating,
+    /// The context's summary is ready (detail: where it came from).
+    Summary,
+    /// The call joined the queue for a person.
+    Queued,
+    /// The call went back to the queue (an offer was declined or timed out).
+    Requeued,
+    /// A human agent is being offered the call.
+    Ringing,
+    /// The human agent accepted.
+    Answered,
+    /// The human agent declined.
+    Declined,
+    /// The human agent did not answer in time.
+    RingTimeout,
+    /// The whisper brief started playing to the human agent only.
+    WhisperStarted,
+    /// The human agent skipped the rest of the whisper.
+    WhisperSkipped,
+    /// No whisper could be made: the legs merge without one.
+    WhisperMissing,
+    /// Caller and human agent hear each other.
+    Merged,
+    /// The human agent left before the merge.
+    AgentLeft,
+    /// Nobody can take the call (detail: why).
+    NoAgent,
+    /// The caller chose to keep waiting.
+    CallerWaits,
+    /// The caller chose a callback.
+    CallerChoseCallback,
+    /// A callback was saved.
+    CallbackSaved,
+}
+
+impl HandoffStep {
+    /// The wire name (`ringing`, `merged`, …), as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandoffStep::Disclosure => "disclosure",
+            HandoffStep::Escalating => "escalating",
+            HandoffStep::Summary => "summary",
+            HandoffStep::Queued => "queued",
+            HandoffStep::Requeued => "requeued",
+            HandoffStep::Ringing => "ringing",
+            HandoffStep::Answered => "answered",
+            HandoffStep::Declined => "declined",
+            HandoffStep::RingTimeout => "ring_timeout",
+            HandoffStep::WhisperStarted => "whisper_started",
+            HandoffStep::WhisperSkipped => "whisper_skipped",
+            HandoffStep::WhisperMissing => "whisper_missing",
+            HandoffStep::Merged => "merged",
+            HandoffStep::AgentLeft => "agent_left",
+            HandoffStep::NoAgent => "no_agent",
+            HandoffStep::CallerWaits => "caller_waits",
+            HandoffStep::CallerChoseCallback => "caller_chose_callback",
+            HandoffStep::CallbackSaved => "callback_saved",
+        }
+    }
+}
+
+impl std::fmt::Display for HandoffStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_step_serialises_as_its_wire_name() {
+        use HandoffStep::*;
+        for step in [
+            Disclosure,
+            Escalating,
+            Summary,
+            Queued,
+            Requeued,
+            Ringing,
+            Answered,
+            Declined,
+            RingTimeout,
+            WhisperStarted,
+            WhisperSkipped,
+            WhisperMissing,
+            Merged,
+            AgentLeft,
+            NoAgent,
+            CallerWaits,
+            CallerChoseCallback,
+            CallbackSaved,
+        ] {
+            let json = serde_json::to_string(&step).unwrap_or_default();
+            assert_eq!(json, format!("\"{}\"", step.as_str()));
+        }
+    }
+}
