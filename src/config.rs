@@ -138,18 +138,6 @@ pub struct SipConfig {
 }
 
 impl SipConfig {
-    /// Trunk credentials when `auth_user` is set; `nonce_key` signs nonces.
-    pub fn digest_auth(&self, nonce_key: [u8; 16]) -> Option<crate::legs::sip::digest::DigestAuth> {
-        (!self.auth_user.is_empty()).then(|| {
-            crate::legs::sip::digest::DigestAuth::new(
-                &self.auth_realm,
-                &self.auth_user,
-                &self.auth_password,
-                nonce_key,
-            )
-        })
-    }
-
     /// The RTP legs' buffer and latch tuning.
     pub fn rtp(
         &self,
@@ -704,37 +692,15 @@ impl Config {
                 *secret = "********".into();
             }
         }
-        shown.store.postgres_url = crate::store::postgres::redact(&shown.store.postgres_url);
+        shown.store.postgres_url = crate::util::redact_url(&shown.store.postgres_url);
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}"))
-    }
-
-    /// The whisper's fitting window.
-    pub fn whisper_window(&self) -> crate::brief::whisper::WhisperWindow {
-        crate::brief::whisper::WhisperWindow {
-            min_seconds: self.whisper.min_seconds,
-            max_seconds: self.whisper.max_seconds,
-            words_per_minute: self.tts.words_per_minute,
-            ..Default::default()
-        }
-    }
-
-    /// Routing tuning.
-    pub fn routing_config(&self) -> crate::routing::RoutingConfig {
-        crate::routing::RoutingConfig {
-            default_handle: Duration::from_secs(self.routing.default_handle_seconds),
-            max_wait: Duration::from_secs(self.routing.max_wait_seconds),
-            intent_skills: self.routing.intent_skills.clone(),
-            schedule: self
-                .schedule()
-                .unwrap_or_else(|_| crate::routing::hours::Schedule::always()),
-        }
     }
 
     /// Business hours (validated at load).
     pub fn schedule(
         &self,
-    ) -> Result<crate::routing::hours::Schedule, crate::routing::hours::ScheduleError> {
-        let fixed = crate::routing::hours::Schedule::parse(
+    ) -> Result<crate::domain::hours::Schedule, crate::domain::hours::ScheduleError> {
+        let fixed = crate::domain::hours::Schedule::parse(
             &self.routing.open_days,
             &self.routing.open_hours,
             &self.routing.utc_offset,
@@ -749,32 +715,6 @@ impl Config {
     /// Dial timeout for the agent.
     pub fn agent_connect_timeout(&self) -> Duration {
         Duration::from_millis(self.agent.connect_timeout_ms)
-    }
-
-    /// The call bridge's tuning.
-    pub fn bridge(&self) -> crate::call::bridge::BridgeConfig {
-        crate::call::bridge::BridgeConfig {
-            playout_lead: Duration::from_millis(self.media.playout_lead_ms),
-            max_playout_frames: (self.media.max_playout_seconds * 50) as usize,
-            barge_in_on_caller_speech: self.media.barge_in,
-            vad: crate::media::vad::VadConfig {
-                threshold_dbfs: self.media.vad_threshold_dbfs,
-                onset_frames: self.media.vad_onset_frames,
-                hangover_frames: self.media.vad_hangover_frames,
-            },
-            handoff: crate::call::handoff::HandoffTimers {
-                ring_timeout: Duration::from_millis(self.routing.ring_timeout_ms),
-            },
-            limits: crate::call::guard::PeerLimits {
-                refused_in_row: self.server.max_refused_in_row.max(1),
-                refused_per_window: self.server.max_refused_per_window.max(1),
-                refused_window: Duration::from_secs(self.server.refused_window_s),
-                dtmf_per_second: self.server.max_dtmf_per_second.max(0.1),
-                media_speed: self.server.max_media_speed.max(1.0),
-                marks_in_flight: self.server.max_marks_in_flight,
-            },
-            ..Default::default()
-        }
     }
 }
 

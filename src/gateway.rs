@@ -37,7 +37,7 @@ pub struct Shared {
     /// Set by [`RunningGateway::drain`]: new calls are refused, /healthz says 503.
     pub draining: std::sync::atomic::AtomicBool,
     /// New connections per IP (`server.per_ip_rate`, `per_ip_burst`).
-    pub ip_limiter: std::sync::Mutex<crate::http::limits::RateLimiter>,
+    pub ip_limiter: std::sync::Mutex<crate::util::RateLimiter>,
     /// This node's cluster membership, when `[cluster]` is enabled.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// How the monitor reads turns (the trained heads, or the rule fallback).
@@ -47,6 +47,16 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Why a new call is refused now, if it is (draining, or `server.max_calls` reached).
+    pub fn call_refusal(&self) -> Option<String> {
+        if self.draining.load(std::sync::atomic::Ordering::SeqCst) {
+            return Some("the gateway is draining for a restart; try another node".into());
+        }
+        let active = self.registry.counts().active;
+        let max = self.config.server.max_calls;
+        (active >= max).then(|| format!("{active} calls in progress (server.max_calls = {max})"))
+    }
+
     /// The Prometheus text of `GET /metrics`.
     pub fn render_metrics(&self) -> String {
         let counts = self.registry.counts();
@@ -238,7 +248,7 @@ impl RunningGateway {
                 .map_err(GatewayError::HttpClient)?,
             )
         };
-        let routing = Routing::new(config.routing_config());
+        let routing = Routing::new(crate::routing::RoutingConfig::from_config(&config));
         // A previous run that died without ending its calls (kill -9, power
         // loss): close them, and call back the escalated callers it cut off.
         // A cluster's nodes share the database; there the cluster does this.
@@ -302,7 +312,7 @@ impl RunningGateway {
             metrics: crate::metrics::Metrics::default(),
             webrtc_calls: std::sync::atomic::AtomicUsize::new(0),
             draining: std::sync::atomic::AtomicBool::new(false),
-            ip_limiter: std::sync::Mutex::new(crate::http::limits::RateLimiter::new(
+            ip_limiter: std::sync::Mutex::new(crate::util::RateLimiter::new(
                 config_rate.0,
                 config_rate.1,
             )),

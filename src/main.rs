@@ -341,7 +341,10 @@ async fn whisper(
     let engines =
         warmline::brief::tts::TtsSet::from_config(&config.tts).map_err(|e| e.to_string())?;
     let whisper = engines
-        .render_whisper(&ctx, config.whisper_window())
+        .render_whisper(
+            &ctx,
+            warmline::brief::whisper::WhisperWindow::from_config(&config),
+        )
         .await
         .map_err(|e| e.to_string())?;
     let (samples, out_rate) = if rate == 0 {

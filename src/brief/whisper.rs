@@ -31,6 +31,18 @@ pub struct WhisperWindow {
     pub max_words_per_minute: u32,
 }
 
+impl WhisperWindow {
+    /// The window `[whisper]` and `[tts]` configure.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        WhisperWindow {
+            min_seconds: config.whisper.min_seconds,
+            max_seconds: config.whisper.max_seconds,
+            words_per_minute: config.tts.words_per_minute,
+            ..Default::default()
+        }
+    }
+}
+
 impl Default for WhisperWindow {
     fn default() -> Self {
         WhisperWindow {

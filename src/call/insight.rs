@@ -238,7 +238,10 @@ impl Worker {
         match self
             .shared
             .tts
-            .render_whisper(&ctx, self.shared.config.whisper_window())
+            .render_whisper(
+                &ctx,
+                crate::brief::whisper::WhisperWindow::from_config(&self.shared.config),
+            )
             .await
         {
             Ok(w) => {

@@ -93,7 +93,7 @@ async fn drive(
         .recording
         .enabled
         .then(|| Recorder::spawn(record_dir.clone(), setup.started));
-    let mut bridge = CallBridge::new(config.bridge(), shared.apology.clone());
+    let mut bridge = CallBridge::new(bridge_config(config), shared.apology.clone());
     let (insight, mut escalations) = Insight::spawn(
         Arc::clone(&shared),
         &setup.call_id,
@@ -639,5 +639,31 @@ fn log_event(kind: &TimelineKind) {
         }
         TimelineKind::MarkPlayed { .. } => tracing::debug!(?kind, "event"),
         _ => tracing::info!(?kind, "event"),
+    }
+}
+
+/// The call bridge's tuning from `[media]`, `[routing]` and `[server]`.
+fn bridge_config(config: &crate::config::Config) -> crate::call::bridge::BridgeConfig {
+    crate::call::bridge::BridgeConfig {
+        playout_lead: Duration::from_millis(config.media.playout_lead_ms),
+        max_playout_frames: (config.media.max_playout_seconds * 50) as usize,
+        barge_in_on_caller_speech: config.media.barge_in,
+        vad: crate::media::vad::VadConfig {
+            threshold_dbfs: config.media.vad_threshold_dbfs,
+            onset_frames: config.media.vad_onset_frames,
+            hangover_frames: config.media.vad_hangover_frames,
+        },
+        handoff: crate::call::handoff::HandoffTimers {
+            ring_timeout: Duration::from_millis(config.routing.ring_timeout_ms),
+        },
+        limits: crate::call::guard::PeerLimits {
+            refused_in_row: config.server.max_refused_in_row.max(1),
+            refused_per_window: config.server.max_refused_per_window.max(1),
+            refused_window: Duration::from_secs(config.server.refused_window_s),
+            dtmf_per_second: config.server.max_dtmf_per_second.max(0.1),
+            media_speed: config.server.max_media_speed.max(1.0),
+            marks_in_flight: config.server.max_marks_in_flight,
+        },
+        ..Default::default()
     }
 }

@@ -1,6 +1,7 @@
 //! Per-call timeline: typed events with monotonic timestamps, serialised to JSON.
 
 use crate::domain::{HandoffStep, Party, Role, Trigger, Urgency};
+use crate::util::unix_seconds;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime};
@@ -212,13 +213,6 @@ pub enum TimelineKind {
         /// Why.
         reason: EndReason,
     },
-}
-
-/// Seconds since the Unix epoch (0 for a clock set before 1970).
-pub fn unix_seconds(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// One timeline entry.

@@ -189,7 +189,7 @@ impl std::fmt::Debug for ClusterDb {
 
 async fn connect(url: &str) -> Result<Client, ClusterDbError> {
     let failed = |source| ClusterDbError::Connect {
-        url: crate::store::postgres::redact(url),
+        url: crate::util::redact_url(url),
         source,
     };
     let mut config: tokio_postgres::Config = url.parse().map_err(failed)?;

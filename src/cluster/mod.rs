@@ -193,7 +193,7 @@ impl Cluster {
     /// Whether `presented` is the cluster secret (constant time).
     pub fn secret_matches(&self, presented: &str) -> bool {
         !presented.is_empty()
-            && crate::http::api::constant_time_eq(presented.as_bytes(), self.secret.as_bytes())
+            && crate::util::constant_time_eq(presented.as_bytes(), self.secret.as_bytes())
     }
 
     /// Renews the lease once (before serving), then runs the node's cluster

@@ -9,6 +9,7 @@
 pub mod conversation;
 pub mod escalation;
 pub mod handoff;
+pub mod hours;
 pub mod marks;
 pub mod party;
 

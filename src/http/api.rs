@@ -13,13 +13,7 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
 
-/// Constant-time comparison of two byte strings.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+use crate::util::constant_time_eq;
 
 /// Whether `given` is the configured API token. `configured` is the token
 /// itself or, so that it need not be kept in clear at rest, `sha256:<hex>` of it.

@@ -27,7 +27,7 @@ pub fn signature(auth_token: &str, url: &str, params: &[(&str, &str)]) -> String
 /// Whether `given` is Twilio's signature for this request (constant-time).
 pub fn verify(auth_token: &str, url: &str, params: &[(&str, &str)], given: &str) -> bool {
     let expected = signature(auth_token, url, params);
-    crate::http::api::constant_time_eq(expected.as_bytes(), given.trim().as_bytes())
+    crate::util::constant_time_eq(expected.as_bytes(), given.trim().as_bytes())
 }
 
 /// Checks a Media Streams upgrade when `server.twilio_auth_token` is set (open

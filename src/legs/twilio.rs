@@ -39,7 +39,7 @@ pub async fn serve_stream(mut socket: WebSocket, shared: Arc<Shared>) {
     };
     let started = Instant::now();
     let started_wall = SystemTime::now();
-    let started_unix = crate::call::timeline::unix_seconds(started_wall);
+    let started_unix = crate::util::unix_seconds(started_wall);
     let call_id = shared
         .registry
         .begin(&start.call_sid, &stream_sid, started_unix);

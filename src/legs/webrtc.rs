@@ -547,7 +547,7 @@ pub async fn start_browser_call(
     let call_id = shared.registry.begin(
         &call_sid,
         &stream_sid,
-        crate::call::timeline::unix_seconds(started_wall),
+        crate::util::unix_seconds(started_wall),
     );
     let (ev_tx, ev_rx) = mpsc::channel(crate::legs::twilio::EVENT_QUEUE);
     let (cmd_tx, cmd_rx) = mpsc::channel(crate::legs::twilio::COMMAND_QUEUE);

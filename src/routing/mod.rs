@@ -6,7 +6,6 @@
 //! one mutex is enough.
 
 mod cluster_side;
-pub mod hours;
 pub mod webhook;
 
 pub use crate::cluster::db::OfferKind;
@@ -168,9 +167,23 @@ pub struct RoutingConfig {
     /// Longer estimated waits go straight to a callback.
     pub max_wait: Duration,
     /// Business hours.
-    pub schedule: hours::Schedule,
+    pub schedule: crate::domain::hours::Schedule,
     /// Intent keyword → skill (see [`Routing::skill_for`]).
     pub intent_skills: std::collections::BTreeMap<String, String>,
+}
+
+impl RoutingConfig {
+    /// The tuning `[routing]` configures (business hours validated at load).
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        RoutingConfig {
+            default_handle: Duration::from_secs(config.routing.default_handle_seconds),
+            max_wait: Duration::from_secs(config.routing.max_wait_seconds),
+            intent_skills: config.routing.intent_skills.clone(),
+            schedule: config
+                .schedule()
+                .unwrap_or_else(|_| crate::domain::hours::Schedule::always()),
+        }
+    }
 }
 
 struct Agent {
@@ -336,7 +349,7 @@ impl Routing {
             .ok_or_else(|| RoutingError::UnknownAgent(id.to_string()))?;
         let given = token_sha256(token);
         if !token.is_empty()
-            && crate::http::api::constant_time_eq(agent.token_sha256.as_bytes(), given.as_bytes())
+            && crate::util::constant_time_eq(agent.token_sha256.as_bytes(), given.as_bytes())
         {
             Ok(())
         } else {
@@ -533,7 +546,7 @@ impl Routing {
 
     /// Whether the team is open now (reads the wall clock).
     pub fn is_open_now(&self) -> bool {
-        self.is_open(crate::call::timeline::unix_seconds(std::time::SystemTime::now()) as i64)
+        self.is_open(crate::util::unix_seconds(std::time::SystemTime::now()) as i64)
     }
 
     /// Puts a call in the queue. Events about it arrive on `notify`.
@@ -870,7 +883,7 @@ mod tests {
         Routing::new(RoutingConfig {
             default_handle: Duration::from_secs(180),
             max_wait: Duration::from_secs(600),
-            schedule: hours::Schedule::always(),
+            schedule: crate::domain::hours::Schedule::always(),
             intent_skills: [("billing".to_string(), "billing".to_string())].into(),
         })
     }
@@ -961,7 +974,7 @@ mod tests {
 
     #[tokio::test]
     async fn outside_business_hours_the_call_goes_to_callback() {
-        let mut closed = hours::Schedule::always();
+        let mut closed = crate::domain::hours::Schedule::always();
         closed.days = [false; 7];
         let r = Routing::new(RoutingConfig {
             default_handle: Duration::from_secs(180),

@@ -52,8 +52,7 @@ impl Webhook {
     pub async fn deliver(&self, body: String) -> Result<u32, String> {
         let mut last = String::new();
         for attempt in 1..=self.attempts {
-            let timestamp =
-                crate::call::timeline::unix_seconds(std::time::SystemTime::now()) as u64;
+            let timestamp = crate::util::unix_seconds(std::time::SystemTime::now()) as u64;
             let signature = sign(self.secret.as_bytes(), timestamp, body.as_bytes());
             let result = self
                 .client

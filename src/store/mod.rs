@@ -431,7 +431,7 @@ impl Store {
     /// the store thread. Fails at once, with the reason, when it is unreachable.
     pub fn open_postgres(url: &str) -> Result<Store, StoreError> {
         let owned = url.to_string();
-        Self::start(postgres::redact(url), move || {
+        Self::start(crate::util::redact_url(url), move || {
             postgres::PostgresBackend::connect(&owned)
         })
     }

@@ -146,22 +146,10 @@ CREATE TABLE wl_queue (
 "#,
 ];
 
-/// `url` without its password, for logs and errors.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..])
-        }
-        _ => url.to_string(),
-    }
-}
-
 /// Connects and runs pending migrations (blocking; call off the async runtime).
 pub fn connect_and_migrate(url: &str) -> Result<Client, StoreError> {
     let failed = |source| StoreError::PostgresConnect {
-        url: redact(url),
+        url: crate::util::redact_url(url),
         source,
     };
     let mut config: ::postgres::Config = url.parse().map_err(failed)?;
@@ -203,7 +191,7 @@ pub struct PostgresBackend {
 
 impl std::fmt::Debug for PostgresBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PostgresBackend({})", redact(&self.url))
+        write!(f, "PostgresBackend({})", crate::util::redact_url(&self.url))
     }
 }
 
@@ -219,7 +207,7 @@ impl PostgresBackend {
     /// The connection, reconnecting first if the server dropped it.
     fn client(&mut self) -> Result<&mut Client, StoreError> {
         if self.client.is_closed() {
-            tracing::warn!(db = %redact(&self.url), "PostgreSQL connection lost; reconnecting");
+            tracing::warn!(db = %crate::util::redact_url(&self.url), "PostgreSQL connection lost; reconnecting");
             self.client = connect_and_migrate(&self.url)?;
         }
         Ok(&mut self.client)
@@ -526,19 +514,5 @@ impl StoreBackend for PostgresBackend {
                 }
             })
             .collect())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_never_reach_logs() {
-        assert_eq!(
-            redact("postgres://warmline:s3cret@db:5432/warmline"),
-            "postgres://warmline:***@db:5432/warmline"
-        );
-        assert_eq!(redact("host=/run/postgresql"), "host=/run/postgresql");
     }
 }

@@ -3,7 +3,7 @@
 //! the `Authorization` the trunk sends back. Sans-IO: the caller passes the
 //! current time; nonces are self-validating (time + MAC), so no state is kept.
 
-use crate::http::api::constant_time_eq;
+use crate::util::constant_time_eq;
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 use sha2::Sha256;
@@ -44,6 +44,18 @@ pub enum DigestError {
 }
 
 impl DigestAuth {
+    /// The trunk's credentials when `sip.auth_user` is set; `nonce_key` signs nonces.
+    pub fn for_trunk(sip: &crate::config::SipConfig, nonce_key: [u8; 16]) -> Option<Self> {
+        (!sip.auth_user.is_empty()).then(|| {
+            DigestAuth::new(
+                &sip.auth_realm,
+                &sip.auth_user,
+                &sip.auth_password,
+                nonce_key,
+            )
+        })
+    }
+
     /// Credentials for `realm`; `nonce_key` signs the nonces (random per process).
     pub fn new(realm: &str, user: &str, password: &str, nonce_key: [u8; 16]) -> Self {
         DigestAuth {

@@ -66,7 +66,7 @@ pub struct SipEndpoint {
     /// Calls answered (200 sent) and not yet over: what `sip.max_calls` counts.
     established: std::sync::atomic::AtomicUsize,
     /// New INVITEs per source address (`sip.invite_rate`, `sip.invite_burst`).
-    invites: Mutex<crate::http::limits::RateLimiter>,
+    invites: Mutex<crate::util::RateLimiter>,
     /// Trunk credentials new INVITEs are challenged for (`sip.auth_user`).
     auth: Option<DigestAuth>,
     /// Gateway state.
@@ -148,7 +148,7 @@ impl SipEndpoint {
         let mut nonce_key = [0u8; 16];
         nonce_key[..8].copy_from_slice(&super::random_u64().to_le_bytes());
         nonce_key[8..].copy_from_slice(&super::random_u64().to_le_bytes());
-        let auth = config.digest_auth(nonce_key);
+        let auth = super::digest::DigestAuth::for_trunk(config, nonce_key);
         let endpoint = Arc::new(SipEndpoint {
             auth,
             udp,
@@ -157,7 +157,7 @@ impl SipEndpoint {
             ports,
             dialogs: Mutex::new(HashMap::new()),
             established: std::sync::atomic::AtomicUsize::new(0),
-            invites: Mutex::new(crate::http::limits::RateLimiter::new(
+            invites: Mutex::new(crate::util::RateLimiter::new(
                 config.invite_rate,
                 config.invite_burst,
             )),
@@ -313,7 +313,7 @@ impl SipEndpoint {
     /// INVITE just gets another 401 and the ACK for it is dropped like any stray ACK.
     fn challenge(&self, invite: &Incoming) -> Option<SipMessage> {
         let auth = self.auth.as_ref()?;
-        let now = crate::call::timeline::unix_seconds(std::time::SystemTime::now()) as u64;
+        let now = crate::util::unix_seconds(std::time::SystemTime::now()) as u64;
         let header = invite.msg.header("Authorization");
         let err = auth.verify(header, "INVITE", now).err()?;
         if err != DigestError::Missing {
@@ -386,7 +386,7 @@ impl SipEndpoint {
             "INVITE" if msg.tag("To").is_none() => {
                 let incoming = Incoming { msg, transport };
                 let max = self.shared.config.sip.max_calls;
-                let refusal = crate::http::limits::call_refusal(&self.shared).or_else(|| {
+                let refusal = self.shared.call_refusal().or_else(|| {
                     // Answered calls count toward the limit; attempts that never
                     // become calls (refused offers, unanswered, never ACKed) only
                     // toward a wider bound on pending dialogs.

@@ -142,7 +142,7 @@ async fn run(endpoint: &Arc<SipEndpoint>, invite: Incoming, mut rx: mpsc::Receiv
     let call_id = shared.registry.begin(
         &call_sid,
         &stream_sid,
-        crate::call::timeline::unix_seconds(started_wall),
+        crate::util::unix_seconds(started_wall),
     );
     let mut start = StartMeta {
         call_sid: call_sid.clone(),
