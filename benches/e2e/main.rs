@@ -852,10 +852,13 @@ async fn handoff_timings() -> Result<Handoff, String> {
             Some(ctx) => {
                 let tts = warmline::brief::tts::TtsSet::from_config(&config.tts)
                     .map_err(|e| e.to_string())?;
-                tts.render_whisper(&ctx, config.whisper_window())
-                    .await
-                    .ok()
-                    .map(|w| w.render_ms)
+                tts.render_whisper(
+                    &ctx,
+                    warmline::brief::whisper::WhisperWindow::from_config(&config),
+                )
+                .await
+                .ok()
+                .map(|w| w.render_ms)
             }
             None => None,
         };
