@@ -99,6 +99,9 @@ pub struct ConfidenceTracker {
     threshold: f32,
     recent_user: Vec<Vec<String>>,
     caller_repeated: bool,
+    /// The last agent turn asked the caller to say it again ("sorry, I didn't
+    /// catch that"): repeating is then doing as asked, not a new failure.
+    agent_asked_again: bool,
     last_agent: Vec<String>,
     failed_tool: Option<String>,
 }
@@ -110,12 +113,15 @@ impl ConfidenceTracker {
             threshold,
             recent_user: Vec::new(),
             caller_repeated: false,
+            agent_asked_again: false,
             last_agent: Vec::new(),
             failed_tool: None,
         }
     }
 
-    /// A caller turn; returns whether it repeats one of the caller's last three.
+    /// A caller turn; returns whether it repeats one of the caller's last three
+    /// (which counts against the agent's next turn unless the agent had asked
+    /// the caller to say it again).
     pub fn on_user_turn(&mut self, text: &str) -> bool {
         let w = content_words(text);
         let repeated = w.len() >= REPEAT_MIN_WORDS
@@ -123,7 +129,7 @@ impl ConfidenceTracker {
                 .recent_user
                 .iter()
                 .any(|prev| jaccard(prev, &w) >= REPEAT_SIMILARITY);
-        self.caller_repeated |= repeated;
+        self.caller_repeated |= repeated && !self.agent_asked_again;
         self.recent_user.push(w);
         if self.recent_user.len() > 3 {
             self.recent_user.remove(0);
@@ -131,7 +137,8 @@ impl ConfidenceTracker {
         repeated
     }
 
-    /// The caller said they are repeating themselves ("I already told you").
+    /// The caller said they are repeating themselves ("I already told you"):
+    /// the agent's next turn answers a caller it already failed once.
     pub fn mark_caller_repeated(&mut self) {
         self.caller_repeated = true;
     }
@@ -180,6 +187,7 @@ impl ConfidenceTracker {
         if confidence < self.threshold {
             reasons.insert(0, UnhelpfulReason::LowConfidence { confidence });
         }
+        self.agent_asked_again = signals.not_understood;
         TurnAssessment {
             confidence,
             stated: stated.is_some(),
@@ -267,5 +275,36 @@ mod tests {
         assert!(a.reasons.contains(&UnhelpfulReason::AgentRepeated));
         assert!(!t.on_user_turn("yes"));
         assert!(!t.on_user_turn("yes"), "short answers are not repetition");
+    }
+
+    #[test]
+    fn repeating_as_the_agent_asked_does_not_count_against_its_next_answer() {
+        let mut t = ConfidenceTracker::new(0.5);
+        t.on_user_turn("I need to move my dental appointment on Thursday");
+        let asked = t.assess_agent_turn(
+            "Sorry, I didn't catch that. Could you say it again?",
+            Some(0.9),
+            AgentSignals {
+                not_understood: true,
+                ..AgentSignals::default()
+            },
+        );
+        assert!(!asked.helpful);
+        // The caller just says it again, as asked.
+        t.on_user_turn("I need to move my dental appointment on Thursday please");
+        let answer = t.assess_agent_turn(
+            "Of course. I can offer Friday at ten instead.",
+            Some(0.9),
+            AgentSignals::default(),
+        );
+        assert!(answer.helpful, "{answer:?}");
+        // After an answer that looked fine, the same repeat is evidence it was not.
+        t.on_user_turn("No, I need to move my dental appointment on Thursday");
+        let next =
+            t.assess_agent_turn("Friday at ten is free.", Some(0.9), AgentSignals::default());
+        assert!(
+            next.reasons.contains(&UnhelpfulReason::CallerRepeated),
+            "{next:?}"
+        );
     }
 }

@@ -46,6 +46,23 @@ pub(crate) fn bounded(text: &str) -> (&str, bool) {
     (&text[..end], true)
 }
 
+/// The last [`MAX_TEXT_BYTES`] of a text too long to read whole, starting at a
+/// word (what a long turn ends with: "…so I'd just like to speak to somebody").
+pub(crate) fn tail(text: &str) -> &str {
+    if text.len() <= MAX_TEXT_BYTES {
+        return text;
+    }
+    let mut start = text.len() - MAX_TEXT_BYTES;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    let rest = &text[start..];
+    match rest.find(char::is_whitespace) {
+        Some(i) if i < 40 => rest[i..].trim_start(),
+        _ => rest,
+    }
+}
+
 /// One normalised token: its stem, its surface form, and whether a negation covers it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Token {

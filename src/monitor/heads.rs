@@ -217,6 +217,9 @@ pub enum HeadsError {
 }
 
 const MAGIC: &[u8; 8] = b"WLHEADS1";
+/// Words in one span of a run-on sentence.
+const SPAN_WORDS: usize = 24;
+
 /// Sentences of one turn scored on their own, at most.
 const MAX_SENTENCES: usize = 8;
 /// Buckets the features are hashed into, by default.
@@ -374,8 +377,21 @@ impl Heads {
     /// A turn does what any of its sentences does: a long turn is scored whole
     /// and sentence by sentence, and each label keeps its highest score, so a
     /// threat at the end of a long story is not diluted by the story.
+    /// A turn longer than the heads read is also read from its end, so a
+    /// request that closes a long story counts as much as one that opens it.
     pub fn score(&self, speaker: Speaker, text: &str, ctx: TurnContext) -> TurnScores {
-        let (text, _) = crate::monitor::features::bounded(text);
+        let (head, cut) = crate::monitor::features::bounded(text);
+        let mut best = self.score_window(speaker, head, ctx);
+        if cut {
+            let end = self.score_window(speaker, crate::monitor::features::tail(text), ctx);
+            for (entry, other) in best.scores.iter_mut().zip(end.scores) {
+                entry.1 = entry.1.max(other.1);
+            }
+        }
+        best
+    }
+
+    fn score_window(&self, speaker: Speaker, text: &str, ctx: TurnContext) -> TurnScores {
         let mut best = self.score_features(speaker, &featurize(text, ctx, self.dim));
         let sentences: Vec<&str> = text
             .split_inclusive(['.', '!', '?', ';', '\n'])
@@ -383,12 +399,30 @@ impl Heads {
             .filter(|s| s.chars().any(char::is_alphanumeric))
             .take(MAX_SENTENCES)
             .collect();
-        if sentences.len() > 1 {
-            for s in sentences {
-                let part = self.score_features(speaker, &featurize(s, ctx, self.dim));
-                for (entry, other) in best.scores.iter_mut().zip(part.scores) {
-                    entry.1 = entry.1.max(other.1);
+        let mut parts: Vec<String> = Vec::new();
+        for s in &sentences {
+            if sentences.len() > 1 {
+                parts.push(s.to_string());
+            }
+            // A run-on sentence ("…and honestly, I'd just like to speak to
+            // somebody who works there") is also read in overlapping spans.
+            let words: Vec<&str> = s.split_whitespace().collect();
+            if words.len() > SPAN_WORDS + SPAN_WORDS / 2 {
+                let mut at = 0;
+                while at < words.len() {
+                    let end = (at + SPAN_WORDS).min(words.len());
+                    parts.push(words[at..end].join(" "));
+                    if end == words.len() {
+                        break;
+                    }
+                    at += SPAN_WORDS / 2;
                 }
+            }
+        }
+        for part in parts {
+            let scored = self.score_features(speaker, &featurize(&part, ctx, self.dim));
+            for (entry, other) in best.scores.iter_mut().zip(scored.scores) {
+                entry.1 = entry.1.max(other.1);
             }
         }
         best
@@ -606,6 +640,39 @@ mod tests {
             Heads::from_bytes(&long),
             Err(HeadsError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn a_request_at_the_end_of_a_long_rambling_turn_is_read() {
+        let h = Heads::bundled().expect("assets/policy/heads.bin");
+        let story = "so the engineer came round on the Tuesday, or it might have been the \
+            Wednesday, and he looked at the meter and said it was fine, and then the bill \
+            came and it was double what it normally is, and my neighbour says hers went up too, \
+            and I rang last week and waited forty minutes, and the week before that as well";
+        let ask =
+            "and honestly I would just rather speak to somebody who actually works there about it";
+        for (text, why) in [
+            // Past what the heads read at once (600 bytes): read from the end as well.
+            (
+                format!("{story}, {story}, {story} {ask}."),
+                "after the read limit",
+            ),
+            // Inside one run-on sentence: read in spans.
+            (format!("{story} {ask}."), "in a run-on sentence"),
+        ] {
+            let scores = h.score(Speaker::Caller, &text, TurnContext::default());
+            assert!(
+                scores.has(Label::AsksPerson),
+                "{why}: {:?}",
+                scores.score(Label::AsksPerson)
+            );
+        }
+        let plain = format!("{story}.");
+        let scores = h.score(Speaker::Caller, &plain, TurnContext::default());
+        assert!(
+            !scores.has(Label::AsksPerson),
+            "the story alone asks for nobody"
+        );
     }
 
     #[test]

@@ -680,7 +680,10 @@ impl Monitor {
         } else {
             self.negative_run.clear();
         }
-        if self.tracker.on_user_turn(&text) || scores.has(Label::RepeatYourself) {
+        // A plain repeat after "sorry, could you say that again?" is doing as
+        // asked; "I already told you" always counts against the next answer.
+        self.tracker.on_user_turn(&text);
+        if scores.has(Label::RepeatYourself) {
             self.tracker.mark_caller_repeated();
         }
         let verdict = self.caller_rules(content, &text, index, &scores, ctx);
@@ -1018,7 +1021,7 @@ fn explain_odd_input(who: &str, turn: usize, text: &str) {
             who,
             bytes = text.len(),
             read = crate::monitor::features::MAX_TEXT_BYTES,
-            "long turn: the monitor reads its first {} bytes",
+            "long turn: the monitor reads its first and its last {} bytes",
             crate::monitor::features::MAX_TEXT_BYTES
         );
     }
