@@ -70,6 +70,8 @@ const SANS_IO: &[&str] = &[
     "src/domain/",
     "src/media/",
     "src/monitor/",
+    "src/util/pii.rs",
+    "src/legs/liveness.rs",
     "src/brief/context.rs",
     "src/brief/prompts.rs",
     "src/brief/speech_text.rs",
