@@ -108,6 +108,7 @@ fn bridge_benches(c: &mut Criterion) {
         warmline::call::bridge::Apologies {
             handing_over: Arc::from(vec![0xFFu8; 160]),
             goodbye: Arc::from(vec![0xFFu8; 160]),
+            closing: Arc::from(vec![0xFFu8; 160]),
         },
     );
     let t0 = Instant::now();

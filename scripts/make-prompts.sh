@@ -10,6 +10,7 @@ say() { # say OUT.wav VOICE "text"
   rm -f "$tmp"
 }
 say assets/prompts/agent_unavailable.wav en-us "I'm sorry, our assistant is not available right now. Please call again in a few minutes. Goodbye."
+say assets/prompts/shutting_down.wav en-us "I'm sorry, we have to end this call now. Your conversation is saved. Please call again in a few minutes. Goodbye."
 say assets/prompts/agent_failed.wav en-us "I'm sorry, our assistant has stopped responding. I'm getting a person to help you."
 say assets/demo/agent_greeting.wav en-us "Thanks for calling Acme support. This is the virtual assistant. How can I help you today?"
 say assets/demo/agent_reply_1.wav en-us "I'm sorry to hear that. Could you tell me your order number?"

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 /// "I'm sorry, our assistant is not available right now…"
 pub const AGENT_UNAVAILABLE_WAV: &[u8] = include_bytes!("../assets/prompts/agent_unavailable.wav");
+/// "I'm sorry, we have to end this call now… Goodbye." (drain timeout)
+pub const SHUTTING_DOWN_WAV: &[u8] = include_bytes!("../assets/prompts/shutting_down.wav");
 /// Demo: the simulated caller's side (three utterances with pauses).
 pub const DEMO_CALLER_WAV: &[u8] = include_bytes!("../assets/demo/caller.wav");
 /// Demo: the scripted agent's greeting.
@@ -54,6 +56,11 @@ pub fn agent_unavailable() -> Result<Arc<[u8]>, WavError> {
     )?))
 }
 
+/// The goodbye said to every caller still on the line when a drain times out, as μ-law.
+pub fn shutting_down() -> Result<Arc<[u8]>, WavError> {
+    Ok(Arc::from(ulaw(SHUTTING_DOWN_WAV, "shutting_down.wav")?))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -61,6 +68,7 @@ mod tests {
         let mut all = vec![
             super::AGENT_UNAVAILABLE_WAV,
             super::AGENT_FAILED_WAV,
+            super::SHUTTING_DOWN_WAV,
             super::DEMO_CALLER_WAV,
             super::DEMO_GREETING_WAV,
         ];

@@ -86,6 +86,24 @@ pub struct ServerConfig {
     pub max_calls: usize,
     /// Longest call, in seconds; a call reaching it ends (`time_limit`).
     pub max_call_seconds: u64,
+    /// A WebSocket peer (caller stream, AI agent, console) quiet for this long is pinged, ms (0 = never).
+    pub ws_ping_interval_ms: u64,
+    /// A WebSocket peer that sends nothing (not even a pong) for this long, or
+    /// takes no data for this long, is given up and its leg ended, ms (0 = never).
+    pub ws_peer_timeout_ms: u64,
+    /// An HTTP connection must send a whole request head within this long, and
+    /// an idle keep-alive connection is closed after it, ms.
+    pub http_header_timeout_ms: u64,
+    /// A plain HTTP request (not a WebSocket) must be read and answered within this long, ms.
+    pub http_request_timeout_ms: u64,
+    /// Open HTTP/WebSocket connections from one IP address (0 = no limit).
+    pub max_connections_per_ip: usize,
+    /// Open HTTP/WebSocket connections in all (0 = from the process's file
+    /// descriptor limit, keeping `fd_headroom` free).
+    pub max_connections: usize,
+    /// File descriptors kept free for SIP, RTP, the database, logs and the
+    /// health check when `max_connections` is 0.
+    pub fd_headroom: usize,
     /// New connections per second allowed from one IP address (sustained).
     pub per_ip_rate: f64,
     /// New connections one IP address may open in a burst.
@@ -129,6 +147,14 @@ pub struct SipConfig {
     pub invite_rate: f64,
     /// New INVITEs one source address may send in a burst.
     pub invite_burst: u32,
+    /// A SIP/TCP connection with no message for this long is closed, s (0 = never).
+    pub tcp_idle_s: u64,
+    /// A SIP/TCP message must arrive whole within this long of its first byte, ms.
+    pub tcp_message_timeout_ms: u64,
+    /// Open SIP/TCP connections from one address (0 = no limit).
+    pub tcp_max_connections_per_ip: usize,
+    /// Open SIP/TCP connections in all.
+    pub tcp_max_connections: usize,
     /// Digest realm of the 401 challenge.
     pub auth_realm: String,
     /// User name a trunk must authenticate with; empty = INVITEs are not challenged.
@@ -216,6 +242,32 @@ pub struct RealtimeSection {
     pub instructions: String,
     /// Transcription model for the caller's speech.
     pub transcription_model: String,
+    /// Business functions the model may call besides `escalate_to_human`.
+    pub tools: Vec<RealtimeTool>,
+    /// Where each call of one of `tools` is POSTed (signed); needed when `tools` is not empty.
+    pub tools_url: String,
+    /// Key of the tool requests' `x-warmline-signature` (HMAC-SHA256).
+    pub tools_secret: String,
+    /// Time a tool call may take before the model is told it failed, ms.
+    pub tools_timeout_ms: u64,
+}
+
+/// One business function declared to the Realtime model (`[[realtime.tools]]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealtimeTool {
+    /// Function name (letters, digits, `_`, `-`; at most 64).
+    pub name: String,
+    /// What it does, for the model.
+    #[serde(default)]
+    pub description: String,
+    /// JSON Schema of its arguments (an object schema).
+    #[serde(default = "empty_object_schema")]
+    pub parameters: serde_json::Value,
+}
+
+fn empty_object_schema() -> serde_json::Value {
+    serde_json::json!({"type": "object", "properties": {}})
 }
 
 /// `[media]`.
@@ -455,6 +507,8 @@ pub struct Config {
     pub cluster: ClusterSection,
     /// `[log]`.
     pub log: LogConfig,
+    /// `[privacy]`.
+    pub privacy: crate::util::pii::PrivacyConfig,
 }
 
 impl Default for Config {
@@ -511,7 +565,59 @@ impl Config {
         Ok(config)
     }
 
+    fn validate_realtime_tools(&self) -> Result<(), ConfigError> {
+        let rt = &self.realtime;
+        let invalid = |message: String| {
+            Err(ConfigError::Invalid {
+                key: "realtime.tools",
+                message,
+            })
+        };
+        let mut seen = std::collections::HashSet::new();
+        for tool in &rt.tools {
+            let plain = !tool.name.is_empty()
+                && tool.name.len() <= 64
+                && tool
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !plain {
+                return invalid(format!(
+                    "{:?}: a name is 1–64 letters, digits, '_' or '-'",
+                    tool.name
+                ));
+            }
+            if tool.name == "escalate_to_human" {
+                return invalid("escalate_to_human is warmline's own function".into());
+            }
+            if !seen.insert(tool.name.as_str()) {
+                return invalid(format!("{:?} is declared twice", tool.name));
+            }
+            if tool.parameters.get("type").and_then(|t| t.as_str()) != Some("object") {
+                return invalid(format!(
+                    "{:?}: parameters must be a JSON Schema with \"type\": \"object\"",
+                    tool.name
+                ));
+            }
+        }
+        let has_url = rt.tools_url.starts_with("http://") || rt.tools_url.starts_with("https://");
+        if !rt.tools.is_empty() && !has_url {
+            return Err(ConfigError::Invalid {
+                key: "realtime.tools_url",
+                message: "functions are declared in realtime.tools: set the http(s) URL their calls are sent to".into(),
+            });
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_realtime_tools()?;
+        if let Err(e) = crate::util::pii::Redactor::new(&self.privacy) {
+            return Err(ConfigError::Invalid {
+                key: "privacy.patterns",
+                message: e.to_string(),
+            });
+        }
         if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(ConfigError::Invalid {
                 key: "server.listen",

@@ -44,6 +44,13 @@ pub struct Shared {
     pub classifier: crate::monitor::TurnClassifier,
     /// The optional LLM judge for turns the heads are unsure about.
     pub judge: Option<Arc<crate::call::judge::LlmJudge>>,
+    /// Set when the gateway must stop with calls still up (a drain that timed
+    /// out): every call says goodbye to its caller and hangs up.
+    pub closing: tokio::sync::watch::Sender<bool>,
+    /// Failed console sign-ins by (agent, source address), with backoff.
+    pub sign_ins: std::sync::Mutex<crate::util::SignInGuard>,
+    /// `[privacy]`: personal data replaced in free text as it enters a call.
+    pub redactor: Arc<crate::util::pii::Redactor>,
 }
 
 impl Shared {
@@ -161,6 +168,9 @@ pub enum GatewayError {
     /// An HTTP client (LLM summary, webhook) cannot be built.
     #[error("HTTP client: {0}")]
     HttpClient(String),
+    /// A `[privacy]` pattern cannot be used.
+    #[error(transparent)]
+    Privacy(#[from] crate::util::pii::PiiError),
     /// The TTS engines cannot be built.
     #[error("TTS: {0}")]
     Tts(#[from] crate::brief::tts::TtsError),
@@ -175,6 +185,10 @@ pub enum GatewayError {
     )]
     OpenApi(SocketAddr),
 }
+
+/// How long the callers still on the line at the end of a drain have to hear
+/// the closing goodbye and be hung up before the gateway stops.
+const CLOSING_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// A gateway serving on a socket; dropping it (or `shutdown`) stops the server.
 pub struct RunningGateway {
@@ -194,6 +208,7 @@ impl RunningGateway {
         let apology = crate::call::bridge::Apologies {
             handing_over: crate::assets::agent_failed()?,
             goodbye: crate::assets::agent_unavailable()?,
+            closing: crate::assets::shutting_down()?,
         };
         let store = Store::from_config(&config.store)?;
         let cluster = if config.cluster.enabled {
@@ -296,6 +311,7 @@ impl RunningGateway {
             tracing::warn!(%local, "api.token is empty: the /v1 API is open to anyone who can reach this address");
         }
         let config_rate = (config.server.per_ip_rate, config.server.per_ip_burst);
+        let config_privacy = config.privacy.clone();
         let registry = CallRegistry::new(
             config.server.finished_calls_kept,
             config.server.finished_calls_mb << 20,
@@ -316,6 +332,9 @@ impl RunningGateway {
                 config_rate.0,
                 config_rate.1,
             )),
+            closing: tokio::sync::watch::Sender::new(false),
+            sign_ins: std::sync::Mutex::default(),
+            redactor: Arc::new(crate::util::pii::Redactor::new(&config_privacy)?),
             cluster,
             classifier,
             judge,
@@ -325,25 +344,33 @@ impl RunningGateway {
         }
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = crate::http::router(Arc::clone(&shared));
-        let task = tokio::spawn(async move {
-            use axum::serve::ListenerExt;
-            let listener = listener.tap_io(|tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::warn!(error = %e, "cannot set TCP_NODELAY");
-                }
-            });
-            let served = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async {
+        let server = &shared.config.server;
+        let limits = crate::http::server::ServeLimits {
+            header_timeout: std::time::Duration::from_millis(server.http_header_timeout_ms.max(1)),
+            per_ip: server.max_connections_per_ip,
+            total: crate::http::server::connection_ceiling(
+                server.max_connections,
+                server.fd_headroom,
+            ),
+        };
+        tracing::info!(
+            per_ip = limits.per_ip,
+            total = limits.total,
+            header_timeout_ms = limits.header_timeout.as_millis() as u64,
+            "HTTP connection limits"
+        );
+        let counter = Arc::clone(&shared);
+        let refused: Arc<dyn Fn(crate::util::conn_table::Refusal) + Send + Sync> =
+            Arc::new(move |why| counter.metrics.peer_drops("http", why.as_str(), 1));
+        let task = tokio::spawn(crate::http::server::serve(
+            listener,
+            app,
+            limits,
+            refused,
+            async {
                 let _ = stop_rx.await;
-            })
-            .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "HTTP server stopped");
-            }
-        });
+            },
+        ));
         tracing::info!(%local, media = %format!("ws://{local}/media"), "warmline listening");
         let sip = if shared.config.sip.listen.is_empty() {
             None
@@ -391,7 +418,21 @@ impl RunningGateway {
             left = self.shared.registry.counts().active;
         }
         if left > 0 {
-            tracing::warn!(left, "drain timeout: stopping with calls in progress");
+            tracing::warn!(
+                left,
+                "drain timeout: saying goodbye to the callers still on the line"
+            );
+            self.shared.closing.send_replace(true);
+            // The goodbye (≈ 8 s) plays out, the provider echoes its end mark,
+            // every leg is hung up (BYE, close frames); then the server stops.
+            let goodbye_deadline = tokio::time::Instant::now() + CLOSING_GRACE;
+            while left > 0 && tokio::time::Instant::now() < goodbye_deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                left = self.shared.registry.counts().active;
+            }
+            if left > 0 {
+                tracing::warn!(left, "calls still up after the goodbye; stopping anyway");
+            }
         } else {
             tracing::info!("drained: no call in progress");
         }

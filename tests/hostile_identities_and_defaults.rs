@@ -179,3 +179,51 @@ async fn an_open_api_on_a_non_loopback_address_refuses_to_start() {
         .shutdown()
         .await;
 }
+
+/// A console sign-in from the loopback address `from`; the HTTP status of the
+/// upgrade (101 when it is signed in).
+async fn sign_in_from(gw: &RunningGateway, from: &str, id: &str, token: &str) -> u16 {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    let local: std::net::SocketAddr = format!("{from}:0").parse().expect("addr");
+    socket.bind(&local.into()).expect("bind");
+    socket.connect(&gw.addr.into()).expect("connect");
+    let std: std::net::TcpStream = socket.into();
+    std.set_nonblocking(true).expect("nonblocking");
+    let tcp = tokio::net::TcpStream::from_std(std).expect("tokio stream");
+    let url = format!("ws://{}/v1/agents/{id}/ws?token={token}", gw.addr);
+    match tokio_tungstenite::client_async(url, tcp).await {
+        Ok((_ws, response)) => response.status().as_u16(),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(e) => panic!("handshake: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_guesser_is_slowed_down_but_never_locks_the_real_agent_out() {
+    let gw = gateway("ws://127.0.0.1:9/none", |c| {
+        c.routing.agents.push(agent_seed("ann"));
+    })
+    .await;
+    // A guesser at 127.0.0.2: its first failures are answered 401…
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        statuses.push(sign_in_from(&gw, "127.0.0.2", "ann", &format!("guess-{i}")).await);
+    }
+    assert_eq!(&statuses[..5], &[401; 5], "{statuses:?}");
+    // …then it must wait (429, the token not even checked), even with the
+    // right token.
+    assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
+    assert_eq!(
+        sign_in_from(&gw, "127.0.0.2", "ann", "ann-secret-token").await,
+        429
+    );
+    // The real agent at another address signs in at once.
+    assert_eq!(
+        sign_in_from(&gw, "127.0.0.3", "ann", "ann-secret-token").await,
+        101
+    );
+    let metrics = gw.shared.render_metrics();
+    assert!(metrics.contains(r#"kind="sign_in_backoff""#), "{metrics}");
+    gw.shutdown().await;
+}

@@ -313,3 +313,90 @@ async fn offers_warmline_must_not_serve_get_488_and_oversized_messages_513() {
     );
     gw.shutdown().await;
 }
+
+/// Whether the server closed `s` within `within` (read returns 0 or an error).
+fn sip_tcp_closed_within(s: &mut std::net::TcpStream, within: Duration) -> bool {
+    use std::io::Read;
+    s.set_read_timeout(Some(within)).expect("timeout");
+    let mut buf = [0u8; 2048];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_slow_and_too_many_sip_tcp_connections_are_closed() {
+    let gw = gateway("ws://127.0.0.1:9/none", |c| {
+        sip_gateway_config(c, 22_900);
+        c.sip.tcp_idle_s = 1;
+        c.sip.tcp_message_timeout_ms = 500;
+        c.sip.tcp_max_connections_per_ip = 4;
+    })
+    .await;
+    let sip = gw.sip.as_ref().expect("sip").local;
+    let (idle_closed, keepalive_kept, slow_closed, over_closed) =
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let connect = || std::net::TcpStream::connect(sip).expect("connect");
+            let mut idle = connect();
+            // A connection sending CRLF keep-alives (RFC 5626) stays open.
+            let mut alive = connect();
+            let mut alive_writer = alive.try_clone().expect("clone");
+            let keepalives = std::thread::spawn(move || {
+                for _ in 0..10 {
+                    std::thread::sleep(Duration::from_millis(300));
+                    if alive_writer.write_all(b"\r\n\r\n").is_err() {
+                        return false;
+                    }
+                }
+                true
+            });
+            // A slow sender: one byte of an OPTIONS every 100 ms.
+            let mut slow = connect();
+            let started = std::time::Instant::now();
+            let mut slow_closed = false;
+            for b in b"OPTIONS sip:warmline@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP x\r\n".iter() {
+                if slow.write_all(&[*b]).is_err() {
+                    slow_closed = true;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                if started.elapsed() > Duration::from_secs(2) {
+                    break;
+                }
+            }
+            let slow_closed =
+                slow_closed || sip_tcp_closed_within(&mut slow, Duration::from_millis(300));
+            // Four open from this address (idle, alive and these two; the slow
+            // one is gone): a fifth is closed at once.
+            let _third = connect();
+            let _fourth = connect();
+            let mut fifth = connect();
+            let over_closed = sip_tcp_closed_within(&mut fifth, Duration::from_millis(300));
+            std::thread::sleep(Duration::from_millis(1000).saturating_sub(started.elapsed()));
+            let idle_closed = sip_tcp_closed_within(&mut idle, Duration::from_millis(800));
+            let keepalive_kept = keepalives.join().expect("keep-alive thread")
+                && !sip_tcp_closed_within(&mut alive, Duration::from_millis(200));
+            (idle_closed, keepalive_kept, slow_closed, over_closed)
+        })
+        .await
+        .expect("client thread");
+    assert!(slow_closed, "a slow sender keeps its connection");
+    assert!(over_closed, "a fifth connection from one address is kept");
+    assert!(idle_closed, "an idle connection is kept");
+    assert!(
+        keepalive_kept,
+        "a connection sending keep-alives was closed"
+    );
+    gw.shutdown().await;
+}

@@ -51,6 +51,8 @@ pub struct BridgeConfig {
     pub end_mark_grace: Duration,
     /// Handoff timeouts.
     pub handoff: HandoffTimers,
+    /// Personal data replaced in the agent's text as it enters the call.
+    pub redactor: std::sync::Arc<crate::util::pii::Redactor>,
 }
 
 impl Default for BridgeConfig {
@@ -63,6 +65,7 @@ impl Default for BridgeConfig {
             limits: PeerLimits::default(),
             end_mark_grace: Duration::from_secs(2),
             handoff: HandoffTimers::default(),
+            redactor: std::sync::Arc::new(crate::util::pii::Redactor::off()),
         }
     }
 }
@@ -104,6 +107,9 @@ pub struct Apologies {
     pub handing_over: Arc<[u8]>,
     /// Played if no escalation follows in time: please call again, goodbye.
     pub goodbye: Arc<[u8]>,
+    /// Played to every caller still on the line when the gateway must stop
+    /// (a drain that timed out): we have to end the call, goodbye.
+    pub closing: Arc<[u8]>,
 }
 
 /// How long after the failure apology an escalation may take before the call
@@ -127,6 +133,8 @@ pub struct CallBridge {
     apology_until: Option<Instant>,
     outputs: VecDeque<BridgeOutput>,
     finishing: Option<Finishing>,
+    /// The closing goodbye is playing (the gateway is stopping).
+    closing: bool,
     ended: bool,
     caller_guard: PeerGuard,
     agent_guard: PeerGuard,
@@ -187,6 +195,7 @@ impl CallBridge {
             apology_until: None,
             outputs: VecDeque::new(),
             finishing: None,
+            closing: false,
             ended: false,
             caller_guard: PeerGuard::new(limits),
             agent_guard: PeerGuard::new(limits),
@@ -206,6 +215,10 @@ impl CallBridge {
     /// Feeds an event from the caller's leg.
     pub fn handle_caller(&mut self, event: LegEvent, now: Instant) {
         if self.ended {
+            return;
+        }
+        // Closing: only the goodbye's end mark and the hang-up still matter.
+        if self.closing && !matches!(event, LegEvent::Mark(_) | LegEvent::Hangup(_)) {
             return;
         }
         match event {
@@ -347,9 +360,10 @@ impl CallBridge {
                 self.flush(ClearedBy::Agent)
             }
             LegEvent::Mark(_) | LegEvent::Clear | LegEvent::SkipWhisper => {}
-            LegEvent::Turn(turn) => {
+            LegEvent::Turn(mut turn) => {
                 let spoken_choice =
                     turn.role == Role::User && *self.handoff.state() != HandoffState::Ai;
+                self.config.redactor.string(&mut turn.content);
                 let content = turn.content.clone();
                 self.emit(BridgeOutput::Timeline(TimelineKind::Turn {
                     role: turn.role,
@@ -360,24 +374,35 @@ impl CallBridge {
                     self.spoken_choice(&content, now);
                 }
             }
-            LegEvent::Escalate(e) => {
+            LegEvent::Escalate(mut e) => {
+                self.config.redactor.string(&mut e.description);
                 self.emit(BridgeOutput::Timeline(TimelineKind::EscalationRequested {
                     trigger: e.trigger,
                     description: e.description,
                     urgency: e.urgency,
                 }))
             }
-            LegEvent::Tool(t) => self.emit(BridgeOutput::Timeline(TimelineKind::ToolUsed {
-                name: t.name,
-                ok: t.ok,
-                detail: t.detail,
-                args: t.args.map(Box::new),
-                result: t.result.map(Box::new),
-            })),
+            LegEvent::Tool(mut t) => {
+                let redactor = &self.config.redactor;
+                for v in [t.args.as_mut(), t.result.as_mut()].into_iter().flatten() {
+                    redactor.json(v);
+                }
+                if let Some(d) = t.detail.as_mut() {
+                    redactor.string(d);
+                }
+                self.emit(BridgeOutput::Timeline(TimelineKind::ToolUsed {
+                    name: t.name,
+                    ok: t.ok,
+                    detail: t.detail,
+                    args: t.args.map(Box::new),
+                    result: t.result.map(Box::new),
+                }))
+            }
             LegEvent::Customer(data) => {
                 self.emit(BridgeOutput::Timeline(TimelineKind::Customer { data }))
             }
-            LegEvent::Intent(data) => {
+            LegEvent::Intent(mut data) => {
+                data.values_mut().for_each(|v| self.config.redactor.json(v));
                 self.emit(BridgeOutput::Timeline(TimelineKind::Intent { data }))
             }
             LegEvent::Dtmf(_) => {}
@@ -427,6 +452,36 @@ impl CallBridge {
     /// Ends the call from outside (e.g. gateway shutdown).
     pub fn shutdown(&mut self) {
         self.end(EndReason::Shutdown);
+    }
+
+    /// The gateway must stop with this call still up (its drain timed out):
+    /// the AI agent and any human agent are let go at once, whatever the caller
+    /// was hearing stops, and the caller hears the closing goodbye; then the call
+    /// ends (`shutdown`) and every leg is hung up (BYE, close frames). No other
+    /// audio reaches the caller after the goodbye starts.
+    pub fn close_for_shutdown(&mut self, now: Instant) {
+        if self.ended || self.closing {
+            return;
+        }
+        self.closing = true;
+        if self.agent != AgentState::Gone {
+            self.agent = AgentState::Gone;
+            self.emit(BridgeOutput::ToAgent(LegCommand::Hangup));
+        }
+        if let Some(agent) = self.human.take() {
+            self.human_playout.clear();
+            self.emit(BridgeOutput::ToHuman(LegCommand::Hangup));
+            self.emit(BridgeOutput::Routing(RoutingRequest::Release { agent }));
+        }
+        if self.caller_gone {
+            self.end(EndReason::Shutdown);
+            return;
+        }
+        self.playout.clear();
+        self.emit(BridgeOutput::ToCaller(LegCommand::Clear));
+        let goodbye = Arc::clone(&self.apology.closing);
+        self.play_prompt("shutting_down", &goodbye);
+        self.finish_after_playout(EndReason::Shutdown, now);
     }
 
     /// The call reached its longest allowed duration: it ends now.
@@ -607,6 +662,7 @@ mod tests {
             Apologies {
                 handing_over: Arc::from(vec![0x55u8; 800]),
                 goodbye: Arc::from(vec![0x66u8; 400]),
+                closing: Arc::from(vec![0x77u8; 480]),
             },
         )
     }

@@ -93,7 +93,10 @@ async fn drive(
         .recording
         .enabled
         .then(|| Recorder::spawn(record_dir.clone(), setup.started));
-    let mut bridge = CallBridge::new(bridge_config(config), shared.apology.clone());
+    let mut bridge = CallBridge::new(
+        bridge_config(config, Arc::clone(&shared.redactor)),
+        shared.apology.clone(),
+    );
     let (insight, mut escalations) = Insight::spawn(
         Arc::clone(&shared),
         &setup.call_id,
@@ -110,6 +113,9 @@ async fn drive(
     let mut alarm = Alarm::new();
     // A peer flooding refused messages must not flood the log as well.
     let mut refused_logs = LogBudget::new(20);
+    // The gateway's "say goodbye and hang up" at the end of a drain.
+    let mut closing = shared.closing.subscribe();
+    let mut closing_heard = false;
 
     loop {
         let now = Instant::now();
@@ -292,6 +298,13 @@ async fn drive(
                     LegEvent::Hangup(HangupCause::Lost("human agent leg ended".into()))
                 });
                 bridge.handle_human(event, Instant::now());
+            }
+            changed = closing.changed(), if !closing_heard => {
+                closing_heard = true;
+                if changed.is_ok() && *closing.borrow() {
+                    tracing::warn!("the gateway is stopping: saying goodbye to the caller");
+                    bridge.close_for_shutdown(Instant::now());
+                }
             }
             () = alarm.ring_at(wake) => {}
         }
@@ -643,8 +656,12 @@ fn log_event(kind: &TimelineKind) {
 }
 
 /// The call bridge's tuning from `[media]`, `[routing]` and `[server]`.
-fn bridge_config(config: &crate::config::Config) -> crate::call::bridge::BridgeConfig {
+fn bridge_config(
+    config: &crate::config::Config,
+    redactor: Arc<crate::util::pii::Redactor>,
+) -> crate::call::bridge::BridgeConfig {
     crate::call::bridge::BridgeConfig {
+        redactor,
         playout_lead: Duration::from_millis(config.media.playout_lead_ms),
         max_playout_frames: (config.media.max_playout_seconds * 50) as usize,
         barge_in_on_caller_speech: config.media.barge_in,

@@ -198,9 +198,28 @@ pub async fn agent_console(
     ws: axum::extract::WebSocketUpgrade,
     Path(id): Path<String>,
     axum::extract::Query(query): axum::extract::Query<ConsoleQuery>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     headers: axum::http::HeaderMap,
     State(shared): State<Arc<Shared>>,
 ) -> Response {
+    let now = std::time::Instant::now();
+    let waiting = shared
+        .sign_ins
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .check(&id, peer.ip(), now);
+    if let Err(wait) = waiting {
+        shared.metrics.peer_drops("console", "sign_in_backoff", 1);
+        let secs = wait.as_secs().max(1);
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, secs.to_string())],
+            Json(serde_json::json!({
+                "error": format!("too many failed sign-ins for {id:?} from this address; try again in {secs} s")
+            })),
+        )
+            .into_response();
+    }
     let token = query.token.or_else(|| {
         headers
             .get(header::AUTHORIZATION)
@@ -220,10 +239,15 @@ pub async fn agent_console(
         shared.reload_agents().await;
         signed_in = shared.routing.authenticate(&id, &token);
     }
+    let mut guard = shared.sign_ins.lock().unwrap_or_else(|p| p.into_inner());
     if let Err(e) = signed_in {
-        tracing::warn!(agent = %id, error = %e, "console refused");
+        let wait = guard.failed(&id, peer.ip(), now);
+        drop(guard);
+        tracing::warn!(agent = %id, ip = %peer.ip(), error = %e, backoff_s = wait.map(|w| w.as_secs()), "console refused");
         return error(StatusCode::UNAUTHORIZED, e.to_string());
     }
+    guard.succeeded(&id, peer.ip());
+    drop(guard);
     let cap = shared.config.server.max_message_bytes * 4;
     ws.max_message_size(cap)
         .max_frame_size(cap)

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod console;
 pub mod limits;
+pub(crate) mod server;
 pub mod twilio_auth;
 
 use crate::gateway::Shared;
@@ -61,7 +62,38 @@ pub fn router(shared: Arc<Shared>) -> Router {
             "/cluster/v1/calls/{call}/agents/{agent}",
             get(cluster_relay),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            request_deadline,
+        ))
         .with_state(shared)
+}
+
+/// A plain request (not a WebSocket upgrade) must be read and answered within
+/// `server.http_request_timeout_ms`: a body sent a byte at a time gets 408
+/// instead of holding its connection and handler.
+async fn request_deadline(
+    State(shared): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let upgrade = request.headers().contains_key(axum::http::header::UPGRADE);
+    let limit = std::time::Duration::from_millis(shared.config.server.http_request_timeout_ms);
+    if upgrade || limit.is_zero() {
+        return next.run(request).await;
+    }
+    let path = request.uri().path().to_string();
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(%path, timeout_ms = limit.as_millis() as u64, "request not completed in time; 408");
+            shared.metrics.peer_drops("http", "request_timeout", 1);
+            api::error(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request was not completed in time (server.http_request_timeout_ms)",
+            )
+        }
+    }
 }
 
 /// `GET /cluster/v1/calls/{call}/agents/{agent}`: another node's agent won the

@@ -4,10 +4,11 @@
 //! `tool`, `customer`, `intent`) come back as [`LegEvent`]s.
 
 use crate::config::Config;
+use crate::legs::liveness::{Liveness, LivenessAction, LivenessConfig};
 use crate::legs::media_streams::{self, ProtocolError, ProviderWriter, StartMeta, StreamMessage};
 use crate::legs::{HangupCause, LegCommand, LegEvent};
 use futures_util::{SinkExt, StreamExt};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -25,6 +26,8 @@ pub struct AgentLegConfig {
     pub connect_timeout: Duration,
     /// Largest accepted message.
     pub max_message_bytes: usize,
+    /// When a quiet agent is pinged and when a silent one is given up.
+    pub(crate) liveness: LivenessConfig,
 }
 
 impl AgentLegConfig {
@@ -34,6 +37,7 @@ impl AgentLegConfig {
             url: config.agent.url.clone(),
             connect_timeout: config.agent_connect_timeout(),
             max_message_bytes: config.server.max_message_bytes,
+            liveness: LivenessConfig::from_server(&config.server),
         }
     }
 }
@@ -95,8 +99,25 @@ async fn run(
     if ev_tx.send(LegEvent::Connected).await.is_err() {
         return;
     }
+    let mut live = Liveness::new(config.liveness, Instant::now());
+    let write_limit = config.liveness.dead_after;
     loop {
         tokio::select! {
+            _ = tokio::time::sleep_until(live.deadline().into()) => {
+                let why = match live.poll(Instant::now()) {
+                    LivenessAction::Wait => continue,
+                    LivenessAction::Ping => match send_within(&mut sink, Message::Ping(Default::default()), write_limit).await {
+                        Ok(()) => continue,
+                        Err(e) => format!("agent socket write failed (ping): {e}"),
+                    },
+                    LivenessAction::Dead { silent_for } => {
+                        format!("agent silent for {} ms (no frame, no pong)", silent_for.as_millis())
+                    }
+                };
+                tracing::warn!(%why, "AI agent presumed dead; ending its leg");
+                let _ = ev_tx.send(LegEvent::Hangup(HangupCause::Lost(why))).await;
+                return;
+            }
             cmd = cmd_rx.recv() => {
                 let text = match cmd {
                     Some(LegCommand::Audio(bytes)) => writer.media(&bytes),
@@ -109,13 +130,14 @@ async fn run(
                         return;
                     }
                 };
-                if let Err(e) = sink.send(Message::Text(text.into())).await {
+                if let Err(e) = send_within(&mut sink, Message::Text(text.into()), write_limit).await {
                     let why = format!("agent socket write failed: {e}");
                     let _ = ev_tx.send(LegEvent::Hangup(HangupCause::Lost(why))).await;
                     return;
                 }
             }
             msg = stream.next() => {
+                live.heard(Instant::now());
                 let (event, last) = match msg {
                     Some(Ok(Message::Text(text))) => {
                         (translate(media_streams::parse(&text, config.max_message_bytes)), false)
@@ -145,6 +167,28 @@ async fn run(
                 }
             }
         }
+    }
+}
+
+/// Sends on a client WebSocket's sink, giving up after `limit` (zero: no
+/// limit): an agent that stopped reading must not hold the call's leg.
+pub(crate) async fn send_within<S>(
+    sink: &mut S,
+    message: Message,
+    limit: Duration,
+) -> Result<(), String>
+where
+    S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
+{
+    if limit.is_zero() {
+        return sink.send(message).await.map_err(|e| e.to_string());
+    }
+    match tokio::time::timeout(limit, sink.send(message)).await {
+        Ok(sent) => sent.map_err(|e| e.to_string()),
+        Err(_) => Err(format!(
+            "the agent took no data for {} ms",
+            limit.as_millis()
+        )),
     }
 }
 

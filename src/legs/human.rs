@@ -9,12 +9,14 @@ use crate::brief::context::HandoffContext;
 use crate::cluster::AcceptOutcome;
 use crate::domain::Urgency;
 use crate::gateway::Shared;
+use crate::legs::liveness::{Liveness, LivenessAction, LivenessConfig};
 use crate::legs::media_streams::{self, MarkBody, MediaChunk, ProtocolError};
 use crate::legs::{HangupCause, LegCommand, LegEvent};
 use crate::routing::{AgentEnd, AgentStatus, HumanCommand, OfferKind};
 use axum::extract::ws::{Message, WebSocket};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::mpsc;
 
 /// Messages from the console.
@@ -213,8 +215,40 @@ impl ConsoleAudio {
     }
 }
 
+/// A console's WebSocket whose sends give up on a peer that stopped reading
+/// (`server.ws_peer_timeout_ms`); once one has, the console is treated as gone.
+struct ConsoleSocket {
+    ws: WebSocket,
+    limit: std::time::Duration,
+    broken: bool,
+}
+
+impl ConsoleSocket {
+    async fn send(&mut self, message: Message) -> Result<(), String> {
+        if self.broken {
+            return Err("console socket already failed".into());
+        }
+        let sent = crate::legs::send_within(&mut self.ws, message, self.limit).await;
+        if sent.is_err() {
+            self.broken = true;
+        }
+        sent
+    }
+
+    async fn recv(&mut self) -> Option<Result<Message, axum::Error>> {
+        self.ws.recv().await
+    }
+}
+
 /// Serves one authenticated console until it disconnects.
-pub async fn serve_console(mut socket: WebSocket, shared: Arc<Shared>, agent_id: String) {
+pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: String) {
+    let liveness = LivenessConfig::from_server(&shared.config.server);
+    let mut socket = ConsoleSocket {
+        ws: socket,
+        limit: liveness.dead_after,
+        broken: false,
+    };
+    let mut live = Liveness::new(liveness, Instant::now());
     let routing = &shared.routing;
     let (console_tx, mut console_rx) = mpsc::channel::<HumanCommand>(16);
     let session = console_tx.clone();
@@ -242,6 +276,10 @@ pub async fn serve_console(mut socket: WebSocket, shared: Arc<Shared>, agent_id:
     let mut audio: Option<ConsoleAudio> = None;
     let mut audio_up = false;
     loop {
+        if socket.broken {
+            tracing::warn!(agent = %agent_id, "console takes no data; treating it as gone");
+            break;
+        }
         let leg_cmd = async {
             match call.as_mut() {
                 Some((_, rx, _)) => rx.recv().await,
@@ -255,6 +293,19 @@ pub async fn serve_console(mut socket: WebSocket, shared: Arc<Shared>, agent_id:
             }
         };
         tokio::select! {
+            _ = tokio::time::sleep_until(live.deadline().into()) => {
+                match live.poll(Instant::now()) {
+                    LivenessAction::Wait => {}
+                    LivenessAction::Ping => {
+                        let _ = socket.send(Message::Ping(Default::default())).await;
+                    }
+                    LivenessAction::Dead { silent_for } => {
+                        tracing::warn!(agent = %agent_id, silent_ms = silent_for.as_millis() as u64,
+                            "console silent (no message, no pong); signing it out");
+                        break;
+                    }
+                }
+            }
             event = audio_event => {
                 match event {
                     Some(LegEvent::Connected) => {
@@ -340,6 +391,7 @@ pub async fn serve_console(mut socket: WebSocket, shared: Arc<Shared>, agent_id:
                 }
             }
             msg = socket.recv() => {
+                live.heard(Instant::now());
                 let parsed = match msg {
                     Some(Ok(Message::Text(t))) if t.len() > max => Err(ProtocolError::Oversized { len: t.len(), max }),
                     Some(Ok(Message::Text(t))) => serde_json::from_str::<ConsoleMessage>(&t)
@@ -422,7 +474,7 @@ pub async fn serve_console(mut socket: WebSocket, shared: Arc<Shared>, agent_id:
                                 resolved,
                                 caller_repeated,
                                 context_accurate,
-                                notes: notes.chars().take(4000).collect(),
+                                notes: shared.redactor.text(&notes.chars().take(4000).collect::<String>()).into_owned(),
                                 at: crate::brief::context::rfc3339(std::time::SystemTime::now()),
                             });
                             text(&ConsoleEvent::WrapupSaved { call_id: &call_id })

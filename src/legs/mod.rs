@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod alarm;
 pub mod human;
+pub(crate) mod liveness;
 pub mod media_streams;
 pub mod realtime;
 pub mod sip;
@@ -20,6 +21,26 @@ pub const WS_READ_BUFFER: usize = 4096;
 pub fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
     tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(WS_READ_BUFFER)
+}
+
+/// Sends one message on a server-side WebSocket, giving up after `limit`: a
+/// peer that stopped reading fills its socket buffer, and an unbounded send
+/// would hold the leg (and its call) forever. Zero means no limit.
+pub(crate) async fn send_within(
+    socket: &mut axum::extract::ws::WebSocket,
+    message: axum::extract::ws::Message,
+    limit: std::time::Duration,
+) -> Result<(), String> {
+    if limit.is_zero() {
+        return socket.send(message).await.map_err(|e| e.to_string());
+    }
+    match tokio::time::timeout(limit, socket.send(message)).await {
+        Ok(sent) => sent.map_err(|e| e.to_string()),
+        Err(_) => Err(format!(
+            "the peer took no data for {} ms",
+            limit.as_millis()
+        )),
+    }
 }
 
 use crate::domain::{EscalationRequest, ToolUse, Turn};

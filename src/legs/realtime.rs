@@ -19,7 +19,9 @@
 //!
 //! [`spawn`] is the socket half.
 
-use crate::domain::{EscalationRequest, Role, Trigger, Turn, Urgency};
+use crate::domain::{EscalationRequest, Role, ToolUse, Trigger, Turn, Urgency};
+use crate::legs::agent::send_within;
+use crate::legs::liveness::{Liveness, LivenessAction};
 use crate::legs::media_streams::{self, ProtocolError};
 use crate::legs::{HangupCause, LegCommand, LegEvent};
 use futures_util::{SinkExt, StreamExt};
@@ -46,6 +48,8 @@ pub struct RealtimeConfig {
     pub connect_timeout: Duration,
     /// Largest accepted message.
     pub max_message_bytes: usize,
+    /// When a quiet server is pinged and when a silent one is given up.
+    pub(crate) liveness: crate::legs::liveness::LivenessConfig,
 }
 
 impl RealtimeConfig {
@@ -55,6 +59,7 @@ impl RealtimeConfig {
             api: config.realtime.clone(),
             connect_timeout: config.agent_connect_timeout(),
             max_message_bytes: config.server.max_message_bytes * 16,
+            liveness: crate::legs::liveness::LivenessConfig::from_server(&config.server),
         }
     }
 
@@ -76,6 +81,31 @@ pub enum RealtimeOutput {
     Send(Value),
     /// An event for the call.
     Event(LegEvent),
+    /// Call a business function (`[realtime] tools`) and hand its outcome back
+    /// with [`RealtimeTranslator::on_tool_done`].
+    CallTool {
+        /// The model's id of this call.
+        call_id: String,
+        /// The function.
+        name: String,
+        /// Its arguments, as the model gave them.
+        args: Value,
+    },
+}
+
+/// How a business function call went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolOutcome {
+    /// The model's id of the call.
+    pub call_id: String,
+    /// The function.
+    pub name: String,
+    /// Its arguments.
+    pub args: Value,
+    /// What it returned, or why it failed.
+    pub result: Result<Value, String>,
+    /// How long it took.
+    pub took: Duration,
 }
 
 /// The sans-IO Realtime translator for one call.
@@ -89,11 +119,36 @@ pub struct RealtimeTranslator {
     current_item: Option<String>,
     /// An escalation was already raised (the first one wins).
     escalated: bool,
+    /// The business functions declared to the model.
+    tools: Vec<String>,
 }
 
 impl RealtimeTranslator {
+    /// A translator for a session that declares `config`'s business functions.
+    pub fn new(config: &RealtimeConfig) -> Self {
+        RealtimeTranslator {
+            tools: config.api.tools.iter().map(|t| t.name.clone()).collect(),
+            ..RealtimeTranslator::default()
+        }
+    }
+
     /// The `session.update` sent first.
     pub fn session_update(config: &RealtimeConfig) -> Value {
+        let mut update = Self::base_session_update(config);
+        if let Some(tools) = update["session"]["tools"].as_array_mut() {
+            for t in &config.api.tools {
+                tools.push(json!({
+                    "type": "function",
+                    "name": t.name,
+                    "description": t.description,
+                    "parameters": t.parameters,
+                }));
+            }
+        }
+        update
+    }
+
+    fn base_session_update(config: &RealtimeConfig) -> Value {
         json!({
             "type": "session.update",
             "session": {
@@ -241,6 +296,31 @@ impl RealtimeTranslator {
     fn function_call(&mut self, event: &Value) -> Vec<RealtimeOutput> {
         let name = event["name"].as_str().unwrap_or("");
         let call_id = event["call_id"].as_str().unwrap_or("").to_string();
+        if name != ESCALATE_TOOL && self.tools.iter().any(|t| t == name) {
+            let raw = event["arguments"].as_str().unwrap_or("{}");
+            return match serde_json::from_str::<Value>(raw) {
+                Ok(args) => vec![RealtimeOutput::CallTool {
+                    call_id,
+                    name: name.to_string(),
+                    args,
+                }],
+                Err(e) => {
+                    // Not called: the model hears why and the monitor sees a failed tool.
+                    let why = format!("arguments are not JSON ({e})");
+                    vec![
+                        function_output(&call_id, json!({"error": why})),
+                        RealtimeOutput::Send(json!({"type": "response.create"})),
+                        emit(LegEvent::Tool(ToolUse {
+                            name: name.to_string(),
+                            ok: false,
+                            detail: Some(why),
+                            args: Some(Value::String(raw.chars().take(2000).collect())),
+                            result: None,
+                        })),
+                    ]
+                }
+            };
+        }
         if name != ESCALATE_TOOL {
             return vec![
                 event_error(&format!("call of an unknown function {name:?}")),
@@ -268,6 +348,32 @@ impl RealtimeTranslator {
             out.push(emit(LegEvent::Escalate(body)));
         }
         out
+    }
+
+    /// A business function call finished: its output goes back to the model
+    /// (which then goes on speaking) and the call records the tool use.
+    pub fn on_tool_done(&mut self, done: ToolOutcome) -> Vec<RealtimeOutput> {
+        let ms = done.took.as_millis();
+        let (output, ok, detail, result) = match done.result {
+            Ok(result) => (
+                result.clone(),
+                true,
+                format!("answered in {ms} ms"),
+                Some(result),
+            ),
+            Err(why) => (json!({"error": why}), false, why, None),
+        };
+        vec![
+            function_output(&done.call_id, output),
+            RealtimeOutput::Send(json!({"type": "response.create"})),
+            emit(LegEvent::Tool(ToolUse {
+                name: done.name,
+                ok,
+                detail: Some(detail),
+                args: Some(done.args),
+                result,
+            })),
+        ]
     }
 
     fn fail(&mut self, why: &str) -> Vec<RealtimeOutput> {
@@ -377,7 +483,8 @@ async fn run(
     };
     let (mut sink, mut stream) = ws.split();
     let hello = RealtimeTranslator::session_update(&config).to_string();
-    if let Err(e) = sink.send(Message::Text(hello.into())).await {
+    let write_limit = config.liveness.dead_after;
+    if let Err(e) = send_within(&mut sink, Message::Text(hello.into()), write_limit).await {
         let why = format!("Realtime socket failed during setup: {e}");
         let _ = ev_tx.send(LegEvent::Hangup(HangupCause::Lost(why))).await;
         return;
@@ -385,9 +492,28 @@ async fn run(
     if ev_tx.send(LegEvent::Connected).await.is_err() {
         return;
     }
-    let mut translator = RealtimeTranslator::default();
+    let mut translator = RealtimeTranslator::new(&config);
+    let mut live = Liveness::new(config.liveness, std::time::Instant::now());
+    let tools = ToolCaller::new(&config);
+    let (tool_tx, mut tool_rx) = mpsc::channel::<ToolOutcome>(8);
     loop {
         let outputs = tokio::select! {
+            Some(done) = tool_rx.recv() => translator.on_tool_done(done),
+            _ = tokio::time::sleep_until(live.deadline().into()) => {
+                let why = match live.poll(std::time::Instant::now()) {
+                    LivenessAction::Wait => continue,
+                    LivenessAction::Ping => match send_within(&mut sink, Message::Ping(Default::default()), write_limit).await {
+                        Ok(()) => continue,
+                        Err(e) => format!("Realtime socket write failed (ping): {e}"),
+                    },
+                    LivenessAction::Dead { silent_for } => {
+                        format!("Realtime server silent for {} ms (no event, no pong)", silent_for.as_millis())
+                    }
+                };
+                tracing::warn!(%why, "Realtime session presumed dead; ending its leg");
+                let _ = ev_tx.send(LegEvent::Hangup(HangupCause::Lost(why))).await;
+                return;
+            }
             cmd = cmd_rx.recv() => match cmd {
                 Some(LegCommand::Hangup) | None => {
                     let _ = sink.close().await;
@@ -395,7 +521,9 @@ async fn run(
                 }
                 Some(cmd) => translator.on_command(&cmd),
             },
-            msg = stream.next() => match msg {
+            msg = stream.next() => {
+                live.heard(std::time::Instant::now());
+                match msg {
                 Some(Ok(Message::Text(text))) => translator.on_server_text(&text),
                 Some(Ok(Message::Binary(b))) => vec![RealtimeOutput::Event(LegEvent::Error(ProtocolError::BinaryFrame(b.len())))],
                 Some(Ok(Message::Close(_))) => {
@@ -411,12 +539,16 @@ async fn run(
                     let _ = ev_tx.send(LegEvent::Hangup(HangupCause::Lost("Realtime socket closed without a close frame".into()))).await;
                     return;
                 }
+            }
             },
         };
         for out in outputs {
             match out {
                 RealtimeOutput::Send(v) => {
-                    if let Err(e) = sink.send(Message::Text(v.to_string().into())).await {
+                    if let Err(e) =
+                        send_within(&mut sink, Message::Text(v.to_string().into()), write_limit)
+                            .await
+                    {
                         let why = format!("Realtime socket write failed: {e}");
                         let _ = ev_tx.send(LegEvent::Hangup(HangupCause::Lost(why))).await;
                         return;
@@ -427,9 +559,143 @@ async fn run(
                         return;
                     }
                 }
+                RealtimeOutput::CallTool {
+                    call_id,
+                    name,
+                    args,
+                } => {
+                    tools.spawn_call(call_id, name, args, tool_tx.clone());
+                }
             }
         }
     }
+}
+
+/// Calls business functions over HTTP for the Realtime session
+/// (`realtime.tools_url`, signed like the webhook, bounded in time).
+struct ToolCaller {
+    client: Option<reqwest::Client>,
+    url: String,
+    secret: String,
+    timeout: Duration,
+}
+
+impl ToolCaller {
+    fn new(config: &RealtimeConfig) -> Self {
+        let timeout = Duration::from_millis(config.api.tools_timeout_ms.max(1));
+        let client = if config.api.tools.is_empty() {
+            None
+        } else {
+            reqwest::Client::builder()
+                .timeout(timeout)
+                .build()
+                .map_err(|e| tracing::error!(error = %e, "cannot build the tools HTTP client"))
+                .ok()
+        };
+        ToolCaller {
+            client,
+            url: config.api.tools_url.clone(),
+            secret: config.api.tools_secret.clone(),
+            timeout,
+        }
+    }
+
+    /// Calls `name` off the leg's loop; the outcome arrives on `done`.
+    fn spawn_call(
+        &self,
+        call_id: String,
+        name: String,
+        args: Value,
+        done: mpsc::Sender<ToolOutcome>,
+    ) {
+        let client = self.client.clone();
+        let (url, secret, timeout) = (self.url.clone(), self.secret.clone(), self.timeout);
+        tokio::spawn(tracing::Instrument::in_current_span(async move {
+            let started = std::time::Instant::now();
+            let result = match client {
+                Some(client) => {
+                    call_tool(&client, &url, &secret, timeout, &call_id, &name, &args).await
+                }
+                None => Err("no tools URL is configured".to_string()),
+            };
+            if let Err(why) = &result {
+                tracing::warn!(tool = %name, error = %why, "Realtime tool call failed");
+            }
+            let _ = done
+                .send(ToolOutcome {
+                    call_id,
+                    name,
+                    args,
+                    result,
+                    took: started.elapsed(),
+                })
+                .await;
+        }));
+    }
+}
+
+/// Largest tool answer taken (the rest would only bloat the context).
+const MAX_TOOL_ANSWER: usize = 64 * 1024;
+
+async fn call_tool(
+    client: &reqwest::Client,
+    url: &str,
+    secret: &str,
+    timeout: Duration,
+    call_id: &str,
+    name: &str,
+    args: &Value,
+) -> Result<Value, String> {
+    let body = json!({"callId": call_id, "tool": name, "arguments": args}).to_string();
+    let timestamp = crate::util::unix_seconds(std::time::SystemTime::now()) as u64;
+    let signature = crate::util::signature::sign(secret.as_bytes(), timestamp, body.as_bytes());
+    let sent = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header(crate::util::signature::SIGNATURE_HEADER, signature)
+        .header(
+            crate::util::signature::TIMESTAMP_HEADER,
+            timestamp.to_string(),
+        )
+        .body(body)
+        .send();
+    let response = match tokio::time::timeout(timeout, sent).await {
+        Err(_) => return Err(format!("no answer within {} ms", timeout.as_millis())),
+        Ok(Err(e)) if e.is_timeout() => {
+            return Err(format!("no answer within {} ms", timeout.as_millis()));
+        }
+        Ok(Err(e)) => {
+            return Err(format!(
+                "cannot reach the tools URL: {}",
+                crate::util::redact_url(&e.to_string())
+            ));
+        }
+        Ok(Ok(r)) => r,
+    };
+    let status = response.status();
+    let bytes = match tokio::time::timeout(timeout, response.bytes()).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return Err(format!("answer unreadable: {e}")),
+        Err(_) => {
+            return Err(format!(
+                "answer not complete within {} ms",
+                timeout.as_millis()
+            ));
+        }
+    };
+    if !status.is_success() {
+        let text: String = String::from_utf8_lossy(&bytes).chars().take(200).collect();
+        return Err(format!("the tool answered {status}: {text}"));
+    }
+    if bytes.len() > MAX_TOOL_ANSWER {
+        return Err(format!(
+            "the answer is {} bytes (at most {MAX_TOOL_ANSWER})",
+            bytes.len()
+        ));
+    }
+    // JSON is kept as JSON; any other answer as text.
+    Ok(serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned())))
 }
 
 #[cfg(test)]
@@ -440,7 +706,7 @@ mod tests {
         out.iter()
             .filter_map(|o| match o {
                 RealtimeOutput::Event(e) => Some(e),
-                RealtimeOutput::Send(_) => None,
+                _ => None,
             })
             .collect()
     }
@@ -449,9 +715,54 @@ mod tests {
         out.iter()
             .filter_map(|o| match o {
                 RealtimeOutput::Send(v) => Some(v),
-                RealtimeOutput::Event(_) => None,
+                _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_declared_business_function_is_called_and_its_answer_goes_back_to_the_model() {
+        let mut config = RealtimeConfig::from_config(&crate::config::Config::default());
+        config.api.tools.push(crate::config::RealtimeTool {
+            name: "order_lookup".into(),
+            description: String::new(),
+            parameters: json!({"type": "object"}),
+        });
+        let mut t = RealtimeTranslator::new(&config);
+        let call = json!({"type": "response.function_call_arguments.done", "call_id": "c1",
+            "name": "order_lookup", "arguments": "{\"order_id\":\"8821\"}"});
+        let out = t.on_server_text(&call.to_string());
+        assert_eq!(
+            out,
+            vec![RealtimeOutput::CallTool {
+                call_id: "c1".into(),
+                name: "order_lookup".into(),
+                args: json!({"order_id": "8821"}),
+            }]
+        );
+        let done = t.on_tool_done(ToolOutcome {
+            call_id: "c1".into(),
+            name: "order_lookup".into(),
+            args: json!({"order_id": "8821"}),
+            result: Ok(json!({"status": "shipped"})),
+            took: Duration::from_millis(12),
+        });
+        let sent = sent(&done);
+        assert_eq!(sent[0]["item"]["type"], "function_call_output");
+        assert_eq!(sent[0]["item"]["output"], "{\"status\":\"shipped\"}");
+        assert_eq!(sent[1]["type"], "response.create");
+        assert!(matches!(
+            events(&done)[..],
+            [LegEvent::Tool(ToolUse { ok: true, .. })]
+        ));
+        // A function nobody declared is still refused.
+        let unknown = json!({"type": "response.function_call_arguments.done", "call_id": "c2",
+            "name": "delete_everything", "arguments": "{}"});
+        let out = t.on_server_text(&unknown.to_string());
+        assert!(
+            !out.iter()
+                .any(|o| matches!(o, RealtimeOutput::CallTool { .. }))
+        );
     }
 
     fn delta(item: &str, bytes: usize) -> String {

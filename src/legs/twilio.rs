@@ -8,8 +8,9 @@
 
 use crate::call::session::{self, CallSetup};
 use crate::gateway::Shared;
+use crate::legs::liveness::{Liveness, LivenessAction, LivenessConfig};
 use crate::legs::media_streams::{self, AppWriter, ProtocolError, StartMeta, StreamMessage};
-use crate::legs::{HangupCause, LegCommand, LegEvent};
+use crate::legs::{HangupCause, LegCommand, LegEvent, send_within};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -24,6 +25,8 @@ pub const COMMAND_QUEUE: usize = 512;
 const CLOSE_POLICY: u16 = 1008;
 /// WebSocket close code for data the endpoint cannot accept (wrong codec).
 const CLOSE_UNSUPPORTED: u16 = 1003;
+/// WebSocket close code for a peer given up (RFC 6455 §7.4.1, "going away").
+const CLOSE_GOING_AWAY: u16 = 1001;
 /// WebSocket close code for a message too big to take (RFC 6455 §7.4.1).
 const CLOSE_TOO_BIG: u16 = 1009;
 
@@ -56,9 +59,31 @@ pub async fn serve_stream(mut socket: WebSocket, shared: Arc<Shared>) {
 
     let writer = AppWriter::new(stream_sid.clone());
     let max = shared.config.server.max_message_bytes;
+    let liveness = LivenessConfig::from_server(&shared.config.server);
+    let mut live = Liveness::new(liveness, Instant::now());
     loop {
         tokio::select! {
+            _ = tokio::time::sleep_until(live.deadline().into()) => {
+                match live.poll(Instant::now()) {
+                    LivenessAction::Wait => {}
+                    LivenessAction::Ping => {
+                        if send_within(&mut socket, Message::Ping(Default::default()), liveness.dead_after).await.is_err() {
+                            let why = "caller socket write failed (ping)".to_string();
+                            let _ = ev_tx.send(LegEvent::Hangup(HangupCause::Lost(why))).await;
+                            break;
+                        }
+                    }
+                    LivenessAction::Dead { silent_for } => {
+                        let why = format!("caller silent for {} ms (no frame, no pong)", silent_for.as_millis());
+                        tracing::warn!(%why, "caller stream presumed dead; ending its leg");
+                        let _ = ev_tx.send(LegEvent::Hangup(HangupCause::Lost(why))).await;
+                        close(&mut socket, CLOSE_GOING_AWAY, "peer timeout").await;
+                        break;
+                    }
+                }
+            }
             msg = socket.recv() => {
+                live.heard(Instant::now());
                 let event = match msg {
                     Some(Ok(Message::Text(text))) => translate(media_streams::parse(&text, max), &stream_sid),
                     Some(Ok(Message::Binary(b))) => Some(LegEvent::Error(ProtocolError::BinaryFrame(b.len()))),
@@ -100,7 +125,7 @@ pub async fn serve_stream(mut socket: WebSocket, shared: Arc<Shared>) {
                         break;
                     }
                 };
-                if let Err(e) = socket.send(Message::Text(text.into())).await {
+                if let Err(e) = send_within(&mut socket, Message::Text(text.into()), liveness.dead_after).await {
                     let why = format!("caller socket write failed: {e}");
                     let _ = ev_tx.send(LegEvent::Hangup(HangupCause::Lost(why))).await;
                     break;

@@ -2,27 +2,9 @@
 //! configured URL (a CRM, a wallboard), signed with HMAC-SHA256 so the receiver
 //! can trust it, and retried with backoff. Runs off the call task.
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use std::time::Duration;
 
-/// Header carrying `sha256=<hex>` of HMAC-SHA256(secret, "<timestamp>.<body>").
-pub const SIGNATURE_HEADER: &str = "x-warmline-signature";
-/// Header carrying the Unix timestamp that was signed (replay protection).
-pub const TIMESTAMP_HEADER: &str = "x-warmline-timestamp";
-
-/// The signature of `body` sent at `timestamp`.
-pub fn sign(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
-    // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
-        Ok(m) => m,
-        Err(_) => return String::new(),
-    };
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
+pub use crate::util::signature::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
 
 /// Where and how to deliver.
 #[derive(Debug, Clone)]

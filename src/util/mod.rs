@@ -1,8 +1,14 @@
 //! Small helpers every layer may use: no I/O beyond the OS random source.
 
+pub(crate) mod conn_table;
+pub(crate) mod fd_limit;
+pub mod pii;
 mod rate_limit;
+mod sign_in;
+pub mod signature;
 
 pub use rate_limit::RateLimiter;
+pub use sign_in::SignInGuard;
 
 /// A random value from the operating system (tags, branches, SSRCs, RTP ports,
 /// call ids): unguessable, as RFC 3261 §19.3 and RFC 3550 §8 ask. Falls back to

@@ -21,6 +21,8 @@ pub enum Step {
     WaitAudioMs(u64),
     /// Wait for a client event of this type.
     WaitFor(&'static str),
+    /// Wait until this many client events of this type have arrived.
+    WaitForCount(&'static str, usize),
     /// Pause.
     Sleep(u64),
     /// Drop the TCP connection without a close frame.
@@ -139,6 +141,12 @@ async fn serve(tcp: tokio::net::TcpStream, script: Vec<Step>, log: Arc<Mutex<Rea
             }
             Step::WaitFor(kind) => {
                 wait(&log, |l| l.first(kind).is_some()).await;
+            }
+            Step::WaitForCount(kind, n) => {
+                wait(&log, |l| {
+                    l.events.iter().filter(|e| e["type"] == kind).count() >= n
+                })
+                .await;
             }
             Step::Sleep(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
             Step::Drop => {

@@ -52,7 +52,7 @@ impl CallBridge {
 
     /// The monitor decided to escalate: play the disclosure and join the queue.
     pub fn escalate(&mut self, prompts: HandoffPrompts, now: Instant) {
-        if self.ended || *self.handoff.state() != HandoffState::Ai {
+        if self.ended || self.closing || *self.handoff.state() != HandoffState::Ai {
             return;
         }
         self.prompts = Some(prompts);
@@ -64,6 +64,9 @@ impl CallBridge {
 
     /// Routing offered the call to `agent` (their screen-pop is up).
     pub fn agent_offered(&mut self, agent: String, now: Instant) {
+        if self.closing {
+            return;
+        }
         self.step(HandoffStep::Ringing, Some(&agent), None);
         let actions = self.handoff.handle(HandoffInput::Offered { agent }, now);
         self.apply(actions, now);
@@ -71,8 +74,11 @@ impl CallBridge {
 
     /// The agent accepted; their leg is connected to the call.
     pub fn agent_answered(&mut self, agent: String, now: Instant) {
-        if !matches!(self.handoff.state(), HandoffState::Ringing { agent: a, .. } if *a == agent) {
-            // Not the agent we are ringing (a stale accept): let them go.
+        if self.closing
+            || !matches!(self.handoff.state(), HandoffState::Ringing { agent: a, .. } if *a == agent)
+        {
+            // Not the agent we are ringing (a stale accept), or the gateway is
+            // stopping: let them go.
             self.emit(BridgeOutput::ToHuman(LegCommand::Hangup));
             self.emit(BridgeOutput::Routing(super::RoutingRequest::Release {
                 agent,
@@ -87,6 +93,9 @@ impl CallBridge {
 
     /// The offered agent declined (or their console went away).
     pub fn agent_declined(&mut self, agent: String, now: Instant) {
+        if self.closing {
+            return;
+        }
         let actions = self.handoff.handle(
             HandoffInput::Declined {
                 agent: agent.clone(),
@@ -101,6 +110,9 @@ impl CallBridge {
 
     /// Nobody can take the call now.
     pub fn no_agent(&mut self, reason: String, now: Instant) {
+        if self.closing {
+            return;
+        }
         self.step(HandoffStep::NoAgent, None, Some(&reason));
         self.callback_reason = Some(reason);
         let actions = self.handoff.handle(HandoffInput::NoAgent, now);
@@ -109,6 +121,9 @@ impl CallBridge {
 
     /// The whisper (μ-law 8 kHz) is ready; it replaces an earlier render not yet played.
     pub fn whisper_ready(&mut self, ulaw: Arc<[u8]>, now: Instant) {
+        if self.closing {
+            return;
+        }
         self.whisper = Some(ulaw);
         self.whisper_failed = false;
         if self.whisper_waiting {
@@ -118,6 +133,9 @@ impl CallBridge {
 
     /// The whisper could not be rendered: the agent is connected without it.
     pub fn whisper_failed(&mut self, now: Instant) {
+        if self.closing {
+            return;
+        }
         self.whisper_failed = true;
         if self.whisper_waiting {
             self.start_whisper(now);

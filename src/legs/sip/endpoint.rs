@@ -7,6 +7,7 @@ use super::digest::{DigestAuth, DigestError};
 use super::message::{SipError, SipMessage, StartLine};
 use super::rtp_leg::PortRange;
 use crate::gateway::Shared;
+use crate::util::conn_table::ConnectionTable;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -71,6 +72,30 @@ pub struct SipEndpoint {
     auth: Option<DigestAuth>,
     /// Gateway state.
     pub shared: Arc<Shared>,
+}
+
+/// The SIP/TCP listener's connection limits (`[sip]`).
+#[derive(Debug, Clone, Copy)]
+struct TcpLimits {
+    idle: std::time::Duration,
+    message: std::time::Duration,
+    per_ip: usize,
+    total: usize,
+}
+
+/// A SIP/TCP connection's place in the connection table, given back on drop.
+struct Slot {
+    table: Arc<std::sync::Mutex<ConnectionTable>>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.table
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .release(self.ip);
+    }
 }
 
 /// One answered SIP call, counted toward `sip.max_calls` while it lives.
@@ -257,55 +282,127 @@ impl SipEndpoint {
     }
 
     async fn serve_tcp(self: Arc<Self>, listener: TcpListener) {
+        let sip = &self.shared.config.sip;
+        let limits = TcpLimits {
+            idle: std::time::Duration::from_secs(sip.tcp_idle_s),
+            message: std::time::Duration::from_millis(sip.tcp_message_timeout_ms.max(1)),
+            per_ip: sip.tcp_max_connections_per_ip,
+            total: sip.tcp_max_connections.max(1),
+        };
+        let table: Arc<std::sync::Mutex<ConnectionTable>> = Arc::default();
         loop {
-            let Ok((stream, from)) = listener.accept().await else {
+            let (stream, from) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "SIP/TCP accept failed; retrying shortly");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let admitted = table.lock().unwrap_or_else(|p| p.into_inner()).admit(
+                from.ip(),
+                limits.per_ip,
+                limits.total,
+            );
+            if let Err(why) = admitted {
+                self.shared.metrics.peer_drops("sip", why.as_str(), 1);
+                tracing::debug!(%from, reason = why.as_str(), "SIP/TCP connection refused");
                 continue;
+            }
+            let slot = Slot {
+                table: Arc::clone(&table),
+                ip: from.ip(),
             };
             let endpoint = Arc::clone(&self);
             tokio::spawn(async move {
-                let (mut read, mut write) = stream.into_split();
-                let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
-                let writer = tokio::spawn(async move {
-                    while let Some(bytes) = rx.recv().await {
-                        if write.write_all(&bytes).await.is_err() {
-                            break;
-                        }
-                    }
-                });
-                let mut pending = Vec::new();
-                let mut buf = vec![0u8; 8192];
-                'conn: loop {
-                    match read.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => pending.extend_from_slice(&buf[..n]),
-                    }
-                    loop {
-                        match SipMessage::parse_stream(&pending) {
-                            Ok((_, used)) => {
-                                let frame: Vec<u8> = pending.drain(..used).collect();
-                                endpoint
-                                    .handle(&frame, Transport::Tcp(from, tx.clone()))
-                                    .await;
-                            }
-                            Err(SipError::Incomplete) => break,
-                            Err(e @ SipError::Oversized(_)) => {
-                                tracing::warn!(%from, error = %e, "oversized SIP on TCP; answering 513 and closing the connection");
-                                endpoint
-                                    .too_large(&pending, &Transport::Tcp(from, tx.clone()))
-                                    .await;
-                                break 'conn;
-                            }
-                            Err(e) => {
-                                tracing::warn!(%from, error = %e, "unreadable SIP on TCP; closing the connection");
-                                break 'conn;
-                            }
-                        }
-                    }
-                }
-                drop(tx);
-                let _ = writer.await;
+                let _slot = slot;
+                endpoint.serve_tcp_connection(stream, from, limits).await;
             });
         }
+    }
+
+    /// One SIP/TCP connection: messages framed by Content-Length; closed when
+    /// idle for `sip.tcp_idle_s`, or when a message has not arrived whole within
+    /// `sip.tcp_message_timeout_ms` of its first byte (a slow sender).
+    async fn serve_tcp_connection(
+        self: Arc<Self>,
+        stream: tokio::net::TcpStream,
+        from: SocketAddr,
+        limits: TcpLimits,
+    ) {
+        let (mut read, mut write) = stream.into_split();
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
+        let writer = tokio::spawn(async move {
+            while let Some(bytes) = rx.recv().await {
+                if write.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut pending = Vec::new();
+        let mut buf = vec![0u8; 8192];
+        // When the message now in `pending` started arriving.
+        let mut message_started: Option<tokio::time::Instant> = None;
+        'conn: loop {
+            let deadline = match message_started {
+                Some(at) => Some(at + limits.message),
+                None if limits.idle.is_zero() => None,
+                None => Some(tokio::time::Instant::now() + limits.idle),
+            };
+            let got = match deadline {
+                Some(at) => match tokio::time::timeout_at(at, read.read(&mut buf)).await {
+                    Ok(got) => got,
+                    Err(_) => {
+                        let why = if message_started.is_some() {
+                            "a message did not arrive whole in time"
+                        } else {
+                            "idle"
+                        };
+                        tracing::debug!(%from, why, "closing SIP/TCP connection");
+                        self.shared.metrics.peer_drops("sip", "tcp_timeout", 1);
+                        break;
+                    }
+                },
+                None => read.read(&mut buf).await,
+            };
+            match got {
+                Ok(0) | Err(_) => break,
+                Ok(n) => pending.extend_from_slice(&buf[..n]),
+            }
+            loop {
+                // CRLF keep-alives (RFC 5626 §3.5.1) between messages are not a message.
+                let blank = pending
+                    .iter()
+                    .take_while(|b| **b == b'\r' || **b == b'\n')
+                    .count();
+                pending.drain(..blank);
+                if pending.is_empty() {
+                    message_started = None;
+                    break;
+                }
+                message_started.get_or_insert_with(tokio::time::Instant::now);
+                match SipMessage::parse_stream(&pending) {
+                    Ok((_, used)) => {
+                        let frame: Vec<u8> = pending.drain(..used).collect();
+                        message_started = None;
+                        self.handle(&frame, Transport::Tcp(from, tx.clone())).await;
+                    }
+                    Err(SipError::Incomplete) => break,
+                    Err(e @ SipError::Oversized(_)) => {
+                        tracing::warn!(%from, error = %e, "oversized SIP on TCP; answering 513 and closing the connection");
+                        self.too_large(&pending, &Transport::Tcp(from, tx.clone()))
+                            .await;
+                        break 'conn;
+                    }
+                    Err(e) => {
+                        tracing::warn!(%from, error = %e, "unreadable SIP on TCP; closing the connection");
+                        break 'conn;
+                    }
+                }
+            }
+        }
+        drop(tx);
+        let _ = writer.await;
     }
 
     /// The 401 for a new INVITE without valid trunk credentials (`None`: let it in).
