@@ -186,6 +186,17 @@ pub enum GatewayError {
     OpenApi(SocketAddr),
 }
 
+/// The program that renders whispers (`tts.whisper_worker_exe`, or this
+/// program when it is the warmline binary); `None`: render in this process.
+fn whisper_worker_exe(tts: &crate::config::TtsConfig) -> Option<std::path::PathBuf> {
+    if !tts.whisper_worker_exe.is_empty() {
+        return Some(std::path::PathBuf::from(&tts.whisper_worker_exe));
+    }
+    let me = std::env::current_exe().ok()?;
+    let name = me.file_name()?.to_str()?;
+    (name == "warmline").then_some(me)
+}
+
 /// How long the callers still on the line at the end of a drain have to hear
 /// the closing goodbye and be hung up before the gateway stops.
 const CLOSING_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
@@ -236,7 +247,15 @@ impl RunningGateway {
                 .map_err(|e| GatewayError::HttpClient(e.to_string()))?,
             )
         };
-        let tts = TtsSet::from_config(&config.tts)?;
+        let mut tts = TtsSet::from_config(&config.tts)?;
+        if let Some(exe) = whisper_worker_exe(&config.tts) {
+            let workers = match config.tts.whisper_workers {
+                0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+                n => n,
+            };
+            tracing::info!(exe = %exe.display(), workers, "whispers rendered in worker processes");
+            tts = tts.with_whisper_workers(exe, workers, &config.tts);
+        }
         crate::monitor::sentiment::SentimentScorer::warm_up();
         let classifier = crate::monitor::TurnClassifier::from_config(&config.monitor);
         let judge = crate::call::judge::LlmJudge::from_config(&config.monitor)

@@ -23,7 +23,7 @@
 //!   caller, an AI agent and a console.
 //! - 12 [`demo`]: `warmline demo`.
 // Unsafe code is denied everywhere except the espeak-ng FFI wrapper
-// (brief/tts/espeak_ffi.rs) and the open-file limit (util/fd_limit.rs), which
+// (brief/tts/espeak_ffi.rs) and the open-file limit (util/os.rs), which
 // allow it with SAFETY notes.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

@@ -17,7 +17,7 @@ use std::time::Instant;
 use thiserror::Error;
 
 /// Fitting parameters.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WhisperWindow {
     /// Shortest acceptable whisper, seconds.
     pub min_seconds: f64,

@@ -176,7 +176,7 @@ pub(crate) fn connection_ceiling(configured: usize, headroom: usize) -> usize {
     if configured > 0 {
         return configured;
     }
-    match crate::util::fd_limit::raise_to_hard() {
+    match crate::util::os::raise_to_hard() {
         Some(limit) => (limit as usize).saturating_sub(headroom).max(16),
         None => 4096,
     }

@@ -1,7 +1,7 @@
 //! Small helpers every layer may use: no I/O beyond the OS random source.
 
 pub(crate) mod conn_table;
-pub(crate) mod fd_limit;
+pub mod os;
 pub mod pii;
 mod rate_limit;
 mod sign_in;

@@ -5,6 +5,7 @@
 mod espeak;
 mod espeak_ffi;
 mod http;
+pub mod pool;
 
 pub use espeak::EspeakTts;
 pub use http::HttpTts;
@@ -113,6 +114,8 @@ pub struct TtsSet {
     /// disclosure's words repeat from call to call, and a burst of escalations
     /// must not queue behind the same render.
     prompts: Mutex<PromptCache>,
+    /// Worker processes for whispers; `None` renders them in this process.
+    whisper_pool: Option<pool::WhisperPool>,
 }
 
 /// Rendered caller prompts (μ-law) by (text, words per minute).
@@ -150,6 +153,7 @@ impl TtsSet {
                 fallback: Some(espeak),
                 prompt_engines: (Box::new(http()?), Some(prompt_espeak)),
                 prompts: Mutex::default(),
+                whisper_pool: None,
             })
         } else {
             Ok(TtsSet {
@@ -157,6 +161,7 @@ impl TtsSet {
                 fallback: None,
                 prompt_engines: (prompt_espeak, None),
                 prompts: Mutex::default(),
+                whisper_pool: None,
             })
         }
     }
@@ -203,8 +208,43 @@ impl TtsSet {
         Ok(ulaw)
     }
 
-    /// Renders the whisper for `ctx` with these engines.
+    /// Renders whispers in `workers` fresh `exe tts-worker` processes at a
+    /// time (see [`pool`]) instead of in this process.
+    pub fn with_whisper_workers(
+        mut self,
+        exe: std::path::PathBuf,
+        workers: usize,
+        config: &crate::config::TtsConfig,
+    ) -> Self {
+        self.whisper_pool = Some(pool::WhisperPool::new(exe, workers, config.clone()));
+        self
+    }
+
+    /// Whispers waiting for a worker.
+    pub fn whispers_waiting(&self) -> usize {
+        self.whisper_pool.as_ref().map_or(0, |p| p.waiting())
+    }
+
+    /// Renders the whisper for `ctx`: in a worker process when there is a
+    /// pool, falling back to this process if the worker cannot be used.
     pub async fn render_whisper(
+        &self,
+        ctx: &crate::brief::context::HandoffContext,
+        window: crate::brief::whisper::WhisperWindow,
+    ) -> Result<crate::brief::whisper::Whisper, crate::brief::whisper::WhisperError> {
+        if let Some(pool) = &self.whisper_pool {
+            match pool.render(ctx, window).await {
+                Ok(w) => return Ok(w),
+                Err(e) => {
+                    tracing::warn!(error = %e, "whisper worker failed; rendering in this process");
+                }
+            }
+        }
+        self.render_whisper_here(ctx, window).await
+    }
+
+    /// Renders the whisper for `ctx` in this process.
+    pub async fn render_whisper_here(
         &self,
         ctx: &crate::brief::context::HandoffContext,
         window: crate::brief::whisper::WhisperWindow,

@@ -1,7 +1,9 @@
-//! The process's open-file limit: raised from the soft to the hard maximum at
-//! start (a gateway's connections, RTP sockets and database all need file
-//! descriptors, and the common soft default of 1024 is far below what it can
-//! carry), and read so the HTTP server can keep headroom under it.
+//! What warmline asks of the operating system for itself: the open-file limit
+//! (raised from the soft to the hard maximum at start: a gateway's connections,
+//! RTP sockets and database all need file descriptors, and the common soft
+//! default of 1024 is far below what it can carry; read so the HTTP server can
+//! keep headroom under it), and a lower CPU priority for work that must never
+//! take the CPU from calls (the whisper worker processes).
 #![allow(unsafe_code)]
 
 /// Raises `RLIMIT_NOFILE`'s soft limit to its hard limit; returns the soft
@@ -31,6 +33,17 @@ pub(crate) fn raise_to_hard() -> Option<u64> {
         }
     }
     Some(limit.rlim_cur)
+}
+
+/// Lowers this process's CPU priority by `nice` steps (the whisper worker
+/// does it first, so the gateway's audio path always wins a busy CPU).
+pub fn lower_priority(nice: i32) {
+    // SAFETY: plain integer arguments; `0` means this process. A failure only
+    // leaves the priority as it was.
+    let status = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+    if status != 0 {
+        tracing::debug!(nice, "cannot lower the process priority");
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,402 @@
+//! Whisper rendering in worker processes.
+//!
+//! espeak-ng keeps process-wide state that one synthesis leaves for the next
+//! (the pitch-flutter phase, gain control, the roughness cycle), so a whisper
+//! rendered in a busy gateway did not sound like the same context rendered by
+//! `warmline whisper` (an audit could not reproduce it), and every render
+//! queued on one lock. Each whisper is therefore rendered by a fresh
+//! `warmline tts-worker` process: the same engine state as the CLI (identical
+//! samples, tested), up to `tts.whisper_workers` at once, and a bounded queue
+//! that serves `critical` escalations first, then `elevated`, then the rest in
+//! arrival order.
+//!
+//! Protocol (private to warmline): the request is one JSON line on the
+//! worker's stdin; the answer on stdout is one JSON line, then the samples as
+//! 16-bit little-endian PCM.
+
+use super::{Speech, TtsError};
+use crate::brief::context::HandoffContext;
+use crate::brief::whisper::{Whisper, WhisperError, WhisperWindow};
+use serde::{Deserialize, Serialize};
+use std::collections::BinaryHeap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+/// Longest a worker may take for one whisper (40 renders at most).
+const WORKER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest answer read from a worker (a 15 s whisper at 48 kHz is 1.4 MB).
+const MAX_ANSWER: usize = 8 << 20;
+
+/// What a worker is asked.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WorkerRequest {
+    /// The context to brief (as JSON).
+    pub context: serde_json::Value,
+    /// The fitting window.
+    pub window: WhisperWindow,
+    /// The engines.
+    pub tts: crate::config::TtsConfig,
+}
+
+/// The answer's header line.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WorkerAnswer {
+    /// Why it failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What it says.
+    #[serde(default)]
+    pub text: String,
+    /// What was sent to the engine.
+    #[serde(default)]
+    pub spoken: String,
+    /// Sample rate of the samples that follow.
+    #[serde(default)]
+    pub rate: u32,
+    /// How many samples follow.
+    #[serde(default)]
+    pub samples: usize,
+    /// Speaking rate that fitted.
+    #[serde(default)]
+    pub words_per_minute: u32,
+    /// Renders it took.
+    #[serde(default)]
+    pub renders: usize,
+    /// Engine name.
+    #[serde(default)]
+    pub engine: String,
+    /// The primary engine's failure, when the fallback spoke.
+    #[serde(default)]
+    pub tts_failure: Option<String>,
+    /// Render wall time, ms.
+    #[serde(default)]
+    pub render_ms: f64,
+}
+
+/// Runs one worker request (the `warmline tts-worker` side): renders in this
+/// process and writes the answer to `out`.
+pub async fn serve_request(request: &[u8], out: &mut Vec<u8>) {
+    let answer = match render_request(request).await {
+        Ok((header, samples)) => {
+            let mut line = serde_json::to_vec(&header).unwrap_or_default();
+            line.push(b'\n');
+            out.extend(line);
+            for s in samples {
+                out.extend(s.to_le_bytes());
+            }
+            return;
+        }
+        Err(error) => WorkerAnswer {
+            error: Some(error),
+            text: String::new(),
+            spoken: String::new(),
+            rate: 0,
+            samples: 0,
+            words_per_minute: 0,
+            renders: 0,
+            engine: String::new(),
+            tts_failure: None,
+            render_ms: 0.0,
+        },
+    };
+    out.extend(serde_json::to_vec(&answer).unwrap_or_default());
+    out.push(b'\n');
+}
+
+async fn render_request(request: &[u8]) -> Result<(WorkerAnswer, Vec<i16>), String> {
+    let req: WorkerRequest =
+        serde_json::from_slice(request).map_err(|e| format!("bad worker request: {e}"))?;
+    let ctx = HandoffContext::from_json(&req.context.to_string())
+        .map_err(|e| format!("bad context: {e}"))?;
+    let engines = super::TtsSet::from_config(&req.tts).map_err(|e| e.to_string())?;
+    let w = engines
+        .render_whisper_here(&ctx, req.window)
+        .await
+        .map_err(|e| e.to_string())?;
+    let header = WorkerAnswer {
+        error: None,
+        text: w.text.clone(),
+        spoken: w.spoken.clone(),
+        rate: w.speech.rate,
+        samples: w.speech.samples.len(),
+        words_per_minute: w.words_per_minute,
+        renders: w.renders,
+        engine: w.engine.to_string(),
+        tts_failure: w.tts_failure.clone(),
+        render_ms: w.render_ms,
+    };
+    Ok((header, w.speech.samples))
+}
+
+/// A waiting render: higher `rank` first, then earlier `seq`.
+#[derive(Debug)]
+struct Waiter {
+    rank: u8,
+    seq: u64,
+    wake: oneshot::Sender<()>,
+}
+
+impl PartialEq for Waiter {
+    fn eq(&self, other: &Self) -> bool {
+        (self.rank, self.seq) == (other.rank, other.seq)
+    }
+}
+impl Eq for Waiter {}
+impl PartialOrd for Waiter {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Waiter {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.rank
+            .cmp(&other.rank)
+            .then_with(|| other.seq.cmp(&self.seq))
+    }
+}
+
+#[derive(Debug)]
+struct Slots {
+    free: usize,
+    waiting: BinaryHeap<Waiter>,
+    seq: u64,
+}
+
+/// Worker processes rendering whispers, `size` at a time, most urgent first.
+#[derive(Debug)]
+pub struct WhisperPool {
+    exe: PathBuf,
+    tts: crate::config::TtsConfig,
+    slots: Mutex<Slots>,
+    /// Renders waiting at most (beyond: refused, the call goes on without a whisper).
+    max_waiting: usize,
+}
+
+/// A slot held by one render; given to the next waiter when dropped.
+struct Held<'a>(&'a WhisperPool);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let mut slots = self.0.lock();
+        while let Some(next) = slots.waiting.pop() {
+            if next.wake.send(()).is_ok() {
+                return; // the slot passes straight to it
+            }
+        }
+        slots.free += 1;
+    }
+}
+
+impl WhisperPool {
+    /// A pool of `size` workers running `exe tts-worker`.
+    pub fn new(exe: PathBuf, size: usize, tts: crate::config::TtsConfig) -> Self {
+        WhisperPool {
+            exe,
+            tts,
+            slots: Mutex::new(Slots {
+                free: size.max(1),
+                waiting: BinaryHeap::new(),
+                seq: 0,
+            }),
+            max_waiting: 4096,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Renders queued now (for /metrics and tests).
+    pub fn waiting(&self) -> usize {
+        self.lock().waiting.len()
+    }
+
+    async fn acquire(&self, rank: u8) -> Result<Held<'_>, WhisperError> {
+        let wait = {
+            let mut slots = self.lock();
+            if slots.free > 0 {
+                slots.free -= 1;
+                None
+            } else if slots.waiting.len() >= self.max_waiting {
+                return Err(WhisperError::Tts(TtsError::Synthesis {
+                    engine: "whisper pool",
+                    reason: format!("{} whispers already waiting", slots.waiting.len()),
+                }));
+            } else {
+                let (wake, woken) = oneshot::channel();
+                slots.seq += 1;
+                let seq = slots.seq;
+                slots.waiting.push(Waiter { rank, seq, wake });
+                Some(woken)
+            }
+        };
+        if let Some(woken) = wait {
+            woken.await.map_err(|_| {
+                WhisperError::Tts(TtsError::Synthesis {
+                    engine: "whisper pool",
+                    reason: "the pool stopped".into(),
+                })
+            })?;
+        }
+        Ok(Held(self))
+    }
+
+    /// Renders the whisper for `ctx` in a fresh worker process, after the more
+    /// urgent ones waiting.
+    pub async fn render(
+        &self,
+        ctx: &HandoffContext,
+        window: WhisperWindow,
+    ) -> Result<Whisper, WhisperError> {
+        let rank = match ctx.escalation_reason.as_ref().map(|r| r.urgency) {
+            Some(crate::domain::Urgency::Critical) => 2,
+            Some(crate::domain::Urgency::Elevated) => 1,
+            _ => 0,
+        };
+        let _slot = self.acquire(rank).await?;
+        let request = WorkerRequest {
+            context: serde_json::from_str(&ctx.to_json_pretty()).unwrap_or_default(),
+            window,
+            tts: self.tts.clone(),
+        };
+        let bytes = serde_json::to_vec(&request).map_err(|e| worker_error(e.to_string()))?;
+        let answer = tokio::time::timeout(WORKER_TIMEOUT, run_worker(&self.exe, &bytes))
+            .await
+            .map_err(|_| {
+                worker_error(format!("no answer within {} s", WORKER_TIMEOUT.as_secs()))
+            })??;
+        parse_answer(&answer)
+    }
+}
+
+fn worker_error(reason: String) -> WhisperError {
+    WhisperError::Tts(TtsError::Synthesis {
+        engine: "tts worker",
+        reason,
+    })
+}
+
+async fn run_worker(exe: &std::path::Path, request: &[u8]) -> Result<Vec<u8>, WhisperError> {
+    let mut child = tokio::process::Command::new(exe)
+        .arg("tts-worker")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| worker_error(format!("cannot start {}: {e}", exe.display())))?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| worker_error("no stdin".into()))?;
+    let mut stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| worker_error("no stdout".into()))?;
+    let write = async move {
+        stdin.write_all(request).await?;
+        stdin.shutdown().await
+    };
+    let mut answer = Vec::new();
+    let read = async {
+        let mut limited = (&mut stdout).take(MAX_ANSWER as u64 + 1);
+        limited.read_to_end(&mut answer).await
+    };
+    let (written, read) = tokio::join!(write, read);
+    written.map_err(|e| worker_error(format!("cannot send the request: {e}")))?;
+    read.map_err(|e| worker_error(format!("cannot read the answer: {e}")))?;
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| worker_error(e.to_string()))?;
+    if !status.success() && answer.is_empty() {
+        return Err(worker_error(format!("worker exited with {status}")));
+    }
+    if answer.len() > MAX_ANSWER {
+        return Err(worker_error("answer too large".into()));
+    }
+    Ok(answer)
+}
+
+fn parse_answer(answer: &[u8]) -> Result<Whisper, WhisperError> {
+    let end = answer
+        .iter()
+        .position(|b| *b == b'\n')
+        .ok_or_else(|| worker_error("answer without a header line".into()))?;
+    let header: WorkerAnswer = serde_json::from_slice(&answer[..end])
+        .map_err(|e| worker_error(format!("unreadable answer: {e}")))?;
+    if let Some(error) = header.error {
+        return Err(worker_error(error));
+    }
+    let pcm = &answer[end + 1..];
+    if pcm.len() != header.samples * 2 {
+        return Err(worker_error(format!(
+            "{} bytes of audio for {} samples",
+            pcm.len(),
+            header.samples
+        )));
+    }
+    let samples = pcm
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    Ok(Whisper {
+        text: header.text,
+        spoken: header.spoken,
+        speech: Speech {
+            samples,
+            rate: header.rate,
+        },
+        words_per_minute: header.words_per_minute,
+        renders: header.renders,
+        engine: engine_name(&header.engine),
+        tts_failure: header.tts_failure,
+        render_ms: header.render_ms,
+    })
+}
+
+/// The engine names a worker can report, as the static names `Whisper` carries.
+fn engine_name(name: &str) -> &'static str {
+    match name {
+        "espeak-ng" => "espeak-ng",
+        "http" => "http",
+        _ => "tts worker",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_most_urgent_waiter_goes_first_then_arrival_order() {
+        let mut heap = BinaryHeap::new();
+        for (rank, seq) in [(0, 1), (2, 2), (1, 3), (2, 4), (0, 5)] {
+            let (wake, _) = oneshot::channel();
+            heap.push(Waiter { rank, seq, wake });
+        }
+        let order: Vec<(u8, u64)> =
+            std::iter::from_fn(|| heap.pop().map(|w| (w.rank, w.seq))).collect();
+        assert_eq!(order, [(2, 2), (2, 4), (1, 3), (0, 1), (0, 5)]);
+    }
+
+    #[test]
+    fn a_broken_answer_is_an_error_not_a_panic() {
+        for bad in [
+            &b""[..],
+            b"not json\n",
+            b"{\"samples\": 4, \"rate\": 22050}\n\x01\x02",
+            b"{\"error\": \"espeak-ng: no voice\"}\n",
+        ] {
+            assert!(parse_answer(bad).is_err(), "{bad:?}");
+        }
+        let ok =
+            parse_answer(b"{\"samples\": 1, \"rate\": 8000, \"engine\": \"espeak-ng\"}\n\x01\x00")
+                .expect("one sample");
+        assert_eq!(ok.speech.samples, vec![1]);
+        assert_eq!(ok.engine, "espeak-ng");
+    }
+}
