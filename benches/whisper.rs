@@ -93,11 +93,13 @@ fn burst(
         all.sort_by(f64::total_cmp);
         critical.sort_by(f64::total_cmp);
         let p = |v: &[f64], q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
-        println!(
-            "    critical ones: p50 {:.2} s, p95 {:.2} s",
-            p(&critical, 0.5),
-            p(&critical, 0.95)
-        );
+        if !critical.is_empty() {
+            println!(
+                "    critical ones: p50 {:.2} s, p95 {:.2} s",
+                p(&critical, 0.5),
+                p(&critical, 0.95)
+            );
+        }
         all
     })
 }

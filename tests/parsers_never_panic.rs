@@ -3,7 +3,7 @@
 //! messages (datagram and stream framing), SDP offers, RTP, RFC 4733 and RTCP,
 //! SIP digest headers, OpenAI Realtime server events, handoff contexts and the
 //! configuration. None may panic; each returns a value or a typed error.
-//! `PARSER_CASES` (default 8 000 per strategy, 18 strategies ≈ 144 000 cases)
+//! `PARSER_CASES` (default 8 000 per strategy, 20 strategies ≈ 160 000 cases)
 //! sets the depth; the counts are printed.
 
 use proptest::prelude::*;
@@ -23,6 +23,10 @@ const SDP: &str = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\
 const AUTH: &str = r#"Digest username="trunk", realm="warmline", nonce="6b0705dacfbe34d4ecd9f9ac", uri="sip:ai@x", response="0123456789abcdef0123456789abcdef", algorithm=MD5, qop=auth, nc=00000001, cnonce="abc""#;
 const REALTIME: &str = r#"{"type":"response.function_call_arguments.done","call_id":"c1","name":"escalate_to_human","arguments":"{\"trigger\":\"customer_request\",\"description\":\"x\"}"}"#;
 const CONTEXT: &str = r#"{"conversationId":"CA1","customer":{"name":"Sarah","verified":true},"intent":{"primary":"refund","resolvedItems":[],"unresolvedItems":["order 8821"]},"sentimentArc":[{"turn":0,"score":-0.4}],"escalation":{"reasonCode":"repeated_failure","urgency":"elevated"}}"#;
+const CONSOLE: &str =
+    r#"{"event":"wrapup","callId":"call-1","resolved":true,"callerRepeated":false,"notes":"ok"}"#;
+const PII_TURN: &str =
+    "my card is 4111 1111 1111 1111 and my email is a.b@example.com, SSN 078-05-1120";
 const CONFIG: &str = "[sip]\nlisten = \"127.0.0.1:5060\"\nrtp_port_min = 30000\n[routing]\ntime_zone = \"America/New_York\"\n[[routing.agents]]\nid = \"a\"\nname = \"A\"\ntoken = \"t\"\n";
 
 fn cases() -> u32 {
@@ -196,10 +200,25 @@ fn no_parser_panics_on_random_or_mangled_input() {
         run("config mangled", mangled(CONFIG), config),
     ));
     counts.push(("RTP, mangled valid packet", run("rtp mangled", mangled("\u{80}\u{0}\u{0}\u{1}\u{0}\u{0}\u{0}\u{a0}\u{12}\u{34}\u{56}\u{78}payload-bytes-here"), rtp_all)));
+    let console = |b: Vec<u8>| {
+        let _ = serde_json::from_str::<warmline::legs::human::ConsoleMessage>(&text(&b));
+    };
+    counts.push((
+        "console messages, mangled",
+        run("console mangled", mangled(CONSOLE), console),
+    ));
+    let redactor = warmline::util::pii::Redactor::new(&warmline::config::Config::default().privacy)
+        .expect("default privacy patterns");
+    counts.push((
+        "privacy redaction, mangled turn",
+        run("pii mangled", mangled(PII_TURN), |b| {
+            let _ = redactor.text(&text(&b));
+        }),
+    ));
     let total: u64 = counts.iter().map(|(_, n)| n).sum();
     for (name, n) in &counts {
         println!("{n:>8} cases  {name}");
     }
     println!("{total:>8} cases in all, no panic");
-    assert!(total >= 18 * u64::from(cases()));
+    assert!(total >= 20 * u64::from(cases()));
 }

@@ -92,7 +92,7 @@ impl Redactor {
         Ok(Redactor {
             card: config
                 .redact_cards
-                .then(|| fixed(r"\b\d(?:[ \-]?\d){12,18}\b"))
+                .then(|| fixed(r"\d(?:[ \-]?\d){12,18}"))
                 .flatten(),
             ssn: config
                 .redact_national_ids
@@ -142,9 +142,21 @@ impl Redactor {
         if let Some(re) = &self.card
             && re.is_match(&out)
         {
+            let haystack = out.clone();
             let replaced = re.replace_all(&out, |c: &regex::Captures<'_>| {
                 let digits: String = c[0].chars().filter(char::is_ascii_digit).collect();
-                if luhn(&digits) {
+                // Glued to letters ("card4111…") is still a card; glued to more
+                // digits it is some longer number.
+                let whole = c.get(0).map_or((0, 0), |m| (m.start(), m.end()));
+                let digit_before = haystack[..whole.0]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|ch| ch.is_ascii_digit());
+                let digit_after = haystack[whole.1..]
+                    .chars()
+                    .next()
+                    .is_some_and(|ch| ch.is_ascii_digit());
+                if !digit_before && !digit_after && luhn(&digits) {
                     format!("[card ending {}]", &digits[digits.len() - 4..])
                 } else {
                     c[0].to_string()
@@ -242,6 +254,7 @@ mod tests {
             r.text("card 4242 4242 4242 4242."),
             "card [card ending 4242]."
         );
+        assert_eq!(r.text("card4111111111111111"), "card[card ending 1111]");
     }
 
     #[test]
