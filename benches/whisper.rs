@@ -15,6 +15,14 @@ use warmline::brief::whisper::{WhisperWindow, render_fitted};
 const BRIEF: &str = "Incoming from Sarah Chen, already verified. Calling about billing dispute, order eighty-eight twenty-one. \
 The assistant tried refund request, which failed. Escalated for authority limit, elevated priority. The caller sounds frustrated.";
 
+/// The corpus's first (rich) context.
+fn rich_context() -> HandoffContext {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/contexts/context_00.json");
+    HandoffContext::from_json(&std::fs::read_to_string(path).expect("corpus file"))
+        .expect("context")
+}
+
 fn benches(c: &mut Criterion) {
     let tts = EspeakTts::new("en-us");
     let speech = tts
@@ -32,10 +40,7 @@ fn benches(c: &mut Criterion) {
             warmline::media::resample::resample_clip(black_box(&speech.samples), speech.rate, 8000)
         })
     });
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/contexts/context_00.json");
-    let ctx = HandoffContext::from_json(&std::fs::read_to_string(path).expect("corpus file"))
-        .expect("context");
+    let ctx = rich_context();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -109,10 +114,7 @@ fn burst_report() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/contexts/context_00.json");
-    let ctx = HandoffContext::from_json(&std::fs::read_to_string(path).expect("corpus file"))
-        .expect("context");
+    let ctx = rich_context();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -144,26 +144,6 @@ fn connect_from(from: &str, to: SocketAddr) -> std::net::TcpStream {
     socket.into()
 }
 
-/// Whether the server closed `s` within `within` (read returns 0 or an error).
-fn closed_within(s: &mut std::net::TcpStream, within: Duration) -> bool {
-    s.set_nonblocking(false).expect("blocking");
-    s.set_read_timeout(Some(within)).expect("timeout");
-    let mut buf = [0u8; 512];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue, // a 408 or similar before the close
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut =>
-            {
-                return false;
-            }
-            Err(_) => return true, // reset
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_and_slow_http_connections_cannot_starve_the_health_check() {
     let gw = gateway("ws://127.0.0.1:9/none", |c| {
@@ -178,7 +158,7 @@ async fn idle_and_slow_http_connections_cannot_starve_the_health_check() {
         std::thread::sleep(Duration::from_millis(100));
         // Its next connection is closed at once…
         let mut over = connect_from("127.0.0.2", addr);
-        let refused_at_once = closed_within(&mut over, Duration::from_millis(300));
+        let refused_at_once = closed_by_peer_within(&mut over, Duration::from_millis(300));
         // …while the health check from elsewhere still answers.
         let health = {
             let mut s = std::net::TcpStream::connect(addr).expect("connect");
@@ -204,11 +184,12 @@ async fn idle_and_slow_http_connections_cannot_starve_the_health_check() {
                 break;
             }
         }
-        let slow_closed = slow_closed || closed_within(&mut slow, Duration::from_millis(200));
+        let slow_closed =
+            slow_closed || closed_by_peer_within(&mut slow, Duration::from_millis(200));
         // The idle connections are all gone by now (header timeout).
         let idle_closed = idle
             .iter_mut()
-            .map(|s| closed_within(s, Duration::from_millis(500)))
+            .map(|s| closed_by_peer_within(s, Duration::from_millis(500)))
             .filter(|closed| *closed)
             .count();
         (refused_at_once, health, slow_closed, idle_closed)

@@ -314,26 +314,6 @@ async fn offers_warmline_must_not_serve_get_488_and_oversized_messages_513() {
     gw.shutdown().await;
 }
 
-/// Whether the server closed `s` within `within` (read returns 0 or an error).
-fn sip_tcp_closed_within(s: &mut std::net::TcpStream, within: Duration) -> bool {
-    use std::io::Read;
-    s.set_read_timeout(Some(within)).expect("timeout");
-    let mut buf = [0u8; 2048];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut =>
-            {
-                return false;
-            }
-            Err(_) => return true,
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_slow_and_too_many_sip_tcp_connections_are_closed() {
     let gw = gateway("ws://127.0.0.1:9/none", |c| {
@@ -376,17 +356,17 @@ async fn idle_slow_and_too_many_sip_tcp_connections_are_closed() {
                 }
             }
             let slow_closed =
-                slow_closed || sip_tcp_closed_within(&mut slow, Duration::from_millis(300));
+                slow_closed || closed_by_peer_within(&mut slow, Duration::from_millis(300));
             // Four open from this address (idle, alive and these two; the slow
             // one is gone): a fifth is closed at once.
             let _third = connect();
             let _fourth = connect();
             let mut fifth = connect();
-            let over_closed = sip_tcp_closed_within(&mut fifth, Duration::from_millis(300));
+            let over_closed = closed_by_peer_within(&mut fifth, Duration::from_millis(300));
             std::thread::sleep(Duration::from_millis(1000).saturating_sub(started.elapsed()));
-            let idle_closed = sip_tcp_closed_within(&mut idle, Duration::from_millis(800));
+            let idle_closed = closed_by_peer_within(&mut idle, Duration::from_millis(800));
             let keepalive_kept = keepalives.join().expect("keep-alive thread")
-                && !sip_tcp_closed_within(&mut alive, Duration::from_millis(200));
+                && !closed_by_peer_within(&mut alive, Duration::from_millis(200));
             (idle_closed, keepalive_kept, slow_closed, over_closed)
         })
         .await

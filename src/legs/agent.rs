@@ -104,19 +104,10 @@ async fn run(
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(live.deadline().into()) => {
-                let why = match live.poll(Instant::now()) {
-                    LivenessAction::Wait => continue,
-                    LivenessAction::Ping => match send_within(&mut sink, Message::Ping(Default::default()), write_limit).await {
-                        Ok(()) => continue,
-                        Err(e) => format!("agent socket write failed (ping): {e}"),
-                    },
-                    LivenessAction::Dead { silent_for } => {
-                        format!("agent silent for {} ms (no frame, no pong)", silent_for.as_millis())
-                    }
-                };
-                tracing::warn!(%why, "AI agent presumed dead; ending its leg");
-                let _ = ev_tx.send(LegEvent::Hangup(HangupCause::Lost(why))).await;
-                return;
+                if let Some(why) = keep_alive(&mut live, &mut sink, write_limit, "agent").await {
+                    let _ = ev_tx.send(LegEvent::Hangup(HangupCause::Lost(why))).await;
+                    return;
+                }
             }
             cmd = cmd_rx.recv() => {
                 let text = match cmd {
@@ -168,6 +159,34 @@ async fn run(
             }
         }
     }
+}
+
+/// A client leg's liveness deadline came: pings a quiet peer, or says why
+/// the peer is given up (`None`: carry on). `who` names the peer in logs.
+pub(crate) async fn keep_alive<S>(
+    live: &mut Liveness,
+    sink: &mut S,
+    write_limit: Duration,
+    who: &str,
+) -> Option<String>
+where
+    S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
+{
+    let why = match live.poll(Instant::now()) {
+        LivenessAction::Wait => return None,
+        LivenessAction::Ping => {
+            match send_within(sink, Message::Ping(Default::default()), write_limit).await {
+                Ok(()) => return None,
+                Err(e) => format!("{who} socket write failed (ping): {e}"),
+            }
+        }
+        LivenessAction::Dead { silent_for } => format!(
+            "{who} silent for {} ms (no frame, no pong)",
+            silent_for.as_millis()
+        ),
+    };
+    tracing::warn!(%why, who, "peer presumed dead; ending its leg");
+    Some(why)
 }
 
 /// Sends on a client WebSocket's sink, giving up after `limit` (zero: no

@@ -20,8 +20,8 @@
 //! [`spawn`] is the socket half.
 
 use crate::domain::{EscalationRequest, Role, ToolUse, Trigger, Turn, Urgency};
-use crate::legs::agent::send_within;
-use crate::legs::liveness::{Liveness, LivenessAction};
+use crate::legs::agent::{keep_alive, send_within};
+use crate::legs::liveness::Liveness;
 use crate::legs::media_streams::{self, ProtocolError};
 use crate::legs::{HangupCause, LegCommand, LegEvent};
 use futures_util::{SinkExt, StreamExt};
@@ -500,19 +500,13 @@ async fn run(
         let outputs = tokio::select! {
             Some(done) = tool_rx.recv() => translator.on_tool_done(done),
             _ = tokio::time::sleep_until(live.deadline().into()) => {
-                let why = match live.poll(std::time::Instant::now()) {
-                    LivenessAction::Wait => continue,
-                    LivenessAction::Ping => match send_within(&mut sink, Message::Ping(Default::default()), write_limit).await {
-                        Ok(()) => continue,
-                        Err(e) => format!("Realtime socket write failed (ping): {e}"),
-                    },
-                    LivenessAction::Dead { silent_for } => {
-                        format!("Realtime server silent for {} ms (no event, no pong)", silent_for.as_millis())
+                match keep_alive(&mut live, &mut sink, write_limit, "Realtime server").await {
+                    None => continue,
+                    Some(why) => {
+                        let _ = ev_tx.send(LegEvent::Hangup(HangupCause::Lost(why))).await;
+                        return;
                     }
-                };
-                tracing::warn!(%why, "Realtime session presumed dead; ending its leg");
-                let _ = ev_tx.send(LegEvent::Hangup(HangupCause::Lost(why))).await;
-                return;
+                }
             }
             cmd = cmd_rx.recv() => match cmd {
                 Some(LegCommand::Hangup) | None => {

@@ -623,3 +623,24 @@ pub fn assert_matches_context_schema(ctx: &serde_json::Value) {
         "context breaks the schema: {errors:#?}\n{ctx:#}"
     );
 }
+
+/// Whether the far end closed `s` within `within` (a read returns 0 or an
+/// error; anything it sends first, such as a 408, is read past).
+pub fn closed_by_peer_within(s: &mut std::net::TcpStream, within: Duration) -> bool {
+    use std::io::Read;
+    s.set_read_timeout(Some(within)).expect("read timeout");
+    let mut buf = [0u8; 2048];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
