@@ -263,12 +263,9 @@ impl WhisperPool {
             tts: self.tts.clone(),
         };
         let bytes = serde_json::to_vec(&request).map_err(|e| worker_error(e.to_string()))?;
-        let answer = tokio::time::timeout(WORKER_TIMEOUT, run_worker(&self.exe, &bytes))
+        tokio::time::timeout(WORKER_TIMEOUT, run_worker(&self.exe, &bytes))
             .await
-            .map_err(|_| {
-                worker_error(format!("no answer within {} s", WORKER_TIMEOUT.as_secs()))
-            })??;
-        parse_answer(&answer)
+            .map_err(|_| worker_error(format!("no answer within {} s", WORKER_TIMEOUT.as_secs())))?
     }
 }
 
@@ -279,7 +276,7 @@ fn worker_error(reason: String) -> WhisperError {
     })
 }
 
-async fn run_worker(exe: &std::path::Path, request: &[u8]) -> Result<Vec<u8>, WhisperError> {
+async fn run_worker(exe: &std::path::Path, request: &[u8]) -> Result<Whisper, WhisperError> {
     let mut child = tokio::process::Command::new(exe)
         .arg("tts-worker")
         .stdin(std::process::Stdio::piped())
@@ -300,27 +297,84 @@ async fn run_worker(exe: &std::path::Path, request: &[u8]) -> Result<Vec<u8>, Wh
         stdin.write_all(request).await?;
         stdin.shutdown().await
     };
-    let mut answer = Vec::new();
-    let read = async {
-        let mut limited = (&mut stdout).take(MAX_ANSWER as u64 + 1);
-        limited.read_to_end(&mut answer).await
-    };
-    let (written, read) = tokio::join!(write, read);
-    written.map_err(|e| worker_error(format!("cannot send the request: {e}")))?;
-    read.map_err(|e| worker_error(format!("cannot read the answer: {e}")))?;
+    let read = read_answer(&mut stdout);
+    let (written, answer) = tokio::join!(write, read);
     let status = child
         .wait()
         .await
         .map_err(|e| worker_error(e.to_string()))?;
-    if !status.success() && answer.is_empty() {
-        return Err(worker_error(format!("worker exited with {status}")));
+    match answer {
+        Ok(whisper) => Ok(whisper),
+        Err(e) => {
+            written.map_err(|w| worker_error(format!("cannot send the request: {w}")))?;
+            Err(if status.success() {
+                e
+            } else {
+                worker_error(format!("worker exited with {status}: {e}"))
+            })
+        }
     }
-    if answer.len() > MAX_ANSWER {
-        return Err(worker_error("answer too large".into()));
-    }
-    Ok(answer)
 }
 
+/// Reads a worker's answer: the header line, then exactly the samples it
+/// announces, into one buffer of their size (a whisper is ≈ 0.6 MB; growing a
+/// buffer by doubling for each one fragmented the gateway's heap).
+async fn read_answer<R: tokio::io::AsyncRead + Unpin>(
+    out: &mut R,
+) -> Result<Whisper, WhisperError> {
+    use tokio::io::AsyncBufReadExt;
+    let mut reader = tokio::io::BufReader::new(out);
+    let mut line = Vec::new();
+    (&mut reader)
+        .take(64 * 1024)
+        .read_until(b'\n', &mut line)
+        .await
+        .map_err(|e| worker_error(format!("cannot read the answer: {e}")))?;
+    let header: WorkerAnswer = serde_json::from_slice(&line)
+        .map_err(|e| worker_error(format!("unreadable answer: {e}")))?;
+    if let Some(error) = header.error {
+        return Err(worker_error(error));
+    }
+    if header.samples * 2 > MAX_ANSWER {
+        return Err(worker_error(format!(
+            "{} samples is too many",
+            header.samples
+        )));
+    }
+    let mut samples: Vec<i16> = Vec::with_capacity(header.samples);
+    let mut chunk = [0u8; 16 * 1024];
+    while samples.len() < header.samples {
+        let want = ((header.samples - samples.len()) * 2).min(chunk.len());
+        reader
+            .read_exact(&mut chunk[..want])
+            .await
+            .map_err(|e| worker_error(format!("audio cut short: {e}")))?;
+        samples.extend(
+            chunk[..want]
+                .chunks_exact(2)
+                .map(|b| i16::from_le_bytes([b[0], b[1]])),
+        );
+    }
+    Ok(whisper_of(header, samples))
+}
+
+fn whisper_of(header: WorkerAnswer, samples: Vec<i16>) -> Whisper {
+    Whisper {
+        text: header.text,
+        spoken: header.spoken,
+        speech: Speech {
+            samples,
+            rate: header.rate,
+        },
+        words_per_minute: header.words_per_minute,
+        renders: header.renders,
+        engine: engine_name(&header.engine),
+        tts_failure: header.tts_failure,
+        render_ms: header.render_ms,
+    }
+}
+
+#[cfg(test)]
 fn parse_answer(answer: &[u8]) -> Result<Whisper, WhisperError> {
     let end = answer
         .iter()
@@ -343,19 +397,7 @@ fn parse_answer(answer: &[u8]) -> Result<Whisper, WhisperError> {
         .chunks_exact(2)
         .map(|b| i16::from_le_bytes([b[0], b[1]]))
         .collect();
-    Ok(Whisper {
-        text: header.text,
-        spoken: header.spoken,
-        speech: Speech {
-            samples,
-            rate: header.rate,
-        },
-        words_per_minute: header.words_per_minute,
-        renders: header.renders,
-        engine: engine_name(&header.engine),
-        tts_failure: header.tts_failure,
-        render_ms: header.render_ms,
-    })
+    Ok(whisper_of(header, samples))
 }
 
 /// The engine names a worker can report, as the static names `Whisper` carries.
