@@ -211,14 +211,11 @@ pub async fn agent_console(
     if let Err(wait) = waiting {
         shared.metrics.peer_drops("console", "sign_in_backoff", 1);
         let secs = wait.as_secs().max(1);
-        return (
+        return super::limits::refuse(
             StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, secs.to_string())],
-            Json(serde_json::json!({
-                "error": format!("too many failed sign-ins for {id:?} from this address; try again in {secs} s")
-            })),
-        )
-            .into_response();
+            secs,
+            format!("too many failed sign-ins for {id:?} from this address; try again in {secs} s"),
+        );
     }
     let token = query.token.or_else(|| {
         headers

@@ -12,10 +12,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-fn refuse(status: StatusCode, retry_after: &'static str, message: String) -> Response {
+/// An immediate refusal with `Retry-After` (seconds) and a JSON error.
+pub(crate) fn refuse(status: StatusCode, retry_after_s: u64, message: String) -> Response {
     (
         status,
-        [(header::RETRY_AFTER, retry_after)],
+        [(header::RETRY_AFTER, retry_after_s.to_string())],
         axum::Json(serde_json::json!({ "error": message })),
     )
         .into_response()
@@ -38,7 +39,7 @@ pub async fn admit_connection(
         tracing::warn!(ip = %peer.ip(), path = %request.uri().path(), "connection refused: per-IP rate");
         return refuse(
             StatusCode::TOO_MANY_REQUESTS,
-            "1",
+            1,
             format!(
                 "too many new connections from {} (server.per_ip_rate)",
                 peer.ip()
@@ -48,7 +49,7 @@ pub async fn admit_connection(
     let starts_call = matches!(request.uri().path(), "/media" | "/v1/webrtc/calls");
     if starts_call && let Some(why) = shared.call_refusal() {
         tracing::warn!(ip = %peer.ip(), path = %request.uri().path(), reason = %why, "call refused");
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "5", why);
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, 5, why);
     }
     next.run(request).await
 }

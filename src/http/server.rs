@@ -9,13 +9,12 @@
 //! header timeout is closed by hyper. An upgraded WebSocket keeps its slot until
 //! its socket closes (the slot travels inside the stream).
 
-use crate::util::conn_table::{ConnectionTable, Refusal};
+use crate::util::conn_table::{Refusal, SharedTable, Slot, lock};
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -32,23 +31,10 @@ pub(crate) struct ServeLimits {
     pub total: usize,
 }
 
-type Table = Arc<Mutex<ConnectionTable>>;
-
-fn lock(table: &Table) -> std::sync::MutexGuard<'_, ConnectionTable> {
-    table.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// A TCP stream holding its connection slot until it is dropped.
 struct Counted {
     tcp: TcpStream,
-    ip: IpAddr,
-    table: Table,
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        lock(&self.table).release(self.ip);
-    }
+    _slot: Slot,
 }
 
 impl AsyncRead for Counted {
@@ -96,7 +82,7 @@ pub(crate) async fn serve(
     refused: Arc<dyn Fn(Refusal) + Send + Sync>,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    let table: Table = Arc::default();
+    let table = SharedTable::default();
     // Stop: every connection finishes the request in flight and closes; the
     // loop then waits until every connection task has dropped its `_alive`.
     let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
@@ -120,21 +106,19 @@ pub(crate) async fn serve(
                 }
             },
         };
-        let admitted = lock(&table).admit(peer.ip(), limits.per_ip, limits.total);
-        if let Err(why) = admitted {
-            refused(why);
-            tracing::debug!(ip = %peer.ip(), reason = why.as_str(), "connection refused");
-            drop(tcp);
-            continue;
-        }
+        let slot = match Slot::take(&table, peer.ip(), limits.per_ip, limits.total) {
+            Ok(slot) => slot,
+            Err(why) => {
+                refused(why);
+                tracing::debug!(ip = %peer.ip(), reason = why.as_str(), "connection refused");
+                drop(tcp);
+                continue;
+            }
+        };
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        let io = TokioIo::new(Counted {
-            tcp,
-            ip: peer.ip(),
-            table: Arc::clone(&table),
-        });
+        let io = TokioIo::new(Counted { tcp, _slot: slot });
         let app = app.clone();
         let service = hyper::service::service_fn(
             move |mut request: hyper::Request<hyper::body::Incoming>| {

@@ -4,9 +4,9 @@
 //! `tool`, `customer`, `intent`) come back as [`LegEvent`]s.
 
 use crate::config::Config;
-use crate::legs::liveness::{Liveness, LivenessAction, LivenessConfig};
+use crate::legs::liveness::{Liveness, LivenessConfig};
 use crate::legs::media_streams::{self, ProtocolError, ProviderWriter, StartMeta, StreamMessage};
-use crate::legs::{HangupCause, LegCommand, LegEvent};
+use crate::legs::{HangupCause, LegCommand, LegEvent, keep_alive, send_within};
 use futures_util::{SinkExt, StreamExt};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -104,7 +104,7 @@ async fn run(
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(live.deadline().into()) => {
-                if let Some(why) = keep_alive(&mut live, &mut sink, write_limit, "agent").await {
+                if let Some(why) = keep_alive(&mut live, &mut sink, Message::Ping(Default::default()), write_limit, "agent").await {
                     let _ = ev_tx.send(LegEvent::Hangup(HangupCause::Lost(why))).await;
                     return;
                 }
@@ -158,56 +158,6 @@ async fn run(
                 }
             }
         }
-    }
-}
-
-/// A client leg's liveness deadline came: pings a quiet peer, or says why
-/// the peer is given up (`None`: carry on). `who` names the peer in logs.
-pub(crate) async fn keep_alive<S>(
-    live: &mut Liveness,
-    sink: &mut S,
-    write_limit: Duration,
-    who: &str,
-) -> Option<String>
-where
-    S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
-{
-    let why = match live.poll(Instant::now()) {
-        LivenessAction::Wait => return None,
-        LivenessAction::Ping => {
-            match send_within(sink, Message::Ping(Default::default()), write_limit).await {
-                Ok(()) => return None,
-                Err(e) => format!("{who} socket write failed (ping): {e}"),
-            }
-        }
-        LivenessAction::Dead { silent_for } => format!(
-            "{who} silent for {} ms (no frame, no pong)",
-            silent_for.as_millis()
-        ),
-    };
-    tracing::warn!(%why, who, "peer presumed dead; ending its leg");
-    Some(why)
-}
-
-/// Sends on a client WebSocket's sink, giving up after `limit` (zero: no
-/// limit): an agent that stopped reading must not hold the call's leg.
-pub(crate) async fn send_within<S>(
-    sink: &mut S,
-    message: Message,
-    limit: Duration,
-) -> Result<(), String>
-where
-    S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
-{
-    if limit.is_zero() {
-        return sink.send(message).await.map_err(|e| e.to_string());
-    }
-    match tokio::time::timeout(limit, sink.send(message)).await {
-        Ok(sent) => sent.map_err(|e| e.to_string()),
-        Err(_) => Err(format!(
-            "the agent took no data for {} ms",
-            limit.as_millis()
-        )),
     }
 }
 

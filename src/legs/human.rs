@@ -9,9 +9,9 @@ use crate::brief::context::HandoffContext;
 use crate::cluster::AcceptOutcome;
 use crate::domain::Urgency;
 use crate::gateway::Shared;
-use crate::legs::liveness::{Liveness, LivenessAction, LivenessConfig};
+use crate::legs::liveness::{Liveness, LivenessConfig};
 use crate::legs::media_streams::{self, MarkBody, MediaChunk, ProtocolError};
-use crate::legs::{HangupCause, LegCommand, LegEvent};
+use crate::legs::{HangupCause, LegCommand, LegEvent, keep_alive};
 use crate::routing::{AgentEnd, AgentStatus, HumanCommand, OfferKind};
 use axum::extract::ws::{Message, WebSocket};
 use serde::{Deserialize, Serialize};
@@ -294,16 +294,9 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
         };
         tokio::select! {
             _ = tokio::time::sleep_until(live.deadline().into()) => {
-                match live.poll(Instant::now()) {
-                    LivenessAction::Wait => {}
-                    LivenessAction::Ping => {
-                        let _ = socket.send(Message::Ping(Default::default())).await;
-                    }
-                    LivenessAction::Dead { silent_for } => {
-                        tracing::warn!(agent = %agent_id, silent_ms = silent_for.as_millis() as u64,
-                            "console silent (no message, no pong); signing it out");
-                        break;
-                    }
+                let ping = Message::Ping(Default::default());
+                if keep_alive(&mut live, &mut socket.ws, ping, socket.limit, "console").await.is_some() {
+                    break; // signed out below, like a console that closed
                 }
             }
             event = audio_event => {

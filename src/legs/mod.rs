@@ -23,24 +23,63 @@ pub fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig 
         .read_buffer_size(WS_READ_BUFFER)
 }
 
-/// Sends one message on a server-side WebSocket, giving up after `limit`: a
-/// peer that stopped reading fills its socket buffer, and an unbounded send
-/// would hold the leg (and its call) forever. Zero means no limit.
-pub(crate) async fn send_within(
-    socket: &mut axum::extract::ws::WebSocket,
-    message: axum::extract::ws::Message,
+/// Sends one message on a WebSocket (the gateway's server side or a client
+/// leg), giving up after `limit`: a peer that stopped reading fills its socket
+/// buffer, and an unbounded send would hold the leg (and its call) forever.
+/// Zero means no limit.
+pub(crate) async fn send_within<S, M>(
+    sink: &mut S,
+    message: M,
     limit: std::time::Duration,
-) -> Result<(), String> {
-    if limit.is_zero() {
-        return socket.send(message).await.map_err(|e| e.to_string());
-    }
-    match tokio::time::timeout(limit, socket.send(message)).await {
-        Ok(sent) => sent.map_err(|e| e.to_string()),
-        Err(_) => Err(format!(
-            "the peer took no data for {} ms",
-            limit.as_millis()
-        )),
-    }
+) -> Result<(), String>
+where
+    S: futures_util::Sink<M> + Unpin,
+    S::Error: std::fmt::Display,
+{
+    use futures_util::SinkExt;
+    let sent = if limit.is_zero() {
+        sink.send(message).await
+    } else {
+        match tokio::time::timeout(limit, sink.send(message)).await {
+            Ok(sent) => sent,
+            Err(_) => {
+                return Err(format!(
+                    "the peer took no data for {} ms",
+                    limit.as_millis()
+                ));
+            }
+        }
+    };
+    sent.map_err(|e| e.to_string())
+}
+
+/// A leg's liveness deadline came: sends `ping` to a quiet peer, or says why
+/// the peer is given up (`None`: carry on). `who` names the peer in the reason
+/// ("caller silent for 30000 ms …") and the log.
+pub(crate) async fn keep_alive<S, M>(
+    live: &mut liveness::Liveness,
+    sink: &mut S,
+    ping: M,
+    write_limit: std::time::Duration,
+    who: &str,
+) -> Option<String>
+where
+    S: futures_util::Sink<M> + Unpin,
+    S::Error: std::fmt::Display,
+{
+    let why = match live.poll(std::time::Instant::now()) {
+        liveness::LivenessAction::Wait => return None,
+        liveness::LivenessAction::Ping => match send_within(sink, ping, write_limit).await {
+            Ok(()) => return None,
+            Err(e) => format!("{who} socket write failed (ping): {e}"),
+        },
+        liveness::LivenessAction::Dead { silent_for } => format!(
+            "{who} silent for {} ms (no frame, no pong)",
+            silent_for.as_millis()
+        ),
+    };
+    tracing::warn!(%why, who, "peer presumed dead; ending its leg");
+    Some(why)
 }
 
 use crate::domain::{EscalationRequest, ToolUse, Turn};

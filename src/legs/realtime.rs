@@ -20,10 +20,9 @@
 //! [`spawn`] is the socket half.
 
 use crate::domain::{EscalationRequest, Role, ToolUse, Trigger, Turn, Urgency};
-use crate::legs::agent::{keep_alive, send_within};
 use crate::legs::liveness::Liveness;
 use crate::legs::media_streams::{self, ProtocolError};
-use crate::legs::{HangupCause, LegCommand, LegEvent};
+use crate::legs::{HangupCause, LegCommand, LegEvent, keep_alive, send_within};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -500,7 +499,13 @@ async fn run(
         let outputs = tokio::select! {
             Some(done) = tool_rx.recv() => translator.on_tool_done(done),
             _ = tokio::time::sleep_until(live.deadline().into()) => {
-                match keep_alive(&mut live, &mut sink, write_limit, "Realtime server").await {
+                match keep_alive(
+                    &mut live,
+                    &mut sink,
+                    Message::Ping(Default::default()),
+                    write_limit,
+                    "Realtime server",
+                ).await {
                     None => continue,
                     Some(why) => {
                         let _ = ev_tx.send(LegEvent::Hangup(HangupCause::Lost(why))).await;

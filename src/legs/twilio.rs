@@ -8,9 +8,9 @@
 
 use crate::call::session::{self, CallSetup};
 use crate::gateway::Shared;
-use crate::legs::liveness::{Liveness, LivenessAction, LivenessConfig};
+use crate::legs::liveness::{Liveness, LivenessConfig};
 use crate::legs::media_streams::{self, AppWriter, ProtocolError, StartMeta, StreamMessage};
-use crate::legs::{HangupCause, LegCommand, LegEvent, send_within};
+use crate::legs::{HangupCause, LegCommand, LegEvent, keep_alive, send_within};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -64,22 +64,11 @@ pub async fn serve_stream(mut socket: WebSocket, shared: Arc<Shared>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(live.deadline().into()) => {
-                match live.poll(Instant::now()) {
-                    LivenessAction::Wait => {}
-                    LivenessAction::Ping => {
-                        if send_within(&mut socket, Message::Ping(Default::default()), liveness.dead_after).await.is_err() {
-                            let why = "caller socket write failed (ping)".to_string();
-                            let _ = ev_tx.send(LegEvent::Hangup(HangupCause::Lost(why))).await;
-                            break;
-                        }
-                    }
-                    LivenessAction::Dead { silent_for } => {
-                        let why = format!("caller silent for {} ms (no frame, no pong)", silent_for.as_millis());
-                        tracing::warn!(%why, "caller stream presumed dead; ending its leg");
-                        let _ = ev_tx.send(LegEvent::Hangup(HangupCause::Lost(why))).await;
-                        close(&mut socket, CLOSE_GOING_AWAY, "peer timeout").await;
-                        break;
-                    }
+                let ping = Message::Ping(Default::default());
+                if let Some(why) = keep_alive(&mut live, &mut socket, ping, liveness.dead_after, "caller").await {
+                    let _ = ev_tx.send(LegEvent::Hangup(HangupCause::Lost(why))).await;
+                    close(&mut socket, CLOSE_GOING_AWAY, "peer timeout").await;
+                    break;
                 }
             }
             msg = socket.recv() => {
@@ -232,7 +221,12 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
         code,
         reason: reason.into(),
     };
-    if socket.send(Message::Close(Some(frame))).await.is_err() {
+    // Bounded like every send: a peer that stopped reading must not hold the
+    // leg (and its socket) after the call is over.
+    if send_within(socket, Message::Close(Some(frame)), CLOSE_HANDSHAKE)
+        .await
+        .is_err()
+    {
         return;
     }
     // The closing handshake (RFC 6455 §7.1.1): read on, dropping what the peer

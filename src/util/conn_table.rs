@@ -62,6 +62,44 @@ impl ConnectionTable {
     }
 }
 
+/// A connection table shared by a listener and its connections.
+pub(crate) type SharedTable = std::sync::Arc<std::sync::Mutex<ConnectionTable>>;
+
+/// One connection's place in a [`SharedTable`], given back when dropped (so
+/// it travels with the connection, into an upgraded WebSocket too).
+#[derive(Debug)]
+pub(crate) struct Slot {
+    table: SharedTable,
+    ip: IpAddr,
+}
+
+impl Slot {
+    /// Takes a slot for `ip` in `table`, or says which limit refuses it.
+    pub(crate) fn take(
+        table: &SharedTable,
+        ip: IpAddr,
+        per_ip: usize,
+        total: usize,
+    ) -> Result<Slot, Refusal> {
+        lock(table).admit(ip, per_ip, total)?;
+        Ok(Slot {
+            table: std::sync::Arc::clone(table),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        lock(&self.table).release(self.ip);
+    }
+}
+
+/// The table, whatever a panicking holder left behind.
+pub(crate) fn lock(table: &SharedTable) -> std::sync::MutexGuard<'_, ConnectionTable> {
+    table.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +132,16 @@ mod tests {
         );
         t.release(IpAddr::from([10, 0, 0, 0]));
         assert_eq!(t.admit("10.9.9.9".parse().unwrap(), l.0, l.1), Ok(()));
+    }
+
+    #[test]
+    fn a_slot_is_given_back_when_its_connection_drops() {
+        let table = SharedTable::default();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let first = Slot::take(&table, ip, 1, 10).expect("free");
+        assert_eq!(Slot::take(&table, ip, 1, 10).err(), Some(Refusal::PerIp));
+        drop(first);
+        assert!(Slot::take(&table, ip, 1, 10).is_ok());
     }
 
     #[test]

@@ -220,11 +220,6 @@ impl TtsSet {
         self
     }
 
-    /// Whispers waiting for a worker.
-    pub fn whispers_waiting(&self) -> usize {
-        self.whisper_pool.as_ref().map_or(0, |p| p.waiting())
-    }
-
     /// Renders the whisper for `ctx`: in a worker process when there is a
     /// pool, falling back to this process if the worker cannot be used.
     pub async fn render_whisper(

@@ -42,7 +42,7 @@ pub struct WorkerRequest {
 }
 
 /// The answer's header line.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct WorkerAnswer {
     /// Why it failed, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,31 +79,21 @@ pub struct WorkerAnswer {
 /// Runs one worker request (the `warmline tts-worker` side): renders in this
 /// process and writes the answer to `out`.
 pub async fn serve_request(request: &[u8], out: &mut Vec<u8>) {
-    let answer = match render_request(request).await {
-        Ok((header, samples)) => {
-            let mut line = serde_json::to_vec(&header).unwrap_or_default();
-            line.push(b'\n');
-            out.extend(line);
-            for s in samples {
-                out.extend(s.to_le_bytes());
-            }
-            return;
-        }
-        Err(error) => WorkerAnswer {
-            error: Some(error),
-            text: String::new(),
-            spoken: String::new(),
-            rate: 0,
-            samples: 0,
-            words_per_minute: 0,
-            renders: 0,
-            engine: String::new(),
-            tts_failure: None,
-            render_ms: 0.0,
-        },
+    let (header, samples) = match render_request(request).await {
+        Ok(answer) => answer,
+        Err(error) => (
+            WorkerAnswer {
+                error: Some(error),
+                ..WorkerAnswer::default()
+            },
+            Vec::new(),
+        ),
     };
-    out.extend(serde_json::to_vec(&answer).unwrap_or_default());
+    out.extend(serde_json::to_vec(&header).unwrap_or_default());
     out.push(b'\n');
+    for s in samples {
+        out.extend(s.to_le_bytes());
+    }
 }
 
 async fn render_request(request: &[u8]) -> Result<(WorkerAnswer, Vec<i16>), String> {
@@ -171,9 +161,11 @@ pub struct WhisperPool {
     exe: PathBuf,
     tts: crate::config::TtsConfig,
     slots: Mutex<Slots>,
-    /// Renders waiting at most (beyond: refused, the call goes on without a whisper).
-    max_waiting: usize,
 }
+
+/// Renders waiting at most; beyond, a whisper is rendered in the gateway's
+/// own process instead (see [`super::TtsSet::render_whisper`]).
+const MAX_WAITING: usize = 4096;
 
 /// A slot held by one render; given to the next waiter when dropped.
 struct Held<'a>(&'a WhisperPool);
@@ -201,17 +193,11 @@ impl WhisperPool {
                 waiting: BinaryHeap::new(),
                 seq: 0,
             }),
-            max_waiting: 4096,
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Renders queued now (for /metrics and tests).
-    pub fn waiting(&self) -> usize {
-        self.lock().waiting.len()
     }
 
     async fn acquire(&self, rank: u8) -> Result<Held<'_>, WhisperError> {
@@ -220,7 +206,7 @@ impl WhisperPool {
             if slots.free > 0 {
                 slots.free -= 1;
                 None
-            } else if slots.waiting.len() >= self.max_waiting {
+            } else if slots.waiting.len() >= MAX_WAITING {
                 return Err(WhisperError::Tts(TtsError::Synthesis {
                     engine: "whisper pool",
                     reason: format!("{} whispers already waiting", slots.waiting.len()),

@@ -7,7 +7,7 @@ use super::digest::{DigestAuth, DigestError};
 use super::message::{SipError, SipMessage, StartLine};
 use super::rtp_leg::PortRange;
 use crate::gateway::Shared;
-use crate::util::conn_table::ConnectionTable;
+use crate::util::conn_table::{SharedTable, Slot};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -81,21 +81,6 @@ struct TcpLimits {
     message: std::time::Duration,
     per_ip: usize,
     total: usize,
-}
-
-/// A SIP/TCP connection's place in the connection table, given back on drop.
-struct Slot {
-    table: Arc<std::sync::Mutex<ConnectionTable>>,
-    ip: std::net::IpAddr,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.table
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .release(self.ip);
-    }
 }
 
 /// One answered SIP call, counted toward `sip.max_calls` while it lives.
@@ -289,7 +274,7 @@ impl SipEndpoint {
             per_ip: sip.tcp_max_connections_per_ip,
             total: sip.tcp_max_connections.max(1),
         };
-        let table: Arc<std::sync::Mutex<ConnectionTable>> = Arc::default();
+        let table = SharedTable::default();
         loop {
             let (stream, from) = match listener.accept().await {
                 Ok(accepted) => accepted,
@@ -299,19 +284,13 @@ impl SipEndpoint {
                     continue;
                 }
             };
-            let admitted = table.lock().unwrap_or_else(|p| p.into_inner()).admit(
-                from.ip(),
-                limits.per_ip,
-                limits.total,
-            );
-            if let Err(why) = admitted {
-                self.shared.metrics.peer_drops("sip", why.as_str(), 1);
-                tracing::debug!(%from, reason = why.as_str(), "SIP/TCP connection refused");
-                continue;
-            }
-            let slot = Slot {
-                table: Arc::clone(&table),
-                ip: from.ip(),
+            let slot = match Slot::take(&table, from.ip(), limits.per_ip, limits.total) {
+                Ok(slot) => slot,
+                Err(why) => {
+                    self.shared.metrics.peer_drops("sip", why.as_str(), 1);
+                    tracing::debug!(%from, reason = why.as_str(), "SIP/TCP connection refused");
+                    continue;
+                }
             };
             let endpoint = Arc::clone(&self);
             tokio::spawn(async move {
