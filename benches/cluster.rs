@@ -111,7 +111,10 @@ async fn offer_latency(
             .expect("consoles alive");
         assert_eq!(offered, call);
         out.push(at.duration_since(started).as_secs_f64() * 1e6);
-        caller_node.shared.routing.leave(&call);
+        caller_node
+            .shared
+            .routing
+            .leave(&call, warmline::routing::WithdrawReason::CallerHangup);
         // Let the release land before the next call, as between real calls.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -25,10 +25,12 @@ for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+command -v npm >/dev/null || missing+=(nodejs npm) # axe-core, below
+
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get -o DPkg::Lock::Timeout=400 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
@@ -43,4 +45,12 @@ for component in rustfmt clippy; do
     rustup component add "$component"
   fi
 done
+# axe-core, the accessibility checker the console tests run in the page (npm
+# registry), kept in the build cache outside the clone like the other downloads.
+AXE_DIR="${WARMLINE_CACHE_DIR:-/var/cache/warmline}/axe"
+if [ ! -f "$AXE_DIR/node_modules/axe-core/axe.min.js" ]; then
+  echo "setup: installing axe-core into $AXE_DIR"
+  mkdir -p "$AXE_DIR"
+  npm install --silent --no-audit --no-fund --prefix "$AXE_DIR" axe-core@4 >/dev/null
+fi
 echo "setup: system packages OK"

@@ -368,6 +368,13 @@ pub struct RoutingSection {
     pub agents: Vec<AgentSeed>,
     /// Ring timeout.
     pub ring_timeout_ms: u64,
+    /// Wrap-up time after a call before a console agent is offered calls
+    /// again (0 = until they save the wrap-up).
+    pub wrapup_seconds: u64,
+    /// How long a console that dropped mid-call may take the call back.
+    pub reattach_grace_ms: u64,
+    /// Disposition codes offered in the wrap-up.
+    pub dispositions: Vec<String>,
     /// Default handle time.
     pub default_handle_seconds: u64,
     /// Longest acceptable wait.
@@ -394,6 +401,8 @@ pub struct PromptsConfig {
     pub disclosure_offer: String,
     /// Callback template.
     pub callback: String,
+    /// Said instead of the callback to a caller with no number to call back.
+    pub no_callback: String,
 }
 
 /// `[webhook]`.

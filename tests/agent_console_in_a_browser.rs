@@ -42,9 +42,8 @@ async fn an_agent_takes_an_escalated_call_in_the_browser_console() {
     let browser = Browser::launch(&mic, 1280, 900).await;
     let console = format!("http://{}/console", gw.addr);
     browser
-        .goto(&format!("{console}?agent=ann&token=wrong"))
+        .sign_in(&format!("{console}?agent=ann&token=wrong"))
         .await;
-    browser.click("signin-button").await;
     browser
         .wait_for(
             "window.warmline.errors.some(e => e.includes('refused') || e.includes('token'))",
@@ -89,7 +88,7 @@ async fn an_agent_takes_an_escalated_call_in_the_browser_console() {
         .await;
     assert_eq!(card["name"], "Sarah Chen", "{card}");
     assert_eq!(
-        card["trigger"], "customer request",
+        card["trigger"], "Caller asked for a person",
         "a readable reason, not a code: {card}"
     );
     assert!(card["turns"].as_u64().unwrap_or(0) >= 2, "{card}");
@@ -225,12 +224,11 @@ async fn a_second_tab_for_the_same_agent_is_refused_with_a_clear_error() {
 
     let browser = Browser::launch(&mic, 820, 1000).await;
     browser
-        .goto(&format!(
+        .sign_in(&format!(
             "http://{}/console?agent=bob&token=bob-secret-token",
             gw.addr
         ))
         .await;
-    browser.click("signin-button").await;
     browser
         .wait_for(
             "window.warmline.errors.length > 0",
@@ -257,6 +255,7 @@ async fn closing_the_browser_mid_whisper_hands_the_call_to_the_next_agent() {
     let gw = gateway(&ai.url(), |c| {
         c.routing.agents.push(agent_seed("ann"));
         c.routing.agents.push(agent_seed("bob"));
+        c.routing.reattach_grace_ms = 1500;
     })
     .await;
     let mic_dir = tempfile::tempdir().unwrap();
@@ -353,7 +352,7 @@ async fn a_bad_console_offer_gets_a_clear_error_and_the_console_stays_up() {
     gw.shutdown().await;
 }
 
-/// The next console event, as JSON.
+/// The next console event (presence and team news left out), as JSON.
 async fn next_event<S>(ws: &mut S) -> serde_json::Value
 where
     S: futures_util::Stream<
@@ -364,10 +363,16 @@ where
         > + Unpin,
 {
     use futures_util::StreamExt;
-    match tokio::time::timeout(SOON, ws.next()).await {
-        Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))) => {
-            serde_json::from_str(&t).expect("console events are JSON")
+    loop {
+        match tokio::time::timeout(SOON, ws.next()).await {
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))) => {
+                let v: serde_json::Value =
+                    serde_json::from_str(&t).expect("console events are JSON");
+                if v["event"] != "presence" && v["event"] != "team" {
+                    return v;
+                }
+            }
+            other => panic!("no console event: {other:?}"),
         }
-        other => panic!("no console event: {other:?}"),
     }
 }

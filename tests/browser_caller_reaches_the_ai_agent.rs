@@ -146,3 +146,99 @@ async fn bad_offers_get_clear_errors() {
     assert_eq!(gw.shared.registry.counts().total, 0, "no call was started");
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_caller_page_says_where_the_caller_is_and_resets_when_the_call_ends() {
+    let ai = ScriptedAgent::start(warmline::demo::demo_script().unwrap())
+        .await
+        .unwrap();
+    let gw = gateway(&ai.url(), |c| c.routing.agents.push(agent_seed("ann"))).await;
+    // A person ready to take it: answers after 3 s, talks, hangs up.
+    let mut ann = console(&format!("ws://{}", gw.addr), "ann", Duration::from_secs(3));
+    ann.skip_after = Some(Duration::from_millis(500));
+    ann.say = noise(8000 * 2, 7);
+    ann.hang_up_after = Some(Duration::from_secs(2));
+    let ann = tokio::spawn(warmline::sim::human::run(ann));
+    let mic_dir = tempfile::tempdir().unwrap();
+    let mic = mic_dir.path().join("caller.wav");
+    microphone_wav(&vec![0i16; 8000 * 3], &mic);
+    let browser = Browser::launch(&mic, 1024, 800).await;
+    browser
+        .goto(&format!(
+            "http://{}/console/call.html?name=Web%20Caller",
+            gw.addr
+        ))
+        .await;
+    // The caller leaves a number to be called back on.
+    browser
+        .js("document.getElementById('number').value = '+1 (555) 010-0199'; return true;")
+        .await;
+    browser.click("call").await;
+    browser
+        .wait_for(
+            "window.warmline.said.some(s => s.startsWith('Talking with our assistant'))",
+            Duration::from_secs(10),
+            "the page says the assistant is on",
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    browser.click("zero").await;
+    browser
+        .wait_for(
+            "window.warmline.said.some(s => s.startsWith('On hold for a person'))",
+            Duration::from_secs(10),
+            "the page says the caller waits for a person",
+        )
+        .await;
+    browser.screenshot("browser-caller-on-hold").await;
+    browser
+        .wait_for(
+            "window.warmline.said.includes('Connected to a person.')",
+            Duration::from_secs(30),
+            "the page says a person is on",
+        )
+        .await;
+    let timer = browser
+        .js("return document.getElementById('timer').textContent;")
+        .await;
+    assert_ne!(timer, "0:00", "the call timer runs");
+    // The person hangs up: the page says so and every button resets.
+    browser
+        .wait_for(
+            "window.warmline.ended",
+            Duration::from_secs(30),
+            "the page sees the call end",
+        )
+        .await;
+    let buttons = browser
+        .js("return {call: document.getElementById('call').disabled,
+                     end: document.getElementById('end').disabled,
+                     zero: document.getElementById('zero').disabled,
+                     mute: document.getElementById('mute').disabled,
+                     status: document.getElementById('status').textContent};")
+        .await;
+    assert_eq!(buttons["call"], false, "Call again is possible: {buttons}");
+    assert_eq!(buttons["end"], true, "{buttons}");
+    assert_eq!(buttons["zero"], true, "{buttons}");
+    assert_eq!(buttons["mute"], true, "{buttons}");
+    assert!(
+        buttons["status"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Call ended"),
+        "{buttons}"
+    );
+    browser.screenshot("browser-caller-ended").await;
+    let done = gw
+        .shared
+        .registry
+        .wait_finished(1, Duration::from_secs(10))
+        .await;
+    // The typed number is the callback number the person saw.
+    let ann = ann.await.unwrap().unwrap();
+    let offer = ann.offers.first().expect("ann was offered the call");
+    assert_eq!(offer["customer"]["contactInfo"], "+15550100199", "{offer}");
+    assert!(done[0].end_reason().is_some());
+    browser.quit().await;
+    gw.shutdown().await;
+}

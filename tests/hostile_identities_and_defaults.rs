@@ -227,3 +227,75 @@ async fn a_token_guesser_is_slowed_down_but_never_locks_the_real_agent_out() {
     assert!(metrics.contains(r#"kind="sign_in_backoff""#), "{metrics}");
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_signs_in_with_a_one_time_ticket_so_no_token_is_in_a_url() {
+    let gw = gateway("ws://127.0.0.1:9", |c| {
+        c.routing.agents.push(agent_seed("tia"))
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let ticket_url = format!("http://{}/v1/agents/tia/ticket", gw.addr);
+    // No token, or a wrong one: no ticket.
+    let none = http.post(&ticket_url).send().await.expect("reply");
+    assert_eq!(none.status(), 401);
+    let wrong = http
+        .post(&ticket_url)
+        .bearer_auth("not-her-token")
+        .send()
+        .await
+        .expect("reply");
+    assert_eq!(wrong.status(), 401);
+    // The token in a header buys a ticket…
+    let reply: serde_json::Value = http
+        .post(&ticket_url)
+        .bearer_auth("tia-secret-token")
+        .send()
+        .await
+        .expect("reply")
+        .json()
+        .await
+        .expect("JSON");
+    let ticket = reply["ticket"].as_str().expect("a ticket").to_string();
+    assert!(!ticket.contains("tia-secret-token"));
+    assert_eq!(reply["expiresInSeconds"], 30);
+    // …which signs the console in once.
+    let url = format!("ws://{}/v1/agents/tia/ws?ticket={ticket}", gw.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("signed in with the ticket");
+    let first = tokio::time::timeout(SOON, ws.next())
+        .await
+        .expect("a message");
+    assert!(
+        matches!(&first, Some(Ok(Message::Text(t))) if t.contains("\"connected\"")),
+        "{first:?}"
+    );
+    drop(ws);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    match tokio_tungstenite::connect_async(url.as_str()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
+        other => panic!("a used ticket must be refused: {other:?}"),
+    }
+    // A ticket is for its agent only.
+    let reply: serde_json::Value = http
+        .post(&ticket_url)
+        .bearer_auth("tia-secret-token")
+        .send()
+        .await
+        .expect("reply")
+        .json()
+        .await
+        .expect("JSON");
+    let other = format!(
+        "ws://{}/v1/agents/ann/ws?ticket={}",
+        gw.addr,
+        reply["ticket"].as_str().unwrap_or_default()
+    );
+    assert!(
+        tokio_tungstenite::connect_async(other.as_str())
+            .await
+            .is_err()
+    );
+    gw.shutdown().await;
+}

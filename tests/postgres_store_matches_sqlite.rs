@@ -89,6 +89,7 @@ fn writes() -> Vec<Write> {
             caller_repeated: Some(false),
             context_accurate: None,
             notes: "refund issued".into(),
+            disposition: "Resolved".into(),
             at: at(40),
         },
         Write::MediaLeg {
@@ -107,12 +108,35 @@ fn writes() -> Vec<Write> {
                 peer_jitter_ms: Some(5),
             },
         },
+        // The same caller asked twice: the second callback replaces the first.
+        Write::Callback {
+            call_id: "CA1".into(),
+            number: "+15550100".into(),
+            reason: "no agents are online".into(),
+            context: "{\"conversationId\":\"CA1\"}".into(),
+            created_at: at(40),
+        },
         Write::Callback {
             call_id: "CA2".into(),
             number: "+15550100".into(),
             reason: "no agent answered".into(),
             context: "{\"conversationId\":\"CA2\"}".into(),
             created_at: at(50),
+        },
+        // A web caller who gave no number never replaces another.
+        Write::Callback {
+            call_id: "CW1".into(),
+            number: "".into(),
+            reason: "no agent answered".into(),
+            context: "{}".into(),
+            created_at: at(51),
+        },
+        Write::Callback {
+            call_id: "CW2".into(),
+            number: "".into(),
+            reason: "no agent answered".into(),
+            context: "{}".into(),
+            created_at: at(52),
         },
         Write::CallEnded {
             id: "CA1".into(),
@@ -159,6 +183,15 @@ async fn postgres_reads_back_what_sqlite_reads_back() {
     assert_eq!(from_pg["stats"]["handed_to_human"], 1);
     assert_eq!(from_pg["stats"]["recontacts_within_24h"], 1);
     assert_eq!(from_pg["one"]["turns"], 2);
+    let pending: Vec<&str> = from_pg["callbacks"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c["call_id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        pending,
+        vec!["CA2", "CW1", "CW2"],
+        "one pending callback per number, the newest"
+    );
     assert!(
         !pg.location().contains("warmline:warmline@"),
         "password hidden: {}",

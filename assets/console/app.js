@@ -11,8 +11,11 @@ const $ = (id) => document.getElementById(id);
 const state = {
   agent: null,
   phase: "signed-out", // signed-out | idle | offered | whisper | in-call | wrapup
+  presence: null,      // the gateway's word: available | ringing | busy | wrap_up | break | not_ready | offline
   callId: null,
   lastCallId: null,
+  withdrawn: [],       // {callId, reason} of every offer taken back
+  wrapup: null,        // the call owed a wrap-up: {callId, name, number, started, ended}
   events: [],          // every console event name received, in order
   audioConnected: false,
   // 50 ms windows of sound heard per phase, and the loudest RMS per phase.
@@ -25,6 +28,130 @@ window.warmline = state;
 let ws = null;
 let pc = null;
 let mic = null;
+
+const PRESENCE = {
+  available: "Available", ringing: "Ringing", busy: "On call", wrap_up: "Wrap-up",
+  break: "On a break", not_ready: "Not ready", offline: "Offline",
+};
+const WITHDRAWN = {
+  ring_timeout: "You did not answer in time, so the call went on to the next agent. You are Not ready until you set yourself Available.",
+  declined: "You declined the call.",
+  caller_hangup: "The caller hung up before you answered.",
+  callback_chosen: "The caller chose a callback instead of waiting.",
+  taken_by_other: "Another agent took the call.",
+  agent_gone: "The offer ended when your console disconnected.",
+  call_lost: "The call was lost on its gateway node; it is saved as a callback.",
+};
+const TITLE = document.title;
+
+// Every timer on screen (ring countdown, call, wrap-up) ticks from here.
+const clock = { ringEnds: 0, callStarted: 0, wrapupEnds: 0, holdStarted: 0 };
+function mmss(seconds) {
+  const s = Math.max(0, Math.round(seconds));
+  return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
+}
+function tickClock() {
+  const now = Date.now();
+  if (state.phase === "offered" && clock.ringEnds) {
+    const left = (clock.ringEnds - now) / 1000;
+    $("ring-countdown").textContent = left > 0 ? `Answer within ${mmss(left)}` : "Moving to the next agent…";
+    document.title = (Math.floor(now / 700) % 2 ? "📞 Incoming call · " : "☎ Answer · ") + TITLE;
+  }
+  if ((state.phase === "whisper" || state.phase === "in-call") && clock.callStarted) {
+    $("call-timer").textContent = mmss((now - clock.callStarted) / 1000);
+  }
+  if (clock.holdStarted) $("hold-timer").textContent = `On hold ${mmss((now - clock.holdStarted) / 1000)}`;
+  if (state.presence === "wrap_up" && clock.wrapupEnds) {
+    $("wrapup-left").textContent = `Wrap-up time left: ${mmss((clock.wrapupEnds - now) / 1000)} (no calls are offered to you until you save or it ends).`;
+  }
+}
+setInterval(tickClock, 250);
+
+// A ring tone (two tones, 1 s on, 2 s off) while an offer waits.
+let ringer = null;
+function startRinging() {
+  stopRinging();
+  try {
+    const ctx = new AudioContext();
+    const gain = ctx.createGain();
+    gain.gain.value = 0;
+    gain.connect(ctx.destination);
+    for (const f of [440, 480]) {
+      const o = ctx.createOscillator();
+      o.frequency.value = f;
+      o.connect(gain);
+      o.start();
+    }
+    const t0 = ctx.currentTime;
+    for (let k = 0; k < 20; k++) {
+      gain.gain.setValueAtTime(0.08, t0 + k * 3);
+      gain.gain.setValueAtTime(0, t0 + k * 3 + 1);
+    }
+    ringer = ctx;
+  } catch (e) { /* no audio output: the title and countdown still show it */ }
+}
+function stopRinging() {
+  if (ringer) ringer.close().catch(() => {});
+  ringer = null;
+  document.title = TITLE;
+  clock.ringEnds = 0;
+}
+
+function notify(text) {
+  if (!("Notification" in window) || Notification.permission !== "granted" || !document.hidden) return;
+  try { new Notification("warmline", { body: text, tag: "warmline-offer" }); } catch (e) { /* not allowed */ }
+}
+
+function showPresence(status, wrapUp) {
+  state.presence = status;
+  const pill = $("presence-status");
+  pill.textContent = PRESENCE[status] || status;
+  pill.className = "pill state " + status;
+  if (["available", "break", "offline"].includes(status)) $("presence-choice").value = status;
+  if (status === "not_ready") $("presence-choice").value = "";
+  if (wrapUp) {
+    clock.wrapupEnds = wrapUp.secondsLeft === undefined ? 0 : Date.now() + wrapUp.secondsLeft * 1000;
+    if (!state.wrapup || state.wrapup.callId !== wrapUp.callId) {
+      state.wrapup = loadWrapup(wrapUp.callId) || { callId: wrapUp.callId };
+    }
+    if (wrapUp.secondsLeft === undefined) $("wrapup-left").textContent = "No calls are offered to you until you save the wrap-up.";
+    if (state.phase === "idle") setPhase("wrapup");
+  } else {
+    clock.wrapupEnds = 0;
+    $("wrapup-left").textContent = "";
+  }
+}
+
+// Wrap-up drafts live in local storage until saved: a reload or a crash loses nothing.
+const draftKey = (callId) => `warmline.wrapup.${state.agent}.${callId}`;
+function saveDraft() {
+  if (!state.wrapup) return;
+  const draft = {
+    ...state.wrapup,
+    resolved: $("w-resolved").checked,
+    callerRepeated: $("w-repeated").checked,
+    contextAccurate: $("w-accurate").checked,
+    notes: $("w-notes").value,
+    disposition: $("w-disposition").value,
+  };
+  state.wrapup = draft;
+  try { localStorage.setItem(draftKey(draft.callId), JSON.stringify(draft)); } catch (e) { /* storage full or off */ }
+}
+function loadWrapup(callId) {
+  try { return JSON.parse(localStorage.getItem(draftKey(callId)) || "null"); } catch (e) { return null; }
+}
+function showWrapup() {
+  const w = state.wrapup;
+  if (!w) return;
+  const who = [w.name, w.number].filter(Boolean).join(" · ");
+  const took = w.started && w.ended ? ` · ${mmss((w.ended - w.started) / 1000)}` : "";
+  $("wrapup-call").textContent = `${who || "Caller"} · call ${w.callId}${took}`;
+  $("w-resolved").checked = !!w.resolved;
+  $("w-repeated").checked = !!w.callerRepeated;
+  $("w-accurate").checked = w.contextAccurate !== false;
+  $("w-notes").value = w.notes || "";
+  $("w-disposition").value = w.disposition || "";
+}
 
 function showError(message) {
   state.errors.push(message);
@@ -46,6 +173,10 @@ function setPhase(phase) {
   $("whisper-actions").hidden = phase !== "whisper";
   $("call-actions").hidden = !["whisper", "in-call"].includes(phase);
   $("wrapup").hidden = phase !== "wrapup";
+  $("call-notes-box").hidden = !["whisper", "in-call"].includes(phase);
+  $("ring-countdown").hidden = phase !== "offered";
+  if (phase !== "offered") stopRinging();
+  if (phase === "wrapup") showWrapup();
   const text = {
     offered: "Ringing you — accept to hear a short whisper brief, then the caller.",
     whisper: "Whisper brief playing — only you hear it; the caller is on hold.",
@@ -55,13 +186,44 @@ function setPhase(phase) {
   $("offer-title").textContent = phase === "offered" ? "Incoming call" : "Call";
 }
 
+// A list, and its box hidden when there is nothing to show (no empty cards).
 function list(id, items) {
   const ul = $(id);
-  ul.replaceChildren(...(items.length ? items : ["—"]).map((t) => {
+  ul.replaceChildren(...items.map((t) => {
     const li = document.createElement("li");
     li.textContent = t;
     return li;
   }));
+  const box = $(id + "-box");
+  if (box) box.hidden = items.length === 0;
+}
+
+const TRIGGERS = {
+  customer_request: "Caller asked for a person",
+  authority_limit: "Beyond what the AI may approve",
+  complexity: "Too complex for the AI",
+  policy: "Policy needs a person",
+  repeated_failure: "The AI kept failing",
+};
+// `order_status` → "Order status" (intents are the AI's codes).
+const plain = (code) => {
+  const s = String(code || "").replace(/[_-]+/g, " ").trim();
+  return s ? s[0].toUpperCase() + s.slice(1) : "";
+};
+// "0:42" into the call for an RFC 3339 time, from the call's start.
+function offset(at, start) {
+  const t = Date.parse(at), s = Date.parse(start);
+  return Number.isFinite(t) && Number.isFinite(s) ? mmss((t - s) / 1000) : "";
+}
+const sentimentColour = (score) => (score <= -0.2 ? "#a93226" : score >= 0.2 ? "#1e8449" : "#7b7d7d");
+function describeSentiment(points) {
+  if (!points.length) return "No sentiment measured yet.";
+  const word = (x) => (x <= -0.5 ? "upset" : x <= -0.2 ? "negative" : x >= 0.5 ? "happy" : x >= 0.2 ? "positive" : "neutral");
+  const first = points[0].score, last = points[points.length - 1].score;
+  const low = Math.min(...points.map((p) => p.score));
+  const trend = last - first <= -0.2 ? "falling" : last - first >= 0.2 ? "rising" : "steady";
+  const dip = low < Math.min(first, last) - 0.2 ? `, dipped to ${low.toFixed(1)}` : "";
+  return `Caller started ${word(first)}${dip}, now ${word(last)} (${last.toFixed(1)}, ${trend}).`;
 }
 
 // "order_lookup(orderId: 8821) → status: shipped" — failed calls marked.
@@ -76,28 +238,36 @@ function toolLine(t) {
   return `${failed}${t.tool}(${brief(t.args)})${result ? " → " + result : ""}`.slice(0, 300);
 }
 
-function drawSentiment(points) {
+// The caller's sentiment per turn on a −1…+1 axis; each point coloured by its
+// own score (a fall then a rise is not painted green), with a tooltip each.
+function drawSentiment(points, start) {
   const svg = $("sentiment");
   const ns = "http://www.w3.org/2000/svg";
-  svg.replaceChildren();
-  const axis = document.createElementNS(ns, "line");
-  Object.entries({ x1: 0, y1: 30, x2: 200, y2: 30, stroke: "#d5d8dc" }).forEach(([k, v]) => axis.setAttribute(k, v));
-  svg.append(axis);
+  const el = (name, attrs, text) => {
+    const e = document.createElementNS(ns, name);
+    Object.entries(attrs).forEach(([k, v]) => e.setAttribute(k, v));
+    if (text) e.textContent = text;
+    return e;
+  };
+  const y = (score) => 35 - Math.max(-1, Math.min(1, score)) * 28;
+  svg.replaceChildren(
+    el("line", { x1: 22, y1: y(0), x2: 218, y2: y(0), stroke: "#aab7b8", "stroke-dasharray": "3 3" }),
+    el("line", { x1: 22, y1: y(1), x2: 22, y2: y(-1), stroke: "#aab7b8" }),
+    el("text", { x: 0, y: y(1) + 4, "font-size": 9, fill: "#5d6d7e" }, "+1"),
+    el("text", { x: 6, y: y(0) + 3, "font-size": 9, fill: "#5d6d7e" }, "0"),
+    el("text", { x: 2, y: y(-1) + 2, "font-size": 9, fill: "#5d6d7e" }, "−1"),
+  );
+  $("sentiment-text").textContent = describeSentiment(points);
+  svg.setAttribute("aria-label", describeSentiment(points));
   if (!points.length) return;
-  const step = points.length > 1 ? 190 / (points.length - 1) : 0;
-  const xy = points.map((p, i) => [5 + i * step, 30 - Math.max(-1, Math.min(1, p.score)) * 25]);
-  const line = document.createElementNS(ns, "polyline");
-  line.setAttribute("points", xy.map((p) => p.join(",")).join(" "));
-  line.setAttribute("fill", "none");
-  line.setAttribute("stroke", points[points.length - 1].score < 0 ? "#cb4335" : "#1e8449");
-  line.setAttribute("stroke-width", "2");
-  svg.append(line);
-  for (const [x, y] of xy) {
-    const dot = document.createElementNS(ns, "circle");
-    Object.entries({ cx: x, cy: y, r: 3, fill: y > 30 ? "#cb4335" : "#1e8449" }).forEach(([k, v]) => dot.setAttribute(k, v));
+  const step = points.length > 1 ? 186 / (points.length - 1) : 0;
+  const xy = points.map((p, i) => [28 + i * step, y(p.score)]);
+  svg.append(el("polyline", { points: xy.map((p) => p.join(",")).join(" "), fill: "none", stroke: "#85929e", "stroke-width": 1.5 }));
+  points.forEach((p, i) => {
+    const dot = el("circle", { cx: xy[i][0], cy: xy[i][1], r: 3.5, fill: sentimentColour(p.score) });
+    dot.append(el("title", {}, `${offset(p.at, start) || "turn " + (i + 1)}: ${p.score.toFixed(2)}`));
     svg.append(dot);
-  }
-  svg.setAttribute("aria-label", "Sentiment over the call: " + points.map((p) => p.score.toFixed(2)).join(", "));
+  });
 }
 
 function renderContext(callId, urgency, ctx) {
@@ -107,25 +277,42 @@ function renderContext(callId, urgency, ctx) {
   $("urgency").textContent = urgency;
   $("urgency").className = "badge " + urgency;
   $("c-name").textContent = customer.name || "Unknown caller";
-  $("c-verification").textContent = customer.verificationStatus || "unverified";
-  $("c-channel").textContent = customer.channel || "voice";
-  $("reason-trigger").textContent = (reason.trigger || "—").replace(/_/g, " ");
+  $("c-verification").textContent = plain(customer.verificationStatus || "unverified");
+  $("c-channel").textContent = plain(customer.channel || "voice");
+  // One line to read at a glance: who, verified, number, customer id, waiting since.
+  const waited = ctx.escalatedAt ? Math.max(0, (Date.now() - Date.parse(ctx.escalatedAt)) / 1000) : null;
+  $("caller-line").textContent = [
+    customer.name || "Unknown caller",
+    customer.verificationStatus === "verified" ? "verified" : "not verified",
+    customer.contactInfo || "",
+    customer.id ? "customer " + customer.id : "",
+    waited !== null && Number.isFinite(waited) ? "waiting " + mmss(waited) : "",
+  ].filter(Boolean).join(" · ");
+  $("reason-trigger").textContent = TRIGGERS[reason.trigger] || plain(reason.trigger) || "—";
   $("reason-text").textContent = reason.description || "";
-  $("intent").textContent = intent.primary || "unknown";
+  $("intent").textContent = plain(intent.primary) || "Not known yet";
   $("next-action").textContent = ctx.suggestedNextAction || "—";
   list("resolved", intent.resolvedItems || []);
   list("unresolved", intent.unresolvedItems || []);
   list("tools", (ctx.toolsUsed || []).map(toolLine));
   list("attempts", ctx.attemptedResolutions || []);
+  $("progress-card").hidden = $("resolved-box").hidden && $("unresolved-box").hidden;
   $("summary").textContent = ctx.summary || "";
   $("transcript").replaceChildren(...(ctx.transcript || []).map((t) => {
     const li = document.createElement("li");
     const ai = t.role === "agent";
     li.className = ai ? "ai" : "caller";
-    li.textContent = `${ai ? "AI" : "Caller"}: ${t.content}`;
+    const when = offset(t.timestamp, ctx.startedAt);
+    if (when) {
+      const time = document.createElement("time");
+      time.dateTime = t.timestamp;
+      time.textContent = when;
+      li.append(time);
+    }
+    li.append(`${ai ? "AI" : "Caller"}: ${t.content}`);
     return li;
   }));
-  drawSentiment(ctx.sentimentArc || []);
+  drawSentiment(ctx.sentimentArc || [], ctx.startedAt);
 }
 
 // What the headset receives, booked to the phase it arrived in.
@@ -148,7 +335,14 @@ async function startAudio() {
     showError("No microphone: " + e.message + ". You can take calls but the caller will not hear you.");
   }
   pc = new RTCPeerConnection();
-  if (mic) mic.getAudioTracks().forEach((t) => pc.addTrack(t, mic));
+  if (mic) {
+    mic.getAudioTracks().forEach((t) => pc.addTrack(t, mic));
+    // The agent sees their own level (and that nothing leaves while muted).
+    meter(mic, (rms) => {
+      const muted = $("mute").getAttribute("aria-pressed") === "true";
+      $("mic-level").value = muted ? 0 : Math.min(1, rms * 8);
+    });
+  }
   else pc.addTransceiver("audio", { direction: "recvonly" });
   pc.ontrack = (e) => {
     const stream = e.streams[0] || new MediaStream([e.track]);
@@ -177,8 +371,29 @@ function onEvent(msg) {
       $("signin").hidden = true;
       $("presence").hidden = false;
       $("agent-name").textContent = msg.agentId;
+      $("w-disposition").replaceChildren(new Option("Choose…", ""), ...(msg.dispositions || []).map((d) => new Option(d, d)));
       setPhase("idle");
+      showPresence(msg.status, msg.wrapUp);
       startAudio();
+      break;
+    case "presence":
+      showPresence(msg.status, msg.wrapUp);
+      break;
+    case "team":
+      showTeam(msg.team || {});
+      break;
+    case "hold":
+      showHold(msg.on);
+      break;
+    case "call_resumed":
+      state.callId = msg.callId;
+      showHold(!!msg.onHold);
+      if (msg.context) renderContext(msg.callId, msg.urgency || "standard", msg.context);
+      state.offered = offerFacts(msg.context || {});
+      clock.callStarted = Date.now();
+      setPhase(msg.merged ? "in-call" : "whisper");
+      $("call-state").textContent = "Back on the call: the caller heard hold music while you were away.";
+      $("hangup").focus();
       break;
     case "webrtc_answer":
       pc.setRemoteDescription({ type: "answer", sdp: msg.sdp }).catch((e) => showError("Bad answer from the gateway: " + e.message));
@@ -196,38 +411,64 @@ function onEvent(msg) {
       break;
     case "offer":
       state.callId = msg.callId;
+      state.offered = offerFacts(msg.context || {});
       renderContext(msg.callId, msg.urgency, msg.context || {});
-      $("offer-title").textContent = msg.kind === "callback" ? "Callback to make" : "Incoming call";
       setPhase("offered");
+      $("offer-title").textContent = msg.kind === "callback" ? "Callback to make" : "Incoming call";
+      startRinging();
+      $("announce").textContent = `Incoming ${msg.urgency || ""} call from ${state.offered.name || "a caller"}. Alt+A to accept, Alt+D to decline.`;
+      clock.ringEnds = Date.now() + (msg.ringSeconds || 20) * 1000;
+      tickClock();
+      notify(`Incoming ${msg.urgency || ""} call: ${(msg.context && msg.context.customer && msg.context.customer.name) || "a caller"}`);
       $("accept").focus();
       break;
     case "offer_withdrawn":
+      state.withdrawn.push({ callId: msg.callId, reason: msg.reason });
       if (state.callId === msg.callId && state.phase === "offered") {
         state.callId = null;
         setPhase("idle");
-        $("idle-text").textContent = "The offered call was taken elsewhere or ended (" + msg.reason + ").";
+        $("idle-text").textContent = WITHDRAWN[msg.reason] || "The offered call ended (" + msg.reason + ").";
       }
       break;
     case "call_started":
       state.callId = msg.callId;
+      clock.callStarted = Date.now();
+      $("call-notes").value = "";
       setPhase("whisper");
+      $("skip").focus();
       break;
     case "mark":
-      if (msg.mark && msg.mark.name === "whisper-end") setPhase("in-call");
+      if (msg.mark && msg.mark.name === "whisper-end") {
+        setPhase("in-call");
+        $("mute").focus();
+      }
       break;
     case "media":
       break; // audio comes over WebRTC; media messages only until it is up
-    case "stop":
+    case "stop": {
+      showHold(false);
       state.lastCallId = state.callId || msg.callId;
       state.callId = null;
+      // The wrap-up keeps who it was and starts with the notes typed during the call.
+      const facts = state.offered || {};
+      state.wrapup = loadWrapup(state.lastCallId) || {
+        callId: state.lastCallId, name: facts.name, number: facts.number,
+        started: clock.callStarted, ended: Date.now(), notes: $("call-notes").value,
+      };
+      clock.callStarted = 0;
       setPhase("wrapup");
+      saveDraft();
+      $("w-notes").focus();
       break;
+    }
     case "callback_assigned":
       state.callId = null;
       setPhase("idle");
       $("idle-text").textContent = "Callback assigned to you: call " + msg.number + " back (context above). Waiting for the next call.";
       break;
     case "wrapup_saved":
+      try { localStorage.removeItem(draftKey(msg.callId)); } catch (e) { /* storage off */ }
+      if (state.wrapup && state.wrapup.callId === msg.callId) state.wrapup = null;
       setPhase("idle");
       $("idle-text").textContent = "Wrap-up saved. Waiting for the next call.";
       break;
@@ -237,10 +478,61 @@ function onEvent(msg) {
   }
 }
 
-function signIn(agent, token) {
+// Calls waiting per skill (longest wait) and who is in which state.
+function showTeam(team) {
+  state.team = team;
+  $("team").hidden = false;
+  const queues = team.queues || [];
+  $("team-queues").textContent = queues.length
+    ? "Waiting: " + queues.map((q) => `${q.skill ? plain(q.skill) : "any skill"} ${q.waiting} (longest ${mmss(q.longestWaitSeconds)})`).join(" · ")
+    : "No calls waiting.";
+  $("team-agents").replaceChildren(...(team.agents || []).map((a) => {
+    const li = document.createElement("li");
+    const st = document.createElement("span");
+    st.className = "st";
+    st.textContent = PRESENCE[a.status] || a.status;
+    li.append(`${a.name || a.id} `, st);
+    return li;
+  }));
+}
+
+function showHold(on) {
+  state.onHold = on;
+  clock.holdStarted = on ? Date.now() : 0;
+  $("hold").setAttribute("aria-pressed", String(on));
+  $("hold").textContent = on ? "Resume" : "Hold";
+  $("hold-timer").hidden = !on;
+  if (state.phase === "in-call") {
+    $("call-state").textContent = on ? "The caller is on hold and hears music; they cannot hear you." : "Connected to the caller.";
+  }
+}
+
+// Who the caller is, for the wrap-up header.
+function offerFacts(ctx) {
+  const c = ctx.customer || {};
+  return { name: c.name, number: typeof c.contactInfo === "string" ? c.contactInfo : "" };
+}
+
+// The token goes in a header to get a one-time ticket; only the ticket is in
+// the WebSocket's URL (URLs end up in proxy logs and browser history).
+async function signIn(agent, token) {
   const before = state.errors.length;
+  const path = `/v1/agents/${encodeURIComponent(agent)}`;
+  let ticket;
+  try {
+    const reply = await fetch(`${path}/ticket`, { method: "POST", headers: { Authorization: `Bearer ${token}` } });
+    const body = await reply.json().catch(() => ({}));
+    if (!reply.ok) {
+      showError(`Sign-in refused: ${body.error || "HTTP " + reply.status}.`);
+      return;
+    }
+    ticket = body.ticket;
+  } catch (e) {
+    showError("Cannot reach the gateway: " + e.message);
+    return;
+  }
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  ws = new WebSocket(`${proto}//${location.host}/v1/agents/${encodeURIComponent(agent)}/ws?token=${encodeURIComponent(token)}`);
+  ws = new WebSocket(`${proto}//${location.host}${path}/ws?ticket=${encodeURIComponent(ticket)}`);
   ws.onmessage = (e) => {
     try { onEvent(JSON.parse(e.data)); } catch (err) { showError("Unreadable message from the gateway: " + err.message); }
   };
@@ -251,6 +543,7 @@ function signIn(agent, token) {
     state.phase = "signed-out";
     $("signin").hidden = false;
     $("presence").hidden = true;
+    $("team").hidden = true;
     if (pc) pc.close();
     pc = null;
   };
@@ -258,12 +551,24 @@ function signIn(agent, token) {
 
 $("signin-form").addEventListener("submit", (e) => {
   e.preventDefault();
+  // Desktop notifications for offers while the tab is hidden: asked once.
+  if ("Notification" in window && Notification.permission === "default") Notification.requestPermission().catch(() => {});
   signIn($("agent-id").value.trim(), $("agent-token").value);
 });
-$("available").addEventListener("change", (e) => {
-  send({ event: "status", status: e.target.checked ? "available" : "offline" });
-  $("availability-label").textContent = e.target.checked ? "Available" : "Offline";
+// The choice is a request: the pill changes when the gateway says so.
+$("presence-choice").addEventListener("change", (e) => {
+  if (e.target.value) send({ event: "status", status: e.target.value });
 });
+// Leaving the page mid-call or with an unsaved wrap-up asks first (the call is
+// held for a while if you do, and the draft is kept).
+window.addEventListener("beforeunload", (e) => {
+  if (["offered", "whisper", "in-call", "wrapup"].includes(state.phase)) {
+    e.preventDefault();
+    e.returnValue = "";
+  }
+});
+["w-resolved", "w-repeated", "w-accurate", "w-notes"].forEach((id) => $(id).addEventListener("input", saveDraft));
+["w-resolved", "w-repeated", "w-accurate", "w-disposition"].forEach((id) => $(id).addEventListener("change", saveDraft));
 $("accept").addEventListener("click", () => send({ event: "accept", callId: state.callId }));
 $("decline").addEventListener("click", () => {
   send({ event: "decline", callId: state.callId });
@@ -271,26 +576,49 @@ $("decline").addEventListener("click", () => {
   setPhase("idle");
 });
 $("skip").addEventListener("click", () => send({ event: "skip" }));
-$("hangup").addEventListener("click", () => send({ event: "hangup" }));
+// Keyboard: Alt+A accept, Alt+D decline, Alt+S skip, Alt+H hold, Alt+M mute, Alt+X hang up
+// (each only while its button is on screen).
+const SHORTCUTS = { a: "accept", d: "decline", s: "skip", h: "hold", m: "mute", x: "hangup" };
+document.addEventListener("keydown", (e) => {
+  if (!e.altKey || e.ctrlKey || e.metaKey) return;
+  const id = SHORTCUTS[e.key.toLowerCase()];
+  const button = id && $(id);
+  if (button && button.offsetParent !== null && !button.disabled) {
+    e.preventDefault();
+    button.click();
+  }
+});
+$("hold").addEventListener("click", () => send({ event: state.onHold ? "resume" : "hold" }));
+$("hangup").addEventListener("click", () => {
+  if (state.phase === "whisper" && !window.confirm("The caller has not heard you yet. Hang up anyway?")) return;
+  send({ event: "hangup" });
+});
 $("mute").addEventListener("click", (e) => {
   const muted = e.target.getAttribute("aria-pressed") !== "true";
   if (mic) mic.getAudioTracks().forEach((t) => { t.enabled = !muted; });
   e.target.setAttribute("aria-pressed", String(muted));
   e.target.textContent = muted ? "Unmute" : "Mute";
+  $("muted-badge").hidden = !muted;
 });
 $("wrapup-form").addEventListener("submit", (e) => {
   e.preventDefault();
   send({
     event: "wrapup",
-    callId: state.lastCallId,
+    callId: (state.wrapup && state.wrapup.callId) || state.lastCallId,
     resolved: $("w-resolved").checked,
     callerRepeated: $("w-repeated").checked,
     contextAccurate: $("w-accurate").checked,
     notes: $("w-notes").value,
+    disposition: $("w-disposition").value,
   });
 });
 
-// ?agent=…&token=… pre-fills the form (a deep link from the contact-centre UI).
+// ?agent=… pre-fills the form (a deep link from the contact-centre UI). A
+// token in a link is refused: it would sit in history and proxy logs.
 const params = new URLSearchParams(location.search);
 if (params.get("agent")) $("agent-id").value = params.get("agent");
-if (params.get("token")) $("agent-token").value = params.get("token");
+if (params.has("token")) {
+  params.delete("token");
+  history.replaceState(null, "", location.pathname + (params.toString() ? "?" + params : ""));
+  showError("A token in a link is not used (links are logged): type it in to sign in.");
+}

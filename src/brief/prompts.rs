@@ -33,6 +33,53 @@ pub fn disclosure(template: &str, trigger: Trigger, wait: Duration) -> String {
         .replace("{wait}", &wait_for_caller(wait))
 }
 
+/// The caller's prompt templates (`[prompts]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Templates<'a> {
+    /// The disclosure.
+    pub disclosure: &'a str,
+    /// The disclosure that offers a callback (long waits).
+    pub disclosure_offer: &'a str,
+    /// The callback promise.
+    pub callback: &'a str,
+    /// Said instead of the callback promise when nobody can call back.
+    pub no_callback: &'a str,
+}
+
+/// Who is escalated, as far as the prompts care.
+#[derive(Debug, Clone, Copy)]
+pub struct CallerFacts<'a> {
+    /// Why a person is needed.
+    pub trigger: Trigger,
+    /// The expected wait.
+    pub wait: Duration,
+    /// The number to call back, if known.
+    pub number: Option<&'a str>,
+    /// A browser caller (no caller ID: reachable only at a number they gave).
+    pub web_caller: bool,
+    /// Why nobody may take the call ("our team is closed at this hour", …).
+    pub why: &'a str,
+}
+
+/// The disclosure and the callback line for this caller. A browser caller
+/// with no number is neither offered nor promised a callback: they are told
+/// plainly that none can be made.
+pub fn caller_lines(t: Templates<'_>, c: CallerFacts<'_>) -> (String, String) {
+    let number = c.number.map(str::trim).filter(|n| !n.is_empty());
+    let reachable = number.is_some() || !c.web_caller;
+    let template = if reachable && c.wait >= OFFER_CALLBACK_FROM {
+        t.disclosure_offer
+    } else {
+        t.disclosure
+    };
+    let callback_line = if reachable {
+        callback(t.callback, c.why, number)
+    } else {
+        t.no_callback.replace("{why}", c.why)
+    };
+    (disclosure(template, c.trigger, c.wait), callback_line)
+}
+
 /// Fills `{why}` and `{number}` in the callback template.
 pub fn callback(template: &str, why: &str, number: Option<&str>) -> String {
     let number = match number.map(str::trim).filter(|n| !n.is_empty()) {
@@ -55,6 +102,33 @@ pub fn spaced_digits(number: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_web_caller_without_a_number_is_never_promised_a_callback() {
+        let t = Templates {
+            disclosure: "Connecting you because {reason}; wait {wait}.",
+            disclosure_offer: "Wait {wait}, or press 2 for a callback.",
+            callback: "Sorry, {why}. We will call you back {number}.",
+            no_callback: "Sorry, {why}. We have no number to call you back on.",
+        };
+        let facts = |number, web_caller| CallerFacts {
+            trigger: Trigger::CustomerRequest,
+            wait: Duration::from_secs(600),
+            number,
+            web_caller,
+            why: "nobody is free",
+        };
+        let (offer, promise) = caller_lines(t, facts(None, true));
+        assert!(!offer.contains("press 2"), "{offer}");
+        assert!(!promise.contains("will call"), "{promise}");
+        assert!(promise.contains("no number"), "{promise}");
+        // A web caller who gave a number, and a phone caller, are offered one.
+        let (offer, promise) = caller_lines(t, facts(Some("+15550100"), true));
+        assert!(offer.contains("press 2"));
+        assert!(promise.contains("at 1 5 5 5 0 1 0 0"), "{promise}");
+        let (_, promise) = caller_lines(t, facts(None, false));
+        assert!(promise.contains("the number you called from"), "{promise}");
+    }
 
     #[test]
     fn templates_say_why_and_how_long() {

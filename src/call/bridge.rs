@@ -143,6 +143,10 @@ pub struct CallBridge {
     human: Option<String>,
     hold: HoldTone,
     hold_on: bool,
+    /// The human agent's console dropped mid-call: the caller hears hold audio.
+    human_away: bool,
+    /// The human agent put the caller on hold: the caller hears hold audio.
+    agent_hold: bool,
     prompts: Option<HandoffPrompts>,
     whisper: Option<Arc<[u8]>>,
     whisper_failed: bool,
@@ -178,6 +182,8 @@ impl CallBridge {
             human: None,
             hold: HoldTone::default(),
             hold_on: false,
+            human_away: false,
+            agent_hold: false,
             prompts: None,
             whisper: None,
             whisper_failed: false,
@@ -306,6 +312,10 @@ impl CallBridge {
             LegEvent::Connected
             | LegEvent::Clear
             | LegEvent::SkipWhisper
+            | LegEvent::Detached
+            | LegEvent::Reattached
+            | LegEvent::Hold
+            | LegEvent::Resume
             | LegEvent::Turn(_)
             | LegEvent::Escalate(_)
             | LegEvent::Tool(_)
@@ -359,7 +369,13 @@ impl CallBridge {
             LegEvent::Clear if *self.handoff.state() == HandoffState::Ai => {
                 self.flush(ClearedBy::Agent)
             }
-            LegEvent::Mark(_) | LegEvent::Clear | LegEvent::SkipWhisper => {}
+            LegEvent::Mark(_)
+            | LegEvent::Clear
+            | LegEvent::SkipWhisper
+            | LegEvent::Detached
+            | LegEvent::Reattached
+            | LegEvent::Hold
+            | LegEvent::Resume => {}
             LegEvent::Turn(mut turn) => {
                 let spoken_choice =
                     turn.role == Role::User && *self.handoff.state() != HandoffState::Ai;
@@ -534,7 +550,8 @@ impl CallBridge {
         if self.ended {
             return None;
         }
-        if self.hold_on && self.playout.queued_frames() < 2 {
+        if (self.hold_on || self.human_away || self.agent_hold) && self.playout.queued_frames() < 2
+        {
             return Some(now);
         }
         [

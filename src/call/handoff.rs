@@ -73,8 +73,10 @@ pub enum HandoffInput {
     },
     /// The whisper finished (or the agent skipped it).
     WhisperDone,
-    /// The agent hung up or dropped.
+    /// The agent hung up (or their phone leg ended).
     AgentGone,
+    /// The agent's console vanished and did not come back within the grace.
+    AgentLost,
     /// Routing has nobody (none online, after hours, or the wait is too long).
     NoAgent,
     /// The callback prompt finished playing.
@@ -96,6 +98,8 @@ pub enum HandoffAction {
     OfferNextAgent {
         /// The agent who did not take it.
         instead_of: String,
+        /// They let it ring out (rather than declining, or dropping).
+        missed: bool,
     },
     /// Play the whisper to this agent only.
     PlayWhisper {
@@ -167,7 +171,13 @@ impl Handoff {
         match &self.state {
             HandoffState::Ringing { agent, deadline } if now >= *deadline => {
                 let agent = agent.clone();
-                self.handle(HandoffInput::Declined { agent }, now)
+                let mut actions = self.handle(HandoffInput::Declined { agent }, now);
+                for action in &mut actions {
+                    if let HandoffAction::OfferNextAgent { missed, .. } = action {
+                        *missed = true;
+                    }
+                }
+                actions
             }
             _ => Vec::new(),
         }
@@ -219,7 +229,13 @@ impl Handoff {
             ),
             (S::Ringing { agent: ringing, .. }, I::Declined { agent }) if *ringing == agent => (
                 S::Queued,
-                vec![A::StartHold, A::OfferNextAgent { instead_of: agent }],
+                vec![
+                    A::StartHold,
+                    A::OfferNextAgent {
+                        instead_of: agent,
+                        missed: false,
+                    },
+                ],
             ),
             (S::Whispering { agent }, I::WhisperDone) => {
                 let agent = agent.clone();
@@ -234,10 +250,31 @@ impl Handoff {
                 let agent = agent.clone();
                 (
                     S::Queued,
-                    vec![A::StartHold, A::OfferNextAgent { instead_of: agent }],
+                    vec![
+                        A::StartHold,
+                        A::OfferNextAgent {
+                            instead_of: agent,
+                            missed: false,
+                        },
+                    ],
                 )
             }
             (S::Merged { .. }, I::AgentGone) => (S::Ended, vec![A::End]),
+            // The agent vanished (their console did not come back in time):
+            // the caller still needs a person.
+            (S::Whispering { agent } | S::Merged { agent }, I::AgentLost) => {
+                let agent = agent.clone();
+                (
+                    S::Queued,
+                    vec![
+                        A::StartHold,
+                        A::OfferNextAgent {
+                            instead_of: agent,
+                            missed: false,
+                        },
+                    ],
+                )
+            }
             (S::Escalating | S::Queued | S::Ringing { .. }, I::NoAgent) => {
                 (S::Callback, vec![A::OfferCallback])
             }
@@ -426,7 +463,8 @@ mod tests {
             vec![
                 A::StartHold,
                 A::OfferNextAgent {
-                    instead_of: "ann".into()
+                    instead_of: "ann".into(),
+                    missed: true,
                 }
             ]
         );
@@ -457,7 +495,8 @@ mod tests {
             vec![
                 A::StartHold,
                 A::OfferNextAgent {
-                    instead_of: "bob".into()
+                    instead_of: "bob".into(),
+                    missed: false,
                 }
             ]
         );
@@ -487,7 +526,40 @@ mod tests {
             vec![
                 A::StartHold,
                 A::OfferNextAgent {
-                    instead_of: "ann".into()
+                    instead_of: "ann".into(),
+                    missed: false,
+                }
+            ]
+        );
+        assert_eq!(h.state(), &HandoffState::Queued);
+    }
+
+    #[test]
+    fn an_agent_lost_after_the_merge_sends_the_call_back_to_the_queue() {
+        let t = Instant::now();
+        let mut h = Handoff::new(HandoffTimers::default());
+        h.handle(I::Escalate, t);
+        h.handle(
+            I::Offered {
+                agent: "ann".into(),
+            },
+            t,
+        );
+        h.handle(
+            I::Accepted {
+                agent: "ann".into(),
+            },
+            t,
+        );
+        h.handle(I::WhisperDone, t);
+        assert!(matches!(h.state(), HandoffState::Merged { .. }));
+        assert_eq!(
+            h.handle(I::AgentLost, t),
+            vec![
+                A::StartHold,
+                A::OfferNextAgent {
+                    instead_of: "ann".into(),
+                    missed: false,
                 }
             ]
         );

@@ -120,6 +120,10 @@ impl Insight {
             },
             whisper: None,
             requested_skill: start.custom_parameters.get("skill").cloned(),
+            web_caller: start
+                .custom_parameters
+                .get("transport")
+                .is_some_and(|t| t == "webrtc"),
             judge_tx: None,
             judging: 0,
         };
@@ -183,6 +187,8 @@ struct Worker {
     whisper: Option<(Arc<Whisper>, HandoffContext)>,
     /// The skill the provider asked for (`customParameters.skill`), if any.
     requested_skill: Option<String>,
+    /// A browser (WebRTC) caller: no caller ID to call back unless they gave a number.
+    web_caller: bool,
     /// Where spawned judge requests answer (set while the task runs).
     judge_tx: Option<mpsc::Sender<Judged>>,
     /// Judge requests in flight.
@@ -498,20 +504,28 @@ impl Worker {
     ) -> (Option<crate::call::bridge::HandoffPrompts>, String) {
         let config = &self.shared.config;
         let wait = self.shared.routing.estimate_wait(skill);
-        let template = if wait >= crate::brief::prompts::OFFER_CALLBACK_FROM {
-            &config.prompts.disclosure_offer
-        } else {
-            &config.prompts.disclosure
-        };
-        let disclosure = crate::brief::prompts::disclosure(template, decision.trigger, wait);
         let number = caller_number(self.builder.context());
         let why = if self.shared.routing.is_open_now() {
             "none of our team can take your call right now"
         } else {
             "our team is closed at this hour"
         };
-        let callback =
-            crate::brief::prompts::callback(&config.prompts.callback, why, number.as_deref());
+        let p = &config.prompts;
+        let (disclosure, callback) = crate::brief::prompts::caller_lines(
+            crate::brief::prompts::Templates {
+                disclosure: &p.disclosure,
+                disclosure_offer: &p.disclosure_offer,
+                callback: &p.callback,
+                no_callback: &p.no_callback,
+            },
+            crate::brief::prompts::CallerFacts {
+                trigger: decision.trigger,
+                wait,
+                number: number.as_deref(),
+                web_caller: self.web_caller,
+                why,
+            },
+        );
         let wpm = config.tts.words_per_minute;
         let prompts = match (
             self.shared.tts.prompt_ulaw(&disclosure, wpm).await,

@@ -13,6 +13,46 @@ pub const FINISHED_KEPT: usize = 256;
 /// How many bytes of finished calls' timelines are kept in memory by default.
 pub const FINISHED_BYTES: usize = 64 << 20;
 
+/// Where the caller is, in their words (the browser caller page shows it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CallerStage {
+    /// Talking with the AI assistant.
+    #[default]
+    Assistant,
+    /// On hold for a person (queued, ringing, the whisper, or the agent's hold).
+    Waiting,
+    /// Talking with a person.
+    WithPerson,
+    /// Nobody could take the call: told about the callback.
+    Callback,
+}
+
+impl CallerStage {
+    /// The caller's stage after a handoff step (`None`: unchanged).
+    pub fn after(step: crate::domain::HandoffStep) -> Option<CallerStage> {
+        use crate::domain::HandoffStep as S;
+        match step {
+            S::Escalating
+            | S::Queued
+            | S::Requeued
+            | S::Ringing
+            | S::Answered
+            | S::Declined
+            | S::RingTimeout
+            | S::WhisperStarted
+            | S::AgentLeft
+            | S::AgentDetached
+            | S::AgentDisconnected
+            | S::CallerHeld
+            | S::CallerWaits => Some(CallerStage::Waiting),
+            S::Merged | S::AgentReattached | S::CallerResumed => Some(CallerStage::WithPerson),
+            S::NoAgent | S::CallerChoseCallback | S::CallbackSaved => Some(CallerStage::Callback),
+            S::Disclosure | S::Summary | S::WhisperSkipped | S::WhisperMissing => None,
+        }
+    }
+}
+
 /// A call in progress.
 #[derive(Debug, Clone, Serialize)]
 pub struct ActiveCall {
@@ -24,6 +64,14 @@ pub struct ActiveCall {
     pub stream_sid: String,
     /// Start, seconds since the Unix epoch.
     pub started_unix: f64,
+    /// Where the caller is.
+    pub stage: CallerStage,
+    /// Since when they have waited for a person (Unix seconds), while waiting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_since_unix: Option<f64>,
+    /// The wait estimated when they joined the queue, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_wait_seconds: Option<u64>,
 }
 
 /// Counts for metrics and the API.
@@ -105,11 +153,41 @@ impl CallRegistry {
                 call_sid: call_sid.to_string(),
                 stream_sid: stream_sid.to_string(),
                 started_unix,
+                stage: CallerStage::Assistant,
+                waiting_since_unix: None,
+                estimated_wait_seconds: None,
             },
         );
         drop(inner);
         self.changed.notify_waiters();
         id
+    }
+
+    /// Records where the caller is now.
+    pub fn set_stage(&self, call_id: &str, stage: CallerStage) {
+        let mut inner = self.lock();
+        if let Some(call) = inner.active.get_mut(call_id) {
+            if stage == CallerStage::Waiting && call.stage != CallerStage::Waiting {
+                call.waiting_since_unix =
+                    Some(crate::util::unix_seconds(std::time::SystemTime::now()));
+            } else if stage != CallerStage::Waiting {
+                call.waiting_since_unix = None;
+            }
+            call.stage = stage;
+        }
+    }
+
+    /// Records the wait estimated when the call joined the queue.
+    pub fn set_estimated_wait(&self, call_id: &str, wait: std::time::Duration) {
+        if let Some(call) = self.lock().active.get_mut(call_id) {
+            call.estimated_wait_seconds =
+                (wait != std::time::Duration::MAX).then_some(wait.as_secs());
+        }
+    }
+
+    /// A call in progress, by id.
+    pub fn active_call(&self, call_id: &str) -> Option<ActiveCall> {
+        self.lock().active.get(call_id).cloned()
     }
 
     /// Moves a call to the finished list with its timeline.

@@ -175,6 +175,11 @@ async fn drive(
                         log_event(&kind);
                     }
                     store_handoff_figures(&shared, &setup.call_id, &kind);
+                    if let TimelineKind::HandoffStep { step, .. } = &kind
+                        && let Some(stage) = crate::call::registry::CallerStage::after(*step)
+                    {
+                        shared.registry.set_stage(&setup.call_id, stage);
+                    }
                     handoff.time_stage(&shared.metrics, &kind, now);
                     insight.observe(now, &kind);
                     timeline.push(now, kind);
@@ -316,7 +321,9 @@ async fn drive(
     while let Ok(event) = escalations.try_recv() {
         timeline.push(event.happened_at(), insight_event(&event));
     }
-    shared.routing.leave(&setup.call_id);
+    shared
+        .routing
+        .leave(&setup.call_id, crate::routing::WithdrawReason::CallerHangup);
     drop(agent_tx);
     drop(caller_tx);
     if let Some(r) = recorder.take() {
@@ -526,6 +533,9 @@ impl HandoffLinks {
                     context,
                     routing_tx.clone(),
                 );
+                shared
+                    .registry
+                    .set_estimated_wait(call_id, ticket.estimated_wait);
                 timeline.push(
                     now,
                     TimelineKind::HandoffStep {
@@ -544,9 +554,14 @@ impl HandoffLinks {
                     },
                 );
             }
-            RoutingRequest::OfferNext { instead_of } => {
+            RoutingRequest::OfferNext { instead_of, missed } => {
+                let why = if missed {
+                    crate::routing::WithdrawReason::RingTimeout
+                } else {
+                    crate::routing::WithdrawReason::Declined
+                };
                 if let Err(crate::routing::RoutingError::CallGone(_)) =
-                    shared.routing.decline(&instead_of, call_id)
+                    shared.routing.decline(&instead_of, call_id, why)
                 {
                     // The call had left the queue (the agent had answered, then dropped): back in.
                     self.tried.insert(instead_of);
@@ -570,7 +585,9 @@ impl HandoffLinks {
                 }
             }
             RoutingRequest::SaveCallback { reason } => {
-                shared.routing.leave(call_id);
+                shared
+                    .routing
+                    .leave(call_id, crate::routing::WithdrawReason::CallbackChosen);
                 let (number, context) = match &self.escalation {
                     Some((_, c, n)) => (n.clone().unwrap_or_default(), c.to_json_pretty()),
                     None => (String::new(), "{}".into()),
@@ -596,7 +613,7 @@ impl HandoffLinks {
                     .answered_at
                     .map(|a| now.saturating_duration_since(a))
                     .unwrap_or_default();
-                shared.routing.call_finished(&agent, handled);
+                shared.routing.call_finished(&agent, call_id, handled);
                 self.human_tx = None;
             }
         }

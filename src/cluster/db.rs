@@ -816,6 +816,11 @@ async fn take_over(
             "the call was cut off (gateway node {node} stopped) while waiting for an agent"
         );
         tx.execute(
+            crate::store::SUPERSEDE_CALLBACKS_POSTGRES,
+            &[&q.get::<_, String>(2), &call_id],
+        )
+        .await?;
+        tx.execute(
             "INSERT INTO callbacks (call_id, number, reason, context, created_at) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (call_id) DO NOTHING",
             &[&call_id, &q.get::<_, String>(2), &reason, &q.get::<_, String>(1), &now],

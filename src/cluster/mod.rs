@@ -19,7 +19,7 @@ pub mod relay;
 use crate::brief::context::HandoffContext;
 use crate::config::Config;
 use crate::gateway::Shared;
-use crate::routing::RoutingEvent;
+use crate::routing::{RoutingEvent, WithdrawReason};
 use bus::{CallNews, NodeMessage, Presence, PresentAgent};
 use db::{Accepted, ClusterDb, ClusterDbError, OfferKind, QueueEntry, Released, Round};
 use futures_util::StreamExt;
@@ -338,7 +338,7 @@ impl Cluster {
         match self.db.sweep().await {
             Ok((released, takeovers)) => {
                 for r in released {
-                    self.on_released(shared, r, "the agent did not answer in time")
+                    self.on_released(shared, r, WithdrawReason::RingTimeout.as_str())
                         .await;
                 }
                 for t in takeovers {
@@ -346,7 +346,7 @@ impl Cluster {
                         "a cluster node stopped; its queued callers are saved as callbacks");
                     shared.routing.forget_node(&t.node);
                     for r in t.released {
-                        self.on_released(shared, r, "the caller's gateway node stopped")
+                        self.on_released(shared, r, WithdrawReason::CallLost.as_str())
                             .await;
                     }
                 }
@@ -451,7 +451,7 @@ impl Cluster {
             }
             ClusterOp::Leave { call_id } => {
                 if let Some(r) = self.db.leave(call_id).await? {
-                    self.on_released(shared, r, "the caller left the queue")
+                    self.on_released(shared, r, WithdrawReason::CallerHangup.as_str())
                         .await;
                 }
             }
@@ -461,7 +461,8 @@ impl Cluster {
                 // reached the call (their node failed between) — `reconcile`
                 // queues such a call again.
                 if let Some(r) = self.db.release(agent_id, call_id).await? {
-                    self.on_released(shared, r, "declined").await;
+                    self.on_released(shared, r, WithdrawReason::Declined.as_str())
+                        .await;
                 }
             }
             ClusterOp::Dispatch => {}
@@ -591,7 +592,14 @@ impl Cluster {
                 } else {
                     tracing::info!(agent = %agent_id, call = %call_id, "offered agent has no console here; releasing");
                     match self.db.release(&agent_id, &call_id).await {
-                        Ok(Some(r)) => Box::pin(self.on_released(shared, r, "agent gone")).await,
+                        Ok(Some(r)) => {
+                            Box::pin(self.on_released(
+                                shared,
+                                r,
+                                WithdrawReason::AgentGone.as_str(),
+                            ))
+                            .await
+                        }
                         Ok(None) => {}
                         Err(e) => {
                             tracing::warn!(error = %e, "offer release failed; the ring lease will")
@@ -649,7 +657,7 @@ impl Cluster {
             .await
             .map_err(|e| e.to_string())?;
         self.forget_offer(agent_id, call_id);
-        shared.routing.accepted_here(agent_id, kind);
+        shared.routing.accepted_here(agent_id, call_id, kind);
         match accepted {
             Accepted::Callback { number } => {
                 tracing::info!(agent = %agent_id, call = %call_id, "callback assigned");

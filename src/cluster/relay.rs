@@ -37,6 +37,19 @@ pub enum Control {
     Skip,
     /// The agent hangs up.
     Hangup,
+    /// The agent's console dropped; the call is held for it (hold audio).
+    Away,
+    /// The agent's console came back.
+    Back,
+    /// The agent put the caller on hold.
+    Hold,
+    /// The agent took the caller off hold.
+    Resume,
+    /// The agent's console did not come back in time: the agent is lost.
+    Lost {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The call's node could not be reached.
@@ -124,7 +137,8 @@ pub async fn dial(
                         Some(Ok(TgMessage::Text(t))) if t.len() <= MAX_MESSAGE => match serde_json::from_str::<Control>(&t) {
                             Ok(Control::Mark { name }) => LegCommand::Mark(name),
                             Ok(Control::Hangup) => break,
-                            Ok(Control::Skip) => continue,
+                            // Agent-side news: never sent towards the agent.
+                            Ok(Control::Skip | Control::Away | Control::Back | Control::Hold | Control::Resume | Control::Lost { .. }) => continue,
                             Err(e) => {
                                 tracing::warn!(call = %call, error = %e, "relay control message dropped");
                                 continue;
@@ -145,7 +159,19 @@ pub async fn dial(
                     let out = match event {
                         Some(LegEvent::Audio(bytes)) => TgMessage::Binary(bytes.into()),
                         Some(LegEvent::SkipWhisper) => control_tg(&Control::Skip),
-                        Some(LegEvent::Hangup(_)) | None => {
+                        Some(LegEvent::Detached) => control_tg(&Control::Away),
+                        Some(LegEvent::Reattached) => control_tg(&Control::Back),
+                        Some(LegEvent::Hold) => control_tg(&Control::Hold),
+                        Some(LegEvent::Resume) => control_tg(&Control::Resume),
+                        Some(LegEvent::Hangup(cause)) => {
+                            let control = match cause {
+                                HangupCause::Normal => Control::Hangup,
+                                other => Control::Lost { reason: other.lost_because().unwrap_or_default() },
+                            };
+                            let _ = sink.send(control_tg(&control)).await;
+                            break;
+                        }
+                        None => {
                             let _ = sink.send(control_tg(&Control::Hangup)).await;
                             break;
                         }
@@ -159,7 +185,9 @@ pub async fn dial(
         }
         let _ = sink.send(TgMessage::Close(None)).await;
         let _ = cmd_tx.send(LegCommand::Hangup).await;
-        shared.routing.call_finished(&agent, started.elapsed());
+        shared
+            .routing
+            .call_finished(&agent, &call, started.elapsed());
         tracing::info!(agent = %agent, call = %call, "relayed call ended");
     });
     Ok(AgentEnd {
@@ -215,6 +243,11 @@ pub async fn serve(mut socket: WebSocket, shared: Arc<Shared>, call_id: String, 
                     Some(Ok(AxMessage::Text(t))) if t.len() <= MAX_MESSAGE => match serde_json::from_str::<Control>(&t) {
                         Ok(Control::Skip) => LegEvent::SkipWhisper,
                         Ok(Control::Hangup) => LegEvent::Hangup(HangupCause::Normal),
+                        Ok(Control::Away) => LegEvent::Detached,
+                        Ok(Control::Back) => LegEvent::Reattached,
+                        Ok(Control::Hold) => LegEvent::Hold,
+                        Ok(Control::Resume) => LegEvent::Resume,
+                        Ok(Control::Lost { reason }) => LegEvent::Hangup(HangupCause::Lost(reason)),
                         Ok(Control::Mark { .. }) => continue,
                         Err(e) => {
                             tracing::warn!(call = %call_id, error = %e, "relay control message dropped");

@@ -34,6 +34,17 @@ pub enum HandoffStep {
     Merged,
     /// The human agent left before the merge.
     AgentLeft,
+    /// The human agent's console dropped mid-call; the caller hears hold
+    /// audio while it may come back (`routing.reattach_grace_ms`).
+    AgentDetached,
+    /// The human agent's console came back and took the call again.
+    AgentReattached,
+    /// The human agent's console did not come back in time: the call moves on.
+    AgentDisconnected,
+    /// The human agent put the caller on hold (hold audio; the agent is not heard).
+    CallerHeld,
+    /// The human agent took the caller off hold.
+    CallerResumed,
     /// Nobody can take the call (detail: why).
     NoAgent,
     /// The caller chose to keep waiting.
@@ -62,6 +73,11 @@ impl HandoffStep {
             HandoffStep::WhisperMissing => "whisper_missing",
             HandoffStep::Merged => "merged",
             HandoffStep::AgentLeft => "agent_left",
+            HandoffStep::AgentDetached => "agent_detached",
+            HandoffStep::AgentReattached => "agent_reattached",
+            HandoffStep::AgentDisconnected => "agent_disconnected",
+            HandoffStep::CallerHeld => "caller_held",
+            HandoffStep::CallerResumed => "caller_resumed",
             HandoffStep::NoAgent => "no_agent",
             HandoffStep::CallerWaits => "caller_waits",
             HandoffStep::CallerChoseCallback => "caller_chose_callback",
@@ -98,6 +114,11 @@ mod tests {
             WhisperMissing,
             Merged,
             AgentLeft,
+            AgentDetached,
+            AgentReattached,
+            AgentDisconnected,
+            CallerHeld,
+            CallerResumed,
             NoAgent,
             CallerWaits,
             CallerChoseCallback,

@@ -190,10 +190,101 @@ pub async fn list_callbacks(State(shared): State<Arc<Shared>>) -> Response {
 /// Query of the console socket.
 #[derive(Debug, serde::Deserialize)]
 pub struct ConsoleQuery {
+    /// A one-time ticket from `POST /v1/agents/{id}/ticket` (what browsers use).
+    ticket: Option<String>,
+    /// The agent token itself (older clients; prefer the header or a ticket).
     token: Option<String>,
 }
 
-/// `GET /v1/agents/{id}/ws?token=…`: an agent's console (per-agent token).
+/// How a console proves who it is.
+enum Credential {
+    Token(String),
+    Ticket(String),
+}
+
+/// Checks a console's credential with the sign-in backoff (per agent and
+/// address): `Err` is the response to send.
+async fn sign_in(
+    shared: &Arc<Shared>,
+    id: &str,
+    peer: std::net::SocketAddr,
+    credential: Option<Credential>,
+) -> Result<(), Response> {
+    let now = std::time::Instant::now();
+    let waiting = shared
+        .sign_ins
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .check(id, peer.ip(), now);
+    if let Err(wait) = waiting {
+        shared.metrics.peer_drops("console", "sign_in_backoff", 1);
+        let secs = wait.as_secs().max(1);
+        return Err(super::limits::refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            secs,
+            format!("too many failed sign-ins for {id:?} from this address; try again in {secs} s"),
+        ));
+    }
+    let Some(credential) = credential else {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "missing agent credential (Authorization: Bearer <agent token>, or ?ticket= from POST /v1/agents/{id}/ticket)",
+        ));
+    };
+    let mut signed_in = match &credential {
+        Credential::Token(token) => shared.routing.authenticate(id, token),
+        Credential::Ticket(ticket) => shared.routing.redeem_ticket(id, ticket),
+    };
+    if let (Err(_), Credential::Token(token), Some(_)) = (&signed_in, &credential, &shared.cluster)
+    {
+        // Registered (or given a new token) through another node: read the shared table.
+        shared.reload_agents().await;
+        signed_in = shared.routing.authenticate(id, token);
+    }
+    let mut guard = shared.sign_ins.lock().unwrap_or_else(|p| p.into_inner());
+    if let Err(e) = signed_in {
+        let wait = guard.failed(id, peer.ip(), now);
+        drop(guard);
+        tracing::warn!(agent = %id, ip = %peer.ip(), error = %e, backoff_s = wait.map(|w| w.as_secs()), "console refused");
+        return Err(error(StatusCode::UNAUTHORIZED, e.to_string()));
+    }
+    guard.succeeded(id, peer.ip());
+    Ok(())
+}
+
+fn bearer(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string)
+}
+
+/// `POST /v1/agents/{id}/ticket` with `Authorization: Bearer <agent token>`:
+/// a one-time ticket (30 s) for the console's WebSocket URL, so no token is
+/// ever in a URL.
+pub async fn agent_ticket(
+    Path(id): Path<String>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
+    State(shared): State<Arc<Shared>>,
+) -> Response {
+    if let Err(refused) = sign_in(&shared, &id, peer, bearer(&headers).map(Credential::Token)).await
+    {
+        return refused;
+    }
+    match shared.routing.issue_ticket(&id) {
+        Ok(ticket) => Json(serde_json::json!({
+            "ticket": ticket,
+            "expiresInSeconds": crate::routing::TICKET_TTL.as_secs(),
+        }))
+        .into_response(),
+        Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
+    }
+}
+
+/// `GET /v1/agents/{id}/ws?ticket=…` (or `Authorization: Bearer <agent
+/// token>`): an agent's console.
 pub async fn agent_console(
     ws: axum::extract::WebSocketUpgrade,
     Path(id): Path<String>,
@@ -202,49 +293,18 @@ pub async fn agent_console(
     headers: axum::http::HeaderMap,
     State(shared): State<Arc<Shared>>,
 ) -> Response {
-    let now = std::time::Instant::now();
-    let waiting = shared
-        .sign_ins
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .check(&id, peer.ip(), now);
-    if let Err(wait) = waiting {
-        shared.metrics.peer_drops("console", "sign_in_backoff", 1);
-        let secs = wait.as_secs().max(1);
-        return super::limits::refuse(
-            StatusCode::TOO_MANY_REQUESTS,
-            secs,
-            format!("too many failed sign-ins for {id:?} from this address; try again in {secs} s"),
-        );
-    }
-    let token = query.token.or_else(|| {
-        headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::to_string)
-    });
-    let Some(token) = token else {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "missing agent token (?token= or Authorization: Bearer)",
-        );
+    let credential = match (query.ticket, bearer(&headers), query.token) {
+        (Some(ticket), _, _) => Some(Credential::Ticket(ticket)),
+        (None, Some(token), _) => Some(Credential::Token(token)),
+        (None, None, Some(token)) => {
+            tracing::warn!(agent = %id, "console signed in with ?token= in the URL (logged by proxies); use a ticket or the Authorization header");
+            Some(Credential::Token(token))
+        }
+        (None, None, None) => None,
     };
-    let mut signed_in = shared.routing.authenticate(&id, &token);
-    if signed_in.is_err() && shared.cluster.is_some() {
-        // Registered (or given a new token) through another node: read the shared table.
-        shared.reload_agents().await;
-        signed_in = shared.routing.authenticate(&id, &token);
+    if let Err(refused) = sign_in(&shared, &id, peer, credential).await {
+        return refused;
     }
-    let mut guard = shared.sign_ins.lock().unwrap_or_else(|p| p.into_inner());
-    if let Err(e) = signed_in {
-        let wait = guard.failed(&id, peer.ip(), now);
-        drop(guard);
-        tracing::warn!(agent = %id, ip = %peer.ip(), error = %e, backoff_s = wait.map(|w| w.as_secs()), "console refused");
-        return error(StatusCode::UNAUTHORIZED, e.to_string());
-    }
-    guard.succeeded(&id, peer.ip());
-    drop(guard);
     let cap = shared.config.server.max_message_bytes * 4;
     ws.max_message_size(cap)
         .max_frame_size(cap)

@@ -41,6 +41,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
     // Endpoints that open connections or calls: per-IP rate, call ceiling, drain.
     let admitted = Router::new()
         .route("/v1/agents/{id}/ws", get(api::agent_console))
+        .route(
+            "/v1/agents/{id}/ticket",
+            axum::routing::post(api::agent_ticket),
+        )
         .route("/media", get(media_stream))
         .route(
             "/v1/webrtc/calls",
@@ -56,6 +60,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .merge(v1)
         .merge(admitted)
         .route("/healthz", get(healthz))
+        .route("/v1/webrtc/calls/{id}", get(webrtc_call_status))
         .route("/console", get(console::index))
         .route("/console/{file}", get(console::asset))
         .route(
@@ -178,6 +183,34 @@ struct BrowserOffer {
     /// Becomes the call's `customParameters`.
     #[serde(default)]
     parameters: std::collections::BTreeMap<String, String>,
+    /// A number the caller typed to be called back on (the page asks for it).
+    #[serde(default, rename = "callbackNumber")]
+    callback_number: Option<String>,
+}
+
+/// `GET /v1/webrtc/calls/{id}`: where a browser caller is, for their page
+/// (the call id, 48 random bits, is known only to the caller and the
+/// operators): `{stage, waitedSeconds?, estimatedWaitSeconds?}`; a call that
+/// is over is `{"stage": "ended"}`.
+async fn webrtc_call_status(Path(id): Path<String>, State(shared): State<Arc<Shared>>) -> Response {
+    let Some(call) = shared.registry.active_call(&id) else {
+        let known = shared.registry.timeline(&id).is_some();
+        let status = if known {
+            StatusCode::OK
+        } else {
+            StatusCode::NOT_FOUND
+        };
+        return (status, Json(serde_json::json!({ "stage": "ended" }))).into_response();
+    };
+    let now = crate::util::unix_seconds(std::time::SystemTime::now());
+    let mut body = serde_json::json!({ "stage": call.stage });
+    if let Some(since) = call.waiting_since_unix {
+        body["waitedSeconds"] = serde_json::json!((now - since).max(0.0).round() as u64);
+    }
+    if let Some(wait) = call.estimated_wait_seconds {
+        body["estimatedWaitSeconds"] = serde_json::json!(wait);
+    }
+    Json(body).into_response()
 }
 
 /// `POST /v1/webrtc/calls`: a browser calls in; answers `{callId, sdp}`.
@@ -195,7 +228,25 @@ async fn webrtc_call(State(shared): State<Arc<Shared>>, body: axum::body::Bytes)
                 .into_response();
         }
     };
-    match start_browser_call(shared, &offer.sdp, offer.parameters).await {
+    let mut parameters = offer.parameters;
+    let typed = offer
+        .callback_number
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty());
+    let callback_number = match typed.map(crate::legs::webrtc::phone_number) {
+        None => None,
+        Some(Some(number)) => Some(number),
+        Some(None) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({"error": "callbackNumber is not a phone number (7 to 15 digits, an optional leading +)"})),
+            )
+                .into_response();
+        }
+    };
+    parameters.retain(|k, _| k != "from");
+    match start_browser_call(shared, &offer.sdp, parameters, callback_number).await {
         Ok((call_id, sdp)) => {
             Json(serde_json::json!({"callId": call_id, "type": "answer", "sdp": sdp}))
                 .into_response()

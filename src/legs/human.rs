@@ -12,7 +12,9 @@ use crate::gateway::Shared;
 use crate::legs::liveness::{Liveness, LivenessConfig};
 use crate::legs::media_streams::{self, MarkBody, MediaChunk, ProtocolError};
 use crate::legs::{HangupCause, LegCommand, LegEvent, keep_alive};
-use crate::routing::{AgentEnd, AgentStatus, HumanCommand, OfferKind};
+use crate::routing::{
+    AgentEnd, AgentStatus, HeldCall, HumanCommand, OfferKind, Presence, WithdrawReason, WrapUpNews,
+};
 use axum::extract::ws::{Message, WebSocket};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -41,9 +43,13 @@ pub enum ConsoleMessage {
     Skip,
     /// Leave the call.
     Hangup,
+    /// Put the caller on hold (after the merge): they hear hold audio.
+    Hold,
+    /// Take the caller off hold.
+    Resume,
     /// Availability.
     Status {
-        /// `available` or `offline`.
+        /// `available`, `break` or `offline`.
         status: String,
     },
     /// After a call: the agent's wrap-up (quality flags and notes).
@@ -62,6 +68,9 @@ pub enum ConsoleMessage {
         /// Free notes (at most 4000 characters are kept).
         #[serde(default)]
         notes: String,
+        /// One of `routing.dispositions` (or empty).
+        #[serde(default)]
+        disposition: String,
     },
     /// The agent's voice (μ-law 8 kHz).
     Media {
@@ -96,11 +105,28 @@ pub enum ConsoleEvent<'a> {
     Connected {
         /// The agent.
         agent_id: &'a str,
+        /// Their presence as the gateway routes them.
+        status: AgentStatus,
+        /// The wrap-up they owe, if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        wrap_up: Option<&'a WrapUpNews>,
+        /// The disposition codes of the wrap-up form.
+        dispositions: &'a [String],
+    },
+    /// The agent's presence changed.
+    Presence {
+        /// The state.
+        status: AgentStatus,
+        /// In wrap-up: the call and the time left.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        wrap_up: Option<&'a WrapUpNews>,
     },
     /// The screen-pop.
     Offer {
         /// The call.
         call_id: &'a str,
+        /// Seconds it rings before it goes to the next agent.
+        ring_seconds: u64,
         /// `call` (accepting connects it) or, in a cluster, `callback` (a saved
         /// callback: accepting assigns it to the agent, who calls the number back).
         kind: OfferKind,
@@ -116,10 +142,31 @@ pub enum ConsoleEvent<'a> {
         /// Why.
         reason: &'a str,
     },
+    /// The caller is on hold (`on`) or back.
+    Hold {
+        /// On hold.
+        on: bool,
+    },
     /// Accepted: the whisper follows, then the caller.
     CallStarted {
         /// The call.
         call_id: &'a str,
+    },
+    /// After a reload or network blip: the call this agent was on is theirs
+    /// again (the caller heard hold audio meanwhile).
+    CallResumed {
+        /// The call.
+        call_id: &'a str,
+        /// Whether the caller was already connected (the whisper was over).
+        merged: bool,
+        /// Whether the agent had put the caller on hold.
+        on_hold: bool,
+        /// Its urgency, when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        urgency: Option<Urgency>,
+        /// The screen-pop, when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        context: Option<&'a HandoffContext>,
     },
     /// Audio for the agent.
     Media {
@@ -134,6 +181,12 @@ pub enum ConsoleEvent<'a> {
         stream_sid: &'a str,
         /// The mark.
         mark: MarkBody,
+    },
+    /// The team: calls waiting per skill and every agent's presence (sent
+    /// when it changes, at most every 2 s).
+    Team {
+        /// The team.
+        team: &'a crate::routing::Team,
     },
     /// The call is over.
     Stop {
@@ -240,6 +293,123 @@ impl ConsoleSocket {
     }
 }
 
+/// The call a console is on.
+struct LiveCall {
+    call_id: String,
+    commands: mpsc::Receiver<LegCommand>,
+    events: mpsc::Sender<LegEvent>,
+    /// What the console was shown for it (to show again after a reload).
+    context: Option<(Urgency, Arc<HandoffContext>)>,
+    /// The whisper is over: the caller and the agent hear each other.
+    merged: bool,
+    /// The agent put the caller on hold.
+    on_hold: bool,
+}
+
+/// Holds a call whose console dropped: the caller hears hold audio (the
+/// bridge plays it on `Detached`), what the call sends the agent is dropped,
+/// and the call waits `grace` for the agent's console to take it back. After
+/// that the agent is lost and the call moves on (next agent or callback).
+fn hold_for_reattach(
+    shared: &Arc<Shared>,
+    agent_id: &str,
+    call: LiveCall,
+    grace: std::time::Duration,
+) -> HeldCall {
+    let (reclaim_tx, mut reclaim_rx) =
+        tokio::sync::oneshot::channel::<tokio::sync::oneshot::Sender<AgentEnd>>();
+    let LiveCall {
+        call_id,
+        mut commands,
+        events,
+        context,
+        merged,
+        on_hold,
+    } = call;
+    let _ = events.try_send(LegEvent::Detached);
+    tracing::warn!(agent = %agent_id, call = %call_id, grace_ms = grace.as_millis() as u64,
+        "agent console dropped mid-call; holding the call for it to come back");
+    let (shared_h, agent, call) = (Arc::clone(shared), agent_id.to_string(), call_id.clone());
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + grace;
+        let mut reclaimable = true;
+        loop {
+            tokio::select! {
+                reply = &mut reclaim_rx, if reclaimable => match reply {
+                    Ok(reply) => {
+                        tracing::info!(agent = %agent, call = %call, "agent console came back: call handed back");
+                        if let Err(end) = reply.send(AgentEnd { commands, events }) {
+                            let _ = end.events.try_send(LegEvent::Hangup(HangupCause::Lost(
+                                "agent console came back and left again".into(),
+                            )));
+                        }
+                        return;
+                    }
+                    Err(_) => reclaimable = false,
+                },
+                cmd = commands.recv() => {
+                    if matches!(cmd, Some(LegCommand::Hangup) | None) {
+                        // The call ended while held (the caller hung up).
+                        shared_h.routing.held_call_gone(&agent, &call);
+                        return;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(agent = %agent, call = %call, "agent console did not come back in time; the call moves on");
+                    shared_h.routing.held_call_gone(&agent, &call);
+                    let _ = events.try_send(LegEvent::Hangup(HangupCause::Lost(format!(
+                        "agent console did not come back within {} s",
+                        grace.as_secs_f64()
+                    ))));
+                    return;
+                }
+            }
+        }
+    });
+    HeldCall {
+        call_id,
+        context,
+        merged,
+        on_hold,
+        reclaim: reclaim_tx,
+    }
+}
+
+/// Takes back a held call (see [`hold_for_reattach`]).
+async fn reclaim(held: HeldCall) -> Option<LiveCall> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    held.reclaim.send(tx).ok()?;
+    let end = tokio::time::timeout(std::time::Duration::from_secs(2), rx)
+        .await
+        .ok()?
+        .ok()?;
+    let _ = end.events.try_send(LegEvent::Reattached);
+    Some(LiveCall {
+        call_id: held.call_id,
+        commands: end.commands,
+        events: end.events,
+        context: held.context,
+        merged: held.merged,
+        on_hold: held.on_hold,
+    })
+}
+
+/// The console's chosen presence, from its wire name.
+fn chosen_status(name: &str) -> Option<AgentStatus> {
+    match name {
+        "available" => Some(AgentStatus::Available),
+        "break" => Some(AgentStatus::Break),
+        "offline" => Some(AgentStatus::Offline),
+        _ => None,
+    }
+}
+
+/// When a wrap-up in `presence` ends by itself, from `now`.
+fn wrapup_deadline(presence: &Presence, now: Instant) -> Option<Instant> {
+    let left = presence.wrap_up.as_ref()?.seconds_left?;
+    Some(now + std::time::Duration::from_secs(left))
+}
+
 /// Serves one authenticated console until it disconnects.
 pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: String) {
     let liveness = LivenessConfig::from_server(&shared.config.server);
@@ -250,31 +420,76 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
     };
     let mut live = Liveness::new(liveness, Instant::now());
     let routing = &shared.routing;
+    let ring_seconds = shared.config.routing.ring_timeout_ms.div_ceil(1000);
+    let grace = std::time::Duration::from_millis(shared.config.routing.reattach_grace_ms);
     let (console_tx, mut console_rx) = mpsc::channel::<HumanCommand>(16);
     let session = console_tx.clone();
-    if let Err(e) = routing.console_connected(&agent_id, console_tx) {
-        let _ = socket
-            .send(text(&ConsoleEvent::Error {
-                message: e.to_string(),
-            }))
-            .await;
-        let _ = socket.send(Message::Close(None)).await;
-        return;
-    }
-    tracing::info!(agent = %agent_id, "agent console connected");
+    let arrival = match routing.console_connected(&agent_id, console_tx) {
+        Ok(arrival) => arrival,
+        Err(e) => {
+            let _ = socket
+                .send(text(&ConsoleEvent::Error {
+                    message: e.to_string(),
+                }))
+                .await;
+            let _ = socket.send(Message::Close(None)).await;
+            return;
+        }
+    };
+    tracing::info!(agent = %agent_id, status = arrival.presence.status.as_str(), "agent console connected");
     let _ = socket
         .send(text(&ConsoleEvent::Connected {
             agent_id: &agent_id,
+            status: arrival.presence.status,
+            wrap_up: arrival.presence.wrap_up.as_ref(),
+            dispositions: &shared.config.routing.dispositions,
         }))
         .await;
+    // When the wrap-up ends by itself (the gateway's clock; routing decides).
+    let mut wrapup_ends = wrapup_deadline(&arrival.presence, Instant::now());
     let max = shared.config.server.max_message_bytes;
-    // The call in progress: its id, commands from it, and where our events go.
-    let mut call: Option<(String, mpsc::Receiver<LegCommand>, mpsc::Sender<LegEvent>)> = None;
-    // Calls this console took (most recent last), which it may wrap up.
-    let mut taken: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    // The call in progress.
+    let mut call: Option<LiveCall> = None;
+    if let Some(held) = arrival.held {
+        let held_id = held.call_id.clone();
+        match reclaim(held).await {
+            Some(c) => {
+                tracing::info!(agent = %agent_id, call = %c.call_id, "console re-attached to its call");
+                let (urgency, context) = match &c.context {
+                    Some((u, ctx)) => (Some(*u), Some(ctx.as_ref())),
+                    None => (None, None),
+                };
+                let _ = socket
+                    .send(text(&ConsoleEvent::CallResumed {
+                        call_id: &c.call_id,
+                        merged: c.merged,
+                        on_hold: c.on_hold,
+                        urgency,
+                        context,
+                    }))
+                    .await;
+                call = Some(c);
+            }
+            None => {
+                // The call ended or moved on just now: this agent is free.
+                routing.held_call_gone(&agent_id, &held_id);
+                let _ = shared.set_agent_status(&agent_id, AgentStatus::Available);
+            }
+        }
+    }
+    // The latest screen-pop (to keep with the call it becomes).
+    let mut offered: Option<(String, Urgency, Arc<HandoffContext>)> = None;
     // The console's WebRTC audio, once offered; `audio_up` once connected.
     let mut audio: Option<ConsoleAudio> = None;
     let mut audio_up = false;
+    // A gateway sign-out ends the session for good: no call is held for it.
+    let mut signed_out = false;
+    // The team view, sent when it changed.
+    let team_every = std::time::Duration::from_secs(2);
+    let mut team_tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + team_every, team_every);
+    team_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut team_sent: Option<crate::routing::Team> = None;
     loop {
         if socket.broken {
             tracing::warn!(agent = %agent_id, "console takes no data; treating it as gone");
@@ -282,13 +497,19 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
         }
         let leg_cmd = async {
             match call.as_mut() {
-                Some((_, rx, _)) => rx.recv().await,
+                Some(c) => c.commands.recv().await,
                 None => std::future::pending().await,
             }
         };
         let audio_event = async {
             match audio.as_mut() {
                 Some(a) => a.events.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let wrapup_over = async {
+            match wrapup_ends {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
                 None => std::future::pending().await,
             }
         };
@@ -299,6 +520,19 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                     break; // signed out below, like a console that closed
                 }
             }
+            () = wrapup_over => {
+                wrapup_ends = None;
+                routing.tick();
+            }
+            _ = team_tick.tick() => {
+                let team = routing.team();
+                if team_sent.as_ref() != Some(&team) {
+                    if socket.send(text(&ConsoleEvent::Team { team: &team })).await.is_err() {
+                        break;
+                    }
+                    team_sent = Some(team);
+                }
+            }
             event = audio_event => {
                 match event {
                     Some(LegEvent::Connected) => {
@@ -307,8 +541,8 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                         let _ = socket.send(text(&ConsoleEvent::WebrtcConnected)).await;
                     }
                     Some(LegEvent::Audio(frame)) => {
-                        if let Some((_, _, ev_tx)) = &call {
-                            let _ = ev_tx.try_send(LegEvent::Audio(frame));
+                        if let Some(c) = &call {
+                            let _ = c.events.try_send(LegEvent::Audio(frame));
                         }
                     }
                     Some(LegEvent::Hangup(_)) | None => {
@@ -321,11 +555,11 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                         audio = None;
                         let _ = socket.send(text(&ConsoleEvent::WebrtcClosed { reason })).await;
                         // The agent can no longer hear the call: let it move on.
-                        if was_up && let Some((call_id, _, ev_tx)) = call.take() {
-                            let _ = ev_tx.try_send(LegEvent::Hangup(HangupCause::Lost(
+                        if was_up && let Some(c) = call.take() {
+                            let _ = c.events.try_send(LegEvent::Hangup(HangupCause::Lost(
                                 "agent console audio (WebRTC) lost".into(),
                             )));
-                            let _ = socket.send(text(&ConsoleEvent::Stop { call_id: &call_id })).await;
+                            let _ = socket.send(text(&ConsoleEvent::Stop { call_id: &c.call_id })).await;
                         }
                     }
                     _ => {}
@@ -335,13 +569,21 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                 let msg = match cmd {
                     Some(HumanCommand::Offer { call_id, kind, urgency, context }) => {
                         tracing::info!(agent = %agent_id, call = %call_id, "screen-pop sent");
-                        text(&ConsoleEvent::Offer { call_id: &call_id, kind, urgency, context: &context })
+                        let msg = text(&ConsoleEvent::Offer { call_id: &call_id, ring_seconds, kind, urgency, context: &context });
+                        offered = Some((call_id, urgency, context));
+                        msg
                     }
                     Some(HumanCommand::OfferWithdrawn { call_id, reason }) => {
+                        tracing::info!(agent = %agent_id, call = %call_id, %reason, "offer withdrawn");
                         text(&ConsoleEvent::OfferWithdrawn { call_id: &call_id, reason: &reason })
+                    }
+                    Some(HumanCommand::Presence(presence)) => {
+                        wrapup_ends = wrapup_deadline(&presence, Instant::now());
+                        text(&ConsoleEvent::Presence { status: presence.status, wrap_up: presence.wrap_up.as_ref() })
                     }
                     Some(HumanCommand::SignedOut { reason }) => {
                         tracing::info!(agent = %agent_id, %reason, "console signed out by the gateway");
+                        signed_out = true;
                         let _ = socket.send(text(&ConsoleEvent::Error { message: format!("signed out: {reason}") })).await;
                         let _ = socket.send(Message::Close(Some(axum::extract::ws::CloseFrame {
                             code: 4001,
@@ -356,7 +598,7 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                 }
             }
             cmd = leg_cmd => {
-                let Some((call_id, _, _)) = call.as_ref() else { continue };
+                let Some(c) = call.as_mut() else { continue };
                 let msg = match cmd {
                     Some(LegCommand::Audio(bytes)) if audio_up => {
                         if let Some(a) = &audio {
@@ -365,13 +607,18 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                         continue;
                     }
                     Some(LegCommand::Audio(bytes)) => text(&ConsoleEvent::Media {
-                        stream_sid: call_id,
+                        stream_sid: &c.call_id,
                         media: MediaChunk { track: None, chunk: None, timestamp: None, payload: media_streams::encode_payload(&bytes) },
                     }),
-                    Some(LegCommand::Mark(name)) => text(&ConsoleEvent::Mark { stream_sid: call_id, mark: MarkBody { name } }),
+                    Some(LegCommand::Mark(name)) => {
+                        if name == crate::domain::GatewayMark::WhisperEnd.as_str() {
+                            c.merged = true;
+                        }
+                        text(&ConsoleEvent::Mark { stream_sid: &c.call_id, mark: MarkBody { name } })
+                    }
                     Some(LegCommand::Clear) | Some(LegCommand::Dtmf(_)) => continue,
                     Some(LegCommand::Hangup) | None => {
-                        let stop = text(&ConsoleEvent::Stop { call_id });
+                        let stop = text(&ConsoleEvent::Stop { call_id: &c.call_id });
                         call = None;
                         if socket.send(stop).await.is_err() {
                             break;
@@ -408,14 +655,14 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                                 tracing::info!(agent = %agent_id, call = %call_id, "callback assigned");
                                 let _ = socket.send(text(&ConsoleEvent::CallbackAssigned { call_id: &call_id, number: &number })).await;
                             }
-                            Ok(AcceptOutcome::Call(AgentEnd { commands: cmd_rx, events: ev_tx })) => {
+                            Ok(AcceptOutcome::Call(AgentEnd { commands, events })) => {
                                 tracing::info!(agent = %agent_id, call = %call_id, "agent accepted");
                                 let _ = socket.send(text(&ConsoleEvent::CallStarted { call_id: &call_id })).await;
-                                if taken.len() >= 32 {
-                                    taken.pop_front();
-                                }
-                                taken.push_back(call_id.clone());
-                                call = Some((call_id, cmd_rx, ev_tx));
+                                let context = offered
+                                    .take()
+                                    .filter(|(id, _, _)| *id == call_id)
+                                    .map(|(_, u, ctx)| (u, ctx));
+                                call = Some(LiveCall { call_id, commands, events, context, merged: false, on_hold: false });
                             }
                             Err(message) => {
                                 let _ = socket.send(text(&ConsoleEvent::Error { message })).await;
@@ -423,44 +670,55 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                         }
                     }
                     ConsoleMessage::Decline { call_id } => {
-                        if let Err(e) = routing.decline(&agent_id, &call_id) {
+                        if let Err(e) = routing.decline(&agent_id, &call_id, WithdrawReason::Declined) {
                             let _ = socket.send(text(&ConsoleEvent::Error { message: e.to_string() })).await;
                         }
                     }
                     ConsoleMessage::Status { status } => {
-                        let s = match status.as_str() {
-                            "available" => AgentStatus::Available,
-                            "offline" => AgentStatus::Offline,
-                            other => {
-                                let message = format!("unknown status {other:?} (available or offline)");
-                                let _ = socket.send(text(&ConsoleEvent::Error { message })).await;
-                                continue;
-                            }
+                        let Some(s) = chosen_status(&status) else {
+                            let message = format!("unknown status {status:?} (available, break or offline)");
+                            let _ = socket.send(text(&ConsoleEvent::Error { message })).await;
+                            continue;
                         };
                         let _ = shared.set_agent_status(&agent_id, s);
                     }
                     ConsoleMessage::Media { media } => {
-                        if let Some((_, _, ev_tx)) = &call {
+                        if let Some(c) = &call {
                             let event = match media_streams::decode_payload(&media) {
                                 Ok(bytes) => LegEvent::Audio(bytes),
                                 Err(e) => LegEvent::Error(e),
                             };
-                            let _ = ev_tx.try_send(event);
+                            let _ = c.events.try_send(event);
                         }
                     }
                     ConsoleMessage::Skip => {
-                        if let Some((_, _, ev_tx)) = &call {
-                            let _ = ev_tx.try_send(LegEvent::SkipWhisper);
+                        if let Some(c) = &call {
+                            let _ = c.events.try_send(LegEvent::SkipWhisper);
                         }
+                    }
+                    ConsoleMessage::Hold | ConsoleMessage::Resume => {
+                        let on = matches!(message, ConsoleMessage::Hold);
+                        let reply = match call.as_mut() {
+                            Some(c) if c.merged => {
+                                c.on_hold = on;
+                                let _ = c.events.try_send(if on { LegEvent::Hold } else { LegEvent::Resume });
+                                ConsoleEvent::Hold { on }
+                            }
+                            _ => ConsoleEvent::Error { message: "hold needs a connected caller (after the whisper)".into() },
+                        };
+                        let _ = socket.send(text(&reply)).await;
                     }
                     ConsoleMessage::Hangup => {
-                        if let Some((call_id, _, ev_tx)) = call.take() {
-                            let _ = ev_tx.try_send(LegEvent::Hangup(HangupCause::Normal));
-                            let _ = socket.send(text(&ConsoleEvent::Stop { call_id: &call_id })).await;
+                        if let Some(c) = call.take() {
+                            let _ = c.events.try_send(LegEvent::Hangup(HangupCause::Normal));
+                            let _ = socket.send(text(&ConsoleEvent::Stop { call_id: &c.call_id })).await;
                         }
                     }
-                    ConsoleMessage::Wrapup { call_id, resolved, caller_repeated, context_accurate, notes } => {
-                        let reply = if taken.contains(&call_id) {
+                    ConsoleMessage::Wrapup { call_id, resolved, caller_repeated, context_accurate, notes, disposition } => {
+                        let known = disposition.is_empty() || shared.config.routing.dispositions.contains(&disposition);
+                        let reply = if !known {
+                            text(&ConsoleEvent::Error { message: format!("unknown disposition {disposition:?} (routing.dispositions)") })
+                        } else if routing.took(&agent_id, &call_id) {
                             shared.store.write(crate::store::Write::Wrapup {
                                 call_id: call_id.clone(),
                                 agent_id: agent_id.clone(),
@@ -468,11 +726,13 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                                 caller_repeated,
                                 context_accurate,
                                 notes: shared.redactor.text(&notes.chars().take(4000).collect::<String>()).into_owned(),
+                                disposition,
                                 at: crate::brief::context::rfc3339(std::time::SystemTime::now()),
                             });
+                            routing.wrapup_done(&agent_id, &call_id);
                             text(&ConsoleEvent::WrapupSaved { call_id: &call_id })
                         } else {
-                            text(&ConsoleEvent::Error { message: format!("call {call_id} was not taken by {agent_id} on this console") })
+                            text(&ConsoleEvent::Error { message: format!("call {call_id} was not taken by {agent_id}") })
                         };
                         let _ = socket.send(reply).await;
                     }
@@ -497,11 +757,18 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
             }
         }
     }
-    if let Some((_, _, ev_tx)) = call.take() {
-        let _ = ev_tx.try_send(LegEvent::Hangup(HangupCause::Lost(
-            "agent console disconnected".into(),
-        )));
-    }
-    routing.console_gone(&agent_id, &session);
+    let held = match call.take() {
+        Some(c) if !signed_out && !grace.is_zero() => {
+            Some(hold_for_reattach(&shared, &agent_id, c, grace))
+        }
+        Some(c) => {
+            let _ = c.events.try_send(LegEvent::Hangup(HangupCause::Lost(
+                "agent console disconnected".into(),
+            )));
+            None
+        }
+        None => None,
+    };
+    routing.console_gone(&agent_id, &session, held);
     tracing::info!(agent = %agent_id, "agent console disconnected");
 }

@@ -134,6 +134,16 @@ pub enum LegEvent {
     Intent(serde_json::Map<String, serde_json::Value>),
     /// The human agent skips the rest of the whisper.
     SkipWhisper,
+    /// The human agent's console dropped; the call is held for it to come
+    /// back (the caller hears hold audio meanwhile).
+    Detached,
+    /// The human agent's console came back.
+    Reattached,
+    /// The human agent put the caller on hold (the caller hears hold audio,
+    /// the agent is not heard).
+    Hold,
+    /// The human agent took the caller off hold.
+    Resume,
     /// A message was refused; the leg stays up.
     Error(ProtocolError),
     /// The leg is gone.

@@ -498,6 +498,28 @@ pub enum BrowserCallError {
     Busy(usize),
 }
 
+/// A phone number as typed by a person (`+1 (555) 010-0100`) in its plain
+/// form (`+15550100100`): an optional leading `+` and 7 to 15 digits; spaces,
+/// dashes, dots and brackets are dropped. `None` for anything else.
+pub fn phone_number(typed: &str) -> Option<String> {
+    let typed = typed.trim();
+    let (plus, rest) = match typed.strip_prefix('+') {
+        Some(rest) => ("+", rest),
+        None => ("", typed),
+    };
+    let mut digits = String::new();
+    for c in rest.chars() {
+        match c {
+            '0'..='9' => digits.push(c),
+            ' ' | '-' | '.' | '(' | ')' => {}
+            _ => return None,
+        }
+    }
+    (7..=15)
+        .contains(&digits.len())
+        .then(|| format!("{plus}{digits}"))
+}
+
 /// Answers a browser caller's offer and starts the call: the browser is the
 /// caller leg, bridged to the AI agent like any other caller. `parameters`
 /// become the call's `customParameters` (e.g. `from`, `agent`).
@@ -506,6 +528,7 @@ pub async fn start_browser_call(
     shared: Arc<crate::gateway::Shared>,
     offer_sdp: &str,
     parameters: std::collections::BTreeMap<String, String>,
+    callback_number: Option<String>,
 ) -> Result<(String, String), BrowserCallError> {
     use std::sync::atomic::Ordering;
     let max = shared.config.webrtc.max_calls;
@@ -527,6 +550,12 @@ pub async fn start_browser_call(
             ?dropped,
             "browser caller parameters not in webrtc.caller_parameters ignored"
         );
+    }
+    // The number the caller typed for a callback (checked by the caller of
+    // this function) is the call's `from`, which the page's query may not set.
+    if let Some(number) = callback_number {
+        parameters.insert("from".into(), number);
+        parameters.insert("from_source".into(), "typed_by_caller".into());
     }
     let (peer, socket, answer) = bind_and_answer(&shared.config.webrtc, offer_sdp).await?;
     let started = Instant::now();
@@ -603,6 +632,28 @@ async fn flush_close(peer: &mut WebRtcPeer, socket: &UdpSocket) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_typed_phone_number_is_kept_plain_and_anything_else_refused() {
+        assert_eq!(
+            phone_number("+1 (555) 010-0100").as_deref(),
+            Some("+15550100100")
+        );
+        assert_eq!(
+            phone_number("020 7946 0958").as_deref(),
+            Some("02079460958")
+        );
+        for bad in [
+            "",
+            "12345",
+            "+1 555 0100 ext 2",
+            "call me",
+            "+1234567890123456",
+            "1;DROP",
+        ] {
+            assert_eq!(phone_number(bad), None, "{bad:?}");
+        }
+    }
     use crate::media::g711;
     use str0m::change::SdpAnswer;
     use str0m::media::{Direction, MediaKind};

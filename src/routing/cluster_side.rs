@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 #[derive(Debug, Clone)]
 pub(super) struct RemoteAgent {
     node: String,
-    status: AgentStatus,
+    pub(super) status: AgentStatus,
     skills: Vec<String>,
     idle_seconds: f64,
     seen: Instant,
@@ -210,7 +210,7 @@ impl Routing {
             .is_ok()
         });
         if delivered {
-            agent.status = AgentStatus::Ringing;
+            agent.set(AgentStatus::Ringing);
             agent.offered = Some(call_id.to_string());
         }
         delivered
@@ -226,15 +226,9 @@ impl Routing {
             return;
         }
         agent.offered = None;
+        agent.withdraw(call_id, reason);
         if agent.status == AgentStatus::Ringing {
-            agent.status = AgentStatus::Available;
-            agent.idle_since = Instant::now();
-        }
-        if let Some(console) = &agent.console {
-            let _ = console.try_send(HumanCommand::OfferWithdrawn {
-                call_id: call_id.to_string(),
-                reason: reason.to_string(),
-            });
+            agent.settle();
         }
     }
 
@@ -318,15 +312,18 @@ impl Routing {
 
     /// One of this node's agents won an accept: busy on a call, or (a
     /// callback) free again at once.
-    pub fn accepted_here(&self, agent_id: &str, kind: OfferKind) {
+    pub fn accepted_here(&self, agent_id: &str, call_id: &str, kind: OfferKind) {
         {
             let mut s = self.lock();
             if let Some(agent) = s.agents.get_mut(agent_id) {
                 agent.offered = None;
-                agent.status = match kind {
-                    OfferKind::Call => AgentStatus::Busy,
-                    OfferKind::Callback => AgentStatus::Available,
-                };
+                match kind {
+                    OfferKind::Call => {
+                        agent.set(AgentStatus::Busy);
+                        agent.took(call_id);
+                    }
+                    OfferKind::Callback => agent.settle(),
+                }
                 agent.idle_since = Instant::now();
             }
         }
@@ -350,19 +347,14 @@ impl Routing {
         cluster: &mpsc::UnboundedSender<ClusterOp>,
         agent_id: &str,
         call_id: &str,
+        reason: super::WithdrawReason,
     ) -> Result<(), RoutingError> {
         let (queued_here, was_offered) = {
             let mut s = self.lock();
             let mut was_offered = false;
             if let Some(agent) = s.agents.get_mut(agent_id) {
-                if agent.offered.as_deref() == Some(call_id) {
-                    agent.offered = None;
-                    was_offered = true;
-                }
-                if agent.status == AgentStatus::Ringing {
-                    agent.status = AgentStatus::Available;
-                    agent.idle_since = Instant::now();
-                }
+                was_offered = agent.offered.as_deref() == Some(call_id);
+                super::release_offer(agent, call_id, reason);
             }
             (s.queue.iter().any(|w| w.call_id == call_id), was_offered)
         };

@@ -39,15 +39,98 @@ pub enum HumanCommand {
     OfferWithdrawn {
         /// The call.
         call_id: String,
-        /// Why.
+        /// Why: a [`WithdrawReason`] wire name (a cluster peer may send others).
         reason: String,
     },
+    /// The agent's presence changed (the console shows it as it is).
+    Presence(Presence),
     /// This console session is over (token rotated, set offline by an admin):
     /// it must close at once and take nothing more.
     SignedOut {
         /// Why.
         reason: String,
     },
+}
+
+/// Why an offer was taken back from an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WithdrawReason {
+    /// Nobody answered within `routing.ring_timeout_ms`.
+    RingTimeout,
+    /// The agent declined it.
+    Declined,
+    /// The caller hung up while it rang.
+    CallerHangup,
+    /// The caller chose a callback while it rang.
+    CallbackChosen,
+    /// Another agent took it (a cluster race).
+    TakenByOther,
+    /// The agent's console went away.
+    AgentGone,
+    /// The call's gateway node stopped (in a cluster it becomes a callback).
+    CallLost,
+}
+
+impl WithdrawReason {
+    /// The wire name (`offer_withdrawn.reason`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WithdrawReason::RingTimeout => "ring_timeout",
+            WithdrawReason::Declined => "declined",
+            WithdrawReason::CallerHangup => "caller_hangup",
+            WithdrawReason::CallbackChosen => "callback_chosen",
+            WithdrawReason::TakenByOther => "taken_by_other",
+            WithdrawReason::AgentGone => "agent_gone",
+            WithdrawReason::CallLost => "call_lost",
+        }
+    }
+}
+
+/// An agent's presence as their console shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Presence {
+    /// The state.
+    pub status: AgentStatus,
+    /// In wrap-up: which call, and how long is left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wrap_up: Option<WrapUpNews>,
+}
+
+/// The wrap-up an agent owes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WrapUpNews {
+    /// The call to wrap up.
+    pub call_id: String,
+    /// Seconds until the agent is available again (none: until saved).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds_left: Option<u64>,
+}
+
+/// A call whose console dropped mid-call, held for the agent to take back
+/// within `routing.reattach_grace_ms`.
+#[derive(Debug)]
+pub struct HeldCall {
+    /// The call.
+    pub call_id: String,
+    /// What the console showed (urgency and screen-pop), to show it again.
+    pub context: Option<(Urgency, Arc<HandoffContext>)>,
+    /// The caller had been merged with the agent (the whisper was over).
+    pub merged: bool,
+    /// The agent had put the caller on hold.
+    pub on_hold: bool,
+    /// Send a reply channel here to get the call's link back.
+    pub reclaim: tokio::sync::oneshot::Sender<tokio::sync::oneshot::Sender<AgentEnd>>,
+}
+
+/// What a console finds when it signs in.
+#[derive(Debug)]
+pub struct Arrival {
+    /// Its presence.
+    pub presence: Presence,
+    /// A call it dropped within the grace period, to take back.
+    pub held: Option<HeldCall>,
 }
 
 /// The audio link between an answering agent and the call.
@@ -86,7 +169,8 @@ pub enum RoutingEvent {
     },
 }
 
-/// Availability.
+/// Presence: what an agent is doing, and whether they are offered calls
+/// (only when `Available`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentStatus {
@@ -96,6 +180,12 @@ pub enum AgentStatus {
     Ringing,
     /// On a call.
     Busy,
+    /// After a call, writing it up: no offers until saved or the timer ends.
+    WrapUp,
+    /// Signed in, on a break (their choice).
+    Break,
+    /// Signed in, missed an offer: no offers until they choose available.
+    NotReady,
     /// Not taking calls.
     Offline,
 }
@@ -107,8 +197,19 @@ impl AgentStatus {
             AgentStatus::Available => "available",
             AgentStatus::Ringing => "ringing",
             AgentStatus::Busy => "busy",
+            AgentStatus::WrapUp => "wrap_up",
+            AgentStatus::Break => "break",
+            AgentStatus::NotReady => "not_ready",
             AgentStatus::Offline => "offline",
         }
+    }
+
+    /// A state an agent may choose for themselves between calls.
+    pub fn is_choosable(self) -> bool {
+        matches!(
+            self,
+            AgentStatus::Available | AgentStatus::Break | AgentStatus::Offline
+        )
     }
 }
 
@@ -141,6 +242,9 @@ pub enum RoutingError {
     /// Wrong token.
     #[error("invalid token for agent {0:?}")]
     BadToken(String),
+    /// A sign-in ticket that is unknown, used or expired.
+    #[error("sign-in ticket for agent {0:?} is invalid, used or expired; sign in again")]
+    BadTicket(String),
     /// The agent has another console open.
     #[error("agent {0:?} is already connected from another console")]
     AlreadyConnected(String),
@@ -170,6 +274,8 @@ pub struct RoutingConfig {
     pub schedule: crate::domain::hours::Schedule,
     /// Intent keyword → skill (see [`Routing::skill_for`]).
     pub intent_skills: std::collections::BTreeMap<String, String>,
+    /// Wrap-up time after a call (zero: until the agent saves it).
+    pub wrapup: Duration,
 }
 
 impl RoutingConfig {
@@ -179,6 +285,7 @@ impl RoutingConfig {
             default_handle: Duration::from_secs(config.routing.default_handle_seconds),
             max_wait: Duration::from_secs(config.routing.max_wait_seconds),
             intent_skills: config.routing.intent_skills.clone(),
+            wrapup: Duration::from_secs(config.routing.wrapup_seconds),
             schedule: config
                 .schedule()
                 .unwrap_or_else(|_| crate::domain::hours::Schedule::always()),
@@ -194,11 +301,82 @@ struct Agent {
     idle_since: Instant,
     console: Option<mpsc::Sender<HumanCommand>>,
     offered: Option<String>,
-    /// The agent chose to be offline: a reconnecting console stays offline.
-    away: bool,
+    /// What the agent chose (or was put in, after a missed offer) for when
+    /// no call holds them: available, break, not ready or offline. A
+    /// reconnecting console comes back to it.
+    chosen: AgentStatus,
+    /// Whether this agent wraps up after calls (a console; not a SIP phone).
+    wraps_up: bool,
+    /// The call they owe a wrap-up for, and until when (none: until saved).
+    wrapup: Option<(String, Option<Instant>)>,
+    /// A call held for their console to take back.
+    held: Option<HeldCall>,
+    /// Calls they took (most recent last), which they may wrap up.
+    taken: VecDeque<String>,
+    /// Sign-in tickets issued (SHA-256 of each) and when they expire.
+    tickets: Vec<(String, Instant)>,
 }
 
 impl Agent {
+    /// Moves to `status`, telling the console when it changed.
+    fn set(&mut self, status: AgentStatus) {
+        if self.status == status {
+            return;
+        }
+        if status == AgentStatus::Available {
+            self.idle_since = Instant::now();
+        }
+        self.status = status;
+        if let Some(console) = &self.console {
+            let _ = console.try_send(HumanCommand::Presence(self.presence(Instant::now())));
+        }
+    }
+
+    /// The presence as the console shows it.
+    fn presence(&self, now: Instant) -> Presence {
+        Presence {
+            status: self.status,
+            wrap_up: self
+                .wrapup
+                .as_ref()
+                .filter(|_| self.status == AgentStatus::WrapUp)
+                .map(|(call_id, until)| WrapUpNews {
+                    call_id: call_id.clone(),
+                    seconds_left: until.map(|u| u.saturating_duration_since(now).as_secs()),
+                }),
+        }
+    }
+
+    /// Where the agent goes when nothing holds them: wrap-up if owed, else their choice.
+    fn settle(&mut self) {
+        let status = if self.console.is_none() {
+            AgentStatus::Offline
+        } else if self.wrapup.is_some() {
+            AgentStatus::WrapUp
+        } else {
+            self.chosen
+        };
+        self.set(status);
+    }
+
+    /// Tells the console an offer is gone.
+    fn withdraw(&mut self, call_id: &str, reason: &str) {
+        if let Some(console) = &self.console {
+            let _ = console.try_send(HumanCommand::OfferWithdrawn {
+                call_id: call_id.to_string(),
+                reason: reason.to_string(),
+            });
+        }
+    }
+
+    /// Notes a call they took (for wrap-up).
+    fn took(&mut self, call_id: &str) {
+        if self.taken.len() >= 32 {
+            self.taken.pop_front();
+        }
+        self.taken.push_back(call_id.to_string());
+    }
+
     /// Whether this agent takes calls for `skill`.
     fn takes(&self, skill: &str) -> bool {
         takes_skill(&self.skills, skill)
@@ -238,6 +416,41 @@ impl std::fmt::Debug for Routing {
         f.write_str("Routing")
     }
 }
+
+/// The team as a console shows it ([`Routing::team`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Team {
+    /// Skills with calls waiting.
+    pub queues: Vec<QueueView>,
+    /// Every agent and their presence.
+    pub agents: Vec<TeamMember>,
+}
+
+/// One skill's queue.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueView {
+    /// The skill ("" = any agent).
+    pub skill: String,
+    /// Calls waiting (ringing ones included).
+    pub waiting: usize,
+    /// How long the longest-waiting call has waited.
+    pub longest_wait_seconds: u64,
+}
+
+/// One agent, as the team sees them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TeamMember {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Presence.
+    pub status: AgentStatus,
+}
+
+/// How long a console sign-in ticket lasts.
+pub const TICKET_TTL: Duration = Duration::from_secs(30);
 
 /// The result of joining the queue.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -298,7 +511,12 @@ impl Routing {
                         idle_since: Instant::now(),
                         console: None,
                         offered: None,
-                        away: false,
+                        chosen: AgentStatus::Available,
+                        wraps_up: true,
+                        wrapup: None,
+                        held: None,
+                        taken: VecDeque::new(),
+                        tickets: Vec::new(),
                     },
                 );
             }
@@ -309,7 +527,11 @@ impl Routing {
     /// console stays offline when it connects until they go available.
     pub fn restore_away(&self, id: &str, away: bool) {
         if let Ok(agent) = agent_mut(&mut self.lock(), id) {
-            agent.away = away;
+            agent.chosen = if away {
+                AgentStatus::Offline
+            } else {
+                AgentStatus::Available
+            };
         }
     }
 
@@ -340,6 +562,46 @@ impl Routing {
         all
     }
 
+    /// A one-time sign-in ticket for an agent already authenticated by
+    /// token: the console's WebSocket URL carries it instead of the token.
+    /// It works once, within [`TICKET_TTL`].
+    pub fn issue_ticket(&self, id: &str) -> Result<String, RoutingError> {
+        let ticket = format!(
+            "{:016x}{:016x}",
+            crate::util::random_u64(),
+            crate::util::random_u64()
+        );
+        let mut s = self.lock();
+        let agent = agent_mut(&mut s, id)?;
+        let now = Instant::now();
+        agent.tickets.retain(|(_, until)| *until > now);
+        if agent.tickets.len() >= 4 {
+            agent.tickets.remove(0);
+        }
+        agent
+            .tickets
+            .push((token_sha256(&ticket), now + TICKET_TTL));
+        Ok(ticket)
+    }
+
+    /// Uses up a sign-in ticket (see [`Routing::issue_ticket`]).
+    pub fn redeem_ticket(&self, id: &str, ticket: &str) -> Result<(), RoutingError> {
+        let mut s = self.lock();
+        let agent = agent_mut(&mut s, id)?;
+        let now = Instant::now();
+        let given = token_sha256(ticket);
+        let found = agent.tickets.iter().position(|(hash, until)| {
+            *until > now && crate::util::constant_time_eq(hash.as_bytes(), given.as_bytes())
+        });
+        match found {
+            Some(i) => {
+                agent.tickets.remove(i);
+                Ok(())
+            }
+            None => Err(RoutingError::BadTicket(id.to_string())),
+        }
+    }
+
     /// Checks an agent's token (constant time).
     pub fn authenticate(&self, id: &str, token: &str) -> Result<(), RoutingError> {
         let s = self.lock();
@@ -357,29 +619,66 @@ impl Routing {
         }
     }
 
-    /// An agent's console connected: they become available.
+    /// An agent's console connected: they are back in the state they chose
+    /// (available unless they chose otherwise), in the wrap-up they owe, or
+    /// on the call they dropped within the grace period (returned to take back).
     pub fn console_connected(
         &self,
         id: &str,
         console: mpsc::Sender<HumanCommand>,
+    ) -> Result<Arrival, RoutingError> {
+        self.desk_connected(id, console, true)
+    }
+
+    /// An agent's SIP phone is ready: like a console, without wrap-up.
+    pub fn phone_connected(
+        &self,
+        id: &str,
+        phone: mpsc::Sender<HumanCommand>,
     ) -> Result<(), RoutingError> {
-        {
+        self.desk_connected(id, phone, false).map(|_| ())
+    }
+
+    fn desk_connected(
+        &self,
+        id: &str,
+        console: mpsc::Sender<HumanCommand>,
+        wraps_up: bool,
+    ) -> Result<Arrival, RoutingError> {
+        let arrival = {
             let mut s = self.lock();
             let agent = agent_mut(&mut s, id)?;
             if agent.console.as_ref().is_some_and(|c| !c.is_closed()) {
                 return Err(RoutingError::AlreadyConnected(id.to_string()));
             }
-            agent.console = Some(console);
-            agent.status = if agent.away {
-                AgentStatus::Offline
+            agent.wraps_up = wraps_up;
+            let now = Instant::now();
+            if agent
+                .wrapup
+                .as_ref()
+                .is_some_and(|(_, until)| until.is_some_and(|u| u <= now))
+            {
+                agent.wrapup = None;
+            }
+            let held = agent.held.take().filter(|h| !h.reclaim.is_closed());
+            // The console hears this state in its `connected`, not as a change.
+            agent.status = if held.is_some() {
+                AgentStatus::Busy
+            } else if agent.wrapup.is_some() {
+                AgentStatus::WrapUp
             } else {
-                AgentStatus::Available
+                agent.chosen
             };
-            agent.idle_since = Instant::now();
-        }
+            agent.console = Some(console);
+            agent.idle_since = now;
+            Arrival {
+                presence: agent.presence(now),
+                held,
+            }
+        };
         self.announce(id);
         self.dispatch();
-        Ok(())
+        Ok(arrival)
     }
 
     /// Ends an agent's console session at once (a rotated token, an admin
@@ -394,7 +693,7 @@ impl Routing {
             let Some(console) = agent.console.take() else {
                 return;
             };
-            agent.status = AgentStatus::Offline;
+            agent.set(AgentStatus::Offline);
             (console, agent.offered.take())
         };
         tracing::info!(agent = %id, %reason, "console session ended by the gateway");
@@ -403,14 +702,20 @@ impl Routing {
         });
         self.announce(id);
         if let Some(call) = declined {
-            let _ = self.decline(id, &call);
+            let _ = self.decline(id, &call, WithdrawReason::AgentGone);
         }
     }
 
-    /// An agent's console went away: any offer to them is declined. `console`
+    /// An agent's console went away: any offer to them is declined; a call
+    /// they were on is `held` for them to take back when given. `console`
     /// is the session's own sender: a session already signed out (and perhaps
     /// replaced by a new sign-in) changes nothing.
-    pub fn console_gone(&self, id: &str, console: &mpsc::Sender<HumanCommand>) {
+    pub fn console_gone(
+        &self,
+        id: &str,
+        console: &mpsc::Sender<HumanCommand>,
+        held: Option<HeldCall>,
+    ) {
         let declined = {
             let mut s = self.lock();
             let Some(agent) = s.agents.get_mut(id) else {
@@ -424,29 +729,107 @@ impl Routing {
                 return;
             }
             agent.console = None;
-            agent.status = AgentStatus::Offline;
+            match held {
+                // Still on the call (as far as routing knows) until it comes back or ends.
+                Some(h) => agent.held = Some(h),
+                None => agent.set(AgentStatus::Offline),
+            }
             agent.offered.take()
         };
         self.announce(id);
         if let Some(call) = declined {
-            let _ = self.decline(id, &call);
+            let _ = self.decline(id, &call, WithdrawReason::AgentGone);
         }
     }
 
-    /// Sets availability (REST or console).
+    /// The held call of an agent is over (taken to the next agent, or ended).
+    pub fn held_call_gone(&self, id: &str, call_id: &str) {
+        let mut s = self.lock();
+        if let Some(agent) = s.agents.get_mut(id)
+            && agent.held.as_ref().is_some_and(|h| h.call_id == call_id)
+        {
+            agent.held = None;
+        }
+    }
+
+    /// Whether `call_id` is one this agent took (and so may wrap up).
+    pub fn took(&self, id: &str, call_id: &str) -> bool {
+        self.lock()
+            .agents
+            .get(id)
+            .is_some_and(|a| a.taken.iter().any(|c| c == call_id))
+    }
+
+    /// The agent saved the wrap-up of `call_id`: wrap-up is over.
+    pub fn wrapup_done(&self, id: &str, call_id: &str) {
+        {
+            let mut s = self.lock();
+            let Some(agent) = s.agents.get_mut(id) else {
+                return;
+            };
+            if agent.wrapup.as_ref().is_none_or(|(c, _)| c != call_id) {
+                return;
+            }
+            agent.wrapup = None;
+            if agent.status == AgentStatus::WrapUp {
+                agent.settle();
+            }
+        }
+        self.announce(id);
+        self.dispatch();
+    }
+
+    /// Ends the wrap-ups whose time is up (the consoles' timers call this;
+    /// a dispatch round does too).
+    pub fn tick(&self) {
+        let ended = Self::end_wrapups(&mut self.lock(), Instant::now());
+        for id in &ended {
+            self.announce(id);
+        }
+        if !ended.is_empty() {
+            self.dispatch();
+        }
+    }
+
+    fn end_wrapups(s: &mut State, now: Instant) -> Vec<String> {
+        let mut ended = Vec::new();
+        for (id, agent) in s.agents.iter_mut() {
+            if agent
+                .wrapup
+                .as_ref()
+                .is_some_and(|(_, until)| until.is_some_and(|u| u <= now))
+            {
+                agent.wrapup = None;
+                if agent.status == AgentStatus::WrapUp {
+                    agent.settle();
+                    ended.push(id.clone());
+                }
+            }
+        }
+        ended
+    }
+
+    /// Sets availability (REST or console). A choice (available, break,
+    /// offline) is kept for when no call holds them: while ringing or on a
+    /// call it takes effect after; choosing it in wrap-up ends the wrap-up.
     pub fn set_status(&self, id: &str, status: AgentStatus) -> Result<(), RoutingError> {
         {
             let mut s = self.lock();
             let agent = agent_mut(&mut s, id)?;
-            if agent.status != AgentStatus::Available && status == AgentStatus::Available {
-                agent.idle_since = Instant::now();
+            if status.is_choosable() || status == AgentStatus::NotReady {
+                agent.chosen = status;
+                match agent.status {
+                    AgentStatus::Ringing | AgentStatus::Busy => {}
+                    AgentStatus::WrapUp => {
+                        agent.wrapup = None;
+                        agent.settle();
+                    }
+                    _ => agent.settle(),
+                }
+            } else {
+                // An administrator forcing ringing/busy (REST): as told.
+                agent.set(status);
             }
-            match status {
-                AgentStatus::Available => agent.away = false,
-                AgentStatus::Offline => agent.away = true,
-                AgentStatus::Ringing | AgentStatus::Busy => {}
-            }
-            agent.status = status;
         }
         self.announce(id);
         self.dispatch();
@@ -495,6 +878,59 @@ impl Routing {
                 (skill.to_string(), waiting, secs)
             })
             .collect()
+    }
+
+    /// What an agent's console shows of the team: the calls waiting per skill
+    /// (with the longest wait so far) and every agent's presence.
+    pub fn team(&self) -> Team {
+        let s = self.lock();
+        let now = Instant::now();
+        let mut queues: BTreeMap<String, QueueView> = BTreeMap::new();
+        for w in &s.queue {
+            let q = queues.entry(w.skill.clone()).or_insert_with(|| QueueView {
+                skill: w.skill.clone(),
+                waiting: 0,
+                longest_wait_seconds: 0,
+            });
+            q.waiting += 1;
+            let waited = now.saturating_duration_since(w.enqueued).as_secs();
+            q.longest_wait_seconds = q.longest_wait_seconds.max(waited);
+        }
+        let mut agents: Vec<TeamMember> = s
+            .agents
+            .iter()
+            .filter(|(id, a)| {
+                a.console.is_some() || a.held.is_some() || !s.remote.contains_key(*id)
+            })
+            .map(|(id, a)| TeamMember {
+                id: id.clone(),
+                name: a.name.clone(),
+                status: a.status,
+            })
+            .collect();
+        agents.extend(
+            s.remote
+                .iter()
+                .filter(|(id, _)| {
+                    s.agents
+                        .get(*id)
+                        .is_none_or(|local| local.console.is_none())
+                })
+                .map(|(id, r)| TeamMember {
+                    id: id.clone(),
+                    name: s
+                        .agents
+                        .get(id)
+                        .map(|a| a.name.clone())
+                        .unwrap_or_else(|| id.clone()),
+                    status: r.status,
+                }),
+        );
+        agents.sort_by(|a, b| a.id.cmp(&b.id));
+        Team {
+            queues: queues.into_values().collect(),
+            agents,
+        }
     }
 
     /// Calls for `skill` waiting for an agent (those already ringing one are not).
@@ -652,7 +1088,8 @@ impl Routing {
             });
         }
         agent.offered = None;
-        agent.status = AgentStatus::Busy;
+        agent.set(AgentStatus::Busy);
+        agent.took(call_id);
         let waiting = take_waiting(&mut s, call_id)?;
         let _ = waiting.notify.try_send(RoutingEvent::Answered {
             agent: agent_id.to_string(),
@@ -661,21 +1098,22 @@ impl Routing {
         Ok(())
     }
 
-    /// The agent declines (or the ring timed out): the next agent is tried.
-    pub fn decline(&self, agent_id: &str, call_id: &str) -> Result<(), RoutingError> {
+    /// The agent declines (or the ring timed out, or their console went):
+    /// the offer is withdrawn from their console with the reason, and the
+    /// next agent is tried. A missed ring leaves them not ready.
+    pub fn decline(
+        &self,
+        agent_id: &str,
+        call_id: &str,
+        reason: WithdrawReason,
+    ) -> Result<(), RoutingError> {
         if let Some(cluster) = self.cluster.get() {
-            return self.decline_in_cluster(cluster, agent_id, call_id);
+            return self.decline_in_cluster(cluster, agent_id, call_id, reason);
         }
         {
             let mut s = self.lock();
             if let Some(agent) = s.agents.get_mut(agent_id) {
-                if agent.offered.as_deref() == Some(call_id) {
-                    agent.offered = None;
-                }
-                if agent.status == AgentStatus::Ringing {
-                    agent.status = AgentStatus::Available;
-                    agent.idle_since = Instant::now();
-                }
+                release_offer(agent, call_id, reason);
             }
             let Some(w) = s.queue.iter_mut().find(|w| w.call_id == call_id) else {
                 return Err(RoutingError::CallGone(call_id.to_string()));
@@ -692,8 +1130,9 @@ impl Routing {
         Ok(())
     }
 
-    /// The call left the queue (caller hung up, callback chosen).
-    pub fn leave(&self, call_id: &str) {
+    /// The call left the queue (caller hung up, callback chosen): an agent
+    /// it was ringing is told why.
+    pub fn leave(&self, call_id: &str, reason: WithdrawReason) {
         let mut s = self.lock();
         let Some(i) = s.queue.iter().position(|w| w.call_id == call_id) else {
             return;
@@ -709,35 +1148,31 @@ impl Routing {
         if let Some(agent_id) = w.ringing
             && let Some(agent) = s.agents.get_mut(&agent_id)
         {
-            agent.offered = None;
-            agent.status = AgentStatus::Available;
-            agent.idle_since = Instant::now();
-            if let Some(console) = &agent.console {
-                let _ = console.try_send(HumanCommand::OfferWithdrawn {
-                    call_id: call_id.to_string(),
-                    reason: "the caller left the queue".into(),
-                });
-            }
+            release_offer(agent, call_id, reason);
         }
     }
 
-    /// The agent finished a call that lasted `handled` (feeds the wait estimate).
-    pub fn call_finished(&self, agent_id: &str, handled: Duration) {
+    /// The agent finished `call_id`, which lasted `handled` (feeds the wait
+    /// estimate): a console agent goes to wrap-up, others to their choice.
+    pub fn call_finished(&self, agent_id: &str, call_id: &str, handled: Duration) {
         {
             let mut s = self.lock();
             s.handle_times.push_back(handled);
             if s.handle_times.len() > 20 {
                 s.handle_times.pop_front();
             }
-            if let Some(agent) = s.agents.get_mut(agent_id)
-                && agent.status == AgentStatus::Busy
-            {
-                agent.status = if agent.console.is_some() {
-                    AgentStatus::Available
-                } else {
-                    AgentStatus::Offline
-                };
-                agent.idle_since = Instant::now();
+            let wrapup = self.config.wrapup;
+            if let Some(agent) = s.agents.get_mut(agent_id) {
+                if agent.held.as_ref().is_some_and(|h| h.call_id == call_id) {
+                    agent.held = None;
+                }
+                if agent.status == AgentStatus::Busy || agent.console.is_none() {
+                    if agent.wraps_up && agent.taken.iter().any(|c| c == call_id) {
+                        let until = (!wrapup.is_zero()).then(|| Instant::now() + wrapup);
+                        agent.wrapup = Some((call_id.to_string(), until));
+                    }
+                    agent.settle();
+                }
             }
         }
         self.announce(agent_id);
@@ -753,6 +1188,7 @@ impl Routing {
             return;
         }
         let mut s = self.lock();
+        Self::end_wrapups(&mut s, Instant::now());
         let mut order: Vec<usize> = (0..s.queue.len()).collect();
         order.sort_by_key(|&i| {
             (
@@ -792,7 +1228,7 @@ impl Routing {
                     let Some(agent) = s.agents.get_mut(&agent_id) else {
                         continue;
                     };
-                    agent.status = AgentStatus::Ringing;
+                    agent.set(AgentStatus::Ringing);
                     agent.offered = Some(call_id.clone());
                     let delivered = agent.console.as_ref().is_some_and(|c| {
                         c.try_send(HumanCommand::Offer {
@@ -806,7 +1242,7 @@ impl Routing {
                     if delivered {
                         let _ = notify.try_send(RoutingEvent::Offered { agent: agent_id });
                     } else {
-                        agent.status = AgentStatus::Offline;
+                        agent.set(AgentStatus::Offline);
                         agent.offered = None;
                         s.queue[i].ringing = None;
                         s.queue[i].tried.insert(agent_id);
@@ -836,6 +1272,24 @@ impl Routing {
             };
             let _ = w.notify.try_send(RoutingEvent::NoAgent { reason });
         }
+    }
+}
+
+/// An offer to `agent` is over for `reason`: their console is told, and they
+/// are free again (not ready after a missed ring).
+fn release_offer(agent: &mut Agent, call_id: &str, reason: WithdrawReason) {
+    if agent.offered.as_deref() != Some(call_id) {
+        return;
+    }
+    agent.offered = None;
+    agent.withdraw(call_id, reason.as_str());
+    if agent.status == AgentStatus::Ringing {
+        // A console agent who let it ring out is not ready until they say
+        // so (a SIP phone cannot say so: it stays available).
+        if reason == WithdrawReason::RingTimeout && agent.wraps_up {
+            agent.chosen = AgentStatus::NotReady;
+        }
+        agent.settle();
     }
 }
 
@@ -885,7 +1339,38 @@ mod tests {
             max_wait: Duration::from_secs(600),
             schedule: crate::domain::hours::Schedule::always(),
             intent_skills: [("billing".to_string(), "billing".to_string())].into(),
+            wrapup: Duration::from_secs(60),
         })
+    }
+
+    /// What a console was told, presence changes left out.
+    fn told(rx: &mut mpsc::Receiver<HumanCommand>) -> Option<HumanCommand> {
+        loop {
+            match rx.try_recv() {
+                Ok(HumanCommand::Presence(_)) => continue,
+                Ok(other) => return Some(other),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The presence changes a console was told, in order (other news dropped).
+    fn presences(rx: &mut mpsc::Receiver<HumanCommand>) -> Vec<AgentStatus> {
+        let mut all = Vec::new();
+        while let Ok(cmd) = rx.try_recv() {
+            if let HumanCommand::Presence(p) = cmd {
+                all.push(p.status);
+            }
+        }
+        all
+    }
+
+    fn status_of(r: &Routing, id: &str) -> AgentStatus {
+        r.agents()
+            .iter()
+            .find(|a| a.id == id)
+            .map(|a| a.status)
+            .unwrap_or(AgentStatus::Offline)
     }
 
     fn link() -> (
@@ -921,10 +1406,10 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(8);
         r.enqueue("CA1", "", Urgency::Standard, Arc::default(), tx);
         assert!(
-            matches!(ann_rx.try_recv(), Ok(HumanCommand::Offer { .. })),
+            matches!(told(&mut ann_rx), Some(HumanCommand::Offer { .. })),
             "ann idled longest"
         );
-        assert!(bob_rx.try_recv().is_err());
+        assert!(told(&mut bob_rx).is_none());
         assert!(matches!(rx.try_recv(), Ok(RoutingEvent::Offered { agent }) if agent == "ann"));
         // Bob cannot take a call offered to Ann.
         assert!(matches!(
@@ -958,14 +1443,14 @@ mod tests {
             Ok(RoutingEvent::Offered { agent }) => agent,
             other => panic!("{other:?}"),
         };
-        r.decline(&first, "CA1").unwrap();
+        r.decline(&first, "CA1", WithdrawReason::Declined).unwrap();
         assert!(matches!(rx.try_recv(), Ok(RoutingEvent::Declined { .. })));
         let second = match rx.try_recv() {
             Ok(RoutingEvent::Offered { agent }) => agent,
             other => panic!("{other:?}"),
         };
         assert_ne!(first, second);
-        r.decline(&second, "CA1").unwrap();
+        r.decline(&second, "CA1", WithdrawReason::Declined).unwrap();
         assert!(matches!(rx.try_recv(), Ok(RoutingEvent::Declined { .. })));
         assert!(
             matches!(rx.try_recv(), Ok(RoutingEvent::NoAgent { reason }) if reason == "no agent answered")
@@ -981,6 +1466,7 @@ mod tests {
             max_wait: Duration::from_secs(600),
             schedule: closed,
             intent_skills: Default::default(),
+            wrapup: Duration::ZERO,
         });
         r.register("ann", "Ann", "t", vec![]);
         let (tx, _keep) = mpsc::channel(8);
@@ -1015,7 +1501,7 @@ mod tests {
         let ticket = r.enqueue("CA1", "", Urgency::Standard, Arc::default(), tx);
         assert_eq!(ticket.position, 1);
         assert!(rx.try_recv().is_err(), "waiting, not refused");
-        r.call_finished("ann", Duration::from_secs(60));
+        r.call_finished("ann", "CA0", Duration::from_secs(60));
         assert!(matches!(rx.try_recv(), Ok(RoutingEvent::Offered { .. })));
     }
 
@@ -1035,8 +1521,11 @@ mod tests {
         let (tx1, mut rx1) = mpsc::channel(8);
         r.enqueue("CA1", "billing", Urgency::Standard, Arc::default(), tx1);
         assert!(matches!(rx1.try_recv(), Ok(RoutingEvent::Offered { agent }) if agent == "ann"));
-        assert!(matches!(ann_rx.try_recv(), Ok(HumanCommand::Offer { .. })));
-        assert!(tom_rx.try_recv().is_err());
+        assert!(matches!(
+            told(&mut ann_rx),
+            Some(HumanCommand::Offer { .. })
+        ));
+        assert!(told(&mut tom_rx).is_none());
         // Ann is ringing: the next billing caller waits, a technical one does not.
         assert_eq!(r.estimate_wait("billing"), Duration::from_secs(180));
         assert_eq!(r.estimate_wait("technical"), Duration::ZERO);
@@ -1050,10 +1539,158 @@ mod tests {
             rx2.try_recv().is_err(),
             "waits for Ann, Tom is not offered it"
         );
-        assert!(tom_rx.try_recv().is_err());
+        assert!(told(&mut tom_rx).is_none());
         // Nobody online with a skill: a callback at once, saying why.
         let (tx3, mut rx3) = mpsc::channel(8);
         r.enqueue("CA3", "spanish", Urgency::Standard, Arc::default(), tx3);
         assert!(matches!(rx3.try_recv(), Ok(RoutingEvent::NoAgent { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_console_signs_in_to_its_true_presence_and_hears_every_change() {
+        let r = routing();
+        r.register("ann", "Ann", "t", vec![]);
+        let (tx, mut rx) = mpsc::channel(16);
+        let arrival = r.console_connected("ann", tx).unwrap();
+        assert_eq!(arrival.presence.status, AgentStatus::Available);
+        assert!(presences(&mut rx).is_empty(), "said once, at sign-in");
+        r.set_status("ann", AgentStatus::Break).unwrap();
+        assert_eq!(presences(&mut rx), vec![AgentStatus::Break]);
+        // On a break: not offered calls.
+        let (ctx, mut crx) = mpsc::channel(8);
+        r.enqueue("CA1", "", Urgency::Standard, Arc::default(), ctx);
+        assert!(matches!(
+            crx.try_recv(),
+            Ok(RoutingEvent::NoAgent { .. }) | Err(_)
+        ));
+        assert!(told(&mut rx).is_none());
+        // A console that comes back after choosing a break is still on it.
+        drop(rx);
+        let (tx, _rx) = mpsc::channel(16);
+        let arrival = r.console_connected("ann", tx).unwrap();
+        assert_eq!(arrival.presence.status, AgentStatus::Break);
+    }
+
+    #[tokio::test]
+    async fn a_missed_ring_withdraws_the_offer_and_leaves_the_agent_not_ready() {
+        let r = routing();
+        r.register("ann", "Ann", "t", vec![]);
+        let (tx, mut rx) = mpsc::channel(16);
+        r.console_connected("ann", tx).unwrap();
+        let (ctx, mut crx) = mpsc::channel(8);
+        r.enqueue("CA1", "", Urgency::Standard, Arc::default(), ctx);
+        assert!(matches!(crx.try_recv(), Ok(RoutingEvent::Offered { .. })));
+        assert_eq!(presences(&mut rx), vec![AgentStatus::Ringing]);
+        r.decline("ann", "CA1", WithdrawReason::RingTimeout)
+            .unwrap();
+        assert!(matches!(
+            told(&mut rx),
+            Some(HumanCommand::OfferWithdrawn { call_id, reason }) if call_id == "CA1" && reason == "ring_timeout"
+        ));
+        assert_eq!(status_of(&r, "ann"), AgentStatus::NotReady);
+        // Not offered the next call until they choose to be available.
+        let (ctx2, mut crx2) = mpsc::channel(8);
+        r.enqueue("CA2", "", Urgency::Standard, Arc::default(), ctx2);
+        assert!(!matches!(crx2.try_recv(), Ok(RoutingEvent::Offered { .. })));
+        r.set_status("ann", AgentStatus::Available).unwrap();
+        assert!(
+            matches!(crx2.try_recv(), Ok(RoutingEvent::Offered { agent }) if agent == "ann"),
+            "back to available: the waiting call rings"
+        );
+        assert_eq!(status_of(&r, "ann"), AgentStatus::Ringing);
+    }
+
+    #[tokio::test]
+    async fn a_caller_leaving_withdraws_the_offer_with_the_reason() {
+        let r = routing();
+        r.register("ann", "Ann", "t", vec![]);
+        let (tx, mut rx) = mpsc::channel(16);
+        r.console_connected("ann", tx).unwrap();
+        let (ctx, _crx) = mpsc::channel(8);
+        r.enqueue("CA1", "", Urgency::Standard, Arc::default(), ctx);
+        assert!(matches!(told(&mut rx), Some(HumanCommand::Offer { .. })));
+        r.leave("CA1", WithdrawReason::CallerHangup);
+        assert!(matches!(
+            told(&mut rx),
+            Some(HumanCommand::OfferWithdrawn { reason, .. }) if reason == "caller_hangup"
+        ));
+        assert_eq!(status_of(&r, "ann"), AgentStatus::Available);
+    }
+
+    #[tokio::test]
+    async fn wrap_up_takes_no_offers_until_saved() {
+        let r = routing();
+        r.register("ann", "Ann", "t", vec![]);
+        let (tx, mut rx) = mpsc::channel(16);
+        r.console_connected("ann", tx).unwrap();
+        let (ctx, mut crx) = mpsc::channel(8);
+        r.enqueue("CA1", "", Urgency::Standard, Arc::default(), ctx);
+        assert!(matches!(crx.try_recv(), Ok(RoutingEvent::Offered { .. })));
+        r.accept("ann", "CA1", link().0).unwrap();
+        assert!(r.took("ann", "CA1"));
+        r.call_finished("ann", "CA1", Duration::from_secs(30));
+        assert_eq!(status_of(&r, "ann"), AgentStatus::WrapUp);
+        let _ = presences(&mut rx);
+        // A new caller waits while Ann wraps up.
+        let (ctx2, mut crx2) = mpsc::channel(8);
+        r.enqueue("CA2", "", Urgency::Standard, Arc::default(), ctx2);
+        assert!(crx2.try_recv().is_err(), "queued, not offered");
+        assert!(told(&mut rx).is_none(), "no offer during wrap-up");
+        // A wrap-up for another call does not end this one.
+        r.wrapup_done("ann", "CA9");
+        assert_eq!(status_of(&r, "ann"), AgentStatus::WrapUp);
+        r.wrapup_done("ann", "CA1");
+        assert!(matches!(crx2.try_recv(), Ok(RoutingEvent::Offered { .. })));
+        assert!(
+            matches!(told(&mut rx), Some(HumanCommand::Offer { call_id, .. }) if call_id == "CA2")
+        );
+    }
+
+    #[tokio::test]
+    async fn wrap_up_ends_by_itself_when_its_time_is_up() {
+        let r = Routing::new(RoutingConfig {
+            wrapup: Duration::from_millis(30),
+            ..routing().config
+        });
+        r.register("ann", "Ann", "t", vec![]);
+        let (tx, mut rx) = mpsc::channel(16);
+        r.console_connected("ann", tx).unwrap();
+        let (ctx, _crx) = mpsc::channel(8);
+        r.enqueue("CA1", "", Urgency::Standard, Arc::default(), ctx);
+        r.accept("ann", "CA1", link().0).unwrap();
+        r.call_finished("ann", "CA1", Duration::from_secs(30));
+        let _ = presences(&mut rx);
+        r.tick();
+        assert_eq!(status_of(&r, "ann"), AgentStatus::WrapUp, "not yet");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        r.tick();
+        assert_eq!(status_of(&r, "ann"), AgentStatus::Available);
+        assert_eq!(presences(&mut rx), vec![AgentStatus::Available]);
+    }
+
+    #[tokio::test]
+    async fn a_console_that_drops_mid_call_finds_its_call_held_when_it_returns() {
+        let r = routing();
+        r.register("ann", "Ann", "t", vec![]);
+        let (tx, _rx) = mpsc::channel(16);
+        r.console_connected("ann", tx.clone()).unwrap();
+        let (ctx, _crx) = mpsc::channel(8);
+        r.enqueue("CA1", "", Urgency::Standard, Arc::default(), ctx);
+        r.accept("ann", "CA1", link().0).unwrap();
+        let (reclaim, _keep) = tokio::sync::oneshot::channel();
+        let held = HeldCall {
+            call_id: "CA1".into(),
+            context: None,
+            merged: true,
+            on_hold: false,
+            reclaim,
+        };
+        r.console_gone("ann", &tx, Some(held));
+        assert_eq!(status_of(&r, "ann"), AgentStatus::Busy, "still on the call");
+        // Nobody else's call is offered to the returning console meanwhile.
+        let (tx2, _rx2) = mpsc::channel(16);
+        let arrival = r.console_connected("ann", tx2).unwrap();
+        assert_eq!(arrival.presence.status, AgentStatus::Busy);
+        assert_eq!(arrival.held.map(|h| h.call_id), Some("CA1".to_string()));
     }
 }

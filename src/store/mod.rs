@@ -202,6 +202,8 @@ pub enum Write {
         context_accurate: Option<bool>,
         /// Free notes.
         notes: String,
+        /// The disposition code the agent chose ("" = none).
+        disposition: String,
         /// RFC 3339.
         at: String,
     },
@@ -298,6 +300,9 @@ pub struct HandoffRow {
     pub context_accurate: Option<bool>,
     /// Wrap-up notes.
     pub notes: Option<String>,
+    /// The wrap-up's disposition code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disposition: Option<String>,
 }
 
 /// A stored decision.
@@ -318,6 +323,15 @@ pub struct DecisionRow {
     /// Last input → decision, µs.
     pub latency_us: Option<i64>,
 }
+
+/// Marks the pending callbacks of a number (other than the new call's) as
+/// `superseded`: one pending callback per number (an empty number, a caller
+/// who gave none, is never matched). SQLite form: `?1` number, `?2` call id.
+pub(crate) const SUPERSEDE_CALLBACKS_SQLITE: &str = "UPDATE callbacks SET status = 'superseded'
+     WHERE number = ?1 AND number <> '' AND status = 'pending' AND call_id <> ?2";
+/// [`SUPERSEDE_CALLBACKS_SQLITE`] for PostgreSQL (`$1` number, `$2` call id).
+pub(crate) const SUPERSEDE_CALLBACKS_POSTGRES: &str = "UPDATE callbacks SET status = 'superseded'
+     WHERE number = $1 AND number <> '' AND status = 'pending' AND call_id <> $2";
 
 /// A saved callback.
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -144,6 +144,9 @@ CREATE TABLE wl_queue (
     ring_deadline TIMESTAMPTZ
 );
 "#,
+    r#"
+ALTER TABLE wrapups ADD COLUMN disposition TEXT NOT NULL DEFAULT '';
+"#,
 ];
 
 /// Connects and runs pending migrations (blocking; call off the async runtime).
@@ -273,7 +276,7 @@ fn decision(c: &mut Client, id: &str) -> Result<Option<DecisionRow>, StoreError>
 fn handoff(c: &mut Client, id: &str) -> Result<Option<HandoffRow>, StoreError> {
     let row = c.query_opt(
         "SELECT h.agent_id, h.answered_at, h.merged_at, h.whisper_seconds, h.first_words_ms,
-                w.resolved, w.caller_repeated, w.context_accurate, w.notes
+                w.resolved, w.caller_repeated, w.context_accurate, w.notes, w.disposition
          FROM handoffs h LEFT JOIN wrapups w ON w.call_id = h.call_id WHERE h.call_id = $1",
         &[&id],
     )?;
@@ -287,6 +290,7 @@ fn handoff(c: &mut Client, id: &str) -> Result<Option<HandoffRow>, StoreError> {
         caller_repeated: r.get(6),
         context_accurate: r.get(7),
         notes: r.get(8),
+        disposition: r.get::<_, Option<String>>(9).filter(|d| !d.is_empty()),
     }))
 }
 
@@ -359,14 +363,15 @@ impl StoreBackend for PostgresBackend {
                 "UPDATE agents SET status = $2 WHERE id = $1",
                 &[id, status],
             )?,
-            Write::Wrapup { call_id, agent_id, resolved, caller_repeated, context_accurate, notes, at } => c
+            Write::Wrapup { call_id, agent_id, resolved, caller_repeated, context_accurate, notes, disposition, at } => c
                 .execute(
-                    "INSERT INTO wrapups (call_id, agent_id, resolved, caller_repeated, context_accurate, notes, at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)
+                    "INSERT INTO wrapups (call_id, agent_id, resolved, caller_repeated, context_accurate, notes, at, disposition)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                      ON CONFLICT (call_id) DO UPDATE SET agent_id = excluded.agent_id,
                         resolved = excluded.resolved, caller_repeated = excluded.caller_repeated,
-                        context_accurate = excluded.context_accurate, notes = excluded.notes, at = excluded.at",
-                    &[call_id, agent_id, resolved, caller_repeated, context_accurate, notes, at],
+                        context_accurate = excluded.context_accurate, notes = excluded.notes, at = excluded.at,
+                        disposition = excluded.disposition",
+                    &[call_id, agent_id, resolved, caller_repeated, context_accurate, notes, at, disposition],
                 )?,
             Write::Turn { call_id, idx, role, content, at, confidence, helpful, sentiment } => {
                 let mut tx = c.transaction()?;
@@ -411,12 +416,16 @@ impl StoreBackend for PostgresBackend {
                     summary_source = excluded.summary_source, updated_at = excluded.updated_at",
                 &[call_id, json, summary_source, updated_at],
             )?,
-            Write::Callback { call_id, number, reason, context, created_at } => c.execute(
+            Write::Callback { call_id, number, reason, context, created_at } => {
+                // One pending callback per number: a newer one replaces the older.
+                c.execute(super::SUPERSEDE_CALLBACKS_POSTGRES, &[number, call_id])?;
+                c.execute(
                 "INSERT INTO callbacks (call_id, number, reason, context, created_at) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (call_id) DO UPDATE SET number = excluded.number, reason = excluded.reason,
                     context = excluded.context, created_at = excluded.created_at",
                 &[call_id, number, reason, context, created_at],
-            )?,
+            )?
+            }
             Write::Agent { id, name, token_sha256, skills } => c.execute(
                 "INSERT INTO agents (id, name, token_sha256, skills) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (id) DO UPDATE SET name = excluded.name,

@@ -112,6 +112,9 @@ CREATE TABLE media_legs (
     PRIMARY KEY (call_id, leg)
 );
 "#,
+    r#"
+ALTER TABLE wrapups ADD COLUMN disposition TEXT NOT NULL DEFAULT '';
+"#,
 ];
 
 /// Opens the database in WAL mode and runs pending migrations.
@@ -155,7 +158,7 @@ fn decision(conn: &Connection, id: &str) -> rusqlite::Result<Option<DecisionRow>
 fn handoff(conn: &Connection, id: &str) -> rusqlite::Result<Option<HandoffRow>> {
     conn.query_row(
         "SELECT h.agent_id, h.answered_at, h.merged_at, h.whisper_seconds, h.first_words_ms,
-                w.resolved, w.caller_repeated, w.context_accurate, w.notes
+                w.resolved, w.caller_repeated, w.context_accurate, w.notes, w.disposition
          FROM handoffs h LEFT JOIN wrapups w ON w.call_id = h.call_id WHERE h.call_id = ?1",
         params![id],
         |r| {
@@ -169,6 +172,7 @@ fn handoff(conn: &Connection, id: &str) -> rusqlite::Result<Option<HandoffRow>> 
                 caller_repeated: r.get(6)?,
                 context_accurate: r.get(7)?,
                 notes: r.get(8)?,
+                disposition: r.get::<_, Option<String>>(9)?.filter(|d| !d.is_empty()),
             })
         },
     )
@@ -397,11 +401,11 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<()> {
         Write::AgentStatus { id, status } => conn
             .execute("UPDATE agents SET status = ?2 WHERE id = ?1", params![id, status])
             .map(drop),
-        Write::Wrapup { call_id, agent_id, resolved, caller_repeated, context_accurate, notes, at } => conn
+        Write::Wrapup { call_id, agent_id, resolved, caller_repeated, context_accurate, notes, disposition, at } => conn
             .execute(
-                "INSERT OR REPLACE INTO wrapups (call_id, agent_id, resolved, caller_repeated, context_accurate, notes, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![call_id, agent_id, resolved, caller_repeated, context_accurate, notes, at],
+                "INSERT OR REPLACE INTO wrapups (call_id, agent_id, resolved, caller_repeated, context_accurate, notes, at, disposition)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![call_id, agent_id, resolved, caller_repeated, context_accurate, notes, at, disposition],
             )
             .map(drop),
         Write::Turn { call_id, idx, role, content, at, confidence, helpful, sentiment } => {
@@ -439,12 +443,15 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<()> {
                 params![call_id, json, summary_source, updated_at],
             )
             .map(drop),
-        Write::Callback { call_id, number, reason, context, created_at } => conn
-            .execute(
+        Write::Callback { call_id, number, reason, context, created_at } => {
+            // One pending callback per number: a newer one replaces the older.
+            conn.execute(super::SUPERSEDE_CALLBACKS_SQLITE, params![number, call_id])?;
+            conn.execute(
                 "INSERT OR REPLACE INTO callbacks (call_id, number, reason, context, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![call_id, number, reason, context, created_at],
             )
-            .map(drop),
+            .map(drop)
+        }
         Write::Agent { id, name, token_sha256, skills } => conn
             .execute(
                 "INSERT OR REPLACE INTO agents (id, name, token_sha256, skills) VALUES (?1, ?2, ?3, ?4)",

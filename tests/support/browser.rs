@@ -135,6 +135,52 @@ impl Browser {
         .await
     }
 
+    /// Runs `script` with `args` (`arguments[0]`, …) in the page.
+    pub async fn js_with(&self, script: &str, args: Value) -> Value {
+        self.command(
+            reqwest::Method::POST,
+            "/execute/sync",
+            json!({"script": script, "args": args}),
+        )
+        .await
+    }
+
+    /// Runs axe-core (installed by scripts/setup.sh) on the page as it is
+    /// now; returns its serious and critical violations, one line each.
+    pub async fn accessibility_violations(&self) -> Vec<String> {
+        let dir =
+            std::env::var("WARMLINE_CACHE_DIR").unwrap_or_else(|_| "/var/cache/warmline".into());
+        let path = format!("{dir}/axe/node_modules/axe-core/axe.min.js");
+        let source = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("axe-core at {path} (scripts/setup.sh installs it): {e}"));
+        self.js_with(
+            "if (!window.axe) { const s = document.createElement('script'); s.textContent = arguments[0]; document.head.append(s); }
+             window.__axe = null;
+             axe.run(document, {resultTypes: ['violations']}).then(r => { window.__axe = r.violations; });
+             return true;",
+            json!([source]),
+        )
+        .await;
+        self.wait_for(
+            "window.__axe !== null",
+            Duration::from_secs(30),
+            "axe-core's report",
+        )
+        .await;
+        let found = self
+            .js("return window.__axe.filter(v => v.impact === 'serious' || v.impact === 'critical')
+                   .map(v => v.id + ' (' + v.impact + '): ' + v.nodes.map(n => n.target.join(' ')).join(', '));")
+            .await;
+        found
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Waits until `condition` (a JS expression) is truthy; panics with
     /// `what` and the page's `window.warmline` state otherwise.
     pub async fn wait_for(&self, condition: &str, within: Duration, what: &str) {
@@ -160,22 +206,66 @@ impl Browser {
         assert_eq!(found, Value::Bool(true), "no element #{id}");
     }
 
+    /// Opens the console at `url` (`?agent=…&token=…` here for the test's
+    /// convenience: the token is typed into the form, never put in the page's
+    /// URL) and presses Sign in.
+    pub async fn sign_in(&self, url: &str) {
+        let (page, token) = match url.split_once("token=") {
+            Some((before, after)) => {
+                let (token, rest) = after.split_once('&').unwrap_or((after, ""));
+                let page = format!("{before}{rest}");
+                (
+                    page.trim_end_matches(['&', '?']).to_string(),
+                    token.to_string(),
+                )
+            }
+            None => (url.to_string(), String::new()),
+        };
+        self.goto(&page).await;
+        self.js_with(
+            "document.getElementById('agent-token').value = arguments[0]; return true;",
+            json!([token]),
+        )
+        .await;
+        self.click("signin-button").await;
+    }
+
     /// Opens the console at `url` (with `?agent=…&token=…`), signs in, waits
     /// for the headset audio (WebRTC) and goes available.
     pub async fn sign_in_available(&self, url: &str) {
-        self.goto(url).await;
-        self.click("signin-button").await;
+        self.sign_in(url).await;
         self.wait_for(
             "window.warmline.audioConnected",
             Duration::from_secs(10),
             "the console's WebRTC audio",
         )
         .await;
-        self.click("available").await;
+        // Signed in, the gateway routes the agent as available unless they
+        // chose otherwise before; the header says what the gateway says.
         self.wait_for(
-            "document.getElementById('availability-label').textContent === 'Available'",
+            "window.warmline.presence !== null",
             Duration::from_secs(5),
-            "available",
+            "the presence from the gateway",
+        )
+        .await;
+        self.choose_presence("available").await;
+    }
+
+    /// Picks a presence in the header (as a user would) and waits until the
+    /// gateway confirms it.
+    pub async fn choose_presence(&self, status: &str) {
+        self.js(&format!(
+            "const s = document.getElementById('presence-choice');
+             if (window.warmline.presence !== {status:?}) {{
+               s.value = {status:?}; s.dispatchEvent(new Event('change'));
+             }}
+             return true;"
+        ))
+        .await;
+        self.wait_for(
+            &format!("window.warmline.presence === {status:?}"),
+            Duration::from_secs(5),
+            status,
         )
         .await;
     }

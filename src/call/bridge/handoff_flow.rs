@@ -31,6 +31,8 @@ pub enum RoutingRequest {
     OfferNext {
         /// The agent who did not.
         instead_of: String,
+        /// They let it ring out (they go to not ready).
+        missed: bool,
     },
     /// Save a callback with the context.
     SaveCallback {
@@ -149,6 +151,9 @@ impl CallBridge {
         }
         match event {
             LegEvent::Audio(bytes) => {
+                if self.human_away || self.agent_hold {
+                    return; // the caller is on hold: the agent is not heard
+                }
                 self.listen_for_first_words(&bytes, now);
                 if self
                     .handoff
@@ -178,17 +183,66 @@ impl CallBridge {
                     self.apply(actions, now);
                 }
             }
-            LegEvent::Hangup(_) => {
+            LegEvent::Detached => {
+                self.human_away = true;
+                self.step(
+                    HandoffStep::AgentDetached,
+                    self.human.clone().as_deref(),
+                    None,
+                );
+            }
+            LegEvent::Hold
+                if !self.agent_hold
+                    && matches!(self.handoff.state(), HandoffState::Merged { .. }) =>
+            {
+                self.agent_hold = true;
+                self.step(HandoffStep::CallerHeld, self.human.clone().as_deref(), None);
+            }
+            LegEvent::Resume if self.agent_hold => {
+                self.agent_hold = false;
+                self.replace_caller_audio();
+                self.step(
+                    HandoffStep::CallerResumed,
+                    self.human.clone().as_deref(),
+                    None,
+                );
+            }
+            LegEvent::Reattached => {
+                self.human_away = false;
+                if matches!(self.handoff.state(), HandoffState::Merged { .. }) {
+                    // Queued hold audio must not delay the agent's voice.
+                    self.replace_caller_audio();
+                }
+                self.step(
+                    HandoffStep::AgentReattached,
+                    self.human.clone().as_deref(),
+                    None,
+                );
+            }
+            LegEvent::Hangup(cause) => {
                 let agent = self.human.take();
                 self.human_playout.clear();
                 self.whisper_waiting = false;
+                let lost = std::mem::take(&mut self.human_away);
+                self.agent_hold = false;
                 if let Some(agent) = &agent {
-                    self.step(HandoffStep::AgentLeft, Some(agent), None);
+                    let step = if lost {
+                        HandoffStep::AgentDisconnected
+                    } else {
+                        HandoffStep::AgentLeft
+                    };
+                    let why = if lost { cause.lost_because() } else { None };
+                    self.step(step, Some(agent), why.as_deref());
                     self.emit(BridgeOutput::Routing(super::RoutingRequest::Release {
                         agent: agent.clone(),
                     }));
                 }
-                let actions = self.handoff.handle(HandoffInput::AgentGone, now);
+                let input = if lost {
+                    HandoffInput::AgentLost
+                } else {
+                    HandoffInput::AgentGone
+                };
+                let actions = self.handoff.handle(input, now);
                 self.apply(actions, now);
             }
             LegEvent::Error(error) => {
@@ -281,7 +335,7 @@ impl CallBridge {
             self.step(HandoffStep::RingTimeout, None, None);
             self.apply(actions, now);
         }
-        if self.hold_on {
+        if self.hold_on || self.human_away || self.agent_hold {
             while self.playout.queued_frames() < 2 {
                 let frame = self.hold.next_frame();
                 if self.playout.push_audio(&frame).is_err() {
@@ -361,9 +415,10 @@ impl CallBridge {
                     self.emit(BridgeOutput::Routing(super::RoutingRequest::JoinQueue))
                 }
                 HandoffAction::StartHold => self.hold_on = true,
-                HandoffAction::OfferNextAgent { instead_of } => {
+                HandoffAction::OfferNextAgent { instead_of, missed } => {
                     self.emit(BridgeOutput::Routing(super::RoutingRequest::OfferNext {
                         instead_of,
+                        missed,
                     }))
                 }
                 HandoffAction::PlayWhisper { .. } => {

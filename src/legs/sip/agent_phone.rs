@@ -10,7 +10,7 @@ use super::rtp_leg::{self, RtpControl};
 use super::sdp;
 use super::uas::{token, wait_bye_answer};
 use crate::legs::{HangupCause, LegEvent};
-use crate::routing::{HumanCommand, OfferKind};
+use crate::routing::{HumanCommand, OfferKind, WithdrawReason};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -31,7 +31,7 @@ pub fn spawn_all(endpoint: &Arc<SipEndpoint>) {
 
 async fn serve(endpoint: Arc<SipEndpoint>, agent_id: String, uri: String) {
     let (tx, mut rx) = mpsc::channel::<HumanCommand>(16);
-    if let Err(e) = endpoint.shared.routing.console_connected(&agent_id, tx) {
+    if let Err(e) = endpoint.shared.routing.phone_connected(&agent_id, tx) {
         tracing::error!(agent = %agent_id, error = %e, "SIP phone cannot sign in");
         return;
     }
@@ -46,9 +46,13 @@ async fn serve(endpoint: Arc<SipEndpoint>, agent_id: String, uri: String) {
             HumanCommand::Offer { call_id, .. } => {
                 // A saved callback needs a screen to show its context on.
                 tracing::info!(agent = %agent_id, call = %call_id, "callback not offered to a SIP phone");
-                let _ = endpoint.shared.routing.decline(&agent_id, &call_id);
+                let _ =
+                    endpoint
+                        .shared
+                        .routing
+                        .decline(&agent_id, &call_id, WithdrawReason::Declined);
             }
-            HumanCommand::OfferWithdrawn { .. } => {}
+            HumanCommand::OfferWithdrawn { .. } | HumanCommand::Presence(_) => {}
             HumanCommand::SignedOut { reason } => {
                 tracing::warn!(agent = %agent_id, %reason, "SIP phone signed out; it takes no more calls until restart");
                 break;
@@ -68,7 +72,7 @@ async fn ring(
     let routing = &endpoint.shared.routing;
     let decline = |why: &str| {
         tracing::info!(agent = %agent_id, call = %call, why, "SIP phone did not take the call");
-        let _ = routing.decline(agent_id, call);
+        let _ = routing.decline(agent_id, call, WithdrawReason::Declined);
     };
     let Some(target) = host_port_of(uri) else {
         decline("the agent's sip_uri does not resolve");

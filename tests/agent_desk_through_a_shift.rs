@@ -1,0 +1,623 @@
+//! The agent console as a desk worked through a shift, in a real headless
+//! Chromium: the header shows the presence the gateway routes the agent as;
+//! an offer that rings out is withdrawn from the screen; a wrap-up is its own
+//! state (no offer replaces it) and its draft survives a reload; a reload in
+//! the middle of a call takes the call back while the caller hears hold audio.
+//! Screenshots are kept in target/tmp/screenshots.
+
+mod support;
+
+use std::time::Duration;
+use support::browser::{Browser, microphone_wav};
+use support::*;
+use warmline::call::timeline::{EndReason, Timeline};
+use warmline::routing::AgentStatus;
+use warmline::sim::agent::ScriptedAgent;
+use warmline::sim::caller::{self, CallerEnd, CallerOptions, CallerReport};
+
+fn agent_voice() -> Vec<i16> {
+    let ulaw =
+        warmline::assets::ulaw(warmline::assets::DEMO_HUMAN_AGENT_WAV, "agent").expect("asset");
+    pcm(&ulaw)
+}
+
+async fn browser() -> (Browser, tempfile::TempDir) {
+    let mic_dir = tempfile::tempdir().unwrap();
+    let mic = mic_dir.path().join("agent.wav");
+    microphone_wav(&agent_voice(), &mic);
+    (Browser::launch(&mic, 1280, 900).await, mic_dir)
+}
+
+/// A caller who asks for a person and keeps talking for `seconds`.
+fn caller(
+    gw: &warmline::gateway::RunningGateway,
+    seconds: usize,
+    seed: u64,
+) -> tokio::task::JoinHandle<Result<CallerReport, caller::CallerError>> {
+    let mut options = CallerOptions::new(gw.media_url(), caller_requesting_person(seconds), seed);
+    options
+        .custom_parameters
+        .insert("name".into(), format!("Caller {seed}"));
+    options.end = CallerEnd::Stop;
+    tokio::spawn(caller::run(options))
+}
+
+fn status_of(gw: &warmline::gateway::RunningGateway, id: &str) -> AgentStatus {
+    gw.shared
+        .routing
+        .agents()
+        .into_iter()
+        .find(|a| a.id == id)
+        .map(|a| a.status)
+        .unwrap_or(AgentStatus::Offline)
+}
+
+fn steps(t: &Timeline) -> Vec<String> {
+    handoff_steps(t).into_iter().map(|(s, _)| s).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_header_shows_the_presence_the_gateway_routes_and_every_change() {
+    let ai = ScriptedAgent::start(ai_script_requesting_person())
+        .await
+        .unwrap();
+    let gw = gateway(&ai.url(), |c| c.routing.agents.push(agent_seed("ann"))).await;
+    let (browser, _mic) = browser().await;
+    browser
+        .sign_in(&format!(
+            "http://{}/console?agent=ann&token=ann-secret-token",
+            gw.addr
+        ))
+        .await;
+    // Signed in, without touching anything: routed as available, and the header says so.
+    browser
+        .wait_for(
+            "window.warmline.events.includes('connected')",
+            SOON,
+            "signed in",
+        )
+        .await;
+    assert_eq!(status_of(&gw, "ann"), AgentStatus::Available);
+    let header = browser
+        .js("return document.getElementById('presence-status').textContent;")
+        .await;
+    assert_eq!(
+        header, "Available",
+        "the header says what the gateway routes"
+    );
+    browser.screenshot("desk-1-signed-in-available").await;
+
+    // A break is the gateway's state too, and no call is offered during it.
+    browser.choose_presence("break").await;
+    assert_eq!(status_of(&gw, "ann"), AgentStatus::Break);
+    // The team panel shows who is in which state.
+    browser
+        .wait_for(
+            "window.warmline.team && window.warmline.team.agents.some(a => a.id === 'ann' && a.status === 'break')
+             && document.getElementById('team-agents').textContent.includes('On a break')",
+            SOON,
+            "the team panel",
+        )
+        .await;
+    // An administrator's change (REST) reaches the console as well.
+    gw.shared
+        .set_agent_status("ann", AgentStatus::Available)
+        .unwrap();
+    browser
+        .wait_for(
+            "window.warmline.presence === 'available'",
+            SOON,
+            "the REST change shown",
+        )
+        .await;
+    // Ringing and on a call are shown as they happen.
+    let call = caller(&gw, 40, 11);
+    browser
+        .wait_for(
+            "window.warmline.presence === 'ringing' && window.warmline.phase === 'offered'",
+            Duration::from_secs(20),
+            "ringing",
+        )
+        .await;
+    browser.click("accept").await;
+    browser
+        .wait_for("window.warmline.presence === 'busy'", SOON, "on call")
+        .await;
+    let header = browser
+        .js("return document.getElementById('presence-status').textContent;")
+        .await;
+    assert_eq!(header, "On call");
+    browser.screenshot("desk-2-on-call").await;
+    browser
+        .wait_for(
+            "window.warmline.phase === 'in-call'",
+            Duration::from_secs(25),
+            "merged",
+        )
+        .await;
+    browser.click("hangup").await;
+    browser
+        .wait_for("window.warmline.presence === 'wrap_up'", SOON, "wrap-up")
+        .await;
+    assert_eq!(status_of(&gw, "ann"), AgentStatus::WrapUp);
+    let _ = call.await;
+    browser.quit().await;
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_that_rings_out_is_withdrawn_and_the_agent_is_not_ready() {
+    let ai = ScriptedAgent::start(ai_script_requesting_person())
+        .await
+        .unwrap();
+    let gw = gateway(&ai.url(), |c| {
+        c.routing.agents.push(agent_seed("ann"));
+        c.routing.ring_timeout_ms = 3000;
+    })
+    .await;
+    let (browser, _mic) = browser().await;
+    browser
+        .sign_in_available(&format!(
+            "http://{}/console?agent=ann&token=ann-secret-token",
+            gw.addr
+        ))
+        .await;
+    let call = caller(&gw, 20, 21);
+    browser
+        .wait_for(
+            "window.warmline.phase === 'offered'",
+            Duration::from_secs(20),
+            "the offer",
+        )
+        .await;
+    let countdown = browser
+        .js("return [document.getElementById('ring-countdown').textContent, document.title];")
+        .await;
+    assert!(
+        countdown[0]
+            .as_str()
+            .unwrap_or("")
+            .contains("Answer within"),
+        "a ring countdown: {countdown}"
+    );
+    browser.screenshot("desk-3-ringing").await;
+    // Nobody answers: the offer leaves the screen with the reason.
+    browser
+        .wait_for(
+            "window.warmline.withdrawn.some(w => w.reason === 'ring_timeout')",
+            Duration::from_secs(6),
+            "the offer withdrawn on ring timeout",
+        )
+        .await;
+    let screen = browser
+        .js("return {phase: window.warmline.phase,
+                     accept: document.getElementById('accept').offsetParent !== null,
+                     idle: document.getElementById('idle-text').textContent,
+                     header: document.getElementById('presence-status').textContent,
+                     title: document.title};")
+        .await;
+    assert_eq!(screen["phase"], "idle", "{screen}");
+    assert_eq!(
+        screen["accept"], false,
+        "no live Accept for a gone offer: {screen}"
+    );
+    assert!(
+        screen["idle"]
+            .as_str()
+            .unwrap_or("")
+            .contains("did not answer in time"),
+        "{screen}"
+    );
+    browser
+        .wait_for(
+            "window.warmline.presence === 'not_ready'",
+            SOON,
+            "not ready after a missed offer",
+        )
+        .await;
+    assert_eq!(status_of(&gw, "ann"), AgentStatus::NotReady);
+    assert!(
+        !screen["title"].as_str().unwrap_or("").contains("Incoming"),
+        "the tab stops flashing: {screen}"
+    );
+    browser.screenshot("desk-4-missed-not-ready").await;
+    // The call went on (to a callback: nobody else is there).
+    let done = gw
+        .shared
+        .registry
+        .wait_finished(1, Duration::from_secs(30))
+        .await;
+    assert!(
+        matches!(done[0].end_reason(), Some(EndReason::CallbackScheduled(_))),
+        "{:?}",
+        done[0].end_reason()
+    );
+    // Accept of the withdrawn offer is refused clearly rather than half-working.
+    let _ = call.await;
+    browser.quit().await;
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_call_waits_while_the_agent_wraps_up_and_the_draft_survives_a_reload() {
+    let ai = ScriptedAgent::start(ai_script_requesting_person())
+        .await
+        .unwrap();
+    let gw = gateway(&ai.url(), |c| {
+        c.routing.agents.push(agent_seed("ann"));
+        c.routing.wrapup_seconds = 0; // until saved
+    })
+    .await;
+    let (browser, _mic) = browser().await;
+    let console = format!(
+        "http://{}/console?agent=ann&token=ann-secret-token",
+        gw.addr
+    );
+    browser.sign_in_available(&console).await;
+    let first = caller(&gw, 40, 31);
+    browser
+        .wait_for(
+            "window.warmline.phase === 'offered'",
+            Duration::from_secs(20),
+            "the first offer",
+        )
+        .await;
+    browser.click("accept").await;
+    browser
+        .wait_for(
+            "window.warmline.phase === 'in-call'",
+            Duration::from_secs(25),
+            "merged",
+        )
+        .await;
+    // Notes typed during the call carry over to the wrap-up.
+    browser
+        .js("const n = document.getElementById('call-notes'); n.value = 'Wants the refund today.'; return true;")
+        .await;
+    let first_call = browser.js("return window.warmline.callId;").await;
+    browser.click("hangup").await;
+    browser
+        .wait_for(
+            "window.warmline.phase === 'wrapup'",
+            SOON,
+            "the wrap-up form",
+        )
+        .await;
+    let carried = browser
+        .js("return document.getElementById('w-notes').value;")
+        .await;
+    assert_eq!(carried, "Wants the refund today.");
+    browser
+        .js("const n = document.getElementById('w-notes');
+             n.value += ' Refund approved.'; n.dispatchEvent(new Event('input'));
+             const r = document.getElementById('w-resolved');
+             r.checked = true; r.dispatchEvent(new Event('change'));
+             const d = document.getElementById('w-disposition');
+             d.value = 'Callback promised'; d.dispatchEvent(new Event('change'));
+             return true;")
+        .await;
+
+    // A second caller asks for a person while Ann wraps up: it waits.
+    let second = caller(&gw, 60, 32);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let screen = browser
+        .js("return {phase: window.warmline.phase, offers: window.warmline.events.filter(e => e === 'offer').length,
+                     notes: document.getElementById('w-notes').value};")
+        .await;
+    assert_eq!(
+        screen["phase"], "wrapup",
+        "the wrap-up is not replaced: {screen}"
+    );
+    assert_eq!(screen["offers"], 1, "no offer during wrap-up: {screen}");
+    assert_eq!(status_of(&gw, "ann"), AgentStatus::WrapUp);
+    browser.screenshot("desk-5-wrapup-protected").await;
+
+    // A reload: the wrap-up is still owed and the draft is still there.
+    browser.sign_in(&console).await;
+    browser
+        .wait_for(
+            "window.warmline.phase === 'wrapup'",
+            SOON,
+            "the wrap-up after the reload",
+        )
+        .await;
+    let restored = browser
+        .js("return {notes: document.getElementById('w-notes').value,
+                     resolved: document.getElementById('w-resolved').checked,
+                     disposition: document.getElementById('w-disposition').value,
+                     call: window.warmline.wrapup && window.warmline.wrapup.callId};")
+        .await;
+    assert_eq!(
+        restored["notes"], "Wants the refund today. Refund approved.",
+        "{restored}"
+    );
+    assert_eq!(restored["resolved"], true, "{restored}");
+    assert_eq!(restored["disposition"], "Callback promised", "{restored}");
+    assert_eq!(restored["call"], first_call, "{restored}");
+    browser.screenshot("desk-6-wrapup-after-reload").await;
+    browser
+        .js("document.querySelector('#wrapup-form button').click(); return true;")
+        .await;
+    // Saved: the waiting call is offered now.
+    browser
+        .wait_for(
+            "window.warmline.phase === 'offered'",
+            Duration::from_secs(10),
+            "the second offer after the wrap-up",
+        )
+        .await;
+    browser.click("accept").await;
+    browser
+        .wait_for(
+            "window.warmline.phase === 'in-call'",
+            Duration::from_secs(25),
+            "merged",
+        )
+        .await;
+    browser.click("hangup").await;
+    browser
+        .wait_for(
+            "window.warmline.phase === 'wrapup'",
+            SOON,
+            "the second wrap-up",
+        )
+        .await;
+    browser
+        .js("document.querySelector('#wrapup-form button').click(); return true;")
+        .await;
+    browser
+        .wait_for(
+            "window.warmline.phase === 'idle'",
+            SOON,
+            "the second wrap-up saved",
+        )
+        .await;
+    let _ = first.await;
+    let _ = second.await;
+    let done = gw
+        .shared
+        .registry
+        .wait_finished(2, Duration::from_secs(30))
+        .await;
+    let mut saved = 0;
+    for t in &done {
+        let row = gw.shared.store.call(&t.call_id).await.unwrap().unwrap();
+        if row.handoff.is_some_and(|h| h.resolved.is_some()) {
+            saved += 1;
+        }
+    }
+    assert_eq!(saved, 2, "one wrap-up for each merged call");
+    let row = gw
+        .shared
+        .store
+        .call(first_call.as_str().unwrap_or(""))
+        .await
+        .unwrap()
+        .unwrap();
+    let h = row.handoff.expect("the first call's wrap-up");
+    assert_eq!(h.resolved, Some(true));
+    assert_eq!(h.disposition.as_deref(), Some("Callback promised"));
+    assert_eq!(
+        h.notes.as_deref(),
+        Some("Wants the refund today. Refund approved.")
+    );
+    browser.quit().await;
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_mid_call_takes_the_call_back_while_the_caller_hears_hold_audio() {
+    let ai = ScriptedAgent::start(ai_script_requesting_person())
+        .await
+        .unwrap();
+    let gw = gateway(&ai.url(), |c| c.routing.agents.push(agent_seed("ann"))).await;
+    let (browser, _mic) = browser().await;
+    let console = format!(
+        "http://{}/console?agent=ann&token=ann-secret-token",
+        gw.addr
+    );
+    browser.sign_in_available(&console).await;
+    let call = caller(&gw, 60, 41);
+    browser
+        .wait_for(
+            "window.warmline.phase === 'offered'",
+            Duration::from_secs(20),
+            "the offer",
+        )
+        .await;
+    browser.click("accept").await;
+    browser
+        .wait_for(
+            "window.warmline.phase === 'in-call'",
+            Duration::from_secs(25),
+            "merged",
+        )
+        .await;
+    // Leaving the page mid-call asks first.
+    let guarded = browser
+        .js("const e = new Event('beforeunload', {cancelable: true}); window.dispatchEvent(e); return e.defaultPrevented;")
+        .await;
+    assert_eq!(guarded, true, "a 'leave page?' guard during the call");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // The reload: away for a few seconds, then signed in again.
+    browser.goto("about:blank").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    browser.sign_in(&console).await;
+    browser
+        .wait_for(
+            "window.warmline.events.includes('call_resumed') && window.warmline.phase === 'in-call'",
+            SOON,
+            "the call taken back",
+        )
+        .await;
+    assert_eq!(status_of(&gw, "ann"), AgentStatus::Busy);
+    browser.screenshot("desk-7-call-resumed").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    browser.click("hangup").await;
+    browser
+        .wait_for("window.warmline.phase === 'wrapup'", SOON, "the wrap-up")
+        .await;
+    let report = call.await.unwrap().unwrap();
+    let done = gw
+        .shared
+        .registry
+        .wait_finished(1, Duration::from_secs(20))
+        .await;
+    let t = &done[0];
+    assert_eq!(t.end_reason(), Some(&EndReason::HumanAgentHangup));
+    let s = steps(t);
+    let (away, back) = (step_at(t, "agent_detached"), step_at(t, "agent_reattached"));
+    assert!(
+        away.is_some() && back > away,
+        "detached, then re-attached: {s:?}"
+    );
+    assert_eq!(
+        s.iter().filter(|x| *x == "answered").count(),
+        1,
+        "the same agent kept the call: {s:?}"
+    );
+    // While the console was away the caller heard hold audio, not dead air.
+    let (away, back) = (away.unwrap_or(0.0), back.unwrap_or(0.0));
+    let frames = report.heard.chunks_exact(160).collect::<Vec<_>>();
+    let from = ((away + 300.0) / 20.0) as usize;
+    let to = (((back - 100.0) / 20.0) as usize).min(frames.len());
+    assert!(to > from + 100, "away ≥ 2 s ({away}..{back} ms)");
+    let mut longest = 0;
+    let mut run = 0;
+    for f in &frames[from..to] {
+        if is_audible(f) {
+            run = 0;
+        } else {
+            run += 1;
+            longest = longest.max(run);
+        }
+    }
+    println!(
+        "away {:.1} s; longest silence on the caller's line {} ms",
+        (back - away) / 1000.0,
+        longest * 20
+    );
+    assert!(
+        longest <= 25,
+        "the caller heard {} ms of silence while the agent was away",
+        longest * 20
+    );
+    browser.quit().await;
+    gw.shutdown().await;
+}
+
+/// When `step` happened in the call, in ms from its start.
+fn step_at(t: &Timeline, step: &str) -> Option<f64> {
+    t.events
+        .iter()
+        .find(|e| serde_json::to_value(&e.kind).is_ok_and(|v| v["step"] == step))
+        .map(|e| e.at_ms)
+}
+
+/// The caller's audio (μ-law as heard, by arrival) between two call times.
+fn heard_between(report: &CallerReport, from_ms: f64, to_ms: f64) -> Vec<u8> {
+    let from = ((from_ms / 20.0) as usize * 160).min(report.heard.len());
+    let to = ((to_ms / 20.0) as usize * 160).min(report.heard.len());
+    report.heard[from..to.max(from)].to_vec()
+}
+
+/// The best match of any 1 s of the agent's line in `heard` (μ-law).
+fn agent_voice_in(heard: &[u8]) -> f64 {
+    let voice = agent_voice();
+    let heard = pcm(heard);
+    (0..voice.len() / 8000)
+        .map(|k| {
+            warmline::media::analysis::best_lag_correlation(
+                &voice[k * 8000..(k + 1) * 8000],
+                &heard,
+                8,
+            )
+            .1
+        })
+        .fold(0.0, f64::max)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_hold_the_caller_hears_hold_audio_and_not_the_agent() {
+    let ai = ScriptedAgent::start(ai_script_requesting_person())
+        .await
+        .unwrap();
+    let gw = gateway(&ai.url(), |c| c.routing.agents.push(agent_seed("ann"))).await;
+    let (browser, _mic) = browser().await;
+    browser
+        .sign_in_available(&format!(
+            "http://{}/console?agent=ann&token=ann-secret-token&processing=off",
+            gw.addr
+        ))
+        .await;
+    let call = caller(&gw, 60, 51);
+    browser
+        .wait_for(
+            "window.warmline.phase === 'offered'",
+            Duration::from_secs(20),
+            "the offer",
+        )
+        .await;
+    browser.click("accept").await;
+    browser
+        .wait_for(
+            "window.warmline.phase === 'in-call'",
+            Duration::from_secs(25),
+            "merged",
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    browser.click("hold").await;
+    browser
+        .wait_for("window.warmline.onHold === true", SOON, "on hold")
+        .await;
+    let shown = browser
+        .js("return [document.getElementById('hold').textContent, document.getElementById('hold-timer').hidden];")
+        .await;
+    assert_eq!(shown, serde_json::json!(["Resume", false]), "{shown}");
+    browser.screenshot("desk-8-on-hold").await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    browser.click("hold").await;
+    browser
+        .wait_for("window.warmline.onHold === false", SOON, "off hold")
+        .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    browser.click("hangup").await;
+    let report = call.await.unwrap().unwrap();
+    let done = gw
+        .shared
+        .registry
+        .wait_finished(1, Duration::from_secs(20))
+        .await;
+    let t = &done[0];
+    let (held, resumed) = (step_at(t, "caller_held"), step_at(t, "caller_resumed"));
+    assert!(
+        held.is_some() && resumed > held,
+        "held, then resumed: {:?}",
+        steps(t)
+    );
+    let (held, resumed) = (held.unwrap_or(0.0), resumed.unwrap_or(0.0));
+    let on_hold = heard_between(&report, held + 300.0, resumed - 100.0);
+    let after = heard_between(&report, resumed + 300.0, resumed + 3300.0);
+    let audible = on_hold.chunks_exact(160).filter(|f| is_audible(f)).count();
+    let (voice_on_hold, voice_after) = (agent_voice_in(&on_hold), agent_voice_in(&after));
+    println!(
+        "on hold: {audible}/{} frames audible, agent voice ncc {voice_on_hold:.3}; after: ncc {voice_after:.3}",
+        on_hold.len() / 160
+    );
+    assert!(
+        audible * 10 >= (on_hold.len() / 160) * 9,
+        "hold audio, not dead air"
+    );
+    assert!(
+        voice_on_hold < 0.3,
+        "the caller heard the agent while on hold (ncc {voice_on_hold:.3})"
+    );
+    assert!(
+        voice_after > 0.6,
+        "the agent is heard again after resuming (ncc {voice_after:.3})"
+    );
+    browser.quit().await;
+    gw.shutdown().await;
+}
