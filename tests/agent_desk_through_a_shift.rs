@@ -621,3 +621,80 @@ async fn on_hold_the_caller_hears_hold_audio_and_not_the_agent() {
     browser.quit().await;
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_callback_goes_to_the_first_agent_who_claims_it() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let gw = gateway("ws://127.0.0.1:9", |c| {
+        c.routing.agents.push(agent_seed("ann"));
+        c.routing.agents.push(agent_seed("bob"));
+    })
+    .await;
+    gw.shared.store.write(warmline::store::Write::Callback {
+        call_id: "call-cb1".into(),
+        number: "+15550100".into(),
+        reason: "no agent answered".into(),
+        context: r#"{"customer":{"name":"Sarah Chen"}}"#.into(),
+        created_at: "2026-12-02T10:00:00.000Z".into(),
+    });
+    gw.shared.store.flush().await.unwrap();
+    let mut consoles = Vec::new();
+    for id in ["ann", "bob"] {
+        let url = format!("ws://{}/v1/agents/{id}/ws?token={id}-secret-token", gw.addr);
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        consoles.push(ws);
+    }
+    // Both see the list, with the caller's name.
+    for ws in &mut consoles {
+        let list = loop {
+            let msg = tokio::time::timeout(Duration::from_secs(8), ws.next())
+                .await
+                .expect("the callbacks list within 8 s");
+            if let Some(Ok(Message::Text(t))) = msg {
+                let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                if v["event"] == "callbacks" {
+                    break v;
+                }
+            }
+        };
+        assert_eq!(list["callbacks"][0]["callId"], "call-cb1", "{list}");
+        assert_eq!(list["callbacks"][0]["name"], "Sarah Chen", "{list}");
+    }
+    // Both press "Call back" at once: one owner.
+    let claim = r#"{"event":"claim_callback","callId":"call-cb1"}"#;
+    for ws in &mut consoles {
+        ws.send(Message::text(claim)).await.unwrap();
+    }
+    let mut answers = Vec::new();
+    for ws in &mut consoles {
+        let answer = loop {
+            let msg = tokio::time::timeout(SOON, ws.next())
+                .await
+                .expect("an answer");
+            if let Some(Ok(Message::Text(t))) = msg {
+                let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                if v["event"] == "callback_assigned" || v["event"] == "error" {
+                    break v;
+                }
+            }
+        };
+        answers.push(answer);
+    }
+    let assigned: Vec<_> = answers
+        .iter()
+        .filter(|a| a["event"] == "callback_assigned")
+        .collect();
+    assert_eq!(assigned.len(), 1, "exactly one owner: {answers:?}");
+    assert_eq!(assigned[0]["number"], "+15550100");
+    assert!(
+        answers.iter().any(|a| a["event"] == "error"
+            && a["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("no longer pending")),
+        "{answers:?}"
+    );
+    assert!(gw.shared.store.callbacks().await.unwrap().is_empty());
+    gw.shutdown().await;
+}

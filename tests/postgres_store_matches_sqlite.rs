@@ -221,3 +221,36 @@ async fn an_unreachable_postgres_is_a_clear_error_at_start() {
     assert!(!text.contains("pw@"), "{text}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[tokio::test]
+async fn a_callback_is_claimed_by_exactly_one_agent_in_either_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = Store::open(&dir.path().join("warmline.db")).expect("sqlite");
+    let url = support::cluster::fresh_database("claims").await;
+    let pg = Store::open_postgres(&url).expect("postgres");
+    for store in [&sqlite, &pg] {
+        store.write(Write::Callback {
+            call_id: "CB1".into(),
+            number: "+15550100".into(),
+            reason: "no agent answered".into(),
+            context: "{}".into(),
+            created_at: "2026-11-30T10:00:00.000Z".into(),
+        });
+        store.flush().await.expect("flushed");
+        let (ann, bob) = tokio::join!(
+            store.claim_callback("CB1", "ann"),
+            store.claim_callback("CB1", "bob")
+        );
+        let won: Vec<_> = [ann.expect("ann's claim"), bob.expect("bob's claim")]
+            .into_iter()
+            .flatten()
+            .collect();
+        assert_eq!(won, vec!["+15550100".to_string()], "{}", store.location());
+        assert!(store.callbacks().await.expect("list").is_empty());
+        assert_eq!(
+            store.claim_callback("CB9", "ann").await.expect("claim"),
+            None,
+            "an unknown callback is nobody's"
+        );
+    }
+}

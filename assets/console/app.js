@@ -382,6 +382,9 @@ function onEvent(msg) {
     case "team":
       showTeam(msg.team || {});
       break;
+    case "callbacks":
+      showCallbacks(msg.callbacks || []);
+      break;
     case "hold":
       showHold(msg.on);
       break;
@@ -492,6 +495,32 @@ function showTeam(team) {
     st.className = "st";
     st.textContent = PRESENCE[a.status] || a.status;
     li.append(`${a.name || a.id} `, st);
+    return li;
+  }));
+}
+
+// Pending callbacks: "Call back" makes one this agent's (one owner).
+function showCallbacks(list) {
+  state.callbacks = list;
+  $("team").hidden = false;
+  const ul = $("callbacks");
+  if (!list.length) {
+    const li = document.createElement("li");
+    li.textContent = "None pending.";
+    ul.replaceChildren(li);
+    return;
+  }
+  ul.replaceChildren(...list.map((c) => {
+    const li = document.createElement("li");
+    const when = Date.parse(c.createdAt);
+    const ago = Number.isFinite(when) ? ` · ${mmss((Date.now() - when) / 1000)} ago` : "";
+    li.append(`${c.name || "Caller"} · ${c.number || "no number"}${ago} · ${c.reason} `);
+    const b = document.createElement("button");
+    b.textContent = "Call back";
+    b.setAttribute("aria-label", `Call back ${c.name || "the caller"} at ${c.number || "no number"}`);
+    b.disabled = !c.number;
+    b.addEventListener("click", () => send({ event: "claim_callback", callId: c.callId }));
+    li.append(b);
     return li;
   }));
 }

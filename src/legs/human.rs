@@ -43,6 +43,11 @@ pub enum ConsoleMessage {
     Skip,
     /// Leave the call.
     Hangup,
+    /// Take a pending callback from the list: it is this agent's to make.
+    ClaimCallback {
+        /// The call the callback came from.
+        call_id: String,
+    },
     /// Put the caller on hold (after the merge): they hear hold audio.
     Hold,
     /// Take the caller off hold.
@@ -188,6 +193,11 @@ pub enum ConsoleEvent<'a> {
         /// The team.
         team: &'a crate::routing::Team,
     },
+    /// The pending callbacks (sent when the list changes, checked every 10 s).
+    Callbacks {
+        /// Oldest first.
+        callbacks: &'a [CallbackBrief],
+    },
     /// The call is over.
     Stop {
         /// The call.
@@ -291,6 +301,42 @@ impl ConsoleSocket {
     async fn recv(&mut self) -> Option<Result<Message, axum::Error>> {
         self.ws.recv().await
     }
+}
+
+/// A pending callback as the console lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallbackBrief {
+    /// The call it came from.
+    call_id: String,
+    /// The number to call.
+    number: String,
+    /// Why nobody took the call.
+    reason: String,
+    /// When it was saved (RFC 3339).
+    created_at: String,
+    /// The caller's name, when known.
+    name: String,
+}
+
+/// The pending callbacks, briefly (at most 50, oldest first).
+async fn pending_callbacks(shared: &Shared) -> Option<Vec<CallbackBrief>> {
+    let rows = shared.store.callbacks().await.ok()?;
+    Some(
+        rows.into_iter()
+            .take(50)
+            .map(|r| CallbackBrief {
+                name: r.context["customer"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                call_id: r.call_id,
+                number: r.number,
+                reason: r.reason,
+                created_at: r.created_at,
+            })
+            .collect(),
+    )
 }
 
 /// The call a console is on.
@@ -490,6 +536,8 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
         tokio::time::interval_at(tokio::time::Instant::now() + team_every, team_every);
     team_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut team_sent: Option<crate::routing::Team> = None;
+    let mut callbacks_sent: Option<Vec<CallbackBrief>> = None;
+    let mut ticks: u64 = 0;
     loop {
         if socket.broken {
             tracing::warn!(agent = %agent_id, "console takes no data; treating it as gone");
@@ -525,6 +573,16 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                 routing.tick();
             }
             _ = team_tick.tick() => {
+                if ticks.is_multiple_of(5)
+                    && let Some(list) = pending_callbacks(&shared).await
+                    && callbacks_sent.as_ref() != Some(&list)
+                {
+                    if socket.send(text(&ConsoleEvent::Callbacks { callbacks: &list })).await.is_err() {
+                        break;
+                    }
+                    callbacks_sent = Some(list);
+                }
+                ticks += 1;
                 let team = routing.team();
                 if team_sent.as_ref() != Some(&team) {
                     if socket.send(text(&ConsoleEvent::Team { team: &team })).await.is_err() {
@@ -695,6 +753,20 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                         if let Some(c) = &call {
                             let _ = c.events.try_send(LegEvent::SkipWhisper);
                         }
+                    }
+                    ConsoleMessage::ClaimCallback { call_id } => {
+                        let reply = match shared.store.claim_callback(&call_id, &agent_id).await {
+                            Ok(Some(number)) => {
+                                tracing::info!(agent = %agent_id, call = %call_id, "callback claimed from the list");
+                                // The list changed: send it again at the next look.
+                                callbacks_sent = None;
+                                ticks = 0;
+                                text(&ConsoleEvent::CallbackAssigned { call_id: &call_id, number: &number })
+                            }
+                            Ok(None) => text(&ConsoleEvent::Error { message: format!("callback {call_id} is no longer pending (another agent has it)") }),
+                            Err(e) => text(&ConsoleEvent::Error { message: format!("callbacks cannot be claimed now: {e}") }),
+                        };
+                        let _ = socket.send(reply).await;
                     }
                     ConsoleMessage::Hold | ConsoleMessage::Resume => {
                         let on = matches!(message, ConsoleMessage::Hold);

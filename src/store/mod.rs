@@ -371,6 +371,11 @@ enum Command {
     Call(String, oneshot::Sender<Result<Option<CallRow>, StoreError>>),
     Context(String, oneshot::Sender<Result<Option<String>, StoreError>>),
     Callbacks(oneshot::Sender<Result<Vec<CallbackRow>, StoreError>>),
+    ClaimCallback(
+        String,
+        String,
+        oneshot::Sender<Result<Option<String>, StoreError>>,
+    ),
     Stats(oneshot::Sender<Result<serde_json::Value, StoreError>>),
     Agents(oneshot::Sender<Result<Vec<StoredAgent>, StoreError>>),
     Recover(String, oneshot::Sender<Result<Recovered, StoreError>>),
@@ -410,6 +415,13 @@ pub trait StoreBackend: Send + 'static {
     fn context(&mut self, id: &str) -> Result<Option<String>, StoreError>;
     /// Pending callbacks, oldest first.
     fn callbacks(&mut self) -> Result<Vec<CallbackRow>, StoreError>;
+    /// Assigns a pending callback to an agent: its number when this claim
+    /// won, `None` when it was not pending (another agent has it, or gone).
+    fn claim_callback(
+        &mut self,
+        call_id: &str,
+        agent_id: &str,
+    ) -> Result<Option<String>, StoreError>;
     /// Handoff quality figures over every stored call.
     fn stats(&mut self) -> Result<serde_json::Value, StoreError>;
     /// Registered human agents.
@@ -553,6 +565,18 @@ impl Store {
         self.ask(Command::Callbacks).await?
     }
 
+    /// Claims a pending callback for `agent_id` (one owner, in either backend):
+    /// the number to call when the claim won.
+    pub async fn claim_callback(
+        &self,
+        call_id: &str,
+        agent_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let (call, agent) = (call_id.to_string(), agent_id.to_string());
+        self.ask(move |reply| Command::ClaimCallback(call, agent, reply))
+            .await?
+    }
+
     /// Waits until every write queued so far was attempted; returns how many are
     /// still waiting for a retry (0 when all are on disk).
     pub async fn flush(&self) -> Result<usize, StoreError> {
@@ -607,6 +631,9 @@ fn run(mut db: impl StoreBackend, rx: std_mpsc::Receiver<Command>, location: &st
             }
             Some(Command::Callbacks(reply)) => {
                 let _ = reply.send(db.callbacks());
+            }
+            Some(Command::ClaimCallback(call, agent, reply)) => {
+                let _ = reply.send(db.claim_callback(&call, &agent));
             }
             Some(Command::Flush(reply)) => {
                 let _ = reply.send(retry.len());

@@ -479,6 +479,19 @@ impl StoreBackend for PostgresBackend {
         Ok(row.map(|r| r.get(0)))
     }
 
+    fn claim_callback(
+        &mut self,
+        call_id: &str,
+        agent_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = self.client()?.query_opt(
+            "UPDATE callbacks SET status = 'assigned', agent_id = $2, offered_to = NULL
+             WHERE call_id = $1 AND status = 'pending' RETURNING number",
+            &[&call_id, &agent_id],
+        )?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
     fn callbacks(&mut self) -> Result<Vec<CallbackRow>, StoreError> {
         let rows = self.client()?.query(
             "SELECT call_id, number, reason, context, created_at, status FROM callbacks

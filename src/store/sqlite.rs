@@ -115,6 +115,9 @@ CREATE TABLE media_legs (
     r#"
 ALTER TABLE wrapups ADD COLUMN disposition TEXT NOT NULL DEFAULT '';
 "#,
+    r#"
+ALTER TABLE callbacks ADD COLUMN agent_id TEXT;
+"#,
 ];
 
 /// Opens the database in WAL mode and runs pending migrations.
@@ -351,6 +354,25 @@ impl StoreBackend for SqliteBackend {
 
     fn callbacks(&mut self) -> Result<Vec<CallbackRow>, StoreError> {
         Ok(callbacks(&self.conn)?)
+    }
+
+    fn claim_callback(
+        &mut self,
+        call_id: &str,
+        agent_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let won = self.conn.execute(
+            "UPDATE callbacks SET status = 'assigned', agent_id = ?2 WHERE call_id = ?1 AND status = 'pending'",
+            params![call_id, agent_id],
+        )?;
+        if won == 0 {
+            return Ok(None);
+        }
+        Ok(Some(self.conn.query_row(
+            "SELECT number FROM callbacks WHERE call_id = ?1",
+            params![call_id],
+            |r| r.get(0),
+        )?))
     }
 
     fn stats(&mut self) -> Result<serde_json::Value, StoreError> {
