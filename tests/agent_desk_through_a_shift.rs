@@ -698,3 +698,105 @@ async fn a_listed_callback_goes_to_the_first_agent_who_claims_it() {
     assert!(gw.shared.store.callbacks().await.unwrap().is_empty());
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_hands_the_caller_to_another_agent_with_a_whisper_the_caller_never_hears() {
+    let ai = ScriptedAgent::start(ai_script_requesting_person())
+        .await
+        .unwrap();
+    let records = tempfile::tempdir().unwrap();
+    let gw = gateway(&ai.url(), |c| {
+        c.routing.agents.push(agent_seed("ann"));
+        c.routing.agents.push(agent_seed("bob"));
+        c.recording.enabled = true;
+        c.recording.dir = records.path().to_path_buf();
+    })
+    .await;
+    let (browser, _mic) = browser().await;
+    browser
+        .sign_in_available(&format!(
+            "http://{}/console?agent=ann&token=ann-secret-token",
+            gw.addr
+        ))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Bob signs in after Ann (so Ann, idle longest, gets the call first).
+    let mut bob = console(
+        &format!("ws://{}", gw.addr),
+        "bob",
+        Duration::from_millis(500),
+    );
+    bob.say = noise(8000 * 2, 5);
+    bob.hang_up_after = Some(Duration::from_millis(500));
+    let bob = tokio::spawn(warmline::sim::human::run(bob));
+    let call = caller(&gw, 60, 71);
+    browser
+        .wait_for(
+            "window.warmline.phase === 'offered'",
+            Duration::from_secs(20),
+            "the offer",
+        )
+        .await;
+    browser.click("accept").await;
+    browser
+        .wait_for(
+            "window.warmline.phase === 'in-call'",
+            Duration::from_secs(25),
+            "merged",
+        )
+        .await;
+    browser
+        .wait_for(
+            "[...document.getElementById('transfer-to').options].some(o => o.value === 'bob')",
+            SOON,
+            "bob in the transfer list",
+        )
+        .await;
+    browser
+        .js("const s = document.getElementById('transfer-to'); s.value = 'bob'; return true;")
+        .await;
+    browser.click("transfer").await;
+    browser
+        .wait_for(
+            "window.warmline.phase === 'wrapup'",
+            SOON,
+            "Ann's wrap-up after the transfer",
+        )
+        .await;
+    browser.screenshot("desk-9-transferred").await;
+    let bob = bob.await.unwrap().unwrap();
+    let report = call.await.unwrap().unwrap();
+    let done = gw
+        .shared
+        .registry
+        .wait_finished(1, Duration::from_secs(20))
+        .await;
+    let t = &done[0];
+    let answered: Vec<Option<String>> = handoff_steps(t)
+        .into_iter()
+        .filter(|(s, _)| s == "answered")
+        .map(|(_, a)| a)
+        .collect();
+    assert_eq!(
+        answered,
+        vec![Some("ann".to_string()), Some("bob".to_string())],
+        "{:?}",
+        steps(t)
+    );
+    assert_eq!(
+        step_detail(t, "transferred").as_deref(),
+        Some("to agent bob")
+    );
+    assert!(bob.whisper.len() > 8000 * 5, "bob heard a whisper");
+    assert!(!bob.after_whisper.is_empty(), "then the caller");
+    assert_eq!(t.end_reason(), Some(&EndReason::HumanAgentHangup));
+    // The caller heard neither whisper (Ann's nor Bob's).
+    let whisper = whisper_sent_to_agent(records.path(), &t.call_id, 4);
+    assert_eq!(
+        leaked_whisper_frames(&whisper, &report.heard),
+        0,
+        "whisper frames reached the caller"
+    );
+    browser.quit().await;
+    gw.shutdown().await;
+}

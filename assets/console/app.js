@@ -489,6 +489,13 @@ function showTeam(team) {
   $("team-queues").textContent = queues.length
     ? "Waiting: " + queues.map((q) => `${q.skill ? plain(q.skill) : "any skill"} ${q.waiting} (longest ${mmss(q.longestWaitSeconds)})`).join(" · ")
     : "No calls waiting.";
+  // The transfer list: the other agents, available ones first.
+  const others = (team.agents || []).filter((a) => a.id !== state.agent)
+    .sort((a, b) => (a.status === "available" ? 0 : 1) - (b.status === "available" ? 0 : 1));
+  const chosen = $("transfer-to").value;
+  $("transfer-to").replaceChildren(new Option("Choose an agent…", ""),
+    ...others.map((a) => new Option(`${a.name || a.id} (${PRESENCE[a.status] || a.status})`, a.id)));
+  $("transfer-to").value = others.some((a) => a.id === chosen) ? chosen : "";
   $("team-agents").replaceChildren(...(team.agents || []).map((a) => {
     const li = document.createElement("li");
     const st = document.createElement("span");
@@ -618,6 +625,13 @@ document.addEventListener("keydown", (e) => {
   }
 });
 $("hold").addEventListener("click", () => send({ event: state.onHold ? "resume" : "hold" }));
+$("transfer").addEventListener("click", () => {
+  const to = $("transfer-to").value;
+  if (!to) return showError("Choose who to transfer the call to.");
+  if (state.phase !== "in-call") return showError("You can transfer once the caller is connected.");
+  state.transferredTo = to;
+  send({ event: "transfer", agent: to });
+});
 $("hangup").addEventListener("click", () => {
   if (state.phase === "whisper" && !window.confirm("The caller has not heard you yet. Hang up anyway?")) return;
   send({ event: "hangup" });

@@ -147,6 +147,8 @@ pub struct CallBridge {
     human_away: bool,
     /// The human agent put the caller on hold: the caller hears hold audio.
     agent_hold: bool,
+    /// Where the human agent is transferring the call (until it is queued).
+    transfer_to: Option<crate::domain::TransferTarget>,
     prompts: Option<HandoffPrompts>,
     whisper: Option<Arc<[u8]>>,
     whisper_failed: bool,
@@ -184,6 +186,7 @@ impl CallBridge {
             hold_on: false,
             human_away: false,
             agent_hold: false,
+            transfer_to: None,
             prompts: None,
             whisper: None,
             whisper_failed: false,
@@ -316,6 +319,7 @@ impl CallBridge {
             | LegEvent::Reattached
             | LegEvent::Hold
             | LegEvent::Resume
+            | LegEvent::Transfer(_)
             | LegEvent::Turn(_)
             | LegEvent::Escalate(_)
             | LegEvent::Tool(_)
@@ -375,7 +379,8 @@ impl CallBridge {
             | LegEvent::Detached
             | LegEvent::Reattached
             | LegEvent::Hold
-            | LegEvent::Resume => {}
+            | LegEvent::Resume
+            | LegEvent::Transfer(_) => {}
             LegEvent::Turn(mut turn) => {
                 let spoken_choice =
                     turn.role == Role::User && *self.handoff.state() != HandoffState::Ai;

@@ -77,6 +77,8 @@ pub enum HandoffInput {
     AgentGone,
     /// The agent's console vanished and did not come back within the grace.
     AgentLost,
+    /// The agent hands the call on (to another agent or skill).
+    Transfer,
     /// Routing has nobody (none online, after hours, or the wait is too long).
     NoAgent,
     /// The callback prompt finished playing.
@@ -110,6 +112,11 @@ pub enum HandoffAction {
     Merge {
         /// The agent.
         agent: String,
+    },
+    /// Queue the call again for the transfer's target (the agent left it).
+    Requeue {
+        /// The agent who transferred it.
+        from: String,
     },
     /// Tell the caller they will be called back, and save the callback.
     OfferCallback,
@@ -260,6 +267,10 @@ impl Handoff {
                 )
             }
             (S::Merged { .. }, I::AgentGone) => (S::Ended, vec![A::End]),
+            (S::Merged { agent }, I::Transfer) => {
+                let from = agent.clone();
+                (S::Queued, vec![A::StartHold, A::Requeue { from }])
+            }
             // The agent vanished (their console did not come back in time):
             // the caller still needs a person.
             (S::Whispering { agent } | S::Merged { agent }, I::AgentLost) => {
@@ -532,6 +543,56 @@ mod tests {
             ]
         );
         assert_eq!(h.state(), &HandoffState::Queued);
+    }
+
+    #[test]
+    fn a_transfer_after_the_merge_queues_the_call_again_on_hold() {
+        let t = Instant::now();
+        let mut h = Handoff::new(HandoffTimers::default());
+        h.handle(I::Escalate, t);
+        h.handle(
+            I::Offered {
+                agent: "ann".into(),
+            },
+            t,
+        );
+        h.handle(
+            I::Accepted {
+                agent: "ann".into(),
+            },
+            t,
+        );
+        assert!(
+            h.handle(I::Transfer, t).is_empty(),
+            "not during the whisper"
+        );
+        h.handle(I::WhisperDone, t);
+        assert_eq!(
+            h.handle(I::Transfer, t),
+            vec![A::StartHold, A::Requeue { from: "ann".into() }]
+        );
+        assert_eq!(h.state(), &HandoffState::Queued);
+        // The next agent is offered, answers, hears the whisper, then the caller.
+        h.handle(
+            I::Offered {
+                agent: "bob".into(),
+            },
+            t,
+        );
+        assert_eq!(
+            h.handle(
+                I::Accepted {
+                    agent: "bob".into()
+                },
+                t
+            ),
+            vec![
+                A::StartHold,
+                A::PlayWhisper {
+                    agent: "bob".into()
+                }
+            ]
+        );
     }
 
     #[test]

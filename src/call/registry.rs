@@ -47,6 +47,7 @@ impl CallerStage {
             | S::CallerHeld
             | S::CallerWaits => Some(CallerStage::Waiting),
             S::Merged | S::AgentReattached | S::CallerResumed => Some(CallerStage::WithPerson),
+            S::Transferred => Some(CallerStage::Waiting),
             S::NoAgent | S::CallerChoseCallback | S::CallbackSaved => Some(CallerStage::Callback),
             S::Disclosure | S::Summary | S::WhisperSkipped | S::WhisperMissing => None,
         }

@@ -584,6 +584,40 @@ impl HandoffLinks {
                     );
                 }
             }
+            RoutingRequest::Transfer { from, target } => {
+                // The transferring agent is not offered it again; a named
+                // agent is the only one offered it, a skill queues it there.
+                self.tried.insert(from);
+                let only = match &target {
+                    crate::domain::TransferTarget::Agent(a) => Some(a.clone()),
+                    crate::domain::TransferTarget::Skill(s) => {
+                        self.skill = s.clone();
+                        None
+                    }
+                };
+                let (urgency, context) = self.queue_entry();
+                let ticket = shared.routing.enqueue_for(
+                    call_id,
+                    &self.skill,
+                    urgency,
+                    context,
+                    routing_tx.clone(),
+                    self.tried.clone(),
+                    only,
+                );
+                timeline.push(
+                    now,
+                    TimelineKind::HandoffStep {
+                        step: HandoffStep::Requeued,
+                        agent: None,
+                        detail: Some(format!(
+                            "transfer to {target}: position {}, estimated wait {}",
+                            ticket.position,
+                            crate::brief::prompts::wait_for_caller(ticket.estimated_wait)
+                        )),
+                    },
+                );
+            }
             RoutingRequest::SaveCallback { reason } => {
                 shared
                     .routing

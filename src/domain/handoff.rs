@@ -45,6 +45,8 @@ pub enum HandoffStep {
     CallerHeld,
     /// The human agent took the caller off hold.
     CallerResumed,
+    /// The human agent transferred the call (detail: to whom); it is queued again.
+    Transferred,
     /// Nobody can take the call (detail: why).
     NoAgent,
     /// The caller chose to keep waiting.
@@ -78,10 +80,29 @@ impl HandoffStep {
             HandoffStep::AgentDisconnected => "agent_disconnected",
             HandoffStep::CallerHeld => "caller_held",
             HandoffStep::CallerResumed => "caller_resumed",
+            HandoffStep::Transferred => "transferred",
             HandoffStep::NoAgent => "no_agent",
             HandoffStep::CallerWaits => "caller_waits",
             HandoffStep::CallerChoseCallback => "caller_chose_callback",
             HandoffStep::CallbackSaved => "callback_saved",
+        }
+    }
+}
+
+/// Where a human agent transfers their call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferTarget {
+    /// Another agent (by id).
+    Agent(String),
+    /// Whoever is next for a skill.
+    Skill(String),
+}
+
+impl std::fmt::Display for TransferTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransferTarget::Agent(a) => write!(f, "agent {a}"),
+            TransferTarget::Skill(s) => write!(f, "skill {s}"),
         }
     }
 }
@@ -119,6 +140,7 @@ mod tests {
             AgentDisconnected,
             CallerHeld,
             CallerResumed,
+            Transferred,
             NoAgent,
             CallerWaits,
             CallerChoseCallback,

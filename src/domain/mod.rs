@@ -15,6 +15,6 @@ pub mod party;
 
 pub use conversation::{Role, ToolUse, Turn};
 pub use escalation::{EscalationRequest, Trigger, Urgency};
-pub use handoff::HandoffStep;
+pub use handoff::{HandoffStep, TransferTarget};
 pub use marks::GatewayMark;
 pub use party::Party;

@@ -48,6 +48,17 @@ pub enum ConsoleMessage {
         /// The call the callback came from.
         call_id: String,
     },
+    /// Hand the call (after the merge) to another agent or to a skill's
+    /// queue: the caller hears hold audio, the next agent gets the screen-pop
+    /// and the whisper; this agent leaves the call (wrap-up follows).
+    Transfer {
+        /// An agent id.
+        #[serde(default)]
+        agent: Option<String>,
+        /// Or a skill.
+        #[serde(default)]
+        skill: Option<String>,
+    },
     /// Put the caller on hold (after the merge): they hear hold audio.
     Hold,
     /// Take the caller off hold.
@@ -752,6 +763,31 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                     ConsoleMessage::Skip => {
                         if let Some(c) = &call {
                             let _ = c.events.try_send(LegEvent::SkipWhisper);
+                        }
+                    }
+                    ConsoleMessage::Transfer { agent, skill } => {
+                        let target = match (agent.filter(|a| !a.is_empty()), skill.filter(|s| !s.is_empty())) {
+                            (Some(a), None) if a == agent_id => Err("you cannot transfer a call to yourself".to_string()),
+                            (Some(a), None) if !routing.agents().iter().any(|x| x.id == a) => Err(format!("unknown agent {a:?}")),
+                            (Some(a), None) => Ok(crate::domain::TransferTarget::Agent(a)),
+                            (None, Some(s)) => Ok(crate::domain::TransferTarget::Skill(s)),
+                            _ => Err("transfer needs exactly one of agent or skill".to_string()),
+                        };
+                        match (target, call.take()) {
+                            (Ok(target), Some(c)) if c.merged => {
+                                tracing::info!(agent = %agent_id, call = %c.call_id, %target, "agent transferred the call");
+                                let _ = c.events.try_send(LegEvent::Transfer(target));
+                                let _ = socket.send(text(&ConsoleEvent::Stop { call_id: &c.call_id })).await;
+                            }
+                            (target, c) => {
+                                let message = match (&target, &c) {
+                                    (Err(e), _) => e.clone(),
+                                    (Ok(_), Some(_)) => "transfer needs a connected caller (after the whisper)".into(),
+                                    (Ok(_), None) => "no call to transfer".into(),
+                                };
+                                call = c;
+                                let _ = socket.send(text(&ConsoleEvent::Error { message })).await;
+                            }
                         }
                     }
                     ConsoleMessage::ClaimCallback { call_id } => {

@@ -144,6 +144,8 @@ pub enum LegEvent {
     Hold,
     /// The human agent took the caller off hold.
     Resume,
+    /// The human agent hands the call on (they leave it; it is queued again).
+    Transfer(crate::domain::TransferTarget),
     /// A message was refused; the leg stays up.
     Error(ProtocolError),
     /// The leg is gone.

@@ -392,6 +392,8 @@ struct Waiting {
     context: Arc<HandoffContext>,
     notify: mpsc::Sender<RoutingEvent>,
     ringing: Option<String>,
+    /// Offered to this agent only (a transfer to a named agent).
+    only: Option<String>,
 }
 
 struct State {
@@ -1008,6 +1010,23 @@ impl Routing {
         notify: mpsc::Sender<RoutingEvent>,
         tried: HashSet<String>,
     ) -> QueueTicket {
+        self.enqueue_for(call_id, skill, urgency, context, notify, tried, None)
+    }
+
+    /// Puts a call (back) in the queue for one agent only (`only`: a transfer
+    /// to a named agent; it waits for them like any queued call), never for
+    /// the agents in `tried`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn enqueue_for(
+        &self,
+        call_id: &str,
+        skill: &str,
+        urgency: Urgency,
+        context: Arc<HandoffContext>,
+        notify: mpsc::Sender<RoutingEvent>,
+        tried: HashSet<String>,
+        only: Option<String>,
+    ) -> QueueTicket {
         let ticket = {
             let mut s = self.lock();
             let position = Self::waiting_for(&s, skill) + 1;
@@ -1047,6 +1066,7 @@ impl Routing {
                 context,
                 notify,
                 ringing: None,
+                only,
             });
             if let (Some(cluster), Some(waiting)) = (self.cluster.get(), s.queue.last()) {
                 let entry = cluster_side::queue_entry(waiting);
@@ -1202,6 +1222,8 @@ impl Routing {
                 continue;
             }
             let (skill, tried) = (s.queue[i].skill.clone(), s.queue[i].tried.clone());
+            let only = s.queue[i].only.clone();
+            let allowed = |id: &str| only.as_deref().is_none_or(|o| o == id);
             let candidate = s
                 .agents
                 .iter()
@@ -1209,7 +1231,8 @@ impl Routing {
                     a.status == AgentStatus::Available
                         && a.console.is_some()
                         && !tried.contains(*id)
-                        && a.takes(&skill)
+                        && allowed(id)
+                        && (only.is_some() || a.takes(&skill))
                 })
                 .min_by_key(|(_, a)| a.idle_since)
                 .map(|(id, _)| id.clone());
@@ -1253,7 +1276,8 @@ impl Routing {
                     let online_untried = s.agents.iter().any(|(id, a)| {
                         a.console.is_some()
                             && a.status != AgentStatus::Offline
-                            && a.takes(&skill)
+                            && (only.is_some() || a.takes(&skill))
+                            && allowed(id)
                             && !tried.contains(id)
                     });
                     if !online_untried {

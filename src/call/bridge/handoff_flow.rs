@@ -34,6 +34,13 @@ pub enum RoutingRequest {
         /// They let it ring out (they go to not ready).
         missed: bool,
     },
+    /// The human agent transferred the call: queue it again for `target`.
+    Transfer {
+        /// The agent who handed it on (not offered it again).
+        from: String,
+        /// Where it goes.
+        target: crate::domain::TransferTarget,
+    },
     /// Save a callback with the context.
     SaveCallback {
         /// Why the call could not be taken now.
@@ -206,6 +213,27 @@ impl CallBridge {
                     self.human.clone().as_deref(),
                     None,
                 );
+            }
+            LegEvent::Transfer(target)
+                if matches!(self.handoff.state(), HandoffState::Merged { .. }) =>
+            {
+                let agent = self.human.take();
+                self.agent_hold = false;
+                self.human_away = false;
+                self.awaiting_first_words = None;
+                if let Some(agent) = &agent {
+                    self.step(
+                        HandoffStep::Transferred,
+                        Some(agent),
+                        Some(&format!("to {target}")),
+                    );
+                    self.emit(BridgeOutput::Routing(super::RoutingRequest::Release {
+                        agent: agent.clone(),
+                    }));
+                }
+                self.transfer_to = Some(target);
+                let actions = self.handoff.handle(HandoffInput::Transfer, now);
+                self.apply(actions, now);
             }
             LegEvent::Reattached => {
                 self.human_away = false;
@@ -420,6 +448,17 @@ impl CallBridge {
                         instead_of,
                         missed,
                     }))
+                }
+                HandoffAction::Requeue { from } => {
+                    // A merged call's playout carried live speech: the hold
+                    // audio starts at once.
+                    self.replace_caller_audio();
+                    if let Some(target) = self.transfer_to.take() {
+                        self.emit(BridgeOutput::Routing(super::RoutingRequest::Transfer {
+                            from,
+                            target,
+                        }));
+                    }
                 }
                 HandoffAction::PlayWhisper { .. } => {
                     if self.whisper.is_some() || self.whisper_failed {
