@@ -286,7 +286,7 @@ function renderContext(callId, urgency, ctx) {
     customer.verificationStatus === "verified" ? "verified" : "not verified",
     customer.contactInfo || "",
     customer.id ? "customer " + customer.id : "",
-    waited !== null && Number.isFinite(waited) ? "waiting " + mmss(waited) : "",
+    waited !== null && Number.isFinite(waited) ? "waited " + mmss(waited) + " for a person" : "",
   ].filter(Boolean).join(" · ");
   $("reason-trigger").textContent = TRIGGERS[reason.trigger] || plain(reason.trigger) || "—";
   $("reason-text").textContent = reason.description || "";
