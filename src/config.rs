@@ -358,6 +358,10 @@ pub struct AgentSeed {
     /// over SIP instead of waiting for a console.
     #[serde(default)]
     pub sip_uri: String,
+    /// A supervisor: their console also shows every live call (AI or human)
+    /// and may take an AI call over.
+    #[serde(default)]
+    pub supervisor: bool,
 }
 
 /// `[routing]`.

@@ -156,6 +156,7 @@ pub async fn run(mut config: Config, out: &Path) -> Result<DemoReport, DemoError
         token: "demo-console-token".into(),
         skills: vec![],
         sip_uri: String::new(),
+        supervisor: false,
     });
     let gateway = RunningGateway::start(config).await?;
     let human_voice = assets::ulaw(assets::DEMO_HUMAN_AGENT_WAV, "human_agent.wav")?;

@@ -312,6 +312,7 @@ impl RunningGateway {
         }
         for agent in &config.routing.agents {
             routing.register(&agent.id, &agent.name, &agent.token, agent.skills.clone());
+            routing.set_supervisor(&agent.id, agent.supervisor);
         }
         let addr = config.server.listen.clone();
         let listener = tokio::net::TcpListener::bind(&addr)

@@ -42,6 +42,25 @@ fn caller(
     tokio::spawn(caller::run(options))
 }
 
+/// Waits for the screen-pop, accepts, and waits until the caller is connected.
+async fn take_the_offered_call(browser: &Browser) {
+    browser
+        .wait_for(
+            "window.warmline.phase === 'offered'",
+            Duration::from_secs(20),
+            "the screen-pop",
+        )
+        .await;
+    browser.click("accept").await;
+    browser
+        .wait_for(
+            "window.warmline.phase === 'in-call'",
+            Duration::from_secs(25),
+            "the merge",
+        )
+        .await;
+}
+
 fn status_of(gw: &warmline::gateway::RunningGateway, id: &str) -> AgentStatus {
     gw.shared
         .routing
@@ -255,21 +274,7 @@ async fn a_new_call_waits_while_the_agent_wraps_up_and_the_draft_survives_a_relo
     );
     browser.sign_in_available(&console).await;
     let first = caller(&gw, 40, 31);
-    browser
-        .wait_for(
-            "window.warmline.phase === 'offered'",
-            Duration::from_secs(20),
-            "the first offer",
-        )
-        .await;
-    browser.click("accept").await;
-    browser
-        .wait_for(
-            "window.warmline.phase === 'in-call'",
-            Duration::from_secs(25),
-            "merged",
-        )
-        .await;
+    take_the_offered_call(&browser).await;
     // Notes typed during the call carry over to the wrap-up.
     browser
         .js("const n = document.getElementById('call-notes'); n.value = 'Wants the refund today.'; return true;")
@@ -418,21 +423,7 @@ async fn a_reload_mid_call_takes_the_call_back_while_the_caller_hears_hold_audio
     );
     browser.sign_in_available(&console).await;
     let call = caller(&gw, 60, 41);
-    browser
-        .wait_for(
-            "window.warmline.phase === 'offered'",
-            Duration::from_secs(20),
-            "the offer",
-        )
-        .await;
-    browser.click("accept").await;
-    browser
-        .wait_for(
-            "window.warmline.phase === 'in-call'",
-            Duration::from_secs(25),
-            "merged",
-        )
-        .await;
+    take_the_offered_call(&browser).await;
     // Leaving the page mid-call asks first.
     let guarded = browser
         .js("const e = new Event('beforeunload', {cancelable: true}); window.dispatchEvent(e); return e.defaultPrevented;")
@@ -552,21 +543,7 @@ async fn on_hold_the_caller_hears_hold_audio_and_not_the_agent() {
         ))
         .await;
     let call = caller(&gw, 60, 51);
-    browser
-        .wait_for(
-            "window.warmline.phase === 'offered'",
-            Duration::from_secs(20),
-            "the offer",
-        )
-        .await;
-    browser.click("accept").await;
-    browser
-        .wait_for(
-            "window.warmline.phase === 'in-call'",
-            Duration::from_secs(25),
-            "merged",
-        )
-        .await;
+    take_the_offered_call(&browser).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     browser.click("hold").await;
     browser
@@ -730,21 +707,7 @@ async fn a_transfer_hands_the_caller_to_another_agent_with_a_whisper_the_caller_
     bob.hang_up_after = Some(Duration::from_millis(500));
     let bob = tokio::spawn(warmline::sim::human::run(bob));
     let call = caller(&gw, 60, 71);
-    browser
-        .wait_for(
-            "window.warmline.phase === 'offered'",
-            Duration::from_secs(20),
-            "the offer",
-        )
-        .await;
-    browser.click("accept").await;
-    browser
-        .wait_for(
-            "window.warmline.phase === 'in-call'",
-            Duration::from_secs(25),
-            "merged",
-        )
-        .await;
+    take_the_offered_call(&browser).await;
     browser
         .wait_for(
             "[...document.getElementById('transfer-to').options].some(o => o.value === 'bob')",
@@ -797,6 +760,92 @@ async fn a_transfer_hands_the_caller_to_another_agent_with_a_whisper_the_caller_
         0,
         "whisper frames reached the caller"
     );
+    browser.quit().await;
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_sees_live_ai_calls_and_takes_one_over() {
+    use warmline::sim::agent::ScriptReply;
+    // An AI call going nowhere near an escalation on its own.
+    let mut script = ai_script_requesting_person();
+    let line = script.replies[0].line.clone();
+    script.replies = vec![ScriptReply {
+        caller_said: "Can you tell me where my parcel is?".into(),
+        line: warmline::sim::agent::ScriptLine {
+            text: "Let me look that up for you.".into(),
+            ..line
+        },
+        events: vec![],
+    }];
+    let ai = ScriptedAgent::start(script).await.unwrap();
+    let gw = gateway(&ai.url(), |c| {
+        let mut sam = agent_seed("sam");
+        sam.supervisor = true;
+        c.routing.agents.push(sam);
+        c.routing.agents.push(agent_seed("ann"));
+    })
+    .await;
+    // Ann is available (and idle longer): a take-over still rings only Sam.
+    let mut ann = console(&format!("ws://{}", gw.addr), "ann", Duration::ZERO);
+    ann.max_duration = Duration::from_secs(40);
+    let ann = tokio::spawn(warmline::sim::human::run(ann));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (browser, _mic) = browser().await;
+    browser
+        .sign_in_available(&format!(
+            "http://{}/console?agent=sam&token=sam-secret-token",
+            gw.addr
+        ))
+        .await;
+    let call = caller(&gw, 40, 81);
+    // The board shows the AI call with its last turn and figures.
+    browser
+        .wait_for(
+            "window.warmline.board && window.warmline.board.some(c => c.stage === 'assistant' && c.lastTurn)",
+            Duration::from_secs(20),
+            "the live AI call on the board",
+        )
+        .await;
+    let board = browser.js("return window.warmline.board;").await;
+    assert!(
+        board[0]["confidence"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty()),
+        "the AI's confidence per turn: {board}"
+    );
+    browser.screenshot("desk-10-supervision-board").await;
+    browser
+        .js("document.querySelector('#board button').click(); return true;")
+        .await;
+    take_the_offered_call(&browser).await;
+    browser.click("hangup").await;
+    let _ = call.await;
+    let done = gw
+        .shared
+        .registry
+        .wait_finished(1, Duration::from_secs(20))
+        .await;
+    let t = &done[0];
+    let answered: Vec<Option<String>> = handoff_steps(t)
+        .into_iter()
+        .filter(|(s, _)| s == "answered")
+        .map(|(_, a)| a)
+        .collect();
+    assert_eq!(answered, vec![Some("sam".to_string())], "{:?}", steps(t));
+    let requested = t.events.iter().find_map(|e| match &e.kind {
+        warmline::call::timeline::TimelineKind::EscalationRequested { description, .. } => {
+            Some(description.clone())
+        }
+        _ => None,
+    });
+    assert_eq!(
+        requested.as_deref(),
+        Some("supervisor sam took the call over"),
+        "the take-over is on the timeline with the supervisor's id"
+    );
+    let ann = ann.await.unwrap().unwrap();
+    assert!(ann.offers.is_empty(), "Ann was never offered the call");
     browser.quit().await;
     gw.shutdown().await;
 }

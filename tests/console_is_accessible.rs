@@ -1,6 +1,7 @@
 //! The agent console passes axe-core (run in the page, in a real headless
 //! Chromium) with no serious or critical violation in each view an agent
-//! works in: sign-in, waiting, an offer, on a call, wrap-up.
+//! works in: sign-in, waiting, an offer, the supervisor's live calls, on a
+//! call, wrap-up.
 
 mod support;
 
@@ -15,7 +16,13 @@ async fn every_console_view_has_no_serious_accessibility_violation() {
     let ai = ScriptedAgent::start(ai_script_requesting_person())
         .await
         .unwrap();
-    let gw = gateway(&ai.url(), |c| c.routing.agents.push(agent_seed("ann"))).await;
+    // A supervisor: the live-calls board is on screen too.
+    let gw = gateway(&ai.url(), |c| {
+        let mut ann = agent_seed("ann");
+        ann.supervisor = true;
+        c.routing.agents.push(ann);
+    })
+    .await;
     let mic_dir = tempfile::tempdir().unwrap();
     let mic = mic_dir.path().join("agent.wav");
     microphone_wav(&vec![0i16; 8000], &mic);
@@ -57,6 +64,17 @@ async fn every_console_view_has_no_serious_accessibility_violation() {
         )
         .await;
     report.push(("offer".into(), browser.accessibility_violations().await));
+    browser
+        .wait_for(
+            "document.querySelectorAll('#board tr').length > 0",
+            SOON,
+            "the supervision board",
+        )
+        .await;
+    report.push((
+        "supervisor".into(),
+        browser.accessibility_violations().await,
+    ));
     browser.click("accept").await;
     browser
         .wait_for(

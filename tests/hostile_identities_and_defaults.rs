@@ -247,15 +247,17 @@ async fn a_console_signs_in_with_a_one_time_ticket_so_no_token_is_in_a_url() {
         .expect("reply");
     assert_eq!(wrong.status(), 401);
     // The token in a header buys a ticket…
-    let reply: serde_json::Value = http
-        .post(&ticket_url)
-        .bearer_auth("tia-secret-token")
-        .send()
-        .await
-        .expect("reply")
-        .json()
-        .await
-        .expect("JSON");
+    let buy = || async {
+        http.post(&ticket_url)
+            .bearer_auth("tia-secret-token")
+            .send()
+            .await
+            .expect("reply")
+            .json::<serde_json::Value>()
+            .await
+            .expect("JSON")
+    };
+    let reply = buy().await;
     let ticket = reply["ticket"].as_str().expect("a ticket").to_string();
     assert!(!ticket.contains("tia-secret-token"));
     assert_eq!(reply["expiresInSeconds"], 30);
@@ -278,15 +280,7 @@ async fn a_console_signs_in_with_a_one_time_ticket_so_no_token_is_in_a_url() {
         other => panic!("a used ticket must be refused: {other:?}"),
     }
     // A ticket is for its agent only.
-    let reply: serde_json::Value = http
-        .post(&ticket_url)
-        .bearer_auth("tia-secret-token")
-        .send()
-        .await
-        .expect("reply")
-        .json()
-        .await
-        .expect("JSON");
+    let reply = buy().await;
     let other = format!(
         "ws://{}/v1/agents/ann/ws?ticket={}",
         gw.addr,

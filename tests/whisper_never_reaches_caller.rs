@@ -32,6 +32,7 @@ async fn the_caller_never_hears_a_whisper_sample_and_the_agent_hears_it_all_then
             token: "ann-secret-token".into(),
             skills: vec![],
             sip_uri: String::new(),
+            supervisor: false,
         });
     })
     .await;

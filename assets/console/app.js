@@ -374,6 +374,8 @@ function onEvent(msg) {
       $("w-disposition").replaceChildren(new Option("Choose…", ""), ...(msg.dispositions || []).map((d) => new Option(d, d)));
       setPhase("idle");
       showPresence(msg.status, msg.wrapUp);
+      state.supervisor = !!msg.supervisor;
+      $("supervision").hidden = !state.supervisor;
       startAudio();
       break;
     case "presence":
@@ -384,6 +386,12 @@ function onEvent(msg) {
       break;
     case "callbacks":
       showCallbacks(msg.callbacks || []);
+      break;
+    case "calls":
+      showBoard(msg.calls || []);
+      break;
+    case "taking_over":
+      $("idle-text").textContent = "Taking the call over: the caller is told a person is coming, and the call rings you next.";
       break;
     case "hold":
       showHold(msg.on);
@@ -532,6 +540,58 @@ function showCallbacks(list) {
   }));
 }
 
+// A small line of per-turn values (−1…+1 or 0…1), each point coloured by itself.
+function spark(values, min, colour) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 90 24");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", values.length ? values.map((v) => v.toFixed(2)).join(", ") : "no turns yet");
+  const y = (v) => 22 - ((Math.max(min, Math.min(1, v)) - min) / (1 - min)) * 20;
+  const step = values.length > 1 ? 86 / (values.length - 1) : 0;
+  values.forEach((v, i) => {
+    const dot = document.createElementNS(ns, "circle");
+    dot.setAttribute("cx", 2 + i * step);
+    dot.setAttribute("cy", y(v));
+    dot.setAttribute("r", 2.5);
+    dot.setAttribute("fill", colour(v));
+    svg.append(dot);
+  });
+  return svg;
+}
+
+// Supervisors: every live call, with a take-over for calls still with the AI.
+function showBoard(calls) {
+  state.board = calls;
+  const STAGE = { assistant: "With the AI", waiting: "Waiting for a person", with_person: "With a person", callback: "Callback" };
+  $("board").replaceChildren(...calls.map((c) => {
+    const tr = document.createElement("tr");
+    const cell = (content) => {
+      const td = document.createElement("td");
+      td.append(content);
+      tr.append(td);
+      return td;
+    };
+    cell(c.callId.slice(-8));
+    cell(STAGE[c.stage] + (c.agent ? ` (${c.agent})` : ""));
+    cell(mmss(c.durationSeconds));
+    cell(c.lastTurn ? `${c.lastTurn.role === "agent" ? "AI" : "Caller"}: ${c.lastTurn.text}` : "—");
+    cell(spark(c.sentiment || [], -1, sentimentColour));
+    cell(spark(c.confidence || [], 0, (v) => (v < 0.5 ? "#a93226" : "#196f3d")));
+    const level = c.risk >= 0.7 ? "high" : c.risk >= 0.4 ? "medium" : "low";
+    cell(`${level} (${c.risk.toFixed(2)})`).className = "risk-" + level;
+    const action = cell("");
+    if (c.stage === "assistant") {
+      const b = document.createElement("button");
+      b.textContent = "Take over";
+      b.setAttribute("aria-label", `Take over call ${c.callId.slice(-8)}`);
+      b.addEventListener("click", () => send({ event: "take_over", callId: c.callId }));
+      action.append(b);
+    }
+    return tr;
+  }));
+}
+
 function showHold(on) {
   state.onHold = on;
   clock.holdStarted = on ? Date.now() : 0;
@@ -580,6 +640,7 @@ async function signIn(agent, token) {
     $("signin").hidden = false;
     $("presence").hidden = true;
     $("team").hidden = true;
+    $("supervision").hidden = true;
     if (pc) pc.close();
     pc = null;
   };

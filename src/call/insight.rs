@@ -308,6 +308,14 @@ impl Worker {
                 );
                 self.builder
                     .on_turn(*role, content, obs.wall, o.sentiment, o.assessment.as_ref());
+                self.shared.registry.observe_turn(
+                    &self.call_id,
+                    *role,
+                    content,
+                    o.assessment.as_ref().map(|a| a.confidence),
+                    o.assessment.as_ref().map(|a| a.helpful),
+                    o.sentiment,
+                );
                 if let Some(idx) = o.turn_index {
                     self.shared.store.write(Write::Turn {
                         call_id: self.call_id.clone(),

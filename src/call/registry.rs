@@ -84,9 +84,35 @@ pub struct CallCounts {
     pub total: u64,
 }
 
+/// What the supervision board keeps of a live call.
+#[derive(Debug, Default)]
+struct Live {
+    confidence: VecDeque<f32>,
+    sentiment: VecDeque<f32>,
+    unhelpful_run: u32,
+    last_turn: Option<crate::domain::supervision::LastTurn>,
+    agent: Option<String>,
+    control: Option<tokio::sync::mpsc::Sender<crate::domain::CallControl>>,
+}
+
+/// Per-turn figures kept for the board.
+const BOARD_POINTS: usize = 20;
+
+impl CallerStage {
+    fn wire(self) -> &'static str {
+        match self {
+            CallerStage::Assistant => "assistant",
+            CallerStage::Waiting => "waiting",
+            CallerStage::WithPerson => "with_person",
+            CallerStage::Callback => "callback",
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     active: BTreeMap<String, ActiveCall>,
+    live: BTreeMap<String, Live>,
     /// Finished timelines with their serialised size.
     finished: VecDeque<(Arc<Timeline>, usize)>,
     finished_bytes: usize,
@@ -186,6 +212,116 @@ impl CallRegistry {
         }
     }
 
+    /// Where a supervisor's requests for this call go (its session's channel).
+    pub fn attach_control(
+        &self,
+        call_id: &str,
+        control: tokio::sync::mpsc::Sender<crate::domain::CallControl>,
+    ) {
+        self.lock()
+            .live
+            .entry(call_id.to_string())
+            .or_default()
+            .control = Some(control);
+    }
+
+    /// Passes a supervisor's request to a live call.
+    pub fn control(
+        &self,
+        call_id: &str,
+        request: crate::domain::CallControl,
+    ) -> Result<(), String> {
+        let inner = self.lock();
+        let tx = inner
+            .live
+            .get(call_id)
+            .and_then(|l| l.control.clone())
+            .ok_or_else(|| format!("no live call {call_id}"))?;
+        drop(inner);
+        tx.try_send(request)
+            .map_err(|_| format!("call {call_id} is busy or ending; try again"))
+    }
+
+    /// A turn of a live call, with the monitor's figures, for the board.
+    pub fn observe_turn(
+        &self,
+        call_id: &str,
+        role: crate::domain::Role,
+        text: &str,
+        confidence: Option<f32>,
+        helpful: Option<bool>,
+        sentiment: Option<f32>,
+    ) {
+        let mut inner = self.lock();
+        let live = inner.live.entry(call_id.to_string()).or_default();
+        let push = |q: &mut VecDeque<f32>, v: f32| {
+            if q.len() >= BOARD_POINTS {
+                q.pop_front();
+            }
+            q.push_back(v);
+        };
+        if let Some(c) = confidence {
+            push(&mut live.confidence, c);
+        }
+        if let Some(s) = sentiment {
+            push(&mut live.sentiment, s);
+        }
+        match helpful {
+            Some(false) => live.unhelpful_run += 1,
+            Some(true) => live.unhelpful_run = 0,
+            None => {}
+        }
+        live.last_turn = Some(crate::domain::supervision::LastTurn {
+            role,
+            text: text.chars().take(160).collect(),
+        });
+    }
+
+    /// The human agent now on a live call.
+    pub fn set_human_agent(&self, call_id: &str, agent: Option<&str>) {
+        self.lock()
+            .live
+            .entry(call_id.to_string())
+            .or_default()
+            .agent = agent.map(str::to_string);
+    }
+
+    /// Every live call as a supervisor sees it, oldest first.
+    pub fn board(&self) -> Vec<crate::domain::LiveCallView> {
+        let inner = self.lock();
+        let now = crate::util::unix_seconds(std::time::SystemTime::now());
+        let mut calls: Vec<_> = inner
+            .active
+            .values()
+            .map(|c| {
+                let live = inner.live.get(&c.call_id);
+                let confidence: Vec<f32> = live
+                    .map(|l| l.confidence.iter().copied().collect())
+                    .unwrap_or_default();
+                let sentiment: Vec<f32> = live
+                    .map(|l| l.sentiment.iter().copied().collect())
+                    .unwrap_or_default();
+                let risk = crate::domain::supervision::escalation_risk(
+                    &confidence,
+                    live.map_or(0, |l| l.unhelpful_run),
+                    &sentiment,
+                );
+                crate::domain::LiveCallView {
+                    call_id: c.call_id.clone(),
+                    stage: c.stage.wire(),
+                    duration_seconds: (now - c.started_unix).max(0.0) as u64,
+                    agent: live.and_then(|l| l.agent.clone()),
+                    last_turn: live.and_then(|l| l.last_turn.clone()),
+                    sentiment,
+                    confidence,
+                    risk,
+                }
+            })
+            .collect();
+        calls.sort_by_key(|c| std::cmp::Reverse(c.duration_seconds));
+        calls
+    }
+
     /// A call in progress, by id.
     pub fn active_call(&self, call_id: &str) -> Option<ActiveCall> {
         self.lock().active.get(call_id).cloned()
@@ -197,6 +333,7 @@ impl CallRegistry {
         let bytes = serde_json::to_vec(&timeline).map(|v| v.len()).unwrap_or(0);
         let mut inner = self.lock();
         inner.active.remove(&timeline.call_id);
+        inner.live.remove(&timeline.call_id);
         inner.finished.push_back((Arc::new(timeline), bytes));
         inner.finished_bytes += bytes;
         while inner.finished.len() > self.keep

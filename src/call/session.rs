@@ -116,6 +116,9 @@ async fn drive(
     // The gateway's "say goodbye and hang up" at the end of a drain.
     let mut closing = shared.closing.subscribe();
     let mut closing_heard = false;
+    // A supervisor's requests (take over).
+    let (control_tx, mut control_rx) = mpsc::channel::<crate::domain::CallControl>(4);
+    shared.registry.attach_control(&setup.call_id, control_tx);
 
     loop {
         let now = Instant::now();
@@ -289,6 +292,7 @@ async fn drive(
                             whisper_seconds: handoff.whisper_seconds,
                         });
                         handoff.answered_at = Some(at);
+                        shared.registry.set_human_agent(&setup.call_id, Some(&agent));
                         handoff.human_tx = Some((agent.clone(), link.commands));
                         handoff.human_rx = Some(link.events);
                         bridge.agent_answered(agent, at);
@@ -303,6 +307,26 @@ async fn drive(
                     LegEvent::Hangup(HangupCause::Lost("human agent leg ended".into()))
                 });
                 bridge.handle_human(event, Instant::now());
+            }
+            Some(request) = control_rx.recv() => {
+                let crate::domain::CallControl::TakeOver { supervisor } = request;
+                if handoff.escalation.is_none() && handoff.reserved_for.is_none() {
+                    tracing::info!(%supervisor, "a supervisor takes the call over");
+                    handoff.reserved_for = Some(supervisor.clone());
+                    // As if the AI agent asked for a person: the monitor decides
+                    // (policy, elevated), the caller is told, and the call is
+                    // queued for this supervisor only.
+                    let kind = TimelineKind::EscalationRequested {
+                        trigger: crate::domain::Trigger::Policy,
+                        description: format!("supervisor {supervisor} took the call over"),
+                        urgency: crate::domain::Urgency::Elevated,
+                    };
+                    let at = Instant::now();
+                    insight.observe(at, &kind);
+                    timeline.push(at, kind);
+                } else {
+                    tracing::info!(%supervisor, "take-over ignored: the call is already with the handoff");
+                }
             }
             changed = closing.changed(), if !closing_heard => {
                 closing_heard = true;
@@ -446,6 +470,8 @@ struct HandoffLinks {
     tried: std::collections::HashSet<String>,
     /// The queue the call joins ("" = any agent).
     skill: String,
+    /// A supervisor who took the call over: the only agent it is offered to.
+    reserved_for: Option<String>,
     /// The last timed handoff step and when (for the stage histograms).
     last_step: Option<(HandoffStep, Instant)>,
 }
@@ -494,6 +520,27 @@ impl HandoffLinks {
         }
     }
 
+    /// Puts the call in the queue for its skill, never for the agents tried
+    /// before, for `only` that agent when given.
+    fn queue(
+        &self,
+        shared: &Shared,
+        call_id: &str,
+        routing_tx: &mpsc::Sender<RoutingEvent>,
+        only: Option<String>,
+    ) -> crate::routing::QueueTicket {
+        let (urgency, context) = self.queue_entry();
+        shared.routing.enqueue_for(
+            call_id,
+            &self.skill,
+            urgency,
+            context,
+            routing_tx.clone(),
+            self.tried.clone(),
+            only,
+        )
+    }
+
     fn execute(
         &mut self,
         shared: &Shared,
@@ -526,13 +573,7 @@ impl HandoffLinks {
                         }
                     }));
                 }
-                let ticket = shared.routing.enqueue(
-                    call_id,
-                    &self.skill,
-                    urgency,
-                    context,
-                    routing_tx.clone(),
-                );
+                let ticket = self.queue(shared, call_id, routing_tx, self.reserved_for.clone());
                 shared
                     .registry
                     .set_estimated_wait(call_id, ticket.estimated_wait);
@@ -565,15 +606,7 @@ impl HandoffLinks {
                 {
                     // The call had left the queue (the agent had answered, then dropped): back in.
                     self.tried.insert(instead_of);
-                    let (urgency, context) = self.queue_entry();
-                    shared.routing.enqueue_excluding(
-                        call_id,
-                        &self.skill,
-                        urgency,
-                        context,
-                        routing_tx.clone(),
-                        self.tried.clone(),
-                    );
+                    self.queue(shared, call_id, routing_tx, None);
                     timeline.push(
                         now,
                         TimelineKind::HandoffStep {
@@ -595,16 +628,7 @@ impl HandoffLinks {
                         None
                     }
                 };
-                let (urgency, context) = self.queue_entry();
-                let ticket = shared.routing.enqueue_for(
-                    call_id,
-                    &self.skill,
-                    urgency,
-                    context,
-                    routing_tx.clone(),
-                    self.tried.clone(),
-                    only,
-                );
+                let ticket = self.queue(shared, call_id, routing_tx, only);
                 timeline.push(
                     now,
                     TimelineKind::HandoffStep {

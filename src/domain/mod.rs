@@ -12,9 +12,11 @@ pub mod handoff;
 pub mod hours;
 pub mod marks;
 pub mod party;
+pub mod supervision;
 
 pub use conversation::{Role, ToolUse, Turn};
 pub use escalation::{EscalationRequest, Trigger, Urgency};
 pub use handoff::{HandoffStep, TransferTarget};
 pub use marks::GatewayMark;
 pub use party::Party;
+pub use supervision::{CallControl, LiveCallView};

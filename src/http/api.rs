@@ -312,6 +312,12 @@ pub async fn agent_console(
         .on_upgrade(move |socket| crate::legs::human::serve_console(socket, shared, id))
 }
 
+/// `GET /v1/supervision/calls`: every live call as a supervisor sees it
+/// (state, duration, last turn, sentiment and confidence per turn, risk).
+pub async fn supervision_calls(State(shared): State<Arc<Shared>>) -> Response {
+    Json(serde_json::json!({ "calls": shared.registry.board() })).into_response()
+}
+
 /// `GET /v1/stats`: escalation rate and reasons, handoffs, callbacks, averages.
 pub async fn stats(State(shared): State<Arc<Shared>>) -> Response {
     match shared.store.stats().await {

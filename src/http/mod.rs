@@ -30,6 +30,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
             axum::routing::post(api::set_agent_status),
         )
         .route("/v1/callbacks", get(api::list_callbacks))
+        .route("/v1/supervision/calls", get(api::supervision_calls))
         .route("/v1/stats", get(api::stats))
         .route("/metrics", get(metrics))
         .route("/calls", get(list_calls))

@@ -43,6 +43,11 @@ pub enum ConsoleMessage {
     Skip,
     /// Leave the call.
     Hangup,
+    /// (Supervisors) escalate this AI call now, to me only.
+    TakeOver {
+        /// The call.
+        call_id: String,
+    },
     /// Take a pending callback from the list: it is this agent's to make.
     ClaimCallback {
         /// The call the callback came from.
@@ -128,6 +133,18 @@ pub enum ConsoleEvent<'a> {
         wrap_up: Option<&'a WrapUpNews>,
         /// The disposition codes of the wrap-up form.
         dispositions: &'a [String],
+        /// A supervisor (gets `calls` and may `take_over`).
+        supervisor: bool,
+    },
+    /// (Supervisors) every live call, AI or human (sent every 2 s).
+    Calls {
+        /// Oldest first.
+        calls: &'a [crate::domain::LiveCallView],
+    },
+    /// (Supervisors) the take-over started: the call will be offered to you.
+    TakingOver {
+        /// The call.
+        call_id: &'a str,
     },
     /// The agent's presence changed.
     Presence {
@@ -478,6 +495,7 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
     let mut live = Liveness::new(liveness, Instant::now());
     let routing = &shared.routing;
     let ring_seconds = shared.config.routing.ring_timeout_ms.div_ceil(1000);
+    let supervisor = routing.is_supervisor(&agent_id);
     let grace = std::time::Duration::from_millis(shared.config.routing.reattach_grace_ms);
     let (console_tx, mut console_rx) = mpsc::channel::<HumanCommand>(16);
     let session = console_tx.clone();
@@ -500,6 +518,7 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
             status: arrival.presence.status,
             wrap_up: arrival.presence.wrap_up.as_ref(),
             dispositions: &shared.config.routing.dispositions,
+            supervisor,
         }))
         .await;
     // When the wrap-up ends by itself (the gateway's clock; routing decides).
@@ -594,6 +613,12 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                     callbacks_sent = Some(list);
                 }
                 ticks += 1;
+                if supervisor {
+                    let board = shared.registry.board();
+                    if socket.send(text(&ConsoleEvent::Calls { calls: &board })).await.is_err() {
+                        break;
+                    }
+                }
                 let team = routing.team();
                 if team_sent.as_ref() != Some(&team) {
                     if socket.send(text(&ConsoleEvent::Team { team: &team })).await.is_err() {
@@ -789,6 +814,21 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                                 let _ = socket.send(text(&ConsoleEvent::Error { message })).await;
                             }
                         }
+                    }
+                    ConsoleMessage::TakeOver { call_id } => {
+                        let reply = if !supervisor {
+                            ConsoleEvent::Error { message: "only a supervisor can take a call over".into() }
+                        } else {
+                            let request = crate::domain::CallControl::TakeOver { supervisor: agent_id.clone() };
+                            match shared.registry.control(&call_id, request) {
+                                Ok(()) => {
+                                    tracing::info!(agent = %agent_id, call = %call_id, "supervisor takes the call over");
+                                    ConsoleEvent::TakingOver { call_id: &call_id }
+                                }
+                                Err(message) => ConsoleEvent::Error { message },
+                            }
+                        };
+                        let _ = socket.send(text(&reply)).await;
                     }
                     ConsoleMessage::ClaimCallback { call_id } => {
                         let reply = match shared.store.claim_callback(&call_id, &agent_id).await {

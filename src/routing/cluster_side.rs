@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 #[derive(Debug, Clone)]
 pub(super) struct RemoteAgent {
     node: String,
-    pub(super) status: AgentStatus,
+    status: AgentStatus,
     skills: Vec<String>,
     idle_seconds: f64,
     seen: Instant,

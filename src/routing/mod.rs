@@ -402,6 +402,8 @@ struct State {
     handle_times: VecDeque<Duration>,
     /// Agents whose consoles are on other cluster nodes (from their presence).
     remote: BTreeMap<String, cluster_side::RemoteAgent>,
+    /// Agents who are supervisors (`[[routing.agents]] supervisor = true`).
+    supervisors: HashSet<String>,
 }
 
 /// The routing service. Alone, it decides every offer itself; in a cluster
@@ -473,6 +475,7 @@ impl Routing {
                 queue: Vec::new(),
                 handle_times: VecDeque::new(),
                 remote: BTreeMap::new(),
+                supervisors: HashSet::new(),
             }),
             cluster: std::sync::OnceLock::new(),
         }
@@ -602,6 +605,21 @@ impl Routing {
             }
             None => Err(RoutingError::BadTicket(id.to_string())),
         }
+    }
+
+    /// Makes an agent a supervisor (or not).
+    pub fn set_supervisor(&self, id: &str, supervisor: bool) {
+        let mut s = self.lock();
+        if supervisor {
+            s.supervisors.insert(id.to_string());
+        } else {
+            s.supervisors.remove(id);
+        }
+    }
+
+    /// Whether an agent is a supervisor.
+    pub fn is_supervisor(&self, id: &str) -> bool {
+        self.lock().supervisors.contains(id)
     }
 
     /// Checks an agent's token (constant time).
@@ -885,54 +903,32 @@ impl Routing {
     /// What an agent's console shows of the team: the calls waiting per skill
     /// (with the longest wait so far) and every agent's presence.
     pub fn team(&self) -> Team {
-        let s = self.lock();
-        let now = Instant::now();
-        let mut queues: BTreeMap<String, QueueView> = BTreeMap::new();
-        for w in &s.queue {
-            let q = queues.entry(w.skill.clone()).or_insert_with(|| QueueView {
-                skill: w.skill.clone(),
-                waiting: 0,
-                longest_wait_seconds: 0,
-            });
-            q.waiting += 1;
-            let waited = now.saturating_duration_since(w.enqueued).as_secs();
-            q.longest_wait_seconds = q.longest_wait_seconds.max(waited);
-        }
-        let mut agents: Vec<TeamMember> = s
-            .agents
-            .iter()
-            .filter(|(id, a)| {
-                a.console.is_some() || a.held.is_some() || !s.remote.contains_key(*id)
-            })
-            .map(|(id, a)| TeamMember {
-                id: id.clone(),
-                name: a.name.clone(),
+        let queues = {
+            let s = self.lock();
+            let now = Instant::now();
+            let mut queues: BTreeMap<String, QueueView> = BTreeMap::new();
+            for w in &s.queue {
+                let q = queues.entry(w.skill.clone()).or_insert_with(|| QueueView {
+                    skill: w.skill.clone(),
+                    waiting: 0,
+                    longest_wait_seconds: 0,
+                });
+                q.waiting += 1;
+                let waited = now.saturating_duration_since(w.enqueued).as_secs();
+                q.longest_wait_seconds = q.longest_wait_seconds.max(waited);
+            }
+            queues.into_values().collect()
+        };
+        let agents = self
+            .agents()
+            .into_iter()
+            .map(|a| TeamMember {
+                id: a.id,
+                name: a.name,
                 status: a.status,
             })
             .collect();
-        agents.extend(
-            s.remote
-                .iter()
-                .filter(|(id, _)| {
-                    s.agents
-                        .get(*id)
-                        .is_none_or(|local| local.console.is_none())
-                })
-                .map(|(id, r)| TeamMember {
-                    id: id.clone(),
-                    name: s
-                        .agents
-                        .get(id)
-                        .map(|a| a.name.clone())
-                        .unwrap_or_else(|| id.clone()),
-                    status: r.status,
-                }),
-        );
-        agents.sort_by(|a, b| a.id.cmp(&b.id));
-        Team {
-            queues: queues.into_values().collect(),
-            agents,
-        }
+        Team { queues, agents }
     }
 
     /// Calls for `skill` waiting for an agent (those already ringing one are not).

@@ -262,6 +262,7 @@ pub fn agent_seed(id: &str) -> warmline::config::AgentSeed {
         token: format!("{id}-secret-token"),
         skills: vec![],
         sip_uri: String::new(),
+        supervisor: false,
     }
 }
 
