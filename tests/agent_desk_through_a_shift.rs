@@ -849,3 +849,59 @@ async fn a_supervisor_sees_live_ai_calls_and_takes_one_over() {
     browser.quit().await;
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_console_hears_of_a_presence_change_as_it_happens() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let gw = gateway("ws://127.0.0.1:9", |c| {
+        c.routing.agents.push(agent_seed("ann"));
+        c.routing.agents.push(agent_seed("bob"));
+    })
+    .await;
+    let connect = |id: &str| {
+        let url = format!("ws://{}/v1/agents/{id}/ws?token={id}-secret-token", gw.addr);
+        async move { tokio_tungstenite::connect_async(url).await.unwrap().0 }
+    };
+    let mut ann = connect("ann").await;
+    let mut bob = connect("bob").await;
+    // Wait until Bob's team view shows Ann available (the first view).
+    let ann_is = |team: &serde_json::Value, status: &str| {
+        team["team"]["agents"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["id"] == "ann" && x["status"] == status))
+    };
+    let next_team = async |ws: &mut _, status: &str| -> std::time::Instant {
+        let ws: &mut tokio_tungstenite::WebSocketStream<_> = ws;
+        loop {
+            let msg = tokio::time::timeout(SOON, ws.next())
+                .await
+                .expect("a team view");
+            if let Some(Ok(Message::Text(t))) = msg {
+                let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                if v["event"] == "team" && ann_is(&v, status) {
+                    return std::time::Instant::now();
+                }
+            }
+        }
+    };
+    next_team(&mut bob, "available").await;
+    let mut spans = Vec::new();
+    for status in ["break", "available", "offline", "available"] {
+        let sent = std::time::Instant::now();
+        ann.send(Message::text(format!(
+            r#"{{"event":"status","status":"{status}"}}"#
+        )))
+        .await
+        .unwrap();
+        let seen = next_team(&mut bob, status).await;
+        spans.push(seen.duration_since(sent).as_secs_f64() * 1000.0);
+    }
+    spans.sort_by(f64::total_cmp);
+    println!(
+        "presence change → another console's team view: median {:.1} ms, max {:.1} ms (team view poll: 2000 ms)",
+        spans[spans.len() / 2],
+        spans[spans.len() - 1]
+    );
+    gw.shutdown().await;
+}

@@ -468,6 +468,22 @@ async fn reclaim(held: HeldCall) -> Option<LiveCall> {
     })
 }
 
+/// Sends the team view when it changed since `sent`.
+async fn send_team(
+    socket: &mut ConsoleSocket,
+    routing: &crate::routing::Routing,
+    sent: &mut Option<crate::routing::Team>,
+) -> Result<(), String> {
+    let team = routing.team();
+    if sent.as_ref() != Some(&team) {
+        socket
+            .send(text(&ConsoleEvent::Team { team: &team }))
+            .await?;
+        *sent = Some(team);
+    }
+    Ok(())
+}
+
 /// The console's chosen presence, from its wire name.
 fn chosen_status(name: &str) -> Option<AgentStatus> {
     match name {
@@ -567,6 +583,7 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
     team_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut team_sent: Option<crate::routing::Team> = None;
     let mut callbacks_sent: Option<Vec<CallbackBrief>> = None;
+    let team_news = routing.team_changed();
     let mut ticks: u64 = 0;
     loop {
         if socket.broken {
@@ -619,12 +636,14 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                         break;
                     }
                 }
-                let team = routing.team();
-                if team_sent.as_ref() != Some(&team) {
-                    if socket.send(text(&ConsoleEvent::Team { team: &team })).await.is_err() {
-                        break;
-                    }
-                    team_sent = Some(team);
+                if send_team(&mut socket, routing, &mut team_sent).await.is_err() {
+                    break;
+                }
+            }
+            () = team_news.notified() => {
+                // A presence changed: every console's team view follows at once.
+                if send_team(&mut socket, routing, &mut team_sent).await.is_err() {
+                    break;
                 }
             }
             event = audio_event => {

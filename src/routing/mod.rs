@@ -315,6 +315,8 @@ struct Agent {
     taken: VecDeque<String>,
     /// Sign-in tickets issued (SHA-256 of each) and when they expire.
     tickets: Vec<(String, Instant)>,
+    /// Routing's "a presence changed" signal.
+    team_changed: Arc<tokio::sync::Notify>,
 }
 
 impl Agent {
@@ -330,6 +332,7 @@ impl Agent {
         if let Some(console) = &self.console {
             let _ = console.try_send(HumanCommand::Presence(self.presence(Instant::now())));
         }
+        self.team_changed.notify_waiters();
     }
 
     /// The presence as the console shows it.
@@ -411,6 +414,8 @@ struct State {
 /// [`crate::cluster`] and this keeps the node's own consoles and queued calls.
 pub struct Routing {
     config: RoutingConfig,
+    /// Woken on every presence change (consoles refresh their team view).
+    team_changed: Arc<tokio::sync::Notify>,
     state: Mutex<State>,
     cluster: std::sync::OnceLock<mpsc::UnboundedSender<crate::cluster::ClusterOp>>,
 }
@@ -470,6 +475,7 @@ impl Routing {
     pub fn new(config: RoutingConfig) -> Self {
         Routing {
             config,
+            team_changed: Arc::new(tokio::sync::Notify::new()),
             state: Mutex::new(State {
                 agents: BTreeMap::new(),
                 queue: Vec::new(),
@@ -522,6 +528,7 @@ impl Routing {
                         held: None,
                         taken: VecDeque::new(),
                         tickets: Vec::new(),
+                        team_changed: Arc::clone(&self.team_changed),
                     },
                 );
             }
@@ -691,6 +698,7 @@ impl Routing {
             };
             agent.console = Some(console);
             agent.idle_since = now;
+            agent.team_changed.notify_waiters();
             Arrival {
                 presence: agent.presence(now),
                 held,
@@ -898,6 +906,11 @@ impl Routing {
                 (skill.to_string(), waiting, secs)
             })
             .collect()
+    }
+
+    /// Woken whenever an agent's presence changes (see [`Routing::team`]).
+    pub fn team_changed(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.team_changed)
     }
 
     /// What an agent's console shows of the team: the calls waiting per skill
