@@ -50,6 +50,67 @@ pub enum Control {
         /// Why.
         reason: String,
     },
+    /// The agent hands the call on: to another agent, or to a skill's queue.
+    Transfer {
+        /// An agent id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<String>,
+        /// Or a skill.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        skill: Option<String>,
+    },
+}
+
+impl Control {
+    /// What an agent-side leg event becomes on the relay (`None`: audio,
+    /// which goes as a binary frame, and events no call acts on).
+    fn from_agent(event: &LegEvent) -> Option<Control> {
+        use crate::domain::TransferTarget;
+        Some(match event {
+            LegEvent::SkipWhisper => Control::Skip,
+            LegEvent::Detached => Control::Away,
+            LegEvent::Reattached => Control::Back,
+            LegEvent::Hold => Control::Hold,
+            LegEvent::Resume => Control::Resume,
+            LegEvent::Transfer(TransferTarget::Agent(a)) => Control::Transfer {
+                agent: Some(a.clone()),
+                skill: None,
+            },
+            LegEvent::Transfer(TransferTarget::Skill(s)) => Control::Transfer {
+                agent: None,
+                skill: Some(s.clone()),
+            },
+            LegEvent::Hangup(HangupCause::Normal) => Control::Hangup,
+            LegEvent::Hangup(other) => Control::Lost {
+                reason: other.lost_because().unwrap_or_default(),
+            },
+            _ => return None,
+        })
+    }
+
+    /// The agent-side event a control stands for on the call's node (`None`:
+    /// a control that travels towards the agent, or a malformed transfer).
+    fn into_agent_event(self) -> Option<LegEvent> {
+        use crate::domain::TransferTarget;
+        Some(match self {
+            Control::Skip => LegEvent::SkipWhisper,
+            Control::Hangup => LegEvent::Hangup(HangupCause::Normal),
+            Control::Away => LegEvent::Detached,
+            Control::Back => LegEvent::Reattached,
+            Control::Hold => LegEvent::Hold,
+            Control::Resume => LegEvent::Resume,
+            Control::Lost { reason } => LegEvent::Hangup(HangupCause::Lost(reason)),
+            Control::Transfer {
+                agent: Some(a),
+                skill: None,
+            } => LegEvent::Transfer(TransferTarget::Agent(a)),
+            Control::Transfer {
+                agent: None,
+                skill: Some(s),
+            } => LegEvent::Transfer(TransferTarget::Skill(s)),
+            Control::Mark { .. } | Control::Transfer { .. } => return None,
+        })
+    }
 }
 
 /// The call's node could not be reached.
@@ -138,7 +199,7 @@ pub async fn dial(
                             Ok(Control::Mark { name }) => LegCommand::Mark(name),
                             Ok(Control::Hangup) => break,
                             // Agent-side news: never sent towards the agent.
-                            Ok(Control::Skip | Control::Away | Control::Back | Control::Hold | Control::Resume | Control::Lost { .. }) => continue,
+                            Ok(_) => continue,
                             Err(e) => {
                                 tracing::warn!(call = %call, error = %e, "relay control message dropped");
                                 continue;
@@ -156,28 +217,15 @@ pub async fn dial(
                     }
                 }
                 event = ev_rx.recv() => {
-                    let out = match event {
-                        Some(LegEvent::Audio(bytes)) => TgMessage::Binary(bytes.into()),
-                        Some(LegEvent::SkipWhisper) => control_tg(&Control::Skip),
-                        Some(LegEvent::Detached) => control_tg(&Control::Away),
-                        Some(LegEvent::Reattached) => control_tg(&Control::Back),
-                        Some(LegEvent::Hold) => control_tg(&Control::Hold),
-                        Some(LegEvent::Resume) => control_tg(&Control::Resume),
-                        Some(LegEvent::Hangup(cause)) => {
-                            let control = match cause {
-                                HangupCause::Normal => Control::Hangup,
-                                other => Control::Lost { reason: other.lost_because().unwrap_or_default() },
-                            };
-                            let _ = sink.send(control_tg(&control)).await;
-                            break;
-                        }
-                        None => {
-                            let _ = sink.send(control_tg(&Control::Hangup)).await;
-                            break;
-                        }
-                        Some(_) => continue,
+                    let (out, last) = match event {
+                        Some(LegEvent::Audio(bytes)) => (TgMessage::Binary(bytes.into()), false),
+                        Some(event) => match Control::from_agent(&event) {
+                            Some(control) => (control_tg(&control), matches!(event, LegEvent::Hangup(_))),
+                            None => continue,
+                        },
+                        None => (control_tg(&Control::Hangup), true),
                     };
-                    if sink.send(out).await.is_err() {
+                    if sink.send(out).await.is_err() || last {
                         break;
                     }
                 }
@@ -241,14 +289,10 @@ pub async fn serve(mut socket: WebSocket, shared: Arc<Shared>, call_id: String, 
                 let event = match msg {
                     Some(Ok(AxMessage::Binary(b))) if b.len() <= MAX_MESSAGE => LegEvent::Audio(b.to_vec()),
                     Some(Ok(AxMessage::Text(t))) if t.len() <= MAX_MESSAGE => match serde_json::from_str::<Control>(&t) {
-                        Ok(Control::Skip) => LegEvent::SkipWhisper,
-                        Ok(Control::Hangup) => LegEvent::Hangup(HangupCause::Normal),
-                        Ok(Control::Away) => LegEvent::Detached,
-                        Ok(Control::Back) => LegEvent::Reattached,
-                        Ok(Control::Hold) => LegEvent::Hold,
-                        Ok(Control::Resume) => LegEvent::Resume,
-                        Ok(Control::Lost { reason }) => LegEvent::Hangup(HangupCause::Lost(reason)),
-                        Ok(Control::Mark { .. }) => continue,
+                        Ok(control) => match control.into_agent_event() {
+                            Some(event) => event,
+                            None => continue,
+                        },
                         Err(e) => {
                             tracing::warn!(call = %call_id, error = %e, "relay control message dropped");
                             continue;
@@ -277,6 +321,31 @@ pub async fn serve(mut socket: WebSocket, shared: Arc<Shared>, call_id: String, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_agent_side_event_crosses_the_relay_unchanged() {
+        use crate::domain::TransferTarget;
+        for event in [
+            LegEvent::SkipWhisper,
+            LegEvent::Detached,
+            LegEvent::Reattached,
+            LegEvent::Hold,
+            LegEvent::Resume,
+            LegEvent::Transfer(TransferTarget::Agent("bob".into())),
+            LegEvent::Transfer(TransferTarget::Skill("billing".into())),
+            LegEvent::Hangup(HangupCause::Normal),
+            LegEvent::Hangup(HangupCause::Lost("console gone".into())),
+        ] {
+            let control = Control::from_agent(&event).expect("relayed");
+            let wire = serde_json::to_string(&control).expect("JSON");
+            let back: Control = serde_json::from_str(&wire).expect("parsed");
+            assert_eq!(back.into_agent_event(), Some(event), "{wire}");
+        }
+        // A transfer naming both (or neither) is not acted on.
+        let both = r#"{"event":"transfer","agent":"bob","skill":"billing"}"#;
+        let parsed: Control = serde_json::from_str(both).expect("parsed");
+        assert_eq!(parsed.into_agent_event(), None);
+    }
 
     #[test]
     fn relay_urls_follow_the_advertised_scheme_and_refuse_odd_ids() {
