@@ -38,7 +38,6 @@ const WITHDRAWN = {
   declined: "You declined the call.",
   caller_hangup: "The caller hung up before you answered.",
   callback_chosen: "The caller chose a callback instead of waiting.",
-  taken_by_other: "Another agent took the call.",
   agent_gone: "The offer ended when your console disconnected.",
   call_lost: "The call was lost on its gateway node; it is saved as a callback.",
 };

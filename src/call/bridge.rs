@@ -555,8 +555,7 @@ impl CallBridge {
         if self.ended {
             return None;
         }
-        if (self.hold_on || self.human_away || self.agent_hold) && self.playout.queued_frames() < 2
-        {
+        if self.caller_hears_hold() && self.playout.queued_frames() < 2 {
             return Some(now);
         }
         [

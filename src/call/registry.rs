@@ -112,6 +112,7 @@ impl CallerStage {
 #[derive(Debug, Default)]
 struct Inner {
     active: BTreeMap<String, ActiveCall>,
+    /// The board's figures, for calls in `active` only (see `live_entry`).
     live: BTreeMap<String, Live>,
     /// Finished timelines with their serialised size.
     finished: VecDeque<(Arc<Timeline>, usize)>,
@@ -140,6 +141,17 @@ fn mint_call_id(started_unix: f64) -> String {
     let ms = (started_unix * 1000.0) as u64;
     let random = crate::util::random_u64() & 0xffff_ffff_ffff;
     format!("call-{ms:011x}-{random:012x}")
+}
+
+impl Inner {
+    /// The board's entry of a call in progress; none once it has finished,
+    /// so a late turn cannot leave an entry behind.
+    fn live_entry(&mut self, call_id: &str) -> Option<&mut Live> {
+        if !self.active.contains_key(call_id) {
+            return None;
+        }
+        Some(self.live.entry(call_id.to_string()).or_default())
+    }
 }
 
 impl CallRegistry {
@@ -218,11 +230,9 @@ impl CallRegistry {
         call_id: &str,
         control: tokio::sync::mpsc::Sender<crate::domain::CallControl>,
     ) {
-        self.lock()
-            .live
-            .entry(call_id.to_string())
-            .or_default()
-            .control = Some(control);
+        if let Some(live) = self.lock().live_entry(call_id) {
+            live.control = Some(control);
+        }
     }
 
     /// Passes a supervisor's request to a live call.
@@ -253,7 +263,9 @@ impl CallRegistry {
         sentiment: Option<f32>,
     ) {
         let mut inner = self.lock();
-        let live = inner.live.entry(call_id.to_string()).or_default();
+        let Some(live) = inner.live_entry(call_id) else {
+            return;
+        };
         let push = |q: &mut VecDeque<f32>, v: f32| {
             if q.len() >= BOARD_POINTS {
                 q.pop_front();
@@ -279,11 +291,9 @@ impl CallRegistry {
 
     /// The human agent now on a live call.
     pub fn set_human_agent(&self, call_id: &str, agent: Option<&str>) {
-        self.lock()
-            .live
-            .entry(call_id.to_string())
-            .or_default()
-            .agent = agent.map(str::to_string);
+        if let Some(live) = self.lock().live_entry(call_id) {
+            live.agent = agent.map(str::to_string);
+        }
     }
 
     /// Every live call as a supervisor sees it, oldest first.

@@ -484,14 +484,12 @@ async fn send_team(
     Ok(())
 }
 
-/// The console's chosen presence, from its wire name.
+/// The console's chosen presence, from its wire name (a state an agent may
+/// choose: [`AgentStatus::is_choosable`]).
 fn chosen_status(name: &str) -> Option<AgentStatus> {
-    match name {
-        "available" => Some(AgentStatus::Available),
-        "break" => Some(AgentStatus::Break),
-        "offline" => Some(AgentStatus::Offline),
-        _ => None,
-    }
+    serde_json::from_value::<AgentStatus>(serde_json::Value::String(name.to_string()))
+        .ok()
+        .filter(|s| s.is_choosable())
 }
 
 /// When a wrap-up in `presence` ends by itself, from `now`.

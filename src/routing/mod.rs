@@ -63,8 +63,6 @@ pub enum WithdrawReason {
     CallerHangup,
     /// The caller chose a callback while it rang.
     CallbackChosen,
-    /// Another agent took it (a cluster race).
-    TakenByOther,
     /// The agent's console went away.
     AgentGone,
     /// The call's gateway node stopped (in a cluster it becomes a callback).
@@ -79,7 +77,6 @@ impl WithdrawReason {
             WithdrawReason::Declined => "declined",
             WithdrawReason::CallerHangup => "caller_hangup",
             WithdrawReason::CallbackChosen => "callback_chosen",
-            WithdrawReason::TakenByOther => "taken_by_other",
             WithdrawReason::AgentGone => "agent_gone",
             WithdrawReason::CallLost => "call_lost",
         }
@@ -348,6 +345,13 @@ impl Agent {
                     seconds_left: until.map(|u| u.saturating_duration_since(now).as_secs()),
                 }),
         }
+    }
+
+    /// Whether the wrap-up they owe has run out of time by `now`.
+    fn wrapup_over(&self, now: Instant) -> bool {
+        self.wrapup
+            .as_ref()
+            .is_some_and(|(_, until)| until.is_some_and(|u| u <= now))
     }
 
     /// Where the agent goes when nothing holds them: wrap-up if owed, else their choice.
@@ -680,11 +684,7 @@ impl Routing {
             }
             agent.wraps_up = wraps_up;
             let now = Instant::now();
-            if agent
-                .wrapup
-                .as_ref()
-                .is_some_and(|(_, until)| until.is_some_and(|u| u <= now))
-            {
+            if agent.wrapup_over(now) {
                 agent.wrapup = None;
             }
             let held = agent.held.take().filter(|h| !h.reclaim.is_closed());
@@ -822,11 +822,7 @@ impl Routing {
     fn end_wrapups(s: &mut State, now: Instant) -> Vec<String> {
         let mut ended = Vec::new();
         for (id, agent) in s.agents.iter_mut() {
-            if agent
-                .wrapup
-                .as_ref()
-                .is_some_and(|(_, until)| until.is_some_and(|u| u <= now))
-            {
+            if agent.wrapup_over(now) {
                 agent.wrapup = None;
                 if agent.status == AgentStatus::WrapUp {
                     agent.settle();

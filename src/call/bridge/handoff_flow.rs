@@ -363,7 +363,7 @@ impl CallBridge {
             self.step(HandoffStep::RingTimeout, None, None);
             self.apply(actions, now);
         }
-        if self.hold_on || self.human_away || self.agent_hold {
+        if self.caller_hears_hold() {
             while self.playout.queued_frames() < 2 {
                 let frame = self.hold.next_frame();
                 if self.playout.push_audio(&frame).is_err() {
@@ -371,6 +371,12 @@ impl CallBridge {
                 }
             }
         }
+    }
+
+    /// Whether the caller hears hold audio now: waiting for a person, the
+    /// agent's console away, or the agent holding them.
+    pub(super) fn caller_hears_hold(&self) -> bool {
+        self.hold_on || self.human_away || self.agent_hold
     }
 
     /// Turns a released human-playout item into an output; the whisper's end mark merges.
