@@ -73,6 +73,16 @@ enum PolicyCommand {
         /// L2 penalty (chosen on the dev split).
         #[arg(long, default_value_t = 6e-3)]
         l2: f32,
+        /// Also train the sentence encoder's heads with the model in this
+        /// directory ("" = the build cache's copy), written to --encoder-out.
+        #[arg(long)]
+        encoder: Option<String>,
+        /// Where to write the encoder's heads.
+        #[arg(long, default_value = "assets/policy/encoder_heads.bin")]
+        encoder_out: PathBuf,
+        /// Keep the subword heads already in --out (train only the encoder's).
+        #[arg(long)]
+        keep_heads: bool,
     },
 }
 
@@ -281,6 +291,9 @@ fn policy(action: PolicyCommand) -> Result<(), String> {
             dim_bits,
             rate,
             l2,
+            encoder,
+            encoder_out,
+            keep_heads,
         } => {
             let train =
                 corpus::load_conversations(&root.join("train")).map_err(|e| e.to_string())?;
@@ -298,17 +311,70 @@ fn policy(action: PolicyCommand) -> Result<(), String> {
                 ..Default::default()
             };
             let started = std::time::Instant::now();
-            let heads = corpus::train_heads(&train, &utterances, &dev, &opts);
-            std::fs::write(&out, heads.to_bytes())
-                .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
-            eprintln!(
-                "trained {} heads on {} conversations + {} utterances in {:.1} s → {}",
-                heads.labels().len(),
-                train.len(),
-                utterances.len(),
-                started.elapsed().as_secs_f64(),
-                out.display()
-            );
+            let heads = if keep_heads {
+                warmline::monitor::heads::Heads::load(&out).map_err(|e| e.to_string())?
+            } else {
+                let heads = corpus::train_heads(&train, &utterances, &dev, &opts);
+                std::fs::write(&out, heads.to_bytes())
+                    .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+                eprintln!(
+                    "trained {} heads on {} conversations + {} utterances in {:.1} s → {}",
+                    heads.labels().len(),
+                    train.len(),
+                    utterances.len(),
+                    started.elapsed().as_secs_f64(),
+                    out.display()
+                );
+                heads
+            };
+            if let Some(dir) = encoder {
+                use warmline::monitor::encoder::Encoder;
+                let dir = if dir.is_empty() {
+                    Encoder::default_dir()
+                } else {
+                    PathBuf::from(dir)
+                };
+                let enc = std::sync::Arc::new(Encoder::load(&dir).map_err(|e| e.to_string())?);
+                let mut cache = corpus::EmbeddingCache::open(Some(dir.join("embeddings.cache")));
+                let started = std::time::Instant::now();
+                let result =
+                    corpus::train_encoder_heads(&train, &utterances, &dev, &heads, enc, &mut cache);
+                if let Err(e) = cache.save() {
+                    eprintln!("(embedding cache not saved: {e})");
+                }
+                let (eh, trials) = result.map_err(|e| e.to_string())?;
+                for t in &trials {
+                    println!(
+                        "dev blend {:.2} margin {:.2}: escalate-or-not {} ordinary escalated {} trigger {} right event {}",
+                        t.blend,
+                        t.margin,
+                        t.report.escalation,
+                        t.report.ordinary_escalated,
+                        t.report.trigger,
+                        t.report.on_the_right_event
+                    );
+                }
+                let reader = warmline::monitor::encoder::EncoderReader::from_parts(
+                    std::sync::Arc::new(Encoder::load(&dir).map_err(|e| e.to_string())?),
+                    eh.clone(),
+                    eh.margin,
+                );
+                let mut cache = corpus::EmbeddingCache::open(Some(dir.join("embeddings.cache")));
+                println!(
+                    "dev turns:\n{}",
+                    corpus::encoder_label_report(&heads, &reader, &dev, &mut cache)
+                        .map_err(|e| e.to_string())?
+                );
+                std::fs::write(&encoder_out, eh.to_bytes())
+                    .map_err(|e| format!("cannot write {}: {e}", encoder_out.display()))?;
+                eprintln!(
+                    "trained the encoder's heads in {:.1} s (blend {:.2}, margin {:.2}) → {}",
+                    started.elapsed().as_secs_f64(),
+                    eh.blend,
+                    eh.margin,
+                    encoder_out.display()
+                );
+            }
             let classifier = warmline::monitor::TurnClassifier::Heads(std::sync::Arc::new(heads));
             let report = corpus::evaluate(
                 &dev,

@@ -241,6 +241,10 @@ pub struct Heads {
     heads: Vec<Head>,
     /// What the file says about its training (free-form JSON text).
     pub meta: String,
+    /// The sentence encoder, asked about turns these heads are unsure of.
+    encoder: Option<std::sync::Arc<crate::monitor::encoder::EncoderReader>>,
+    /// Why the encoder was wanted but could not be loaded.
+    encoder_missing: Option<String>,
 }
 
 fn sigmoid(x: f32) -> f32 {
@@ -339,7 +343,13 @@ impl Heads {
                 bytes.len() - r.at
             )));
         }
-        Ok(Heads { dim, heads, meta })
+        Ok(Heads {
+            dim,
+            heads,
+            meta,
+            encoder: None,
+            encoder_missing: None,
+        })
     }
 
     /// The binary form [`Heads::from_bytes`] reads.
@@ -380,6 +390,17 @@ impl Heads {
     /// A turn longer than the heads read is also read from its end, so a
     /// request that closes a long story counts as much as one that opens it.
     pub fn score(&self, speaker: Speaker, text: &str, ctx: TurnContext) -> TurnScores {
+        let mut best = self.score_subword(speaker, text, ctx);
+        if let Some(reader) = &self.encoder
+            && let Err(e) = reader.refine(speaker, text, ctx, &mut best)
+        {
+            tracing::warn!(error = %e, "the sentence encoder could not read a turn; subword heads only");
+        }
+        best
+    }
+
+    /// The subword heads' scores alone (no encoder).
+    pub fn score_subword(&self, speaker: Speaker, text: &str, ctx: TurnContext) -> TurnScores {
         let (head, cut) = crate::monitor::features::bounded(text);
         let mut best = self.score_window(speaker, head, ctx);
         if cut {
@@ -389,6 +410,32 @@ impl Heads {
             }
         }
         best
+    }
+
+    /// These heads with the sentence encoder asked about the turns they are unsure of.
+    pub fn with_encoder(
+        mut self,
+        reader: std::sync::Arc<crate::monitor::encoder::EncoderReader>,
+    ) -> Heads {
+        self.encoder = Some(reader);
+        self
+    }
+
+    /// These heads without an encoder, remembering why (for /healthz and logs).
+    pub fn without_encoder(mut self, why: String) -> Heads {
+        self.encoder = None;
+        self.encoder_missing = Some(why);
+        self
+    }
+
+    /// Why the encoder wanted for these heads could not be loaded.
+    pub fn encoder_missing(&self) -> Option<&str> {
+        self.encoder_missing.as_deref()
+    }
+
+    /// The encoder these heads consult, if any.
+    pub fn encoder(&self) -> Option<&crate::monitor::encoder::EncoderReader> {
+        self.encoder.as_deref()
     }
 
     fn score_window(&self, speaker: Speaker, text: &str, ctx: TurnContext) -> TurnScores {
@@ -566,6 +613,8 @@ pub fn train(examples: &[Example], opts: &TrainOptions, meta: String) -> Heads {
         dim: opts.dim,
         heads,
         meta,
+        encoder: None,
+        encoder_missing: None,
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod confidence;
 pub mod corpus;
+pub mod encoder;
 pub mod features;
 pub mod heads;
 pub mod judge;

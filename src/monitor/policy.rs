@@ -57,6 +57,17 @@ pub struct PolicyConfig {
     /// The classifier heads: "" = the ones bundled with this build, "none" = the
     /// phrase rules only, otherwise a file written by `warmline policy train`.
     pub heads: String,
+    /// The sentence encoder (all-MiniLM-L6-v2) asked about turns the heads are
+    /// unsure of (a build with the `encoder` feature): "none" = heads alone
+    /// (the default: measured no better, docs/POLICY.md), "" = the copy
+    /// `scripts/fetch-encoder.sh` put in the build cache (or
+    /// `$WARMLINE_ENCODER_DIR`), otherwise a directory holding config.json,
+    /// tokenizer.json and model.safetensors.
+    pub encoder: String,
+    /// The encoder is asked when a head's score is within this of its
+    /// threshold (1 = every turn); negative = the margin the bundled encoder
+    /// heads were tuned with.
+    pub encoder_margin: f32,
     /// Optional LLM judge for turns the heads are unsure about: an
     /// OpenAI-compatible chat-completions URL ("" = no judge).
     pub judge_url: String,
@@ -91,6 +102,8 @@ impl Default for PolicyConfig {
             sentiment_threshold: -0.45,
             sentiment_turns: 3,
             heads: String::new(),
+            encoder: "none".into(),
+            encoder_margin: -1.0,
             judge_url: String::new(),
             judge_model: "gpt-4o-mini".into(),
             judge_api_key: String::new(),
@@ -126,7 +139,7 @@ impl TurnClassifier {
             path => Heads::load(std::path::Path::new(path)),
         };
         match loaded {
-            Ok(h) => TurnClassifier::Heads(Arc::new(h)),
+            Ok(h) => TurnClassifier::Heads(Arc::new(with_encoder(h, config))),
             Err(e) => TurnClassifier::Rules {
                 reason: e.to_string(),
             },
@@ -145,13 +158,56 @@ impl TurnClassifier {
     pub fn describe(&self) -> String {
         match self {
             TurnClassifier::Heads(h) => format!(
-                "classifier heads ({} labels, {} buckets)",
+                "classifier heads ({} labels, {} buckets), {}",
                 h.labels().len(),
-                h.dim()
+                h.dim(),
+                match (h.encoder(), h.encoder_missing()) {
+                    (Some(r), _) => format!(
+                        "sentence encoder all-MiniLM-L6-v2 on turns within {:.2} of a threshold (blend {:.2})",
+                        r.margin, r.heads.blend
+                    ),
+                    (None, Some(why)) => format!("no sentence encoder ({why})"),
+                    (None, None) => "no sentence encoder (monitor.encoder = \"none\")".into(),
+                }
             ),
             TurnClassifier::Rules { reason } => {
                 format!("phrase rules only (fallback: {reason})")
             }
+        }
+    }
+}
+
+/// `heads` with the sentence encoder `config.encoder` names, when it loads;
+/// without it the heads read turns alone (logged, and said by `describe`).
+fn with_encoder(heads: Heads, config: &PolicyConfig) -> Heads {
+    use crate::monitor::encoder::{Encoder, EncoderHeads, EncoderReader};
+    let dir = match config.encoder.trim() {
+        "none" => return heads,
+        "" => Encoder::default_dir(),
+        path => std::path::PathBuf::from(path),
+    };
+    let loaded = EncoderHeads::bundled().and_then(|eh| {
+        if eh.is_empty() {
+            return Err(crate::monitor::encoder::EncoderError::Heads(
+                "the bundled encoder heads are empty".into(),
+            ));
+        }
+        let margin = if config.encoder_margin >= 0.0 {
+            config.encoder_margin.min(1.0)
+        } else {
+            eh.margin
+        };
+        Ok(EncoderReader::from_parts(
+            Arc::new(Encoder::load(&dir)?),
+            eh,
+            margin,
+        ))
+    });
+    match loaded {
+        Ok(reader) => heads.with_encoder(Arc::new(reader)),
+        Err(e) => {
+            tracing::warn!(error = %e, "escalation monitor: no sentence encoder; the subword heads read turns alone");
+            heads.without_encoder(e.to_string())
         }
     }
 }
