@@ -393,6 +393,17 @@ pub struct RoutingSection {
     pub time_zone: String,
     /// Intent keyword → the skill a call about it is queued for.
     pub intent_skills: std::collections::BTreeMap<String, String>,
+    /// Put the handoff context in the signalling of every INVITE sent to a
+    /// person (User-to-User, X-Warmline-* headers, a signed context URL).
+    pub signal_context: bool,
+    /// Base URL desks fetch the context from ("" = http://<server.listen>).
+    pub context_url_base: String,
+    /// HMAC key of the context URLs ("" = a random key per process).
+    pub context_url_secret: String,
+    /// How long a context URL stays valid, in seconds.
+    pub context_url_ttl_s: u64,
+    /// Pass the caller's number as P-Asserted-Identity.
+    pub assert_caller_id: bool,
 }
 
 /// `[prompts]`.
@@ -811,6 +822,7 @@ impl Config {
             &mut shown.realtime.api_key,
             &mut shown.server.twilio_auth_token,
             &mut shown.cluster.secret,
+            &mut shown.routing.context_url_secret,
         ] {
             if !secret.is_empty() {
                 *secret = "********".into();

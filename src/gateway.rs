@@ -51,6 +51,34 @@ pub struct Shared {
     pub sign_ins: std::sync::Mutex<crate::util::SignInGuard>,
     /// `[privacy]`: personal data replaced in free text as it enters a call.
     pub redactor: Arc<crate::util::pii::Redactor>,
+    /// Signs the context URLs put in the signalling of a handoff.
+    pub context_urls: crate::util::signature::UrlSigner,
+    /// Where desks reach those URLs (`routing.context_url_base`, or this node's address).
+    pub context_url_base: String,
+}
+
+impl Shared {
+    /// The signed, expiring URL a desk fetches `call_id`'s handoff context from.
+    pub fn context_url(&self, call_id: &str) -> String {
+        let base = &self.context_url_base;
+        let expires = crate::util::unix_seconds(std::time::SystemTime::now()) as u64
+            + self.config.routing.context_url_ttl_s;
+        let sig = self.context_urls.sign(call_id, expires);
+        let id: String = url_path_segment(call_id);
+        format!("{base}/v1/handoff/{id}/context?exp={expires}&sig={sig}")
+    }
+}
+
+/// `s` percent-encoded for one URL path segment.
+fn url_path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 impl Shared {
@@ -332,6 +360,17 @@ impl RunningGateway {
         }
         let config_rate = (config.server.per_ip_rate, config.server.per_ip_burst);
         let config_privacy = config.privacy.clone();
+        let context_urls =
+            crate::util::signature::UrlSigner::new(&config.routing.context_url_secret);
+        let context_url_base = if config.routing.context_url_base.is_empty() {
+            format!("http://{local}")
+        } else {
+            config
+                .routing
+                .context_url_base
+                .trim_end_matches('/')
+                .to_string()
+        };
         let registry = CallRegistry::new(
             config.server.finished_calls_kept,
             config.server.finished_calls_mb << 20,
@@ -355,6 +394,8 @@ impl RunningGateway {
             closing: tokio::sync::watch::Sender::new(false),
             sign_ins: std::sync::Mutex::default(),
             redactor: Arc::new(crate::util::pii::Redactor::new(&config_privacy)?),
+            context_urls,
+            context_url_base,
             cluster,
             classifier,
             judge,

@@ -451,3 +451,149 @@ async fn a_busy_agent_phone_486_moves_the_call_on_to_a_callback() {
     );
     gw.shutdown().await;
 }
+
+/// The INVITE sipp received, from its `-trace_msg` log.
+fn received_invite(log: &str) -> String {
+    let start = log.find("INVITE sip:").expect("sipp logged the INVITE");
+    let rest = &log[start..];
+    let end = rest
+        .find("\n\n")
+        .or_else(|| rest.find("\r\n\r\n"))
+        .unwrap_or(rest.len());
+    rest[..end].to_string()
+}
+
+fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+    msg.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_s_phone_gets_the_context_in_the_invite_and_a_signed_link_to_all_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sf = scenario(dir.path(), "uas_busy_agent.xml", &[]);
+    let log = dir.path().join("messages.log");
+    let log_arg = log.to_string_lossy().to_string();
+    // The person's phone: sipp as a UAS that logs every message, then says busy.
+    let phone = tokio::task::spawn_blocking(move || {
+        Command::new("sipp")
+            .args(["-sf", &sf.to_string_lossy()])
+            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
+            .args(["-p", "15078", "-mp", "16400"])
+            .args(["-m", "1", "-nostdin", "-timeout", "40s", "-timeout_error"])
+            .args(["-trace_msg", "-message_file", &log_arg])
+            .output()
+            .expect("sipp")
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ai = ScriptedAgent::start(ai_script_requesting_person())
+        .await
+        .unwrap();
+    let gw = gateway(&ai.url(), |c| {
+        sip_gateway_config(c, 21_700);
+        c.routing.context_url_secret = "desk-secret".into();
+        let mut bob = agent_seed("bob");
+        bob.sip_uri = "sip:bob@127.0.0.1:15078".into();
+        c.routing.agents.push(bob);
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let options = warmline::sim::caller::CallerOptions::new(
+        gw.media_url(),
+        caller_requesting_person(20),
+        4870,
+    );
+    warmline::sim::caller::run(options).await.unwrap();
+    let done = gw
+        .shared
+        .registry
+        .wait_finished(1, Duration::from_secs(10))
+        .await;
+    let call_id = done[0].call_id.clone();
+    let out = phone.await.unwrap();
+    assert!(
+        out.status.success(),
+        "sipp: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let invite = received_invite(&std::fs::read_to_string(&log).expect("sipp's message log"));
+
+    // Who, why, how urgent: in headers a desk can route on.
+    assert_eq!(
+        header(&invite, "X-Warmline-Call-Id"),
+        Some(call_id.as_str()),
+        "{invite}"
+    );
+    assert_eq!(
+        header(&invite, "X-Warmline-Reason"),
+        Some("customer_request"),
+        "{invite}"
+    );
+    assert!(header(&invite, "X-Warmline-Urgency").is_some(), "{invite}");
+    let uui = header(&invite, "User-to-User").expect("User-to-User");
+    let (hex_part, params) = uui.split_once(';').expect("UUI parameters");
+    assert_eq!(params, "encoding=hex;purpose=isdn-uui");
+    let uui_json: serde_json::Value =
+        serde_json::from_slice(&hex::decode(hex_part).expect("hex")).expect("UUI is JSON");
+    assert_eq!(uui_json["callId"], call_id.as_str());
+    assert_eq!(uui_json["trigger"], "customer_request");
+    for line in invite.lines() {
+        assert!(line.len() <= 1024, "header longer than 1 KiB: {line}");
+    }
+
+    // The signed link fetches the whole context: the same bytes as the API.
+    let url = header(&invite, "X-Warmline-Context-Url").expect("context link");
+    let path = url
+        .strip_prefix(&format!("http://{}", gw.addr))
+        .expect("the link points at this gateway");
+    assert!(!path.contains("token"), "{path}");
+    let (status, via_link) = http(gw.addr, "GET", path, None, None).await;
+    assert_eq!(status, 200, "{via_link}");
+    let (_, via_api) = http(
+        gw.addr,
+        "GET",
+        &format!("/v1/calls/{call_id}/context"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        via_link, via_api,
+        "byte-identical to GET /v1/calls/{{id}}/context"
+    );
+    let ctx: serde_json::Value = serde_json::from_str(&via_link).expect("context JSON");
+    assert_eq!(ctx["escalationReason"]["trigger"], "customer_request");
+
+    // A tampered link, another call's link and an expired one are refused.
+    let tampered = format!(
+        "{}0",
+        path.trim_end_matches(|c: char| c.is_ascii_hexdigit())
+    );
+    assert_eq!(http(gw.addr, "GET", &tampered, None, None).await.0, 403);
+    let other = path.replace(&call_id, "someone-else");
+    assert_eq!(http(gw.addr, "GET", &other, None, None).await.0, 403);
+    let signer = warmline::util::signature::UrlSigner::new("desk-secret");
+    let past = 1_000_000u64;
+    let expired = format!(
+        "/v1/handoff/{call_id}/context?exp={past}&sig={}",
+        signer.sign(&call_id, past)
+    );
+    let (status, body) = http(gw.addr, "GET", &expired, None, None).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("expired"), "{body}");
+    assert_eq!(
+        http(
+            gw.addr,
+            "GET",
+            &format!("/v1/handoff/{call_id}/context"),
+            None,
+            None
+        )
+        .await
+        .0,
+        403
+    );
+    gw.shutdown().await;
+}

@@ -92,6 +92,33 @@ pub async fn get_context(Path(id): Path<String>, State(shared): State<Arc<Shared
     }
 }
 
+/// Query of a signed context URL.
+#[derive(serde::Deserialize)]
+pub struct SignedContextQuery {
+    exp: Option<u64>,
+    sig: Option<String>,
+}
+
+/// `GET /v1/handoff/{id}/context?exp=…&sig=…`: the handoff context for a desk
+/// that got the link in the call's signalling (`X-Warmline-Context-Url`). No
+/// API token: the HMAC over the call id and expiry is the permission; a bad
+/// signature or an expired link is 403. The same bytes as `GET /v1/calls/{id}/context`.
+pub async fn get_signed_context(
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<SignedContextQuery>,
+    State(shared): State<Arc<Shared>>,
+) -> Response {
+    let (Some(exp), Some(sig)) = (q.exp, q.sig) else {
+        return error(StatusCode::FORBIDDEN, "this link needs its exp and sig");
+    };
+    let now = crate::util::unix_seconds(std::time::SystemTime::now()) as u64;
+    if let Err(e) = shared.context_urls.verify(&id, exp, &sig, now) {
+        tracing::warn!(call = %id, reason = %e, "context link refused");
+        return error(StatusCode::FORBIDDEN, format!("context link refused: {e}"));
+    }
+    get_context(Path(id), State(shared)).await
+}
+
 /// `GET /v1/agents`: the human agents and their availability.
 pub async fn list_agents(State(shared): State<Arc<Shared>>) -> Response {
     Json(serde_json::json!({ "agents": shared.routing.agents() })).into_response()

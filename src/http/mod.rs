@@ -62,6 +62,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .merge(admitted)
         .route("/healthz", get(healthz))
         .route("/v1/webrtc/calls/{id}", get(webrtc_call_status))
+        .route("/v1/handoff/{id}/context", get(api::get_signed_context))
         .route("/console", get(console::index))
         .route("/console/{file}", get(console::asset))
         .route(

@@ -5,6 +5,7 @@
 //! withdrawn offer or the ring timeout CANCELs.
 
 use super::endpoint::{Incoming, SipEndpoint, Transport};
+use super::handoff_headers::HandoffSignal;
 use super::message::{SipMessage, host_port_of, request, uri_of};
 use super::rtp_leg::{self, RtpControl};
 use super::sdp;
@@ -104,13 +105,24 @@ async fn ring(
         )
     };
     let their_uri = format!("<{uri}>");
-    let invite = req("INVITE", uri, &branch, &their_uri, 1)
+    let mut invite = req("INVITE", uri, &branch, &their_uri, 1)
         .with("Contact", format!("<sip:warmline@{}>", endpoint.local))
-        .with("Subject", format!("warmline call {call}"))
-        .with_body(
-            "application/sdp",
-            sdp::describe(sockets.local, u64::from(sockets.local.port()), None),
-        );
+        .with("Subject", format!("warmline call {call}"));
+    let shared = &endpoint.shared;
+    if shared.config.routing.signal_context {
+        // The context travels in the signalling: a desk without a warmline
+        // console still knows who, why and how urgent, and where to fetch the rest.
+        let context = shared.store.context(call).await.ok().flatten();
+        let signal = HandoffSignal::from_context(call, context.as_deref());
+        let url = shared.context_url(call);
+        for (name, value) in signal.headers(Some(&url), shared.config.routing.assert_caller_id) {
+            invite = invite.with(name, value);
+        }
+    }
+    let invite = invite.with_body(
+        "application/sdp",
+        sdp::describe(sockets.local, u64::from(sockets.local.port()), None),
+    );
     endpoint.send(&invite, &transport).await;
     let ack_for = |resp: &SipMessage, branch: &str| {
         req("ACK", uri, branch, resp.header("To").unwrap_or(""), 1)
