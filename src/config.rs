@@ -161,6 +161,13 @@ pub struct SipConfig {
     pub auth_user: String,
     /// The trunk's password (never logged).
     pub auth_password: String,
+    /// Where `tel:` destinations are dialled: the outbound trunk or proxy
+    /// (`sip:host:port`; empty = no `tel:` destinations).
+    pub outbound_proxy: String,
+    /// User name for the outbound trunk's digest challenge (401/407).
+    pub outbound_user: String,
+    /// Its password (never logged).
+    pub outbound_password: String,
 }
 
 impl SipConfig {
@@ -364,12 +371,43 @@ pub struct AgentSeed {
     pub supervisor: bool,
 }
 
+/// A destination outside warmline a call can be handed to: a desk's SIP URI
+/// (an ACD queue, an on-call phone) or a phone number dialled through
+/// `sip.outbound_proxy`. It takes offers like an agent on a SIP phone, one per
+/// channel, and gets the context in the signalling.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationSeed {
+    /// Stable id (channels beyond the first are `<id>-2`, `<id>-3`…).
+    pub id: String,
+    /// Shown to agents and in logs.
+    #[serde(default)]
+    pub name: String,
+    /// `sip:desk@host:port` or `tel:+15550100`.
+    pub uri: String,
+    /// Skills it serves.
+    #[serde(default)]
+    pub skills: Vec<String>,
+    /// Calls it can take at once.
+    #[serde(default = "one_channel")]
+    pub channels: u32,
+}
+
+fn one_channel() -> u32 {
+    1
+}
+
 /// `[routing]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoutingSection {
     /// Agents known at start.
     pub agents: Vec<AgentSeed>,
+    /// Destinations outside warmline (SIP desks, phone numbers).
+    pub destinations: Vec<DestinationSeed>,
+    /// How many of `agents` (at the end) were made from `destinations`.
+    #[serde(skip)]
+    pub destination_agents: usize,
     /// Ring timeout.
     pub ring_timeout_ms: u64,
     /// Wrap-up time after a call before a console agent is offered calls
@@ -591,7 +629,79 @@ impl Config {
                     message: e.message().to_string(),
                 })?;
         config.validate()?;
+        let mut config = config;
+        config.expand_destinations()?;
         Ok(config)
+    }
+
+    /// Each destination channel becomes a phone agent (no token: nobody can
+    /// sign in as it) ringing the destination's SIP URI; a `tel:` number is
+    /// dialled as `sip:<number>@<outbound proxy>;user=phone`.
+    pub fn expand_destinations(&mut self) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            key: "routing.destinations",
+            message,
+        };
+        let mut ids: std::collections::HashSet<String> =
+            self.routing.agents.iter().map(|a| a.id.clone()).collect();
+        for d in self.routing.destinations.clone() {
+            let uri = if let Some(number) = d.uri.strip_prefix("tel:") {
+                let digits = number.strip_prefix('+').unwrap_or(number);
+                if digits.is_empty()
+                    || digits.len() > 15
+                    || !digits.chars().all(|c| c.is_ascii_digit())
+                {
+                    return Err(invalid(format!(
+                        "{:?}: {:?} is not an E.164 number",
+                        d.id, d.uri
+                    )));
+                }
+                let proxy = self.sip.outbound_proxy.trim();
+                let Some(host) = proxy.strip_prefix("sip:") else {
+                    return Err(invalid(format!(
+                        "{:?}: a tel: destination needs sip.outbound_proxy = \"sip:host:port\"",
+                        d.id
+                    )));
+                };
+                format!("sip:{number}@{host};user=phone")
+            } else if d.uri.starts_with("sip:") && d.uri.contains('@') {
+                d.uri.clone()
+            } else {
+                return Err(invalid(format!(
+                    "{:?}: uri {:?} must be sip:user@host[:port] or tel:+E164",
+                    d.id, d.uri
+                )));
+            };
+            if d.channels == 0 || d.channels > 100 {
+                return Err(invalid(format!("{:?}: channels must be 1–100", d.id)));
+            }
+            for k in 1..=d.channels {
+                let id = if k == 1 {
+                    d.id.clone()
+                } else {
+                    format!("{}-{k}", d.id)
+                };
+                if !ids.insert(id.clone()) {
+                    return Err(invalid(format!(
+                        "{id:?} is already an agent or destination"
+                    )));
+                }
+                self.routing.agents.push(AgentSeed {
+                    id,
+                    name: if d.name.is_empty() {
+                        d.id.clone()
+                    } else {
+                        d.name.clone()
+                    },
+                    token: String::new(),
+                    skills: d.skills.clone(),
+                    sip_uri: uri.clone(),
+                    supervisor: false,
+                });
+                self.routing.destination_agents += 1;
+            }
+        }
+        Ok(())
     }
 
     fn validate_realtime_tools(&self) -> Result<(), ConfigError> {
@@ -810,6 +920,9 @@ impl Config {
     /// The configuration as TOML (for `check-config`), secrets masked.
     pub fn to_toml(&self) -> String {
         let mut shown = self.clone();
+        // Destinations are shown as written, not as the agents made of them.
+        let written = shown.routing.agents.len() - shown.routing.destination_agents;
+        shown.routing.agents.truncate(written);
         for agent in &mut shown.routing.agents {
             agent.token = "********".into();
         }
@@ -823,6 +936,7 @@ impl Config {
             &mut shown.server.twilio_auth_token,
             &mut shown.cluster.secret,
             &mut shown.routing.context_url_secret,
+            &mut shown.sip.outbound_password,
         ] {
             if !secret.is_empty() {
                 *secret = "********".into();
@@ -925,6 +1039,62 @@ fn apply_env(table: &mut toml::Table, name: &str, value: &str) -> Result<(), Con
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn destinations_become_phone_agents_per_channel_and_bad_ones_are_refused() {
+        let load = |text: &str| Config::from_layers(Some(("t.toml", text)), std::iter::empty());
+        let ok = load(
+            "[sip]\noutbound_proxy = \"sip:10.0.0.1:5060\"\n[routing]\ndestinations = [\
+             { id = \"desk\", uri = \"sip:queue@10.0.0.9\", skills = [\"billing\"], channels = 2 },\
+             { id = \"oncall\", uri = \"tel:+15550123\" }]\n",
+        )
+        .expect("valid destinations");
+        let agents: Vec<(&str, &str, &str)> = ok
+            .routing
+            .agents
+            .iter()
+            .map(|a| (a.id.as_str(), a.sip_uri.as_str(), a.token.as_str()))
+            .collect();
+        assert_eq!(
+            agents,
+            [
+                ("desk", "sip:queue@10.0.0.9", ""),
+                ("desk-2", "sip:queue@10.0.0.9", ""),
+                ("oncall", "sip:+15550123@10.0.0.1:5060;user=phone", ""),
+            ]
+        );
+        // check-config shows the destinations as written, not the agents made of them.
+        let shown = ok.to_toml();
+        assert!(!shown.contains("desk-2"), "{shown}");
+        let again = load(&shown).expect("check-config's output loads again");
+        assert_eq!(again.routing.agents.len(), 3);
+        for (text, why) in [
+            (
+                "[routing]\ndestinations = [{ id = \"x\", uri = \"tel:+15550123\" }]\n",
+                "outbound_proxy",
+            ),
+            (
+                "[routing]\ndestinations = [{ id = \"x\", uri = \"tel:555-0123\" }]\n",
+                "E.164",
+            ),
+            (
+                "[routing]\ndestinations = [{ id = \"x\", uri = \"http://desk\" }]\n",
+                "sip:user@host",
+            ),
+            (
+                "[routing]\ndestinations = [{ id = \"x\", uri = \"sip:a@b\", channels = 0 }]\n",
+                "channels",
+            ),
+            (
+                "[routing]\nagents = [{ id = \"x\", name = \"X\", token = \"t\" }]\n\
+                 destinations = [{ id = \"x\", uri = \"sip:a@b\" }]\n",
+                "already",
+            ),
+        ] {
+            let err = load(text).expect_err(text).to_string();
+            assert!(err.contains(why), "{text}: {err}");
+        }
+    }
 
     #[test]
     fn the_embedded_defaults_are_valid() {

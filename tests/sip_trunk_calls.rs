@@ -597,3 +597,86 @@ async fn a_person_s_phone_gets_the_context_in_the_invite_and_a_signed_link_to_al
     );
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_number_destination_is_dialled_through_the_outbound_trunk_with_its_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let sf = scenario(dir.path(), "uas_trunk_challenges.xml", &[]);
+    let log = dir.path().join("messages.log");
+    let log_arg = log.to_string_lossy().to_string();
+    let trunk = tokio::task::spawn_blocking(move || {
+        Command::new("sipp")
+            .args(["-sf", &sf.to_string_lossy()])
+            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
+            .args(["-p", "15079", "-mp", "16500"])
+            .args(["-m", "1", "-nostdin", "-timeout", "40s", "-timeout_error"])
+            .args(["-trace_msg", "-message_file", &log_arg])
+            .output()
+            .expect("sipp")
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ai = ScriptedAgent::start(ai_script_requesting_person())
+        .await
+        .unwrap();
+    let gw = gateway(&ai.url(), |c| {
+        sip_gateway_config(c, 21_800);
+        c.sip.outbound_proxy = "sip:127.0.0.1:15079".into();
+        c.sip.outbound_user = "warmline".into();
+        c.sip.outbound_password = "tr-secret".into();
+        c.routing
+            .destinations
+            .push(warmline::config::DestinationSeed {
+                id: "oncall".into(),
+                name: "On-call engineer".into(),
+                uri: "tel:+15550123".into(),
+                skills: Vec::new(),
+                channels: 1,
+            });
+        // What the config loader does with destinations, for a config built in code.
+        c.expand_destinations().expect("destination is valid");
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let options = warmline::sim::caller::CallerOptions::new(
+        gw.media_url(),
+        caller_requesting_person(20),
+        4880,
+    );
+    warmline::sim::caller::run(options).await.unwrap();
+    let done = gw
+        .shared
+        .registry
+        .wait_finished(1, Duration::from_secs(10))
+        .await;
+    let out = trunk.await.unwrap();
+    assert!(
+        out.status.success(),
+        "sipp: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let messages = std::fs::read_to_string(&log).expect("sipp's message log");
+    assert!(
+        messages.contains("INVITE sip:+15550123@127.0.0.1:15079;user=phone SIP/2.0"),
+        "the number is dialled at the trunk: {messages}"
+    );
+    assert!(
+        messages
+            .lines()
+            .any(|l| l.starts_with("Authorization: Digest")),
+        "{messages}"
+    );
+    assert!(
+        messages.contains("SIP/2.0 486 Busy Here") && !messages.contains("403 Wrong Credentials"),
+        "the trunk accepted warmline's digest answer: {messages}"
+    );
+    assert!(
+        messages.contains("X-Warmline-Call-Id:"),
+        "the context travels to the trunk too"
+    );
+    assert!(
+        matches!(done[0].end_reason(), Some(EndReason::CallbackScheduled(_))),
+        "{:?}",
+        done[0].end_reason()
+    );
+    gw.shutdown().await;
+}

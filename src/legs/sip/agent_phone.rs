@@ -105,29 +105,39 @@ async fn ring(
         )
     };
     let their_uri = format!("<{uri}>");
-    let mut invite = req("INVITE", uri, &branch, &their_uri, 1)
-        .with("Contact", format!("<sip:warmline@{}>", endpoint.local))
-        .with("Subject", format!("warmline call {call}"));
     let shared = &endpoint.shared;
+    // The context travels in the signalling: a desk without a warmline console
+    // still knows who, why and how urgent, and where to fetch the rest.
+    let mut context_headers = Vec::new();
     if shared.config.routing.signal_context {
-        // The context travels in the signalling: a desk without a warmline
-        // console still knows who, why and how urgent, and where to fetch the rest.
         let context = shared.store.context(call).await.ok().flatten();
         let signal = HandoffSignal::from_context(call, context.as_deref());
         let url = shared.context_url(call);
-        for (name, value) in signal.headers(Some(&url), shared.config.routing.assert_caller_id) {
+        context_headers = signal.headers(Some(&url), shared.config.routing.assert_caller_id);
+    }
+    let sdp_offer = sdp::describe(sockets.local, u64::from(sockets.local.port()), None);
+    let build_invite = |branch: &str, cseq: u32, auth: Option<(&'static str, String)>| {
+        let mut invite = req("INVITE", uri, branch, &their_uri, cseq)
+            .with("Contact", format!("<sip:warmline@{}>", endpoint.local))
+            .with("Subject", format!("warmline call {call}"));
+        for (name, value) in &context_headers {
+            invite = invite.with(name, value.clone());
+        }
+        if let Some((name, value)) = auth {
             invite = invite.with(name, value);
         }
-    }
-    let invite = invite.with_body(
-        "application/sdp",
-        sdp::describe(sockets.local, u64::from(sockets.local.port()), None),
-    );
-    endpoint.send(&invite, &transport).await;
-    let ack_for = |resp: &SipMessage, branch: &str| {
-        req("ACK", uri, branch, resp.header("To").unwrap_or(""), 1)
+        invite.with_body("application/sdp", sdp_offer.clone())
     };
-    let cancel = req("CANCEL", uri, &branch, &their_uri, 1);
+    let mut branch = branch;
+    let mut cseq = 1u32;
+    let mut invite = build_invite(&branch, cseq, None);
+    endpoint.send(&invite, &transport).await;
+    let ack_for = |resp: &SipMessage, branch: &str, cseq: u32| {
+        req("ACK", uri, branch, resp.header("To").unwrap_or(""), cseq)
+    };
+    let mut cancel = req("CANCEL", uri, &branch, &their_uri, cseq);
+    let sip_config = &shared.config.sip;
+    let mut authenticated = sip_config.outbound_user.is_empty();
     let mut retransmit = Duration::from_millis(500);
     let mut next = tokio::time::Instant::now() + retransmit;
     let mut provisional = false;
@@ -158,11 +168,37 @@ async fn ring(
                 match (msg.method(), msg.code()) {
                     ("INVITE", Some(100..=199)) => provisional = true,
                     ("INVITE", Some(200..=299)) => {
-                        endpoint.send(&ack_for(&msg, &token()), &transport).await;
+                        endpoint.send(&ack_for(&msg, &token(), cseq), &transport).await;
                         break Some(msg);
                     }
+                    ("INVITE", Some(code @ (401 | 407))) if !authenticated => {
+                        // The trunk asks who we are: answer its digest challenge once.
+                        endpoint.send(&ack_for(&msg, &branch, cseq), &transport).await;
+                        let (challenge, answer_header) = if code == 401 {
+                            ("WWW-Authenticate", "Authorization")
+                        } else {
+                            ("Proxy-Authenticate", "Proxy-Authorization")
+                        };
+                        let answered = msg.header(challenge).ok_or_else(|| "no challenge".to_string()).and_then(|c| {
+                            super::digest::answer_challenge(c, "INVITE", uri, &sip_config.outbound_user, &sip_config.outbound_password)
+                                .map_err(|e| e.to_string())
+                        });
+                        let Ok(value) = answered else {
+                            decline(&format!("{code} with a challenge warmline cannot answer"));
+                            break None;
+                        };
+                        authenticated = true;
+                        branch = token();
+                        cseq += 1;
+                        invite = build_invite(&branch, cseq, Some((answer_header, value)));
+                        cancel = req("CANCEL", uri, &branch, &their_uri, cseq);
+                        endpoint.send(&invite, &transport).await;
+                        retransmit = Duration::from_millis(500);
+                        next = tokio::time::Instant::now() + retransmit;
+                        provisional = false;
+                    }
                     ("INVITE", Some(code)) => {
-                        endpoint.send(&ack_for(&msg, &branch), &transport).await;
+                        endpoint.send(&ack_for(&msg, &branch, cseq), &transport).await;
                         decline(&format!("{code} {}", match &msg.start { super::message::StartLine::Response { reason, .. } => reason.as_str(), _ => "" }));
                         break None;
                     }
@@ -176,7 +212,9 @@ async fn ring(
         let until = tokio::time::Instant::now() + Duration::from_secs(2);
         while let Ok(Some(Incoming { msg, .. })) = tokio::time::timeout_at(until, rx.recv()).await {
             if msg.method() == "INVITE" && msg.code().is_some_and(|c| c >= 300) {
-                endpoint.send(&ack_for(&msg, &branch), &transport).await;
+                endpoint
+                    .send(&ack_for(&msg, &branch, cseq), &transport)
+                    .await;
                 break;
             }
         }
@@ -192,7 +230,7 @@ async fn ring(
                 uri_of(ok.header("Contact").unwrap_or(uri)),
                 &token(),
                 ok.header("To").unwrap_or(""),
-                2,
+                cseq + 1,
             );
             endpoint.send(&bye, &transport).await;
             decline("unusable SDP answer");
@@ -206,7 +244,7 @@ async fn ring(
         &remote_target,
         &token(),
         ok.header("To").unwrap_or(""),
-        2,
+        cseq + 1,
     );
     let (cmd_rx, ev_tx) = match endpoint.shared.accept_offer(agent_id, call).await {
         Ok(crate::cluster::AcceptOutcome::Call(end)) => (end.commands, end.events),
@@ -262,7 +300,7 @@ async fn ring(
                     }
                     ("INVITE", Some(200..=299)) => {
                         // Our ACK was lost: answer the retransmitted 200 again.
-                        endpoint.send(&ack_for(&msg, &token()), &t).await;
+                        endpoint.send(&ack_for(&msg, &token(), cseq), &t).await;
                     }
                     (_, None) if msg.method() != "ACK" => {
                         endpoint.send(&msg.response(200, "OK", None), &t).await;

@@ -160,6 +160,57 @@ impl DigestAuth {
     }
 }
 
+/// The UAC side: the `Authorization` (or `Proxy-Authorization`) value that
+/// answers `challenge` (a `WWW-Authenticate` / `Proxy-Authenticate` value) for
+/// `method` on `uri` with `user`/`password` (MD5; qop=auth when offered).
+pub fn answer_challenge(
+    challenge: &str,
+    method: &str,
+    uri: &str,
+    user: &str,
+    password: &str,
+) -> Result<String, DigestError> {
+    let fields = parse_fields(challenge)?;
+    let get = |k: &str| {
+        fields
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v.as_str())
+    };
+    let realm = get("realm").unwrap_or_default();
+    let nonce = get("nonce").ok_or_else(|| DigestError::Malformed("no nonce".into()))?;
+    if let Some(alg) = get("algorithm")
+        && !alg.eq_ignore_ascii_case("MD5")
+    {
+        return Err(DigestError::Malformed(format!("algorithm {alg}")));
+    }
+    let quoted = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
+    let ha1 = md5_hex(&format!("{user}:{realm}:{password}"));
+    let ha2 = md5_hex(&format!("{method}:{uri}"));
+    let offers_auth =
+        get("qop").is_some_and(|q| q.split(',').any(|o| o.trim().eq_ignore_ascii_case("auth")));
+    let mut out = format!(
+        "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", algorithm=MD5",
+        quoted(user),
+        quoted(realm),
+        quoted(nonce),
+        quoted(uri)
+    );
+    let response = if offers_auth {
+        let cnonce = format!("{:016x}", crate::util::random_u64());
+        let r = md5_hex(&format!("{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}"));
+        out.push_str(&format!(", qop=auth, nc=00000001, cnonce=\"{cnonce}\""));
+        r
+    } else {
+        md5_hex(&format!("{ha1}:{nonce}:{ha2}"))
+    };
+    out.push_str(&format!(", response=\"{response}\""));
+    if let Some(opaque) = get("opaque") {
+        out.push_str(&format!(", opaque=\"{}\"", quoted(opaque)));
+    }
+    Ok(out)
+}
+
 /// `Digest a="b", c=d` → [(a, b), (c, d)].
 fn parse_fields(header: &str) -> Result<Vec<(String, String)>, DigestError> {
     let rest = header.trim();
@@ -211,6 +262,48 @@ fn md5_hex(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn warmline_answers_a_digest_challenge_the_way_a_uas_checks_it() {
+        let a = auth();
+        let challenge = a.challenge(1_000, false);
+        let header = answer_challenge(
+            &challenge,
+            "INVITE",
+            "sip:+15550100@trunk",
+            "trunk",
+            "s3cret",
+        )
+        .unwrap();
+        assert_eq!(a.verify(Some(&header), "INVITE", 1_001), Ok(()));
+        let wrong = answer_challenge(
+            &challenge,
+            "INVITE",
+            "sip:+15550100@trunk",
+            "trunk",
+            "guess",
+        )
+        .unwrap();
+        assert_eq!(
+            a.verify(Some(&wrong), "INVITE", 1_001),
+            Err(DigestError::WrongResponse)
+        );
+        // Without qop (RFC 2069 style) and with an opaque value echoed back.
+        let plain = answer_challenge(
+            "Digest realm=\"warmline\", nonce=\"abc\", opaque=\"xyz\"",
+            "INVITE",
+            "sip:x",
+            "u",
+            "p",
+        )
+        .unwrap();
+        assert!(
+            plain.contains("opaque=\"xyz\"") && !plain.contains("qop"),
+            "{plain}"
+        );
+        assert!(answer_challenge("Basic realm=x", "INVITE", "sip:x", "u", "p").is_err());
+        assert!(answer_challenge("Digest realm=\"x\"", "INVITE", "sip:x", "u", "p").is_err());
+    }
 
     fn auth() -> DigestAuth {
         DigestAuth::new("warmline", "trunk", "s3cret", [7; 16])
