@@ -73,7 +73,10 @@ fn the_classifier_decides_unseen_conversations_better_than_the_phrase_rules() {
 fn the_classifier_decides_a_second_unseen_split_as_well() {
     let heads = eval_split("tests/data/policy/holdout2", None);
     let rules = eval_split("tests/data/policy/holdout2", Some("none"));
-    assert!(heads["cases"].as_u64().unwrap_or(0) >= 150, "the split is there");
+    assert!(
+        heads["cases"].as_u64().unwrap_or(0) >= 150,
+        "the split is there"
+    );
     assert!(ratio(&heads, "escalation") >= 0.95, "escalate-or-not");
     assert!(ratio(&heads, "trigger") >= 0.90, "trigger");
     assert!(ratio(&heads, "critical") >= 0.90, "critical kept critical");
