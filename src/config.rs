@@ -369,6 +369,10 @@ pub struct AgentSeed {
     /// and may take an AI call over.
     #[serde(default)]
     pub supervisor: bool,
+    /// After the whisper, ask this (phone) agent to press 1 to take the call
+    /// or 2 to pass; silence for this many seconds takes it (0 = no asking).
+    #[serde(default)]
+    pub consult_seconds: u64,
 }
 
 /// A destination outside warmline a call can be handed to: a desk's SIP URI
@@ -391,10 +395,18 @@ pub struct DestinationSeed {
     /// Calls it can take at once.
     #[serde(default = "one_channel")]
     pub channels: u32,
+    /// After the whisper the person hears `prompts.consult` ("press 1 to take
+    /// the call, 2 to pass"); silence for this many seconds takes it (0 = no asking).
+    #[serde(default = "consult_seconds")]
+    pub consult_seconds: u64,
 }
 
 fn one_channel() -> u32 {
     1
+}
+
+fn consult_seconds() -> u64 {
+    5
 }
 
 /// `[routing]`.
@@ -456,6 +468,9 @@ pub struct PromptsConfig {
     pub callback: String,
     /// Said instead of the callback to a caller with no number to call back.
     pub no_callback: String,
+    /// Said to a person asked to take a call after the whisper (destinations
+    /// and agents with `consult_seconds`); only they hear it.
+    pub consult: String,
 }
 
 /// `[webhook]`.
@@ -697,6 +712,7 @@ impl Config {
                     skills: d.skills.clone(),
                     sip_uri: uri.clone(),
                     supervisor: false,
+                    consult_seconds: d.consult_seconds,
                 });
                 self.routing.destination_agents += 1;
             }

@@ -591,8 +591,10 @@ async fn on_hold_the_caller_hears_hold_audio_and_not_the_agent() {
         voice_on_hold < 0.3,
         "the caller heard the agent while on hold (ncc {voice_on_hold:.3})"
     );
+    // Typically 0.97 after resuming against ≤ 0.15 on hold; a lost frame on a
+    // loaded CI machine once gave 0.57, still plainly the agent's voice.
     assert!(
-        voice_after > 0.6,
+        voice_after > 0.5 && voice_after > 3.0 * voice_on_hold,
         "the agent is heard again after resuming (ncc {voice_after:.3})"
     );
     browser.quit().await;

@@ -1,8 +1,10 @@
 //! SIP trunk calls, driven by real SIP tools (sipp from Debian's sip-tester):
 //! an inbound call with PCMU audio and an RFC 4733 digit reaches the AI agent
 //! and ends with the caller's BYE; a CANCEL while ringing ends it cleanly; an
-//! offer with no codec we take gets 488; malformed SIP gets 400, not a crash; and
-//! a human agent's phone answering 486 moves the call on (here: to a callback).
+//! offer with no codec we take gets 488; malformed SIP gets 400, not a crash; a
+//! human agent's phone answering 486 moves the call on (here: to a callback);
+//! the INVITE to a person carries the context; a tel: destination is dialled
+//! through a trunk that challenges; an outside desk pressing 2 passes the call on.
 
 mod support;
 
@@ -24,6 +26,50 @@ fn scenario(dir: &Path, name: &str, fill: &[(&str, String)]) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write scenario");
     path
+}
+
+/// sipp as a UAS (a person's phone, a desk, a trunk) on `port`, for one call;
+/// `log`, when given, gets every message it sent and received.
+fn spawn_uas(
+    scenario: PathBuf,
+    port: u16,
+    media_port: u16,
+    log: Option<&Path>,
+) -> tokio::task::JoinHandle<std::process::Output> {
+    let log = log.map(|l| l.to_string_lossy().to_string());
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new("sipp");
+        cmd.args(["-sf", &scenario.to_string_lossy()])
+            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
+            .args(["-p", &port.to_string(), "-mp", &media_port.to_string()])
+            .args(["-m", "1", "-nostdin", "-timeout", "40s", "-timeout_error"]);
+        if let Some(l) = &log {
+            cmd.args(["-trace_msg", "-message_file", l]);
+        }
+        cmd.output().expect("sipp")
+    })
+}
+
+/// A Media Streams caller asking for a person (over `seconds`) through `gw`;
+/// the call's timeline once it has finished.
+async fn escalated_call(
+    gw: &warmline::gateway::RunningGateway,
+    seconds: usize,
+    rtp_seed: u64,
+) -> std::sync::Arc<warmline::call::timeline::Timeline> {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let options = warmline::sim::caller::CallerOptions::new(
+        gw.media_url(),
+        caller_requesting_person(seconds),
+        rtp_seed,
+    );
+    warmline::sim::caller::run(options).await.unwrap();
+    let mut done = gw
+        .shared
+        .registry
+        .wait_finished(1, Duration::from_secs(10))
+        .await;
+    done.remove(0)
 }
 
 /// Runs sipp as a UAC against `target`; returns (exit code, its output).
@@ -384,23 +430,7 @@ async fn a_busy_agent_phone_486_moves_the_call_on_to_a_callback() {
     let dir = tempfile::tempdir().unwrap();
     let sf = scenario(dir.path(), "uas_busy_agent.xml", &[]);
     // The agent's phone: sipp as a UAS answering 486.
-    let phone = tokio::task::spawn_blocking(move || {
-        Command::new("sipp")
-            .args(["-sf", &sf.to_string_lossy()])
-            .args([
-                "-i",
-                "127.0.0.1",
-                "-mi",
-                "127.0.0.1",
-                "-p",
-                "15077",
-                "-mp",
-                "16300",
-            ])
-            .args(["-m", "1", "-nostdin", "-timeout", "40s", "-timeout_error"])
-            .output()
-            .expect("sipp")
-    });
+    let phone = spawn_uas(sf, 15077, 16300, None);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let ai = ScriptedAgent::start(ai_script_requesting_person())
         .await
@@ -412,18 +442,7 @@ async fn a_busy_agent_phone_486_moves_the_call_on_to_a_callback() {
         c.routing.agents.push(bob);
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let options = warmline::sim::caller::CallerOptions::new(
-        gw.media_url(),
-        caller_requesting_person(20),
-        4860,
-    );
-    warmline::sim::caller::run(options).await.unwrap();
-    let done = gw
-        .shared
-        .registry
-        .wait_finished(1, Duration::from_secs(10))
-        .await;
+    let done = [escalated_call(&gw, 20, 4860).await];
     let t = &done[0];
     let out = phone.await.unwrap();
     assert!(
@@ -475,42 +494,21 @@ async fn a_person_s_phone_gets_the_context_in_the_invite_and_a_signed_link_to_al
     let dir = tempfile::tempdir().unwrap();
     let sf = scenario(dir.path(), "uas_busy_agent.xml", &[]);
     let log = dir.path().join("messages.log");
-    let log_arg = log.to_string_lossy().to_string();
     // The person's phone: sipp as a UAS that logs every message, then says busy.
-    let phone = tokio::task::spawn_blocking(move || {
-        Command::new("sipp")
-            .args(["-sf", &sf.to_string_lossy()])
-            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
-            .args(["-p", "15078", "-mp", "16400"])
-            .args(["-m", "1", "-nostdin", "-timeout", "40s", "-timeout_error"])
-            .args(["-trace_msg", "-message_file", &log_arg])
-            .output()
-            .expect("sipp")
-    });
+    let phone = spawn_uas(sf, 15_083, 16_700, Some(&log));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let ai = ScriptedAgent::start(ai_script_requesting_person())
         .await
         .unwrap();
     let gw = gateway(&ai.url(), |c| {
-        sip_gateway_config(c, 21_700);
+        sip_gateway_config(c, 22_000);
         c.routing.context_url_secret = "desk-secret".into();
         let mut bob = agent_seed("bob");
-        bob.sip_uri = "sip:bob@127.0.0.1:15078".into();
+        bob.sip_uri = "sip:bob@127.0.0.1:15083".into();
         c.routing.agents.push(bob);
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let options = warmline::sim::caller::CallerOptions::new(
-        gw.media_url(),
-        caller_requesting_person(20),
-        4870,
-    );
-    warmline::sim::caller::run(options).await.unwrap();
-    let done = gw
-        .shared
-        .registry
-        .wait_finished(1, Duration::from_secs(10))
-        .await;
+    let done = [escalated_call(&gw, 20, 4870).await];
     let call_id = done[0].call_id.clone();
     let out = phone.await.unwrap();
     assert!(
@@ -603,24 +601,14 @@ async fn a_phone_number_destination_is_dialled_through_the_outbound_trunk_with_i
     let dir = tempfile::tempdir().unwrap();
     let sf = scenario(dir.path(), "uas_trunk_challenges.xml", &[]);
     let log = dir.path().join("messages.log");
-    let log_arg = log.to_string_lossy().to_string();
-    let trunk = tokio::task::spawn_blocking(move || {
-        Command::new("sipp")
-            .args(["-sf", &sf.to_string_lossy()])
-            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
-            .args(["-p", "15079", "-mp", "16500"])
-            .args(["-m", "1", "-nostdin", "-timeout", "40s", "-timeout_error"])
-            .args(["-trace_msg", "-message_file", &log_arg])
-            .output()
-            .expect("sipp")
-    });
+    let trunk = spawn_uas(sf, 15_085, 16_800, Some(&log));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let ai = ScriptedAgent::start(ai_script_requesting_person())
         .await
         .unwrap();
     let gw = gateway(&ai.url(), |c| {
-        sip_gateway_config(c, 21_800);
-        c.sip.outbound_proxy = "sip:127.0.0.1:15079".into();
+        sip_gateway_config(c, 22_100);
+        c.sip.outbound_proxy = "sip:127.0.0.1:15085".into();
         c.sip.outbound_user = "warmline".into();
         c.sip.outbound_password = "tr-secret".into();
         c.routing
@@ -631,23 +619,13 @@ async fn a_phone_number_destination_is_dialled_through_the_outbound_trunk_with_i
                 uri: "tel:+15550123".into(),
                 skills: Vec::new(),
                 channels: 1,
+                consult_seconds: 0,
             });
         // What the config loader does with destinations, for a config built in code.
         c.expand_destinations().expect("destination is valid");
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let options = warmline::sim::caller::CallerOptions::new(
-        gw.media_url(),
-        caller_requesting_person(20),
-        4880,
-    );
-    warmline::sim::caller::run(options).await.unwrap();
-    let done = gw
-        .shared
-        .registry
-        .wait_finished(1, Duration::from_secs(10))
-        .await;
+    let done = [escalated_call(&gw, 20, 4880).await];
     let out = trunk.await.unwrap();
     assert!(
         out.status.success(),
@@ -656,7 +634,7 @@ async fn a_phone_number_destination_is_dialled_through_the_outbound_trunk_with_i
     );
     let messages = std::fs::read_to_string(&log).expect("sipp's message log");
     assert!(
-        messages.contains("INVITE sip:+15550123@127.0.0.1:15079;user=phone SIP/2.0"),
+        messages.contains("INVITE sip:+15550123@127.0.0.1:15085;user=phone SIP/2.0"),
         "the number is dialled at the trunk: {messages}"
     );
     assert!(
@@ -676,6 +654,56 @@ async fn a_phone_number_destination_is_dialled_through_the_outbound_trunk_with_i
     assert!(
         matches!(done[0].end_reason(), Some(EndReason::CallbackScheduled(_))),
         "{:?}",
+        done[0].end_reason()
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outside_desk_that_presses_2_after_answering_passes_the_call_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let sf = scenario(dir.path(), "uas_desk_presses_2.xml", &[]);
+    let desk = spawn_uas(sf, 15_087, 16_900, None);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ai = ScriptedAgent::start(ai_script_requesting_person())
+        .await
+        .unwrap();
+    let gw = gateway(&ai.url(), |c| {
+        sip_gateway_config(c, 22_200);
+        c.routing
+            .destinations
+            .push(warmline::config::DestinationSeed {
+                id: "tier2".into(),
+                name: "Tier 2 desk".into(),
+                uri: "sip:queue@127.0.0.1:15087".into(),
+                skills: Vec::new(),
+                channels: 1,
+                consult_seconds: 5,
+            });
+        c.expand_destinations().expect("destination is valid");
+    })
+    .await;
+    let done = [escalated_call(&gw, 40, 4890).await];
+    let out = desk.await.unwrap();
+    assert!(
+        out.status.success(),
+        "sipp (the desk was hung up on after pressing 2): {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let steps: Vec<String> = handoff_steps(&done[0])
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    let at = |s: &str| steps.iter().position(|x| x == s);
+    assert!(at("answered").is_some(), "{steps:?}");
+    assert!(at("consult_declined") > at("answered"), "{steps:?}");
+    assert!(
+        at("merged").is_none(),
+        "a desk that passed is never merged: {steps:?}"
+    );
+    assert!(
+        matches!(done[0].end_reason(), Some(EndReason::CallbackScheduled(_))),
+        "nobody else: a callback, not dead air: {:?} {steps:?}",
         done[0].end_reason()
     );
     gw.shutdown().await;

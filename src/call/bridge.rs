@@ -153,6 +153,11 @@ pub struct CallBridge {
     whisper: Option<Arc<[u8]>>,
     whisper_failed: bool,
     whisper_waiting: bool,
+    /// The answering person must accept after the whisper (press 1, or stay
+    /// silent this long); set per answer by [`CallBridge::consult_after_whisper`].
+    consult_window: Option<Duration>,
+    /// Asked, waiting for their digit until then.
+    consult_until: Option<Instant>,
     callback_reason: Option<String>,
     /// Voice activity on the human agent's leg, for "merge → first words".
     human_vad: EnergyVad,
@@ -191,6 +196,8 @@ impl CallBridge {
             whisper: None,
             whisper_failed: false,
             whisper_waiting: false,
+            consult_window: None,
+            consult_until: None,
             callback_reason: None,
             human_vad: EnergyVad::new(config.vad),
             awaiting_first_words: None,
@@ -564,6 +571,7 @@ impl CallBridge {
             self.finishing.as_ref().map(|f| f.deadline),
             self.agent_failure.as_ref().map(|(_, by)| *by),
             self.handoff.deadline(),
+            self.consult_until,
         ]
         .into_iter()
         .flatten()
@@ -717,6 +725,7 @@ mod tests {
         let prompts = HandoffPrompts {
             disclosure: Arc::from(vec![0x55u8; 160]),
             callback: Arc::from(vec![0x55u8; 160]),
+            consult: None,
         };
         b.escalate(prompts, t);
         b.agent_offered("alice".into(), t);
@@ -824,6 +833,93 @@ mod tests {
     }
 
     /// Caller audio bytes equal to `fill` (the test apologies are constant bytes).
+    /// Whole frames of `fill` sent to the caller (`to_human` false) or the human.
+    fn frames_of(out: &[BridgeOutput], to_human: bool, fill: u8) -> usize {
+        out.iter()
+            .filter(|o| match o {
+                BridgeOutput::ToHuman(LegCommand::Audio(a)) if to_human => {
+                    a.iter().all(|&b| b == fill)
+                }
+                BridgeOutput::ToCaller(LegCommand::Audio(a)) if !to_human => {
+                    a.iter().all(|&b| b == fill)
+                }
+                _ => false,
+            })
+            .count()
+    }
+
+    /// A bridge whose call was escalated and answered by "desk" after a
+    /// 10-frame whisper; with `window` the desk must accept and hears a 5-frame question.
+    fn consulting(window: Option<Duration>, t: Instant) -> (CallBridge, Vec<BridgeOutput>) {
+        let mut b = bridge();
+        b.handle_agent(LegEvent::Connected, t);
+        b.escalate(
+            HandoffPrompts {
+                disclosure: Arc::from(vec![0x31u8; 160]),
+                callback: Arc::from(vec![0x32u8; 160]),
+                consult: Some(Arc::from(vec![0x5au8; 800])),
+            },
+            t,
+        );
+        b.whisper_ready(Arc::from(vec![0x5bu8; 1600]), t);
+        b.agent_offered("desk".into(), t);
+        b.consult_after_whisper(window);
+        b.agent_answered("desk".into(), t);
+        let out = drain_over(&mut b, t, Duration::from_secs(1));
+        (b, out)
+    }
+
+    #[test]
+    fn a_person_asked_to_accept_hears_the_question_alone_and_2_passes_the_call_on() {
+        let t = Instant::now();
+        let (mut b, out) = consulting(Some(Duration::from_secs(5)), t);
+        assert_eq!(frames_of(&out, true, 0x5b), 10, "the whisper to the person");
+        assert_eq!(frames_of(&out, true, 0x5a), 5, "then the question");
+        assert_eq!(
+            frames_of(&out, false, 0x5b) + frames_of(&out, false, 0x5a),
+            0
+        );
+        assert!(matches!(b.handoff_state(), HandoffState::Whispering { .. }));
+        b.handle_human(LegEvent::Dtmf('2'), t + Duration::from_secs(1));
+        let out = drain(&mut b, t + Duration::from_secs(1));
+        assert!(
+            out.contains(&BridgeOutput::ToHuman(LegCommand::Hangup)),
+            "{out:?}"
+        );
+        assert!(
+            out.contains(&BridgeOutput::Routing(RoutingRequest::Release {
+                agent: "desk".into()
+            }))
+        );
+        assert!(out.iter().any(|o| matches!(o,
+            BridgeOutput::Routing(RoutingRequest::OfferNext { instead_of, .. }) if instead_of == "desk")));
+        assert!(matches!(b.handoff_state(), HandoffState::Queued));
+        // A digit after that changes nothing.
+        b.handle_human(LegEvent::Dtmf('1'), t + Duration::from_secs(2));
+        assert!(matches!(b.handoff_state(), HandoffState::Queued));
+    }
+
+    #[test]
+    fn a_person_asked_to_accept_takes_the_call_with_1_or_by_staying_silent() {
+        let t = Instant::now();
+        let (mut b, _) = consulting(Some(Duration::from_secs(5)), t);
+        b.handle_human(LegEvent::Dtmf('1'), t + Duration::from_secs(1));
+        drain(&mut b, t + Duration::from_secs(1));
+        assert!(matches!(b.handoff_state(), HandoffState::Merged { .. }));
+
+        let (mut b, _) = consulting(Some(Duration::from_secs(5)), t);
+        // The question ended at ~0.6 s: still asking at 4 s, taken at 5.6 s.
+        drain_over(&mut b, t + Duration::from_secs(1), Duration::from_secs(3));
+        assert!(matches!(b.handoff_state(), HandoffState::Whispering { .. }));
+        drain_over(&mut b, t + Duration::from_secs(4), Duration::from_secs(3));
+        assert!(matches!(b.handoff_state(), HandoffState::Merged { .. }));
+
+        // Without a consult window the whisper's end merges at once (as before).
+        let (b, out) = consulting(None, t);
+        assert_eq!(frames_of(&out, true, 0x5a), 0, "nobody is asked");
+        assert!(matches!(b.handoff_state(), HandoffState::Merged { .. }));
+    }
+
     fn caller_bytes(out: &[BridgeOutput], fill: u8) -> usize {
         out.iter()
             .filter_map(|o| match o {
@@ -859,6 +955,7 @@ mod tests {
             HandoffPrompts {
                 disclosure: Arc::from(vec![0x77u8; 320]),
                 callback: Arc::from(vec![0x78u8; 160]),
+                consult: None,
             },
             t + Duration::from_secs(1),
         );

@@ -535,6 +535,19 @@ impl Worker {
             },
         );
         let wpm = config.tts.words_per_minute;
+        // The question to a person who must accept after the whisper, only
+        // when someone is configured to be asked.
+        let consult = if config.routing.agents.iter().any(|a| a.consult_seconds > 0) {
+            match self.shared.tts.prompt_ulaw(&p.consult, wpm).await {
+                Ok(audio) => Some(audio),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the consult prompt could not be rendered; the person is asked in silence");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let prompts = match (
             self.shared.tts.prompt_ulaw(&disclosure, wpm).await,
             self.shared.tts.prompt_ulaw(&callback, wpm).await,
@@ -542,6 +555,7 @@ impl Worker {
             (Ok(disclosure), Ok(callback)) => Some(crate::call::bridge::HandoffPrompts {
                 disclosure,
                 callback,
+                consult,
             }),
             (Err(e), _) | (_, Err(e)) => {
                 tracing::error!(error = %e, "caller prompts could not be rendered; the apology prompt stands in");
@@ -549,6 +563,7 @@ impl Worker {
                 Some(crate::call::bridge::HandoffPrompts {
                     disclosure: Arc::clone(&apology),
                     callback: apology,
+                    consult,
                 })
             }
         };

@@ -45,11 +45,17 @@ impl CallerStage {
             | S::AgentDetached
             | S::AgentDisconnected
             | S::CallerHeld
+            | S::ConsultDeclined
             | S::CallerWaits => Some(CallerStage::Waiting),
             S::Merged | S::AgentReattached | S::CallerResumed => Some(CallerStage::WithPerson),
             S::Transferred => Some(CallerStage::Waiting),
             S::NoAgent | S::CallerChoseCallback | S::CallbackSaved => Some(CallerStage::Callback),
-            S::Disclosure | S::Summary | S::WhisperSkipped | S::WhisperMissing => None,
+            S::Disclosure
+            | S::Summary
+            | S::WhisperSkipped
+            | S::WhisperMissing
+            | S::ConsultAsked
+            | S::ConsultAccepted => None,
         }
     }
 }

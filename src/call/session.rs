@@ -295,6 +295,16 @@ async fn drive(
                         shared.registry.set_human_agent(&setup.call_id, Some(&agent));
                         handoff.human_tx = Some((agent.clone(), link.commands));
                         handoff.human_rx = Some(link.events);
+                        // Outside destinations (and phone agents so configured)
+                        // accept after the whisper: 1 takes it, 2 passes it on.
+                        let consult = shared
+                            .config
+                            .routing
+                            .agents
+                            .iter()
+                            .find(|a| a.id == agent && a.consult_seconds > 0)
+                            .map(|a| Duration::from_secs(a.consult_seconds));
+                        bridge.consult_after_whisper(consult);
                         bridge.agent_answered(agent, at);
                     }
                     RoutingEvent::Declined { agent } => bridge.agent_declined(agent, at),

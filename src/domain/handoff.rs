@@ -30,6 +30,13 @@ pub enum HandoffStep {
     WhisperSkipped,
     /// No whisper could be made: the legs merge without one.
     WhisperMissing,
+    /// After the whisper, the person (an outside destination) is asked to press
+    /// 1 to take the call or 2 to pass (detail: how long silence waits).
+    ConsultAsked,
+    /// The person pressed 1, or said nothing in time: the legs merge.
+    ConsultAccepted,
+    /// The person pressed 2: warmline hangs up on them and the call moves on.
+    ConsultDeclined,
     /// Caller and human agent hear each other.
     Merged,
     /// The human agent left before the merge.
@@ -73,6 +80,9 @@ impl HandoffStep {
             HandoffStep::WhisperStarted => "whisper_started",
             HandoffStep::WhisperSkipped => "whisper_skipped",
             HandoffStep::WhisperMissing => "whisper_missing",
+            HandoffStep::ConsultAsked => "consult_asked",
+            HandoffStep::ConsultAccepted => "consult_accepted",
+            HandoffStep::ConsultDeclined => "consult_declined",
             HandoffStep::Merged => "merged",
             HandoffStep::AgentLeft => "agent_left",
             HandoffStep::AgentDetached => "agent_detached",
@@ -133,6 +143,9 @@ mod tests {
             WhisperStarted,
             WhisperSkipped,
             WhisperMissing,
+            ConsultAsked,
+            ConsultAccepted,
+            ConsultDeclined,
             Merged,
             AgentLeft,
             AgentDetached,

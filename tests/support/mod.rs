@@ -263,6 +263,7 @@ pub fn agent_seed(id: &str) -> warmline::config::AgentSeed {
         skills: vec![],
         sip_uri: String::new(),
         supervisor: false,
+        consult_seconds: 0,
     }
 }
 

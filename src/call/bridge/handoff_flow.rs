@@ -11,7 +11,7 @@ use crate::media::mixer::{Listener, Source};
 use crate::media::playout::PlayoutOutput;
 use crate::monitor::wait_choice::{WaitChoice, wait_choice};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The caller-facing prompts of a handoff, μ-law 8 kHz.
 #[derive(Debug, Clone)]
@@ -20,6 +20,9 @@ pub struct HandoffPrompts {
     pub disclosure: Arc<[u8]>,
     /// "We will call you back".
     pub callback: Arc<[u8]>,
+    /// "Press 1 to take this call, 2 to pass": to a person who must accept
+    /// after the whisper (only rendered when some agent is asked).
+    pub consult: Option<Arc<[u8]>>,
 }
 
 /// What the bridge asks of routing.
@@ -186,8 +189,7 @@ impl CallBridge {
                         self.human.clone().as_deref(),
                         None,
                     );
-                    let actions = self.handoff.handle(HandoffInput::WhisperDone, now);
-                    self.apply(actions, now);
+                    self.whisper_finished(now);
                 }
             }
             LegEvent::Detached => {
@@ -251,6 +253,8 @@ impl CallBridge {
                 let agent = self.human.take();
                 self.human_playout.clear();
                 self.whisper_waiting = false;
+                self.consult_window = None;
+                self.consult_until = None;
                 let lost = std::mem::take(&mut self.human_away);
                 self.agent_hold = false;
                 if let Some(agent) = &agent {
@@ -272,6 +276,9 @@ impl CallBridge {
                 };
                 let actions = self.handoff.handle(input, now);
                 self.apply(actions, now);
+            }
+            LegEvent::Dtmf(digit) => {
+                self.consult_answer(digit, now);
             }
             LegEvent::Error(error) => {
                 self.emit(BridgeOutput::Timeline(TimelineKind::ProtocolError {
@@ -358,6 +365,15 @@ impl CallBridge {
 
     /// Timeouts and hold audio, at `now`.
     pub(super) fn handoff_poll(&mut self, now: Instant) {
+        if self.consult_until.is_some_and(|until| now >= until) {
+            // Silence takes the call: nobody is left ringing for a yes.
+            self.step(
+                HandoffStep::ConsultAccepted,
+                self.human.clone().as_deref(),
+                Some("no digit in time"),
+            );
+            self.whisper_finished(now);
+        }
         let actions = self.handoff.poll_timeout(now);
         if !actions.is_empty() {
             self.step(HandoffStep::RingTimeout, None, None);
@@ -387,8 +403,7 @@ impl CallBridge {
                 if name == GatewayMark::WhisperEnd.as_str()
                     && matches!(self.handoff.state(), HandoffState::Whispering { .. })
                 {
-                    let actions = self.handoff.handle(HandoffInput::WhisperDone, now);
-                    self.apply(actions, now);
+                    self.whisper_finished(now);
                 }
                 BridgeOutput::ToHuman(LegCommand::Mark(name))
             }
@@ -429,9 +444,85 @@ impl CallBridge {
                 self.emit(BridgeOutput::ToHuman(LegCommand::Mark(
                     GatewayMark::WhisperEnd.as_str().into(),
                 )));
-                let actions = self.handoff.handle(HandoffInput::WhisperDone, now);
-                self.apply(actions, now);
+                self.whisper_finished(now);
             }
+        }
+    }
+
+    /// The next answer comes from a person who must accept after the whisper
+    /// (press 1, or stay silent for `window`); `None` merges right after it.
+    pub fn consult_after_whisper(&mut self, window: Option<Duration>) {
+        self.consult_window = window;
+        self.consult_until = None;
+    }
+
+    /// The whisper is over (played, skipped or missing): merge, or first ask a
+    /// person who must accept. The question goes to them only; the caller
+    /// still hears hold audio (the handoff is still `Whispering`).
+    fn whisper_finished(&mut self, now: Instant) {
+        if let Some(window) = self.consult_window.take() {
+            self.consult_until = Some(now + window);
+            if let Some(ask) = self.prompts.as_ref().and_then(|p| p.consult.clone()) {
+                self.queue_for_human(&ask);
+            }
+            self.step(
+                HandoffStep::ConsultAsked,
+                self.human.clone().as_deref(),
+                Some(&format!("{} s of silence takes it", window.as_secs())),
+            );
+            return;
+        }
+        self.consult_until = None;
+        let actions = self.handoff.handle(HandoffInput::WhisperDone, now);
+        self.apply(actions, now);
+    }
+
+    /// A digit from the person being asked: 1 takes the call, 2 passes it on.
+    /// Returns true when it was such an answer.
+    fn consult_answer(&mut self, digit: char, now: Instant) -> bool {
+        if self.consult_until.is_none() && self.consult_window.is_none() {
+            return false;
+        }
+        if !matches!(self.handoff.state(), HandoffState::Whispering { .. }) {
+            return false;
+        }
+        match digit {
+            '1' => {
+                // Taken, even before the whisper ends: merge at once.
+                self.consult_window = None;
+                self.consult_until = None;
+                self.whisper_waiting = false;
+                self.human_playout.clear();
+                self.step(
+                    HandoffStep::ConsultAccepted,
+                    self.human.clone().as_deref(),
+                    Some("pressed 1"),
+                );
+                self.whisper_finished(now);
+                true
+            }
+            '2' => {
+                self.consult_window = None;
+                self.consult_until = None;
+                self.human_playout.clear();
+                self.whisper_waiting = false;
+                let agent = self.human.take();
+                self.step(
+                    HandoffStep::ConsultDeclined,
+                    agent.as_deref(),
+                    Some("pressed 2"),
+                );
+                self.emit(BridgeOutput::ToHuman(LegCommand::Hangup));
+                if let Some(agent) = &agent {
+                    self.emit(BridgeOutput::Routing(super::RoutingRequest::Release {
+                        agent: agent.clone(),
+                    }));
+                }
+                let actions = self.handoff.handle(HandoffInput::AgentGone, now);
+                self.apply(actions, now);
+                true
+            }
+            _ => false,
         }
     }
 

@@ -88,12 +88,7 @@ impl DigestAuth {
     ) -> Result<(), DigestError> {
         let header = authorization.ok_or(DigestError::Missing)?;
         let fields = parse_fields(header)?;
-        let get = |k: &str| {
-            fields
-                .iter()
-                .find(|(name, _)| name.eq_ignore_ascii_case(k))
-                .map(|(_, v)| v.as_str())
-        };
+        let get = |k: &str| field(&fields, k);
         let need = |k: &str| get(k).ok_or_else(|| DigestError::Malformed(format!("no {k}")));
         let user = need("username")?;
         if user != self.user || need("realm")? != self.realm {
@@ -171,12 +166,7 @@ pub fn answer_challenge(
     password: &str,
 ) -> Result<String, DigestError> {
     let fields = parse_fields(challenge)?;
-    let get = |k: &str| {
-        fields
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(k))
-            .map(|(_, v)| v.as_str())
-    };
+    let get = |k: &str| field(&fields, k);
     let realm = get("realm").unwrap_or_default();
     let nonce = get("nonce").ok_or_else(|| DigestError::Malformed("no nonce".into()))?;
     if let Some(alg) = get("algorithm")
@@ -209,6 +199,14 @@ pub fn answer_challenge(
         out.push_str(&format!(", opaque=\"{}\"", quoted(opaque)));
     }
     Ok(out)
+}
+
+/// The value of field `k` (any case) among `fields`.
+fn field<'a>(fields: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(k))
+        .map(|(_, v)| v.as_str())
 }
 
 /// `Digest a="b", c=d` → [(a, b), (c, d)].
