@@ -579,6 +579,16 @@ impl EvalReport {
     }
 }
 
+/// Whether an agent turn offers a person, as `heads` read it: the context a
+/// caller turn after it is read in (training, reports and the monitor agree).
+fn offers_person(heads: &Heads) -> impl Fn(&str) -> bool + '_ {
+    |text: &str| {
+        heads
+            .score(Speaker::Agent, text, TurnContext::default())
+            .has(Label::OffersPerson)
+    }
+}
+
 /// Training examples from labelled conversations and the utterance bank. A
 /// caller turn's context (did the assistant just offer a person?) comes from
 /// `offers`, the same judgement the monitor makes at run time.
@@ -661,11 +671,7 @@ pub fn train_heads(
     // Stage 1: agent heads need no context; they tell stage 2 where offers were made.
     let plain = examples(train_convs, utterances, &|_| false);
     let first = train(&plain, opts, meta("agent"));
-    let offers = |text: &str| {
-        first
-            .score(Speaker::Agent, text, TurnContext::default())
-            .has(Label::OffersPerson)
-    };
+    let offers = offers_person(&first);
     let all = examples(train_convs, utterances, &offers);
     let mut heads = train(&all, opts, meta("final"));
     let dev = examples(dev_convs, &[], &offers);
@@ -701,11 +707,7 @@ pub fn train_heads(
 /// Per-label precision and recall of `heads` on the labelled turns of `convs`.
 pub fn label_report(heads: &Heads, convs: &[Conversation]) -> String {
     use std::fmt::Write;
-    let offers = |text: &str| {
-        heads
-            .score(Speaker::Agent, text, TurnContext::default())
-            .has(Label::OffersPerson)
-    };
+    let offers = offers_person(heads);
     let ex = examples(convs, &[], &offers);
     let mut s = String::from("label                 precision  recall   (true+ / labelled)\n");
     for label in heads.labels() {
@@ -841,11 +843,7 @@ pub fn train_encoder_heads(
     crate::monitor::encoder::EncoderError,
 > {
     use crate::monitor::encoder::{EmbeddedExample, EncoderReader};
-    let offers = |text: &str| {
-        heads
-            .score_subword(Speaker::Agent, text, TurnContext::default())
-            .has(Label::OffersPerson)
-    };
+    let offers = offers_person(heads);
     let all = examples(train_convs, utterances, &offers);
     let texts: Vec<&str> = all.iter().map(|e| e.text.as_str()).collect();
     let embs = cache.embed(&encoder, &texts)?;
@@ -907,11 +905,7 @@ pub fn encoder_label_report(
     cache: &mut EmbeddingCache,
 ) -> Result<String, crate::monitor::encoder::EncoderError> {
     use std::fmt::Write;
-    let offers = |text: &str| {
-        heads
-            .score_subword(Speaker::Agent, text, TurnContext::default())
-            .has(Label::OffersPerson)
-    };
+    let offers = offers_person(heads);
     let ex = examples(convs, &[], &offers);
     let texts: Vec<&str> = ex.iter().map(|e| e.text.as_str()).collect();
     let embs = cache.embed(&reader.encoder, &texts)?;

@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::monitor::features::TurnContext;
-use crate::monitor::heads::{Label, Speaker};
+use crate::monitor::heads::{Label, Speaker, sigmoid};
 
 /// The embedding width of all-MiniLM-L6-v2.
 pub const DIM: usize = 384;
@@ -443,10 +443,6 @@ impl EncoderHeads {
             })
             .collect()
     }
-}
-
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
 }
 
 /// One embedded, labelled turn to train on.

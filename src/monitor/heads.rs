@@ -247,7 +247,8 @@ pub struct Heads {
     encoder_missing: Option<String>,
 }
 
-fn sigmoid(x: f32) -> f32 {
+/// The logistic function (a head's score from its sum).
+pub(crate) fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 

@@ -250,32 +250,14 @@ impl CallBridge {
                 );
             }
             LegEvent::Hangup(cause) => {
-                let agent = self.human.take();
-                self.human_playout.clear();
-                self.whisper_waiting = false;
-                self.consult_window = None;
-                self.consult_until = None;
-                let lost = std::mem::take(&mut self.human_away);
-                self.agent_hold = false;
-                if let Some(agent) = &agent {
-                    let step = if lost {
-                        HandoffStep::AgentDisconnected
-                    } else {
-                        HandoffStep::AgentLeft
-                    };
-                    let why = if lost { cause.lost_because() } else { None };
-                    self.step(step, Some(agent), why.as_deref());
-                    self.emit(BridgeOutput::Routing(super::RoutingRequest::Release {
-                        agent: agent.clone(),
-                    }));
-                }
-                let input = if lost {
-                    HandoffInput::AgentLost
+                let lost = self.human_away;
+                let (step, input) = if lost {
+                    (HandoffStep::AgentDisconnected, HandoffInput::AgentLost)
                 } else {
-                    HandoffInput::AgentGone
+                    (HandoffStep::AgentLeft, HandoffInput::AgentGone)
                 };
-                let actions = self.handoff.handle(input, now);
-                self.apply(actions, now);
+                let why = if lost { cause.lost_because() } else { None };
+                self.human_leaves(step, why.as_deref(), input, now);
             }
             LegEvent::Dtmf(digit) => {
                 self.consult_answer(digit, now);
@@ -477,6 +459,33 @@ impl CallBridge {
         self.apply(actions, now);
     }
 
+    /// The human leg is over (they hung up, dropped, or passed the call on):
+    /// their queued audio and any question are dropped, `step` is recorded,
+    /// routing gets the agent back, and the handoff moves on with `input`.
+    fn human_leaves(
+        &mut self,
+        step: HandoffStep,
+        why: Option<&str>,
+        input: HandoffInput,
+        now: Instant,
+    ) {
+        let agent = self.human.take();
+        self.human_playout.clear();
+        self.whisper_waiting = false;
+        self.consult_window = None;
+        self.consult_until = None;
+        self.human_away = false;
+        self.agent_hold = false;
+        if let Some(agent) = &agent {
+            self.step(step, Some(agent), why);
+            self.emit(BridgeOutput::Routing(super::RoutingRequest::Release {
+                agent: agent.clone(),
+            }));
+        }
+        let actions = self.handoff.handle(input, now);
+        self.apply(actions, now);
+    }
+
     /// A digit from the person being asked: 1 takes the call, 2 passes it on.
     /// Returns true when it was such an answer.
     fn consult_answer(&mut self, digit: char, now: Instant) -> bool {
@@ -502,24 +511,13 @@ impl CallBridge {
                 true
             }
             '2' => {
-                self.consult_window = None;
-                self.consult_until = None;
-                self.human_playout.clear();
-                self.whisper_waiting = false;
-                let agent = self.human.take();
-                self.step(
-                    HandoffStep::ConsultDeclined,
-                    agent.as_deref(),
-                    Some("pressed 2"),
-                );
                 self.emit(BridgeOutput::ToHuman(LegCommand::Hangup));
-                if let Some(agent) = &agent {
-                    self.emit(BridgeOutput::Routing(super::RoutingRequest::Release {
-                        agent: agent.clone(),
-                    }));
-                }
-                let actions = self.handoff.handle(HandoffInput::AgentGone, now);
-                self.apply(actions, now);
+                self.human_leaves(
+                    HandoffStep::ConsultDeclined,
+                    Some("pressed 2"),
+                    HandoffInput::AgentGone,
+                    now,
+                );
                 true
             }
             _ => false,

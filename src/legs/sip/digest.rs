@@ -102,17 +102,18 @@ impl DigestAuth {
         let nonce = need("nonce")?;
         self.check_nonce(nonce, now)?;
         let uri = need("uri")?;
-        let ha1 = md5_hex(&format!("{}:{}:{}", self.user, self.realm, self.password));
-        let ha2 = md5_hex(&format!("{method}:{uri}"));
-        let expected = match get("qop") {
-            None => md5_hex(&format!("{ha1}:{nonce}:{ha2}")),
-            Some(q) if q.eq_ignore_ascii_case("auth") => {
-                let nc = need("nc")?;
-                let cnonce = need("cnonce")?;
-                md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"))
-            }
+        let qop = match get("qop") {
+            None => None,
+            Some(q) if q.eq_ignore_ascii_case("auth") => Some((need("nc")?, need("cnonce")?)),
             Some(q) => return Err(DigestError::Malformed(format!("qop {q}"))),
         };
+        let expected = response(
+            (&self.user, &self.realm, &self.password),
+            method,
+            uri,
+            nonce,
+            qop,
+        );
         if constant_time_eq(
             expected.as_bytes(),
             need("response")?.to_ascii_lowercase().as_bytes(),
@@ -175,8 +176,6 @@ pub fn answer_challenge(
         return Err(DigestError::Malformed(format!("algorithm {alg}")));
     }
     let quoted = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
-    let ha1 = md5_hex(&format!("{user}:{realm}:{password}"));
-    let ha2 = md5_hex(&format!("{method}:{uri}"));
     let offers_auth =
         get("qop").is_some_and(|q| q.split(',').any(|o| o.trim().eq_ignore_ascii_case("auth")));
     let mut out = format!(
@@ -188,11 +187,16 @@ pub fn answer_challenge(
     );
     let response = if offers_auth {
         let cnonce = format!("{:016x}", crate::util::random_u64());
-        let r = md5_hex(&format!("{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}"));
         out.push_str(&format!(", qop=auth, nc=00000001, cnonce=\"{cnonce}\""));
-        r
+        response(
+            (user, realm, password),
+            method,
+            uri,
+            nonce,
+            Some(("00000001", &cnonce)),
+        )
     } else {
-        md5_hex(&format!("{ha1}:{nonce}:{ha2}"))
+        response((user, realm, password), method, uri, nonce, None)
     };
     out.push_str(&format!(", response=\"{response}\""));
     if let Some(opaque) = get("opaque") {
@@ -251,6 +255,23 @@ fn parse_fields(header: &str) -> Result<Vec<(String, String)>, DigestError> {
         fields.push((name, value));
     }
     Ok(fields)
+}
+
+/// The digest `response` (RFC 2617 §3.2.2, MD5) for `(user, realm, password)`
+/// on `method` `uri` with `nonce`; `qop` is `(nc, cnonce)` for qop=auth.
+fn response(
+    (user, realm, password): (&str, &str, &str),
+    method: &str,
+    uri: &str,
+    nonce: &str,
+    qop: Option<(&str, &str)>,
+) -> String {
+    let ha1 = md5_hex(&format!("{user}:{realm}:{password}"));
+    let ha2 = md5_hex(&format!("{method}:{uri}"));
+    match qop {
+        None => md5_hex(&format!("{ha1}:{nonce}:{ha2}")),
+        Some((nc, cnonce)) => md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")),
+    }
 }
 
 fn md5_hex(s: &str) -> String {
