@@ -229,6 +229,9 @@ fn whisper_worker_exe(tts: &crate::config::TtsConfig) -> Option<std::path::PathB
 /// the closing goodbye and be hung up before the gateway stops.
 const CLOSING_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
 
+/// How long a stop waits for the store to write what the last calls queued.
+const STORE_FLUSH_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A gateway serving on a socket; dropping it (or `shutdown`) stops the server.
 pub struct RunningGateway {
     /// The bound address (useful with port 0).
@@ -453,11 +456,31 @@ impl RunningGateway {
     }
 
     /// Stops accepting connections and waits for the server task.
+    /// Every record queued before the stop (a call that ended a moment ago)
+    /// is on disk when this returns, or a warning says how many are not.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         let _ = (&mut self.task).await;
+        self.flush_store().await;
+    }
+
+    /// Waits (bounded) until the store has written what was queued so far.
+    async fn flush_store(&self) {
+        match tokio::time::timeout(STORE_FLUSH_GRACE, self.shared.store.flush()).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(pending)) => tracing::warn!(
+                pending,
+                db = %self.shared.store.location(),
+                "stopping with store writes still failing; they are lost"
+            ),
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot flush the store at the stop"),
+            Err(_) => tracing::warn!(
+                grace_s = STORE_FLUSH_GRACE.as_secs(),
+                "the store did not finish its queued writes in time"
+            ),
+        }
     }
 
     /// Drains, then stops: new calls are refused (503) and `/healthz` answers
@@ -507,6 +530,7 @@ impl RunningGateway {
     /// Waits until the server stops (e.g. after Ctrl-C handling elsewhere).
     pub async fn wait(mut self) {
         let _ = (&mut self.task).await;
+        self.flush_store().await;
     }
 }
 

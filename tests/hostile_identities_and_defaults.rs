@@ -45,6 +45,32 @@ async fn a_reused_provider_call_id_never_reaches_another_calls_record() {
     assert!(reused.iter().all(|r| r.ended_at.is_some()));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_gateway_has_every_queued_call_record_on_disk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("warmline.db");
+    let gw = gateway("ws://127.0.0.1:9/none", |c| c.store.path = db.clone()).await;
+    // Records queued just before the stop (as a call that ends as the gateway
+    // stops queues its last rows) are written before shutdown returns.
+    let queued = 3000;
+    for i in 0..queued {
+        gw.shared.store.write(warmline::store::Write::CallStarted {
+            id: format!("call-{i}"),
+            call_sid: format!("CA{i}"),
+            started_at: "2026-12-03T07:00:00Z".into(),
+            caller_number: None,
+        });
+    }
+    gw.shutdown().await;
+    let store = warmline::store::Store::open(&db).expect("store");
+    let rows = store.list_calls(queued + 10).await.expect("calls");
+    assert_eq!(
+        rows.len(),
+        queued,
+        "every queued row is on disk at the stop"
+    );
+}
+
 async fn console(
     gw: &RunningGateway,
     id: &str,

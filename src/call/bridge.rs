@@ -117,6 +117,11 @@ pub struct Apologies {
 /// this only guards against a handoff that cannot start).
 const ESCALATION_AFTER_FAILURE: Duration = Duration::from_secs(3);
 
+/// How long an AI sentence still arriving when the call is escalated may keep
+/// streaming before the disclosure follows anyway (its end mark normally ends it
+/// well before).
+const AI_SENTENCE_GRACE: Duration = Duration::from_secs(3);
+
 /// One call's caller ⇄ AI agent bridge.
 #[derive(Debug)]
 pub struct CallBridge {
@@ -159,6 +164,12 @@ pub struct CallBridge {
     /// Asked, waiting for their digit until then.
     consult_until: Option<Instant>,
     callback_reason: Option<String>,
+    /// AI audio has been queued for the caller since the AI's last mark: a
+    /// sentence is in progress.
+    ai_speaking: bool,
+    /// The call was escalated mid-sentence: the AI's sentence keeps streaming
+    /// to the caller until its end mark (or this bound), then the disclosure.
+    ai_finishing: Option<Instant>,
     /// Voice activity on the human agent's leg, for "merge → first words".
     human_vad: EnergyVad,
     /// When the legs merged, until the human agent's first words are heard.
@@ -199,6 +210,8 @@ impl CallBridge {
             consult_window: None,
             consult_until: None,
             callback_reason: None,
+            ai_speaking: false,
+            ai_finishing: None,
             human_vad: EnergyVad::new(config.vad),
             awaiting_first_words: None,
             config,
@@ -360,13 +373,18 @@ impl CallBridge {
                 self.emit(BridgeOutput::Timeline(TimelineKind::AgentConnected));
             }
             LegEvent::Audio(bytes) => {
-                if !self
-                    .handoff
-                    .matrix()
-                    .hears(Listener::Caller, Source::AiAgent)
+                if self.ai_finishing.is_some_and(|by| now >= by) {
+                    self.finish_ai_sentence();
+                }
+                if self.ai_finishing.is_none()
+                    && !self
+                        .handoff
+                        .matrix()
+                        .hears(Listener::Caller, Source::AiAgent)
                 {
                     return; // the AI has been muted by the handoff
                 }
+                self.ai_speaking = true;
                 if let Err(e) = self.playout.push_audio(&bytes) {
                     self.emit(BridgeOutput::Timeline(TimelineKind::AudioDropped {
                         leg: Party::Caller,
@@ -375,11 +393,19 @@ impl CallBridge {
                 }
             }
             LegEvent::Mark(name) if *self.handoff.state() == HandoffState::Ai => {
+                self.ai_speaking = false;
                 self.playout.push_mark(name)
             }
+            LegEvent::Mark(name) if self.ai_finishing.is_some() => {
+                // The sentence in progress at the escalation has ended.
+                self.playout.push_mark(name);
+                self.finish_ai_sentence();
+            }
             LegEvent::Clear if *self.handoff.state() == HandoffState::Ai => {
+                self.ai_speaking = false;
                 self.flush(ClearedBy::Agent)
             }
+            LegEvent::Clear if self.ai_finishing.is_some() => self.finish_ai_sentence(),
             LegEvent::Mark(_)
             | LegEvent::Clear
             | LegEvent::SkipWhisper
@@ -448,8 +474,10 @@ impl CallBridge {
                 }
             }
             LegEvent::Hangup(_) if *self.handoff.state() != HandoffState::Ai => {
-                // The AI leaving after the escalation changes nothing for the caller.
+                // The AI leaving after the escalation changes nothing for the
+                // caller (a sentence it was finishing ends here).
                 self.agent = AgentState::Gone;
+                self.finish_ai_sentence();
             }
             LegEvent::Hangup(HangupCause::Normal) => {
                 self.agent = AgentState::Gone;
@@ -541,6 +569,9 @@ impl CallBridge {
             }
             return self.outputs.pop_front();
         }
+        if self.ai_finishing.is_some_and(|by| now >= by) {
+            self.finish_ai_sentence();
+        }
         self.handoff_poll(now);
         if let Some(out) = self.outputs.pop_front() {
             return Some(out);
@@ -572,6 +603,7 @@ impl CallBridge {
             self.agent_failure.as_ref().map(|(_, by)| *by),
             self.handoff.deadline(),
             self.consult_until,
+            self.ai_finishing,
         ]
         .into_iter()
         .flatten()
@@ -583,6 +615,7 @@ impl CallBridge {
     }
 
     fn flush(&mut self, by: ClearedBy) {
+        self.ai_speaking = false;
         let frames_dropped = self.playout.queued_frames();
         let marks = self.playout.clear();
         self.emit(BridgeOutput::ToCaller(LegCommand::Clear));
@@ -752,6 +785,84 @@ mod tests {
             assert_eq!(*leg, Party::HumanAgent, "{text}");
             assert!(!text.starts_with("human agent:"), "{text}");
         }
+    }
+
+    #[test]
+    fn the_ais_sentence_still_streaming_at_the_escalation_finishes_before_the_disclosure() {
+        let t = Instant::now();
+        let mut b = bridge();
+        b.handle_agent(LegEvent::Connected, t);
+        // The AI's line arrives in pieces; the decision lands between them.
+        b.handle_agent(LegEvent::Audio(vec![7; 160 * 10]), t);
+        b.escalate(
+            HandoffPrompts {
+                disclosure: Arc::from(vec![0x55u8; 160 * 3]),
+                callback: Arc::from(vec![0x66u8; 160]),
+                consult: None,
+            },
+            t,
+        );
+        let later = t + Duration::from_millis(50);
+        b.handle_agent(LegEvent::Audio(vec![8; 160 * 10]), later);
+        b.handle_agent(LegEvent::Mark("line-2".into()), later);
+        // Nothing from the AI after its sentence's end is queued.
+        b.handle_agent(LegEvent::Audio(vec![9; 160 * 5]), later);
+        let out = drain_over(&mut b, t, Duration::from_secs(2));
+        let fills: Vec<u8> = out
+            .iter()
+            .filter_map(|o| match o {
+                BridgeOutput::ToCaller(LegCommand::Audio(a)) => Some(a[0]),
+                _ => None,
+            })
+            .collect();
+        let heard = |f: u8| fills.iter().filter(|&&x| x == f).count();
+        assert_eq!(heard(7), 10, "{fills:?}");
+        assert_eq!(heard(8), 10, "the rest of the sentence plays: {fills:?}");
+        assert_eq!(
+            heard(9),
+            0,
+            "no new sentence after the escalation: {fills:?}"
+        );
+        let first_disclosure = fills.iter().position(|&x| x == 0x55);
+        let last_ai = fills.iter().rposition(|&x| x == 8);
+        assert!(
+            first_disclosure > last_ai,
+            "disclosure after the AI: {fills:?}"
+        );
+        assert_eq!(heard(0x55), 3, "{fills:?}");
+    }
+
+    #[test]
+    fn an_ai_sentence_that_never_ends_delays_the_disclosure_only_briefly() {
+        let t = Instant::now();
+        let mut b = bridge();
+        b.handle_agent(LegEvent::Connected, t);
+        b.handle_agent(LegEvent::Audio(vec![7; 160 * 2]), t);
+        b.escalate(
+            HandoffPrompts {
+                disclosure: Arc::from(vec![0x55u8; 160 * 3]),
+                callback: Arc::from(vec![0x66u8; 160]),
+                consult: None,
+            },
+            t,
+        );
+        // The AI keeps streaming and never sends its mark.
+        let mut out = Vec::new();
+        let mut now = t;
+        while now <= t + Duration::from_secs(8) {
+            b.handle_agent(LegEvent::Audio(vec![8; 160]), now);
+            out.extend(drain(&mut b, now));
+            now += FRAME;
+        }
+        let disclosure_at = out.iter().position(
+            |o| matches!(o, BridgeOutput::ToCaller(LegCommand::Audio(a)) if a[0] == 0x55),
+        );
+        assert!(disclosure_at.is_some(), "the disclosure plays");
+        let ai_after = out[disclosure_at.unwrap_or(0)..]
+            .iter()
+            .filter(|o| matches!(o, BridgeOutput::ToCaller(LegCommand::Audio(a)) if a[0] == 8))
+            .count();
+        assert_eq!(ai_after, 0, "the AI is cut at the bound, not after it");
     }
 
     #[test]

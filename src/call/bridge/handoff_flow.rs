@@ -374,7 +374,8 @@ impl CallBridge {
     /// Whether the caller hears hold audio now: waiting for a person, the
     /// agent's console away, or the agent holding them.
     pub(super) fn caller_hears_hold(&self) -> bool {
-        self.hold_on || self.human_away || self.agent_hold
+        // Never between the pieces of an AI sentence being finished.
+        (self.hold_on || self.human_away || self.agent_hold) && self.ai_finishing.is_none()
     }
 
     /// Turns a released human-playout item into an output; the whisper's end mark merges.
@@ -524,14 +525,45 @@ impl CallBridge {
         }
     }
 
+    /// The AI's sentence in progress at the escalation has ended (its mark, a
+    /// clear, its leg gone, the grace bound, or the handoff moving on): the
+    /// disclosure follows it, and nothing more from the AI is queued.
+    pub(super) fn finish_ai_sentence(&mut self) {
+        if self.ai_finishing.take().is_some() {
+            self.ai_speaking = false;
+            self.push_disclosure();
+        }
+    }
+
+    fn push_disclosure(&mut self) {
+        if let Some(p) = self.prompts.clone() {
+            self.push_prompt(&p.disclosure, GatewayMark::Disclosure, "disclosure");
+        }
+    }
+
     fn apply(&mut self, actions: Vec<HandoffAction>, now: Instant) {
         for action in actions {
+            if !matches!(
+                action,
+                HandoffAction::PlayDisclosure
+                    | HandoffAction::JoinQueue
+                    | HandoffAction::StartHold
+                    | HandoffAction::OfferNextAgent { .. }
+                    | HandoffAction::PlayWhisper { .. }
+            ) {
+                // Whatever changes the caller's audio comes after the disclosure.
+                self.finish_ai_sentence();
+            }
             match action {
                 HandoffAction::PlayDisclosure => {
-                    // The AI's sentence in progress finishes (no cut-off mid-word);
-                    // nothing more from the AI is queued, and the disclosure follows.
-                    if let Some(p) = self.prompts.clone() {
-                        self.push_prompt(&p.disclosure, GatewayMark::Disclosure, "disclosure");
+                    // The AI's sentence in progress finishes (no cut-off
+                    // mid-word), even if the rest of it is still arriving; no
+                    // new sentence from the AI is queued, and the disclosure
+                    // follows.
+                    if self.ai_speaking && self.agent == AgentState::Up {
+                        self.ai_finishing = Some(now + super::AI_SENTENCE_GRACE);
+                    } else {
+                        self.push_disclosure();
                     }
                 }
                 HandoffAction::JoinQueue => {
