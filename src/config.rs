@@ -454,6 +454,18 @@ pub struct RoutingSection {
     pub context_url_ttl_s: u64,
     /// Pass the caller's number as P-Asserted-Identity.
     pub assert_caller_id: bool,
+    /// What a caller nobody can take gets: a callback, or the AI agent back.
+    pub when_no_agent: NoAgentFallback,
+}
+
+/// `routing.when_no_agent`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoAgentFallback {
+    /// The caller is told they will be called back; the callback is saved.
+    Callback,
+    /// The caller goes back to the AI agent, told `no_agent` (once per call).
+    Ai,
 }
 
 /// `[prompts]`.

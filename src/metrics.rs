@@ -96,6 +96,7 @@ pub struct Metrics {
     rtp_lost: Mutex<BTreeMap<&'static str, u64>>,
     rtp_jitter: Mutex<BTreeMap<&'static str, Histogram>>,
     peer_drops: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    returns_to_ai: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Default for Metrics {
@@ -109,6 +110,7 @@ impl Default for Metrics {
             rtp_lost: Mutex::default(),
             rtp_jitter: Mutex::default(),
             peer_drops: Mutex::default(),
+            returns_to_ai: Mutex::default(),
         }
     }
 }
@@ -147,6 +149,11 @@ impl Metrics {
         *lock(&self.escalations)
             .entry((trigger.to_string(), urgency.to_string()))
             .or_default() += 1;
+    }
+
+    /// Counts a caller going back to the AI agent (`outcome`: completed, no_agent).
+    pub fn returned_to_ai(&self, outcome: &'static str) {
+        *lock(&self.returns_to_ai).entry(outcome).or_default() += 1;
     }
 
     /// Records how long a handoff stage took.
@@ -264,6 +271,18 @@ impl Metrics {
                 "warmline_escalations_total{{trigger=\"{}\",urgency=\"{}\"}} {n}",
                 escape(trigger),
                 escape(urgency)
+            );
+        }
+        head(
+            &mut out,
+            "warmline_returns_to_ai_total",
+            "counter",
+            "Callers given back to the AI agent after a handoff, by outcome.",
+        );
+        for (outcome, n) in lock(&self.returns_to_ai).iter() {
+            let _ = writeln!(
+                out,
+                "warmline_returns_to_ai_total{{outcome=\"{outcome}\"}} {n}"
             );
         }
         head(

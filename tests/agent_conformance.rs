@@ -180,6 +180,49 @@ async fn tolerates_dtmf_and_echoed_marks_and_keeps_the_socket_open() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tolerates_handoff_results_and_supervisor_hints_and_still_answers() {
+    let mut writer = ProviderWriter::new("MZconformance");
+    let (mut ws, _agent) = open_call(&mut writer).await;
+    let result = warmline::domain::HandoffResult {
+        outcome: warmline::domain::HandoffOutcome::Completed,
+        agent: Some("alex".into()),
+        note: Some("Refund issued; run the survey.".into()),
+        conversation: vec![warmline::domain::Turn {
+            role: warmline::domain::Role::User,
+            content: "My order hasn't arrived.".into(),
+            confidence: None,
+        }],
+    };
+    let hint = warmline::domain::SupervisorHint {
+        from: "sam".into(),
+        text: "Offer the goodwill credit.".into(),
+    };
+    // Whatever the agent says on its own (a greeting) first.
+    let _ = talk_and_listen(&mut ws, &mut writer, &[], Duration::from_secs(1)).await;
+    for text in [
+        writer.handoff_result(&result),
+        writer.supervisor_hint(&hint),
+    ] {
+        ws.send(Message::Text(text.into())).await.expect("send");
+    }
+    let got = talk_and_listen(&mut ws, &mut writer, &utterance(), Duration::from_secs(8)).await;
+    assert!(
+        !got.iter().any(|m| matches!(m, Message::Close(_))),
+        "the agent closed the call on a handoff_result or a supervisor_hint"
+    );
+    let spoke = got.iter().any(|m| {
+        matches!(m, Message::Text(t) if matches!(
+            media_streams::parse(t, 1 << 20),
+            Ok(StreamMessage::Media { .. })
+        ))
+    });
+    assert!(
+        spoke,
+        "the agent stopped answering after the extension events"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closes_the_socket_after_stop() {
     let mut writer = ProviderWriter::new("MZconformance");
     let (mut ws, _agent) = open_call(&mut writer).await;

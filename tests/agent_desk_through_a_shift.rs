@@ -817,6 +817,23 @@ async fn a_supervisor_sees_live_ai_calls_and_takes_one_over() {
         "the AI's confidence per turn: {board}"
     );
     browser.screenshot("desk-10-supervision-board").await;
+    // Coaching first: a text hint reaches the AI agent, never the caller.
+    browser
+        .js("document.querySelectorAll('#board button')[1].click(); return true;")
+        .await;
+    browser
+        .js("document.getElementById('hint-text').value = 'Offer the goodwill credit.'; document.querySelector('#hint-form button').click(); return true;")
+        .await;
+    browser
+        .wait_for(
+            "document.getElementById('announce').textContent.startsWith('Hint sent')",
+            Duration::from_secs(5),
+            "the hint confirmed",
+        )
+        .await;
+    browser
+        .screenshot("desk-10b-supervisor-coaches-the-ai")
+        .await;
     browser
         .js("document.querySelector('#board button').click(); return true;")
         .await;
@@ -845,6 +862,26 @@ async fn a_supervisor_sees_live_ai_calls_and_takes_one_over() {
         requested.as_deref(),
         Some("supervisor sam took the call over"),
         "the take-over is on the timeline with the supervisor's id"
+    );
+    let hinted = t.events.iter().find_map(|e| match &e.kind {
+        warmline::call::timeline::TimelineKind::SupervisorHint { supervisor, text } => {
+            Some((supervisor.clone(), text.clone()))
+        }
+        _ => None,
+    });
+    assert_eq!(
+        hinted,
+        Some(("sam".to_string(), "Offer the goodwill credit.".to_string())),
+        "the coaching is on the timeline with the supervisor's id"
+    );
+    let sessions = ai.wait_sessions(1, Duration::from_secs(5)).await;
+    assert_eq!(
+        sessions[0].hints,
+        vec![warmline::domain::SupervisorHint {
+            from: "sam".into(),
+            text: "Offer the goodwill credit.".into()
+        }],
+        "the AI agent got the hint"
     );
     let ann = ann.await.unwrap().unwrap();
     assert!(ann.offers.is_empty(), "Ann was never offered the call");

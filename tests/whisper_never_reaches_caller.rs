@@ -50,6 +50,7 @@ async fn the_caller_never_hears_a_whisper_sample_and_the_agent_hears_it_all_then
         drop_after: None,
         say: agent_voice.clone(),
         hang_up_after: Some(Duration::from_millis(500)),
+        return_to_ai: None,
         max_duration: Duration::from_secs(60),
         wrapup: None,
     }));

@@ -70,6 +70,22 @@ fn every_message_warmline_writes_to_a_provider_or_an_ai_agent_is_unchanged() {
         content: "One moment.".into(),
         confidence: Some(0.75),
     }));
+    // Extensions warmline sends an AI agent (added after the lines above).
+    let mut provider = ProviderWriter::new("MZ-golden");
+    out.push(provider.handoff_result(&warmline::domain::HandoffResult {
+        outcome: warmline::domain::HandoffOutcome::Completed,
+        agent: Some("alex".into()),
+        note: Some("Run the survey.".into()),
+        conversation: vec![Turn {
+            role: Role::User,
+            content: "Where is my order?".into(),
+            confidence: None,
+        }],
+    }));
+    out.push(provider.supervisor_hint(&warmline::domain::SupervisorHint {
+        from: "sam".into(),
+        text: "Offer the credit.".into(),
+    }));
     let mut text = out.join("\n");
     text.push('\n');
     check("media_streams_out.jsonl", &text);

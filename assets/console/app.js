@@ -389,6 +389,11 @@ function onEvent(msg) {
     case "calls":
       showBoard(msg.calls || []);
       break;
+    case "hint_sent":
+      $("hint-text").value = "";
+      $("hint-form").hidden = true;
+      $("announce").textContent = "Hint sent to the AI on call " + String(msg.callId).slice(-8) + ".";
+      break;
     case "taking_over":
       $("idle-text").textContent = "Taking the call over: the caller is told a person is coming, and the call rings you next.";
       break;
@@ -585,7 +590,16 @@ function showBoard(calls) {
       b.textContent = "Take over";
       b.setAttribute("aria-label", `Take over call ${c.callId.slice(-8)}`);
       b.addEventListener("click", () => send({ event: "take_over", callId: c.callId }));
-      action.append(b);
+      const h = document.createElement("button");
+      h.textContent = "Coach";
+      h.setAttribute("aria-label", `Coach the AI on call ${c.callId.slice(-8)}`);
+      h.addEventListener("click", () => {
+        state.hintCall = c.callId;
+        $("hint-call").textContent = c.callId.slice(-8);
+        $("hint-form").hidden = false;
+        $("hint-text").focus();
+      });
+      action.append(b, " ", h);
     }
     return tr;
   }));
@@ -691,6 +705,18 @@ $("transfer").addEventListener("click", () => {
   if (state.phase !== "in-call") return showError("You can transfer once the caller is connected.");
   state.transferredTo = to;
   send({ event: "transfer", agent: to });
+});
+$("hint-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const text = $("hint-text").value.trim();
+  if (!state.hintCall || !text) return;
+  send({ event: "hint", callId: state.hintCall, text });
+});
+$("return-to-ai").addEventListener("click", () => {
+  if (state.phase !== "in-call") return showError("You can hand the caller back once they are connected.");
+  const note = $("ai-note").value.trim();
+  send(note ? { event: "return_to_ai", note } : { event: "return_to_ai" });
+  $("ai-note").value = "";
 });
 $("hangup").addEventListener("click", () => {
   if (state.phase === "whisper" && !window.confirm("The caller has not heard you yet. Hang up anyway?")) return;

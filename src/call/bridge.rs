@@ -53,6 +53,9 @@ pub struct BridgeConfig {
     pub handoff: HandoffTimers,
     /// Personal data replaced in the agent's text as it enters the call.
     pub redactor: std::sync::Arc<crate::util::pii::Redactor>,
+    /// When nobody can take the call, the caller goes back to the AI agent
+    /// (told `no_agent`) instead of a callback, once per call.
+    pub no_agent_to_ai: bool,
 }
 
 impl Default for BridgeConfig {
@@ -66,6 +69,7 @@ impl Default for BridgeConfig {
             end_mark_grace: Duration::from_secs(2),
             handoff: HandoffTimers::default(),
             redactor: std::sync::Arc::new(crate::util::pii::Redactor::off()),
+            no_agent_to_ai: false,
         }
     }
 }
@@ -73,6 +77,15 @@ impl Default for BridgeConfig {
 /// What the bridge asks its driver to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BridgeOutput {
+    /// The caller is back with the AI agent: the queue and any offer are left,
+    /// and, when `redial`, the AI agent's leg (closed at the merge) is dialled
+    /// again (a `ToAgent` for the new leg follows).
+    ReturnedToAi {
+        /// The AI leg must be dialled again.
+        redial: bool,
+        /// How the handoff ended.
+        outcome: crate::domain::HandoffOutcome,
+    },
     /// Send to the caller's leg.
     ToCaller(LegCommand),
     /// Send to the AI agent's leg.
@@ -170,6 +183,11 @@ pub struct CallBridge {
     /// The call was escalated mid-sentence: the AI's sentence keeps streaming
     /// to the caller until its end mark (or this bound), then the disclosure.
     ai_finishing: Option<Instant>,
+    /// The result the AI agent is told when the caller goes back to it.
+    returning: Option<crate::domain::HandoffResult>,
+    /// The caller already went back to the AI once because nobody could take
+    /// the call: a second "nobody" ends in a callback, not a loop.
+    returned_for_no_agent: bool,
     /// Voice activity on the human agent's leg, for "merge → first words".
     human_vad: EnergyVad,
     /// When the legs merged, until the human agent's first words are heard.
@@ -212,6 +230,8 @@ impl CallBridge {
             callback_reason: None,
             ai_speaking: false,
             ai_finishing: None,
+            returning: None,
+            returned_for_no_agent: false,
             human_vad: EnergyVad::new(config.vad),
             awaiting_first_words: None,
             config,
@@ -340,6 +360,7 @@ impl CallBridge {
             | LegEvent::Hold
             | LegEvent::Resume
             | LegEvent::Transfer(_)
+            | LegEvent::ReturnToAi(_)
             | LegEvent::Turn(_)
             | LegEvent::Escalate(_)
             | LegEvent::Tool(_)
@@ -413,7 +434,8 @@ impl CallBridge {
             | LegEvent::Reattached
             | LegEvent::Hold
             | LegEvent::Resume
-            | LegEvent::Transfer(_) => {}
+            | LegEvent::Transfer(_)
+            | LegEvent::ReturnToAi(_) => {}
             LegEvent::Turn(mut turn) => {
                 let spoken_choice =
                     turn.role == Role::User && *self.handoff.state() != HandoffState::Ai;
@@ -978,6 +1000,75 @@ mod tests {
         b.agent_answered("desk".into(), t);
         let out = drain_over(&mut b, t, Duration::from_secs(1));
         (b, out)
+    }
+
+    #[test]
+    fn a_person_done_with_the_caller_hands_them_back_to_an_ai_dialled_again() {
+        let t = Instant::now();
+        let (mut b, _) = consulting(None, t);
+        // Merged (no consult): the AI leg was closed.
+        assert!(matches!(b.handoff_state(), HandoffState::Merged { .. }));
+        // Mid-call the person speaks; then hands the caller back.
+        b.handle_human(LegEvent::Audio(vec![0x44; 160]), t + Duration::from_secs(1));
+        let at = t + Duration::from_secs(2);
+        b.handle_human(LegEvent::ReturnToAi(Some("run the survey".into())), at);
+        let out = drain(&mut b, at);
+        assert!(
+            out.contains(&BridgeOutput::ToHuman(LegCommand::Hangup)),
+            "{out:?}"
+        );
+        assert!(
+            out.contains(&BridgeOutput::Routing(RoutingRequest::Release {
+                agent: "desk".into()
+            }))
+        );
+        let redial = out.iter().position(|o| {
+            matches!(
+                o,
+                BridgeOutput::ReturnedToAi {
+                    redial: true,
+                    outcome: crate::domain::HandoffOutcome::Completed
+                }
+            )
+        });
+        let told = out.iter().position(|o| {
+            matches!(o, BridgeOutput::ToAgent(LegCommand::HandoffResult(r))
+                if r.note.as_deref() == Some("run the survey") && r.agent.as_deref() == Some("desk"))
+        });
+        assert!(
+            redial.is_some() && told > redial,
+            "dial, then tell: {out:?}"
+        );
+        assert_eq!(*b.handoff_state(), HandoffState::Ai);
+        // The new AI leg connects and speaks: the caller hears it; the person no more.
+        b.handle_agent(LegEvent::Connected, at);
+        b.handle_agent(LegEvent::Audio(vec![0x66; 160 * 3]), at);
+        b.handle_human(LegEvent::Audio(vec![0x44; 160]), at);
+        let later = drain_over(&mut b, at, Duration::from_millis(200));
+        assert_eq!(caller_bytes(&later, 0x66), 480, "{later:?}");
+        assert_eq!(caller_bytes(&later, 0x44), 0);
+        // And the AI may escalate again.
+        b.escalate(
+            HandoffPrompts {
+                disclosure: Arc::from(vec![0x31u8; 160]),
+                callback: Arc::from(vec![0x32u8; 160]),
+                consult: None,
+            },
+            at + Duration::from_secs(1),
+        );
+        assert_eq!(*b.handoff_state(), HandoffState::Escalating);
+    }
+
+    #[test]
+    fn a_person_deciding_after_the_whisper_cannot_be_bypassed_by_a_return_to_the_ai() {
+        let t = Instant::now();
+        let (mut b, _) = consulting(Some(Duration::from_secs(5)), t);
+        assert!(matches!(b.handoff_state(), HandoffState::Whispering { .. }));
+        assert!(!b.return_to_ai(None, t + Duration::from_secs(1)));
+        assert!(matches!(b.handoff_state(), HandoffState::Whispering { .. }));
+        let mut fresh = bridge();
+        fresh.handle_agent(LegEvent::Connected, t);
+        assert!(!fresh.return_to_ai(None, t), "already with the AI");
     }
 
     #[test]

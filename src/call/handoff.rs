@@ -8,6 +8,8 @@
 //!                    │                                                       accepted
 //!                    ▼                                                        ▼
 //!                 (caller hangs up in any state) ──────────► Ended ◄── Merged ◄─whisper done/skip── Whispering
+//!
+//! Merged, Escalating, Queued, Ringing ─return to AI─► Ai (the AI is told the outcome)
 //! ```
 //!
 //! Each state yields a [`RoutingMatrix`]: who hears which source. In every state
@@ -83,6 +85,9 @@ pub enum HandoffInput {
     NoAgent,
     /// The callback prompt finished playing.
     CallbackPlayed,
+    /// The caller goes back to the AI agent (the person is done, or nobody
+    /// could take the call).
+    ReturnToAi,
     /// The caller hung up.
     CallerGone,
 }
@@ -120,6 +125,9 @@ pub enum HandoffAction {
     },
     /// Tell the caller they will be called back, and save the callback.
     OfferCallback,
+    /// Give the caller back to the AI agent (dialled again if its leg closed)
+    /// and tell it how the handoff ended.
+    ResumeAi,
     /// End the call.
     End,
 }
@@ -290,6 +298,11 @@ impl Handoff {
                 (S::Callback, vec![A::OfferCallback])
             }
             (S::Callback, I::CallbackPlayed) => (S::Ended, vec![A::End]),
+            // A person done with the call, or nobody to take it: back to the
+            // AI (never from the whisper: that person is deciding).
+            (S::Merged { .. } | S::Escalating | S::Queued | S::Ringing { .. }, I::ReturnToAi) => {
+                (S::Ai, vec![A::ResumeAi])
+            }
             (state, _) => (state.clone(), vec![]),
         };
         self.state = next;
@@ -385,6 +398,35 @@ mod tests {
             !merged.hears(Listener::Caller, Source::AiAgent)
                 && !merged.hears(Listener::AiAgent, Source::Caller)
         );
+    }
+
+    #[test]
+    fn a_caller_goes_back_to_the_ai_from_a_person_or_the_queue_but_never_mid_whisper() {
+        let t = Instant::now();
+        for state in all_states(t) {
+            let mut h = Handoff::new(HandoffTimers::default());
+            h.state = state.clone();
+            let actions = h.handle(I::ReturnToAi, t);
+            let back = matches!(
+                state,
+                HandoffState::Merged { .. }
+                    | HandoffState::Escalating
+                    | HandoffState::Queued
+                    | HandoffState::Ringing { .. }
+            );
+            if back {
+                assert_eq!(actions, vec![A::ResumeAi], "{state:?}");
+                assert_eq!(*h.state(), HandoffState::Ai, "{state:?}");
+                // And the AI may escalate the call again later.
+                assert_eq!(
+                    h.handle(I::Escalate, t),
+                    vec![A::PlayDisclosure, A::JoinQueue]
+                );
+            } else {
+                assert!(actions.is_empty(), "{state:?}");
+                assert_eq!(*h.state(), state);
+            }
+        }
     }
 
     #[test]

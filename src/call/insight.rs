@@ -144,6 +144,10 @@ impl Insight {
                 | TimelineKind::AgentLost { .. }
                 | TimelineKind::AgentUnreachable { .. }
                 | TimelineKind::CallEnded { .. }
+                | TimelineKind::HandoffStep {
+                    step: crate::domain::HandoffStep::ReturnedToAi,
+                    ..
+                }
         );
         if relevant
             && self
@@ -377,6 +381,12 @@ impl Worker {
             TimelineKind::AgentUnreachable { error } | TimelineKind::AgentLost { error } => self
                 .monitor
                 .observe(MonitorInput::AgentFailed(error), since_start),
+            TimelineKind::HandoffStep { .. } => {
+                // Only `returned_to_ai` is passed on: the caller is back with
+                // the AI, and a later escalation starts afresh.
+                self.monitor.resume_after_handoff();
+                Default::default()
+            }
             TimelineKind::CallEnded { reason } => {
                 self.shared.store.write(Write::CallEnded {
                     id: self.call_id.clone(),

@@ -13,6 +13,28 @@ pub const FINISHED_KEPT: usize = 256;
 /// How many bytes of finished calls' timelines are kept in memory by default.
 pub const FINISHED_BYTES: usize = 64 << 20;
 
+/// Why a supervisor's hint could not go to a call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HintError {
+    /// The hint is empty.
+    #[error("a hint needs some text")]
+    Empty,
+    /// No such call in progress.
+    #[error("no live call {0}")]
+    NoCall(String),
+    /// The caller is not with the AI agent (waiting, with a person, callback).
+    #[error("call {call} is not with the AI agent (stage {stage})")]
+    NotWithAi {
+        /// The call.
+        call: String,
+        /// Where its caller is.
+        stage: &'static str,
+    },
+    /// The call's control queue is full or it is ending.
+    #[error("{0}")]
+    Busy(String),
+}
+
 /// Where the caller is, in their words (the browser caller page shows it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -50,6 +72,7 @@ impl CallerStage {
             S::Merged | S::AgentReattached | S::CallerResumed => Some(CallerStage::WithPerson),
             S::Transferred => Some(CallerStage::Waiting),
             S::NoAgent | S::CallerChoseCallback | S::CallbackSaved => Some(CallerStage::Callback),
+            S::ReturnedToAi => Some(CallerStage::Assistant),
             S::Disclosure
             | S::Summary
             | S::WhisperSkipped
@@ -105,7 +128,8 @@ struct Live {
 const BOARD_POINTS: usize = 20;
 
 impl CallerStage {
-    fn wire(self) -> &'static str {
+    /// The wire name (`assistant`, `waiting`, …).
+    pub fn wire(self) -> &'static str {
         match self {
             CallerStage::Assistant => "assistant",
             CallerStage::Waiting => "waiting",
@@ -239,6 +263,39 @@ impl CallRegistry {
         if let Some(live) = self.lock().live_entry(call_id) {
             live.control = Some(control);
         }
+    }
+
+    /// Where the caller of a call in progress is, if it is in progress.
+    pub fn stage(&self, call_id: &str) -> Option<CallerStage> {
+        self.lock().active.get(call_id).map(|c| c.stage)
+    }
+
+    /// Passes a supervisor's hint to a live call's AI agent (trimmed, at most
+    /// [`crate::domain::supervision::MAX_HINT_CHARS`] characters kept).
+    pub fn hint(&self, call_id: &str, supervisor: &str, text: &str) -> Result<(), HintError> {
+        let text: String = text
+            .trim()
+            .chars()
+            .take(crate::domain::supervision::MAX_HINT_CHARS)
+            .collect();
+        if text.is_empty() {
+            return Err(HintError::Empty);
+        }
+        match self.stage(call_id) {
+            None => return Err(HintError::NoCall(call_id.to_string())),
+            Some(CallerStage::Assistant) => {}
+            Some(stage) => {
+                return Err(HintError::NotWithAi {
+                    call: call_id.to_string(),
+                    stage: stage.wire(),
+                });
+            }
+        }
+        let request = crate::domain::CallControl::Hint {
+            supervisor: supervisor.to_string(),
+            text,
+        };
+        self.control(call_id, request).map_err(HintError::Busy)
     }
 
     /// Passes a supervisor's request to a live call.

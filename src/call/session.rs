@@ -62,32 +62,7 @@ async fn drive(
             stream_sid: setup.stream_sid.clone(),
         },
     );
-    // The agent protocol: the call's own choice, else the configured default.
-    let adapter = match setup
-        .start
-        .custom_parameters
-        .get("agent")
-        .map(String::as_str)
-    {
-        Some(a @ ("native" | "realtime")) => a,
-        Some(other) => {
-            tracing::warn!(requested = %other, "unknown customParameters.agent; using agent.adapter");
-            config.agent.adapter.as_str()
-        }
-        None => config.agent.adapter.as_str(),
-    };
-    let (agent_tx, mut agent_rx) = if adapter == "realtime" {
-        let rt = crate::legs::realtime::RealtimeConfig::from_config(config);
-        tracing::info!(call_sid = %setup.start.call_sid, agent = %rt.dial_url(), adapter, "call started");
-        crate::legs::realtime::spawn(rt)
-    } else {
-        tracing::info!(call_sid = %setup.start.call_sid, agent = %config.agent.url, adapter, "call started");
-        agent::spawn(
-            AgentLegConfig::from_config(config),
-            setup.start.clone(),
-            setup.stream_sid.clone(),
-        )
-    };
+    let (mut agent_tx, mut agent_rx) = dial_agent(config, &setup);
     let record_dir = config.recording.dir.join(&setup.call_id);
     let mut recorder = config
         .recording
@@ -139,6 +114,32 @@ async fn drive(
                                 },
                             );
                         }
+                    }
+                }
+                BridgeOutput::ReturnedToAi { redial, outcome } => {
+                    tracing::info!(
+                        redial,
+                        outcome = outcome.as_str(),
+                        "the caller is back with the AI agent"
+                    );
+                    shared
+                        .routing
+                        .leave(&setup.call_id, crate::routing::WithdrawReason::ReturnedToAi);
+                    shared.registry.set_human_agent(&setup.call_id, None);
+                    shared.metrics.returned_to_ai(outcome.as_str());
+                    handoff.back_to_ai();
+                    if redial {
+                        (agent_tx, agent_rx) = dial_agent(config, &setup);
+                        agent_open = true;
+                    }
+                }
+                BridgeOutput::ToAgent(LegCommand::HandoffResult(mut result)) => {
+                    result.conversation = conversation(&timeline);
+                    if agent_tx
+                        .try_send(LegCommand::HandoffResult(result))
+                        .is_err()
+                    {
+                        tracing::warn!("the AI agent could not be told the handoff result");
                     }
                 }
                 BridgeOutput::ToAgent(cmd) => {
@@ -318,26 +319,39 @@ async fn drive(
                 });
                 bridge.handle_human(event, Instant::now());
             }
-            Some(request) = control_rx.recv() => {
-                let crate::domain::CallControl::TakeOver { supervisor } = request;
-                if handoff.escalation.is_none() && handoff.reserved_for.is_none() {
-                    tracing::info!(%supervisor, "a supervisor takes the call over");
-                    handoff.reserved_for = Some(supervisor.clone());
-                    // As if the AI agent asked for a person: the monitor decides
-                    // (policy, elevated), the caller is told, and the call is
-                    // queued for this supervisor only.
-                    let kind = TimelineKind::EscalationRequested {
-                        trigger: crate::domain::Trigger::Policy,
-                        description: format!("supervisor {supervisor} took the call over"),
-                        urgency: crate::domain::Urgency::Elevated,
-                    };
-                    let at = Instant::now();
-                    insight.observe(at, &kind);
-                    timeline.push(at, kind);
-                } else {
-                    tracing::info!(%supervisor, "take-over ignored: the call is already with the handoff");
+            Some(request) = control_rx.recv() => match request {
+                crate::domain::CallControl::Hint { supervisor, text } => {
+                    if !bridge.supervisor_hint(supervisor.clone(), text) {
+                        tracing::info!(%supervisor, "hint dropped: the caller is not with the AI agent");
+                    }
                 }
-            }
+                crate::domain::CallControl::ReturnToAi { by, note } => {
+                    if bridge.return_to_ai(note, Instant::now()) {
+                        tracing::info!(%by, "returned the caller to the AI agent");
+                    } else {
+                        tracing::info!(%by, "return to the AI ignored: the call is not with a person or waiting for one");
+                    }
+                }
+                crate::domain::CallControl::TakeOver { supervisor } => {
+                    if handoff.escalation.is_none() && handoff.reserved_for.is_none() {
+                        tracing::info!(%supervisor, "a supervisor takes the call over");
+                        handoff.reserved_for = Some(supervisor.clone());
+                        // As if the AI agent asked for a person: the monitor decides
+                        // (policy, elevated), the caller is told, and the call is
+                        // queued for this supervisor only.
+                        let kind = TimelineKind::EscalationRequested {
+                            trigger: crate::domain::Trigger::Policy,
+                            description: format!("supervisor {supervisor} took the call over"),
+                            urgency: crate::domain::Urgency::Elevated,
+                        };
+                        let at = Instant::now();
+                        insight.observe(at, &kind);
+                        timeline.push(at, kind);
+                    } else {
+                        tracing::info!(%supervisor, "take-over ignored: the call is already with the handoff");
+                    }
+                }
+            },
             changed = closing.changed(), if !closing_heard => {
                 closing_heard = true;
                 if changed.is_ok() && *closing.borrow() {
@@ -376,6 +390,60 @@ async fn drive(
         }
     }
     shared.registry.finish(timeline);
+}
+
+/// Dials the AI agent for the call (again, when the caller comes back to it
+/// after a person): the call's own choice of protocol, else the configured one.
+fn dial_agent(
+    config: &crate::config::Config,
+    setup: &CallSetup,
+) -> (mpsc::Sender<LegCommand>, mpsc::Receiver<LegEvent>) {
+    let adapter = match setup
+        .start
+        .custom_parameters
+        .get("agent")
+        .map(String::as_str)
+    {
+        Some(a @ ("native" | "realtime")) => a,
+        Some(other) => {
+            tracing::warn!(requested = %other, "unknown customParameters.agent; using agent.adapter");
+            config.agent.adapter.as_str()
+        }
+        None => config.agent.adapter.as_str(),
+    };
+    if adapter == "realtime" {
+        let rt = crate::legs::realtime::RealtimeConfig::from_config(config);
+        tracing::info!(call_sid = %setup.start.call_sid, agent = %rt.dial_url(), adapter, "dialling the AI agent");
+        crate::legs::realtime::spawn(rt)
+    } else {
+        tracing::info!(call_sid = %setup.start.call_sid, agent = %config.agent.url, adapter, "dialling the AI agent");
+        agent::spawn(
+            AgentLegConfig::from_config(config),
+            setup.start.clone(),
+            setup.stream_sid.clone(),
+        )
+    }
+}
+
+/// The conversation so far, from the timeline (already redacted), for an AI
+/// agent the caller comes back to.
+fn conversation(timeline: &Timeline) -> Vec<crate::domain::Turn> {
+    timeline
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            TimelineKind::Turn {
+                role,
+                content,
+                confidence,
+            } => Some(crate::domain::Turn {
+                role: *role,
+                content: content.clone(),
+                confidence: *confidence,
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Files the handoff's quality figures as they happen.
@@ -528,6 +596,18 @@ impl HandoffLinks {
             Some((u, c, _)) => (*u, Arc::clone(c)),
             None => (Default::default(), Arc::default()),
         }
+    }
+
+    /// The caller is back with the AI: a later escalation starts afresh.
+    fn back_to_ai(&mut self) {
+        self.escalation = None;
+        self.human_tx = None;
+        self.human_rx = None;
+        self.answered_at = None;
+        self.whisper_seconds = None;
+        self.tried.clear();
+        self.reserved_for = None;
+        self.last_step = None;
     }
 
     /// Puts the call in the queue for its skill, never for the agents tried
@@ -766,6 +846,7 @@ fn bridge_config(
             media_speed: config.server.max_media_speed.max(1.0),
             marks_in_flight: config.server.max_marks_in_flight,
         },
+        no_agent_to_ai: config.routing.when_no_agent == crate::config::NoAgentFallback::Ai,
         ..Default::default()
     }
 }

@@ -208,6 +208,13 @@ pub enum TimelineKind {
         /// The error.
         error: String,
     },
+    /// A supervisor sent the AI agent a text hint (`supervisor_hint`).
+    SupervisorHint {
+        /// The supervisor's agent id.
+        supervisor: String,
+        /// The hint.
+        text: String,
+    },
     /// The call is over.
     CallEnded {
         /// Why.

@@ -59,6 +59,12 @@ pub enum Control {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         skill: Option<String>,
     },
+    /// The agent gives the caller back to the AI agent, with a note for it.
+    ReturnToAi {
+        /// The note.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
 }
 
 impl Control {
@@ -80,6 +86,7 @@ impl Control {
                 agent: None,
                 skill: Some(s.clone()),
             },
+            LegEvent::ReturnToAi(note) => Control::ReturnToAi { note: note.clone() },
             LegEvent::Hangup(HangupCause::Normal) => Control::Hangup,
             LegEvent::Hangup(other) => Control::Lost {
                 reason: other.lost_because().unwrap_or_default(),
@@ -100,6 +107,7 @@ impl Control {
             Control::Hold => LegEvent::Hold,
             Control::Resume => LegEvent::Resume,
             Control::Lost { reason } => LegEvent::Hangup(HangupCause::Lost(reason)),
+            Control::ReturnToAi { note } => LegEvent::ReturnToAi(note),
             Control::Transfer {
                 agent: Some(a),
                 skill: None,
@@ -274,7 +282,7 @@ pub async fn serve(mut socket: WebSocket, shared: Arc<Shared>, call_id: String, 
                 let out = match cmd {
                     Some(LegCommand::Audio(bytes)) => AxMessage::Binary(bytes.into()),
                     Some(LegCommand::Mark(name)) => control_ax(&Control::Mark { name }),
-                    Some(LegCommand::Clear | LegCommand::Dtmf(_)) => continue,
+                    Some(LegCommand::Clear | LegCommand::Dtmf(_) | LegCommand::HandoffResult(_) | LegCommand::Hint(_)) => continue,
                     Some(LegCommand::Hangup) | None => {
                         let _ = socket.send(control_ax(&Control::Hangup)).await;
                         break;
@@ -333,6 +341,8 @@ mod tests {
             LegEvent::Resume,
             LegEvent::Transfer(TransferTarget::Agent("bob".into())),
             LegEvent::Transfer(TransferTarget::Skill("billing".into())),
+            LegEvent::ReturnToAi(Some("survey please".into())),
+            LegEvent::ReturnToAi(None),
             LegEvent::Hangup(HangupCause::Normal),
             LegEvent::Hangup(HangupCause::Lost("console gone".into())),
         ] {

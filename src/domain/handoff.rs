@@ -62,6 +62,9 @@ pub enum HandoffStep {
     CallerChoseCallback,
     /// A callback was saved.
     CallbackSaved,
+    /// The caller is back with the AI agent (detail: the outcome and note it
+    /// was told in `handoff_result`).
+    ReturnedToAi,
 }
 
 impl HandoffStep {
@@ -95,6 +98,58 @@ impl HandoffStep {
             HandoffStep::CallerWaits => "caller_waits",
             HandoffStep::CallerChoseCallback => "caller_chose_callback",
             HandoffStep::CallbackSaved => "callback_saved",
+            HandoffStep::ReturnedToAi => "returned_to_ai",
+        }
+    }
+}
+
+/// How a handoff ended for a caller who goes back to the AI agent (the
+/// `handoff_result` extension event's `outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HandoffOutcome {
+    /// A person took the call and handed it back when done (a survey, a
+    /// payment, closing questions).
+    Completed,
+    /// Nobody could take the call (none online, after hours, every
+    /// destination declined or did not answer).
+    NoAgent,
+}
+
+impl HandoffOutcome {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandoffOutcome::Completed => "completed",
+            HandoffOutcome::NoAgent => "no_agent",
+        }
+    }
+}
+
+/// What the AI agent is told when the caller comes back to it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HandoffResult {
+    /// How the handoff ended.
+    pub outcome: HandoffOutcome,
+    /// The person who had the call, if one did.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub agent: Option<String>,
+    /// What the person (or the gateway) wants the AI to know.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub note: Option<String>,
+    /// The conversation so far, oldest first (redacted like the transcript),
+    /// so that an AI agent dialled again can carry on.
+    #[serde(default)]
+    pub conversation: Vec<super::Turn>,
+}
+
+impl HandoffResult {
+    /// The timeline detail: outcome, and the note when there is one.
+    pub fn detail(&self) -> String {
+        match &self.note {
+            Some(note) => format!("{}: {note}", self.outcome.as_str()),
+            None => self.outcome.as_str().to_string(),
         }
     }
 }
@@ -158,6 +213,7 @@ mod tests {
             CallerWaits,
             CallerChoseCallback,
             CallbackSaved,
+            ReturnedToAi,
         ] {
             let json = serde_json::to_string(&step).unwrap_or_default();
             assert_eq!(json, format!("\"{}\"", step.as_str()));

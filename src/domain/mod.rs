@@ -16,7 +16,7 @@ pub mod supervision;
 
 pub use conversation::{Role, ToolUse, Turn};
 pub use escalation::{EscalationRequest, Trigger, Urgency};
-pub use handoff::{HandoffStep, TransferTarget};
+pub use handoff::{HandoffOutcome, HandoffResult, HandoffStep, TransferTarget};
 pub use marks::GatewayMark;
 pub use party::Party;
-pub use supervision::{CallControl, LiveCallView};
+pub use supervision::{CallControl, LiveCallView, SupervisorHint};

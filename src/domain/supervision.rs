@@ -5,6 +5,19 @@
 use super::Role;
 use serde::Serialize;
 
+/// Most characters of a supervisor's hint to the AI agent.
+pub const MAX_HINT_CHARS: usize = 500;
+
+/// A supervisor's hint as the AI agent gets it (the `supervisor_hint`
+/// extension event's body).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SupervisorHint {
+    /// The supervisor's agent id.
+    pub from: String,
+    /// What they suggest.
+    pub text: String,
+}
+
 /// What a supervisor may ask of a live call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallControl {
@@ -12,6 +25,22 @@ pub enum CallControl {
     TakeOver {
         /// The supervisor's agent id.
         supervisor: String,
+    },
+    /// Coach the AI agent: a text hint it gets as `supervisor_hint` (never
+    /// heard by the caller).
+    Hint {
+        /// The supervisor's agent id.
+        supervisor: String,
+        /// The hint (trimmed, at most [`MAX_HINT_CHARS`] characters).
+        text: String,
+    },
+    /// Give the caller back to the AI agent (the person is done, or an
+    /// operator decides so), telling it `note`.
+    ReturnToAi {
+        /// Who asked (an agent id, or `api`).
+        by: String,
+        /// What the AI agent is told.
+        note: Option<String>,
     },
 }
 

@@ -92,6 +92,98 @@ pub async fn get_context(Path(id): Path<String>, State(shared): State<Arc<Shared
     }
 }
 
+/// Body of `POST /v1/calls/{id}/return-to-ai`.
+#[derive(serde::Deserialize, Default)]
+pub struct ReturnToAiBody {
+    /// What the AI agent is told.
+    #[serde(default)]
+    note: Option<String>,
+}
+
+/// Most characters of a note for the AI agent.
+const MAX_AI_NOTE_CHARS: usize = 1000;
+
+/// `POST /v1/calls/{id}/return-to-ai` `{"note": "…"}`: the caller goes back to
+/// the AI agent, from a person (who is let go) or from the queue; the AI agent
+/// is told in a `handoff_result`. 202 when asked of the call, 409 when the
+/// caller is with the AI already or being called back, 404 for no live call.
+pub async fn return_to_ai(
+    Path(id): Path<String>,
+    State(shared): State<Arc<Shared>>,
+    body: Option<Json<ReturnToAiBody>>,
+) -> Response {
+    use crate::call::registry::CallerStage;
+    let note = body
+        .and_then(|Json(b)| b.note)
+        .map(|n| n.trim().chars().take(MAX_AI_NOTE_CHARS).collect::<String>())
+        .filter(|n| !n.is_empty());
+    match shared.registry.stage(&id) {
+        None => return error(StatusCode::NOT_FOUND, format!("no live call {id:?}")),
+        Some(stage @ (CallerStage::Assistant | CallerStage::Callback)) => {
+            return error(
+                StatusCode::CONFLICT,
+                format!(
+                    "call {id:?} is not with a person or waiting for one (stage {})",
+                    stage.wire()
+                ),
+            );
+        }
+        Some(_) => {}
+    }
+    let request = crate::domain::CallControl::ReturnToAi {
+        by: "api".into(),
+        note,
+    };
+    match shared.registry.control(&id, request) {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({"callId": id, "returning": true})),
+        )
+            .into_response(),
+        Err(message) => error(StatusCode::NOT_FOUND, message),
+    }
+}
+
+/// Body of `POST /v1/calls/{id}/hint`.
+#[derive(serde::Deserialize)]
+pub struct HintBody {
+    /// The hint.
+    text: String,
+    /// Who sends it (a supervisor's id; default `api`).
+    #[serde(default)]
+    supervisor: Option<String>,
+}
+
+/// `POST /v1/calls/{id}/hint` `{"text": "…", "supervisor": "sam"}`: coach the
+/// AI agent of a call still with it; it gets a `supervisor_hint`, the caller
+/// hears nothing. 202; 400 empty, 404 no live call, 409 not with the AI.
+pub async fn send_hint(
+    Path(id): Path<String>,
+    State(shared): State<Arc<Shared>>,
+    body: Result<Json<HintBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    use crate::call::registry::HintError;
+    let body = match body {
+        Ok(Json(b)) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let from = body
+        .supervisor
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "api".into());
+    match shared.registry.hint(&id, &from, &body.text) {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({"callId": id, "hint": "sent"})),
+        )
+            .into_response(),
+        Err(e @ HintError::Empty) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e @ HintError::NoCall(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e @ HintError::NotWithAi { .. }) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e @ HintError::Busy(_)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
 /// Query of a signed context URL.
 #[derive(serde::Deserialize)]
 pub struct SignedContextQuery {

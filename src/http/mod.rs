@@ -21,6 +21,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/calls", get(api::list_calls))
         .route("/v1/calls/{id}", get(api::get_call))
         .route("/v1/calls/{id}/context", get(api::get_context))
+        .route("/v1/calls/{id}/hint", axum::routing::post(api::send_hint))
+        .route(
+            "/v1/calls/{id}/return-to-ai",
+            axum::routing::post(api::return_to_ai),
+        )
         .route(
             "/v1/agents",
             get(api::list_agents).post(api::register_agent),

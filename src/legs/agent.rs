@@ -114,6 +114,8 @@ async fn run(
                     Some(LegCommand::Audio(bytes)) => writer.media(&bytes),
                     Some(LegCommand::Mark(name)) => writer.mark(&name),
                     Some(LegCommand::Dtmf(digit)) => writer.dtmf(digit),
+                    Some(LegCommand::HandoffResult(result)) => writer.handoff_result(&result),
+                    Some(LegCommand::Hint(hint)) => writer.supervisor_hint(&hint),
                     Some(LegCommand::Clear) => continue,
                     Some(LegCommand::Hangup) | None => {
                         let _ = sink.send(Message::Text(writer.stop(&account_sid, &call_sid).into())).await;
@@ -200,6 +202,12 @@ pub fn translate(parsed: Result<StreamMessage, ProtocolError>) -> Option<LegEven
         StreamMessage::Start { .. } => LegEvent::Error(ProtocolError::Unexpected("start")),
         StreamMessage::Dtmf { .. } => LegEvent::Error(ProtocolError::Unexpected("dtmf")),
         StreamMessage::Stop { .. } => LegEvent::Error(ProtocolError::Unexpected("stop")),
+        StreamMessage::HandoffResult { .. } => {
+            LegEvent::Error(ProtocolError::Unexpected("handoff_result"))
+        }
+        StreamMessage::SupervisorHint { .. } => {
+            LegEvent::Error(ProtocolError::Unexpected("supervisor_hint"))
+        }
         StreamMessage::Media { .. } | StreamMessage::Mark { .. } | StreamMessage::Unknown => {
             return None;
         }

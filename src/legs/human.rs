@@ -21,6 +21,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
 
+/// Most characters of a note an agent leaves for the AI agent.
+const MAX_NOTE_CHARS: usize = 1000;
+
 /// Messages from the console.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(
@@ -63,6 +66,21 @@ pub enum ConsoleMessage {
         /// Or a skill.
         #[serde(default)]
         skill: Option<String>,
+    },
+    /// (Supervisors) coach the AI agent on this call with a text hint.
+    Hint {
+        /// The call (with the AI).
+        call_id: String,
+        /// The hint.
+        text: String,
+    },
+    /// Give the caller back to the AI agent (after the merge), which is told
+    /// `note`: for a survey, a payment, or closing questions. This agent
+    /// leaves the call (wrap-up follows).
+    ReturnToAi {
+        /// What the AI agent is told (at most 1000 characters are kept).
+        #[serde(default)]
+        note: Option<String>,
     },
     /// Put the caller on hold (after the merge): they hear hold audio.
     Hold,
@@ -140,6 +158,11 @@ pub enum ConsoleEvent<'a> {
     Calls {
         /// Oldest first.
         calls: &'a [crate::domain::LiveCallView],
+    },
+    /// (Supervisors) the hint went to the call's AI agent.
+    HintSent {
+        /// The call.
+        call_id: &'a str,
     },
     /// (Supervisors) the take-over started: the call will be offered to you.
     TakingOver {
@@ -727,7 +750,10 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                         }
                         text(&ConsoleEvent::Mark { stream_sid: &c.call_id, mark: MarkBody { name } })
                     }
-                    Some(LegCommand::Clear) | Some(LegCommand::Dtmf(_)) => continue,
+                    Some(LegCommand::Clear)
+                    | Some(LegCommand::Dtmf(_))
+                    | Some(LegCommand::HandoffResult(_))
+                    | Some(LegCommand::Hint(_)) => continue,
                     Some(LegCommand::Hangup) | None => {
                         let stop = text(&ConsoleEvent::Stop { call_id: &c.call_id });
                         call = None;
@@ -831,6 +857,35 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                                 let _ = socket.send(text(&ConsoleEvent::Error { message })).await;
                             }
                         }
+                    }
+                    ConsoleMessage::ReturnToAi { note } => match &call {
+                        Some(c) if c.merged => {
+                            tracing::info!(agent = %agent_id, call = %c.call_id, "agent gives the caller back to the AI agent");
+                            let note = note
+                                .map(|n| n.trim().chars().take(MAX_NOTE_CHARS).collect::<String>())
+                                .filter(|n| !n.is_empty());
+                            // The call ends for this agent when the gateway
+                            // hangs up their leg (a `stop` follows).
+                            let _ = c.events.try_send(LegEvent::ReturnToAi(note));
+                        }
+                        _ => {
+                            let message = "back to the assistant needs a connected caller (after the whisper)".to_string();
+                            let _ = socket.send(text(&ConsoleEvent::Error { message })).await;
+                        }
+                    },
+                    ConsoleMessage::Hint { call_id, text: hint } => {
+                        let reply = if !supervisor {
+                            ConsoleEvent::Error { message: "only a supervisor can coach the AI".into() }
+                        } else {
+                            match shared.registry.hint(&call_id, &agent_id, &hint) {
+                                Ok(()) => {
+                                    tracing::info!(agent = %agent_id, call = %call_id, "supervisor coaches the AI agent");
+                                    ConsoleEvent::HintSent { call_id: &call_id }
+                                }
+                                Err(e) => ConsoleEvent::Error { message: e.to_string() },
+                            }
+                        };
+                        let _ = socket.send(text(&reply)).await;
                     }
                     ConsoleMessage::TakeOver { call_id } => {
                         let reply = if !supervisor {

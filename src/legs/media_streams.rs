@@ -223,6 +223,33 @@ pub enum StreamMessage {
         /// Intent fields (primary, secondary, resolved, unresolved, …).
         intent: serde_json::Map<String, serde_json::Value>,
     },
+    /// Extension (warmline → agent): the caller is back with the AI agent
+    /// after a handoff, and how it ended.
+    #[serde(rename = "handoff_result")]
+    HandoffResult {
+        /// Message counter (a string).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sequence_number: Option<String>,
+        /// The stream's id.
+        #[serde(default)]
+        stream_sid: String,
+        /// Outcome, the person, their note and the conversation so far.
+        #[serde(rename = "handoff_result")]
+        handoff_result: crate::domain::HandoffResult,
+    },
+    /// Extension (warmline → agent): a supervisor's text hint.
+    #[serde(rename = "supervisor_hint")]
+    SupervisorHint {
+        /// Message counter (a string).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sequence_number: Option<String>,
+        /// The stream's id.
+        #[serde(default)]
+        stream_sid: String,
+        /// Who and what.
+        #[serde(rename = "supervisor_hint")]
+        supervisor_hint: crate::domain::SupervisorHint,
+    },
     /// Any event this version does not know; see [`ProtocolError::UnknownEvent`].
     #[serde(other)]
     Unknown,
@@ -442,6 +469,26 @@ impl ProviderWriter {
                 track: Some("inbound_track".into()),
                 digit: digit.to_string(),
             },
+        })
+    }
+
+    /// A `handoff_result` (extension): the caller is back with the AI agent.
+    pub fn handoff_result(&mut self, result: &crate::domain::HandoffResult) -> String {
+        let sequence_number = self.next_sequence();
+        to_json(&StreamMessage::HandoffResult {
+            sequence_number,
+            stream_sid: self.stream_sid.clone(),
+            handoff_result: result.clone(),
+        })
+    }
+
+    /// A `supervisor_hint` (extension).
+    pub fn supervisor_hint(&mut self, hint: &crate::domain::SupervisorHint) -> String {
+        let sequence_number = self.next_sequence();
+        to_json(&StreamMessage::SupervisorHint {
+            sequence_number,
+            stream_sid: self.stream_sid.clone(),
+            supervisor_hint: hint.clone(),
         })
     }
 

@@ -146,6 +146,8 @@ pub enum LegEvent {
     Resume,
     /// The human agent hands the call on (they leave it; it is queued again).
     Transfer(crate::domain::TransferTarget),
+    /// The human agent gives the caller back to the AI agent, with a note for it.
+    ReturnToAi(Option<String>),
     /// A message was refused; the leg stays up.
     Error(ProtocolError),
     /// The leg is gone.
@@ -153,7 +155,7 @@ pub enum LegEvent {
 }
 
 /// Something a leg must do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum LegCommand {
     /// Send one frame of encoded audio.
     Audio(Vec<u8>),
@@ -163,6 +165,11 @@ pub enum LegCommand {
     Clear,
     /// Send a keypad digit.
     Dtmf(char),
+    /// Tell the AI agent how a handoff ended (the caller is back with it);
+    /// other legs ignore it.
+    HandoffResult(Box<crate::domain::HandoffResult>),
+    /// Pass a supervisor's text hint to the AI agent; other legs ignore it.
+    Hint(crate::domain::SupervisorHint),
     /// End the leg.
     Hangup,
 }

@@ -192,6 +192,30 @@ impl RealtimeTranslator {
                 }
                 Vec::new()
             }
+            LegCommand::HandoffResult(result) => vec![
+                // The model is told as a system item, then asked to speak.
+                RealtimeOutput::Send(json!({
+                    "type": "conversation.item.create",
+                    "item": {
+                        "type": "message",
+                        "role": "system",
+                        "content": [{"type": "input_text", "text": handoff_result_text(result)}],
+                    },
+                })),
+                RealtimeOutput::Send(json!({"type": "response.create"})),
+            ],
+            // Taken into account from the model's next response on.
+            LegCommand::Hint(hint) => vec![RealtimeOutput::Send(json!({
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "message",
+                    "role": "system",
+                    "content": [{"type": "input_text", "text": format!(
+                        "A supervisor ({}) suggests, for your next replies: {}",
+                        hint.from, hint.text
+                    )}],
+                },
+            }))],
             LegCommand::Dtmf(_) | LegCommand::Clear | LegCommand::Hangup => Vec::new(),
         }
     }
@@ -697,6 +721,36 @@ async fn call_tool(
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned())))
 }
 
+/// What a Realtime model is told when the caller comes back to it: the
+/// outcome, the person's note, and (for a fresh session) the conversation so far.
+pub(crate) fn handoff_result_text(result: &crate::domain::HandoffResult) -> String {
+    use crate::domain::HandoffOutcome;
+    let mut text = match result.outcome {
+        HandoffOutcome::Completed => format!(
+            "The caller was with {} and is back with you now.",
+            result.agent.as_deref().unwrap_or("a colleague")
+        ),
+        HandoffOutcome::NoAgent => {
+            "Nobody could take the call, so the caller is back with you; do not promise a person is coming.".to_string()
+        }
+    };
+    if let Some(note) = &result.note {
+        text.push_str(&format!(" Their note: {note}"));
+    }
+    if !result.conversation.is_empty() {
+        text.push_str(" The conversation so far:");
+        for turn in &result.conversation {
+            let who = match turn.role {
+                crate::domain::Role::User => "caller",
+                crate::domain::Role::Agent => "assistant",
+            };
+            text.push_str(&format!("\n{who}: {}", turn.content));
+        }
+    }
+    text.push_str(" Greet the caller and carry on from here.");
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -717,6 +771,50 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_model_the_caller_returns_to_is_told_why_and_speaks_while_a_hint_only_informs_it() {
+        let config = RealtimeConfig::from_config(&crate::config::Config::default());
+        let mut t = RealtimeTranslator::new(&config);
+        let result = crate::domain::HandoffResult {
+            outcome: crate::domain::HandoffOutcome::Completed,
+            agent: Some("alex".into()),
+            note: Some("run the survey".into()),
+            conversation: vec![crate::domain::Turn {
+                role: crate::domain::Role::User,
+                content: "where is my order".into(),
+                confidence: None,
+            }],
+        };
+        let out = t.on_command(&LegCommand::HandoffResult(Box::new(result)));
+        let msgs = sent(&out);
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert_eq!(msgs[0]["item"]["role"], "system");
+        let text = msgs[0]["item"]["content"][0]["text"].as_str().unwrap_or("");
+        assert!(
+            text.contains("alex")
+                && text.contains("run the survey")
+                && text.contains("where is my order"),
+            "{text}"
+        );
+        assert_eq!(msgs[1]["type"], "response.create", "the model speaks next");
+        let hint = crate::domain::SupervisorHint {
+            from: "sam".into(),
+            text: "offer the credit".into(),
+        };
+        let out = t.on_command(&LegCommand::Hint(hint));
+        let msgs = sent(&out);
+        assert_eq!(
+            msgs.len(),
+            1,
+            "a hint does not make the model speak: {msgs:?}"
+        );
+        let text = msgs[0]["item"]["content"][0]["text"].as_str().unwrap_or("");
+        assert!(
+            text.contains("sam") && text.contains("offer the credit"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -108,7 +108,7 @@ pub async fn serve_stream(mut socket: WebSocket, shared: Arc<Shared>) {
                     Some(LegCommand::Audio(bytes)) => writer.media(&bytes),
                     Some(LegCommand::Mark(name)) => writer.mark(&name),
                     Some(LegCommand::Clear) => writer.clear(),
-                    Some(LegCommand::Dtmf(_)) => continue,
+                    Some(LegCommand::Dtmf(_)) | Some(LegCommand::HandoffResult(_)) | Some(LegCommand::Hint(_)) => continue,
                     Some(LegCommand::Hangup) | None => {
                         close(&mut socket, 1000, "call ended").await;
                         break;
@@ -211,6 +211,9 @@ pub fn translate(
         | StreamMessage::Customer { .. }
         | StreamMessage::Intent { .. } => {
             LegEvent::Error(ProtocolError::Unexpected("agent extension"))
+        }
+        StreamMessage::HandoffResult { .. } | StreamMessage::SupervisorHint { .. } => {
+            LegEvent::Error(ProtocolError::Unexpected("gateway extension"))
         }
     })
 }

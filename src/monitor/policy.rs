@@ -436,6 +436,21 @@ impl Monitor {
         self.decided.as_ref()
     }
 
+    /// The caller is back with the AI after a handoff: the next escalation
+    /// needs fresh evidence (the runs of unhelpful, unsure and negative turns
+    /// start again, an offer of a person is no longer pending), while the
+    /// sentiment arc, the labels and the customer's name are kept.
+    pub fn resume_after_handoff(&mut self) {
+        self.decided = None;
+        self.tracker = ConfidenceTracker::new(self.config.low_confidence);
+        self.unhelpful_run.clear();
+        self.low_confidence_run.clear();
+        self.negative_run.clear();
+        self.angry = [false; 2];
+        self.offer_pending = false;
+        self.pending.clear();
+    }
+
     /// Feeds one input that happened `at` into the call.
     pub fn observe(&mut self, input: MonitorInput<'_>, at: Duration) -> Observation {
         let event_index = self.events;

@@ -67,6 +67,8 @@ pub enum WithdrawReason {
     AgentGone,
     /// The call's gateway node stopped (in a cluster it becomes a callback).
     CallLost,
+    /// The caller went back to the AI agent.
+    ReturnedToAi,
 }
 
 impl WithdrawReason {
@@ -79,6 +81,7 @@ impl WithdrawReason {
             WithdrawReason::CallbackChosen => "callback_chosen",
             WithdrawReason::AgentGone => "agent_gone",
             WithdrawReason::CallLost => "call_lost",
+            WithdrawReason::ReturnedToAi => "returned_to_ai",
         }
     }
 }

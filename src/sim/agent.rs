@@ -66,6 +66,10 @@ pub struct AgentSession {
     pub lines_spoken: usize,
     /// Whether `stop` arrived before the socket closed.
     pub got_stop: bool,
+    /// Supervisors' hints received (`supervisor_hint`).
+    pub hints: Vec<crate::domain::SupervisorHint>,
+    /// Handoff results received (`handoff_result`).
+    pub handoff_results: Vec<crate::domain::HandoffResult>,
 }
 
 /// A running scripted agent.
@@ -227,6 +231,12 @@ async fn serve(tcp: tokio::net::TcpStream, script: &AgentScript) -> AgentSession
             StreamMessage::Stop { .. } => {
                 session.got_stop = true;
                 break;
+            }
+            StreamMessage::SupervisorHint {
+                supervisor_hint, ..
+            } => session.hints.push(supervisor_hint),
+            StreamMessage::HandoffResult { handoff_result, .. } => {
+                session.handoff_results.push(handoff_result)
             }
             _ => {}
         }

@@ -29,6 +29,9 @@ pub struct HumanOptions {
     pub say: Vec<u8>,
     /// Hang up this long after finishing speaking (None: wait for the caller).
     pub hang_up_after: Option<Duration>,
+    /// Instead of hanging up then, give the caller back to the AI agent with
+    /// this note ("Back to assistant").
+    pub return_to_ai: Option<String>,
     /// Give up after this long.
     pub max_duration: Duration,
     /// After the call: a wrap-up to send (`resolved`, `callerRepeated`,
@@ -50,6 +53,7 @@ impl HumanOptions {
             drop_after: None,
             say: Vec::new(),
             hang_up_after: None,
+            return_to_ai: None,
             max_duration: Duration::from_secs(60),
             wrapup: None,
         }
@@ -162,7 +166,11 @@ pub async fn run(options: HumanOptions) -> Result<HumanReport, HumanError> {
                         None => {
                             let finished = *done_speaking_at.get_or_insert(now);
                             if options.hang_up_after.is_some_and(|d| now >= finished + d) {
-                                sink.send(Message::Text(r#"{"event":"hangup"}"#.into())).await?;
+                                let leave = match &options.return_to_ai {
+                                    Some(note) => serde_json::json!({"event": "return_to_ai", "note": note}).to_string(),
+                                    None => r#"{"event":"hangup"}"#.to_string(),
+                                };
+                                sink.send(Message::Text(leave.into())).await?;
                                 done_speaking_at = Some(now + Duration::from_secs(3600));
                             }
                         }

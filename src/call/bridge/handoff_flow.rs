@@ -5,7 +5,7 @@
 use super::{AgentState, BridgeOutput, CallBridge};
 use crate::call::handoff::{HandoffAction, HandoffInput, HandoffState};
 use crate::call::timeline::{EndReason, TimelineKind};
-use crate::domain::{GatewayMark, HandoffStep, Party};
+use crate::domain::{GatewayMark, HandoffOutcome, HandoffResult, HandoffStep, Party};
 use crate::legs::{LegCommand, LegEvent};
 use crate::media::mixer::{Listener, Source};
 use crate::media::playout::PlayoutOutput;
@@ -126,9 +126,135 @@ impl CallBridge {
             return;
         }
         self.step(HandoffStep::NoAgent, None, Some(&reason));
+        if self.config.no_agent_to_ai
+            && !self.returned_for_no_agent
+            && self.agent != AgentState::Gone
+            && self.agent_failure.is_none()
+        {
+            // The AI is still listening: it takes the caller back, told why,
+            // rather than the caller hearing a callback script.
+            self.returned_for_no_agent = true;
+            if self.return_to_ai(Some(reason.clone()), now) {
+                return;
+            }
+        }
         self.callback_reason = Some(reason);
         let actions = self.handoff.handle(HandoffInput::NoAgent, now);
         self.apply(actions, now);
+    }
+
+    /// The caller goes back to the AI agent: a person is done with them (after
+    /// the merge: outcome `completed`), or nobody can take the call (while
+    /// waiting: `no_agent`). The person (if any) is let go,
+    /// hold audio and prompts stop, the AI leg is dialled again if it closed at
+    /// the merge, and the AI is told the outcome and `note` in a
+    /// `handoff_result`. False (nothing changes) when the call is not with a
+    /// person or waiting for one: with the AI already, mid-whisper, or over.
+    pub fn return_to_ai(&mut self, note: Option<String>, now: Instant) -> bool {
+        if self.ended || self.closing {
+            return false;
+        }
+        let (outcome, agent) = match self.handoff.state() {
+            HandoffState::Merged { agent } => (HandoffOutcome::Completed, Some(agent.clone())),
+            _ => (HandoffOutcome::NoAgent, None),
+        };
+        let mut note = note;
+        if let Some(n) = note.as_mut() {
+            self.config.redactor.string(n);
+        }
+        self.returning = Some(HandoffResult {
+            outcome,
+            agent,
+            note,
+            conversation: Vec::new(),
+        });
+        let actions = self.handoff.handle(HandoffInput::ReturnToAi, now);
+        if actions.is_empty() {
+            self.returning = None;
+            return false;
+        }
+        self.apply(actions, now);
+        true
+    }
+
+    /// A supervisor coaches the AI agent: the hint goes to it (never to the
+    /// caller) and on the timeline. False when the caller is not with the AI
+    /// (the hint would reach nobody).
+    pub fn supervisor_hint(&mut self, supervisor: String, text: String) -> bool {
+        if self.ended
+            || self.closing
+            || self.agent != AgentState::Up
+            || *self.handoff.state() != HandoffState::Ai
+        {
+            return false;
+        }
+        self.emit(BridgeOutput::Timeline(TimelineKind::SupervisorHint {
+            supervisor: supervisor.clone(),
+            text: text.clone(),
+        }));
+        self.emit(BridgeOutput::ToAgent(LegCommand::Hint(
+            crate::domain::SupervisorHint {
+                from: supervisor,
+                text,
+            },
+        )));
+        true
+    }
+
+    /// Everything the handoff set up is let go; the call is the AI's again.
+    fn resume_ai(&mut self) {
+        let result = self.returning.take().unwrap_or(HandoffResult {
+            outcome: HandoffOutcome::NoAgent,
+            agent: None,
+            note: None,
+            conversation: Vec::new(),
+        });
+        if let Some(agent) = self.human.take() {
+            self.emit(BridgeOutput::ToHuman(LegCommand::Hangup));
+            self.emit(BridgeOutput::Routing(super::RoutingRequest::Release {
+                agent,
+            }));
+        }
+        self.hold_on = false;
+        self.human_away = false;
+        self.agent_hold = false;
+        self.awaiting_first_words = None;
+        self.human_playout.clear();
+        self.whisper = None;
+        self.whisper_failed = false;
+        self.whisper_waiting = false;
+        self.consult_window = None;
+        self.consult_until = None;
+        self.callback_reason = None;
+        self.transfer_to = None;
+        self.prompts = None;
+        self.ai_speaking = false;
+        self.ai_finishing = None;
+        if result.outcome == HandoffOutcome::Completed {
+            // The person's live audio stops; the AI speaks next.
+            self.replace_caller_audio();
+            self.playout.restart_clock();
+        }
+        // From the queue, a prompt in progress (the disclosure) finishes
+        // first: the AI's words follow it, never cut it mid-word.
+        let detail = result.detail();
+        self.step(
+            HandoffStep::ReturnedToAi,
+            result.agent.as_deref(),
+            Some(&detail),
+        );
+        let redial = self.agent == AgentState::Gone;
+        if redial {
+            self.agent = AgentState::Connecting;
+            self.agent_failure = None;
+        }
+        self.emit(BridgeOutput::ReturnedToAi {
+            redial,
+            outcome: result.outcome,
+        });
+        self.emit(BridgeOutput::ToAgent(LegCommand::HandoffResult(Box::new(
+            result,
+        ))));
     }
 
     /// The whisper (μ-law 8 kHz) is ready; it replaces an earlier render not yet played.
@@ -215,6 +341,11 @@ impl CallBridge {
                     self.human.clone().as_deref(),
                     None,
                 );
+            }
+            LegEvent::ReturnToAi(note)
+                if matches!(self.handoff.state(), HandoffState::Merged { .. }) =>
+            {
+                self.return_to_ai(note, now);
             }
             LegEvent::Transfer(target)
                 if matches!(self.handoff.state(), HandoffState::Merged { .. }) =>
@@ -628,6 +759,7 @@ impl CallBridge {
                         reason,
                     }));
                 }
+                HandoffAction::ResumeAi => self.resume_ai(),
                 HandoffAction::End => {
                     let reason = match self.handoff.state() {
                         HandoffState::Ended if self.callback_reason.is_some() => {

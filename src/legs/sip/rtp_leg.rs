@@ -326,7 +326,7 @@ async fn run(
                             }
                         }
                     }
-                    Some(LegCommand::Clear) => {}
+                    Some(LegCommand::Clear) | Some(LegCommand::HandoffResult(_)) | Some(LegCommand::Hint(_)) => {}
                     Some(LegCommand::Hangup) | None => {
                         if let Some(tx) = hung_up.take() {
                             let _ = tx.send(());
