@@ -817,9 +817,29 @@ async fn a_supervisor_sees_live_ai_calls_and_takes_one_over() {
         "the AI's confidence per turn: {board}"
     );
     browser.screenshot("desk-10-supervision-board").await;
-    // Coaching first: a text hint reaches the AI agent, never the caller.
+    // Listening first: the supervisor joins the call's audio (nobody hears them).
     browser
-        .js("document.querySelectorAll('#board button')[1].click(); return true;")
+        .js("document.querySelector('#board [aria-label^=\"Listen\"]').click(); return true;")
+        .await;
+    browser
+        .wait_for(
+            "!document.getElementById('monitor-bar').hidden && document.getElementById('monitor-text').textContent.startsWith('Listening')",
+            Duration::from_secs(5),
+            "the supervisor listening",
+        )
+        .await;
+    browser.screenshot("desk-10a-supervisor-listens").await;
+    browser.click("monitor-stop").await;
+    browser
+        .wait_for(
+            "document.getElementById('monitor-bar').hidden",
+            Duration::from_secs(5),
+            "listening stopped",
+        )
+        .await;
+    // Then coaching the AI: a text hint reaches the AI agent, never the caller.
+    browser
+        .js("document.querySelector('#board [aria-label^=\"Send hint\"]').click(); return true;")
         .await;
     browser
         .js("document.getElementById('hint-text').value = 'Offer the goodwill credit.'; document.querySelector('#hint-form button').click(); return true;")
@@ -835,7 +855,7 @@ async fn a_supervisor_sees_live_ai_calls_and_takes_one_over() {
         .screenshot("desk-10b-supervisor-coaches-the-ai")
         .await;
     browser
-        .js("document.querySelector('#board button').click(); return true;")
+        .js("document.querySelector('#board [aria-label^=\"Take over\"]').click(); return true;")
         .await;
     take_the_offered_call(&browser).await;
     browser.click("hangup").await;
@@ -873,6 +893,19 @@ async fn a_supervisor_sees_live_ai_calls_and_takes_one_over() {
         hinted,
         Some(("sam".to_string(), "Offer the goodwill credit.".to_string())),
         "the coaching is on the timeline with the supervisor's id"
+    );
+    let supervision: Vec<Option<warmline::domain::SupervisorMode>> = t
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            warmline::call::timeline::TimelineKind::Supervision { mode, .. } => Some(*mode),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        supervision,
+        vec![Some(warmline::domain::SupervisorMode::Listen), None],
+        "listening is on the timeline"
     );
     let sessions = ai.wait_sessions(1, Duration::from_secs(5)).await;
     assert_eq!(

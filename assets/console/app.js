@@ -389,6 +389,18 @@ function onEvent(msg) {
     case "calls":
       showBoard(msg.calls || []);
       break;
+    case "monitoring": {
+      state.monitoring = { callId: msg.callId, mode: msg.mode };
+      const MODE = { listen: "Listening to", coach: "Coaching the agent on", barge: "Barged into" };
+      $("monitor-text").textContent = `${MODE[msg.mode] || "On"} call ${String(msg.callId).slice(-8)}`;
+      for (const m of ["listen", "coach", "barge"]) $("monitor-" + m).setAttribute("aria-pressed", String(m === msg.mode));
+      $("monitor-bar").hidden = false;
+      break;
+    }
+    case "monitor_ended":
+      state.monitoring = null;
+      $("monitor-bar").hidden = true;
+      break;
     case "hint_sent":
       $("hint-text").value = "";
       $("hint-form").hidden = true;
@@ -585,14 +597,19 @@ function showBoard(calls) {
     const level = c.risk >= 0.7 ? "high" : c.risk >= 0.4 ? "medium" : "low";
     cell(`${level} (${c.risk.toFixed(2)})`).className = "risk-" + level;
     const action = cell("");
+    const listen = document.createElement("button");
+    listen.textContent = "Listen";
+    listen.setAttribute("aria-label", `Listen to call ${c.callId.slice(-8)}`);
+    listen.addEventListener("click", () => send({ event: "monitor", callId: c.callId, mode: "listen" }));
+    action.append(listen, " ");
     if (c.stage === "assistant") {
       const b = document.createElement("button");
       b.textContent = "Take over";
       b.setAttribute("aria-label", `Take over call ${c.callId.slice(-8)}`);
       b.addEventListener("click", () => send({ event: "take_over", callId: c.callId }));
       const h = document.createElement("button");
-      h.textContent = "Coach";
-      h.setAttribute("aria-label", `Coach the AI on call ${c.callId.slice(-8)}`);
+      h.textContent = "Send hint";
+      h.setAttribute("aria-label", `Send hint to the AI on call ${c.callId.slice(-8)}`);
       h.addEventListener("click", () => {
         state.hintCall = c.callId;
         $("hint-call").textContent = c.callId.slice(-8);
@@ -706,6 +723,12 @@ $("transfer").addEventListener("click", () => {
   state.transferredTo = to;
   send({ event: "transfer", agent: to });
 });
+for (const m of ["listen", "coach", "barge"]) {
+  $("monitor-" + m).addEventListener("click", () => {
+    if (state.monitoring) send({ event: "monitor", callId: state.monitoring.callId, mode: m });
+  });
+}
+$("monitor-stop").addEventListener("click", () => send({ event: "stop_monitor" }));
 $("hint-form").addEventListener("submit", (e) => {
   e.preventDefault();
   const text = $("hint-text").value.trim();

@@ -15,6 +15,7 @@
 //! playout queue, never the caller's.
 
 mod handoff_flow;
+mod supervision;
 
 pub use handoff_flow::{HandoffPrompts, RoutingRequest};
 
@@ -77,6 +78,9 @@ impl Default for BridgeConfig {
 /// What the bridge asks its driver to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BridgeOutput {
+    /// Audio for a supervisor on the call (the caller and whoever the caller
+    /// hears, mixed; never the whisper).
+    ToSupervisor(Vec<u8>),
     /// The caller is back with the AI agent: the queue and any offer are left,
     /// and, when `redial`, the AI agent's leg (closed at the merge) is dialled
     /// again (a `ToAgent` for the new leg follows).
@@ -188,6 +192,8 @@ pub struct CallBridge {
     /// The caller already went back to the AI once because nobody could take
     /// the call: a second "nobody" ends in a callback, not a loop.
     returned_for_no_agent: bool,
+    /// A supervisor listening, coaching or barging.
+    supervision: supervision::Supervision,
     /// Voice activity on the human agent's leg, for "merge → first words".
     human_vad: EnergyVad,
     /// When the legs merged, until the human agent's first words are heard.
@@ -232,6 +238,7 @@ impl CallBridge {
             ai_finishing: None,
             returning: None,
             returned_for_no_agent: false,
+            supervision: Default::default(),
             human_vad: EnergyVad::new(config.vad),
             awaiting_first_words: None,
             config,
@@ -276,6 +283,7 @@ impl CallBridge {
                 if !self.caller_guard.media(bytes.len(), now) {
                     return; // beyond real time: dropped and counted
                 }
+                self.supervise_said(&bytes);
                 let matrix = self.handoff.matrix();
                 let talking_to_ai = matrix.hears(Listener::Caller, Source::AiAgent);
                 if self.config.barge_in_on_caller_speech && talking_to_ai {
@@ -602,7 +610,10 @@ impl CallBridge {
             return Some(self.human_output(out, now));
         }
         match self.playout.poll(now)? {
-            PlayoutOutput::Audio(bytes) => Some(BridgeOutput::ToCaller(LegCommand::Audio(bytes))),
+            PlayoutOutput::Audio(bytes) => {
+                let bytes = self.supervise_heard(bytes);
+                Some(BridgeOutput::ToCaller(LegCommand::Audio(bytes)))
+            }
             PlayoutOutput::Mark(name) => Some(BridgeOutput::ToCaller(LegCommand::Mark(name))),
         }
     }
@@ -1069,6 +1080,134 @@ mod tests {
         let mut fresh = bridge();
         fresh.handle_agent(LegEvent::Connected, t);
         assert!(!fresh.return_to_ai(None, t), "already with the AI");
+    }
+
+    #[test]
+    fn a_supervisor_hears_only_what_the_caller_hears_and_a_coach_reaches_only_the_person() {
+        use crate::domain::SupervisorMode;
+        let silence = vec![g711::ULAW_SILENCE; 160];
+        let t = Instant::now();
+        let mut b = bridge();
+        b.handle_agent(LegEvent::Connected, t);
+        b.supervise("sam".into(), Some(SupervisorMode::Coach));
+        // Escalated, the person answers and hears the whisper; the caller is silent.
+        b.escalate(
+            HandoffPrompts {
+                disclosure: Arc::from(vec![0x31u8; 160]),
+                callback: Arc::from(vec![0x32u8; 160]),
+                consult: None,
+            },
+            t,
+        );
+        b.whisper_ready(Arc::from(vec![0x5bu8; 1600]), t);
+        b.agent_offered("desk".into(), t);
+        b.agent_answered("desk".into(), t);
+        let mut out = Vec::new();
+        let mut now = t;
+        while now <= t + Duration::from_secs(1) {
+            b.handle_caller(LegEvent::Audio(silence.clone()), now);
+            // A coach speaking over the whisper is not heard (no person on the call yet).
+            b.supervisor_audio(vec![0x22; 160]);
+            out.extend(drain(&mut b, now));
+            now += FRAME;
+        }
+        let heard: Vec<&Vec<u8>> = out
+            .iter()
+            .filter_map(|o| match o {
+                BridgeOutput::ToCaller(LegCommand::Audio(a)) => Some(a),
+                _ => None,
+            })
+            .collect();
+        let fed: Vec<&Vec<u8>> = out
+            .iter()
+            .filter_map(|o| match o {
+                BridgeOutput::ToSupervisor(a) => Some(a),
+                _ => None,
+            })
+            .collect();
+        assert!(!fed.is_empty(), "the supervisor hears the call");
+        for f in &fed {
+            assert!(
+                heard.contains(f) || **f == silence,
+                "the supervisor heard something the caller did not (the whisper?): {f:?}"
+            );
+        }
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, BridgeOutput::ToHuman(LegCommand::Audio(a)) if a[0] == 0x5b)),
+            "the person heard the whisper"
+        );
+        let whisper_end = out
+            .iter()
+            .position(|o| {
+                matches!(o, BridgeOutput::ToHuman(LegCommand::Mark(m)) if m == GatewayMark::WhisperEnd.as_str())
+            })
+            .unwrap_or(out.len());
+        assert!(
+            !out[..whisper_end].iter().any(
+                |o| matches!(o, BridgeOutput::ToHuman(LegCommand::Audio(a)) if a.contains(&0x22))
+            ),
+            "no coaching over the whisper"
+        );
+        assert!(matches!(b.handoff_state(), HandoffState::Merged { .. }));
+        // Merged: the coach is heard by the person only.
+        let mut out = Vec::new();
+        for _ in 0..20 {
+            b.handle_caller(LegEvent::Audio(silence.clone()), now);
+            b.handle_human(LegEvent::Audio(silence.clone()), now);
+            b.supervisor_audio(vec![0x22; 160]);
+            out.extend(drain(&mut b, now));
+            now += FRAME;
+        }
+        let to = |human: bool| {
+            out.iter()
+                .filter(|o| match o {
+                    BridgeOutput::ToHuman(LegCommand::Audio(a)) if human => a.contains(&0x22),
+                    BridgeOutput::ToCaller(LegCommand::Audio(a)) if !human => a.contains(&0x22),
+                    _ => false,
+                })
+                .count()
+        };
+        assert!(to(true) >= 15, "the person hears the coach: {}", to(true));
+        assert_eq!(to(false), 0, "the caller never hears a coach");
+        // Barging: the caller hears the supervisor too.
+        b.supervise("sam".into(), Some(SupervisorMode::Barge));
+        let mut out2 = Vec::new();
+        for _ in 0..20 {
+            b.handle_caller(LegEvent::Audio(silence.clone()), now);
+            b.handle_human(LegEvent::Audio(silence.clone()), now);
+            b.supervisor_audio(vec![0x22; 160]);
+            out2.extend(drain(&mut b, now));
+            now += FRAME;
+        }
+        let barged = out2
+            .iter()
+            .filter(
+                |o| matches!(o, BridgeOutput::ToCaller(LegCommand::Audio(a)) if a.contains(&0x22)),
+            )
+            .count();
+        assert!(
+            barged >= 15,
+            "the caller hears a barging supervisor: {barged}"
+        );
+        // Every change is on the timeline with the supervisor's id.
+        b.supervise("sam".into(), None);
+        let modes: Vec<Option<SupervisorMode>> = drain(&mut b, now)
+            .into_iter()
+            .chain(out)
+            .chain(out2)
+            .filter_map(|o| match o {
+                BridgeOutput::Timeline(TimelineKind::Supervision { supervisor, mode }) => {
+                    assert_eq!(supervisor, "sam");
+                    Some(mode)
+                }
+                _ => None,
+            })
+            .collect();
+        assert!(
+            modes.contains(&Some(SupervisorMode::Barge)) && modes.contains(&None),
+            "{modes:?}"
+        );
     }
 
     #[test]

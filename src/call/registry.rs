@@ -13,6 +13,35 @@ pub const FINISHED_KEPT: usize = 256;
 /// How many bytes of finished calls' timelines are kept in memory by default.
 pub const FINISHED_BYTES: usize = 64 << 20;
 
+/// A supervisor's audio link to a live call.
+#[derive(Debug)]
+pub struct MonitorLink {
+    /// The supervisor's agent id.
+    pub supervisor: String,
+    /// Listen, coach or barge.
+    pub mode: crate::domain::SupervisorMode,
+    /// What the supervisor hears (μ-law 20 ms frames).
+    pub to_supervisor: tokio::sync::mpsc::Sender<Vec<u8>>,
+    /// What the supervisor says (used when coaching or barging).
+    pub from_supervisor: tokio::sync::mpsc::Receiver<Vec<u8>>,
+}
+
+/// What reaches a live call's session from outside it.
+#[derive(Debug)]
+pub enum ControlRequest {
+    /// A supervisor's or operator's request.
+    Call(crate::domain::CallControl),
+    /// A supervisor's audio joins (replacing any earlier link).
+    Monitor(MonitorLink),
+    /// The supervisor on the call's audio changes mode (same link).
+    MonitorMode {
+        /// The supervisor's agent id.
+        supervisor: String,
+        /// The new mode.
+        mode: crate::domain::SupervisorMode,
+    },
+}
+
 /// Why a supervisor's hint could not go to a call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HintError {
@@ -121,7 +150,7 @@ struct Live {
     unhelpful_run: u32,
     last_turn: Option<crate::domain::supervision::LastTurn>,
     agent: Option<String>,
-    control: Option<tokio::sync::mpsc::Sender<crate::domain::CallControl>>,
+    control: Option<tokio::sync::mpsc::Sender<ControlRequest>>,
 }
 
 /// Per-turn figures kept for the board.
@@ -258,7 +287,7 @@ impl CallRegistry {
     pub fn attach_control(
         &self,
         call_id: &str,
-        control: tokio::sync::mpsc::Sender<crate::domain::CallControl>,
+        control: tokio::sync::mpsc::Sender<ControlRequest>,
     ) {
         if let Some(live) = self.lock().live_entry(call_id) {
             live.control = Some(control);
@@ -304,6 +333,31 @@ impl CallRegistry {
         call_id: &str,
         request: crate::domain::CallControl,
     ) -> Result<(), String> {
+        self.send_control(call_id, ControlRequest::Call(request))
+    }
+
+    /// Connects a supervisor's audio to a live call (listen, coach, barge).
+    pub fn monitor(&self, call_id: &str, link: MonitorLink) -> Result<(), String> {
+        self.send_control(call_id, ControlRequest::Monitor(link))
+    }
+
+    /// Changes how the supervisor already on a call's audio takes part.
+    pub fn monitor_mode(
+        &self,
+        call_id: &str,
+        supervisor: &str,
+        mode: crate::domain::SupervisorMode,
+    ) -> Result<(), String> {
+        self.send_control(
+            call_id,
+            ControlRequest::MonitorMode {
+                supervisor: supervisor.to_string(),
+                mode,
+            },
+        )
+    }
+
+    fn send_control(&self, call_id: &str, request: ControlRequest) -> Result<(), String> {
         let inner = self.lock();
         let tx = inner
             .live

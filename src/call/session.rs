@@ -92,7 +92,9 @@ async fn drive(
     let mut closing = shared.closing.subscribe();
     let mut closing_heard = false;
     // A supervisor's requests (take over).
-    let (control_tx, mut control_rx) = mpsc::channel::<crate::domain::CallControl>(4);
+    let (control_tx, mut control_rx) = mpsc::channel::<crate::call::registry::ControlRequest>(4);
+    // A supervisor on the call's audio: who, their feed, their voice.
+    let mut monitor: Option<crate::call::registry::MonitorLink> = None;
     shared.registry.attach_control(&setup.call_id, control_tx);
 
     loop {
@@ -114,6 +116,16 @@ async fn drive(
                                 },
                             );
                         }
+                    }
+                }
+                BridgeOutput::ToSupervisor(frame) => {
+                    if let Some(m) = &monitor
+                        && let Err(mpsc::error::TrySendError::Closed(_)) =
+                            m.to_supervisor.try_send(frame)
+                    {
+                        let who = m.supervisor.clone();
+                        monitor = None;
+                        bridge.supervise(who, None);
                     }
                 }
                 BridgeOutput::ReturnedToAi { redial, outcome } => {
@@ -319,7 +331,29 @@ async fn drive(
                 });
                 bridge.handle_human(event, Instant::now());
             }
+            voice = recv_voice(&mut monitor) => match voice {
+                Some(frame) => bridge.supervisor_audio(frame),
+                None => {
+                    if let Some(m) = monitor.take() {
+                        tracing::info!(supervisor = %m.supervisor, "supervisor left the call");
+                        bridge.supervise(m.supervisor, None);
+                    }
+                }
+            },
             Some(request) = control_rx.recv() => match request {
+                crate::call::registry::ControlRequest::Monitor(link) => {
+                    tracing::info!(supervisor = %link.supervisor, mode = link.mode.as_str(), "supervisor on the call");
+                    bridge.supervise(link.supervisor.clone(), Some(link.mode));
+                    monitor = Some(link);
+                }
+                crate::call::registry::ControlRequest::MonitorMode { supervisor, mode } => {
+                    if let Some(m) = monitor.as_mut().filter(|m| m.supervisor == supervisor) {
+                        tracing::info!(%supervisor, mode = mode.as_str(), "supervisor changes mode");
+                        m.mode = mode;
+                        bridge.supervise(supervisor, Some(mode));
+                    }
+                }
+                crate::call::registry::ControlRequest::Call(request) => match request {
                 crate::domain::CallControl::Hint { supervisor, text } => {
                     if !bridge.supervisor_hint(supervisor.clone(), text) {
                         tracing::info!(%supervisor, "hint dropped: the caller is not with the AI agent");
@@ -351,6 +385,7 @@ async fn drive(
                         tracing::info!(%supervisor, "take-over ignored: the call is already with the handoff");
                     }
                 }
+                },
             },
             changed = closing.changed(), if !closing_heard => {
                 closing_heard = true;
@@ -765,6 +800,13 @@ impl HandoffLinks {
                 self.human_tx = None;
             }
         }
+    }
+}
+
+async fn recv_voice(monitor: &mut Option<crate::call::registry::MonitorLink>) -> Option<Vec<u8>> {
+    match monitor {
+        Some(m) => m.from_supervisor.recv().await,
+        None => std::future::pending().await,
     }
 }
 

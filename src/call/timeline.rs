@@ -208,6 +208,15 @@ pub enum TimelineKind {
         /// The error.
         error: String,
     },
+    /// A supervisor joined the call's audio (`mode`), changed mode, or left
+    /// (`mode` absent).
+    Supervision {
+        /// The supervisor's agent id.
+        supervisor: String,
+        /// Listen, coach or barge; absent when they left.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        mode: Option<crate::domain::SupervisorMode>,
+    },
     /// A supervisor sent the AI agent a text hint (`supervisor_hint`).
     SupervisorHint {
         /// The supervisor's agent id.

@@ -19,4 +19,4 @@ pub use escalation::{EscalationRequest, Trigger, Urgency};
 pub use handoff::{HandoffOutcome, HandoffResult, HandoffStep, TransferTarget};
 pub use marks::GatewayMark;
 pub use party::Party;
-pub use supervision::{CallControl, LiveCallView, SupervisorHint};
+pub use supervision::{CallControl, LiveCallView, SupervisorHint, SupervisorMode};

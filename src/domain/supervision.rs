@@ -18,6 +18,29 @@ pub struct SupervisorHint {
     pub text: String,
 }
 
+/// How a supervisor joins a live call's audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SupervisorMode {
+    /// Hear the caller and whoever the caller hears; heard by nobody.
+    Listen,
+    /// Also speak to the human agent only (never the caller).
+    Coach,
+    /// Also speak to both: a three-way call.
+    Barge,
+}
+
+impl SupervisorMode {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SupervisorMode::Listen => "listen",
+            SupervisorMode::Coach => "coach",
+            SupervisorMode::Barge => "barge",
+        }
+    }
+}
+
 /// What a supervisor may ask of a live call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallControl {

@@ -21,6 +21,12 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
 
+/// A supervisor on a call's audio: the call, its feed, where their voice goes.
+type Monitoring = (String, mpsc::Receiver<Vec<u8>>, mpsc::Sender<Vec<u8>>);
+
+/// Frames of a supervisor's feed (and voice) in flight (1 s).
+const MONITOR_FRAMES: usize = 50;
+
 /// Most characters of a note an agent leaves for the AI agent.
 const MAX_NOTE_CHARS: usize = 1000;
 
@@ -67,6 +73,17 @@ pub enum ConsoleMessage {
         #[serde(default)]
         skill: Option<String>,
     },
+    /// (Supervisors) join a live call's audio: `listen` (hear the caller and
+    /// whoever they hear), `coach` (also speak to the human agent only) or
+    /// `barge` (also speak to the caller: three-way). Again to change mode.
+    Monitor {
+        /// The call.
+        call_id: String,
+        /// How.
+        mode: crate::domain::SupervisorMode,
+    },
+    /// (Supervisors) leave the call's audio.
+    StopMonitor,
     /// (Supervisors) coach the AI agent on this call with a text hint.
     Hint {
         /// The call (with the AI).
@@ -158,6 +175,19 @@ pub enum ConsoleEvent<'a> {
     Calls {
         /// Oldest first.
         calls: &'a [crate::domain::LiveCallView],
+    },
+    /// (Supervisors) on the call's audio now (its audio follows as `media`
+    /// with this `streamSid`, or over WebRTC).
+    Monitoring {
+        /// The call.
+        call_id: &'a str,
+        /// How.
+        mode: crate::domain::SupervisorMode,
+    },
+    /// (Supervisors) off the call's audio (they left, or the call ended).
+    MonitorEnded {
+        /// The call.
+        call_id: &'a str,
     },
     /// (Supervisors) the hint went to the call's AI agent.
     HintSent {
@@ -592,6 +622,9 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
     }
     // The latest screen-pop (to keep with the call it becomes).
     let mut offered: Option<(String, Urgency, Arc<HandoffContext>)> = None;
+    // (Supervisors) the call whose audio this console is on: its id, its feed,
+    // where the supervisor's voice goes.
+    let mut monitoring: Option<Monitoring> = None;
     // The console's WebRTC audio, once offered; `audio_up` once connected.
     let mut audio: Option<ConsoleAudio> = None;
     let mut audio_up = false;
@@ -623,6 +656,12 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                 None => std::future::pending().await,
             }
         };
+        let monitor_feed = async {
+            match monitoring.as_mut() {
+                Some((_, feed, _)) => feed.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         let wrapup_over = async {
             match wrapup_ends {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -636,6 +675,30 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                     break; // signed out below, like a console that closed
                 }
             }
+            frame = monitor_feed => match frame {
+                Some(frame) if call.is_none() => {
+                    let Some((call_id, _, _)) = &monitoring else { continue };
+                    if audio_up {
+                        if let Some(a) = &audio {
+                            let _ = a.commands.try_send(LegCommand::Audio(frame));
+                        }
+                    } else {
+                        let msg = text(&ConsoleEvent::Media {
+                            stream_sid: call_id,
+                            media: MediaChunk { track: None, chunk: None, timestamp: None, payload: media_streams::encode_payload(&frame) },
+                        });
+                        if socket.send(msg).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    if let Some((call_id, _, _)) = monitoring.take() {
+                        let _ = socket.send(text(&ConsoleEvent::MonitorEnded { call_id: &call_id })).await;
+                    }
+                }
+            },
             () = wrapup_over => {
                 wrapup_ends = None;
                 routing.tick();
@@ -677,6 +740,8 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                     Some(LegEvent::Audio(frame)) => {
                         if let Some(c) = &call {
                             let _ = c.events.try_send(LegEvent::Audio(frame));
+                        } else if let Some((_, _, voice)) = &monitoring {
+                            let _ = voice.try_send(frame);
                         }
                     }
                     Some(LegEvent::Hangup(_)) | None => {
@@ -800,6 +865,8 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                                     .filter(|(id, _, _)| *id == call_id)
                                     .map(|(_, u, ctx)| (u, ctx));
                                 call = Some(LiveCall { call_id, commands, events, context, merged: false, on_hold: false });
+                                // Taking a call of one's own ends any listening.
+                                monitoring = None;
                             }
                             Err(message) => {
                                 let _ = socket.send(text(&ConsoleEvent::Error { message })).await;
@@ -826,6 +893,10 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                                 Err(e) => LegEvent::Error(e),
                             };
                             let _ = c.events.try_send(event);
+                        } else if let Some((_, _, voice)) = &monitoring
+                            && let Ok(bytes) = media_streams::decode_payload(&media)
+                        {
+                            let _ = voice.try_send(bytes);
                         }
                     }
                     ConsoleMessage::Skip => {
@@ -873,6 +944,42 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                             let _ = socket.send(text(&ConsoleEvent::Error { message })).await;
                         }
                     },
+                    ConsoleMessage::Monitor { call_id, mode } => {
+                        let reply = if !supervisor {
+                            ConsoleEvent::Error { message: "only a supervisor can listen to calls".into() }
+                        } else if call.is_some() {
+                            ConsoleEvent::Error { message: "finish your own call before listening to another".into() }
+                        } else if monitoring.as_ref().is_some_and(|(id, _, _)| *id == call_id) {
+                            // Same call, another mode: the audio link stays.
+                            match shared.registry.monitor_mode(&call_id, &agent_id, mode) {
+                                Ok(()) => ConsoleEvent::Monitoring { call_id: &call_id, mode },
+                                Err(message) => ConsoleEvent::Error { message },
+                            }
+                        } else {
+                            let (feed_tx, feed_rx) = mpsc::channel(MONITOR_FRAMES);
+                            let (voice_tx, voice_rx) = mpsc::channel(MONITOR_FRAMES);
+                            let link = crate::call::registry::MonitorLink {
+                                supervisor: agent_id.clone(),
+                                mode,
+                                to_supervisor: feed_tx,
+                                from_supervisor: voice_rx,
+                            };
+                            match shared.registry.monitor(&call_id, link) {
+                                Ok(()) => {
+                                    tracing::info!(agent = %agent_id, call = %call_id, mode = mode.as_str(), "supervisor on a call's audio");
+                                    monitoring = Some((call_id.clone(), feed_rx, voice_tx));
+                                    ConsoleEvent::Monitoring { call_id: &call_id, mode }
+                                }
+                                Err(message) => ConsoleEvent::Error { message },
+                            }
+                        };
+                        let _ = socket.send(text(&reply)).await;
+                    }
+                    ConsoleMessage::StopMonitor => {
+                        if let Some((call_id, _, _)) = monitoring.take() {
+                            let _ = socket.send(text(&ConsoleEvent::MonitorEnded { call_id: &call_id })).await;
+                        }
+                    }
                     ConsoleMessage::Hint { call_id, text: hint } => {
                         let reply = if !supervisor {
                             ConsoleEvent::Error { message: "only a supervisor can coach the AI".into() }

@@ -95,6 +95,22 @@ pub fn encode_ulaw(samples: &[i16], out: &mut Vec<u8>) {
     out.extend(samples.iter().map(|&s| linear_to_ulaw(s)));
 }
 
+/// Two μ-law frames summed (saturating); the longer one's tail is kept as is,
+/// and a sample over silence keeps its code.
+pub fn mix_ulaw(a: &[u8], b: &[u8]) -> Vec<u8> {
+    let (long, short) = if a.len() >= b.len() { (a, b) } else { (b, a) };
+    long.iter()
+        .enumerate()
+        .map(|(i, &x)| match short.get(i) {
+            // Silence on either side keeps the other's code exactly.
+            Some(&y) if ulaw_to_linear(x) == 0 => y,
+            Some(&y) if ulaw_to_linear(y) == 0 => x,
+            Some(&y) => linear_to_ulaw(ulaw_to_linear(x).saturating_add(ulaw_to_linear(y))),
+            None => x,
+        })
+        .collect()
+}
+
 /// Decodes an A-law payload into `out` (cleared first).
 pub fn decode_alaw(payload: &[u8], out: &mut Vec<i16>) {
     out.clear();

@@ -512,7 +512,9 @@ impl CallBridge {
     /// Turns a released human-playout item into an output; the whisper's end mark merges.
     pub(super) fn human_output(&mut self, out: PlayoutOutput, now: Instant) -> BridgeOutput {
         match out {
-            PlayoutOutput::Audio(bytes) => BridgeOutput::ToHuman(LegCommand::Audio(bytes)),
+            PlayoutOutput::Audio(bytes) => {
+                BridgeOutput::ToHuman(LegCommand::Audio(self.coach_into(bytes)))
+            }
             PlayoutOutput::Mark(name) => {
                 if name == GatewayMark::WhisperEnd.as_str()
                     && matches!(self.handoff.state(), HandoffState::Whispering { .. })

@@ -1,0 +1,133 @@
+//! The supervision half of the call bridge: a supervisor listens (the caller
+//! and whoever the caller hears, mixed), coaches (speaks to the human agent
+//! only) or barges (speaks to both). The supervisor's feed is tapped from what
+//! the caller says and from the caller's own playout, so it carries exactly
+//! what the caller hears — never the whisper, which only enters the human
+//! agent's playout. The supervisor's voice is mixed into frames already going
+//! out (or queued alone when that direction is silent), never delaying them.
+
+use super::{BridgeOutput, CallBridge};
+use crate::call::handoff::HandoffState;
+use crate::call::timeline::TimelineKind;
+use crate::domain::SupervisorMode;
+use crate::media::g711;
+use std::collections::VecDeque;
+
+/// Frames of the caller kept for the supervisor's mix before they go alone.
+const SAID_KEPT: usize = 2;
+/// Frames of the supervisor's voice waiting to be mixed before they go alone.
+const VOICE_KEPT: usize = 2;
+
+/// A supervisor on the call's audio.
+#[derive(Debug, Default)]
+pub(super) struct Supervision {
+    /// Who, and how (`None`: nobody).
+    pub(super) on: Option<(String, SupervisorMode)>,
+    /// The caller's latest frames, waiting for what the caller hears.
+    said: VecDeque<Vec<u8>>,
+    /// The supervisor's voice for the human agent.
+    coach: VecDeque<Vec<u8>>,
+    /// The supervisor's voice for the caller (barge).
+    barge: VecDeque<Vec<u8>>,
+}
+
+impl CallBridge {
+    /// A supervisor joins the call's audio, or changes how; `None` leaves.
+    /// Every change lands on the timeline with their id.
+    pub fn supervise(&mut self, supervisor: String, mode: Option<SupervisorMode>) {
+        if self.ended {
+            return;
+        }
+        let s = &mut self.supervision;
+        s.coach.clear();
+        s.barge.clear();
+        if mode.is_none() {
+            s.said.clear();
+        }
+        s.on = mode.map(|m| (supervisor.clone(), m));
+        self.emit(BridgeOutput::Timeline(TimelineKind::Supervision {
+            supervisor,
+            mode,
+        }));
+    }
+
+    /// The supervisor spoke (μ-law 20 ms): to the human agent when coaching,
+    /// to both when barging, to nobody when listening or when no person is on
+    /// the call yet (the caller never hears a coach).
+    pub fn supervisor_audio(&mut self, frame: Vec<u8>) {
+        let Some((_, mode)) = self.supervision.on else {
+            return;
+        };
+        if !self.person_on_call() {
+            return;
+        }
+        if mode == SupervisorMode::Barge {
+            self.supervision.barge.push_back(frame.clone());
+            if self.supervision.barge.len() > VOICE_KEPT {
+                // The caller hears nothing else now: the voice goes alone.
+                if let Some(f) = self.supervision.barge.pop_front() {
+                    let _ = self.playout.push_audio(&f);
+                }
+            }
+        }
+        if matches!(mode, SupervisorMode::Coach | SupervisorMode::Barge) {
+            self.supervision.coach.push_back(frame);
+            if self.supervision.coach.len() > VOICE_KEPT
+                && let Some(f) = self.supervision.coach.pop_front()
+            {
+                let _ = self.human_playout.push_audio(&f);
+            }
+        }
+    }
+
+    fn person_on_call(&self) -> bool {
+        matches!(self.handoff.state(), HandoffState::Merged { .. }) && self.human.is_some()
+    }
+
+    /// A caller frame: kept to be mixed with what the caller hears, or sent
+    /// alone to the supervisor when the caller hears nothing.
+    pub(super) fn supervise_said(&mut self, frame: &[u8]) {
+        if self.supervision.on.is_none() {
+            return;
+        }
+        self.supervision.said.push_back(frame.to_vec());
+        if self.supervision.said.len() > SAID_KEPT
+            && let Some(f) = self.supervision.said.pop_front()
+        {
+            self.emit(BridgeOutput::ToSupervisor(f));
+        }
+    }
+
+    /// A frame going to the caller: a barging supervisor's voice is mixed in,
+    /// and the supervisor gets it mixed with what the caller said.
+    pub(super) fn supervise_heard(&mut self, frame: Vec<u8>) -> Vec<u8> {
+        if self.supervision.on.is_none() {
+            return frame;
+        }
+        // The supervisor hears the others, not themself.
+        let feed = match self.supervision.said.pop_front() {
+            Some(said) => g711::mix_ulaw(&said, &frame),
+            None => frame.clone(),
+        };
+        self.emit(BridgeOutput::ToSupervisor(feed));
+        if !self.person_on_call() {
+            self.supervision.barge.clear();
+        }
+        match self.supervision.barge.pop_front() {
+            Some(voice) => g711::mix_ulaw(&frame, &voice),
+            None => frame,
+        }
+    }
+
+    /// A frame going to the human agent: a coaching supervisor's voice is mixed in.
+    pub(super) fn coach_into(&mut self, frame: Vec<u8>) -> Vec<u8> {
+        if !self.person_on_call() {
+            // Never over a whisper or into the next person's call.
+            self.supervision.coach.clear();
+        }
+        match self.supervision.coach.pop_front() {
+            Some(voice) => g711::mix_ulaw(&frame, &voice),
+            None => frame,
+        }
+    }
+}
