@@ -139,6 +139,13 @@ async fn a_person_hands_the_caller_back_and_the_ai_is_told_the_note_and_the_conv
         step_detail(&done[0], "returned_to_ai").as_deref(),
         Some(format!("completed: {note}").as_str())
     );
+    // The outcomes are counted in the stats.
+    let (status, body) = http(gw.addr, "GET", "/v1/stats", None, None).await;
+    assert_eq!(status, 200, "{body}");
+    let stats: serde_json::Value = serde_json::from_str(&body).expect("stats JSON");
+    assert_eq!(stats["returns_to_ai"], 1, "{stats}");
+    assert_eq!(stats["handoff_outcomes"]["merged"], 1, "{stats}");
+    assert_eq!(stats["handoff_outcomes"]["returned_to_ai"], 1, "{stats}");
     gw.shutdown().await;
 }
 

@@ -74,6 +74,18 @@ fn writes() -> Vec<Write> {
             answered_at: at(5),
             whisper_seconds: Some(12.5),
         },
+        Write::HandoffOutcome {
+            call_id: "c1".into(),
+            outcome: "declined".into(),
+            agent: Some("bob".into()),
+            at: at(17),
+        },
+        Write::HandoffOutcome {
+            call_id: "c1".into(),
+            outcome: "merged".into(),
+            agent: Some("ann".into()),
+            at: at(18),
+        },
         Write::Merged {
             call_id: "CA1".into(),
             merged_at: at(18),
@@ -181,6 +193,8 @@ async fn postgres_reads_back_what_sqlite_reads_back() {
     assert_eq!(from_pg, from_sqlite);
     // Not vacuous: the figures that need every table are there.
     assert_eq!(from_pg["stats"]["handed_to_human"], 1);
+    assert_eq!(from_pg["stats"]["handoff_outcomes"]["declined"], 1);
+    assert_eq!(from_pg["stats"]["handoff_outcomes"]["merged"], 1);
     assert_eq!(from_pg["stats"]["recontacts_within_24h"], 1);
     assert_eq!(from_pg["one"]["turns"], 2);
     let pending: Vec<&str> = from_pg["callbacks"]

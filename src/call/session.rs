@@ -485,10 +485,37 @@ fn conversation(timeline: &Timeline) -> Vec<crate::domain::Turn> {
 fn store_handoff_figures(shared: &Shared, call_id: &str, kind: &TimelineKind) {
     use crate::store::Write;
     match kind {
-        TimelineKind::HandoffStep { step, .. } if *step == HandoffStep::Merged => {
+        TimelineKind::HandoffStep { step, agent, .. } if *step == HandoffStep::Merged => {
+            let now = crate::brief::context::rfc3339(SystemTime::now());
+            shared.store.write(Write::HandoffOutcome {
+                call_id: call_id.to_string(),
+                outcome: step.as_str().to_string(),
+                agent: agent.clone(),
+                at: now.clone(),
+            });
             shared.store.write(Write::Merged {
                 call_id: call_id.to_string(),
-                merged_at: crate::brief::context::rfc3339(SystemTime::now()),
+                merged_at: now,
+            })
+        }
+        TimelineKind::HandoffStep { step, agent, .. }
+            if matches!(
+                step,
+                HandoffStep::Declined
+                    | HandoffStep::RingTimeout
+                    | HandoffStep::ConsultDeclined
+                    | HandoffStep::AgentLeft
+                    | HandoffStep::AgentDisconnected
+                    | HandoffStep::Transferred
+                    | HandoffStep::NoAgent
+                    | HandoffStep::ReturnedToAi
+            ) =>
+        {
+            shared.store.write(Write::HandoffOutcome {
+                call_id: call_id.to_string(),
+                outcome: step.as_str().to_string(),
+                agent: agent.clone(),
+                at: crate::brief::context::rfc3339(SystemTime::now()),
             })
         }
         TimelineKind::AgentFirstWords { after_merge_ms, .. } => {

@@ -167,6 +167,19 @@ pub enum Write {
         /// Whisper length, s.
         whisper_seconds: Option<f64>,
     },
+    /// How one handoff attempt ended (a step's wire name: `merged`,
+    /// `declined`, `ring_timeout`, `consult_declined`, `no_agent`,
+    /// `returned_to_ai`, …), for the outcome counts in `/v1/stats`.
+    HandoffOutcome {
+        /// Call id.
+        call_id: String,
+        /// The step.
+        outcome: String,
+        /// The person concerned, if any.
+        agent: Option<String>,
+        /// RFC 3339.
+        at: String,
+    },
     /// The caller and the human agent were connected.
     Merged {
         /// Call id.

@@ -147,6 +147,14 @@ CREATE TABLE wl_queue (
     r#"
 ALTER TABLE wrapups ADD COLUMN disposition TEXT NOT NULL DEFAULT '';
 "#,
+    r#"
+CREATE TABLE handoff_outcomes (
+    call_id TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    agent TEXT,
+    at TEXT NOT NULL
+);
+"#,
 ];
 
 /// Connects and runs pending migrations (blocking; call off the async runtime).
@@ -328,11 +336,8 @@ impl super::stats::FigureSource for PostgresBackend {
         Ok(self.client()?.query_one(sql, &[])?.get(0))
     }
 
-    fn triggers(&mut self) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows = self.client()?.query(
-            "SELECT trigger, COUNT(*) FROM decisions GROUP BY trigger ORDER BY 2 DESC, 1",
-            &[],
-        )?;
+    fn grouped(&mut self, sql: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = self.client()?.query(sql, &[])?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
@@ -350,6 +355,15 @@ impl StoreBackend for PostgresBackend {
                  ON CONFLICT (id) DO UPDATE SET call_sid = excluded.call_sid,
                     started_at = excluded.started_at, caller_number = excluded.caller_number",
                 &[id, call_sid, started_at, caller_number],
+            )?,
+            Write::HandoffOutcome {
+                call_id,
+                outcome,
+                agent,
+                at,
+            } => c.execute(
+                "INSERT INTO handoff_outcomes (call_id, outcome, agent, at) VALUES ($1, $2, $3, $4)",
+                &[call_id, outcome, agent, at],
             )?,
             Write::Merged { call_id, merged_at } => c.execute(
                 "UPDATE handoffs SET merged_at = $2 WHERE call_id = $1",

@@ -118,6 +118,14 @@ ALTER TABLE wrapups ADD COLUMN disposition TEXT NOT NULL DEFAULT '';
     r#"
 ALTER TABLE callbacks ADD COLUMN agent_id TEXT;
 "#,
+    r#"
+CREATE TABLE handoff_outcomes (
+    call_id TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    agent TEXT,
+    at TEXT NOT NULL
+);
+"#,
 ];
 
 /// Opens the database in WAL mode and runs pending migrations.
@@ -315,10 +323,8 @@ impl super::stats::FigureSource for SqliteBackend {
         Ok(self.conn.query_row(sql, [], |r| r.get(0))?)
     }
 
-    fn triggers(&mut self) -> Result<Vec<(String, i64)>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT trigger, COUNT(*) FROM decisions GROUP BY trigger ORDER BY 2 DESC, 1",
-        )?;
+    fn grouped(&mut self, sql: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut stmt = self.conn.prepare(sql)?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -412,6 +418,12 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<()> {
                  ON CONFLICT(id) DO UPDATE SET call_sid = excluded.call_sid, started_at = excluded.started_at,
                     caller_number = excluded.caller_number",
                 params![id, call_sid, started_at, caller_number],
+            )
+            .map(drop),
+        Write::HandoffOutcome { call_id, outcome, agent, at } => conn
+            .execute(
+                "INSERT INTO handoff_outcomes (call_id, outcome, agent, at) VALUES (?1, ?2, ?3, ?4)",
+                params![call_id, outcome, agent, at],
             )
             .map(drop),
         Write::Merged { call_id, merged_at } => conn

@@ -10,8 +10,8 @@ pub trait FigureSource {
     fn count(&mut self, sql: &str) -> Result<i64, StoreError>;
     /// One average (cast to DOUBLE PRECISION; NULL when there are no rows).
     fn average(&mut self, sql: &str) -> Result<Option<f64>, StoreError>;
-    /// (trigger, count) of the escalation decisions, most frequent first.
-    fn triggers(&mut self) -> Result<Vec<(String, i64)>, StoreError>;
+    /// (key, count) rows of a `SELECT key, COUNT(*) … GROUP BY` query.
+    fn grouped(&mut self, sql: &str) -> Result<Vec<(String, i64)>, StoreError>;
     /// `WHERE` condition on `calls c`: the number called before within 24 h.
     fn recontact_condition(&self) -> &'static str;
 }
@@ -22,6 +22,18 @@ fn flag_rate(db: &mut impl FigureSource, column: &str) -> Result<Option<f64>, St
         "SELECT CAST(AVG(CASE WHEN {column} THEN 1.0 ELSE 0.0 END) AS DOUBLE PRECISION)
          FROM wrapups WHERE {column} IS NOT NULL"
     ))
+}
+
+/// A `SELECT key, COUNT(*) … GROUP BY` as a JSON object.
+fn grouped(
+    db: &mut impl FigureSource,
+    sql: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
+    Ok(db
+        .grouped(sql)?
+        .into_iter()
+        .map(|(k, n)| (k, n.into()))
+        .collect())
 }
 
 /// Handoff quality figures over every stored call.
@@ -50,10 +62,20 @@ pub fn figures(db: &mut impl FigureSource) -> Result<serde_json::Value, StoreErr
     let avg_decision_us = db.average(&avg("latency_us", "decisions"))?;
     let avg_first_words_ms = db.average(&avg("first_words_ms", "handoffs"))?;
     let rtp_jitter_ms = db.average(&avg("jitter_ms", "media_legs"))?;
-    let mut by_trigger = serde_json::Map::new();
-    for (trigger, n) in db.triggers()? {
-        by_trigger.insert(trigger, n.into());
-    }
+    let by_trigger = grouped(
+        db,
+        "SELECT trigger, COUNT(*) FROM decisions GROUP BY trigger ORDER BY 2 DESC, 1",
+    )?;
+    // How handoff attempts ended: merged, declined, ring_timeout,
+    // consult_declined, no_agent, returned_to_ai, transferred, …
+    let outcomes = grouped(
+        db,
+        "SELECT outcome, COUNT(*) FROM handoff_outcomes GROUP BY outcome ORDER BY 2 DESC, 1",
+    )?;
+    let returns_to_ai = outcomes
+        .get("returned_to_ai")
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or(0);
     let share = |n: i64, of: i64| if of > 0 { n as f64 / of as f64 } else { 0.0 };
     Ok(serde_json::json!({
         "calls": calls,
@@ -61,6 +83,8 @@ pub fn figures(db: &mut impl FigureSource) -> Result<serde_json::Value, StoreErr
         "escalation_rate": share(escalated, calls),
         "escalations_by_trigger": by_trigger,
         "handed_to_human": handed_off,
+        "handoff_outcomes": outcomes,
+        "returns_to_ai": returns_to_ai,
         "callbacks_saved": callbacks,
         "ai_resolved_rate": share(calls - escalated, calls),
         "avg_whisper_seconds": avg_whisper,
