@@ -235,13 +235,7 @@ async fn an_operator_returns_a_waiting_caller_to_the_ai_and_a_caller_with_the_ai
         0xfee,
     )));
     let (mut agent, _start, sid) = ai.accept().await;
-    let call_id = gw
-        .shared
-        .registry
-        .active()
-        .first()
-        .map(|c| c.call_id.clone())
-        .expect("a live call");
+    let call_id = live_call_id(&gw);
     let path = format!("/v1/calls/{call_id}/return-to-ai");
     let (status, body) = http(
         gw.addr,
@@ -261,17 +255,10 @@ async fn an_operator_returns_a_waiting_caller_to_the_ai_and_a_caller_with_the_ai
         }))
         .await;
     // Waiting (ringing the slow agent): the operator takes the caller back.
-    let mut waiting = false;
-    for _ in 0..50 {
-        if matches!(
-            gw.shared.registry.stage(&call_id),
-            Some(warmline::call::registry::CallerStage::Waiting)
-        ) {
-            waiting = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let waiting = wait_stage(&gw, &call_id, Duration::from_secs(5), |s| {
+        s == Some(warmline::call::registry::CallerStage::Waiting)
+    })
+    .await;
     assert!(waiting, "the caller waits for a person");
     let (status, body) = http(
         gw.addr,

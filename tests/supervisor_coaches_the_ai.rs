@@ -23,13 +23,7 @@ async fn a_hint_reaches_the_ai_agent_only_while_the_caller_is_with_it() {
         0x417,
     )));
     let (mut agent, _start, sid) = ai.accept().await;
-    let call_id = gw
-        .shared
-        .registry
-        .active()
-        .first()
-        .map(|c| c.call_id.clone())
-        .expect("a live call");
+    let call_id = live_call_id(&gw);
     let path = format!("/v1/calls/{call_id}/hint");
     let post = |body: &'static str| http(gw.addr, "POST", &path, Some("admin-token"), Some(body));
 
@@ -75,16 +69,10 @@ async fn a_hint_reaches_the_ai_agent_only_while_the_caller_is_with_it() {
             confidence: None,
         }))
         .await;
-    let mut left_ai = false;
-    for _ in 0..50 {
-        if gw.shared.registry.stage(&call_id)
-            != Some(warmline::call::registry::CallerStage::Assistant)
-        {
-            left_ai = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let left_ai = wait_stage(&gw, &call_id, Duration::from_secs(5), |s| {
+        s != Some(warmline::call::registry::CallerStage::Assistant)
+    })
+    .await;
     assert!(left_ai, "the call was escalated");
     let (status, body) = post(r#"{"text":"too late"}"#).await;
     assert_eq!(status, 409, "not with the AI any more: {body}");
@@ -156,23 +144,11 @@ async fn a_supervisor_listens_then_coaches_the_person_and_the_caller_hears_none_
             confidence: None,
         }))
         .await;
-    let call_id = gw
-        .shared
-        .registry
-        .active()
-        .first()
-        .map(|c| c.call_id.clone())
-        .expect("a live call");
-    let mut with_person = false;
-    for _ in 0..100 {
-        if gw.shared.registry.stage(&call_id)
-            == Some(warmline::call::registry::CallerStage::WithPerson)
-        {
-            with_person = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let call_id = live_call_id(&gw);
+    let with_person = wait_stage(&gw, &call_id, Duration::from_secs(10), |s| {
+        s == Some(warmline::call::registry::CallerStage::WithPerson)
+    })
+    .await;
     assert!(with_person, "the call reached Ann");
     // Listen for 3 s, then coach for 3 s while still listening.
     let monitor = |mode: &str| {

@@ -762,6 +762,24 @@ mod tests {
         )
     }
 
+    /// A handoff whose disclosure is three frames of 0x55.
+    fn three_frame_disclosure() -> HandoffPrompts {
+        HandoffPrompts {
+            disclosure: Arc::from(vec![0x55u8; 160 * 3]),
+            callback: Arc::from(vec![0x66u8; 160]),
+            consult: None,
+        }
+    }
+
+    /// A handoff whose prompts are one frame each (0x31, 0x32).
+    fn one_frame_prompts() -> HandoffPrompts {
+        HandoffPrompts {
+            disclosure: Arc::from(vec![0x31u8; 160]),
+            callback: Arc::from(vec![0x32u8; 160]),
+            consult: None,
+        }
+    }
+
     fn drain(b: &mut CallBridge, now: Instant) -> Vec<BridgeOutput> {
         std::iter::from_fn(|| b.poll_output(now)).collect()
     }
@@ -827,14 +845,7 @@ mod tests {
         b.handle_agent(LegEvent::Connected, t);
         // The AI's line arrives in pieces; the decision lands between them.
         b.handle_agent(LegEvent::Audio(vec![7; 160 * 10]), t);
-        b.escalate(
-            HandoffPrompts {
-                disclosure: Arc::from(vec![0x55u8; 160 * 3]),
-                callback: Arc::from(vec![0x66u8; 160]),
-                consult: None,
-            },
-            t,
-        );
+        b.escalate(three_frame_disclosure(), t);
         let later = t + Duration::from_millis(50);
         b.handle_agent(LegEvent::Audio(vec![8; 160 * 10]), later);
         b.handle_agent(LegEvent::Mark("line-2".into()), later);
@@ -871,14 +882,7 @@ mod tests {
         let mut b = bridge();
         b.handle_agent(LegEvent::Connected, t);
         b.handle_agent(LegEvent::Audio(vec![7; 160 * 2]), t);
-        b.escalate(
-            HandoffPrompts {
-                disclosure: Arc::from(vec![0x55u8; 160 * 3]),
-                callback: Arc::from(vec![0x66u8; 160]),
-                consult: None,
-            },
-            t,
-        );
+        b.escalate(three_frame_disclosure(), t);
         // The AI keeps streaming and never sends its mark.
         let mut out = Vec::new();
         let mut now = t;
@@ -1059,14 +1063,7 @@ mod tests {
         assert_eq!(caller_bytes(&later, 0x66), 480, "{later:?}");
         assert_eq!(caller_bytes(&later, 0x44), 0);
         // And the AI may escalate again.
-        b.escalate(
-            HandoffPrompts {
-                disclosure: Arc::from(vec![0x31u8; 160]),
-                callback: Arc::from(vec![0x32u8; 160]),
-                consult: None,
-            },
-            at + Duration::from_secs(1),
-        );
+        b.escalate(one_frame_prompts(), at + Duration::from_secs(1));
         assert_eq!(*b.handoff_state(), HandoffState::Escalating);
     }
 
@@ -1091,14 +1088,7 @@ mod tests {
         b.handle_agent(LegEvent::Connected, t);
         b.supervise("sam".into(), Some(SupervisorMode::Coach));
         // Escalated, the person answers and hears the whisper; the caller is silent.
-        b.escalate(
-            HandoffPrompts {
-                disclosure: Arc::from(vec![0x31u8; 160]),
-                callback: Arc::from(vec![0x32u8; 160]),
-                consult: None,
-            },
-            t,
-        );
+        b.escalate(one_frame_prompts(), t);
         b.whisper_ready(Arc::from(vec![0x5bu8; 1600]), t);
         b.agent_offered("desk".into(), t);
         b.agent_answered("desk".into(), t);

@@ -13,26 +13,13 @@ pub const FINISHED_KEPT: usize = 256;
 /// How many bytes of finished calls' timelines are kept in memory by default.
 pub const FINISHED_BYTES: usize = 64 << 20;
 
-/// A supervisor's audio link to a live call.
-#[derive(Debug)]
-pub struct MonitorLink {
-    /// The supervisor's agent id.
-    pub supervisor: String,
-    /// Listen, coach or barge.
-    pub mode: crate::domain::SupervisorMode,
-    /// What the supervisor hears (μ-law 20 ms frames).
-    pub to_supervisor: tokio::sync::mpsc::Sender<Vec<u8>>,
-    /// What the supervisor says (used when coaching or barging).
-    pub from_supervisor: tokio::sync::mpsc::Receiver<Vec<u8>>,
-}
-
 /// What reaches a live call's session from outside it.
 #[derive(Debug)]
 pub enum ControlRequest {
     /// A supervisor's or operator's request.
     Call(crate::domain::CallControl),
     /// A supervisor's audio joins (replacing any earlier link).
-    Monitor(MonitorLink),
+    Monitor(crate::legs::MonitorLink),
     /// The supervisor on the call's audio changes mode (same link).
     MonitorMode {
         /// The supervisor's agent id.
@@ -337,7 +324,7 @@ impl CallRegistry {
     }
 
     /// Connects a supervisor's audio to a live call (listen, coach, barge).
-    pub fn monitor(&self, call_id: &str, link: MonitorLink) -> Result<(), String> {
+    pub fn monitor(&self, call_id: &str, link: crate::legs::MonitorLink) -> Result<(), String> {
         self.send_control(call_id, ControlRequest::Monitor(link))
     }
 

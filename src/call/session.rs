@@ -94,7 +94,7 @@ async fn drive(
     // A supervisor's requests (take over).
     let (control_tx, mut control_rx) = mpsc::channel::<crate::call::registry::ControlRequest>(4);
     // A supervisor on the call's audio: who, their feed, their voice.
-    let mut monitor: Option<crate::call::registry::MonitorLink> = None;
+    let mut monitor: Option<crate::legs::MonitorLink> = None;
     shared.registry.attach_control(&setup.call_id, control_tx);
 
     loop {
@@ -830,7 +830,7 @@ impl HandoffLinks {
     }
 }
 
-async fn recv_voice(monitor: &mut Option<crate::call::registry::MonitorLink>) -> Option<Vec<u8>> {
+async fn recv_voice(monitor: &mut Option<crate::legs::MonitorLink>) -> Option<Vec<u8>> {
     match monitor {
         Some(m) => m.from_supervisor.recv().await,
         None => std::future::pending().await,

@@ -958,7 +958,7 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                         } else {
                             let (feed_tx, feed_rx) = mpsc::channel(MONITOR_FRAMES);
                             let (voice_tx, voice_rx) = mpsc::channel(MONITOR_FRAMES);
-                            let link = crate::call::registry::MonitorLink {
+                            let link = crate::legs::MonitorLink {
                                 supervisor: agent_id.clone(),
                                 mode,
                                 to_supervisor: feed_tx,

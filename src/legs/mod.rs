@@ -154,6 +154,19 @@ pub enum LegEvent {
     Hangup(HangupCause),
 }
 
+/// A supervisor's audio link to a live call.
+#[derive(Debug)]
+pub struct MonitorLink {
+    /// The supervisor's agent id.
+    pub supervisor: String,
+    /// Listen, coach or barge.
+    pub mode: crate::domain::SupervisorMode,
+    /// What the supervisor hears (μ-law 20 ms frames).
+    pub to_supervisor: tokio::sync::mpsc::Sender<Vec<u8>>,
+    /// What the supervisor says (used when coaching or barging).
+    pub from_supervisor: tokio::sync::mpsc::Receiver<Vec<u8>>,
+}
+
 /// Something a leg must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LegCommand {

@@ -646,3 +646,30 @@ pub fn closed_by_peer_within(s: &mut std::net::TcpStream, within: Duration) -> b
         }
     }
 }
+
+/// The id of the (first) call in progress on the gateway.
+pub fn live_call_id(gw: &RunningGateway) -> String {
+    gw.shared
+        .registry
+        .active()
+        .first()
+        .map(|c| c.call_id.clone())
+        .expect("a live call")
+}
+
+/// Waits (up to `within`) until the call's caller stage satisfies `wanted`.
+pub async fn wait_stage(
+    gw: &RunningGateway,
+    call_id: &str,
+    within: Duration,
+    wanted: impl Fn(Option<warmline::call::registry::CallerStage>) -> bool,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if wanted(gw.shared.registry.stage(call_id)) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
