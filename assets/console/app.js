@@ -735,6 +735,12 @@ $("hint-form").addEventListener("submit", (e) => {
   if (!state.hintCall || !text) return;
   send({ event: "hint", callId: state.hintCall, text });
 });
+for (const key of document.querySelectorAll("#keypad button")) {
+  key.addEventListener("click", () => {
+    if (state.phase !== "in-call") return showError("The keypad works once the caller is connected.");
+    send({ event: "dtmf", digit: key.dataset.digit });
+  });
+}
 $("return-to-ai").addEventListener("click", () => {
   if (state.phase !== "in-call") return showError("You can hand the caller back once they are connected.");
   const note = $("ai-note").value.trim();

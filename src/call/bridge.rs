@@ -1068,6 +1068,41 @@ mod tests {
     }
 
     #[test]
+    fn the_persons_keypad_reaches_the_caller_once_merged_but_answers_the_consult_question_before() {
+        let t = Instant::now();
+        let (mut b, _) = consulting(Some(Duration::from_secs(5)), t);
+        let at = t + Duration::from_secs(2);
+        // Asked to accept: 1 takes the call, and is not sent on to the caller.
+        b.handle_human(LegEvent::Dtmf('1'), at);
+        let out = drain(&mut b, at);
+        assert!(matches!(b.handoff_state(), HandoffState::Merged { .. }));
+        assert!(
+            !out.contains(&BridgeOutput::ToCaller(LegCommand::Dtmf('1'))),
+            "{out:?}"
+        );
+        // Merged: the person's digits reach the caller's side.
+        b.handle_human(LegEvent::Dtmf('5'), at);
+        b.handle_human(LegEvent::Dtmf('#'), at);
+        let out = drain(&mut b, at);
+        assert!(
+            out.contains(&BridgeOutput::ToCaller(LegCommand::Dtmf('5'))),
+            "{out:?}"
+        );
+        assert!(
+            out.contains(&BridgeOutput::ToCaller(LegCommand::Dtmf('#'))),
+            "{out:?}"
+        );
+        // On hold, nothing of the person reaches the caller, digits included.
+        b.handle_human(LegEvent::Hold, at);
+        b.handle_human(LegEvent::Dtmf('7'), at);
+        let out = drain(&mut b, at);
+        assert!(
+            !out.contains(&BridgeOutput::ToCaller(LegCommand::Dtmf('7'))),
+            "{out:?}"
+        );
+    }
+
+    #[test]
     fn a_person_deciding_after_the_whisper_cannot_be_bypassed_by_a_return_to_the_ai() {
         let t = Instant::now();
         let (mut b, _) = consulting(Some(Duration::from_secs(5)), t);

@@ -99,6 +99,12 @@ pub enum ConsoleMessage {
         #[serde(default)]
         note: Option<String>,
     },
+    /// A keypad digit sent to the caller's side (after the merge): `0`–`9`,
+    /// `*`, `#`, `A`–`D`.
+    Dtmf {
+        /// The digit.
+        digit: String,
+    },
     /// Put the caller on hold (after the merge): they hear hold audio.
     Hold,
     /// Take the caller off hold.
@@ -927,6 +933,19 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                                 call = c;
                                 let _ = socket.send(text(&ConsoleEvent::Error { message })).await;
                             }
+                        }
+                    }
+                    ConsoleMessage::Dtmf { digit } => {
+                        let error = match (&call, media_streams::parse_digit(&digit)) {
+                            (Some(c), Ok(d)) if c.merged => {
+                                let _ = c.events.try_send(LegEvent::Dtmf(d));
+                                None
+                            }
+                            (_, Err(e)) => Some(e.to_string()),
+                            _ => Some("the keypad needs a connected caller (after the whisper)".to_string()),
+                        };
+                        if let Some(message) = error {
+                            let _ = socket.send(text(&ConsoleEvent::Error { message })).await;
                         }
                     }
                     ConsoleMessage::ReturnToAi { note } => match &call {

@@ -391,7 +391,15 @@ impl CallBridge {
                 self.human_leaves(step, why.as_deref(), input, now);
             }
             LegEvent::Dtmf(digit) => {
-                self.consult_answer(digit, now);
+                let to_caller = !self.consult_answer(digit, now)
+                    && matches!(self.handoff.state(), HandoffState::Merged { .. })
+                    && !self.agent_hold
+                    && !self.human_away;
+                if to_caller {
+                    // The person's keypad reaches the caller's side (an IVR or
+                    // a conference bridge behind the caller's number).
+                    self.emit(BridgeOutput::ToCaller(LegCommand::Dtmf(digit)));
+                }
             }
             LegEvent::Error(error) => {
                 self.emit(BridgeOutput::Timeline(TimelineKind::ProtocolError {
