@@ -11,7 +11,7 @@ use crate::gateway::Shared;
 use crate::legs::agent::{self, AgentLegConfig};
 use crate::legs::alarm::Alarm;
 use crate::legs::media_streams::StartMeta;
-use crate::legs::{HangupCause, LegCommand, LegEvent};
+use crate::legs::{HangupCause, LegCommand, LegEvent, recv_or_pending};
 use crate::routing::RoutingEvent;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -324,14 +324,14 @@ async fn drive(
                     RoutingEvent::NoAgent { reason } => bridge.no_agent(reason, at),
                 }
             }
-            event = recv_human(&mut handoff.human_rx) => {
+            event = recv_or_pending(handoff.human_rx.as_mut()) => {
                 let event = event.unwrap_or_else(|| {
                     handoff.human_rx = None;
                     LegEvent::Hangup(HangupCause::Lost("human agent leg ended".into()))
                 });
                 bridge.handle_human(event, Instant::now());
             }
-            voice = recv_voice(&mut monitor) => match voice {
+            voice = recv_or_pending(monitor.as_mut().map(|m| &mut m.from_supervisor)) => match voice {
                 Some(frame) => bridge.supervisor_audio(frame),
                 None => {
                     if let Some(m) = monitor.take() {
@@ -354,37 +354,37 @@ async fn drive(
                     }
                 }
                 crate::call::registry::ControlRequest::Call(request) => match request {
-                crate::domain::CallControl::Hint { supervisor, text } => {
-                    if !bridge.supervisor_hint(supervisor.clone(), text) {
-                        tracing::info!(%supervisor, "hint dropped: the caller is not with the AI agent");
+                    crate::domain::CallControl::Hint { supervisor, text } => {
+                        if !bridge.supervisor_hint(supervisor.clone(), text) {
+                            tracing::info!(%supervisor, "hint dropped: the caller is not with the AI agent");
+                        }
                     }
-                }
-                crate::domain::CallControl::ReturnToAi { by, note } => {
-                    if bridge.return_to_ai(note, Instant::now()) {
-                        tracing::info!(%by, "returned the caller to the AI agent");
-                    } else {
-                        tracing::info!(%by, "return to the AI ignored: the call is not with a person or waiting for one");
+                    crate::domain::CallControl::ReturnToAi { by, note } => {
+                        if bridge.return_to_ai(note, Instant::now()) {
+                            tracing::info!(%by, "returned the caller to the AI agent");
+                        } else {
+                            tracing::info!(%by, "return to the AI ignored: the call is not with a person or waiting for one");
+                        }
                     }
-                }
-                crate::domain::CallControl::TakeOver { supervisor } => {
-                    if handoff.escalation.is_none() && handoff.reserved_for.is_none() {
-                        tracing::info!(%supervisor, "a supervisor takes the call over");
-                        handoff.reserved_for = Some(supervisor.clone());
-                        // As if the AI agent asked for a person: the monitor decides
-                        // (policy, elevated), the caller is told, and the call is
-                        // queued for this supervisor only.
-                        let kind = TimelineKind::EscalationRequested {
-                            trigger: crate::domain::Trigger::Policy,
-                            description: format!("supervisor {supervisor} took the call over"),
-                            urgency: crate::domain::Urgency::Elevated,
-                        };
-                        let at = Instant::now();
-                        insight.observe(at, &kind);
-                        timeline.push(at, kind);
-                    } else {
-                        tracing::info!(%supervisor, "take-over ignored: the call is already with the handoff");
+                    crate::domain::CallControl::TakeOver { supervisor } => {
+                        if handoff.escalation.is_none() && handoff.reserved_for.is_none() {
+                            tracing::info!(%supervisor, "a supervisor takes the call over");
+                            handoff.reserved_for = Some(supervisor.clone());
+                            // As if the AI agent asked for a person: the monitor decides
+                            // (policy, elevated), the caller is told, and the call is
+                            // queued for this supervisor only.
+                            let kind = TimelineKind::EscalationRequested {
+                                trigger: crate::domain::Trigger::Policy,
+                                description: format!("supervisor {supervisor} took the call over"),
+                                urgency: crate::domain::Urgency::Elevated,
+                            };
+                            let at = Instant::now();
+                            insight.observe(at, &kind);
+                            timeline.push(at, kind);
+                        } else {
+                            tracing::info!(%supervisor, "take-over ignored: the call is already with the handoff");
+                        }
                     }
-                }
                 },
             },
             changed = closing.changed(), if !closing_heard => {
@@ -484,38 +484,22 @@ fn conversation(timeline: &Timeline) -> Vec<crate::domain::Turn> {
 /// Files the handoff's quality figures as they happen.
 fn store_handoff_figures(shared: &Shared, call_id: &str, kind: &TimelineKind) {
     use crate::store::Write;
+    let now = || crate::brief::context::rfc3339(SystemTime::now());
+    if let TimelineKind::HandoffStep { step, agent, .. } = kind
+        && step.ends_an_attempt()
+    {
+        shared.store.write(Write::HandoffOutcome {
+            call_id: call_id.to_string(),
+            outcome: step.as_str().to_string(),
+            agent: agent.clone(),
+            at: now(),
+        });
+    }
     match kind {
-        TimelineKind::HandoffStep { step, agent, .. } if *step == HandoffStep::Merged => {
-            let now = crate::brief::context::rfc3339(SystemTime::now());
-            shared.store.write(Write::HandoffOutcome {
-                call_id: call_id.to_string(),
-                outcome: step.as_str().to_string(),
-                agent: agent.clone(),
-                at: now.clone(),
-            });
+        TimelineKind::HandoffStep { step, .. } if *step == HandoffStep::Merged => {
             shared.store.write(Write::Merged {
                 call_id: call_id.to_string(),
-                merged_at: now,
-            })
-        }
-        TimelineKind::HandoffStep { step, agent, .. }
-            if matches!(
-                step,
-                HandoffStep::Declined
-                    | HandoffStep::RingTimeout
-                    | HandoffStep::ConsultDeclined
-                    | HandoffStep::AgentLeft
-                    | HandoffStep::AgentDisconnected
-                    | HandoffStep::Transferred
-                    | HandoffStep::NoAgent
-                    | HandoffStep::ReturnedToAi
-            ) =>
-        {
-            shared.store.write(Write::HandoffOutcome {
-                call_id: call_id.to_string(),
-                outcome: step.as_str().to_string(),
-                agent: agent.clone(),
-                at: crate::brief::context::rfc3339(SystemTime::now()),
+                merged_at: now(),
             })
         }
         TimelineKind::AgentFirstWords { after_merge_ms, .. } => {
@@ -827,20 +811,6 @@ impl HandoffLinks {
                 self.human_tx = None;
             }
         }
-    }
-}
-
-async fn recv_voice(monitor: &mut Option<crate::legs::MonitorLink>) -> Option<Vec<u8>> {
-    match monitor {
-        Some(m) => m.from_supervisor.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn recv_human(rx: &mut Option<mpsc::Receiver<LegEvent>>) -> Option<LegEvent> {
-    match rx {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
     }
 }
 

@@ -101,6 +101,23 @@ impl HandoffStep {
             HandoffStep::ReturnedToAi => "returned_to_ai",
         }
     }
+
+    /// This step is how one handoff attempt ended (counted in `/v1/stats`
+    /// as `handoff_outcomes`).
+    pub fn ends_an_attempt(self) -> bool {
+        matches!(
+            self,
+            HandoffStep::Merged
+                | HandoffStep::Declined
+                | HandoffStep::RingTimeout
+                | HandoffStep::ConsultDeclined
+                | HandoffStep::AgentLeft
+                | HandoffStep::AgentDisconnected
+                | HandoffStep::Transferred
+                | HandoffStep::NoAgent
+                | HandoffStep::ReturnedToAi
+        )
+    }
 }
 
 /// How a handoff ended for a caller who goes back to the AI agent (the
@@ -126,6 +143,9 @@ impl HandoffOutcome {
     }
 }
 
+/// Most characters of a note for the AI agent that are kept.
+pub const MAX_NOTE_CHARS: usize = 1000;
+
 /// What the AI agent is told when the caller comes back to it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -145,6 +165,13 @@ pub struct HandoffResult {
 }
 
 impl HandoffResult {
+    /// A note as given (console, API, the gateway) made fit to pass on:
+    /// trimmed, at most [`MAX_NOTE_CHARS`] characters, none when empty.
+    pub fn note_from(raw: Option<String>) -> Option<String> {
+        raw.map(|n| n.trim().chars().take(MAX_NOTE_CHARS).collect::<String>())
+            .filter(|n| !n.is_empty())
+    }
+
     /// The timeline detail: outcome, and the note when there is one.
     pub fn detail(&self) -> String {
         match &self.note {
@@ -181,6 +208,18 @@ impl std::fmt::Display for HandoffStep {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_note_for_the_ai_is_trimmed_bounded_and_empty_is_none() {
+        assert_eq!(
+            HandoffResult::note_from(Some("  run the survey \n".into())).as_deref(),
+            Some("run the survey")
+        );
+        assert_eq!(HandoffResult::note_from(Some("   ".into())), None);
+        assert_eq!(HandoffResult::note_from(None), None);
+        let long = HandoffResult::note_from(Some("é".repeat(5000))).unwrap_or_default();
+        assert_eq!(long.chars().count(), MAX_NOTE_CHARS);
+    }
 
     #[test]
     fn each_step_serialises_as_its_wire_name() {

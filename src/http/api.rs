@@ -100,9 +100,6 @@ pub struct ReturnToAiBody {
     note: Option<String>,
 }
 
-/// Most characters of a note for the AI agent.
-const MAX_AI_NOTE_CHARS: usize = 1000;
-
 /// `POST /v1/calls/{id}/return-to-ai` `{"note": "…"}`: the caller goes back to
 /// the AI agent, from a person (who is let go) or from the queue; the AI agent
 /// is told in a `handoff_result`. 202 when asked of the call, 409 when the
@@ -113,10 +110,7 @@ pub async fn return_to_ai(
     body: Option<Json<ReturnToAiBody>>,
 ) -> Response {
     use crate::call::registry::CallerStage;
-    let note = body
-        .and_then(|Json(b)| b.note)
-        .map(|n| n.trim().chars().take(MAX_AI_NOTE_CHARS).collect::<String>())
-        .filter(|n| !n.is_empty());
+    let note = body.and_then(|Json(b)| b.note);
     match shared.registry.stage(&id) {
         None => return error(StatusCode::NOT_FOUND, format!("no live call {id:?}")),
         Some(stage @ (CallerStage::Assistant | CallerStage::Callback)) => {

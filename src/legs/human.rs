@@ -11,7 +11,7 @@ use crate::domain::Urgency;
 use crate::gateway::Shared;
 use crate::legs::liveness::{Liveness, LivenessConfig};
 use crate::legs::media_streams::{self, MarkBody, MediaChunk, ProtocolError};
-use crate::legs::{HangupCause, LegCommand, LegEvent, keep_alive};
+use crate::legs::{HangupCause, LegCommand, LegEvent, keep_alive, recv_or_pending};
 use crate::routing::{
     AgentEnd, AgentStatus, HeldCall, HumanCommand, OfferKind, Presence, WithdrawReason, WrapUpNews,
 };
@@ -26,9 +26,6 @@ type Monitoring = (String, mpsc::Receiver<Vec<u8>>, mpsc::Sender<Vec<u8>>);
 
 /// Frames of a supervisor's feed (and voice) in flight (1 s).
 const MONITOR_FRAMES: usize = 50;
-
-/// Most characters of a note an agent leaves for the AI agent.
-const MAX_NOTE_CHARS: usize = 1000;
 
 /// Messages from the console.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -95,7 +92,8 @@ pub enum ConsoleMessage {
     /// `note`: for a survey, a payment, or closing questions. This agent
     /// leaves the call (wrap-up follows).
     ReturnToAi {
-        /// What the AI agent is told (at most 1000 characters are kept).
+        /// What the AI agent is told (trimmed; at most
+        /// [`crate::domain::handoff::MAX_NOTE_CHARS`] characters are kept).
         #[serde(default)]
         note: Option<String>,
     },
@@ -650,24 +648,9 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
             tracing::warn!(agent = %agent_id, "console takes no data; treating it as gone");
             break;
         }
-        let leg_cmd = async {
-            match call.as_mut() {
-                Some(c) => c.commands.recv().await,
-                None => std::future::pending().await,
-            }
-        };
-        let audio_event = async {
-            match audio.as_mut() {
-                Some(a) => a.events.recv().await,
-                None => std::future::pending().await,
-            }
-        };
-        let monitor_feed = async {
-            match monitoring.as_mut() {
-                Some((_, feed, _)) => feed.recv().await,
-                None => std::future::pending().await,
-            }
-        };
+        let leg_cmd = recv_or_pending(call.as_mut().map(|c| &mut c.commands));
+        let audio_event = recv_or_pending(audio.as_mut().map(|a| &mut a.events));
+        let monitor_feed = recv_or_pending(monitoring.as_mut().map(|(_, feed, _)| feed));
         let wrapup_over = async {
             match wrapup_ends {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -951,9 +934,6 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                     ConsoleMessage::ReturnToAi { note } => match &call {
                         Some(c) if c.merged => {
                             tracing::info!(agent = %agent_id, call = %c.call_id, "agent gives the caller back to the AI agent");
-                            let note = note
-                                .map(|n| n.trim().chars().take(MAX_NOTE_CHARS).collect::<String>())
-                                .filter(|n| !n.is_empty());
                             // The call ends for this agent when the gateway
                             // hangs up their leg (a `stop` follows).
                             let _ = c.events.try_send(LegEvent::ReturnToAi(note));

@@ -154,6 +154,17 @@ pub enum LegEvent {
     Hangup(HangupCause),
 }
 
+/// The next message of a channel that may not be there yet: never ready
+/// without one (for a `select!` arm on an optional leg).
+pub(crate) async fn recv_or_pending<T>(
+    rx: Option<&mut tokio::sync::mpsc::Receiver<T>>,
+) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// A supervisor's audio link to a live call.
 #[derive(Debug)]
 pub struct MonitorLink {

@@ -158,7 +158,7 @@ impl CallBridge {
             HandoffState::Merged { agent } => (HandoffOutcome::Completed, Some(agent.clone())),
             _ => (HandoffOutcome::NoAgent, None),
         };
-        let mut note = note;
+        let mut note = HandoffResult::note_from(note);
         if let Some(n) = note.as_mut() {
             self.config.redactor.string(n);
         }

@@ -11,6 +11,7 @@ use crate::call::handoff::HandoffState;
 use crate::call::timeline::TimelineKind;
 use crate::domain::SupervisorMode;
 use crate::media::g711;
+use crate::media::playout::Playout;
 use std::collections::VecDeque;
 
 /// Frames of the caller kept for the supervisor's mix before they go alone.
@@ -62,21 +63,14 @@ impl CallBridge {
             return;
         }
         if mode == SupervisorMode::Barge {
-            self.supervision.barge.push_back(frame.clone());
-            if self.supervision.barge.len() > VOICE_KEPT {
-                // The caller hears nothing else now: the voice goes alone.
-                if let Some(f) = self.supervision.barge.pop_front() {
-                    let _ = self.playout.push_audio(&f);
-                }
-            }
+            keep_voice(
+                &mut self.supervision.barge,
+                &mut self.playout,
+                frame.clone(),
+            );
         }
         if matches!(mode, SupervisorMode::Coach | SupervisorMode::Barge) {
-            self.supervision.coach.push_back(frame);
-            if self.supervision.coach.len() > VOICE_KEPT
-                && let Some(f) = self.supervision.coach.pop_front()
-            {
-                let _ = self.human_playout.push_audio(&f);
-            }
+            keep_voice(&mut self.supervision.coach, &mut self.human_playout, frame);
         }
     }
 
@@ -129,5 +123,17 @@ impl CallBridge {
             Some(voice) => g711::mix_ulaw(&frame, &voice),
             None => frame,
         }
+    }
+}
+
+/// Keeps a frame of the supervisor's voice to be mixed into the next frame
+/// going that way; when more wait than [`VOICE_KEPT`] (that direction is
+/// silent), the oldest goes out alone through `playout`.
+fn keep_voice(queue: &mut VecDeque<Vec<u8>>, playout: &mut Playout, frame: Vec<u8>) {
+    queue.push_back(frame);
+    if queue.len() > VOICE_KEPT
+        && let Some(f) = queue.pop_front()
+    {
+        let _ = playout.push_audio(&f);
     }
 }
