@@ -1235,6 +1235,68 @@ mod tests {
         );
     }
 
+    /// Merged with a person, with a supervisor on the call in `mode`.
+    fn merged_and_supervised(mode: crate::domain::SupervisorMode, t: Instant) -> CallBridge {
+        let mut b = bridge();
+        b.handle_agent(LegEvent::Connected, t);
+        b.escalate(one_frame_prompts(), t);
+        b.whisper_ready(Arc::from(vec![0x5bu8; 320]), t);
+        b.agent_offered("desk".into(), t);
+        b.agent_answered("desk".into(), t);
+        drain_over(&mut b, t, Duration::from_secs(1));
+        assert!(matches!(b.handoff_state(), HandoffState::Merged { .. }));
+        b.supervise("sam".into(), Some(mode));
+        drain(&mut b, t + Duration::from_secs(1));
+        b
+    }
+
+    #[test]
+    fn a_supervisors_voice_into_a_silent_direction_is_heard_whole_in_order_and_frame_sized() {
+        use crate::domain::SupervisorMode;
+        let t = Instant::now();
+        let mut b = merged_and_supervised(SupervisorMode::Barge, t);
+        let mut now = t + Duration::from_secs(1);
+        // Nobody else speaks: ten live frames, then one message carrying five at once.
+        let mut sent: Vec<Vec<u8>> = Vec::new();
+        let mut out = Vec::new();
+        for i in 0..10u8 {
+            let frame = vec![0x10 + i; 160];
+            sent.push(frame.clone());
+            b.supervisor_audio(frame);
+            out.extend(drain(&mut b, now));
+            now += FRAME;
+        }
+        let burst: Vec<u8> = (0..5u8).flat_map(|i| vec![0x40 + i; 160]).collect();
+        sent.extend(burst.chunks(160).map(<[u8]>::to_vec));
+        b.supervisor_audio(burst);
+        for _ in 0..10 {
+            out.extend(drain(&mut b, now));
+            b.supervisor_audio(vec![g711::ULAW_SILENCE; 160]);
+            now += FRAME;
+        }
+        for (to_caller, label) in [(true, "caller"), (false, "person")] {
+            let heard: Vec<&Vec<u8>> = out
+                .iter()
+                .filter_map(|o| match o {
+                    BridgeOutput::ToCaller(LegCommand::Audio(a)) if to_caller => Some(a),
+                    BridgeOutput::ToHuman(LegCommand::Audio(a)) if !to_caller => Some(a),
+                    _ => None,
+                })
+                .filter(|a| a.iter().any(|&x| x != g711::ULAW_SILENCE))
+                .collect();
+            assert!(
+                heard.iter().all(|a| a.len() == 160),
+                "the {label} got frames of {:?} bytes",
+                heard.iter().map(|a| a.len()).collect::<Vec<_>>()
+            );
+            let heard: Vec<Vec<u8>> = heard.into_iter().cloned().collect();
+            assert_eq!(
+                heard, sent,
+                "the {label} hears the voice once, whole, in order"
+            );
+        }
+    }
+
     #[test]
     fn a_person_asked_to_accept_hears_the_question_alone_and_2_passes_the_call_on() {
         let t = Instant::now();

@@ -4,20 +4,22 @@
 //! the caller says and from the caller's own playout, so it carries exactly
 //! what the caller hears — never the whisper, which only enters the human
 //! agent's playout. The supervisor's voice is mixed into frames already going
-//! out (or queued alone when that direction is silent), never delaying them.
+//! out (or sent alone, in order, when that direction is silent), never delaying them.
 
 use super::{BridgeOutput, CallBridge};
 use crate::call::handoff::HandoffState;
 use crate::call::timeline::TimelineKind;
-use crate::domain::SupervisorMode;
+use crate::domain::{Party, SupervisorMode};
+use crate::legs::LegCommand;
 use crate::media::g711;
-use crate::media::playout::Playout;
 use std::collections::VecDeque;
 
 /// Frames of the caller kept for the supervisor's mix before they go alone.
 const SAID_KEPT: usize = 2;
 /// Frames of the supervisor's voice waiting to be mixed before they go alone.
 const VOICE_KEPT: usize = 2;
+/// One 20 ms μ-law frame.
+const VOICE_FRAME: usize = 160;
 
 /// A supervisor on the call's audio.
 #[derive(Debug, Default)]
@@ -30,6 +32,8 @@ pub(super) struct Supervision {
     coach: VecDeque<Vec<u8>>,
     /// The supervisor's voice for the caller (barge).
     barge: VecDeque<Vec<u8>>,
+    /// The start of a frame of the supervisor's voice, waiting for the rest.
+    rest: Vec<u8>,
 }
 
 impl CallBridge {
@@ -42,6 +46,7 @@ impl CallBridge {
         let s = &mut self.supervision;
         s.coach.clear();
         s.barge.clear();
+        s.rest.clear();
         if mode.is_none() {
             s.said.clear();
         }
@@ -52,26 +57,59 @@ impl CallBridge {
         }));
     }
 
-    /// The supervisor spoke (μ-law 20 ms): to the human agent when coaching,
-    /// to both when barging, to nobody when listening or when no person is on
-    /// the call yet (the caller never hears a coach).
-    pub fn supervisor_audio(&mut self, frame: Vec<u8>) {
+    /// The supervisor spoke (μ-law, any length; cut into 20 ms frames, a
+    /// partial one kept for the next message): to the human agent when
+    /// coaching, to both when barging, to nobody when listening or when no
+    /// person is on the call yet (the caller never hears a coach).
+    pub fn supervisor_audio(&mut self, bytes: Vec<u8>) {
         let Some((_, mode)) = self.supervision.on else {
             return;
         };
         if !self.person_on_call() {
+            self.supervision.rest.clear();
             return;
         }
-        if mode == SupervisorMode::Barge {
-            keep_voice(
-                &mut self.supervision.barge,
-                &mut self.playout,
-                frame.clone(),
-            );
+        let mut voice = std::mem::take(&mut self.supervision.rest);
+        voice.extend_from_slice(&bytes);
+        let whole = voice.len() - voice.len() % VOICE_FRAME;
+        self.supervision.rest = voice.split_off(whole);
+        for frame in voice.chunks(VOICE_FRAME) {
+            if mode == SupervisorMode::Barge {
+                self.keep_voice(Party::Caller, frame.to_vec());
+            }
+            if matches!(mode, SupervisorMode::Coach | SupervisorMode::Barge) {
+                self.keep_voice(Party::HumanAgent, frame.to_vec());
+            }
         }
-        if matches!(mode, SupervisorMode::Coach | SupervisorMode::Barge) {
-            keep_voice(&mut self.supervision.coach, &mut self.human_playout, frame);
+    }
+
+    /// Keeps a frame of the supervisor's voice to be mixed into the next frame
+    /// going `to` that party. When more wait than [`VOICE_KEPT`] the oldest
+    /// goes out alone if nothing else is queued that way (that direction is
+    /// silent: it never enters the playout, where the next voice frame would
+    /// be mixed on top of it), or is dropped and counted if that direction is
+    /// backed up.
+    fn keep_voice(&mut self, to: Party, frame: Vec<u8>) {
+        let (queue, playout) = match to {
+            Party::Caller => (&mut self.supervision.barge, &self.playout),
+            _ => (&mut self.supervision.coach, &self.human_playout),
+        };
+        queue.push_back(frame);
+        if queue.len() <= VOICE_KEPT {
+            return;
         }
+        let silent = playout.queued_frames() == 0;
+        let Some(oldest) = queue.pop_front() else {
+            return;
+        };
+        self.emit(match (to, silent) {
+            (Party::Caller, true) => BridgeOutput::ToCaller(LegCommand::Audio(oldest)),
+            (_, true) => BridgeOutput::ToHuman(LegCommand::Audio(oldest)),
+            (leg, false) => BridgeOutput::Timeline(TimelineKind::AudioDropped {
+                leg,
+                reason: "supervisor voice behind a backed-up playout".into(),
+            }),
+        });
     }
 
     fn person_on_call(&self) -> bool {
@@ -123,17 +161,5 @@ impl CallBridge {
             Some(voice) => g711::mix_ulaw(&frame, &voice),
             None => frame,
         }
-    }
-}
-
-/// Keeps a frame of the supervisor's voice to be mixed into the next frame
-/// going that way; when more wait than [`VOICE_KEPT`] (that direction is
-/// silent), the oldest goes out alone through `playout`.
-fn keep_voice(queue: &mut VecDeque<Vec<u8>>, playout: &mut Playout, frame: Vec<u8>) {
-    queue.push_back(frame);
-    if queue.len() > VOICE_KEPT
-        && let Some(f) = queue.pop_front()
-    {
-        let _ = playout.push_audio(&f);
     }
 }
