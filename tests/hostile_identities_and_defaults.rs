@@ -319,3 +319,48 @@ async fn a_console_signs_in_with_a_one_time_ticket_so_no_token_is_in_a_url() {
     );
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guessed_call_id_tells_nothing_about_a_live_call_without_its_callers_token() {
+    let mut ai = RawAgent::start().await;
+    let gw = gateway(&ai.url, |c| {
+        c.routing.context_url_secret = "node-secret".into()
+    })
+    .await;
+    let (mut caller, mut writer) = started_caller(&gw.media_url(), "CAguessed").await;
+    let (_agent, _start, _sid) = ai.accept().await;
+    let id = live_call_id(&gw);
+    let status = |call: &str, token: Option<String>| {
+        let url = format!("http://{}/v1/webrtc/calls/{call}", gw.addr);
+        async move {
+            let mut request = reqwest::Client::new().get(url);
+            if let Some(t) = token {
+                request = request.header("x-call-token", t);
+            }
+            let r = request.send().await.expect("status request");
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        }
+    };
+    // Someone who knows (or guessed) the id but holds no token learns nothing.
+    let (code, body) = status(&id, None).await;
+    assert_eq!(code, 404, "{body}");
+    assert!(!body.contains("assistant"), "{body}");
+    let (code, _) = status(&id, Some("00".repeat(32))).await;
+    assert_eq!(code, 404);
+    let (unknown, _) = status("no-such-call", None).await;
+    assert_eq!(
+        unknown, code,
+        "the same answer as for an id that never existed"
+    );
+    // The caller's own token (the HMAC the POST answer carries) opens it.
+    let mut mac =
+        <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(b"node-secret").expect("key");
+    hmac::Mac::update(&mut mac, format!("caller-status\n{id}").as_bytes());
+    let token = hex::encode(hmac::Mac::finalize(mac).into_bytes());
+    let (code, body) = status(&id, Some(token)).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"stage\""), "{body}");
+    caller.send(writer.stop("ACtest", "CAguessed")).await;
+    let _ = caller.until_closed(SOON).await;
+    gw.shutdown().await;
+}

@@ -195,19 +195,36 @@ struct BrowserOffer {
     callback_number: Option<String>,
 }
 
-/// `GET /v1/webrtc/calls/{id}`: where a browser caller is, for their page
-/// (the call id, 48 random bits, is known only to the caller and the
-/// operators): `{stage, waitedSeconds?, estimatedWaitSeconds?}`; a call that
-/// is over is `{"stage": "ended"}`.
-async fn webrtc_call_status(Path(id): Path<String>, State(shared): State<Arc<Shared>>) -> Response {
+/// The header a browser caller's page sends its `statusToken` in.
+const CALLER_TOKEN_HEADER: &str = "x-call-token";
+
+/// `GET /v1/webrtc/calls/{id}`: where a browser caller is, for their page:
+/// `{stage, waitedSeconds?, estimatedWaitSeconds?}`; a call that is over is
+/// `{"stage": "ended"}`. Only with the call's `statusToken` (from the answer
+/// to `POST /v1/webrtc/calls`) in `X-Call-Token`: without it, or with another
+/// call's, the answer is the same 404 as for a call that never existed, so
+/// guessing ids tells nothing about anyone's calls.
+async fn webrtc_call_status(
+    Path(id): Path<String>,
+    State(shared): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let token = headers
+        .get(CALLER_TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let known =
+        shared.registry.active_call(&id).is_some() || shared.registry.timeline(&id).is_some();
+    if !known || !shared.context_urls.caller_token_matches(&id, token) {
+        tracing::debug!(call_id = %id, token = !token.is_empty(), "caller status refused");
+        return (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": "no such call for this X-Call-Token"})),
+        )
+            .into_response();
+    }
     let Some(call) = shared.registry.active_call(&id) else {
-        let known = shared.registry.timeline(&id).is_some();
-        let status = if known {
-            StatusCode::OK
-        } else {
-            StatusCode::NOT_FOUND
-        };
-        return (status, Json(serde_json::json!({ "stage": "ended" }))).into_response();
+        return Json(serde_json::json!({ "stage": "ended" })).into_response();
     };
     let now = crate::util::unix_seconds(std::time::SystemTime::now());
     let mut body = serde_json::json!({ "stage": call.stage });
@@ -253,9 +270,11 @@ async fn webrtc_call(State(shared): State<Arc<Shared>>, body: axum::body::Bytes)
         }
     };
     parameters.retain(|k, _| k != "from");
+    let shared_for_token = Arc::clone(&shared);
     match start_browser_call(shared, &offer.sdp, parameters, callback_number).await {
         Ok((call_id, sdp)) => {
-            Json(serde_json::json!({"callId": call_id, "type": "answer", "sdp": sdp}))
+            let token = shared_for_token.context_urls.caller_token(&call_id);
+            Json(serde_json::json!({"callId": call_id, "type": "answer", "sdp": sdp, "statusToken": token}))
                 .into_response()
         }
         Err(e) => {

@@ -76,6 +76,26 @@ impl UrlSigner {
         hex::encode(mac.finalize().into_bytes())
     }
 
+    /// The token a browser caller's page shows to read its own call's status
+    /// (`GET /v1/webrtc/calls/{id}`): HMAC-SHA256 over "caller-status\n<call id>",
+    /// so it is good for that call only and can never pass as a context URL's
+    /// signature (whose message has no such prefix and ends in a number).
+    pub fn caller_token(&self, call_id: &str) -> String {
+        let mut mac = match Hmac::<Sha256>::new_from_slice(&self.key) {
+            Ok(m) => m,
+            Err(_) => return String::new(),
+        };
+        mac.update(b"caller-status\n");
+        mac.update(call_id.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `token` is [`UrlSigner::caller_token`] of `call_id` (constant time).
+    pub fn caller_token_matches(&self, call_id: &str, token: &str) -> bool {
+        let expected = self.caller_token(call_id);
+        !expected.is_empty() && crate::util::constant_time_eq(expected.as_bytes(), token.as_bytes())
+    }
+
     /// Checks a URL's signature and expiry at `now` (Unix seconds).
     pub fn verify(
         &self,
@@ -98,6 +118,19 @@ impl UrlSigner {
 #[cfg(test)]
 mod url_tests {
     use super::*;
+
+    #[test]
+    fn a_caller_status_token_opens_only_its_own_call() {
+        let s = UrlSigner::new("k");
+        let token = s.caller_token("call-1");
+        assert!(s.caller_token_matches("call-1", &token));
+        assert!(!s.caller_token_matches("call-2", &token));
+        assert!(!s.caller_token_matches("call-1", ""));
+        assert!(!UrlSigner::new("other").caller_token_matches("call-1", &token));
+        // Never usable as a context URL's signature, nor the other way round.
+        assert!(s.verify("call-1", 0, &token, 0).is_err());
+        assert!(!s.caller_token_matches("call-1", &s.sign("call-1", 0)));
+    }
 
     #[test]
     fn a_context_url_is_good_for_its_call_until_it_expires() {
