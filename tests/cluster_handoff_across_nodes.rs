@@ -212,3 +212,63 @@ async fn an_agent_registered_on_one_node_signs_in_on_another() {
         .expect("listed on A");
     assert_eq!(zoe_on_a.skills, vec!["billing".to_string()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_to_a_named_agent_in_a_cluster_rings_only_that_agent() {
+    use std::sync::Arc;
+    use tokio::sync::mpsc;
+    use warmline::routing::HumanCommand;
+    let pg = fresh_database("named").await;
+    let nats = Nats::start();
+    let ai = ScriptedAgent::start(ai_script_requesting_person())
+        .await
+        .unwrap();
+    let (node_a, node_b) = two_nodes(&ai.url(), (&pg, &nats.url), (&pg, &nats.url), &[]).await;
+    // Two agents on node B: "first" has been idle longer, so any other call goes to them.
+    let mut offers = Vec::new();
+    for id in ["first", "named"] {
+        node_b
+            .shared
+            .routing
+            .register(id, id, "t", vec!["sales".into()]);
+        let (tx, rx) = mpsc::channel(16);
+        node_b
+            .shared
+            .routing
+            .console_connected(id, tx)
+            .expect("console");
+        offers.push((id, rx));
+        wait_agent_on(&node_a.shared.routing, id, "node-b").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A call on node A transferred to "named" (a transfer re-queues it for them only).
+    let (notify, _events) = mpsc::channel(8);
+    node_a.shared.routing.enqueue_for(
+        "CAnamed",
+        "sales",
+        warmline::domain::Urgency::Standard,
+        Arc::default(),
+        notify,
+        Default::default(),
+        Some("named".into()),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut offered_to = None;
+    while offered_to.is_none() && tokio::time::Instant::now() < deadline {
+        for (id, rx) in offers.iter_mut() {
+            while let Ok(cmd) = rx.try_recv() {
+                if matches!(cmd, HumanCommand::Offer { ref call_id, .. } if call_id == "CAnamed") {
+                    offered_to = Some(id.to_string());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        offered_to.as_deref(),
+        Some("named"),
+        "the transfer rang the agent it named"
+    );
+    node_a.shutdown().await;
+    node_b.shutdown().await;
+}

@@ -145,6 +145,8 @@ pub struct QueueEntry {
     pub context: String,
     /// The caller's number, for a callback if this node dies.
     pub callback_number: String,
+    /// Offered to this agent only, whatever their skills (a transfer to a named agent).
+    pub only: Option<String>,
 }
 
 fn urgency_rank(u: Urgency) -> i16 {
@@ -326,10 +328,10 @@ impl ClusterDb {
         self.client()
             .await?
             .execute(
-                "INSERT INTO wl_queue (call_id, node_id, skill, urgency, enqueued_at, tried, context, callback_number)
-                 VALUES ($1, $2, $3, $4, now(), $5, $6, $7)
+                "INSERT INTO wl_queue (call_id, node_id, skill, urgency, enqueued_at, tried, context, callback_number, only_agent)
+                 VALUES ($1, $2, $3, $4, now(), $5, $6, $7, $8)
                  ON CONFLICT (call_id) DO UPDATE SET skill = excluded.skill, urgency = excluded.urgency,
-                    context = excluded.context,
+                    context = excluded.context, only_agent = excluded.only_agent,
                     tried = ARRAY(SELECT DISTINCT unnest(wl_queue.tried || excluded.tried))",
                 &[
                     &e.call_id,
@@ -339,6 +341,7 @@ impl ClusterDb {
                     &e.tried,
                     &e.context,
                     &e.callback_number,
+                    &e.only,
                 ],
             )
             .await?;
@@ -368,23 +371,30 @@ impl ClusterDb {
         let ring = self.ring_lease.as_secs_f64();
         let waiting = tx
             .query(
-                "SELECT call_id, node_id, skill, urgency, tried, context FROM wl_queue
+                "SELECT call_id, node_id, skill, urgency, tried, context, only_agent FROM wl_queue
                  WHERE ringing_agent IS NULL ORDER BY urgency DESC, enqueued_at LIMIT $1
                  FOR UPDATE SKIP LOCKED",
                 &[&ROUND_LIMIT],
             )
             .await?;
+        // $4: a named agent (a transfer) takes it whatever their skills; nobody else does.
         const CANDIDATE: &str = "SELECT p.agent_id, p.node_id FROM wl_presence p
              JOIN wl_nodes n ON n.node_id = p.node_id
              WHERE p.status = 'available' AND p.offered_call IS NULL
-               AND ($1 = '' OR cardinality(p.skills) = 0 OR $1 = ANY(p.skills))
+               AND (CASE WHEN $4::text IS NULL
+                    THEN ($1 = '' OR cardinality(p.skills) = 0 OR $1 = ANY(p.skills))
+                    ELSE p.agent_id = $4 END)
                AND NOT (p.agent_id = ANY($2))
                AND n.heartbeat_at > now() - make_interval(secs => $3)
              ORDER BY p.idle_since LIMIT 1 FOR UPDATE OF p SKIP LOCKED";
         for w in &waiting {
             let (call_id, owner, skill): (String, String, String) = (w.get(0), w.get(1), w.get(2));
             let tried: Vec<String> = w.get(4);
-            match tx.query_opt(CANDIDATE, &[&skill, &tried, &lease]).await? {
+            let only: Option<String> = w.get(6);
+            match tx
+                .query_opt(CANDIDATE, &[&skill, &tried, &lease, &only])
+                .await?
+            {
                 Some(agent) => {
                     let (agent_id, agent_node): (String, String) = (agent.get(0), agent.get(1));
                     tx.execute(
@@ -414,10 +424,12 @@ impl ClusterDb {
                         .query_opt(
                             "SELECT 1 FROM wl_presence p JOIN wl_nodes n ON n.node_id = p.node_id
                              WHERE p.status <> 'offline'
-                               AND ($1 = '' OR cardinality(p.skills) = 0 OR $1 = ANY(p.skills))
+                               AND (CASE WHEN $4::text IS NULL
+                                    THEN ($1 = '' OR cardinality(p.skills) = 0 OR $1 = ANY(p.skills))
+                                    ELSE p.agent_id = $4 END)
                                AND NOT (p.agent_id = ANY($2))
                                AND n.heartbeat_at > now() - make_interval(secs => $3) LIMIT 1",
-                            &[&skill, &tried, &lease],
+                            &[&skill, &tried, &lease, &only],
                         )
                         .await?;
                     if someone.is_none() {
@@ -449,7 +461,10 @@ impl ClusterDb {
             let call_id: String = cb.get(0);
             let declined: Vec<String> = cb.get(2);
             let Some(agent) = tx
-                .query_opt(CANDIDATE, &[&String::new(), &declined, &lease])
+                .query_opt(
+                    CANDIDATE,
+                    &[&String::new(), &declined, &lease, &None::<String>],
+                )
                 .await?
             else {
                 break;

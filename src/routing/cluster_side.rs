@@ -380,5 +380,6 @@ pub(super) fn queue_entry(w: &super::Waiting) -> crate::cluster::db::QueueEntry 
         tried: w.tried.iter().cloned().collect(),
         context: serde_json::to_string(w.context.as_ref()).unwrap_or_else(|_| "{}".into()),
         callback_number: w.context.caller_number().unwrap_or_default(),
+        only: w.only.clone(),
     }
 }

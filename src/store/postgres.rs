@@ -155,6 +155,9 @@ CREATE TABLE handoff_outcomes (
     at TEXT NOT NULL
 );
 "#,
+    r#"
+ALTER TABLE wl_queue ADD COLUMN only_agent TEXT;
+"#,
 ];
 
 /// Connects and runs pending migrations (blocking; call off the async runtime).

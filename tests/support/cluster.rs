@@ -261,6 +261,7 @@ pub fn queue_entry(call_id: &str, skill: &str) -> warmline::cluster::db::QueueEn
         tried: vec![],
         context: "{}".into(),
         callback_number: String::new(),
+        only: None,
     }
 }
 
