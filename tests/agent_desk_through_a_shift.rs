@@ -817,7 +817,14 @@ async fn a_supervisor_sees_live_ai_calls_and_takes_one_over() {
         "the AI's confidence per turn: {board}"
     );
     browser.screenshot("desk-10-supervision-board").await;
-    // Listening first: the supervisor joins the call's audio (nobody hears them).
+    // Listening first: the supervisor joins the call's audio (nobody hears them)
+    // and hears it in the page's headset: the caller's voice and the AI's replies.
+    let sound = "window.warmline.heard.other";
+    let before = browser
+        .js(&format!("return {sound};"))
+        .await
+        .as_u64()
+        .unwrap_or(0);
     browser
         .js("document.querySelector('#board [aria-label^=\"Listen\"]').click(); return true;")
         .await;
@@ -826,6 +833,13 @@ async fn a_supervisor_sees_live_ai_calls_and_takes_one_over() {
             "!document.getElementById('monitor-bar').hidden && document.getElementById('monitor-text').textContent.startsWith('Listening')",
             Duration::from_secs(5),
             "the supervisor listening",
+        )
+        .await;
+    browser
+        .wait_for(
+            &format!("{sound} >= {}", before + 20),
+            Duration::from_secs(10),
+            "the call's audio in the supervisor's headset (≥ 1 s of sound)",
         )
         .await;
     browser.screenshot("desk-10a-supervisor-listens").await;
@@ -837,6 +851,23 @@ async fn a_supervisor_sees_live_ai_calls_and_takes_one_over() {
             "listening stopped",
         )
         .await;
+    // Stopped: nothing of the call reaches the supervisor any more.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopped = browser
+        .js(&format!("return {sound};"))
+        .await
+        .as_u64()
+        .unwrap_or(0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = browser
+        .js(&format!("return {sound};"))
+        .await
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        later <= stopped + 2,
+        "the supervisor still hears the call after stopping ({stopped} → {later} windows of sound)"
+    );
     // Then coaching the AI: a text hint reaches the AI agent, never the caller.
     browser
         .js("document.querySelector('#board [aria-label^=\"Send hint\"]').click(); return true;")
