@@ -1008,3 +1008,144 @@ async fn every_console_hears_of_a_presence_change_as_it_happens() {
     );
     gw.shutdown().await;
 }
+
+/// The call time (ms) at which the supervisor's mode became `mode`.
+fn supervision_at(t: &Timeline, mode: Option<warmline::domain::SupervisorMode>) -> Option<f64> {
+    t.events
+        .iter()
+        .find(|e| {
+            matches!(&e.kind, warmline::call::timeline::TimelineKind::Supervision { mode: m, .. } if *m == mode)
+        })
+        .map(|e| e.at_ms)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_in_the_browser_coaches_the_person_then_barges_and_the_caller_hears_only_the_barge()
+ {
+    use warmline::domain::SupervisorMode;
+    let ai = ScriptedAgent::start(ai_script_requesting_person())
+        .await
+        .unwrap();
+    let gw = gateway(&ai.url(), |c| {
+        c.routing.agents.push(agent_seed("ann"));
+        let mut sam = agent_seed("sam");
+        sam.supervisor = true;
+        c.routing.agents.push(sam);
+    })
+    .await;
+    // Ann (a simulated console) takes the call, skips the whisper, says a short line.
+    let ann = tokio::spawn(warmline::sim::human::run(
+        warmline::sim::human::HumanOptions {
+            skip_after: Some(Duration::from_millis(200)),
+            say: noise(8000, 12),
+            max_duration: Duration::from_secs(45),
+            ..console(
+                &format!("ws://{}", gw.addr),
+                "ann",
+                Duration::from_millis(200),
+            )
+        },
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The caller asks for a person, then only listens (so what Ann hears while
+    // coached is the coach, not the caller over them).
+    let silence = warmline::media::g711::ULAW_SILENCE;
+    let mut said = vec![silence; 16_000];
+    said.extend(loud_frames(50));
+    said.extend(vec![silence; 8000 * 40]);
+    let mut options = CallerOptions::new(gw.media_url(), said, 93);
+    options.end = CallerEnd::Stop;
+    let call = tokio::spawn(caller::run(options));
+    let call_id = loop {
+        if let Some(c) = gw.shared.registry.active().first() {
+            break c.call_id.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let with_person = wait_stage(&gw, &call_id, Duration::from_secs(25), |s| {
+        s == Some(warmline::call::registry::CallerStage::WithPerson)
+    })
+    .await;
+    assert!(with_person, "the call reached Ann");
+    // Sam, in Chromium, speaks the demo agent's line into his microphone.
+    let (browser, _mic) = browser().await;
+    browser
+        .sign_in_available(&format!(
+            "http://{}/console?agent=sam&token=sam-secret-token",
+            gw.addr
+        ))
+        .await;
+    browser
+        .wait_for(
+            "window.warmline.board && window.warmline.board.some(c => c.stage === 'with_person')",
+            Duration::from_secs(10),
+            "Ann's call on the board",
+        )
+        .await;
+    browser
+        .js("document.querySelector('#board [aria-label^=\"Listen\"]').click(); return true;")
+        .await;
+    browser
+        .wait_for(
+            "document.getElementById('monitor-text').textContent.startsWith('Listening')",
+            Duration::from_secs(5),
+            "listening",
+        )
+        .await;
+    browser.click("monitor-coach").await;
+    browser
+        .wait_for(
+            "document.getElementById('monitor-text').textContent.startsWith('Coaching')",
+            Duration::from_secs(5),
+            "coaching",
+        )
+        .await;
+    browser
+        .screenshot("desk-11a-supervisor-coaches-a-person")
+        .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    browser.click("monitor-barge").await;
+    browser
+        .wait_for(
+            "document.getElementById('monitor-text').textContent.startsWith('Barged')",
+            Duration::from_secs(5),
+            "barging",
+        )
+        .await;
+    browser.screenshot("desk-11b-supervisor-barges").await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    browser.click("monitor-stop").await;
+    let report = call.await.unwrap().unwrap();
+    let ann = ann.await.expect("ann task").expect("ann ran");
+    let done = gw
+        .shared
+        .registry
+        .wait_finished(1, Duration::from_secs(20))
+        .await;
+    let t = &done[0];
+    let (coach, barge) = (
+        supervision_at(t, Some(SupervisorMode::Coach)).expect("coach on the timeline"),
+        supervision_at(t, Some(SupervisorMode::Barge)).expect("barge on the timeline"),
+    );
+    let coached = heard_between(&report, coach + 300.0, barge - 100.0);
+    let barged = heard_between(&report, barge + 500.0, barge + 4500.0);
+    let (in_ann, in_caller_coached, in_caller_barged) = (
+        agent_voice_in(&ann.after_whisper),
+        agent_voice_in(&coached),
+        agent_voice_in(&barged),
+    );
+    println!(
+        "supervisor's voice: in Ann's ear {in_ann:.3}; in the caller's while coaching {in_caller_coached:.3}, while barging {in_caller_barged:.3}"
+    );
+    assert!(in_ann > 0.5, "Ann hears the coach (ncc {in_ann:.3})");
+    assert!(
+        in_caller_coached < 0.3,
+        "the caller heard the coach (ncc {in_caller_coached:.3})"
+    );
+    assert!(
+        in_caller_barged > 0.5 && in_caller_barged > 2.0 * in_caller_coached,
+        "the caller hears a barging supervisor (ncc {in_caller_barged:.3})"
+    );
+    browser.quit().await;
+    gw.shutdown().await;
+}

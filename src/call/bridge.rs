@@ -1251,6 +1251,48 @@ mod tests {
     }
 
     #[test]
+    fn a_coach_arriving_in_bursts_is_mixed_into_a_live_direction_never_interleaved() {
+        use crate::domain::SupervisorMode;
+        let t = Instant::now();
+        let mut b = merged_and_supervised(SupervisorMode::Coach, t);
+        let mut now = t + Duration::from_secs(1);
+        let mut out = Vec::new();
+        // The caller talks every 20 ms; the coach's voice comes three frames at
+        // a time every 60 ms (a browser's WebRTC burst), in
+        // between the caller's frames.
+        for i in 0..60u8 {
+            b.handle_caller(LegEvent::Audio(vec![0x70; 160]), now);
+            out.extend(drain(&mut b, now));
+            if i % 3 == 0 {
+                for k in 0..3u8 {
+                    b.supervisor_audio(vec![0x10 + (i + k) % 32; 160]);
+                }
+            }
+            out.extend(drain(&mut b, now));
+            now += FRAME;
+        }
+        let to_person: Vec<&Vec<u8>> = out
+            .iter()
+            .filter_map(|o| match o {
+                BridgeOutput::ToHuman(LegCommand::Audio(a)) => Some(a),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            to_person.len(),
+            60,
+            "one frame to the person per caller frame, the coach mixed in, none extra"
+        );
+        let coached = to_person.iter().filter(|a| a[0] != 0x70).count();
+        assert!(coached >= 55, "the coach is in {coached} of 60 frames");
+        assert!(
+            !out.iter()
+                .any(|o| matches!(o, BridgeOutput::Timeline(TimelineKind::AudioDropped { .. }))),
+            "nothing of the coach dropped"
+        );
+    }
+
+    #[test]
     fn a_supervisors_voice_into_a_silent_direction_is_heard_whole_in_order_and_frame_sized() {
         use crate::domain::SupervisorMode;
         let t = Instant::now();

@@ -16,8 +16,13 @@ use std::collections::VecDeque;
 
 /// Frames of the caller kept for the supervisor's mix before they go alone.
 const SAID_KEPT: usize = 2;
-/// Frames of the supervisor's voice waiting to be mixed before they go alone.
-const VOICE_KEPT: usize = 2;
+/// Frames of the supervisor's voice that arrive while nothing goes that way
+/// before the direction counts as silent and the voice goes alone (more than
+/// a browser's WebRTC burst, so a live direction is mixed into, not interleaved).
+const SILENT_AFTER: usize = 4;
+/// Most frames of the supervisor's voice waiting to be mixed into a live
+/// direction (200 ms); older ones are dropped and counted.
+const VOICE_KEPT: usize = 10;
 /// One 20 ms μ-law frame.
 const VOICE_FRAME: usize = 160;
 
@@ -34,6 +39,8 @@ pub(super) struct Supervision {
     barge: VecDeque<Vec<u8>>,
     /// The start of a frame of the supervisor's voice, waiting for the rest.
     rest: Vec<u8>,
+    /// Voice frames received since a frame last went to the caller / the person.
+    idle: [usize; 2],
 }
 
 impl CallBridge {
@@ -47,6 +54,7 @@ impl CallBridge {
         s.coach.clear();
         s.barge.clear();
         s.rest.clear();
+        s.idle = [0; 2];
         if mode.is_none() {
             s.said.clear();
         }
@@ -84,21 +92,25 @@ impl CallBridge {
     }
 
     /// Keeps a frame of the supervisor's voice to be mixed into the next frame
-    /// going `to` that party. When more wait than [`VOICE_KEPT`] the oldest
-    /// goes out alone if nothing else is queued that way (that direction is
-    /// silent: it never enters the playout, where the next voice frame would
-    /// be mixed on top of it), or is dropped and counted if that direction is
-    /// backed up.
+    /// going `to` that party. When that direction has been silent for
+    /// [`SILENT_AFTER`] voice frames, the voice goes out alone, in order (it
+    /// never enters the playout, where the next voice frame would be mixed on
+    /// top of it); when more than [`VOICE_KEPT`] wait on a live direction the
+    /// oldest is dropped and counted.
     fn keep_voice(&mut self, to: Party, frame: Vec<u8>) {
-        let (queue, playout) = match to {
-            Party::Caller => (&mut self.supervision.barge, &self.playout),
-            _ => (&mut self.supervision.coach, &self.human_playout),
+        let side = usize::from(to != Party::Caller);
+        let s = &mut self.supervision;
+        let queue = if side == 0 {
+            &mut s.barge
+        } else {
+            &mut s.coach
         };
         queue.push_back(frame);
-        if queue.len() <= VOICE_KEPT {
+        s.idle[side] += 1;
+        let silent = s.idle[side] > SILENT_AFTER;
+        if !silent && queue.len() <= VOICE_KEPT {
             return;
         }
-        let silent = playout.queued_frames() == 0;
         let Some(oldest) = queue.pop_front() else {
             return;
         };
@@ -107,7 +119,7 @@ impl CallBridge {
             (_, true) => BridgeOutput::ToHuman(LegCommand::Audio(oldest)),
             (leg, false) => BridgeOutput::Timeline(TimelineKind::AudioDropped {
                 leg,
-                reason: "supervisor voice behind a backed-up playout".into(),
+                reason: "supervisor voice more than 200 ms behind; oldest frame dropped".into(),
             }),
         });
     }
@@ -145,6 +157,7 @@ impl CallBridge {
         if !self.person_on_call() {
             self.supervision.barge.clear();
         }
+        self.supervision.idle[0] = 0;
         match self.supervision.barge.pop_front() {
             Some(voice) => g711::mix_ulaw(&frame, &voice),
             None => frame,
@@ -157,6 +170,7 @@ impl CallBridge {
             // Never over a whisper or into the next person's call.
             self.supervision.coach.clear();
         }
+        self.supervision.idle[1] = 0;
         match self.supervision.coach.pop_front() {
             Some(voice) => g711::mix_ulaw(&frame, &voice),
             None => frame,
