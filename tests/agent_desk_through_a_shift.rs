@@ -1009,6 +1009,17 @@ async fn every_console_hears_of_a_presence_change_as_it_happens() {
     gw.shutdown().await;
 }
 
+/// Waits until the supervisor's monitor bar starts with `text`.
+async fn monitor_bar_says(browser: &Browser, text: &str) {
+    browser
+        .wait_for(
+            &format!("document.getElementById('monitor-text').textContent.startsWith('{text}')"),
+            Duration::from_secs(5),
+            text,
+        )
+        .await;
+}
+
 /// The call time (ms) at which the supervisor's mode became `mode`.
 fn supervision_at(t: &Timeline, mode: Option<warmline::domain::SupervisorMode>) -> Option<f64> {
     t.events
@@ -1085,33 +1096,15 @@ async fn a_supervisor_in_the_browser_coaches_the_person_then_barges_and_the_call
     browser
         .js("document.querySelector('#board [aria-label^=\"Listen\"]').click(); return true;")
         .await;
-    browser
-        .wait_for(
-            "document.getElementById('monitor-text').textContent.startsWith('Listening')",
-            Duration::from_secs(5),
-            "listening",
-        )
-        .await;
+    monitor_bar_says(&browser, "Listening").await;
     browser.click("monitor-coach").await;
-    browser
-        .wait_for(
-            "document.getElementById('monitor-text').textContent.startsWith('Coaching')",
-            Duration::from_secs(5),
-            "coaching",
-        )
-        .await;
+    monitor_bar_says(&browser, "Coaching").await;
     browser
         .screenshot("desk-11a-supervisor-coaches-a-person")
         .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     browser.click("monitor-barge").await;
-    browser
-        .wait_for(
-            "document.getElementById('monitor-text').textContent.startsWith('Barged')",
-            Duration::from_secs(5),
-            "barging",
-        )
-        .await;
+    monitor_bar_says(&browser, "Barged").await;
     browser.screenshot("desk-11b-supervisor-barges").await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     browser.click("monitor-stop").await;
