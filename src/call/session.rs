@@ -33,6 +33,25 @@ pub struct CallSetup {
     pub started_wall: SystemTime,
 }
 
+impl crate::legs::CallStarter for Shared {
+    fn start_call(self: Arc<Self>, arrival: crate::legs::CallArrival) -> String {
+        let call_id = self.registry.begin(
+            &arrival.start.call_sid,
+            &arrival.stream_sid,
+            crate::util::unix_seconds(arrival.started_wall),
+        );
+        let setup = CallSetup {
+            call_id: call_id.clone(),
+            start: arrival.start,
+            stream_sid: arrival.stream_sid,
+            started: arrival.started,
+            started_wall: arrival.started_wall,
+        };
+        tokio::spawn(run_call(self, setup, arrival.events, arrival.commands));
+        call_id
+    }
+}
+
 /// Runs one call to its end, then files its timeline in the registry.
 pub async fn run_call(
     shared: Arc<Shared>,

@@ -179,7 +179,10 @@ async fn media_stream(
     ws.max_message_size(hard_cap)
         .max_frame_size(hard_cap)
         .read_buffer_size(crate::legs::WS_READ_BUFFER)
-        .on_upgrade(move |socket| crate::legs::twilio::serve_stream(socket, shared))
+        .on_upgrade(move |socket| async move {
+            let calls: Arc<dyn crate::legs::CallStarter> = Arc::clone(&shared) as _;
+            crate::legs::twilio::serve_stream(socket, &shared.config.server, calls).await
+        })
 }
 
 /// `POST /v1/webrtc/calls` body: a browser caller's offer.

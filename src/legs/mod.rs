@@ -85,6 +85,31 @@ where
 use crate::domain::{EscalationRequest, ToolUse, Turn};
 use media_streams::{ProtocolError, StreamMessage};
 
+/// A caller who arrived on some transport (Media Streams, SIP, WebRTC), as
+/// the leg hands them to the call: the one way a call starts.
+#[derive(Debug)]
+pub struct CallArrival {
+    /// What the caller's transport said about the call (ids, parameters).
+    pub start: media_streams::StartMeta,
+    /// The caller's stream id.
+    pub stream_sid: String,
+    /// When the call started (monotonic).
+    pub started: std::time::Instant,
+    /// When the call started (wall clock).
+    pub started_wall: std::time::SystemTime,
+    /// What the caller's leg reports.
+    pub events: tokio::sync::mpsc::Receiver<LegEvent>,
+    /// What the call asks of the caller's leg.
+    pub commands: tokio::sync::mpsc::Sender<LegCommand>,
+}
+
+/// The port caller legs start calls through (implemented by the call layer),
+/// so a leg never reaches up into the call or the gateway to do it.
+pub trait CallStarter: Send + Sync {
+    /// Registers the call and starts its task; returns the gateway's call id.
+    fn start_call(self: std::sync::Arc<Self>, arrival: CallArrival) -> String;
+}
+
 /// Why a leg went away.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HangupCause {

@@ -6,11 +6,12 @@
 //! becomes a [`LegEvent`] for the call task and each [`LegCommand`] becomes an
 //! outbound `media`/`mark`/`clear` carrying the `streamSid`.
 
-use crate::call::session::{self, CallSetup};
-use crate::gateway::Shared;
+use crate::config::ServerConfig;
 use crate::legs::liveness::{Liveness, LivenessConfig};
 use crate::legs::media_streams::{self, AppWriter, ProtocolError, StartMeta, StreamMessage};
-use crate::legs::{HangupCause, LegCommand, LegEvent, keep_alive, send_within};
+use crate::legs::{
+    CallArrival, CallStarter, HangupCause, LegCommand, LegEvent, keep_alive, send_within,
+};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -35,31 +36,30 @@ fn is_too_big(error: &str) -> bool {
     error.contains("too long") || error.contains("Space limit exceeded")
 }
 
-/// Serves one provider stream from upgrade to close.
-pub async fn serve_stream(mut socket: WebSocket, shared: Arc<Shared>) {
-    let Some((start, stream_sid)) = await_start(&mut socket, &shared).await else {
+/// Serves one provider stream from upgrade to close: the call starts through
+/// `calls` once a valid `start` arrived.
+pub async fn serve_stream(
+    mut socket: WebSocket,
+    server: &ServerConfig,
+    calls: Arc<dyn CallStarter>,
+) {
+    let Some((start, stream_sid)) = await_start(&mut socket, server).await else {
         return;
     };
-    let started = Instant::now();
-    let started_wall = SystemTime::now();
-    let started_unix = crate::util::unix_seconds(started_wall);
-    let call_id = shared
-        .registry
-        .begin(&start.call_sid, &stream_sid, started_unix);
     let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
     let (cmd_tx, mut cmd_rx) = mpsc::channel(COMMAND_QUEUE);
-    let setup = CallSetup {
-        call_id,
+    calls.start_call(CallArrival {
         start,
         stream_sid: stream_sid.clone(),
-        started,
-        started_wall,
-    };
-    tokio::spawn(session::run_call(Arc::clone(&shared), setup, ev_rx, cmd_tx));
+        started: Instant::now(),
+        started_wall: SystemTime::now(),
+        events: ev_rx,
+        commands: cmd_tx,
+    });
 
     let writer = AppWriter::new(stream_sid.clone());
-    let max = shared.config.server.max_message_bytes;
-    let liveness = LivenessConfig::from_server(&shared.config.server);
+    let max = server.max_message_bytes;
+    let liveness = LivenessConfig::from_server(server);
     let mut live = Liveness::new(liveness, Instant::now());
     loop {
         tokio::select! {
@@ -125,9 +125,9 @@ pub async fn serve_stream(mut socket: WebSocket, shared: Arc<Shared>) {
 }
 
 /// Reads until a valid `start`; returns `None` (socket closed) on failure.
-async fn await_start(socket: &mut WebSocket, shared: &Shared) -> Option<(StartMeta, String)> {
-    let max = shared.config.server.max_message_bytes;
-    let timeout = std::time::Duration::from_millis(shared.config.server.start_timeout_ms);
+async fn await_start(socket: &mut WebSocket, server: &ServerConfig) -> Option<(StartMeta, String)> {
+    let max = server.max_message_bytes;
+    let timeout = std::time::Duration::from_millis(server.start_timeout_ms);
     let deadline = tokio::time::Instant::now() + timeout;
     let mut refused = 0u32;
     loop {

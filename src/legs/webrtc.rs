@@ -573,13 +573,17 @@ pub async fn start_browser_call(
     start
         .custom_parameters
         .insert("transport".into(), "webrtc".into());
-    let call_id = shared.registry.begin(
-        &call_sid,
-        &stream_sid,
-        crate::util::unix_seconds(started_wall),
-    );
     let (ev_tx, ev_rx) = mpsc::channel(crate::legs::twilio::EVENT_QUEUE);
     let (cmd_tx, cmd_rx) = mpsc::channel(crate::legs::twilio::COMMAND_QUEUE);
+    let calls: Arc<dyn crate::legs::CallStarter> = Arc::clone(&shared) as _;
+    let call_id = calls.start_call(crate::legs::CallArrival {
+        start,
+        stream_sid,
+        started,
+        started_wall,
+        events: ev_rx,
+        commands: cmd_tx,
+    });
     tracing::info!(call = %call_id, local = %peer.local_addr(), "browser call answered");
     let media = spawn(
         peer,
@@ -596,18 +600,6 @@ pub async fn start_browser_call(
         let _slot = slot;
         let _ = media.await;
     });
-    tokio::spawn(crate::call::session::run_call(
-        Arc::clone(&shared),
-        crate::call::session::CallSetup {
-            call_id: call_id.clone(),
-            start,
-            stream_sid,
-            started,
-            started_wall,
-        },
-        ev_rx,
-        cmd_tx,
-    ));
     Ok((call_id, answer))
 }
 

@@ -8,7 +8,6 @@ use super::endpoint::{ALLOW, Incoming, SipEndpoint, Transport};
 use super::message::{SipMessage, StartLine, uri_of, user_of};
 use super::rtp_leg::{self, RtpControl};
 use super::sdp::{self, SdpError};
-use crate::call::session::{self, CallSetup};
 use crate::legs::media_streams::StartMeta;
 use crate::legs::{HangupCause, LegEvent};
 use std::sync::Arc;
@@ -139,11 +138,6 @@ async fn run(endpoint: &Arc<SipEndpoint>, invite: Incoming, mut rx: mpsc::Receiv
     let started_wall = SystemTime::now();
     let shared = Arc::clone(&endpoint.shared);
     let stream_sid = format!("SIP-{to_tag}");
-    let call_id = shared.registry.begin(
-        &call_sid,
-        &stream_sid,
-        crate::util::unix_seconds(started_wall),
-    );
     let mut start = StartMeta {
         call_sid: call_sid.clone(),
         stream_sid: stream_sid.clone(),
@@ -162,9 +156,18 @@ async fn run(endpoint: &Arc<SipEndpoint>, invite: Incoming, mut rx: mpsc::Receiv
     {
         start.custom_parameters.insert("dialed".into(), to_user);
     }
-    tracing::info!(codec = ?negotiated.codec, remote = %negotiated.remote, call = %call_id, "SIP call answered");
     let (ev_tx, ev_rx) = mpsc::channel(crate::legs::twilio::EVENT_QUEUE);
     let (cmd_tx, cmd_rx) = mpsc::channel(crate::legs::twilio::COMMAND_QUEUE);
+    let calls: Arc<dyn crate::legs::CallStarter> = Arc::clone(&shared) as _;
+    let call_id = calls.start_call(crate::legs::CallArrival {
+        start,
+        stream_sid,
+        started,
+        started_wall,
+        events: ev_rx,
+        commands: cmd_tx,
+    });
+    tracing::info!(codec = ?negotiated.codec, remote = %negotiated.remote, call = %call_id, "SIP call answered");
     let (ctl_tx, ctl_rx) = mpsc::channel(4);
     let (hung_tx, mut hung_rx) = oneshot::channel();
     let rtp_tuning = shared.config.sip.rtp();
@@ -182,18 +185,6 @@ async fn run(endpoint: &Arc<SipEndpoint>, invite: Incoming, mut rx: mpsc::Receiv
         &call_id,
         "caller",
     );
-    tokio::spawn(session::run_call(
-        Arc::clone(&shared),
-        CallSetup {
-            call_id: call_id.clone(),
-            start,
-            stream_sid,
-            started,
-            started_wall,
-        },
-        ev_rx,
-        cmd_tx,
-    ));
 
     // The dialog until BYE (either side).
     let mut acked = false;
