@@ -33,7 +33,7 @@ pub struct Shared {
     /// The screen-pop webhook, when configured.
     pub webhook: Option<crate::routing::webhook::Webhook>,
     /// Browser (WebRTC) callers in progress, against `webrtc.max_calls`.
-    pub webrtc_calls: std::sync::atomic::AtomicUsize,
+    pub webrtc_calls: Arc<std::sync::atomic::AtomicUsize>,
     /// Set by [`RunningGateway::drain`]: new calls are refused, /healthz says 503.
     pub draining: std::sync::atomic::AtomicBool,
     /// New connections per IP (`server.per_ip_rate`, `per_ip_burst`).
@@ -388,7 +388,7 @@ impl RunningGateway {
             routing,
             webhook,
             metrics: crate::metrics::Metrics::default(),
-            webrtc_calls: std::sync::atomic::AtomicUsize::new(0),
+            webrtc_calls: Arc::default(),
             draining: std::sync::atomic::AtomicBool::new(false),
             ip_limiter: std::sync::Mutex::new(crate::util::RateLimiter::new(
                 config_rate.0,

@@ -274,7 +274,12 @@ async fn webrtc_call(State(shared): State<Arc<Shared>>, body: axum::body::Bytes)
     };
     parameters.retain(|k, _| k != "from");
     let shared_for_token = Arc::clone(&shared);
-    match start_browser_call(shared, &offer.sdp, parameters, callback_number).await {
+    let leg = crate::legs::webrtc::BrowserCalls {
+        config: &shared.config.webrtc,
+        active: Arc::clone(&shared.webrtc_calls),
+        calls: Arc::clone(&shared) as _,
+    };
+    match start_browser_call(leg, &offer.sdp, parameters, callback_number).await {
         Ok((call_id, sdp)) => {
             let token = shared_for_token.context_urls.caller_token(&call_id);
             Json(serde_json::json!({"callId": call_id, "type": "answer", "sdp": sdp, "statusToken": token}))

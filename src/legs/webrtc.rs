@@ -520,24 +520,34 @@ pub fn phone_number(typed: &str) -> Option<String> {
         .then(|| format!("{plus}{digits}"))
 }
 
+/// What the browser-caller endpoint works with.
+pub struct BrowserCalls<'a> {
+    /// The `[webrtc]` settings.
+    pub config: &'a crate::config::WebRtcSection,
+    /// Browser calls up now (one of `config.max_calls` each).
+    pub active: Arc<std::sync::atomic::AtomicUsize>,
+    /// Where the call starts.
+    pub calls: Arc<dyn crate::legs::CallStarter>,
+}
+
 /// Answers a browser caller's offer and starts the call: the browser is the
 /// caller leg, bridged to the AI agent like any other caller. `parameters`
 /// become the call's `customParameters` (e.g. `from`, `agent`).
 /// Returns the call id and the SDP answer.
 pub async fn start_browser_call(
-    shared: Arc<crate::gateway::Shared>,
+    leg: BrowserCalls<'_>,
     offer_sdp: &str,
     parameters: std::collections::BTreeMap<String, String>,
     callback_number: Option<String>,
 ) -> Result<(String, String), BrowserCallError> {
     use std::sync::atomic::Ordering;
-    let max = shared.config.webrtc.max_calls;
-    let active = shared.webrtc_calls.fetch_add(1, Ordering::SeqCst);
-    let slot = CallSlot(Arc::clone(&shared));
+    let max = leg.config.max_calls;
+    let active = leg.active.fetch_add(1, Ordering::SeqCst);
+    let slot = CallSlot(Arc::clone(&leg.active));
     if active >= max {
         return Err(BrowserCallError::Busy(active));
     }
-    let allowed = &shared.config.webrtc.caller_parameters;
+    let allowed = &leg.config.caller_parameters;
     let mut parameters = parameters;
     let dropped: Vec<String> = parameters
         .keys()
@@ -557,7 +567,7 @@ pub async fn start_browser_call(
         parameters.insert("from".into(), number);
         parameters.insert("from_source".into(), "typed_by_caller".into());
     }
-    let (peer, socket, answer) = bind_and_answer(&shared.config.webrtc, offer_sdp).await?;
+    let (peer, socket, answer) = bind_and_answer(leg.config, offer_sdp).await?;
     let started = Instant::now();
     let started_wall = std::time::SystemTime::now();
     let random = crate::util::random_u64;
@@ -575,8 +585,7 @@ pub async fn start_browser_call(
         .insert("transport".into(), "webrtc".into());
     let (ev_tx, ev_rx) = mpsc::channel(crate::legs::twilio::EVENT_QUEUE);
     let (cmd_tx, cmd_rx) = mpsc::channel(crate::legs::twilio::COMMAND_QUEUE);
-    let calls: Arc<dyn crate::legs::CallStarter> = Arc::clone(&shared) as _;
-    let call_id = calls.start_call(crate::legs::CallArrival {
+    let call_id = leg.calls.start_call(crate::legs::CallArrival {
         start,
         stream_sid,
         started,
@@ -604,13 +613,11 @@ pub async fn start_browser_call(
 }
 
 /// One of `webrtc.max_calls`, given back on drop.
-struct CallSlot(Arc<crate::gateway::Shared>);
+struct CallSlot(Arc<std::sync::atomic::AtomicUsize>);
 
 impl Drop for CallSlot {
     fn drop(&mut self) {
-        self.0
-            .webrtc_calls
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
