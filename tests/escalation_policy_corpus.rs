@@ -80,6 +80,30 @@ fn the_classifier_decides_a_second_unseen_split_as_well() {
     assert!(ratio(&heads, "escalation") >= 0.95, "escalate-or-not");
     assert!(ratio(&heads, "trigger") >= 0.90, "trigger");
     assert!(ratio(&heads, "critical") >= 0.90, "critical kept critical");
+    // 3 of 48 since the r12 retraining (2 before; docs/POLICY.md).
+    assert!(
+        heads["ordinary_escalated"]["ok"].as_u64().unwrap_or(99) <= 3,
+        "ordinary calls escalated"
+    );
+    for key in ["escalation", "trigger", "critical", "on_the_right_event"] {
+        assert!(ratio(&heads, key) > ratio(&rules, key), "{key}");
+    }
+}
+
+/// A third held-out split, by a fourth author who saw no other split and no
+/// code (tests/data/policy/holdout3), written after the previous heads and
+/// used to decide whether the r12 retraining was kept (never trained on).
+#[test]
+fn the_classifier_decides_a_third_unseen_split_as_well() {
+    let heads = eval_split("tests/data/policy/holdout3", None);
+    let rules = eval_split("tests/data/policy/holdout3", Some("none"));
+    assert!(
+        heads["cases"].as_u64().unwrap_or(0) >= 150,
+        "the split is there"
+    );
+    assert!(ratio(&heads, "escalation") >= 0.95, "escalate-or-not");
+    assert!(ratio(&heads, "trigger") >= 0.90, "trigger");
+    assert!(ratio(&heads, "critical") >= 0.90, "critical kept critical");
     assert!(
         heads["ordinary_escalated"]["ok"].as_u64().unwrap_or(99) <= 2,
         "ordinary calls escalated"
