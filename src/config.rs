@@ -456,6 +456,23 @@ pub struct RoutingSection {
     pub assert_caller_id: bool,
     /// What a caller nobody can take gets: a callback, or the AI agent back.
     pub when_no_agent: NoAgentFallback,
+    /// Overflow: after waiting this long for a skill, a call may also go to
+    /// other skills' agents or named destinations (`critical` calls at once).
+    #[serde(default)]
+    pub overflow: Vec<OverflowSeed>,
+}
+
+/// One `[[routing.overflow]]` rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverflowSeed {
+    /// The queue it widens ("" = calls queued for anyone).
+    pub skill: String,
+    /// How long a call waits for its own skill first, in s.
+    pub after_seconds: u64,
+    /// Skills, agent ids or destination ids that may then take it, in order
+    /// of preference (all of them are tried; the longest idle answers first).
+    pub to: Vec<String>,
 }
 
 /// `routing.when_no_agent`.

@@ -436,6 +436,20 @@ impl RunningGateway {
             },
         ));
         tracing::info!(%local, media = %format!("ws://{local}/media"), "warmline listening");
+        // Routing's clock: wrap-ups that end and waiting calls that overflow
+        // (stops with the gateway: it holds the shared services only weakly).
+        let clock = Arc::downgrade(&shared);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                match clock.upgrade() {
+                    Some(shared) => shared.routing.tick(),
+                    None => break,
+                }
+            }
+        });
         let sip = if shared.config.sip.listen.is_empty() {
             None
         } else {

@@ -105,3 +105,76 @@ async fn quality_figures_are_kept_per_call_and_aggregated() {
     assert!(row["handoff"]["merged_at"].is_string(), "{row}");
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_billing_call_nobody_in_billing_can_take_overflows_to_general_and_is_counted() {
+    let ai = ScriptedAgent::start(ai_script_requesting_person())
+        .await
+        .unwrap();
+    let gw = gateway(&ai.url(), |c| {
+        let mut gina = agent_seed("gina");
+        gina.skills = vec!["general".into()];
+        c.routing.agents.push(gina);
+        c.routing.overflow.push(warmline::config::OverflowSeed {
+            skill: "billing".into(),
+            after_seconds: 2,
+            to: vec!["general".into()],
+        });
+    })
+    .await;
+    let mut gina = console(
+        &format!("ws://{}", gw.addr),
+        "gina",
+        Duration::from_millis(200),
+    );
+    gina.skip_after = Some(Duration::from_millis(300));
+    gina.hang_up_after = Some(Duration::from_millis(300));
+    let gina = tokio::spawn(human::run(gina));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut o = CallerOptions::new(gw.media_url(), caller_requesting_person(14), 7);
+    o.custom_parameters.insert("skill".into(), "billing".into());
+    caller::run(o).await.unwrap();
+    let _ = gina.await;
+    let done = gw
+        .shared
+        .registry
+        .wait_finished(1, Duration::from_secs(10))
+        .await;
+    let steps = handoff_steps(&done[0]);
+    let at = |name: &str| steps.iter().position(|(s, _)| s == name);
+    assert!(
+        at("queued") < at("overflowed") && at("overflowed") < at("ringing"),
+        "queued for billing, waited, then overflowed: {steps:?}"
+    );
+    assert_eq!(
+        steps[at("overflowed").unwrap_or(0)].1.as_deref(),
+        Some("gina"),
+        "{steps:?}"
+    );
+    assert!(
+        at("merged").is_some(),
+        "the general agent took it: {steps:?}"
+    );
+    let waited = |name: &str| {
+        done[0]
+            .events
+            .iter()
+            .find(|e| serde_json::to_value(&e.kind).is_ok_and(|v| v["step"] == name))
+            .map(|e| e.at_ms)
+            .unwrap_or(0.0)
+    };
+    assert!(
+        waited("overflowed") - waited("queued") >= 1_900.0,
+        "it waited its 2 s for billing first"
+    );
+    assert_eq!(gw.shared.store.flush().await.unwrap(), 0);
+    let (status, body) = http(gw.addr, "GET", "/v1/stats", None, None).await;
+    assert_eq!(status, 200, "{body}");
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(stats["overflows"], 1, "{stats}");
+    assert!(
+        stats["handoff_outcomes"].get("overflowed").is_none(),
+        "an overflow is not an outcome: {stats}"
+    );
+    gw.shutdown().await;
+}

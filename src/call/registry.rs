@@ -74,6 +74,7 @@ impl CallerStage {
             S::Escalating
             | S::Queued
             | S::Requeued
+            | S::Overflowed
             | S::Ringing
             | S::Answered
             | S::Declined

@@ -316,6 +316,7 @@ async fn drive(
                 let at = Instant::now();
                 match event {
                     RoutingEvent::Offered { agent } => bridge.agent_offered(agent, at),
+                    RoutingEvent::Overflowed { agent } => bridge.overflowed(agent),
                     RoutingEvent::Answered { agent, link } => {
                         shared.store.write(crate::store::Write::Handoff {
                             call_id: setup.call_id.clone(),
@@ -505,7 +506,7 @@ fn store_handoff_figures(shared: &Shared, call_id: &str, kind: &TimelineKind) {
     use crate::store::Write;
     let now = || crate::brief::context::rfc3339(SystemTime::now());
     if let TimelineKind::HandoffStep { step, agent, .. } = kind
-        && step.ends_an_attempt()
+        && step.is_counted()
     {
         shared.store.write(Write::HandoffOutcome {
             call_id: call_id.to_string(),

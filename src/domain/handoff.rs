@@ -16,6 +16,9 @@ pub enum HandoffStep {
     Queued,
     /// The call went back to the queue (an offer was declined or timed out).
     Requeued,
+    /// The call overflowed beyond its skill (detail: to whom), after
+    /// waiting `[[routing.overflow]] after_seconds` or at once when critical.
+    Overflowed,
     /// A human agent is being offered the call.
     Ringing,
     /// The human agent accepted.
@@ -76,6 +79,7 @@ impl HandoffStep {
             HandoffStep::Summary => "summary",
             HandoffStep::Queued => "queued",
             HandoffStep::Requeued => "requeued",
+            HandoffStep::Overflowed => "overflowed",
             HandoffStep::Ringing => "ringing",
             HandoffStep::Answered => "answered",
             HandoffStep::Declined => "declined",
@@ -100,6 +104,12 @@ impl HandoffStep {
             HandoffStep::CallbackSaved => "callback_saved",
             HandoffStep::ReturnedToAi => "returned_to_ai",
         }
+    }
+
+    /// Kept in the store's `handoff_outcomes` rows for `/v1/stats`: every
+    /// attempt's end, and overflows (counted apart, as `overflows`).
+    pub fn is_counted(self) -> bool {
+        self.ends_an_attempt() || self == HandoffStep::Overflowed
     }
 
     /// This step is how one handoff attempt ended (counted in `/v1/stats`

@@ -167,6 +167,12 @@ pub enum RoutingEvent {
         /// Why, for the caller and the timeline.
         reason: String,
     },
+    /// The call waited long enough (or is critical) to be offered beyond its
+    /// skill (`[[routing.overflow]]`); an `Offered` to `agent` follows.
+    Overflowed {
+        /// The agent or destination it overflowed to.
+        agent: String,
+    },
 }
 
 /// Presence: what an agent is doing, and whether they are offered calls
@@ -276,6 +282,69 @@ pub struct RoutingConfig {
     pub intent_skills: std::collections::BTreeMap<String, String>,
     /// Wrap-up time after a call (zero: until the agent saves it).
     pub wrapup: Duration,
+    /// Overflow rules, one per skill at most (the first wins).
+    pub overflow: Vec<OverflowRule>,
+}
+
+/// A call waiting for `skill` longer than `after` (a critical one at once) may
+/// also go to the agents `to` names: a skill they have, their id, or a
+/// destination's id (any of its channels, `<id>-2`…).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OverflowRule {
+    /// The queue it widens.
+    pub skill: String,
+    /// How long a call waits for its own skill first.
+    pub after: Duration,
+    /// Skills, agent ids or destination ids.
+    pub to: Vec<String>,
+}
+
+impl RoutingConfig {
+    fn overflow_for(&self, skill: &str) -> Option<&OverflowRule> {
+        self.overflow.iter().find(|r| r.skill == skill)
+    }
+
+    /// How long a call of `urgency` waits for its skill before it overflows.
+    fn overflow_after(&self, skill: &str, urgency: Urgency) -> Option<Duration> {
+        self.overflow_for(skill).map(|r| {
+            if urgency == Urgency::Critical {
+                Duration::ZERO
+            } else {
+                r.after
+            }
+        })
+    }
+
+    /// The overflow targets open to `w` at `now` (none for a transfer to a named agent).
+    fn overflow_open(&self, w: &Waiting, now: Instant) -> &[String] {
+        match (
+            self.overflow_for(&w.skill),
+            self.overflow_after(&w.skill, w.urgency),
+        ) {
+            (Some(rule), Some(after))
+                if w.only.is_none() && now.saturating_duration_since(w.enqueued) >= after =>
+            {
+                &rule.to
+            }
+            _ => &[],
+        }
+    }
+
+    /// Every overflow target `skill` may ever reach.
+    fn overflow_targets(&self, skill: &str) -> &[String] {
+        self.overflow_for(skill).map_or(&[], |r| &r.to)
+    }
+}
+
+/// Whether agent `id` is one of the overflow targets `to`.
+fn is_overflow_target(id: &str, agent: &Agent, to: &[String]) -> bool {
+    to.iter().any(|t| {
+        let channel_of = id
+            .strip_prefix(t.as_str())
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+        id == t || channel_of || (!t.is_empty() && agent.skills.iter().any(|k| k == t))
+    })
 }
 
 impl RoutingConfig {
@@ -286,6 +355,16 @@ impl RoutingConfig {
             max_wait: Duration::from_secs(config.routing.max_wait_seconds),
             intent_skills: config.routing.intent_skills.clone(),
             wrapup: Duration::from_secs(config.routing.wrapup_seconds),
+            overflow: config
+                .routing
+                .overflow
+                .iter()
+                .map(|o| OverflowRule {
+                    skill: o.skill.clone(),
+                    after: Duration::from_secs(o.after_seconds),
+                    to: o.to.clone(),
+                })
+                .collect(),
             schedule: config
                 .schedule()
                 .unwrap_or_else(|_| crate::domain::hours::Schedule::always()),
@@ -813,11 +892,22 @@ impl Routing {
     /// Ends the wrap-ups whose time is up (the consoles' timers call this;
     /// a dispatch round does too).
     pub fn tick(&self) {
-        let ended = Self::end_wrapups(&mut self.lock(), Instant::now());
+        let now = Instant::now();
+        let (ended, overflow_due) = {
+            let mut s = self.lock();
+            let ended = Self::end_wrapups(&mut s, now);
+            // A waiting call whose overflow opened may now reach more agents
+            // (single node: a cluster's dispatch rounds do not overflow yet).
+            let due = self.cluster.get().is_none()
+                && s.queue
+                    .iter()
+                    .any(|w| w.ringing.is_none() && !self.config.overflow_open(w, now).is_empty());
+            (ended, due)
+        };
         for id in &ended {
             self.announce(id);
         }
-        if !ended.is_empty() {
+        if !ended.is_empty() || overflow_due {
             self.dispatch();
         }
     }
@@ -1038,7 +1128,29 @@ impl Routing {
         let ticket = {
             let mut s = self.lock();
             let position = Self::waiting_for(&s, skill) + 1;
-            let estimated_wait = Self::estimate(&s, &self.config, skill, position);
+            // A transfer to a named agent waits for them, whatever the skill.
+            let mut estimated_wait = match only.as_deref().map(|id| s.agents.get(id)) {
+                None => Self::estimate(&s, &self.config, skill, position),
+                Some(Some(a)) if a.console.is_some() && a.status == AgentStatus::Available => {
+                    Duration::ZERO
+                }
+                Some(Some(a)) if a.console.is_some() && a.status != AgentStatus::Offline => {
+                    self.config.default_handle
+                }
+                Some(_) => Duration::MAX,
+            };
+            // Overflow agents online: the call may reach them after the rule's wait.
+            let overflow_online = s.agents.iter().any(|(id, a)| {
+                a.console.is_some()
+                    && a.status != AgentStatus::Offline
+                    && is_overflow_target(id, a, self.config.overflow_targets(skill))
+            });
+            if only.is_none()
+                && overflow_online
+                && let Some(after) = self.config.overflow_after(skill, urgency)
+            {
+                estimated_wait = estimated_wait.min(after);
+            }
             let ticket = QueueTicket {
                 position,
                 estimated_wait,
@@ -1052,6 +1164,8 @@ impl Routing {
             if closed || nobody_online || too_long {
                 let reason = if closed {
                     "we are outside business hours".to_string()
+                } else if let (Some(id), Duration::MAX) = (&only, estimated_wait) {
+                    format!("{id} is not online")
                 } else if estimated_wait == Duration::MAX && skill.is_empty() {
                     "no agents are online".to_string()
                 } else if estimated_wait == Duration::MAX {
@@ -1225,12 +1339,14 @@ impl Routing {
             )
         });
         let mut gone = Vec::new();
+        let now = Instant::now();
         for i in order {
             if s.queue[i].ringing.is_some() {
                 continue;
             }
             let (skill, tried) = (s.queue[i].skill.clone(), s.queue[i].tried.clone());
             let only = s.queue[i].only.clone();
+            let open = self.config.overflow_open(&s.queue[i], now).to_vec();
             let allowed = |id: &str| only.as_deref().is_none_or(|o| o == id);
             let candidate = s
                 .agents
@@ -1240,12 +1356,17 @@ impl Routing {
                         && a.console.is_some()
                         && !tried.contains(*id)
                         && allowed(id)
-                        && (only.is_some() || a.takes(&skill))
+                        && (only.is_some() || a.takes(&skill) || is_overflow_target(id, a, &open))
                 })
                 .min_by_key(|(_, a)| a.idle_since)
-                .map(|(id, _)| id.clone());
+                .map(|(id, a)| (id.clone(), only.is_none() && !a.takes(&skill)));
             match candidate {
-                Some(agent_id) => {
+                Some((agent_id, overflowed)) => {
+                    if overflowed {
+                        let _ = s.queue[i].notify.try_send(RoutingEvent::Overflowed {
+                            agent: agent_id.clone(),
+                        });
+                    }
                     let (call_id, urgency, context, notify) = {
                         let w = &mut s.queue[i];
                         w.ringing = Some(agent_id.clone());
@@ -1281,10 +1402,13 @@ impl Routing {
                 }
                 None => {
                     // Nobody left who could ever take it: every online agent was tried.
+                    let targets = self.config.overflow_targets(&skill);
                     let online_untried = s.agents.iter().any(|(id, a)| {
                         a.console.is_some()
                             && a.status != AgentStatus::Offline
-                            && (only.is_some() || a.takes(&skill))
+                            && (only.is_some()
+                                || a.takes(&skill)
+                                || is_overflow_target(id, a, targets))
                             && allowed(id)
                             && !tried.contains(id)
                     });
@@ -1371,6 +1495,7 @@ mod tests {
             max_wait: Duration::from_secs(600),
             schedule: crate::domain::hours::Schedule::always(),
             intent_skills: [("billing".to_string(), "billing".to_string())].into(),
+            overflow: Vec::new(),
             wrapup: Duration::from_secs(60),
         })
     }
@@ -1420,6 +1545,97 @@ mod tests {
             crx,
             etx,
         )
+    }
+
+    /// Routing where billing calls overflow to `to` after `after`.
+    fn overflowing(after: Duration, to: &[&str]) -> Routing {
+        let mut r = routing();
+        r.config.overflow = vec![OverflowRule {
+            skill: "billing".into(),
+            after,
+            to: to.iter().map(|t| t.to_string()).collect(),
+        }];
+        r
+    }
+
+    /// Everything `rx` got so far, as short names ("overflowed:gen", "offered:gen", "no_agent").
+    fn news(rx: &mut mpsc::Receiver<RoutingEvent>) -> Vec<String> {
+        let mut all = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            all.push(match e {
+                RoutingEvent::Overflowed { agent } => format!("overflowed:{agent}"),
+                RoutingEvent::Offered { agent } => format!("offered:{agent}"),
+                RoutingEvent::NoAgent { .. } => "no_agent".into(),
+                RoutingEvent::Answered { agent, .. } => format!("answered:{agent}"),
+                RoutingEvent::Declined { agent } => format!("declined:{agent}"),
+            });
+        }
+        all
+    }
+
+    #[tokio::test]
+    async fn a_call_waits_for_its_skill_then_overflows_and_a_critical_one_at_once() {
+        let r = overflowing(Duration::from_millis(150), &["general"]);
+        r.register("gen", "Gen", "t", vec!["general".into()]);
+        let (gen_tx, mut gen_rx) = mpsc::channel(8);
+        r.console_connected("gen", gen_tx).expect("console");
+        // Nobody takes billing, but overflow can: the call waits (no callback).
+        let (tx, mut rx) = mpsc::channel(8);
+        let ticket = r.enqueue("C1", "billing", Urgency::Standard, Arc::default(), tx);
+        assert_eq!(ticket.estimated_wait, Duration::from_millis(150));
+        r.tick();
+        assert!(news(&mut rx).is_empty(), "not before its wait");
+        assert!(told(&mut gen_rx).is_none());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        r.tick();
+        assert_eq!(news(&mut rx), ["overflowed:gen", "offered:gen"]);
+        assert!(
+            matches!(told(&mut gen_rx), Some(HumanCommand::Offer { call_id, .. }) if call_id == "C1")
+        );
+        r.leave("C1", WithdrawReason::CallerHangup);
+        // A critical call overflows at once.
+        let (tx, mut rx) = mpsc::channel(8);
+        r.enqueue("C2", "billing", Urgency::Critical, Arc::default(), tx);
+        assert_eq!(news(&mut rx), ["overflowed:gen", "offered:gen"]);
+    }
+
+    #[tokio::test]
+    async fn overflow_names_destinations_by_id_and_never_widens_a_named_transfer() {
+        let r = overflowing(Duration::ZERO, &["tier2"]);
+        // A destination's second channel, and an agent whose id merely starts alike.
+        r.register("tier2-2", "Tier 2", "t", vec!["desk".into()]);
+        r.register("tier2x", "Other", "t", vec!["desk".into()]);
+        let (a_tx, _a_rx) = mpsc::channel(8);
+        let (b_tx, _b_rx) = mpsc::channel(8);
+        r.console_connected("tier2x", b_tx).expect("console");
+        r.console_connected("tier2-2", a_tx).expect("console");
+        let (tx, mut rx) = mpsc::channel(8);
+        r.enqueue("C1", "billing", Urgency::Standard, Arc::default(), tx);
+        assert_eq!(news(&mut rx), ["overflowed:tier2-2", "offered:tier2-2"]);
+        // A transfer to a named agent rings them only, never an overflow target.
+        r.register("named", "Named", "t", vec!["other".into()]);
+        let (n_tx, _n_rx) = mpsc::channel(8);
+        r.console_connected("named", n_tx).expect("console");
+        let (tx, mut transfer) = mpsc::channel(8);
+        r.enqueue_for(
+            "C3",
+            "billing",
+            Urgency::Critical,
+            Arc::default(),
+            tx,
+            HashSet::new(),
+            Some("named".into()),
+        );
+        assert_eq!(news(&mut transfer), ["offered:named"]);
+        r.leave("C1", WithdrawReason::CallerHangup);
+        // Without overflow the same call has nobody: a callback at once.
+        let plain = routing();
+        plain.register("gen", "Gen", "t", vec!["general".into()]);
+        let (g_tx, _g_rx) = mpsc::channel(8);
+        plain.console_connected("gen", g_tx).expect("console");
+        let (tx, mut rx) = mpsc::channel(8);
+        plain.enqueue("C2", "billing", Urgency::Standard, Arc::default(), tx);
+        assert_eq!(news(&mut rx), ["no_agent"]);
     }
 
     #[tokio::test]
@@ -1498,6 +1714,7 @@ mod tests {
             max_wait: Duration::from_secs(600),
             schedule: closed,
             intent_skills: Default::default(),
+            overflow: Vec::new(),
             wrapup: Duration::ZERO,
         });
         r.register("ann", "Ann", "t", vec![]);

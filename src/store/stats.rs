@@ -68,10 +68,15 @@ pub fn figures(db: &mut impl FigureSource) -> Result<serde_json::Value, StoreErr
     )?;
     // How handoff attempts ended: merged, declined, ring_timeout,
     // consult_declined, no_agent, returned_to_ai, transferred, …
-    let outcomes = grouped(
+    let mut outcomes = grouped(
         db,
         "SELECT outcome, COUNT(*) FROM handoff_outcomes GROUP BY outcome ORDER BY 2 DESC, 1",
     )?;
+    // Overflows are kept with the outcomes but are not one: counted apart.
+    let overflows = outcomes
+        .remove("overflowed")
+        .and_then(|n| n.as_i64())
+        .unwrap_or(0);
     let returns_to_ai = outcomes
         .get("returned_to_ai")
         .and_then(serde_json::Value::as_i64)
@@ -85,6 +90,7 @@ pub fn figures(db: &mut impl FigureSource) -> Result<serde_json::Value, StoreErr
         "handed_to_human": handed_off,
         "handoff_outcomes": outcomes,
         "returns_to_ai": returns_to_ai,
+        "overflows": overflows,
         "callbacks_saved": callbacks,
         "ai_resolved_rate": share(calls - escalated, calls),
         "avg_whisper_seconds": avg_whisper,

@@ -75,6 +75,14 @@ impl CallBridge {
     }
 
     /// Routing offered the call to `agent` (their screen-pop is up).
+    /// The queue widened: the next offer goes beyond the call's skill.
+    pub fn overflowed(&mut self, agent: String) {
+        if !self.closing {
+            self.step(HandoffStep::Overflowed, Some(&agent), None);
+        }
+    }
+
+    /// An agent is being offered the call.
     pub fn agent_offered(&mut self, agent: String, now: Instant) {
         if self.closing {
             return;
