@@ -4,13 +4,12 @@
 //! the caller says and from the caller's own playout, so it carries exactly
 //! what the caller hears — never the whisper, which only enters the human
 //! agent's playout. The supervisor's voice is mixed into frames already going
-//! out (or sent alone, in order, when that direction is silent), never delaying them.
+//! out, never delaying them, or queued alone, paced, when that direction is silent.
 
 use super::{BridgeOutput, CallBridge};
 use crate::call::handoff::HandoffState;
 use crate::call::timeline::TimelineKind;
 use crate::domain::{Party, SupervisorMode};
-use crate::legs::LegCommand;
 use crate::media::g711;
 use std::collections::VecDeque;
 
@@ -41,6 +40,9 @@ pub(super) struct Supervision {
     rest: Vec<u8>,
     /// Voice frames received since a frame last went to the caller / the person.
     idle: [usize; 2],
+    /// The supervisor's voice frames queued alone in the caller's / the
+    /// person's playout and not yet released.
+    alone: [usize; 2],
 }
 
 impl CallBridge {
@@ -55,6 +57,7 @@ impl CallBridge {
         s.barge.clear();
         s.rest.clear();
         s.idle = [0; 2];
+        s.alone = [0; 2];
         if mode.is_none() {
             s.said.clear();
         }
@@ -93,10 +96,10 @@ impl CallBridge {
 
     /// Keeps a frame of the supervisor's voice to be mixed into the next frame
     /// going `to` that party. When that direction has been silent for
-    /// [`SILENT_AFTER`] voice frames, the voice goes out alone, in order (it
-    /// never enters the playout, where the next voice frame would be mixed on
-    /// top of it); when more than [`VOICE_KEPT`] wait on a live direction the
-    /// oldest is dropped and counted.
+    /// [`SILENT_AFTER`] voice frames, the voice goes into that party's playout
+    /// alone, in order, paced like any audio (and counted, so it is never
+    /// mixed with itself on the way out); when more than [`VOICE_KEPT`] wait
+    /// on a live direction the oldest is dropped and counted.
     fn keep_voice(&mut self, to: Party, frame: Vec<u8>) {
         let side = usize::from(to != Party::Caller);
         let s = &mut self.supervision;
@@ -107,21 +110,54 @@ impl CallBridge {
         };
         queue.push_back(frame);
         s.idle[side] += 1;
-        let silent = s.idle[side] > SILENT_AFTER;
-        if !silent && queue.len() <= VOICE_KEPT {
+        if s.idle[side] > SILENT_AFTER {
+            let playout = if side == 0 {
+                &mut self.playout
+            } else {
+                &mut self.human_playout
+            };
+            let mut refused = None;
+            for voice in queue.drain(..) {
+                match playout.push_audio(&voice) {
+                    Ok(()) => s.alone[side] += 1,
+                    Err(e) => refused = Some(e.to_string()),
+                }
+            }
+            if let Some(reason) = refused {
+                self.emit(BridgeOutput::Timeline(TimelineKind::AudioDropped {
+                    leg: to,
+                    reason: format!("supervisor voice: {reason}"),
+                }));
+            }
             return;
         }
-        let Some(oldest) = queue.pop_front() else {
-            return;
-        };
-        self.emit(match (to, silent) {
-            (Party::Caller, true) => BridgeOutput::ToCaller(LegCommand::Audio(oldest)),
-            (_, true) => BridgeOutput::ToHuman(LegCommand::Audio(oldest)),
-            (leg, false) => BridgeOutput::Timeline(TimelineKind::AudioDropped {
-                leg,
+        if queue.len() > VOICE_KEPT {
+            queue.pop_front();
+            self.emit(BridgeOutput::Timeline(TimelineKind::AudioDropped {
+                leg: to,
                 reason: "supervisor voice more than 200 ms behind; oldest frame dropped".into(),
-            }),
-        });
+            }));
+        }
+    }
+
+    /// Whether the frame just released from `side`'s playout is the
+    /// supervisor's own voice, queued alone into a silent direction (the
+    /// count is kept within what the playout still holds, which a flush empties).
+    fn released_own_voice(&mut self, side: usize) -> bool {
+        let queued = if side == 0 {
+            self.playout.queued_frames()
+        } else {
+            self.human_playout.queued_frames()
+        };
+        let alone = &mut self.supervision.alone[side];
+        *alone = (*alone).min(queued + 1);
+        if *alone > 0 {
+            *alone -= 1;
+            true
+        } else {
+            self.supervision.idle[side] = 0;
+            false
+        }
     }
 
     fn person_on_call(&self) -> bool {
@@ -148,17 +184,20 @@ impl CallBridge {
         if self.supervision.on.is_none() {
             return frame;
         }
+        let own = self.released_own_voice(0);
         // The supervisor hears the others, not themself.
-        let feed = match self.supervision.said.pop_front() {
-            Some(said) => g711::mix_ulaw(&said, &frame),
-            None => frame.clone(),
+        let said = self.supervision.said.pop_front();
+        let feed = match (said, own) {
+            (Some(said), false) => g711::mix_ulaw(&said, &frame),
+            (Some(said), true) => said,
+            (None, false) => frame.clone(),
+            (None, true) => vec![g711::ULAW_SILENCE; frame.len()],
         };
         self.emit(BridgeOutput::ToSupervisor(feed));
         if !self.person_on_call() {
             self.supervision.barge.clear();
         }
-        self.supervision.idle[0] = 0;
-        match self.supervision.barge.pop_front() {
+        match self.supervision.barge.pop_front().filter(|_| !own) {
             Some(voice) => g711::mix_ulaw(&frame, &voice),
             None => frame,
         }
@@ -170,7 +209,9 @@ impl CallBridge {
             // Never over a whisper or into the next person's call.
             self.supervision.coach.clear();
         }
-        self.supervision.idle[1] = 0;
+        if self.released_own_voice(1) {
+            return frame;
+        }
         match self.supervision.coach.pop_front() {
             Some(voice) => g711::mix_ulaw(&frame, &voice),
             None => frame,
