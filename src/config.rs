@@ -230,7 +230,36 @@ pub struct AgentConfig {
     pub connect_timeout_ms: u64,
     /// Which agent protocol calls use unless their `start` says otherwise
     /// (`customParameters.agent`): `native` or `realtime`.
-    pub adapter: String,
+    pub adapter: AgentAdapter,
+}
+
+/// `agent.adapter`: the protocol the AI agent speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentAdapter {
+    /// warmline's own agent protocol (docs/agent-protocol.md).
+    Native,
+    /// The OpenAI Realtime API (`[realtime]`).
+    Realtime,
+}
+
+impl AgentAdapter {
+    /// The configuration name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentAdapter::Native => "native",
+            AgentAdapter::Realtime => "realtime",
+        }
+    }
+
+    /// From a configuration name (`customParameters.agent` too).
+    pub fn parse(name: &str) -> Option<AgentAdapter> {
+        match name {
+            "native" => Some(AgentAdapter::Native),
+            "realtime" => Some(AgentAdapter::Realtime),
+            _ => None,
+        }
+    }
 }
 
 /// `[realtime]`: the OpenAI Realtime agent adapter.
@@ -309,12 +338,22 @@ pub struct SummaryConfig {
     pub budget_ms: u64,
 }
 
+/// `tts.engine`: what speaks the whisper and the prompts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TtsEngine {
+    /// espeak-ng in process (offline).
+    Espeak,
+    /// An OpenAI-compatible speech endpoint (`tts.http_url`), espeak-ng as the fallback.
+    Http,
+}
+
 /// `[tts]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TtsConfig {
     /// `espeak` or `http`.
-    pub engine: String,
+    pub engine: TtsEngine,
     /// espeak-ng voice of the whisper.
     pub voice: String,
     /// espeak-ng voice of caller prompts (disclosure, callback).
@@ -373,6 +412,10 @@ pub struct AgentSeed {
     /// or 2 to pass; silence for this many seconds takes it (0 = no asking).
     #[serde(default)]
     pub consult_seconds: u64,
+    /// Digits sent (RFC 4733) once this phone answers, before the whisper:
+    /// an extension or an IVR choice; `,` waits 500 ms ("" = none).
+    #[serde(default)]
+    pub dtmf_after_answer: String,
 }
 
 /// A destination outside warmline a call can be handed to: a desk's SIP URI
@@ -399,6 +442,10 @@ pub struct DestinationSeed {
     /// the call, 2 to pass"); silence for this many seconds takes it (0 = no asking).
     #[serde(default = "consult_seconds")]
     pub consult_seconds: u64,
+    /// Digits sent (RFC 4733) once the desk answers, before the whisper: an
+    /// extension or an IVR choice (`0-9`, `*`, `#`, `A-D`); `,` waits 500 ms.
+    #[serde(default)]
+    pub dtmf: String,
 }
 
 fn one_channel() -> u32 {
@@ -719,6 +766,17 @@ impl Config {
             if d.channels == 0 || d.channels > 100 {
                 return Err(invalid(format!("{:?}: channels must be 1–100", d.id)));
             }
+            if let Some(bad) = d
+                .dtmf
+                .chars()
+                .find(|c| !matches!(c, '0'..='9' | '*' | '#' | 'A'..='D' | ','))
+                .or((d.dtmf.len() > 32).then_some('…'))
+            {
+                return Err(invalid(format!(
+                    "{:?}: dtmf {:?} has {bad:?}: use up to 32 of 0-9 * # A-D and , (a 500 ms pause)",
+                    d.id, d.dtmf
+                )));
+            }
             for k in 1..=d.channels {
                 let id = if k == 1 {
                     d.id.clone()
@@ -742,6 +800,7 @@ impl Config {
                     sip_uri: uri.clone(),
                     supervisor: false,
                     consult_seconds: d.consult_seconds,
+                    dtmf_after_answer: d.dtmf.clone(),
                 });
                 self.routing.destination_agents += 1;
             }
@@ -873,13 +932,7 @@ impl Config {
                 message: e.to_string(),
             });
         }
-        if !matches!(self.tts.engine.as_str(), "espeak" | "http") {
-            return Err(ConfigError::Invalid {
-                key: "tts.engine",
-                message: format!("{:?} must be \"espeak\" or \"http\"", self.tts.engine),
-            });
-        }
-        if self.tts.engine == "http" && !self.tts.http_url.starts_with("http") {
+        if self.tts.engine == TtsEngine::Http && !self.tts.http_url.starts_with("http") {
             return Err(ConfigError::Invalid {
                 key: "tts.http_url",
                 message: "must be an http(s) URL when tts.engine = \"http\"".into(),
@@ -891,15 +944,6 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "whisper.min_seconds",
                 message: "must be positive and at least 2 s below whisper.max_seconds".into(),
-            });
-        }
-        if !matches!(self.agent.adapter.as_str(), "native" | "realtime") {
-            return Err(ConfigError::Invalid {
-                key: "agent.adapter",
-                message: format!(
-                    "{:?} must be \"native\" or \"realtime\"",
-                    self.agent.adapter
-                ),
             });
         }
         if !(self.realtime.url.starts_with("ws://") || self.realtime.url.starts_with("wss://")) {
@@ -1138,6 +1182,25 @@ mod tests {
         ] {
             let err = load(text).expect_err(text).to_string();
             assert!(err.contains(why), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_agent_adapter_and_tts_engine_are_one_of_their_names_or_a_clear_error() {
+        let load = |text: &str| Config::from_layers(Some(("t.toml", text)), std::iter::empty());
+        let c =
+            load("[agent]\nadapter = \"realtime\"\n[tts]\nengine = \"espeak\"\n").expect("valid");
+        assert_eq!(c.agent.adapter, AgentAdapter::Realtime);
+        assert_eq!(c.tts.engine, TtsEngine::Espeak);
+        for (text, names) in [
+            ("[agent]\nadapter = \"openai\"\n", ["native", "realtime"]),
+            ("[tts]\nengine = \"polly\"\n", ["espeak", "http"]),
+        ] {
+            let err = load(text).expect_err(text).to_string();
+            assert!(
+                names.iter().all(|n| err.contains(n)),
+                "the error names the choices: {err}"
+            );
         }
     }
 

@@ -158,6 +158,7 @@ pub async fn run(mut config: Config, out: &Path) -> Result<DemoReport, DemoError
         sip_uri: String::new(),
         supervisor: false,
         consult_seconds: 0,
+        dtmf_after_answer: String::new(),
     });
     let gateway = RunningGateway::start(config).await?;
     let human_voice = assets::ulaw(assets::DEMO_HUMAN_AGENT_WAV, "human_agent.wav")?;

@@ -196,14 +196,14 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             match agent.as_str() {
-                "scripted" => config.agent.adapter = "native".into(),
+                "scripted" => config.agent.adapter = warmline::config::AgentAdapter::Native,
                 "realtime" if config.realtime.api_key.is_empty() => {
                     eprintln!(
                         "warmline: --agent realtime needs an API key: set WARMLINE_REALTIME_API_KEY (or realtime.api_key)"
                     );
                     return ExitCode::from(2);
                 }
-                "realtime" => config.agent.adapter = "realtime".into(),
+                "realtime" => config.agent.adapter = warmline::config::AgentAdapter::Realtime,
                 other => {
                     eprintln!("warmline: --agent {other:?}: expected scripted or realtime");
                     return ExitCode::from(2);

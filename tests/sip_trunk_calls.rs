@@ -620,6 +620,7 @@ async fn a_phone_number_destination_is_dialled_through_the_outbound_trunk_with_i
                 skills: Vec::new(),
                 channels: 1,
                 consult_seconds: 0,
+                dtmf: String::new(),
             });
         // What the config loader does with destinations, for a config built in code.
         c.expand_destinations().expect("destination is valid");
@@ -679,6 +680,7 @@ async fn an_outside_desk_that_presses_2_after_answering_passes_the_call_on() {
                 skills: Vec::new(),
                 channels: 1,
                 consult_seconds: 5,
+                dtmf: String::new(),
             });
         c.expand_destinations().expect("destination is valid");
     })
@@ -705,6 +707,119 @@ async fn an_outside_desk_that_presses_2_after_answering_passes_the_call_on() {
         matches!(done[0].end_reason(), Some(EndReason::CallbackScheduled(_))),
         "nobody else: a callback, not dead air: {:?} {steps:?}",
         done[0].end_reason()
+    );
+    gw.shutdown().await;
+}
+
+/// A desk on a raw UDP socket: answers every INVITE with 200 OK (PCMU and
+/// telephone-event 101), answers BYE, and keeps every RTP packet it gets as
+/// (payload type, payload), in arrival order, until the call ends.
+async fn recording_desk() -> (
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<Vec<(u8, Vec<u8>)>>,
+) {
+    use warmline::legs::sip::message::SipMessage;
+    let sip = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sip.local_addr().unwrap();
+    let rtp_port = rtp.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let (mut sbuf, mut rbuf) = (vec![0u8; 8192], vec![0u8; 2048]);
+        let mut got = Vec::new();
+        loop {
+            tokio::select! {
+                r = sip.recv_from(&mut sbuf) => {
+                    let Ok((len, from)) = r else { break };
+                    let Ok(msg) = SipMessage::parse(&sbuf[..len]) else { continue };
+                    let reply = match msg.method() {
+                        _ if msg.code().is_some() => continue,
+                        "INVITE" => {
+                            let sdp = format!(
+                                "v=0\r\no=desk 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                                 m=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+                                 a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\n"
+                            );
+                            msg.response(200, "OK", Some("desk"))
+                                .with("Contact", format!("<sip:desk@{addr}>"))
+                                .with_body("application/sdp", sdp.into_bytes())
+                        }
+                        "BYE" => {
+                            let _ = sip.send_to(&msg.response(200, "OK", None).to_bytes(), from).await;
+                            break;
+                        }
+                        "ACK" => continue,
+                        _ => msg.response(200, "OK", None),
+                    };
+                    let _ = sip.send_to(&reply.to_bytes(), from).await;
+                }
+                r = rtp.recv_from(&mut rbuf) => {
+                    let Ok((len, _)) = r else { break };
+                    if let Ok(p) = warmline::media::rtp::RtpPacket::parse(&rbuf[..len]) {
+                        got.push((p.payload_type, p.payload.to_vec()));
+                    }
+                }
+                () = tokio::time::sleep(Duration::from_secs(30)) => break,
+            }
+        }
+        got
+    });
+    (addr, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_desk_reached_through_an_extension_gets_the_digits_before_the_whisper() {
+    let (desk, heard) = recording_desk().await;
+    let ai = ScriptedAgent::start(ai_script_requesting_person())
+        .await
+        .unwrap();
+    let gw = gateway(&ai.url(), |c| {
+        sip_gateway_config(c, 22_300);
+        c.routing
+            .destinations
+            .push(warmline::config::DestinationSeed {
+                id: "ext".into(),
+                name: "Billing desk, extension 204".into(),
+                uri: format!("sip:pbx@{desk}"),
+                skills: Vec::new(),
+                channels: 1,
+                consult_seconds: 0,
+                dtmf: "2,04#".into(),
+            });
+        c.expand_destinations().expect("destination is valid");
+    })
+    .await;
+    let done = escalated_call(&gw, 14, 4950).await;
+    let packets = heard.await.unwrap();
+    // RFC 4733 events (payload type 101): the first byte is the event, in order.
+    let mut digits = String::new();
+    let mut first_event = None;
+    for (i, (pt, payload)) in packets.iter().enumerate() {
+        if *pt == 101 && !payload.is_empty() {
+            first_event.get_or_insert(i);
+            let d = match payload[0] {
+                e @ 0..=9 => char::from(b'0' + e),
+                10 => '*',
+                11 => '#',
+                _ => '?',
+            };
+            // One digit is several packets of the same event (no digit repeats here).
+            if !digits.ends_with(d) {
+                digits.push(d);
+            }
+        }
+    }
+    assert_eq!(digits, "204#", "the digits, in order: {packets:?}");
+    let first_audio = packets
+        .iter()
+        .position(|(pt, p)| *pt == 0 && p.iter().any(|&b| b != g711::ULAW_SILENCE));
+    assert!(
+        first_event < first_audio,
+        "the digits go before the whisper (first event {first_event:?}, first sound {first_audio:?})"
+    );
+    let steps: Vec<String> = handoff_steps(&done).into_iter().map(|(s, _)| s).collect();
+    assert!(
+        steps.iter().any(|s| s == "merged"),
+        "the desk still got the caller: {steps:?}"
     );
     gw.shutdown().await;
 }

@@ -34,6 +34,7 @@ async fn the_caller_never_hears_a_whisper_sample_and_the_agent_hears_it_all_then
             sip_uri: String::new(),
             supervisor: false,
             consult_seconds: 0,
+            dtmf_after_answer: String::new(),
         });
     })
     .await;

@@ -453,25 +453,21 @@ fn dial_agent(
     config: &crate::config::Config,
     setup: &CallSetup,
 ) -> (mpsc::Sender<LegCommand>, mpsc::Receiver<LegEvent>) {
-    let adapter = match setup
-        .start
-        .custom_parameters
-        .get("agent")
-        .map(String::as_str)
-    {
-        Some(a @ ("native" | "realtime")) => a,
-        Some(other) => {
-            tracing::warn!(requested = %other, "unknown customParameters.agent; using agent.adapter");
-            config.agent.adapter.as_str()
-        }
-        None => config.agent.adapter.as_str(),
+    use crate::config::AgentAdapter;
+    let adapter = match setup.start.custom_parameters.get("agent") {
+        Some(name) => AgentAdapter::parse(name).unwrap_or_else(|| {
+            tracing::warn!(requested = %name, "unknown customParameters.agent; using agent.adapter");
+            config.agent.adapter
+        }),
+        None => config.agent.adapter,
     };
-    if adapter == "realtime" {
+    let adapter_name = adapter.as_str();
+    if adapter == AgentAdapter::Realtime {
         let rt = crate::legs::realtime::RealtimeConfig::from_config(config);
-        tracing::info!(call_sid = %setup.start.call_sid, agent = %rt.dial_url(), adapter, "dialling the AI agent");
+        tracing::info!(call_sid = %setup.start.call_sid, agent = %rt.dial_url(), adapter = adapter_name, "dialling the AI agent");
         crate::legs::realtime::spawn(rt)
     } else {
-        tracing::info!(call_sid = %setup.start.call_sid, agent = %config.agent.url, adapter, "dialling the AI agent");
+        tracing::info!(call_sid = %setup.start.call_sid, agent = %config.agent.url, adapter = adapter_name, "dialling the AI agent");
         agent::spawn(
             AgentLegConfig::from_config(config),
             setup.start.clone(),

@@ -77,11 +77,6 @@ impl Resampler {
         })
     }
 
-    /// Output delay of the filter, in output samples: an input event appears this much later.
-    pub fn delay_samples(&self) -> usize {
-        self.inner.output_delay()
-    }
-
     /// Resamples one frame.
     pub fn process(&mut self, frame: &Frame) -> Result<Frame, ResampleError> {
         if frame.rate() != self.from {

@@ -264,6 +264,7 @@ pub fn agent_seed(id: &str) -> warmline::config::AgentSeed {
         sip_uri: String::new(),
         supervisor: false,
         consult_seconds: 0,
+        dtmf_after_answer: String::new(),
     }
 }
 

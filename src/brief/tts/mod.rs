@@ -138,7 +138,7 @@ impl TtsSet {
     pub fn from_config(config: &crate::config::TtsConfig) -> Result<TtsSet, TtsError> {
         let espeak = Box::new(EspeakTts::new(&config.voice));
         let prompt_espeak = Box::new(EspeakTts::new(&config.prompt_voice));
-        if config.engine == "http" {
+        if config.engine == crate::config::TtsEngine::Http {
             let http = || {
                 HttpTts::new(
                     &config.http_url,

@@ -10,7 +10,7 @@ use super::message::{SipMessage, host_port_of, request, uri_of};
 use super::rtp_leg::{self, RtpControl};
 use super::sdp;
 use super::uas::{token, wait_bye_answer};
-use crate::legs::{HangupCause, LegEvent};
+use crate::legs::{HangupCause, LegCommand, LegEvent, recv_or_pending};
 use crate::routing::{HumanCommand, OfferKind, WithdrawReason};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,12 +25,44 @@ pub fn spawn_all(endpoint: &Arc<SipEndpoint>) {
         if seed.sip_uri.is_empty() {
             continue;
         }
-        let (ep, id, uri) = (Arc::clone(endpoint), seed.id.clone(), seed.sip_uri.clone());
-        tokio::spawn(async move { serve(ep, id, uri).await });
+        let phone = Phone {
+            agent_id: seed.id.clone(),
+            uri: seed.sip_uri.clone(),
+            dtmf: seed.dtmf_after_answer.clone(),
+        };
+        let ep = Arc::clone(endpoint);
+        tokio::spawn(async move { serve(ep, phone).await });
     }
 }
 
-async fn serve(endpoint: Arc<SipEndpoint>, agent_id: String, uri: String) {
+/// One agent's phone (or a destination's channel).
+struct Phone {
+    agent_id: String,
+    uri: String,
+    /// Digits sent once it answers, before the whisper (`,` = 500 ms pause).
+    dtmf: String,
+}
+
+/// The dialog task's relay between the call and a media leg that sent digits
+/// before the call was accepted (all `None` when there were no digits).
+#[derive(Default)]
+struct Relay {
+    to_leg: Option<mpsc::Sender<LegCommand>>,
+    from_leg: Option<mpsc::Receiver<LegEvent>>,
+    from_call: Option<mpsc::Receiver<LegCommand>>,
+}
+
+/// Gap between two digits sent after answer.
+const DIGIT_GAP: Duration = Duration::from_millis(250);
+/// What `,` waits in a digit string.
+const DIGIT_PAUSE: Duration = Duration::from_millis(500);
+
+async fn serve(endpoint: Arc<SipEndpoint>, phone: Phone) {
+    let Phone {
+        agent_id,
+        uri,
+        dtmf,
+    } = phone;
     let (tx, mut rx) = mpsc::channel::<HumanCommand>(16);
     if let Err(e) = endpoint.shared.routing.phone_connected(&agent_id, tx) {
         tracing::error!(agent = %agent_id, error = %e, "SIP phone cannot sign in");
@@ -43,7 +75,7 @@ async fn serve(endpoint: Arc<SipEndpoint>, agent_id: String, uri: String) {
                 call_id,
                 kind: OfferKind::Call,
                 ..
-            } => ring(&endpoint, &agent_id, &uri, &call_id, &mut rx).await,
+            } => ring(&endpoint, (&agent_id, &uri, &dtmf), &call_id, &mut rx).await,
             HumanCommand::Offer { call_id, .. } => {
                 // A saved callback needs a screen to show its context on.
                 tracing::info!(agent = %agent_id, call = %call_id, "callback not offered to a SIP phone");
@@ -65,8 +97,7 @@ async fn serve(endpoint: Arc<SipEndpoint>, agent_id: String, uri: String) {
 /// One offer: ring, then (if answered) carry the call until either side hangs up.
 async fn ring(
     endpoint: &Arc<SipEndpoint>,
-    agent_id: &str,
-    uri: &str,
+    (agent_id, uri, dtmf): (&str, &str, &str),
     call: &str,
     offers: &mut mpsc::Receiver<HumanCommand>,
 ) {
@@ -246,36 +277,105 @@ async fn ring(
         ok.header("To").unwrap_or(""),
         cseq + 1,
     );
-    let (cmd_rx, ev_tx) = match endpoint.shared.accept_offer(agent_id, call).await {
-        Ok(crate::cluster::AcceptOutcome::Call(end)) => (end.commands, end.events),
-        outcome => {
-            let why = match outcome {
-                Err(e) => e,
-                _ => "a callback cannot be taken on a phone".into(),
-            };
-            tracing::warn!(agent = %agent_id, error = %why, "answered too late; hanging up the phone");
-            endpoint.send(&bye, &transport).await;
-            endpoint.unregister(&sip_call_id);
-            return;
-        }
-    };
-    tracing::info!(agent = %agent_id, call = %call, codec = ?negotiated.codec, "agent answered on the SIP phone");
     let (ctl_tx, ctl_rx) = mpsc::channel(4);
     let (hung_tx, mut hung_rx) = oneshot::channel();
     // warmline dialled this phone (a configured URI): its SDP address is ours to trust.
     let (jitter, mut latch) = endpoint.shared.config.sip.rtp();
     latch.trust_sdp = true;
-    let rtp_tuning = (jitter, latch);
-    let links = rtp_leg::RtpLegLinks {
-        events: ev_tx.clone(),
-        commands: cmd_rx,
-        control: ctl_rx,
-        hung_up: hung_tx,
-    };
     let leg = format!("agent:{agent_id}");
-    let media = rtp_leg::spawn(sockets, negotiated, rtp_tuning, links, call, &leg);
+    let codec = negotiated.codec;
+    let too_late = |why: String| {
+        tracing::warn!(agent = %agent_id, error = %why, "answered too late; hanging up the phone");
+    };
+    let accepted = |outcome: Result<crate::cluster::AcceptOutcome, String>| match outcome {
+        Ok(crate::cluster::AcceptOutcome::Call(end)) => Ok((end.commands, end.events)),
+        Err(e) => Err(e),
+        Ok(_) => Err("a callback cannot be taken on a phone".to_string()),
+    };
+    // With digits to send (an extension, an IVR choice) the media leg starts on
+    // channels of its own, the digits go first and only then is the call
+    // accepted, so the whisper follows them; the dialog task then relays the
+    // call's frames. Without digits the leg gets the call's channels directly
+    // (no relay hop per frame).
+    let mut relay = Relay::default();
+    let (media, call_events) = if dtmf.is_empty() {
+        let (commands, events) = match accepted(endpoint.shared.accept_offer(agent_id, call).await)
+        {
+            Ok(links) => links,
+            Err(why) => {
+                too_late(why);
+                endpoint.send(&bye, &transport).await;
+                endpoint.unregister(&sip_call_id);
+                return;
+            }
+        };
+        let links = rtp_leg::RtpLegLinks {
+            events: events.clone(),
+            commands,
+            control: ctl_rx,
+            hung_up: hung_tx,
+        };
+        let media = rtp_leg::spawn(sockets, negotiated, (jitter, latch), links, call, &leg);
+        (media, events)
+    } else {
+        let (leg_commands, commands) = mpsc::channel(crate::legs::twilio::COMMAND_QUEUE);
+        let (events, mut leg_events) = mpsc::channel(crate::legs::twilio::EVENT_QUEUE);
+        let links = rtp_leg::RtpLegLinks {
+            events,
+            commands,
+            control: ctl_rx,
+            hung_up: hung_tx,
+        };
+        let media = rtp_leg::spawn(sockets, negotiated, (jitter, latch), links, call, &leg);
+        tracing::info!(agent = %agent_id, call = %call, digits = dtmf, "sending digits after answer");
+        for digit in dtmf.chars() {
+            let wait = if digit == ',' {
+                DIGIT_PAUSE
+            } else {
+                let _ = leg_commands.send(LegCommand::Dtmf(digit)).await;
+                DIGIT_GAP
+            };
+            tokio::time::sleep(wait).await;
+            // What the desk plays meanwhile (an IVR's prompts) is for nobody.
+            while leg_events.try_recv().is_ok() {}
+        }
+        match accepted(endpoint.shared.accept_offer(agent_id, call).await) {
+            Ok((call_commands, call_events)) => {
+                relay = Relay {
+                    to_leg: Some(leg_commands),
+                    from_leg: Some(leg_events),
+                    from_call: Some(call_commands),
+                };
+                (media, call_events)
+            }
+            Err(why) => {
+                too_late(why);
+                endpoint.send(&bye, &transport).await;
+                let _ = ctl_tx.send(RtpControl::Stop).await;
+                endpoint.unregister(&sip_call_id);
+                return;
+            }
+        }
+    };
+    tracing::info!(agent = %agent_id, call = %call, ?codec, "agent answered on the SIP phone");
     loop {
+        let from_call = recv_or_pending(relay.from_call.as_mut());
+        let from_leg = recv_or_pending(relay.from_leg.as_mut());
         tokio::select! {
+            cmd = from_call => {
+                let Some(to_leg) = relay.to_leg.as_ref() else { continue };
+                // The call letting go of this phone reaches the leg as a hang-up.
+                let last = cmd.is_none();
+                if to_leg.send(cmd.unwrap_or(LegCommand::Hangup)).await.is_err() || last {
+                    relay.from_call = None;
+                }
+            }
+            event = from_leg => match event {
+                Some(event) => {
+                    let _ = call_events.send(event).await;
+                }
+                None => relay.from_leg = None,
+            },
             _ = &mut hung_rx => {
                 endpoint.send(&bye, &transport).await;
                 wait_bye_answer(&mut rx).await;
@@ -294,7 +394,7 @@ async fn ring(
                 match (msg.method(), msg.code()) {
                     ("BYE", None) => {
                         endpoint.send(&msg.response(200, "OK", None), &t).await;
-                        let _ = ev_tx.send(LegEvent::Hangup(HangupCause::Normal)).await;
+                        let _ = call_events.send(LegEvent::Hangup(HangupCause::Normal)).await;
                         let _ = ctl_tx.send(RtpControl::Stop).await;
                         break;
                     }

@@ -220,14 +220,6 @@ impl SipMessage {
             .map(|(_, v)| v.as_str())
     }
 
-    /// All values of a header, in order (Via may repeat).
-    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
     /// The request method, or for a response the method of its CSeq.
     pub fn method(&self) -> &str {
         match &self.start {
