@@ -45,9 +45,9 @@ pub mod store;
 
 pub mod legs;
 
-pub mod call;
-
 pub mod routing;
+
+pub mod call;
 
 pub mod cluster;
 
