@@ -67,12 +67,12 @@ fn the_classifier_decides_unseen_conversations_better_than_the_phrase_rules() {
     }
 }
 
-/// A second held-out split, by a third author who saw neither the other splits
-/// nor the code (tests/data/policy/holdout2), measured once the heads were trained.
-#[test]
-fn the_classifier_decides_a_second_unseen_split_as_well() {
-    let heads = eval_split("tests/data/policy/holdout2", None);
-    let rules = eval_split("tests/data/policy/holdout2", Some("none"));
+/// A held-out split's floors: at least 150 cases, ≥ 95 % escalate-or-not,
+/// ≥ 90 % trigger and critical, at most `ordinary` ordinary calls escalated,
+/// and better than the phrase rules on every figure that decides a call.
+fn holds_on(dir: &str, ordinary: u64) {
+    let heads = eval_split(dir, None);
+    let rules = eval_split(dir, Some("none"));
     assert!(
         heads["cases"].as_u64().unwrap_or(0) >= 150,
         "the split is there"
@@ -80,9 +80,8 @@ fn the_classifier_decides_a_second_unseen_split_as_well() {
     assert!(ratio(&heads, "escalation") >= 0.95, "escalate-or-not");
     assert!(ratio(&heads, "trigger") >= 0.90, "trigger");
     assert!(ratio(&heads, "critical") >= 0.90, "critical kept critical");
-    // 3 of 48 since the r12 retraining (2 before; docs/POLICY.md).
     assert!(
-        heads["ordinary_escalated"]["ok"].as_u64().unwrap_or(99) <= 3,
+        heads["ordinary_escalated"]["ok"].as_u64().unwrap_or(99) <= ordinary,
         "ordinary calls escalated"
     );
     for key in ["escalation", "trigger", "critical", "on_the_right_event"] {
@@ -90,27 +89,20 @@ fn the_classifier_decides_a_second_unseen_split_as_well() {
     }
 }
 
+/// A second held-out split, by a third author who saw neither the other splits
+/// nor the code (tests/data/policy/holdout2), measured once the heads were trained.
+#[test]
+fn the_classifier_decides_a_second_unseen_split_as_well() {
+    // 3 of 48 ordinary calls escalated since the r12 retraining (2 before; docs/POLICY.md).
+    holds_on("tests/data/policy/holdout2", 3);
+}
+
 /// A third held-out split, by a fourth author who saw no other split and no
 /// code (tests/data/policy/holdout3), written after the previous heads and
 /// used to decide whether the r12 retraining was kept (never trained on).
 #[test]
 fn the_classifier_decides_a_third_unseen_split_as_well() {
-    let heads = eval_split("tests/data/policy/holdout3", None);
-    let rules = eval_split("tests/data/policy/holdout3", Some("none"));
-    assert!(
-        heads["cases"].as_u64().unwrap_or(0) >= 150,
-        "the split is there"
-    );
-    assert!(ratio(&heads, "escalation") >= 0.95, "escalate-or-not");
-    assert!(ratio(&heads, "trigger") >= 0.90, "trigger");
-    assert!(ratio(&heads, "critical") >= 0.90, "critical kept critical");
-    assert!(
-        heads["ordinary_escalated"]["ok"].as_u64().unwrap_or(99) <= 2,
-        "ordinary calls escalated"
-    );
-    for key in ["escalation", "trigger", "critical", "on_the_right_event"] {
-        assert!(ratio(&heads, key) > ratio(&rules, key), "{key}");
-    }
+    holds_on("tests/data/policy/holdout3", 2);
 }
 
 #[test]

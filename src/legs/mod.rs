@@ -110,6 +110,43 @@ pub trait CallStarter: Send + Sync {
     fn start_call(self: std::sync::Arc<Self>, arrival: CallArrival) -> String;
 }
 
+/// A caller leg's ends of its call: the call id, where the leg reports, and
+/// what the call asks of it.
+pub struct CallerEnds {
+    /// The gateway's call id.
+    pub call_id: String,
+    /// Events from the leg to the call.
+    pub events: tokio::sync::mpsc::Sender<LegEvent>,
+    /// Commands from the call to the leg.
+    pub commands: tokio::sync::mpsc::Receiver<LegCommand>,
+}
+
+/// Makes a caller leg's channels (bounded: [`twilio::EVENT_QUEUE`] events,
+/// [`twilio::COMMAND_QUEUE`] commands) and starts its call through `calls`,
+/// started at `started` (monotonic, wall clock).
+pub fn start_caller(
+    calls: std::sync::Arc<dyn CallStarter>,
+    start: media_streams::StartMeta,
+    stream_sid: String,
+    started: (std::time::Instant, std::time::SystemTime),
+) -> CallerEnds {
+    let (events, events_rx) = tokio::sync::mpsc::channel(twilio::EVENT_QUEUE);
+    let (commands_tx, commands) = tokio::sync::mpsc::channel(twilio::COMMAND_QUEUE);
+    let call_id = calls.start_call(CallArrival {
+        start,
+        stream_sid,
+        started: started.0,
+        started_wall: started.1,
+        events: events_rx,
+        commands: commands_tx,
+    });
+    CallerEnds {
+        call_id,
+        events,
+        commands,
+    }
+}
+
 /// Why a leg went away.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HangupCause {

@@ -10,12 +10,11 @@ use crate::config::ServerConfig;
 use crate::legs::liveness::{Liveness, LivenessConfig};
 use crate::legs::media_streams::{self, AppWriter, ProtocolError, StartMeta, StreamMessage};
 use crate::legs::{
-    CallArrival, CallStarter, HangupCause, LegCommand, LegEvent, keep_alive, send_within,
+    CallStarter, HangupCause, LegCommand, LegEvent, keep_alive, send_within, start_caller,
 };
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
-use tokio::sync::mpsc;
 
 /// Events buffered from the caller towards the call task.
 pub const EVENT_QUEUE: usize = 256;
@@ -46,16 +45,13 @@ pub async fn serve_stream(
     let Some((start, stream_sid)) = await_start(&mut socket, server).await else {
         return;
     };
-    let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
-    let (cmd_tx, mut cmd_rx) = mpsc::channel(COMMAND_QUEUE);
-    calls.start_call(CallArrival {
+    let ends = start_caller(
+        calls,
         start,
-        stream_sid: stream_sid.clone(),
-        started: Instant::now(),
-        started_wall: SystemTime::now(),
-        events: ev_rx,
-        commands: cmd_tx,
-    });
+        stream_sid.clone(),
+        (Instant::now(), SystemTime::now()),
+    );
+    let (ev_tx, mut cmd_rx) = (ends.events, ends.commands);
 
     let writer = AppWriter::new(stream_sid.clone());
     let max = server.max_message_bytes;

@@ -583,16 +583,11 @@ pub async fn start_browser_call(
     start
         .custom_parameters
         .insert("transport".into(), "webrtc".into());
-    let (ev_tx, ev_rx) = mpsc::channel(crate::legs::twilio::EVENT_QUEUE);
-    let (cmd_tx, cmd_rx) = mpsc::channel(crate::legs::twilio::COMMAND_QUEUE);
-    let call_id = leg.calls.start_call(crate::legs::CallArrival {
-        start,
-        stream_sid,
-        started,
-        started_wall,
-        events: ev_rx,
-        commands: cmd_tx,
-    });
+    let crate::legs::CallerEnds {
+        call_id,
+        events: ev_tx,
+        commands: cmd_rx,
+    } = crate::legs::start_caller(leg.calls, start, stream_sid, (started, started_wall));
     tracing::info!(call = %call_id, local = %peer.local_addr(), "browser call answered");
     let media = spawn(
         peer,

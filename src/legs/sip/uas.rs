@@ -156,17 +156,16 @@ async fn run(endpoint: &Arc<SipEndpoint>, invite: Incoming, mut rx: mpsc::Receiv
     {
         start.custom_parameters.insert("dialed".into(), to_user);
     }
-    let (ev_tx, ev_rx) = mpsc::channel(crate::legs::twilio::EVENT_QUEUE);
-    let (cmd_tx, cmd_rx) = mpsc::channel(crate::legs::twilio::COMMAND_QUEUE);
-    let calls: Arc<dyn crate::legs::CallStarter> = Arc::clone(&shared) as _;
-    let call_id = calls.start_call(crate::legs::CallArrival {
+    let crate::legs::CallerEnds {
+        call_id,
+        events: ev_tx,
+        commands: cmd_rx,
+    } = crate::legs::start_caller(
+        Arc::clone(&shared) as _,
         start,
         stream_sid,
-        started,
-        started_wall,
-        events: ev_rx,
-        commands: cmd_tx,
-    });
+        (started, started_wall),
+    );
     tracing::info!(codec = ?negotiated.codec, remote = %negotiated.remote, call = %call_id, "SIP call answered");
     let (ctl_tx, ctl_rx) = mpsc::channel(4);
     let (hung_tx, mut hung_rx) = oneshot::channel();
