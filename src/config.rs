@@ -416,6 +416,10 @@ pub struct AgentSeed {
     /// an extension or an IVR choice; `,` waits 500 ms ("" = none).
     #[serde(default)]
     pub dtmf_after_answer: String,
+    /// Wait for the greeting to end before the whisper, and treat one running
+    /// this long (ms) as a voicemail box: the call moves on (0 = no wait).
+    #[serde(default)]
+    pub voicemail_after_ms: u64,
 }
 
 /// A destination outside warmline a call can be handed to: a desk's SIP URI
@@ -446,6 +450,15 @@ pub struct DestinationSeed {
     /// extension or an IVR choice (`0-9`, `*`, `#`, `A-D`); `,` waits 500 ms.
     #[serde(default)]
     pub dtmf: String,
+    /// The whisper waits until the desk's greeting ends ("hello?"); a greeting
+    /// running this long (ms) is a voicemail box, and the call moves on to the
+    /// next person, the AI or a callback (0 = no waiting).
+    #[serde(default = "voicemail_after_ms")]
+    pub voicemail_after_ms: u64,
+}
+
+fn voicemail_after_ms() -> u64 {
+    4000
 }
 
 fn one_channel() -> u32 {
@@ -766,6 +779,12 @@ impl Config {
             if d.channels == 0 || d.channels > 100 {
                 return Err(invalid(format!("{:?}: channels must be 1–100", d.id)));
             }
+            if (1..1000).contains(&d.voicemail_after_ms) {
+                return Err(invalid(format!(
+                    "{:?}: voicemail_after_ms must be 0 (no waiting) or at least 1000",
+                    d.id
+                )));
+            }
             if let Some(bad) = d
                 .dtmf
                 .chars()
@@ -801,6 +820,7 @@ impl Config {
                     supervisor: false,
                     consult_seconds: d.consult_seconds,
                     dtmf_after_answer: d.dtmf.clone(),
+                    voicemail_after_ms: d.voicemail_after_ms,
                 });
                 self.routing.destination_agents += 1;
             }

@@ -67,6 +67,7 @@ const SANS_IO: &[&str] = &[
     "src/monitor/",
     "src/util/pii.rs",
     "src/legs/liveness.rs",
+    "src/legs/sip/greeting.rs",
     "src/brief/context.rs",
     "src/brief/prompts.rs",
     "src/brief/speech_text.rs",

@@ -621,6 +621,7 @@ async fn a_phone_number_destination_is_dialled_through_the_outbound_trunk_with_i
                 channels: 1,
                 consult_seconds: 0,
                 dtmf: String::new(),
+                voicemail_after_ms: 0,
             });
         // What the config loader does with destinations, for a config built in code.
         c.expand_destinations().expect("destination is valid");
@@ -681,6 +682,7 @@ async fn an_outside_desk_that_presses_2_after_answering_passes_the_call_on() {
                 channels: 1,
                 consult_seconds: 5,
                 dtmf: String::new(),
+                voicemail_after_ms: 0,
             });
         c.expand_destinations().expect("destination is valid");
     })
@@ -711,13 +713,21 @@ async fn an_outside_desk_that_presses_2_after_answering_passes_the_call_on() {
     gw.shutdown().await;
 }
 
+/// What a raw desk got: every RTP packet (payload type, payload, arrival),
+/// when its own greeting ended, and whether the gateway hung up on it.
+struct DeskLog {
+    packets: Vec<(u8, Vec<u8>, std::time::Instant)>,
+    greeting_ended: Option<std::time::Instant>,
+    hung_up_on: bool,
+}
+
 /// A desk on a raw UDP socket: answers every INVITE with 200 OK (PCMU and
-/// telephone-event 101), answers BYE, and keeps every RTP packet it gets as
-/// (payload type, payload), in arrival order, until the call ends.
-async fn recording_desk() -> (
-    std::net::SocketAddr,
-    tokio::task::JoinHandle<Vec<(u8, Vec<u8>)>>,
-) {
+/// telephone-event 101), then says a loud `greeting` (none when zero) and
+/// silence after it, 20 ms a frame, answers BYE, and keeps every RTP packet
+/// it gets, in arrival order, until the call ends.
+async fn recording_desk(
+    greeting: Duration,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<DeskLog>) {
     use warmline::legs::sip::message::SipMessage;
     let sip = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -725,7 +735,15 @@ async fn recording_desk() -> (
     let rtp_port = rtp.local_addr().unwrap().port();
     let task = tokio::spawn(async move {
         let (mut sbuf, mut rbuf) = (vec![0u8; 8192], vec![0u8; 2048]);
-        let mut got = Vec::new();
+        let mut log = DeskLog {
+            packets: Vec::new(),
+            greeting_ended: None,
+            hung_up_on: false,
+        };
+        let loud = loud_frames(1);
+        let mut talk: Option<(std::net::SocketAddr, std::time::Instant, u16)> = None;
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
         loop {
             tokio::select! {
                 r = sip.recv_from(&mut sbuf) => {
@@ -734,6 +752,11 @@ async fn recording_desk() -> (
                     let reply = match msg.method() {
                         _ if msg.code().is_some() => continue,
                         "INVITE" => {
+                            if let Ok(offer) = warmline::legs::sip::sdp::negotiate(&msg.body)
+                                && !greeting.is_zero()
+                            {
+                                talk = Some((offer.remote, std::time::Instant::now(), 0));
+                            }
                             let sdp = format!(
                                 "v=0\r\no=desk 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
                                  m=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
@@ -744,6 +767,7 @@ async fn recording_desk() -> (
                                 .with_body("application/sdp", sdp.into_bytes())
                         }
                         "BYE" => {
+                            log.hung_up_on = true;
                             let _ = sip.send_to(&msg.response(200, "OK", None).to_bytes(), from).await;
                             break;
                         }
@@ -755,41 +779,134 @@ async fn recording_desk() -> (
                 r = rtp.recv_from(&mut rbuf) => {
                     let Ok((len, _)) = r else { break };
                     if let Ok(p) = warmline::media::rtp::RtpPacket::parse(&rbuf[..len]) {
-                        got.push((p.payload_type, p.payload.to_vec()));
+                        log.packets.push((p.payload_type, p.payload.to_vec(), std::time::Instant::now()));
                     }
                 }
-                () = tokio::time::sleep(Duration::from_secs(30)) => break,
+                _ = tick.tick() => {
+                    let Some((to, since, seq)) = talk.as_mut() else { continue };
+                    let speaking = since.elapsed() < greeting;
+                    if !speaking {
+                        log.greeting_ended.get_or_insert_with(std::time::Instant::now);
+                    }
+                    let payload = if speaking { loud.clone() } else { vec![g711::ULAW_SILENCE; 160] };
+                    let packet = warmline::media::rtp::RtpPacket {
+                        marker: *seq == 0,
+                        payload_type: 0,
+                        seq: *seq,
+                        timestamp: u32::from(*seq) * 160,
+                        ssrc: 0x0de5_c0de,
+                        payload,
+                    };
+                    *seq = seq.wrapping_add(1);
+                    let _ = rtp.send_to(&packet.to_bytes(), *to).await;
+                }
+                () = tokio::time::sleep_until(deadline) => break,
             }
         }
-        got
+        log
     });
     (addr, task)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_desk_reached_through_an_extension_gets_the_digits_before_the_whisper() {
-    let (desk, heard) = recording_desk().await;
-    let ai = ScriptedAgent::start(ai_script_requesting_person())
-        .await
-        .unwrap();
-    let gw = gateway(&ai.url(), |c| {
-        sip_gateway_config(c, 22_300);
+/// A gateway whose only person is the destination at `desk`.
+async fn gateway_with_desk(
+    ai: &ScriptedAgent,
+    ports: u16,
+    desk: std::net::SocketAddr,
+    (dtmf, voicemail_after_ms): (&str, u64),
+) -> warmline::gateway::RunningGateway {
+    gateway(&ai.url(), |c| {
+        sip_gateway_config(c, ports);
         c.routing
             .destinations
             .push(warmline::config::DestinationSeed {
-                id: "ext".into(),
-                name: "Billing desk, extension 204".into(),
+                id: "desk".into(),
+                name: "Billing desk".into(),
                 uri: format!("sip:pbx@{desk}"),
                 skills: Vec::new(),
                 channels: 1,
                 consult_seconds: 0,
-                dtmf: "2,04#".into(),
+                dtmf: dtmf.into(),
+                voicemail_after_ms,
             });
         c.expand_destinations().expect("destination is valid");
     })
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_desk_s_hello_is_not_talked_over_and_a_voicemail_box_is_never_briefed() {
+    let ai = ScriptedAgent::start(ai_script_requesting_person())
+        .await
+        .unwrap();
+    // A person: "hello?" for a second, then listening.
+    let (desk, heard) = recording_desk(Duration::from_secs(1)).await;
+    let gw = gateway_with_desk(&ai, 22_400, desk, ("", 4000)).await;
+    let done = escalated_call(&gw, 12, 4960).await;
+    let log = heard.await.unwrap();
+    gw.shutdown().await;
+    let ended = log.greeting_ended.expect("the desk's greeting ended");
+    let first_sound = log
+        .packets
+        .iter()
+        .find(|(pt, p, _)| *pt == 0 && p.iter().any(|&b| b != g711::ULAW_SILENCE))
+        .map(|(_, _, at)| *at)
+        .expect("the desk heard the whisper");
+    assert!(
+        first_sound >= ended,
+        "the whisper started {:?} before the desk's hello ended",
+        ended.saturating_duration_since(first_sound)
+    );
+    println!(
+        "greeting end → first whisper sound at the desk: {:?}",
+        first_sound - ended
+    );
+    let steps: Vec<String> = handoff_steps(&done).into_iter().map(|(s, _)| s).collect();
+    assert!(steps.iter().any(|s| s == "merged"), "{steps:?}");
+
+    // A voicemail box: a greeting that runs on. Never briefed, hung up on,
+    // and the caller moves on (nobody else: a callback) — no dead air.
+    let (desk, heard) = recording_desk(Duration::from_secs(12)).await;
+    let gw = gateway_with_desk(&ai, 22_500, desk, ("", 4000)).await;
+    // The caller stays on long enough to hear the callback offer to its end.
+    let done = escalated_call(&gw, 40, 4970).await;
+    let log = heard.await.unwrap();
+    gw.shutdown().await;
+    assert!(log.hung_up_on, "the gateway hung up on the voicemail box");
+    let briefed = log
+        .packets
+        .iter()
+        .filter(|(pt, p, _)| *pt == 0 && p.iter().any(|&b| b != g711::ULAW_SILENCE))
+        .count();
+    assert_eq!(briefed, 0, "no whisper into a voicemail box");
+    assert_eq!(
+        step_detail(&done, "declined").as_deref(),
+        Some("voicemail"),
+        "{:?}",
+        handoff_steps(&done)
+    );
+    assert!(
+        matches!(done.end_reason(), Some(EndReason::CallbackScheduled(_))),
+        "{:?}",
+        done.end_reason()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_desk_reached_through_an_extension_gets_the_digits_before_the_whisper() {
+    let (desk, heard) = recording_desk(Duration::ZERO).await;
+    let ai = ScriptedAgent::start(ai_script_requesting_person())
+        .await
+        .unwrap();
+    let gw = gateway_with_desk(&ai, 22_300, desk, ("2,04#", 0)).await;
     let done = escalated_call(&gw, 14, 4950).await;
-    let packets = heard.await.unwrap();
+    let packets: Vec<(u8, Vec<u8>)> = heard
+        .await
+        .unwrap()
+        .packets
+        .into_iter()
+        .map(|(pt, p, _)| (pt, p))
+        .collect();
     // RFC 4733 events (payload type 101): the first byte is the event, in order.
     let mut digits = String::new();
     let mut first_event = None;

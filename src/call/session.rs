@@ -340,7 +340,10 @@ async fn drive(
                         bridge.consult_after_whisper(consult);
                         bridge.agent_answered(agent, at);
                     }
-                    RoutingEvent::Declined { agent } => bridge.agent_declined(agent, at),
+                    RoutingEvent::Declined { agent, reason } => {
+                        let voicemail = reason == crate::routing::WithdrawReason::Voicemail;
+                        bridge.agent_declined(agent, voicemail.then_some("voicemail"), at)
+                    }
                     RoutingEvent::NoAgent { reason } => bridge.no_agent(reason, at),
                 }
             }

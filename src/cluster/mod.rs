@@ -618,7 +618,10 @@ impl Cluster {
             NodeMessage::Call { call_id, event } => {
                 let event = match event {
                     CallNews::Offered { agent_id } => RoutingEvent::Offered { agent: agent_id },
-                    CallNews::Declined { agent_id } => RoutingEvent::Declined { agent: agent_id },
+                    CallNews::Declined { agent_id } => RoutingEvent::Declined {
+                        agent: agent_id,
+                        reason: crate::routing::WithdrawReason::Declined,
+                    },
                     CallNews::NoAgent { reason } => RoutingEvent::NoAgent { reason },
                 };
                 if !shared.routing.notify_queued(&call_id, event) {

@@ -241,7 +241,7 @@ impl Routing {
         };
         match &event {
             RoutingEvent::Offered { agent } => s.queue[i].ringing = Some(agent.clone()),
-            RoutingEvent::Declined { agent } => {
+            RoutingEvent::Declined { agent, .. } => {
                 s.queue[i].ringing = None;
                 s.queue[i].tried.insert(agent.clone());
             }

@@ -69,6 +69,8 @@ pub enum WithdrawReason {
     CallLost,
     /// The caller went back to the AI agent.
     ReturnedToAi,
+    /// A destination answered with a greeting that ran on: a voicemail box.
+    Voicemail,
 }
 
 impl WithdrawReason {
@@ -82,6 +84,7 @@ impl WithdrawReason {
             WithdrawReason::AgentGone => "agent_gone",
             WithdrawReason::CallLost => "call_lost",
             WithdrawReason::ReturnedToAi => "returned_to_ai",
+            WithdrawReason::Voicemail => "voicemail",
         }
     }
 }
@@ -157,10 +160,13 @@ pub enum RoutingEvent {
         /// The link.
         link: HumanLink,
     },
-    /// The agent declined or their console went away.
+    /// The agent declined, their console went away, or (a destination) a
+    /// voicemail box answered.
     Declined {
         /// The agent.
         agent: String,
+        /// Why the offer ended.
+        reason: WithdrawReason,
     },
     /// Nobody can take the call.
     NoAgent {
@@ -1265,6 +1271,7 @@ impl Routing {
                 w.tried.insert(agent_id.to_string());
                 let _ = w.notify.try_send(RoutingEvent::Declined {
                     agent: agent_id.to_string(),
+                    reason,
                 });
             }
         }
@@ -1567,7 +1574,7 @@ mod tests {
                 RoutingEvent::Offered { agent } => format!("offered:{agent}"),
                 RoutingEvent::NoAgent { .. } => "no_agent".into(),
                 RoutingEvent::Answered { agent, .. } => format!("answered:{agent}"),
-                RoutingEvent::Declined { agent } => format!("declined:{agent}"),
+                RoutingEvent::Declined { agent, .. } => format!("declined:{agent}"),
             });
         }
         all

@@ -265,6 +265,7 @@ pub fn agent_seed(id: &str) -> warmline::config::AgentSeed {
         supervisor: false,
         consult_seconds: 0,
         dtmf_after_answer: String::new(),
+        voicemail_after_ms: 0,
     }
 }
 

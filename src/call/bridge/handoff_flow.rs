@@ -112,7 +112,9 @@ impl CallBridge {
     }
 
     /// The offered agent declined (or their console went away).
-    pub fn agent_declined(&mut self, agent: String, now: Instant) {
+    /// The agent declined (`detail`: why, when it was not a person's choice,
+    /// such as a voicemail box that answered).
+    pub fn agent_declined(&mut self, agent: String, detail: Option<&str>, now: Instant) {
         if self.closing {
             return;
         }
@@ -123,7 +125,7 @@ impl CallBridge {
             now,
         );
         if !actions.is_empty() {
-            self.step(HandoffStep::Declined, Some(&agent), None);
+            self.step(HandoffStep::Declined, Some(&agent), detail);
         }
         self.apply(actions, now);
     }

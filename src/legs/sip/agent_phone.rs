@@ -5,6 +5,7 @@
 //! withdrawn offer or the ring timeout CANCELs.
 
 use super::endpoint::{Incoming, SipEndpoint, Transport};
+use super::greeting::{Greeting, GreetingConfig, GreetingWatch};
 use super::handoff_headers::HandoffSignal;
 use super::message::{SipMessage, host_port_of, request, uri_of};
 use super::rtp_leg::{self, RtpControl};
@@ -29,6 +30,10 @@ pub fn spawn_all(endpoint: &Arc<SipEndpoint>) {
             agent_id: seed.id.clone(),
             uri: seed.sip_uri.clone(),
             dtmf: seed.dtmf_after_answer.clone(),
+            greeting: (seed.voicemail_after_ms > 0).then(|| GreetingConfig {
+                quiet_start: GREETING_QUIET_START,
+                voicemail_after: Duration::from_millis(seed.voicemail_after_ms),
+            }),
         };
         let ep = Arc::clone(endpoint);
         tokio::spawn(async move { serve(ep, phone).await });
@@ -41,7 +46,12 @@ struct Phone {
     uri: String,
     /// Digits sent once it answers, before the whisper (`,` = 500 ms pause).
     dtmf: String,
+    /// Wait for its greeting to end before the whisper (and spot a voicemail box).
+    greeting: Option<GreetingConfig>,
 }
+
+/// A person who answers and says nothing gets the whisper after this.
+const GREETING_QUIET_START: Duration = Duration::from_millis(1500);
 
 /// The dialog task's relay between the call and a media leg that sent digits
 /// before the call was accepted (all `None` when there were no digits).
@@ -50,6 +60,27 @@ struct Relay {
     to_leg: Option<mpsc::Sender<LegCommand>>,
     from_leg: Option<mpsc::Receiver<LegEvent>>,
     from_call: Option<mpsc::Receiver<LegCommand>>,
+}
+
+/// Listens to an answered destination until its greeting is judged: over
+/// (or never said) — the whisper may start — or a voicemail box. A leg that
+/// ends meanwhile counts as a voicemail box too (nobody to brief).
+async fn hear_greeting(config: GreetingConfig, events: &mut mpsc::Receiver<LegEvent>) -> Greeting {
+    let mut watch = GreetingWatch::new(config, std::time::Instant::now());
+    let mut pcm = Vec::new();
+    loop {
+        if let Some(verdict) = watch.verdict(std::time::Instant::now()) {
+            return verdict;
+        }
+        match tokio::time::timeout_at(watch.deadline().into(), events.recv()).await {
+            Ok(Some(LegEvent::Audio(ulaw))) => {
+                crate::media::g711::decode_ulaw(&ulaw, &mut pcm);
+                watch.frame(&pcm, std::time::Instant::now());
+            }
+            Ok(Some(LegEvent::Hangup(_)) | None) => return Greeting::Voicemail,
+            Ok(Some(_)) | Err(_) => {}
+        }
+    }
 }
 
 /// Gap between two digits sent after answer.
@@ -62,6 +93,7 @@ async fn serve(endpoint: Arc<SipEndpoint>, phone: Phone) {
         agent_id,
         uri,
         dtmf,
+        greeting,
     } = phone;
     let (tx, mut rx) = mpsc::channel::<HumanCommand>(16);
     if let Err(e) = endpoint.shared.routing.phone_connected(&agent_id, tx) {
@@ -75,7 +107,15 @@ async fn serve(endpoint: Arc<SipEndpoint>, phone: Phone) {
                 call_id,
                 kind: OfferKind::Call,
                 ..
-            } => ring(&endpoint, (&agent_id, &uri, &dtmf), &call_id, &mut rx).await,
+            } => {
+                ring(
+                    &endpoint,
+                    (&agent_id, &uri, &dtmf, greeting),
+                    &call_id,
+                    &mut rx,
+                )
+                .await
+            }
             HumanCommand::Offer { call_id, .. } => {
                 // A saved callback needs a screen to show its context on.
                 tracing::info!(agent = %agent_id, call = %call_id, "callback not offered to a SIP phone");
@@ -97,7 +137,7 @@ async fn serve(endpoint: Arc<SipEndpoint>, phone: Phone) {
 /// One offer: ring, then (if answered) carry the call until either side hangs up.
 async fn ring(
     endpoint: &Arc<SipEndpoint>,
-    (agent_id, uri, dtmf): (&str, &str, &str),
+    (agent_id, uri, dtmf, greeting): (&str, &str, &str, Option<GreetingConfig>),
     call: &str,
     offers: &mut mpsc::Receiver<HumanCommand>,
 ) {
@@ -298,7 +338,7 @@ async fn ring(
     // call's frames. Without digits the leg gets the call's channels directly
     // (no relay hop per frame).
     let mut relay = Relay::default();
-    let (media, call_events) = if dtmf.is_empty() {
+    let (media, call_events) = if dtmf.is_empty() && greeting.is_none() {
         let (commands, events) = match accepted(endpoint.shared.accept_offer(agent_id, call).await)
         {
             Ok(links) => links,
@@ -338,6 +378,16 @@ async fn ring(
             tokio::time::sleep(wait).await;
             // What the desk plays meanwhile (an IVR's prompts) is for nobody.
             while leg_events.try_recv().is_ok() {}
+        }
+        if let Some(config) = greeting
+            && hear_greeting(config, &mut leg_events).await != Greeting::Over
+        {
+            tracing::info!(agent = %agent_id, call = %call, "a voicemail box answered; moving the call on");
+            endpoint.send(&bye, &transport).await;
+            let _ = ctl_tx.send(RtpControl::Stop).await;
+            let _ = routing.decline(agent_id, call, WithdrawReason::Voicemail);
+            endpoint.unregister(&sip_call_id);
+            return;
         }
         match accepted(endpoint.shared.accept_offer(agent_id, call).await) {
             Ok((call_commands, call_events)) => {

@@ -10,6 +10,7 @@ pub mod agent_phone;
 pub mod codec;
 pub mod digest;
 pub mod endpoint;
+pub(crate) mod greeting;
 pub(crate) mod handoff_headers;
 pub mod message;
 pub mod rtp_leg;
