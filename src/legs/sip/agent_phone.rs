@@ -53,8 +53,9 @@ struct Phone {
 /// A person who answers and says nothing gets the whisper after this.
 const GREETING_QUIET_START: Duration = Duration::from_millis(1500);
 
-/// The dialog task's relay between the call and a media leg that sent digits
-/// before the call was accepted (all `None` when there were no digits).
+/// The dialog task's relay between the call and a media leg that started
+/// before the call was accepted (to send digits or hear the greeting out);
+/// all `None` when the leg got the call's channels directly.
 #[derive(Default)]
 struct Relay {
     to_leg: Option<mpsc::Sender<LegCommand>>,
@@ -332,11 +333,11 @@ async fn ring(
         Err(e) => Err(e),
         Ok(_) => Err("a callback cannot be taken on a phone".to_string()),
     };
-    // With digits to send (an extension, an IVR choice) the media leg starts on
-    // channels of its own, the digits go first and only then is the call
-    // accepted, so the whisper follows them; the dialog task then relays the
-    // call's frames. Without digits the leg gets the call's channels directly
-    // (no relay hop per frame).
+    // With digits to send (an extension, an IVR choice) or a greeting to hear
+    // out, the media leg starts on channels of its own: the digits go first,
+    // then the greeting is judged, and only then is the call accepted, so the
+    // whisper follows them; the dialog task then relays the call's frames.
+    // Otherwise the leg gets the call's channels directly (no relay hop per frame).
     let mut relay = Relay::default();
     let (media, call_events) = if dtmf.is_empty() && greeting.is_none() {
         let (commands, events) = match accepted(endpoint.shared.accept_offer(agent_id, call).await)
@@ -367,7 +368,9 @@ async fn ring(
             hung_up: hung_tx,
         };
         let media = rtp_leg::spawn(sockets, negotiated, (jitter, latch), links, call, &leg);
-        tracing::info!(agent = %agent_id, call = %call, digits = dtmf, "sending digits after answer");
+        if !dtmf.is_empty() {
+            tracing::info!(agent = %agent_id, call = %call, digits = dtmf, "sending digits after answer");
+        }
         for digit in dtmf.chars() {
             let wait = if digit == ',' {
                 DIGIT_PAUSE
