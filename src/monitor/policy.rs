@@ -922,7 +922,9 @@ impl Monitor {
             repeats: scores.has(Label::Repeats),
         };
         let a = self.tracker.assess_agent_turn(content, confidence, signals);
-        self.offer_pending = scores.has(Label::OffersPerson);
+        // An offer the caller can accept with "yes": of a person, not of help
+        // ("want me to walk you through it?") or a visit.
+        self.offer_pending = scores.has(Label::OffersPerson) && names_a_handover(content);
         self.disputable |= !self.arc.points().is_empty();
         self.remember_labels(index, Role::Agent, &labels, None);
         obs.labels = labels;
@@ -1275,6 +1277,80 @@ fn rule_scores(speaker: Speaker, text: &str, ctx: TurnContext) -> TurnScores {
     }
 }
 
+/// Whether an agent's turn names someone to hand the caller to, or the handing
+/// over itself — the condition for reading it as an offer of a person, so that
+/// a caller's "yes please" to an offer of help ("want me to walk you through
+/// it?", "shall I unlock it?") is not taken as accepting a person.
+fn names_a_handover(text: &str) -> bool {
+    const HANDOVER: &[&str] = &[
+        "transfer",
+        "put you through",
+        "connect you",
+        "pass you",
+        "hand you",
+        "speak to",
+        "speak with",
+        "talk to",
+        "talk with",
+        "call you back",
+        "ring you back",
+        "give you a call",
+        "give you a ring",
+        "get back to you",
+    ];
+    const PEOPLE: &[&str] = &[
+        "someone",
+        "somebody",
+        "anyone",
+        "anybody",
+        "person",
+        "people",
+        "human",
+        "colleague",
+        "colleagues",
+        "team",
+        "agent",
+        "agents",
+        "adviser",
+        "advisers",
+        "advisor",
+        "advisors",
+        "specialist",
+        "specialists",
+        "manager",
+        "supervisor",
+        "representative",
+        "staff",
+        "member",
+        "nurse",
+        "nurses",
+        "doctor",
+        "gp",
+        "pharmacist",
+        "vet",
+        "expert",
+        "officer",
+        "handler",
+        "handlers",
+        "department",
+        "desk",
+        "underwriter",
+        "coordinator",
+        "consultant",
+        "counsellor",
+        "counselor",
+        "lawyer",
+        "solicitor",
+        "clinician",
+        "receptionist",
+    ];
+    let lower = text.to_lowercase();
+    HANDOVER.iter().any(|p| lower.contains(p))
+        || lower
+            .split(|c: char| !c.is_alphanumeric())
+            .any(|w| PEOPLE.contains(&w))
+}
+
 /// Words that name a person to talk to when a request verb comes before them.
 const PERSON_WORDS: &[&str] = &[
     "someone",
@@ -1453,6 +1529,37 @@ mod tests {
         }
         for t in no {
             assert!(asks_for_human(t).is_none(), "should not escalate: {t:?}");
+        }
+    }
+
+    #[test]
+    fn yes_to_an_offer_of_help_is_not_accepting_a_person_but_yes_to_a_person_is() {
+        // Offers of help or of an action, written like offers of a person.
+        for offer in [
+            "Your cache is corrupted. Want me to walk you through clearing it?",
+            "I can unlock it and send a reset link to your work email. Shall I do that?",
+            "I can book the engineer for Tuesday at nine. Would that be alright?",
+        ] {
+            let mut m = heads();
+            agent(&mut m, offer, Some(0.95));
+            let o = user(&mut m, "Yes please.");
+            assert!(o.decision.is_none(), "{offer:?} then yes: {:?}", o.decision);
+        }
+        for offer in [
+            "Would you like me to connect you with one of my colleagues?",
+            "I can put you through to our claims team, shall I?",
+            "Shall I get a nurse to call you back today?",
+        ] {
+            let mut m = heads();
+            agent(&mut m, offer, Some(0.95));
+            let o = user(&mut m, "Yes please.");
+            assert!(
+                o.decision
+                    .as_ref()
+                    .is_some_and(|d| d.trigger == Trigger::CustomerRequest),
+                "{offer:?} then yes: {:?}",
+                o.decision
+            );
         }
     }
 
