@@ -139,6 +139,10 @@ pub struct SipConfig {
     pub rtp_learning_packets: u32,
     /// No RTP from the peer for this long ends the call (0 = never), ms.
     pub media_timeout_ms: u64,
+    /// A merged call between two RTP legs is forwarded by the relay plane.
+    pub direct_relay: bool,
+    /// The relay plane's poll threads (0 = one per core).
+    pub relay_threads: usize,
     /// How long an inbound call rings (180) before it is answered, ms.
     pub ring_ms: u64,
     /// Most SIP calls answered at once (more get 503).
@@ -171,6 +175,17 @@ pub struct SipConfig {
 }
 
 impl SipConfig {
+    /// How many relay plane threads to start (0 = no plane).
+    pub fn relay_plane_threads(&self) -> usize {
+        if !self.direct_relay {
+            return 0;
+        }
+        match self.relay_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n.min(64),
+        }
+    }
+
     /// The RTP legs' buffer and latch tuning.
     pub fn rtp(
         &self,

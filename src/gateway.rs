@@ -118,6 +118,7 @@ impl Shared {
                 self.classifier,
                 crate::monitor::TurnClassifier::Rules { .. }
             ),
+            relay_plane: crate::legs::sip::relay_plane::figures(),
         })
     }
 
@@ -453,6 +454,8 @@ impl RunningGateway {
         let sip = if shared.config.sip.listen.is_empty() {
             None
         } else {
+            // One plane per process (threads named rtp-relay-N), started once.
+            crate::legs::sip::relay_plane::start(shared.config.sip.relay_plane_threads());
             Some(crate::legs::sip::endpoint::SipEndpoint::start(Arc::clone(&shared)).await?)
         };
         Ok(RunningGateway {

@@ -141,6 +141,9 @@ pub struct Snapshot {
     pub cluster: Option<(usize, bool)>,
     /// The escalation monitor runs the phrase rules (its classifier heads did not load).
     pub monitor_fallback: bool,
+    /// The RTP relay plane, when running: calls it relays now, packets
+    /// forwarded and datagrams dropped since start.
+    pub relay_plane: Option<(u64, u64, u64)>,
 }
 
 impl Metrics {
@@ -231,6 +234,29 @@ impl Metrics {
             "Tokio tasks alive (legs, calls, consoles, the server).",
         );
         let _ = writeln!(out, "warmline_tasks_alive {}", snap.tasks_alive);
+        if let Some((active, forwarded, dropped)) = snap.relay_plane {
+            head(
+                &mut out,
+                "warmline_relay_plane_calls",
+                "gauge",
+                "Merged calls whose RTP the relay plane forwards now.",
+            );
+            let _ = writeln!(out, "warmline_relay_plane_calls {active}");
+            head(
+                &mut out,
+                "warmline_relay_plane_packets_total",
+                "counter",
+                "RTP packets the relay plane forwarded.",
+            );
+            let _ = writeln!(out, "warmline_relay_plane_packets_total {forwarded}");
+            head(
+                &mut out,
+                "warmline_relay_plane_dropped_total",
+                "counter",
+                "Datagrams the relay plane dropped (not from the latched peer, not RTP, a payload type the other leg lacks).",
+            );
+            let _ = writeln!(out, "warmline_relay_plane_dropped_total {dropped}");
+        }
         if let Some((pending, database_up)) = snap.cluster {
             head(
                 &mut out,
@@ -448,7 +474,9 @@ mod tests {
             tasks_alive: 7,
             cluster: Some((3, false)),
             monitor_fallback: true,
+            relay_plane: Some((2, 500, 1)),
         });
+        assert!(text.contains("warmline_relay_plane_packets_total 500"));
         assert!(text.contains("warmline_monitor_rule_fallback 1"));
         assert!(text.contains("warmline_tasks_alive 7"));
         assert!(text.contains("warmline_cluster_pending_ops 3"));

@@ -220,7 +220,9 @@ async fn talk(
         rtp_peer::send_until(
             Arc::clone(&rtp),
             remote,
-            Outgoing::NumberedPcmu,
+            // A person talking: once their first words are heard the call is
+            // steady and goes to the relay plane, as a real call would.
+            Outgoing::SpokenPcmu,
             0..u32::MAX,
             start,
             origin,

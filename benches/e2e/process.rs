@@ -97,9 +97,10 @@ impl Gateway {
         let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let sip: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let config = format!(
-            // Every simulated call comes from 127.0.0.1: no per-IP limit; up to 5000 calls.
+            // Every simulated call comes from 127.0.0.1: no per-IP limit (HTTP or
+            // INVITE rate; the trunk's default burst is 100); up to 5000 calls.
             "[server]\nlisten = \"{http}\"\nper_ip_rate = 0.0\nmax_calls = 5000\n[agent]\nurl = \"{agent_url}\"\n[media]\nbarge_in = false\n\
-             [sip]\nlisten = \"{sip}\"\nrtp_port_min = 40000\nrtp_port_max = 49999\nmax_calls = 5000\n\
+             [sip]\nlisten = \"{sip}\"\nrtp_port_min = 40000\nrtp_port_max = 49999\nmax_calls = 5000\ninvite_rate = 0.0\n\
              [store]\npath = \"{db}\"\n[log]\nlevel = \"warn\"\n",
             db = dir.path().join("warmline.db").display()
         );

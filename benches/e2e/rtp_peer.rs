@@ -2,7 +2,7 @@
 //! what it sends and receives. Used as the SIP caller's media (warmline) and as
 //! both sides of a relayed call (rtpengine).
 
-use crate::stats::{Stamps, number_of, numbered_frame};
+use crate::stats::{Stamps, number_of, numbered_frame, spoken_frame};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +16,8 @@ use warmline::media::rtp::{RtpPacket, RtpSender, is_rtcp};
 pub enum Outgoing {
     /// PCMU frames carrying their frame number (they pass a relay untouched).
     NumberedPcmu,
+    /// The same, loud: a person talking (the relay mode's phones).
+    SpokenPcmu,
     /// Pre-encoded Opus packets of noise, cycled (PT 111).
     Opus(Arc<Vec<Vec<u8>>>),
 }
@@ -49,14 +51,14 @@ impl Outgoing {
 
     fn payload_type(&self) -> u8 {
         match self {
-            Outgoing::NumberedPcmu => 0,
+            Outgoing::NumberedPcmu | Outgoing::SpokenPcmu => 0,
             Outgoing::Opus(_) => 111,
         }
     }
 
     fn samples(&self) -> u32 {
         match self {
-            Outgoing::NumberedPcmu => 160,
+            Outgoing::NumberedPcmu | Outgoing::SpokenPcmu => 160,
             Outgoing::Opus(_) => 960,
         }
     }
@@ -64,6 +66,7 @@ impl Outgoing {
     fn payload(&self, n: u32) -> Vec<u8> {
         match self {
             Outgoing::NumberedPcmu => numbered_frame(n),
+            Outgoing::SpokenPcmu => spoken_frame(n),
             Outgoing::Opus(p) => p[n as usize % p.len()].clone(),
         }
     }
@@ -71,7 +74,9 @@ impl Outgoing {
     /// The SDP media description for this codec on `port`.
     pub fn sdp(&self, port: u16, session: u64) -> String {
         let media = match self {
-            Outgoing::NumberedPcmu => "m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+            Outgoing::NumberedPcmu | Outgoing::SpokenPcmu => {
+                "m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+            }
             Outgoing::Opus(_) => "m=audio {port} RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\n",
         }
         .replace("{port}", &port.to_string());

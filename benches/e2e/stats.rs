@@ -107,11 +107,24 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// disclosure — is not a numbered frame).
 pub fn number_of(payload: &[u8]) -> Option<u32> {
     let (head, padding) = (payload.get(..4)?, payload.get(4..)?);
-    if padding.is_empty() || padding.iter().any(|&b| b != 0xFF) {
+    let pad = *padding.first()?;
+    if !(pad == 0xFF || pad == SPOKEN_PAD) || padding.iter().any(|&b| b != pad) {
         return None;
     }
     let n = u32::from_be_bytes(head.try_into().ok()?);
     (n != u32::MAX).then_some(n)
+}
+
+/// The padding of a spoken numbered frame: a loud μ-law level (≈ −12 dBFS), so
+/// the gateway's voice detection hears a person talking (a merged call is
+/// handed to the relay plane once the person's first words are heard).
+pub const SPOKEN_PAD: u8 = 0x90;
+
+/// A numbered frame that sounds like someone talking (see [`SPOKEN_PAD`]).
+pub fn spoken_frame(n: u32) -> Vec<u8> {
+    let mut f = vec![SPOKEN_PAD; 160];
+    f[..4].copy_from_slice(&n.to_be_bytes());
+    f
 }
 
 /// A 20 ms μ-law frame carrying `n` in its first four bytes.

@@ -15,6 +15,7 @@
 //! playout queue, never the caller's.
 
 mod handoff_flow;
+mod relay;
 mod supervision;
 
 pub use handoff_flow::{HandoffPrompts, RoutingRequest};
@@ -57,6 +58,9 @@ pub struct BridgeConfig {
     /// When nobody can take the call, the caller goes back to the AI agent
     /// (told `no_agent`) instead of a callback, once per call.
     pub no_agent_to_ai: bool,
+    /// A merged call between two RTP legs is handed to the relay plane once
+    /// steady (off when the call is recorded or there is no plane).
+    pub direct_relay: bool,
 }
 
 impl Default for BridgeConfig {
@@ -71,6 +75,7 @@ impl Default for BridgeConfig {
             handoff: HandoffTimers::default(),
             redactor: std::sync::Arc::new(crate::util::pii::Redactor::off()),
             no_agent_to_ai: false,
+            direct_relay: false,
         }
     }
 }
@@ -198,6 +203,8 @@ pub struct CallBridge {
     human_vad: EnergyVad,
     /// When the legs merged, until the human agent's first words are heard.
     awaiting_first_words: Option<Instant>,
+    /// Handing the merged call's RTP to the relay plane.
+    relay: relay::DirectRelay,
 }
 
 impl CallBridge {
@@ -241,6 +248,7 @@ impl CallBridge {
             supervision: Default::default(),
             human_vad: EnergyVad::new(config.vad),
             awaiting_first_words: None,
+            relay: Default::default(),
             config,
             playout,
             pcm: Vec::with_capacity(160),
@@ -282,6 +290,9 @@ impl CallBridge {
                 self.caller_guard.accepted();
                 if !self.caller_guard.media(bytes.len(), now) {
                     return; // beyond real time: dropped and counted
+                }
+                if self.relayed() {
+                    return; // from before the park: the plane carries the media now
                 }
                 self.supervise_said(&bytes);
                 let matrix = self.handoff.matrix();
@@ -360,6 +371,7 @@ impl CallBridge {
                     )));
                 }
             }
+            LegEvent::CanRelay => self.relay.caller_can = true,
             LegEvent::Connected
             | LegEvent::Clear
             | LegEvent::SkipWhisper
@@ -442,6 +454,7 @@ impl CallBridge {
             | LegEvent::Reattached
             | LegEvent::Hold
             | LegEvent::Resume
+            | LegEvent::CanRelay
             | LegEvent::Transfer(_)
             | LegEvent::ReturnToAi(_) => {}
             LegEvent::Turn(mut turn) => {
@@ -577,6 +590,7 @@ impl CallBridge {
 
     /// The next thing to do at `now`, if any.
     pub fn poll_output(&mut self, now: Instant) -> Option<BridgeOutput> {
+        self.update_relay();
         if let Some(out) = self.outputs.pop_front() {
             return Some(out);
         }
@@ -644,6 +658,9 @@ impl CallBridge {
     }
 
     fn emit(&mut self, out: BridgeOutput) {
+        if self.relay_would_drop(&out) {
+            return;
+        }
         self.outputs.push_back(out);
     }
 
@@ -799,6 +816,119 @@ mod tests {
         (0..160)
             .map(|i| g711::linear_to_ulaw(if i % 2 == 0 { 9000 } else { -9000 }))
             .collect()
+    }
+
+    #[test]
+    fn a_steady_merged_call_is_offered_to_the_relay_plane_and_taken_back_before_anything_else() {
+        use crate::domain::SupervisorMode;
+        let silence = vec![g711::ULAW_SILENCE; 160];
+        let t = Instant::now();
+        let mut b = CallBridge::new(
+            BridgeConfig {
+                direct_relay: true,
+                ..Default::default()
+            },
+            Apologies {
+                handing_over: Arc::from(vec![0x55u8; 800]),
+                goodbye: Arc::from(vec![0x66u8; 400]),
+                closing: Arc::from(vec![0x77u8; 480]),
+            },
+        );
+        let parks = |out: &[BridgeOutput]| {
+            out.iter()
+                .filter(|o| {
+                    matches!(
+                        o,
+                        BridgeOutput::ToCaller(LegCommand::Park(_))
+                            | BridgeOutput::ToHuman(LegCommand::Park(_))
+                    )
+                })
+                .count()
+        };
+        b.handle_agent(LegEvent::Connected, t);
+        b.handle_caller(LegEvent::CanRelay, t);
+        b.escalate(one_frame_prompts(), t);
+        b.whisper_ready(Arc::from(vec![0x5bu8; 1600]), t);
+        b.agent_offered("desk".into(), t);
+        b.agent_answered("desk".into(), t);
+        b.handle_human(LegEvent::CanRelay, t);
+        let mut out = Vec::new();
+        let mut now = t;
+        while now <= t + Duration::from_secs(1) {
+            b.handle_caller(LegEvent::Audio(silence.clone()), now);
+            b.handle_human(LegEvent::Audio(silence.clone()), now);
+            out.extend(drain(&mut b, now));
+            now += FRAME;
+        }
+        assert!(matches!(b.handoff_state(), HandoffState::Merged { .. }));
+        assert_eq!(
+            parks(&out),
+            0,
+            "not during the whisper, nor before the person speaks"
+        );
+        // The person's first words: the call is steady, both legs are offered once.
+        let mut out = Vec::new();
+        for _ in 0..10 {
+            b.handle_human(LegEvent::Audio(speech_frame()), now);
+            b.handle_caller(LegEvent::Audio(silence.clone()), now);
+            out.extend(drain(&mut b, now));
+            now += FRAME;
+        }
+        assert_eq!(parks(&out), 2, "{out:?}");
+        assert!(b.relayed());
+        let offers: Vec<&crate::legs::RelayOffer> = out
+            .iter()
+            .filter_map(|o| match o {
+                BridgeOutput::ToCaller(LegCommand::Park(p))
+                | BridgeOutput::ToHuman(LegCommand::Park(p)) => Some(p),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(offers[0], offers[1], "one offer pairs the two legs");
+        // A frame from before the park is not forwarded: the plane carries the media.
+        b.handle_caller(LegEvent::Audio(speech_frame()), now);
+        b.handle_human(LegEvent::Audio(speech_frame()), now);
+        let out = drain_over(&mut b, now, Duration::from_millis(200));
+        assert!(
+            !out.iter().any(|o| matches!(
+                o,
+                BridgeOutput::ToCaller(LegCommand::Audio(_))
+                    | BridgeOutput::ToHuman(LegCommand::Audio(_))
+            )),
+            "{out:?}"
+        );
+        now += Duration::from_millis(220);
+        // A supervisor joins: both legs come back before anything else reaches them.
+        b.supervise("sam".into(), Some(SupervisorMode::Listen));
+        b.handle_caller(LegEvent::Audio(speech_frame()), now);
+        let out = drain(&mut b, now);
+        let to_legs: Vec<&BridgeOutput> = out
+            .iter()
+            .filter(|o| matches!(o, BridgeOutput::ToCaller(_) | BridgeOutput::ToHuman(_)))
+            .collect();
+        assert!(
+            matches!(
+                to_legs[..2],
+                [
+                    BridgeOutput::ToCaller(LegCommand::Unpark),
+                    BridgeOutput::ToHuman(LegCommand::Unpark)
+                ]
+            ),
+            "{out:?}"
+        );
+        assert!(!b.relayed());
+        // The supervisor leaves: steady again, offered again.
+        b.supervise("sam".into(), None);
+        let out = drain_over(&mut b, now, Duration::from_millis(100));
+        assert_eq!(parks(&out), 2, "{out:?}");
+        // The person puts the caller on hold: taken back.
+        b.handle_human(LegEvent::Hold, now);
+        let out = drain(&mut b, now);
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, BridgeOutput::ToCaller(LegCommand::Unpark))),
+            "{out:?}"
+        );
     }
 
     #[test]

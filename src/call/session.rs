@@ -905,6 +905,10 @@ fn bridge_config(
             marks_in_flight: config.server.max_marks_in_flight,
         },
         no_agent_to_ai: config.routing.when_no_agent == crate::config::NoAgentFallback::Ai,
+        // A recorded call needs every frame in the call task.
+        direct_relay: config.sip.direct_relay
+            && !config.recording.enabled
+            && crate::legs::sip::relay_plane::running(),
         ..Default::default()
     }
 }

@@ -282,7 +282,7 @@ pub async fn serve(mut socket: WebSocket, shared: Arc<Shared>, call_id: String, 
                 let out = match cmd {
                     Some(LegCommand::Audio(bytes)) => AxMessage::Binary(bytes.into()),
                     Some(LegCommand::Mark(name)) => control_ax(&Control::Mark { name }),
-                    Some(LegCommand::Clear | LegCommand::Dtmf(_) | LegCommand::HandoffResult(_) | LegCommand::Hint(_)) => continue,
+                    Some(LegCommand::Clear | LegCommand::Dtmf(_) | LegCommand::HandoffResult(_) | LegCommand::Hint(_) | LegCommand::Park(_) | LegCommand::Unpark) => continue,
                     Some(LegCommand::Hangup) | None => {
                         let _ = socket.send(control_ax(&Control::Hangup)).await;
                         break;

@@ -116,7 +116,7 @@ async fn run(
                     Some(LegCommand::Dtmf(digit)) => writer.dtmf(digit),
                     Some(LegCommand::HandoffResult(result)) => writer.handoff_result(&result),
                     Some(LegCommand::Hint(hint)) => writer.supervisor_hint(&hint),
-                    Some(LegCommand::Clear) => continue,
+                    Some(LegCommand::Clear) | Some(LegCommand::Park(_)) | Some(LegCommand::Unpark) => continue,
                     Some(LegCommand::Hangup) | None => {
                         let _ = sink.send(Message::Text(writer.stop(&account_sid, &call_sid).into())).await;
                         let _ = sink.close().await;

@@ -807,7 +807,9 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                     Some(LegCommand::Clear)
                     | Some(LegCommand::Dtmf(_))
                     | Some(LegCommand::HandoffResult(_))
-                    | Some(LegCommand::Hint(_)) => continue,
+                    | Some(LegCommand::Hint(_))
+                    | Some(LegCommand::Park(_))
+                    | Some(LegCommand::Unpark) => continue,
                     Some(LegCommand::Hangup) | None => {
                         let stop = text(&ConsoleEvent::Stop { call_id: &c.call_id });
                         call = None;

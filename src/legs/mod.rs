@@ -212,6 +212,9 @@ pub enum LegEvent {
     ReturnToAi(Option<String>),
     /// A message was refused; the leg stays up.
     Error(ProtocolError),
+    /// An RTP leg whose media the relay plane can carry once the call is
+    /// merged (sent once, when the call first talks to the leg).
+    CanRelay,
     /// The leg is gone.
     Hangup(HangupCause),
 }
@@ -256,8 +259,25 @@ pub enum LegCommand {
     HandoffResult(Box<crate::domain::HandoffResult>),
     /// Pass a supervisor's text hint to the AI agent; other legs ignore it.
     Hint(crate::domain::SupervisorHint),
+    /// Hand this leg's RTP to the relay plane, paired with the other leg
+    /// given the same offer (RTP legs that announced [`LegEvent::CanRelay`];
+    /// others ignore it).
+    Park(RelayOffer),
+    /// Take the RTP back from the relay plane (both legs of the pair resume).
+    Unpark,
     /// End the leg.
     Hangup,
+}
+
+/// The call's offer to relay two legs' RTP directly (one [`sip::relay_plane::Pairing`]
+/// shared by both legs); equal when it is the same offer.
+#[derive(Debug, Clone, Default)]
+pub struct RelayOffer(pub(crate) std::sync::Arc<sip::relay_plane::Pairing>);
+
+impl PartialEq for RelayOffer {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// Handles what both Media Streams legs treat alike — refused messages, unknown

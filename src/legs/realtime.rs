@@ -216,7 +216,11 @@ impl RealtimeTranslator {
                     )}],
                 },
             }))],
-            LegCommand::Dtmf(_) | LegCommand::Clear | LegCommand::Hangup => Vec::new(),
+            LegCommand::Dtmf(_)
+            | LegCommand::Clear
+            | LegCommand::Park(_)
+            | LegCommand::Unpark
+            | LegCommand::Hangup => Vec::new(),
         }
     }
 

@@ -104,7 +104,7 @@ pub async fn serve_stream(
                     Some(LegCommand::Audio(bytes)) => writer.media(&bytes),
                     Some(LegCommand::Mark(name)) => writer.mark(&name),
                     Some(LegCommand::Clear) => writer.clear(),
-                    Some(LegCommand::Dtmf(_)) | Some(LegCommand::HandoffResult(_)) | Some(LegCommand::Hint(_)) => continue,
+                    Some(LegCommand::Dtmf(_)) | Some(LegCommand::HandoffResult(_)) | Some(LegCommand::Hint(_)) | Some(LegCommand::Park(_)) | Some(LegCommand::Unpark) => continue,
                     Some(LegCommand::Hangup) | None => {
                         close(&mut socket, 1000, "call ended").await;
                         break;

@@ -476,7 +476,7 @@ async fn run(mut peer: WebRtcPeer, socket: Arc<UdpSocket>, links: WebRtcLinks) {
                 Some(LegCommand::Dtmf(digit)) => {
                     peer.send_dtmf(Instant::now(), digit);
                 }
-                Some(LegCommand::Clear) | Some(LegCommand::HandoffResult(_)) | Some(LegCommand::Hint(_)) => {}
+                Some(LegCommand::Clear) | Some(LegCommand::HandoffResult(_)) | Some(LegCommand::Hint(_)) | Some(LegCommand::Park(_)) | Some(LegCommand::Unpark) => {}
                 Some(LegCommand::Hangup) | None => {
                     peer.close();
                     flush_close(&mut peer, &socket).await;

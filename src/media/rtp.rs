@@ -122,6 +122,27 @@ impl RtpSender {
         }
     }
 
+    /// Where the stream stands: (SSRC, next sequence, next timestamp, packets, octets).
+    pub(crate) fn state(&self) -> (u32, u16, u32, u32, u32) {
+        (
+            self.ssrc,
+            self.seq,
+            self.timestamp,
+            self.packets,
+            self.octets,
+        )
+    }
+
+    /// Continues from where another sender of the same stream (the relay
+    /// plane) left it.
+    pub(crate) fn resume_at(&mut self, seq: u16, timestamp: u32, packets: u32, octets: u32) {
+        self.seq = seq;
+        self.timestamp = timestamp;
+        self.packets = packets;
+        self.octets = octets;
+        self.first = false;
+    }
+
     /// The next media packet; the timestamp advances by `samples` after it.
     pub fn packet(&mut self, payload_type: u8, payload: Vec<u8>, samples: u32) -> RtpPacket {
         let p = RtpPacket {

@@ -300,6 +300,9 @@ impl CallBridge {
                 if self.human_away || self.agent_hold {
                     return; // the caller is on hold: the agent is not heard
                 }
+                if self.relayed() {
+                    return; // from before the park: the plane carries the media now
+                }
                 self.listen_for_first_words(&bytes, now);
                 if self
                     .handoff
@@ -411,6 +414,7 @@ impl CallBridge {
                     self.emit(BridgeOutput::ToCaller(LegCommand::Dtmf(digit)));
                 }
             }
+            LegEvent::CanRelay => self.relay.human_can = self.human.clone(),
             LegEvent::Error(error) => {
                 self.emit(BridgeOutput::Timeline(TimelineKind::ProtocolError {
                     leg: Party::HumanAgent,

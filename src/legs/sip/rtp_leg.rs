@@ -4,16 +4,17 @@
 //! 20 ms frames, exactly like the Media Streams legs.
 
 use super::codec::CodecAdapter;
+use super::relay_plane::{ParkedEnd, Resumed, StreamState};
 use super::sdp::Negotiated;
 use crate::legs::alarm::Alarm;
-use crate::legs::{HangupCause, LegCommand, LegEvent};
+use crate::legs::{HangupCause, LegCommand, LegEvent, RelayOffer};
 use crate::media::jitter::{JitterBuffer, JitterConfig, JitterOutput};
 use crate::media::latch::{LatchConfig, RtpLatch, Verdict};
 use crate::media::rtp::{self, ReceiverStats, RtpPacket, RtpSender};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// How often an RTCP report goes out.
 const RTCP_INTERVAL: Duration = Duration::from_secs(5);
@@ -85,6 +86,9 @@ pub struct RtpLegStats {
     pub malformed: u64,
     /// Interarrival jitter at the end, ms.
     pub jitter_ms: u32,
+    /// Packets the relay plane forwarded to or from this leg while the call
+    /// was merged (included in `received` and `sent`).
+    pub relayed: u64,
     /// The peer's last RTCP report block about our stream: fraction lost (0..1).
     pub peer_fraction_lost: Option<f64>,
     /// ... and the jitter it measured, ms.
@@ -158,6 +162,11 @@ async fn run(
     (jitter, latch_config): (JitterConfig, LatchConfig),
     links: RtpLegLinks,
 ) -> RtpLegStats {
+    let RtpSockets { rtp, rtcp, .. } = sockets;
+    // `None` while the relay plane holds it (the leg is parked).
+    let mut rtp = Some(rtp);
+    let mut parked: Option<Parked> = None;
+    let mut announced = false;
     let RtpLegLinks {
         events,
         mut commands,
@@ -177,6 +186,7 @@ async fn run(
     let seed = super::random_u64();
     let mut sender = RtpSender::new(seed as u32, (seed >> 32) as u16, (seed >> 16) as u32);
     let mut buffer = JitterBuffer::new(jitter);
+    let (mut lost_before, mut late_before) = (0u64, 0u64);
     let mut stats = ReceiverStats::default();
     let mut out = RtpLegStats::default();
     let mut latch = RtpLatch::new(negotiated.remote, latch_config, Instant::now());
@@ -242,7 +252,7 @@ async fn run(
         }
         let gap_deadline = buffer.poll_at().map(tokio::time::Instant::from_std);
         tokio::select! {
-            received = sockets.rtp.recv_from(&mut buf) => {
+            received = recv_rtp(rtp.as_ref(), &mut buf) => {
                 let Ok((len, from)) = received else { continue };
                 let datagram = &buf[..len];
                 if rtp::is_rtcp(datagram) {
@@ -281,7 +291,23 @@ async fn run(
                 buffer.set_jitter(Duration::from_secs_f64(f64::from(stats.jitter()) / clock));
                 buffer.push(packet, Instant::now());
             }
-            received = sockets.rtcp.recv_from(&mut rtcp_buf) => {
+            resumed = resumed(&mut parked) => {
+                parked = None;
+                let Some(r) = resumed else {
+                    tracing::error!("the relay plane did not give the RTP socket back; ending the leg");
+                    let _ = events.send(LegEvent::Hangup(HangupCause::Lost("RTP relay plane failed".into()))).await;
+                    break;
+                };
+                lost_before += buffer.stats.lost;
+                late_before += buffer.stats.late + buffer.stats.duplicates;
+                (buffer, stats) = (JitterBuffer::new(jitter), ReceiverStats::default());
+                if let Err(e) = take_back(r, &mut rtp, &mut sender, &mut out, &mut latch) {
+                    tracing::error!(error = %e, "cannot take the RTP socket back from the relay plane; ending the leg");
+                    let _ = events.send(LegEvent::Hangup(HangupCause::Lost(format!("RTP socket: {e}")))).await;
+                    break;
+                }
+            }
+            received = rtcp.recv_from(&mut rtcp_buf) => {
                 if let Ok((len, from)) = received
                     && let Some((fraction, lost, jitter)) = rtp::parse_rtcp_report(&rtcp_buf[..len])
                 {
@@ -292,7 +318,32 @@ async fn run(
                 }
             }
             cmd = commands.recv() => {
+                if !announced {
+                    // The call talks to this leg: it may relay it directly once merged.
+                    announced = true;
+                    let _ = events.try_send(LegEvent::CanRelay);
+                }
                 let target = latch.target(Instant::now());
+                // Media from the call, or the leg ending, needs the socket back.
+                let needs_socket = !matches!(cmd, Some(LegCommand::Park(_)) | Some(LegCommand::Mark(_)) | Some(LegCommand::Clear) | Some(LegCommand::HandoffResult(_)) | Some(LegCommand::Hint(_)));
+                if needs_socket && parked.is_some() {
+                    let r = unpark(&mut parked).await;
+                    lost_before += buffer.stats.lost;
+                    late_before += buffer.stats.late + buffer.stats.duplicates;
+                    (buffer, stats) = (JitterBuffer::new(jitter), ReceiverStats::default());
+                    if let Err(e) = r.ok_or_else(|| std::io::Error::other("the relay plane did not answer")).and_then(|r| take_back(r, &mut rtp, &mut sender, &mut out, &mut latch)) {
+                        tracing::error!(error = %e, "cannot take the RTP socket back from the relay plane; ending the leg");
+                        let _ = events.send(LegEvent::Hangup(HangupCause::Lost(format!("RTP socket: {e}")))).await;
+                        break;
+                    }
+                }
+                let Some(socket) = rtp.as_ref() else {
+                    // Parked: only markers and offers reach here.
+                    if let Some(LegCommand::Mark(name)) = cmd {
+                        let _ = events.try_send(LegEvent::Mark(name));
+                    }
+                    continue;
+                };
                 match cmd {
                     Some(LegCommand::Audio(ulaw)) => {
                         if negotiated.on_hold {
@@ -308,7 +359,7 @@ async fn run(
                         match codec.encode(&ulaw) {
                             Ok(payload) => {
                                 let p = sender.packet(negotiated.payload_type, payload, codec.samples_per_frame());
-                                if sockets.rtp.send_to(&p.to_bytes(), target).await.is_ok() {
+                                if socket.send_to(&p.to_bytes(), target).await.is_ok() {
                                     out.sent += 1;
                                 }
                             }
@@ -322,11 +373,30 @@ async fn run(
                     Some(LegCommand::Dtmf(digit)) => {
                         if let (Some(pt), Some(target)) = (negotiated.dtmf_payload_type, target) {
                             for p in sender.dtmf(pt, digit, 5) {
-                                let _ = sockets.rtp.send_to(&p.to_bytes(), target).await;
+                                let _ = socket.send_to(&p.to_bytes(), target).await;
                             }
                         }
                     }
-                    Some(LegCommand::Clear) | Some(LegCommand::HandoffResult(_)) | Some(LegCommand::Hint(_)) => {}
+                    Some(LegCommand::Park(offer)) => {
+                        let can = !negotiated.on_hold && latch.latched().is_some();
+                        match target.filter(|_| can) {
+                            Some(peer) => match park(offer, &mut rtp, peer, &negotiated, &codec, &sender, latch_config.media_timeout) {
+                                Ok(p) => {
+                                    tracing::debug!(%peer, "RTP handed to the relay plane");
+                                    parked = Some(p);
+                                }
+                                Err(e) => {
+                                    tracing::error!(error = %e, "cannot hand the RTP socket to the relay plane; ending the leg");
+                                    let _ = events.send(LegEvent::Hangup(HangupCause::Lost(format!("RTP socket: {e}")))).await;
+                                    break;
+                                }
+                            },
+                            // Not relayable now (no latched peer yet, on hold):
+                            // dropping the offer gives the other leg back its socket.
+                            None => drop(offer),
+                        }
+                    }
+                    Some(LegCommand::Unpark) | Some(LegCommand::Clear) | Some(LegCommand::HandoffResult(_)) | Some(LegCommand::Hint(_)) => {}
                     Some(LegCommand::Hangup) | None => {
                         if let Some(tx) = hung_up.take() {
                             let _ = tx.send(());
@@ -336,6 +406,17 @@ async fn run(
                 }
             }
             ctl = control.recv() => {
+                if parked.is_some() {
+                    // A re-INVITE or the end of the dialog: the call's again.
+                    let r = unpark(&mut parked).await;
+                    lost_before += buffer.stats.lost;
+                    late_before += buffer.stats.late + buffer.stats.duplicates;
+                    (buffer, stats) = (JitterBuffer::new(jitter), ReceiverStats::default());
+                    if let Err(e) = r.ok_or_else(|| std::io::Error::other("the relay plane did not answer")).and_then(|r| take_back(r, &mut rtp, &mut sender, &mut out, &mut latch)) {
+                        tracing::error!(error = %e, "cannot take the RTP socket back from the relay plane; ending the leg");
+                        break;
+                    }
+                }
                 match ctl {
                     Some(RtpControl::Update(n)) => {
                         if n.codec != negotiated.codec {
@@ -361,11 +442,13 @@ async fn run(
                 };
                 if let Some(target) = latch.target(Instant::now()) {
                     let rtcp_target = SocketAddr::new(target.ip(), target.port().wrapping_add(1));
-                    let _ = sockets.rtcp.send_to(&report, rtcp_target).await;
+                    let _ = rtcp.send_to(&report, rtcp_target).await;
                 }
             }
             () = gap_alarm.ring_at(gap_deadline) => {}
-            () = silence_alarm.ring_at(latch.timeout_at().map(tokio::time::Instant::from_std)), if !timed_out => {
+            // Parked, the relay plane watches the peer's silence (and gives the
+            // socket back, with the last packet's time, when it lasts).
+            () = silence_alarm.ring_at(latch.timeout_at().map(tokio::time::Instant::from_std)), if !timed_out && parked.is_none() => {
                 if latch.timed_out(Instant::now()) {
                     timed_out = true;
                     tracing::warn!(timeout = ?latch_config.media_timeout, "no RTP from the peer; ending the call");
@@ -374,12 +457,120 @@ async fn run(
             }
         }
     }
-    out.lost = buffer.stats.lost;
-    out.late_or_duplicate = buffer.stats.late + buffer.stats.duplicates;
+    if parked.is_some() {
+        // Ending while relayed (the loop broke out of a parked state): stop the plane.
+        if let Some(r) = unpark(&mut parked).await {
+            let _ = take_back(r, &mut rtp, &mut sender, &mut out, &mut latch);
+        }
+    }
+    out.lost = lost_before + buffer.stats.lost;
+    out.late_or_duplicate = late_before + buffer.stats.late + buffer.stats.duplicates;
     out.jitter_ms = stats.jitter() * 1000 / (codec.samples_per_frame() * 50);
     out.codec = format!("{:?}", negotiated.codec);
     tracing::info!(?out, "RTP leg ended");
     out
+}
+
+/// A parked leg: the offer it joined and where the plane gives its socket back.
+type Parked = (RelayOffer, oneshot::Receiver<Resumed>);
+
+/// The next datagram on the RTP socket; never ready while it is parked.
+async fn recv_rtp(rtp: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    match rtp {
+        Some(socket) => socket.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The plane giving the socket back on its own (the other leg left the pair,
+/// the peer went silent); never ready when not parked. `None`: the plane is gone.
+async fn resumed(parked: &mut Option<Parked>) -> Option<Resumed> {
+    match parked {
+        Some((_, rx)) => rx.await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
+/// Hands the RTP socket to the relay plane under `offer`.
+fn park(
+    offer: RelayOffer,
+    rtp: &mut Option<UdpSocket>,
+    peer: SocketAddr,
+    negotiated: &Negotiated,
+    codec: &CodecAdapter,
+    sender: &RtpSender,
+    media_timeout: Duration,
+) -> std::io::Result<Parked> {
+    let socket = rtp
+        .take()
+        .ok_or_else(|| std::io::Error::other("already parked"))?
+        .into_std()?;
+    let (ssrc, seq, timestamp, packets, octets) = sender.state();
+    let (resume, resumed) = oneshot::channel();
+    offer.0.deposit(ParkedEnd {
+        socket,
+        peer,
+        codec: negotiated.codec,
+        audio_pt: negotiated.payload_type,
+        dtmf_pt: negotiated.dtmf_payload_type,
+        samples: codec.samples_per_frame(),
+        stream: StreamState {
+            ssrc,
+            seq,
+            timestamp,
+            packets,
+            octets,
+        },
+        media_timeout,
+        resume,
+    });
+    Ok((offer, resumed))
+}
+
+/// Asks the plane for the socket back and waits for it (the plane answers
+/// within its poll turn). `None` if it does not.
+async fn unpark(parked: &mut Option<Parked>) -> Option<Resumed> {
+    let (offer, mut rx) = parked.take()?;
+    offer.0.detach();
+    tokio::time::timeout(Duration::from_secs(1), &mut rx)
+        .await
+        .ok()?
+        .ok()
+}
+
+/// Takes the socket back: the outgoing stream continues where the plane left
+/// it, and what the plane counted joins the leg's figures.
+fn take_back(
+    r: Resumed,
+    rtp: &mut Option<UdpSocket>,
+    sender: &mut RtpSender,
+    out: &mut RtpLegStats,
+    latch: &mut RtpLatch,
+) -> std::io::Result<()> {
+    *rtp = Some(UdpSocket::from_std(r.socket)?);
+    sender.resume_at(
+        r.stream.seq,
+        r.stream.timestamp,
+        r.stream.packets,
+        r.stream.octets,
+    );
+    let c = r.counters;
+    out.received += c.received;
+    out.sent += c.sent;
+    out.relayed += c.received + c.sent;
+    out.foreign += c.foreign;
+    out.malformed += c.malformed;
+    if let (Some(at), Some(peer)) = (r.last_rx, latch.latched()) {
+        latch.on_packet(peer, at);
+    }
+    if c.received + c.sent > 0 {
+        tracing::debug!(
+            received = c.received,
+            sent = c.sent,
+            "RTP back from the relay plane"
+        );
+    }
+    Ok(())
 }
 
 /// NTP timestamp (RFC 3550 §4) of the wall clock.
