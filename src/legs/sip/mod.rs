@@ -13,7 +13,7 @@ pub mod endpoint;
 pub(crate) mod greeting;
 pub(crate) mod handoff_headers;
 pub mod message;
-pub(crate) mod relay_plane;
+pub mod relay_plane;
 pub mod rtp_leg;
 pub mod sdp;
 pub mod uas;

@@ -54,7 +54,7 @@ static ACTIVE: AtomicU64 = AtomicU64::new(0);
 
 /// Where one leg's outgoing stream stands: what its next packet would carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct StreamState {
+pub struct StreamState {
     /// The leg's SSRC toward its peer.
     pub ssrc: u32,
     /// The next sequence number.
@@ -69,7 +69,7 @@ pub(crate) struct StreamState {
 
 /// What a leg hands the plane when it parks.
 #[derive(Debug)]
-pub(crate) struct ParkedEnd {
+pub struct ParkedEnd {
     /// The leg's RTP socket (deregistered from the runtime).
     pub socket: std::net::UdpSocket,
     /// The latched peer: the only source accepted, and where packets go.
@@ -105,7 +105,7 @@ impl ParkedEnd {
 
 /// What the plane counted on one leg while it was parked.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct RelayCounters {
+pub struct RelayCounters {
     /// Packets accepted from this leg's peer (and forwarded or dropped by type).
     pub received: u64,
     /// Packets sent to this leg's peer.
@@ -118,7 +118,7 @@ pub(crate) struct RelayCounters {
 
 /// What a leg gets back when its pair is detached.
 #[derive(Debug)]
-pub(crate) struct Resumed {
+pub struct Resumed {
     /// Its socket.
     pub socket: std::net::UdpSocket,
     /// Where its outgoing stream stands now (the plane's packets included).
@@ -248,7 +248,7 @@ pub(crate) struct PairHandle {
 /// second attaches the pair to the plane. Dropped with one leg waiting (the
 /// other leg could not park), it gives that leg back its socket.
 #[derive(Debug, Default)]
-pub(crate) struct Pairing {
+pub struct Pairing {
     state: Mutex<PairingState>,
 }
 
@@ -337,7 +337,7 @@ static PLANE: OnceLock<Option<Plane>> = OnceLock::new();
 
 /// Starts the plane with `threads` poll threads (0 = no plane: merged calls are
 /// relayed by their call task). Only the first call counts.
-pub(crate) fn start(threads: usize) {
+pub fn start(threads: usize) {
     PLANE.get_or_init(|| {
         if threads == 0 {
             return None;
@@ -362,7 +362,7 @@ fn plane() -> Option<&'static Plane> {
 
 /// Pairs relayed now, packets forwarded and datagrams dropped since start;
 /// `None` without a plane.
-pub(crate) fn figures() -> Option<(u64, u64, u64)> {
+pub fn figures() -> Option<(u64, u64, u64)> {
     plane().map(|_| {
         (
             ACTIVE.load(Ordering::Relaxed),
@@ -373,7 +373,7 @@ pub(crate) fn figures() -> Option<(u64, u64, u64)> {
 }
 
 /// Whether merged calls can be handed to the plane.
-pub(crate) fn running() -> bool {
+pub fn running() -> bool {
     plane().is_some()
 }
 
@@ -491,6 +491,7 @@ fn run(
     let mut events = Events::with_capacity(256);
     let mut pairs: Vec<Option<Pair>> = Vec::new();
     let mut buf = [0u8; 2048];
+    let mut tally = Tally::default();
     // Sockets left with datagrams after a burst: readiness is edge-triggered,
     // so they are read again at the next turn without waiting for an event.
     let mut unfinished: Vec<usize> = Vec::new();
@@ -521,11 +522,12 @@ fn run(
         for token in unfinished.drain(..).chain(ready) {
             let (slot, side) = (token / 2, token % 2);
             if let Some(Some(pair)) = pairs.get_mut(slot)
-                && forward(pair, side, &mut buf)
+                && forward(pair, side, &mut buf, &mut tally)
             {
                 again.push(token);
             }
         }
+        tally.flush();
         std::mem::swap(&mut unfinished, &mut again);
         unfinished.dedup();
         while let Ok(pair) = attachments.try_recv() {
@@ -580,9 +582,29 @@ fn run(
     }
 }
 
+/// Packets forwarded and dropped in one poll turn, added to the process-wide
+/// counters once per turn (not per packet: the counters' cache line would
+/// bounce between the plane's threads).
+#[derive(Default)]
+struct Tally {
+    forwarded: u64,
+    dropped: u64,
+}
+
+impl Tally {
+    fn flush(&mut self) {
+        if self.forwarded > 0 {
+            FORWARDED.fetch_add(std::mem::take(&mut self.forwarded), Ordering::Relaxed);
+        }
+        if self.dropped > 0 {
+            DROPPED.fetch_add(std::mem::take(&mut self.dropped), Ordering::Relaxed);
+        }
+    }
+}
+
 /// Reads what `side`'s socket has (up to [`BURST`]) and forwards it; true when
 /// the burst ran out before the socket did.
-fn forward(pair: &mut Pair, side: usize, buf: &mut [u8]) -> bool {
+fn forward(pair: &mut Pair, side: usize, buf: &mut [u8], tally: &mut Tally) -> bool {
     let (this, other) = match &mut pair.ends {
         [a, b] if side == 0 => (a, b),
         [a, b] => (b, a),
@@ -596,7 +618,7 @@ fn forward(pair: &mut Pair, side: usize, buf: &mut [u8]) -> bool {
         };
         if from != this.peer && from.ip() != this.peer.ip() {
             this.counters.foreign += 1;
-            DROPPED.fetch_add(1, Ordering::Relaxed);
+            tally.dropped += 1;
             continue;
         }
         let packet = &mut buf[..len];
@@ -607,12 +629,12 @@ fn forward(pair: &mut Pair, side: usize, buf: &mut [u8]) -> bool {
         this.last_rx = Some(Instant::now());
         if this.into_other.rewrite(packet).is_err() {
             this.counters.malformed += 1;
-            DROPPED.fetch_add(1, Ordering::Relaxed);
+            tally.dropped += 1;
             continue;
         }
         if other.socket.send_to(packet, other.peer).is_ok() {
             other.counters.sent += 1;
-            FORWARDED.fetch_add(1, Ordering::Relaxed);
+            tally.forwarded += 1;
         }
     }
     true
