@@ -529,6 +529,9 @@ pub struct RoutingSection {
     pub context_url_ttl_s: u64,
     /// Pass the caller's number as P-Asserted-Identity.
     pub assert_caller_id: bool,
+    /// The line callers dialled (`tel:` or `sip:` URI), sent as `Diversion`
+    /// (RFC 5806, reason deflection) on every INVITE to a person; "" = none.
+    pub diversion: String,
     /// What a caller nobody can take gets: a callback, or the AI agent back.
     pub when_no_agent: NoAgentFallback,
     /// Overflow: after waiting this long for a skill, a call may also go to
@@ -890,6 +893,19 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.validate_realtime_tools()?;
+        let d = &self.routing.diversion;
+        let scheme = ["tel:", "sip:", "sips:"].iter().any(|s| d.starts_with(s));
+        let clean = !d
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '<' | '>' | ' ' | '"'));
+        if !d.is_empty() && !(scheme && clean && d.len() <= 256) {
+            return Err(ConfigError::Invalid {
+                key: "routing.diversion",
+                message: format!(
+                    "{d:?}: a tel: or sip: URI of at most 256 characters without spaces, quotes, <, > or control characters"
+                ),
+            });
+        }
         if let Err(e) = crate::util::pii::Redactor::new(&self.privacy) {
             return Err(ConfigError::Invalid {
                 key: "privacy.patterns",
@@ -1163,6 +1179,25 @@ fn apply_env(table: &mut toml::Table, name: &str, value: &str) -> Result<(), Con
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_diversion_must_be_a_clean_tel_or_sip_uri() {
+        let load = |text: &str| Config::from_layers(Some(("t.toml", text)), std::iter::empty());
+        for ok in ["", "tel:+15550199", "sip:sales@pbx.example.com"] {
+            let c = load(&format!("[routing]\ndiversion = {ok:?}\n")).expect(ok);
+            assert_eq!(c.routing.diversion, ok);
+        }
+        for bad in [
+            "+15550199",
+            "tel:+1555 0199",
+            "sip:a@b>;x",
+            "tel:+1\r\nX-Evil: 1",
+            "http://example.com",
+        ] {
+            let e = load(&format!("[routing]\ndiversion = {bad:?}\n")).expect_err(bad);
+            assert!(e.to_string().contains("routing.diversion"), "{e}");
+        }
+    }
 
     #[test]
     fn destinations_become_phone_agents_per_channel_and_bad_ones_are_refused() {

@@ -503,6 +503,7 @@ async fn a_person_s_phone_gets_the_context_in_the_invite_and_a_signed_link_to_al
     let gw = gateway(&ai.url(), |c| {
         sip_gateway_config(c, 22_000);
         c.routing.context_url_secret = "desk-secret".into();
+        c.routing.diversion = "tel:+15550199".into();
         let mut bob = agent_seed("bob");
         bob.sip_uri = "sip:bob@127.0.0.1:15083".into();
         c.routing.agents.push(bob);
@@ -530,6 +531,12 @@ async fn a_person_s_phone_gets_the_context_in_the_invite_and_a_signed_link_to_al
         "{invite}"
     );
     assert!(header(&invite, "X-Warmline-Urgency").is_some(), "{invite}");
+    // Which line the caller dialled (RFC 5806), for a desk shared by several.
+    assert_eq!(
+        header(&invite, "Diversion"),
+        Some("<tel:+15550199>;reason=deflection;counter=1"),
+        "{invite}"
+    );
     let uui = header(&invite, "User-to-User").expect("User-to-User");
     let (hex_part, params) = uui.split_once(';').expect("UUI parameters");
     assert_eq!(params, "encoding=hex;purpose=isdn-uui");

@@ -185,7 +185,8 @@ async fn ring(
         let context = shared.store.context(call).await.ok().flatten();
         let signal = HandoffSignal::from_context(call, context.as_deref());
         let url = shared.context_url(call);
-        context_headers = signal.headers(Some(&url), shared.config.routing.assert_caller_id);
+        let routing = &shared.config.routing;
+        context_headers = signal.headers(Some(&url), routing.assert_caller_id, &routing.diversion);
     }
     let sdp_offer = sdp::describe(sockets.local, u64::from(sockets.local.port()), None);
     let build_invite = |branch: &str, cseq: u32, auth: Option<(&'static str, String)>| {

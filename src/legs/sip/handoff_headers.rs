@@ -64,11 +64,14 @@ impl HandoffSignal {
     }
 
     /// The headers to add to the INVITE, in order. `context_url` is the signed
-    /// URL to the whole context; `assert_caller` adds `P-Asserted-Identity`.
+    /// URL to the whole context; `assert_caller` adds `P-Asserted-Identity`;
+    /// `diversion` (the line the caller dialled, a checked URI; "" = none)
+    /// adds `Diversion` (RFC 5806).
     pub(crate) fn headers(
         &self,
         context_url: Option<&str>,
         assert_caller: bool,
+        diversion: &str,
     ) -> Vec<(&'static str, String)> {
         let f = |s: &str| header_safe(s, FIELD_BYTES);
         let uui = serde_json::json!({
@@ -106,6 +109,15 @@ impl HandoffSignal {
         }
         if assert_caller && let Some(n) = &self.caller_number {
             out.push(("P-Asserted-Identity", format!("<tel:{n}>")));
+        }
+        if !diversion.is_empty() {
+            out.push((
+                "Diversion",
+                format!(
+                    "<{}>;reason=deflection;counter=1",
+                    header_safe(diversion, 256)
+                ),
+            ));
         }
         // Belt and braces: nothing longer than a desk's parser should take.
         out.retain(|(name, value)| name.len() + 2 + value.len() <= MAX_HEADER_BYTES);
@@ -172,6 +184,7 @@ mod tests {
         let h = s.headers(
             Some("http://gw/v1/handoff/call-7/context?exp=1&sig=ab"),
             true,
+            "tel:+15550199",
         );
         let get = |n: &str| h.iter().find(|(k, _)| *k == n).map(|(_, v)| v.as_str());
         assert_eq!(
@@ -187,11 +200,15 @@ mod tests {
         assert_eq!(get("X-Warmline-Reason"), Some("authority_limit"));
         assert_eq!(get("X-Warmline-Urgency"), Some("elevated"));
         assert_eq!(get("P-Asserted-Identity"), Some("<tel:+15550100>"));
+        assert_eq!(
+            get("Diversion"),
+            Some("<tel:+15550199>;reason=deflection;counter=1")
+        );
         assert!(get("X-Warmline-Context-Url").is_some());
         assert!(
-            s.headers(None, false)
+            s.headers(None, false, "")
                 .iter()
-                .all(|(k, _)| *k != "P-Asserted-Identity")
+                .all(|(k, _)| *k != "P-Asserted-Identity" && *k != "Diversion")
         );
     }
 
@@ -204,7 +221,7 @@ mod tests {
             ..s.clone()
         };
         for signal in [s, long] {
-            for (name, value) in signal.headers(Some("http://gw/x"), true) {
+            for (name, value) in signal.headers(Some("http://gw/x"), true, "tel:+15550199") {
                 assert!(!value.chars().any(char::is_control), "{name}: {value:?}");
                 assert!(name.len() + 2 + value.len() <= MAX_HEADER_BYTES, "{name}");
             }
@@ -216,7 +233,7 @@ mod tests {
     #[test]
     fn a_missing_context_still_names_the_call() {
         let s = HandoffSignal::from_context("call-9", None);
-        let h = s.headers(None, true);
+        let h = s.headers(None, true, "");
         assert_eq!(h.len(), 2, "{h:?}");
         let s = HandoffSignal::from_context("call-9", Some("not json"));
         assert_eq!(s.call_id, "call-9");
