@@ -898,7 +898,8 @@ impl Config {
         let clean = !d
             .chars()
             .any(|c| c.is_control() || matches!(c, '<' | '>' | ' ' | '"'));
-        if !d.is_empty() && !(scheme && clean && d.len() <= 256) {
+        let usable = d.is_empty() || (scheme && clean && d.len() <= 256);
+        if !usable {
             return Err(ConfigError::Invalid {
                 key: "routing.diversion",
                 message: format!(

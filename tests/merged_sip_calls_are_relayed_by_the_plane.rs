@@ -34,6 +34,20 @@ fn repeating(burst: &[i16], times: usize) -> Vec<i16> {
     mic
 }
 
+/// Waits (40 s at most) until the plane carries one call.
+async fn wait_until_relayed(gw: &warmline::gateway::RunningGateway) {
+    let mut relaying = 0;
+    for _ in 0..400 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (_, text) = http(gw.addr, "GET", "/metrics", None, None).await;
+        relaying = metric(&text, "warmline_relay_plane_calls");
+        if relaying == 1 {
+            break;
+        }
+    }
+    assert_eq!(relaying, 1, "the merged call never reached the relay plane");
+}
+
 /// The value of a plain (label-less) metric in a `/metrics` text.
 fn metric(text: &str, name: &str) -> u64 {
     text.lines()
@@ -97,16 +111,7 @@ async fn a_merged_call_between_two_phones_is_carried_by_the_relay_plane_both_way
         &["-t", "45"],
     ));
     // While the call is up, the plane carries it.
-    let mut relaying = 0;
-    for _ in 0..400 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let (_, text) = http(gw.addr, "GET", "/metrics", None, None).await;
-        relaying = metric(&text, "warmline_relay_plane_calls");
-        if relaying == 1 {
-            break;
-        }
-    }
-    assert_eq!(relaying, 1, "the merged call never reached the relay plane");
+    wait_until_relayed(&gw).await;
     let done = gw
         .shared
         .registry
@@ -211,16 +216,7 @@ async fn a_phone_that_goes_silent_while_relayed_still_ends_the_call_by_the_media
         Some(&format!("sip:ai@{sip}")),
         &["-t", "60"],
     ));
-    let mut relaying = 0;
-    for _ in 0..400 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let (_, text) = http(gw.addr, "GET", "/metrics", None, None).await;
-        relaying = metric(&text, "warmline_relay_plane_calls");
-        if relaying == 1 {
-            break;
-        }
-    }
-    assert_eq!(relaying, 1, "the merged call never reached the relay plane");
+    wait_until_relayed(&gw).await;
     // The caller's phone freezes: no RTP, no BYE.
     let frozen = std::time::Instant::now();
     let _ = std::process::Command::new("kill")

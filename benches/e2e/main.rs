@@ -609,8 +609,12 @@ async fn through_warmline_relay(
         let out = Outgoing::NumberedPcmu;
         established.push(callers::sip_invite(gateway.sip, i, &out, agent::ESCALATE_PREFIX).await?);
     }
-    // Callers talk until the gateway hangs up on them (at most 150 s).
-    let frames = 150 * 50;
+    // Every phone hears the whisper, then its caller (renders queue on the
+    // whisper workers: allow 0.3 s per call on top of the whisper).
+    let wait = Duration::from_secs(40) + Duration::from_millis(300 * calls as u64);
+    // Callers talk until the gateway hangs up on them: through the wait, the
+    // warm-up and the window, whatever the level.
+    let frames = (wait.as_secs() as u32 + WARMUP / 50 + seconds + 30) * 50;
     let start = start_after(Duration::from_millis(300));
     let mut tasks = Vec::new();
     for (i, call) in established.into_iter().enumerate() {
@@ -618,10 +622,7 @@ async fn through_warmline_relay(
         let base = i as u32 * NUMBERS_PER_CALLER;
         tasks.push(tokio::spawn(call.run_until_bye(base, frames, at, origin)));
     }
-    // Every phone hears the whisper, then its caller (renders are serialised:
-    // allow 0.2 s per call on top of the whisper).
-    let deadline =
-        Instant::now() + Duration::from_secs(40) + Duration::from_millis(200 * calls as u64);
+    let deadline = Instant::now() + wait;
     while phones.merged.load(std::sync::atomic::Ordering::Relaxed) < calls
         && Instant::now() < deadline
     {

@@ -67,6 +67,20 @@ pub struct StreamState {
     pub octets: u32,
 }
 
+impl StreamState {
+    /// Where `sender`'s stream stands.
+    pub fn of(sender: &crate::media::rtp::RtpSender) -> StreamState {
+        let (ssrc, seq, timestamp, packets, octets) = sender.state();
+        StreamState {
+            ssrc,
+            seq,
+            timestamp,
+            packets,
+            octets,
+        }
+    }
+}
+
 /// What a leg hands the plane when it parks.
 #[derive(Debug)]
 pub struct ParkedEnd {
@@ -845,9 +859,7 @@ mod tests {
     ) -> (ParkedEnd, oneshot::Receiver<Resumed>) {
         let (resume, rx) = oneshot::channel();
         socket.set_nonblocking(true).expect("nonblocking");
-        let mut sender = RtpSender::new(ssrc, 1000, 20_000);
-        let (ssrc, seq, timestamp, packets, octets) = sender.state();
-        let _ = &mut sender;
+        let sender = RtpSender::new(ssrc, 1000, 20_000);
         (
             ParkedEnd {
                 socket,
@@ -856,13 +868,7 @@ mod tests {
                 audio_pt: 0,
                 dtmf_pt: Some(101),
                 samples: 160,
-                stream: StreamState {
-                    ssrc,
-                    seq,
-                    timestamp,
-                    packets,
-                    octets,
-                },
+                stream: StreamState::of(&sender),
                 media_timeout: Duration::from_secs(60),
                 resume,
             },

@@ -186,7 +186,6 @@ async fn run(
     let seed = super::random_u64();
     let mut sender = RtpSender::new(seed as u32, (seed >> 32) as u16, (seed >> 16) as u32);
     let mut buffer = JitterBuffer::new(jitter);
-    let (mut lost_before, mut late_before) = (0u64, 0u64);
     let mut stats = ReceiverStats::default();
     let mut out = RtpLegStats::default();
     let mut latch = RtpLatch::new(negotiated.remote, latch_config, Instant::now());
@@ -293,17 +292,8 @@ async fn run(
             }
             resumed = resumed(&mut parked) => {
                 parked = None;
-                let Some(r) = resumed else {
-                    tracing::error!("the relay plane did not give the RTP socket back; ending the leg");
-                    let _ = events.send(LegEvent::Hangup(HangupCause::Lost("RTP relay plane failed".into()))).await;
-                    break;
-                };
-                lost_before += buffer.stats.lost;
-                late_before += buffer.stats.late + buffer.stats.duplicates;
-                (buffer, stats) = (JitterBuffer::new(jitter), ReceiverStats::default());
-                if let Err(e) = take_back(r, &mut rtp, &mut sender, &mut out, &mut latch) {
-                    tracing::error!(error = %e, "cannot take the RTP socket back from the relay plane; ending the leg");
-                    let _ = events.send(LegEvent::Hangup(HangupCause::Lost(format!("RTP socket: {e}")))).await;
+                if let Err(e) = take_back(resumed, &mut rtp, &mut sender, &mut out, &mut latch, (&mut buffer, &mut stats, jitter)) {
+                    socket_lost(&events, e).await;
                     break;
                 }
             }
@@ -328,12 +318,8 @@ async fn run(
                 let needs_socket = !matches!(cmd, Some(LegCommand::Park(_)) | Some(LegCommand::Mark(_)) | Some(LegCommand::Clear) | Some(LegCommand::HandoffResult(_)) | Some(LegCommand::Hint(_)));
                 if needs_socket && parked.is_some() {
                     let r = unpark(&mut parked).await;
-                    lost_before += buffer.stats.lost;
-                    late_before += buffer.stats.late + buffer.stats.duplicates;
-                    (buffer, stats) = (JitterBuffer::new(jitter), ReceiverStats::default());
-                    if let Err(e) = r.ok_or_else(|| std::io::Error::other("the relay plane did not answer")).and_then(|r| take_back(r, &mut rtp, &mut sender, &mut out, &mut latch)) {
-                        tracing::error!(error = %e, "cannot take the RTP socket back from the relay plane; ending the leg");
-                        let _ = events.send(LegEvent::Hangup(HangupCause::Lost(format!("RTP socket: {e}")))).await;
+                    if let Err(e) = take_back(r, &mut rtp, &mut sender, &mut out, &mut latch, (&mut buffer, &mut stats, jitter)) {
+                        socket_lost(&events, e).await;
                         break;
                     }
                 }
@@ -409,11 +395,8 @@ async fn run(
                 if parked.is_some() {
                     // A re-INVITE or the end of the dialog: the call's again.
                     let r = unpark(&mut parked).await;
-                    lost_before += buffer.stats.lost;
-                    late_before += buffer.stats.late + buffer.stats.duplicates;
-                    (buffer, stats) = (JitterBuffer::new(jitter), ReceiverStats::default());
-                    if let Err(e) = r.ok_or_else(|| std::io::Error::other("the relay plane did not answer")).and_then(|r| take_back(r, &mut rtp, &mut sender, &mut out, &mut latch)) {
-                        tracing::error!(error = %e, "cannot take the RTP socket back from the relay plane; ending the leg");
+                    if let Err(e) = take_back(r, &mut rtp, &mut sender, &mut out, &mut latch, (&mut buffer, &mut stats, jitter)) {
+                        socket_lost(&events, e).await;
                         break;
                     }
                 }
@@ -459,12 +442,18 @@ async fn run(
     }
     if parked.is_some() {
         // Ending while relayed (the loop broke out of a parked state): stop the plane.
-        if let Some(r) = unpark(&mut parked).await {
-            let _ = take_back(r, &mut rtp, &mut sender, &mut out, &mut latch);
-        }
+        let r = unpark(&mut parked).await;
+        let _ = take_back(
+            r,
+            &mut rtp,
+            &mut sender,
+            &mut out,
+            &mut latch,
+            (&mut buffer, &mut stats, jitter),
+        );
     }
-    out.lost = lost_before + buffer.stats.lost;
-    out.late_or_duplicate = late_before + buffer.stats.late + buffer.stats.duplicates;
+    out.lost += buffer.stats.lost;
+    out.late_or_duplicate += buffer.stats.late + buffer.stats.duplicates;
     out.jitter_ms = stats.jitter() * 1000 / (codec.samples_per_frame() * 50);
     out.codec = format!("{:?}", negotiated.codec);
     tracing::info!(?out, "RTP leg ended");
@@ -505,7 +494,6 @@ fn park(
         .take()
         .ok_or_else(|| std::io::Error::other("already parked"))?
         .into_std()?;
-    let (ssrc, seq, timestamp, packets, octets) = sender.state();
     let (resume, resumed) = oneshot::channel();
     offer.0.deposit(ParkedEnd {
         socket,
@@ -514,13 +502,7 @@ fn park(
         audio_pt: negotiated.payload_type,
         dtmf_pt: negotiated.dtmf_payload_type,
         samples: codec.samples_per_frame(),
-        stream: StreamState {
-            ssrc,
-            seq,
-            timestamp,
-            packets,
-            octets,
-        },
+        stream: StreamState::of(sender),
         media_timeout,
         resume,
     });
@@ -538,22 +520,27 @@ async fn unpark(parked: &mut Option<Parked>) -> Option<Resumed> {
         .ok()
 }
 
-/// Takes the socket back: the outgoing stream continues where the plane left
-/// it, and what the plane counted joins the leg's figures.
+/// Takes the socket back from the plane (`None`: it never answered): the
+/// outgoing stream continues where the plane left it, what the plane counted
+/// joins the leg's figures, and the receive side starts afresh — the peer's
+/// numbering moved on while the plane carried it (what the old jitter buffer
+/// counted stays in `out`).
 fn take_back(
-    r: Resumed,
+    r: Option<Resumed>,
     rtp: &mut Option<UdpSocket>,
     sender: &mut RtpSender,
     out: &mut RtpLegStats,
     latch: &mut RtpLatch,
+    (buffer, stats, jitter): (&mut JitterBuffer, &mut ReceiverStats, JitterConfig),
 ) -> std::io::Result<()> {
+    out.lost += buffer.stats.lost;
+    out.late_or_duplicate += buffer.stats.late + buffer.stats.duplicates;
+    (*buffer, *stats) = (JitterBuffer::new(jitter), ReceiverStats::default());
+    let r =
+        r.ok_or_else(|| std::io::Error::other("the relay plane did not give the socket back"))?;
     *rtp = Some(UdpSocket::from_std(r.socket)?);
-    sender.resume_at(
-        r.stream.seq,
-        r.stream.timestamp,
-        r.stream.packets,
-        r.stream.octets,
-    );
+    let s = r.stream;
+    sender.resume_at(s.seq, s.timestamp, s.packets, s.octets);
     let c = r.counters;
     out.received += c.received;
     out.sent += c.sent;
@@ -571,6 +558,16 @@ fn take_back(
         );
     }
     Ok(())
+}
+
+/// The leg cannot go on without its socket: the call is told, and the leg ends.
+async fn socket_lost(events: &mpsc::Sender<LegEvent>, e: std::io::Error) {
+    tracing::error!(error = %e, "cannot take the RTP socket back from the relay plane; ending the leg");
+    let _ = events
+        .send(LegEvent::Hangup(HangupCause::Lost(format!(
+            "RTP socket: {e}"
+        ))))
+        .await;
 }
 
 /// NTP timestamp (RFC 3550 §4) of the wall clock.
