@@ -634,11 +634,16 @@ async fn through_warmline_relay(
     }
     // The last merged pair warms up; then the window.
     tokio::time::sleep(Duration::from_millis(20 * u64::from(WARMUP))).await;
+    let plane_before = process::relay_plane_lines(gateway.http).await;
     let cpu0 = gateway.process.cpu_seconds();
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(u64::from(seconds))).await;
     let (cpu, wall) = (gateway.process.cpu_seconds() - cpu0, t0.elapsed());
     let rss_mib = gateway.process.rss_kib() as f64 / 1024.0;
+    eprintln!(
+        "rtp relay, {calls} calls: relay plane before the window [{plane_before}], after [{}]",
+        process::relay_plane_lines(gateway.http).await
+    );
     let logs = phones.hang_up(merged, Duration::from_secs(10)).await;
     let mut callers = Vec::new();
     for t in tasks {

@@ -218,17 +218,9 @@ fn which(name: &str) -> Option<PathBuf> {
 /// The gateway's `warmline_frame_processing_seconds` histogram buckets
 /// (upper bound in seconds, cumulative count), read from `GET /metrics`.
 pub async fn frame_processing_buckets(http: SocketAddr) -> Vec<(f64, u64)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut tcp) = tokio::net::TcpStream::connect(http).await else {
-        return Vec::new();
-    };
-    let request = "GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
-    if tcp.write_all(request.as_bytes()).await.is_err() {
-        return Vec::new();
-    }
-    let mut text = String::new();
-    let _ = tcp.read_to_string(&mut text).await;
-    text.lines()
+    metrics_text(http)
+        .await
+        .lines()
         .filter_map(|l| {
             let rest = l.strip_prefix("warmline_frame_processing_seconds_bucket{le=\"")?;
             let (bound, count) = rest.split_once("\"} ")?;
@@ -240,6 +232,32 @@ pub async fn frame_processing_buckets(http: SocketAddr) -> Vec<(f64, u64)> {
             Some((bound, count.trim().parse().ok()?))
         })
         .collect()
+}
+
+/// The gateway's `GET /metrics` text ("" when it cannot be read).
+pub async fn metrics_text(http: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut tcp) = tokio::net::TcpStream::connect(http).await else {
+        return String::new();
+    };
+    let request = "GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
+    if tcp.write_all(request.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    let mut text = String::new();
+    let _ = tcp.read_to_string(&mut text).await;
+    text
+}
+
+/// The relay plane's lines of `GET /metrics` (calls relayed now, packets
+/// forwarded and dropped), for the relay mode's log.
+pub async fn relay_plane_lines(http: SocketAddr) -> String {
+    metrics_text(http)
+        .await
+        .lines()
+        .filter(|l| l.starts_with("warmline_relay_plane"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The bucket bound (µs) under which fraction `q` of the observations between
