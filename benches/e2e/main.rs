@@ -614,7 +614,7 @@ async fn through_warmline_relay(
     let wait = Duration::from_secs(40) + Duration::from_millis(300 * calls as u64);
     // Callers talk until the gateway hangs up on them: through the wait, the
     // warm-up and the window, whatever the level.
-    let frames = (wait.as_secs() as u32 + WARMUP / 50 + seconds + 30) * 50;
+    let frames = (wait.as_secs() as u32 + (WARMUP * 20).div_ceil(1000) + seconds + 30) * 50;
     let start = start_after(Duration::from_millis(300));
     let mut tasks = Vec::new();
     for (i, call) in established.into_iter().enumerate() {

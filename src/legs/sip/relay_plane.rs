@@ -330,7 +330,7 @@ impl Drop for Pairing {
 }
 
 /// A pair for a thread: both ends, its slot and generation.
-type Attachment = Box<(ParkedEnd, ParkedEnd, usize, u64)>;
+type Attachment = (Box<(ParkedEnd, ParkedEnd)>, usize, u64);
 
 struct Worker {
     attach: std_mpsc::Sender<Attachment>,
@@ -440,8 +440,7 @@ impl Plane {
             }
         };
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
-        let (a, b) = *pair;
-        match worker.attach.send(Box::new((a, b, slot, generation))) {
+        match worker.attach.send((pair, slot, generation)) {
             Ok(()) => {
                 let _ = worker.waker.wake();
                 Ok(PairHandle {
@@ -450,10 +449,7 @@ impl Plane {
                     generation,
                 })
             }
-            Err(std_mpsc::SendError(sent)) => {
-                let (a, b, ..) = *sent;
-                Err(Box::new((a, b)))
-            }
+            Err(std_mpsc::SendError((pair, ..))) => Err(pair),
         }
     }
 
@@ -523,7 +519,7 @@ fn run(
             }
             tracing::error!(error = %e, "RTP relay plane: poll failed; its pairs go back to their calls");
             for slot in 0..pairs.len() {
-                detach_slot(&poll, &mut pairs, slot);
+                detach_slot(&poll, &mut pairs, slot, thread);
             }
             return;
         }
@@ -544,11 +540,8 @@ fn run(
         tally.flush();
         std::mem::swap(&mut unfinished, &mut again);
         unfinished.dedup();
-        while let Ok(pair) = attachments.try_recv() {
-            let (a, b, slot, generation) = *pair;
-            if !attach_slot(&poll, &mut pairs, (a, b), slot, generation) {
-                free(thread, slot);
-            }
+        while let Ok((pair, slot, generation)) = attachments.try_recv() {
+            attach_slot(&poll, &mut pairs, *pair, (slot, thread), generation);
         }
         loop {
             match detachments.try_recv() {
@@ -558,14 +551,13 @@ fn run(
                         .and_then(Option::as_ref)
                         .is_some_and(|p| p.generation == handle.generation);
                     if current {
-                        detach_slot(&poll, &mut pairs, handle.slot);
-                        free(thread, handle.slot);
+                        detach_slot(&poll, &mut pairs, handle.slot, thread);
                     }
                 }
                 Err(std_mpsc::TryRecvError::Empty) => break,
                 Err(std_mpsc::TryRecvError::Disconnected) => {
                     for slot in 0..pairs.len() {
-                        detach_slot(&poll, &mut pairs, slot);
+                        detach_slot(&poll, &mut pairs, slot, thread);
                     }
                     return;
                 }
@@ -589,7 +581,7 @@ fn run(
                         slot,
                         "a relayed side went silent; the pair goes back to its call"
                     );
-                    detach_slot(&poll, &mut pairs, slot);
+                    detach_slot(&poll, &mut pairs, slot, thread);
                 }
             }
         }
@@ -654,25 +646,19 @@ fn forward(pair: &mut Pair, side: usize, buf: &mut [u8], tally: &mut Tally) -> b
     true
 }
 
-/// The slot can be handed to another pair (a later detach of the old pair
-/// carries the old generation and is ignored).
-fn free(thread: usize, slot: usize) {
-    if let Some(p) = plane() {
-        p.free_slot(thread, slot);
-    }
-}
-
 fn token_of(slot: usize, side: usize) -> usize {
     slot * 2 + side
 }
 
+/// Puts a pair in `slot` of `thread` and watches its sockets (or gives it
+/// straight back when they cannot be watched).
 fn attach_slot(
     poll: &Poll,
     pairs: &mut Vec<Option<Pair>>,
     (a, b): (ParkedEnd, ParkedEnd),
-    slot: usize,
+    (slot, thread): (usize, usize),
     generation: u64,
-) -> bool {
+) {
     if pairs.len() <= slot {
         pairs.resize_with(slot + 1, || None);
     }
@@ -712,22 +698,26 @@ fn attach_slot(
         ) {
             tracing::warn!(error = %err, "RTP relay plane: cannot watch a socket; the pair stays with its call");
             pairs[slot] = Some(pair);
-            detach_slot(poll, pairs, slot);
-            return false;
+            detach_slot(poll, pairs, slot, thread);
+            return;
         }
     }
     // What queued while the legs were parking is reported as readable at
     // registration, and read at the next turn.
     pairs[slot] = Some(pair);
-    true
 }
 
-/// Gives both legs of the pair in `slot` their sockets back.
-fn detach_slot(poll: &Poll, pairs: &mut [Option<Pair>], slot: usize) {
+/// Gives both legs of the pair in `slot` their sockets back, and the slot to
+/// `thread`'s free list (a later detach of the old pair carries the old
+/// generation and is ignored).
+fn detach_slot(poll: &Poll, pairs: &mut [Option<Pair>], slot: usize, thread: usize) {
     let Some(pair) = pairs.get_mut(slot).and_then(Option::take) else {
         return;
     };
     ACTIVE.fetch_sub(1, Ordering::Relaxed);
+    if let Some(p) = plane() {
+        p.free_slot(thread, slot);
+    }
     let [a, b] = pair.ends;
     // a's stream is what b's direction wrote, and the other way round.
     let (a_stream, b_stream) = (b.into_other.stream(), a.into_other.stream());

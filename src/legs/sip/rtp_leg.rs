@@ -293,7 +293,7 @@ async fn run(
             resumed = resumed(&mut parked) => {
                 parked = None;
                 if let Err(e) = take_back(resumed, &mut rtp, &mut sender, &mut out, &mut latch, (&mut buffer, &mut stats, jitter)) {
-                    socket_lost(&events, e).await;
+                    socket_lost(&events, "cannot take the RTP socket back from the relay plane", e).await;
                     break;
                 }
             }
@@ -319,7 +319,7 @@ async fn run(
                 if needs_socket && parked.is_some() {
                     let r = unpark(&mut parked).await;
                     if let Err(e) = take_back(r, &mut rtp, &mut sender, &mut out, &mut latch, (&mut buffer, &mut stats, jitter)) {
-                        socket_lost(&events, e).await;
+                        socket_lost(&events, "cannot take the RTP socket back from the relay plane", e).await;
                         break;
                     }
                 }
@@ -372,8 +372,7 @@ async fn run(
                                     parked = Some(p);
                                 }
                                 Err(e) => {
-                                    tracing::error!(error = %e, "cannot hand the RTP socket to the relay plane; ending the leg");
-                                    let _ = events.send(LegEvent::Hangup(HangupCause::Lost(format!("RTP socket: {e}")))).await;
+                                    socket_lost(&events, "cannot hand the RTP socket to the relay plane", e).await;
                                     break;
                                 }
                             },
@@ -396,7 +395,7 @@ async fn run(
                     // A re-INVITE or the end of the dialog: the call's again.
                     let r = unpark(&mut parked).await;
                     if let Err(e) = take_back(r, &mut rtp, &mut sender, &mut out, &mut latch, (&mut buffer, &mut stats, jitter)) {
-                        socket_lost(&events, e).await;
+                        socket_lost(&events, "cannot take the RTP socket back from the relay plane", e).await;
                         break;
                     }
                 }
@@ -561,8 +560,8 @@ fn take_back(
 }
 
 /// The leg cannot go on without its socket: the call is told, and the leg ends.
-async fn socket_lost(events: &mpsc::Sender<LegEvent>, e: std::io::Error) {
-    tracing::error!(error = %e, "cannot take the RTP socket back from the relay plane; ending the leg");
+async fn socket_lost(events: &mpsc::Sender<LegEvent>, what: &str, e: std::io::Error) {
+    tracing::error!(error = %e, "{what}; ending the leg");
     let _ = events
         .send(LegEvent::Hangup(HangupCause::Lost(format!(
             "RTP socket: {e}"
