@@ -81,6 +81,30 @@ async fn every_whisper_in_the_corpus_is_ten_to_fifteen_seconds_and_says_who_what
     }
 }
 
+/// The fit renders each sentence alone and joins them with the pause running
+/// speech has after a sentence; the whisper must last as long as the same
+/// words spoken at once, or the 10–15 s window would be measured on audio the
+/// agent never hears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whisper_joined_from_its_sentences_lasts_as_long_as_the_words_spoken_at_once() {
+    let espeak = EspeakTts::new("en-us");
+    let mut worst: (f64, String) = (0.0, String::new());
+    for (file, ctx) in &corpus() {
+        let w = render_fitted(ctx, &espeak, None, WhisperWindow::default())
+            .await
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        let at_once = espeak
+            .synthesize_blocking(&w.spoken, w.words_per_minute)
+            .unwrap();
+        let gap = (w.seconds() - at_once.seconds()).abs();
+        if gap > worst.0 {
+            worst = (gap, file.clone());
+        }
+    }
+    println!("largest difference: {:.3} s ({})", worst.0, worst.1);
+    assert!(worst.0 <= 0.25, "{:.3} s in {}", worst.0, worst.1);
+}
+
 /// A local server with the OpenAI `/v1/audio/speech` shape: fast (real speech
 /// as 24 kHz WAV), slow, failing and garbage variants.
 async fn speech_server() -> String {

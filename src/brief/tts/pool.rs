@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
-/// Longest a worker may take for one whisper (40 renders at most).
+/// Longest a worker may take for one whisper (160 sentence renders at most).
 const WORKER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest answer read from a worker (a 15 s whisper at 48 kHz is 1.4 MB).
 const MAX_ANSWER: usize = 8 << 20;
