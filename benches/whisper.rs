@@ -3,8 +3,8 @@
 //! the result to 8 kHz for a phone leg. Then a burst: `WHISPER_BURST` (200)
 //! escalations at once, decision → whisper ready for each, rendered in this
 //! process (one espeak-ng engine, the baseline) and by the worker pool (one
-//! `warmline tts-worker` process per whisper, one per core at a time, critical
-//! first), reported as p50/p95/max and as ratios.
+//! `warmline tts-worker` process per core, a fork of its prepared engine per
+//! whisper, critical first), reported as p50/p95/max and as ratios.
 
 use criterion::{Criterion, criterion_group};
 use std::hint::black_box;
@@ -129,11 +129,17 @@ fn burst_report() {
     let base = burst(&rt, here, &ctx, n);
     let cores = std::thread::available_parallelism().map_or(2, |c| c.get());
     println!("  worker processes ({cores} at a time):");
-    let pooled = std::sync::Arc::new(
-        warmline::brief::tts::TtsSet::from_config(&config.tts)
-            .expect("engines")
-            .with_whisper_workers(env!("CARGO_BIN_EXE_warmline").into(), cores, &config.tts),
-    );
+    // Made inside the runtime, as the gateway does: the workers start now.
+    let pooled = {
+        let _inside = rt.enter();
+        std::sync::Arc::new(
+            warmline::brief::tts::TtsSet::from_config(&config.tts)
+                .expect("engines")
+                .with_whisper_workers(env!("CARGO_BIN_EXE_warmline").into(), cores, &config.tts),
+        )
+    };
+    // A gateway starts its workers long before the first escalation.
+    std::thread::sleep(std::time::Duration::from_millis(500));
     let pool = burst(&rt, pooled, &ctx, n);
     for (name, q) in [("p50", 0.5), ("p95", 0.95), ("max", 1.0)] {
         let (b, w) = (p(&base, q), p(&pool, q));

@@ -128,9 +128,14 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Render one whisper for the gateway (request on stdin, answer on stdout).
+    /// Render whispers for the gateway: one JSON request a line on stdin, each
+    /// answered on stdout from a fork of the prepared engine.
     #[command(hide = true)]
-    TtsWorker,
+    TtsWorker {
+        /// The whisper voice to load before the first request.
+        #[arg(long)]
+        voice: Option<String>,
+    },
     /// Validate the configuration and print it with every default filled in.
     CheckConfig {
         /// Config file.
@@ -189,7 +194,12 @@ fn main() -> ExitCode {
             init_logging("warn");
             runtime().and_then(|rt| rt.block_on(whisper(config, &context, &out, rate)))
         }
-        Command::TtsWorker => runtime().and_then(|rt| rt.block_on(tts_worker())),
+        Command::TtsWorker { voice } => {
+            // No runtime: the worker forks, so it must stay single-threaded.
+            // Rendering must never take the CPU from the calls the gateway carries.
+            warmline::util::os::lower_priority(10);
+            warmline::brief::tts::pool::serve_forever(voice)
+        }
         Command::Demo { out, config, agent } => {
             let mut config = match load(config.as_deref()) {
                 Ok(c) => c,
@@ -396,26 +406,6 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))
-}
-
-/// `warmline tts-worker`: one whisper request on stdin, the answer on stdout.
-async fn tts_worker() -> Result<(), String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    // Rendering must never take the CPU from the calls the gateway carries.
-    warmline::util::os::lower_priority(10);
-    let mut request = Vec::new();
-    tokio::io::stdin()
-        .take(4 << 20)
-        .read_to_end(&mut request)
-        .await
-        .map_err(|e| format!("cannot read the request: {e}"))?;
-    let mut answer = Vec::new();
-    warmline::brief::tts::pool::serve_request(&request, &mut answer).await;
-    let mut out = tokio::io::stdout();
-    out.write_all(&answer)
-        .await
-        .map_err(|e| format!("cannot write the answer: {e}"))?;
-    out.flush().await.map_err(|e| e.to_string())
 }
 
 async fn whisper(

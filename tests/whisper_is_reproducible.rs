@@ -1,6 +1,7 @@
 //! A whisper rendered by a busy gateway is reproduced sample for sample by
 //! `warmline whisper` from the saved context: each whisper is rendered by a
-//! fresh worker process, the engine state the CLI starts from. (Its own test
+//! fresh fork of a worker that has loaded the engine and nothing else, the
+//! engine state the CLI starts from, however many whispers that worker served. (Its own test
 //! binary: it keeps both cores busy, which would slow the timing-bound TTS
 //! fallback tests beside it.)
 
@@ -37,7 +38,7 @@ async fn a_gateway_whisper_is_reproduced_sample_for_sample_by_the_cli() {
     // another voice, other whispers), which leaves espeak-ng in another state.
     let engines = warmline::brief::tts::TtsSet::from_config(&config.tts)
         .expect("engines")
-        .with_whisper_workers(env!("CARGO_BIN_EXE_warmline").into(), 2, &config.tts);
+        .with_whisper_workers(env!("CARGO_BIN_EXE_warmline").into(), 1, &config.tts);
     let _ = engines
         .prompt_ulaw("Please hold while I connect you.", 170)
         .await;
@@ -46,10 +47,24 @@ async fn a_gateway_whisper_is_reproduced_sample_for_sample_by_the_cli() {
         .render_whisper_here(&ctx, window)
         .await
         .expect("in-process render");
+    // One worker (the pool has one slot): it serves another whisper first,
+    // then this one twice.
+    engines
+        .render_whisper(&other, window)
+        .await
+        .expect("worker render");
     let gateway = engines
         .render_whisper(&ctx, window)
         .await
         .expect("worker render");
+    let again = engines
+        .render_whisper(&ctx, window)
+        .await
+        .expect("worker render");
+    assert_eq!(
+        gateway.speech.samples, again.speech.samples,
+        "a worker renders the same context the same way every time"
+    );
 
     // The CLI, from the context as saved.
     let dir = tempfile::tempdir().expect("tempdir");

@@ -114,9 +114,12 @@ async fn the_caller_never_hears_a_whisper_sample_and_the_agent_hears_it_all_then
     let whisper = &human_report.whisper;
     let seconds = whisper.len() as f64 / 8000.0;
     assert!((10.0..=15.1).contains(&seconds), "whisper {seconds:.2} s");
+    // The whisper is rendered again as the context grows; the agent hears the
+    // last render.
     let rendered = timeline
         .events
         .iter()
+        .rev()
         .find_map(|e| match &e.kind {
             TimelineKind::WhisperRendered { seconds, .. } => Some(*seconds),
             _ => None,

@@ -3,7 +3,9 @@
 //! RTP sockets and database all need file descriptors, and the common soft
 //! default of 1024 is far below what it can carry; read so the HTTP server can
 //! keep headroom under it), and a lower CPU priority for work that must never
-//! take the CPU from calls (the whisper worker processes).
+//! take the CPU from calls (the whisper worker processes), and the fork/wait
+//! the whisper worker uses to give every render a fresh copy of a prepared
+//! engine.
 #![allow(unsafe_code)]
 
 /// Raises `RLIMIT_NOFILE`'s soft limit to its hard limit; returns the soft
@@ -44,6 +46,51 @@ pub fn lower_priority(nice: i32) {
     if status != 0 {
         tracing::debug!(nice, "cannot lower the process priority");
     }
+}
+
+/// One side of a [`fork`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forked {
+    /// This is the new process.
+    Child,
+    /// This is the parent; the child has this pid.
+    Parent(i32),
+}
+
+/// Forks this process. Only for a process that has one thread (the whisper
+/// worker's parent never starts a runtime): the child is a copy of that one
+/// thread, with the memory it had, and nothing else.
+pub fn fork() -> std::io::Result<Forked> {
+    // SAFETY: no arguments. The caller is single-threaded, so no lock can be
+    // held by a thread that does not exist in the child.
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid)),
+    }
+}
+
+/// Waits for the child `pid` to end; `true` when it exited with status 0.
+pub fn wait_succeeded(pid: i32) -> std::io::Result<bool> {
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: `status` is a valid, writable int for the call.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            return Ok(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Ends this process with `code` at once, without exit handlers or
+/// destructors (a forked child must not tear down what its parent owns).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: plain integer argument; the call does not return.
+    unsafe { libc::_exit(code) }
 }
 
 #[cfg(test)]

@@ -17,6 +17,15 @@ impl EspeakTts {
         }
     }
 
+    /// Initialises the engine with this voice now rather than at the first
+    /// render (the whisper worker prepares once, then forks per render).
+    pub fn prepare(&self) -> Result<(), TtsError> {
+        super::espeak_ffi::prepare(&self.voice).map_err(|reason| TtsError::Synthesis {
+            engine: "espeak-ng",
+            reason,
+        })
+    }
+
     /// Speaks `text` on the calling thread (blocks for a few milliseconds).
     pub fn synthesize_blocking(
         &self,

@@ -35,13 +35,16 @@ unsafe extern "C" fn collect(
     0 // continue synthesis
 }
 
-/// Speaks `text` with `voice` at `words_per_minute`; returns samples and their rate.
-pub fn synthesize(
-    voice: &str,
-    words_per_minute: u32,
-    text: &str,
-) -> Result<(Vec<i16>, u32), String> {
+/// Initialises the engine and loads `voice`, as the first synthesis would:
+/// a process that prepares and then synthesises is in the same state as one
+/// that only synthesises.
+pub fn prepare(voice: &str) -> Result<(), String> {
     let mut guard = ENGINE.lock().unwrap_or_else(|p| p.into_inner());
+    engine_with(&mut guard, voice).map(|_| ())
+}
+
+/// The engine, initialised, with `voice` loaded.
+fn engine_with<'g>(guard: &'g mut Option<Engine>, voice: &str) -> Result<&'g mut Engine, String> {
     if guard.is_none() {
         // SAFETY: initialisation runs once, under the ENGINE lock; a null path
         // selects the default espeak-ng-data folder.
@@ -78,6 +81,17 @@ pub fn synthesize(
         }
         engine.voice = Some(voice.to_string());
     }
+    Ok(engine)
+}
+
+/// Speaks `text` with `voice` at `words_per_minute`; returns samples and their rate.
+pub fn synthesize(
+    voice: &str,
+    words_per_minute: u32,
+    text: &str,
+) -> Result<(Vec<i16>, u32), String> {
+    let mut guard = ENGINE.lock().unwrap_or_else(|p| p.into_inner());
+    let engine = engine_with(&mut guard, voice)?;
     let wpm = words_per_minute.clamp(80, 450) as c_int;
     // SAFETY: plain integer parameters.
     let status = unsafe { sys::espeak_SetParameter(sys::espeak_PARAMETER_espeakRATE, wpm, 0) };

@@ -208,8 +208,9 @@ impl TtsSet {
         Ok(ulaw)
     }
 
-    /// Renders whispers in `workers` fresh `exe tts-worker` processes at a
-    /// time (see [`pool`]) instead of in this process.
+    /// Renders whispers in `workers` `exe tts-worker` processes at a time (a
+    /// fresh fork of a prepared engine for each whisper, see [`pool`]) instead
+    /// of in this process.
     pub fn with_whisper_workers(
         mut self,
         exe: std::path::PathBuf,

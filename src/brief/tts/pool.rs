@@ -10,9 +10,16 @@
 //! that serves `critical` escalations first, then `elevated`, then the rest in
 //! arrival order.
 //!
-//! Protocol (private to warmline): the request is one JSON line on the
+//! Starting a process per whisper cost more than the render itself (≈ 20 ms
+//! of exec, runtime and engine start against ≈ 15 ms of speech), so each slot
+//! keeps one `warmline tts-worker` process: it loads the engine and
+//! voice once, then **forks** for every request; the child renders from that
+//! pristine state (the state a fresh CLI has when it first speaks), answers
+//! and exits. A slot whose worker fails is started afresh on its next use.
+//!
+//! Protocol (private to warmline): a request is one JSON line on the
 //! worker's stdin; the answer on stdout is one JSON line, then the samples as
-//! 16-bit little-endian PCM.
+//! 16-bit little-endian PCM. The worker takes requests one after another.
 
 use super::{Speech, TtsError};
 use crate::brief::context::HandoffContext;
@@ -22,7 +29,8 @@ use std::collections::BinaryHeap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::oneshot;
 
 /// Longest a worker may take for one whisper (160 sentence renders at most).
@@ -121,12 +129,89 @@ async fn render_request(request: &[u8]) -> Result<(WorkerAnswer, Vec<i16>), Stri
     Ok((header, w.speech.samples))
 }
 
+/// The `warmline tts-worker` side: prepares the whisper voice once (`voice`,
+/// or the first request's),
+/// then for each request line on stdin forks a child that renders it from that
+/// prepared state, writes the answer to stdout and exits. Must be called
+/// before any thread is started (no runtime): the children are forked.
+/// Returns when stdin closes; fails when a child does not exit cleanly (its
+/// answer may be cut short, so the gateway must see the stream end).
+pub fn serve_forever(voice: Option<String>) -> Result<(), String> {
+    use std::io::{BufRead, Read};
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let mut prepared: Option<String> = None;
+    if let Some(voice) = voice {
+        prepare(&voice);
+        prepared = Some(voice);
+    }
+    loop {
+        let mut line = Vec::new();
+        let n = (&mut input)
+            .take(4 << 20)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| format!("cannot read a request: {e}"))?;
+        if n == 0 {
+            return Ok(());
+        }
+        // A last request may end at the end of input instead of a newline.
+        let last = line.last() != Some(&b'\n');
+        if last && n >= 4 << 20 {
+            return Err("request longer than 4 MiB".into());
+        }
+        // The whisper voice, loaded before the fork so every render starts from
+        // the same state as a fresh process's first render.
+        if prepared.is_none()
+            && let Ok(req) = serde_json::from_slice::<WorkerRequest>(&line)
+        {
+            prepare(&req.tts.voice);
+            prepared = Some(req.tts.voice);
+        }
+        match crate::util::os::fork().map_err(|e| format!("cannot fork: {e}"))? {
+            crate::util::os::Forked::Child => crate::util::os::exit_now(render_in_child(&line)),
+            crate::util::os::Forked::Parent(pid) => {
+                if !crate::util::os::wait_succeeded(pid).map_err(|e| format!("wait: {e}"))? {
+                    return Err("a render process failed".into());
+                }
+            }
+        }
+        if last {
+            return Ok(());
+        }
+    }
+}
+
+/// Loads the engine with `voice` (a failure is the first render's to report).
+fn prepare(voice: &str) {
+    if let Err(e) = super::EspeakTts::new(voice).prepare() {
+        tracing::warn!(error = %e, "cannot prepare the whisper voice");
+    }
+}
+
+/// In the forked child: renders one request and writes the answer; the exit code.
+fn render_in_child(request: &[u8]) -> i32 {
+    use std::io::Write;
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return 2;
+    };
+    let mut answer = Vec::new();
+    rt.block_on(serve_request(request, &mut answer));
+    let mut out = std::io::stdout().lock();
+    match out.write_all(&answer).and_then(|_| out.flush()) {
+        Ok(()) => 0,
+        Err(_) => 3,
+    }
+}
+
 /// A waiting render: higher `rank` first, then earlier `seq`.
 #[derive(Debug)]
 struct Waiter {
     rank: u8,
     seq: u64,
-    wake: oneshot::Sender<()>,
+    wake: oneshot::Sender<Option<Worker>>,
 }
 
 impl PartialEq for Waiter {
@@ -148,9 +233,18 @@ impl Ord for Waiter {
     }
 }
 
+/// A running `tts-worker` process and its pipes.
+#[derive(Debug)]
+struct Worker {
+    _child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
 #[derive(Debug)]
 struct Slots {
-    free: usize,
+    /// Free slots, each with its worker if one is running.
+    free: Vec<Option<Worker>>,
     waiting: BinaryHeap<Waiter>,
     seq: u64,
 }
@@ -167,29 +261,46 @@ pub struct WhisperPool {
 /// own process instead (see [`super::TtsSet::render_whisper`]).
 const MAX_WAITING: usize = 4096;
 
-/// A slot held by one render; given to the next waiter when dropped.
-struct Held<'a>(&'a WhisperPool);
+/// A slot held by one render (with its worker, when it has a healthy one);
+/// given to the next waiter when dropped.
+struct Held<'a> {
+    pool: &'a WhisperPool,
+    worker: Option<Worker>,
+}
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        let mut slots = self.0.lock();
+        let mut worker = self.worker.take();
+        let mut slots = self.pool.lock();
         while let Some(next) = slots.waiting.pop() {
-            if next.wake.send(()).is_ok() {
-                return; // the slot passes straight to it
+            match next.wake.send(worker) {
+                Ok(()) => return, // the slot passes straight to it
+                Err(back) => worker = back,
             }
         }
-        slots.free += 1;
+        slots.free.push(worker);
     }
 }
 
 impl WhisperPool {
-    /// A pool of `size` workers running `exe tts-worker`.
+    /// A pool of `size` workers running `exe tts-worker`, started now when
+    /// called inside a runtime (so the first escalation does not wait for a
+    /// process to start), else at their first whisper.
     pub fn new(exe: PathBuf, size: usize, tts: crate::config::TtsConfig) -> Self {
+        let now = tokio::runtime::Handle::try_current().is_ok();
+        let free = (0..size.max(1))
+            .map(|_| {
+                now.then(|| start_worker(&exe, &tts.voice)).and_then(|w| {
+                    w.map_err(|e| tracing::warn!(error = %e, "whisper worker"))
+                        .ok()
+                })
+            })
+            .collect();
         WhisperPool {
             exe,
             tts,
             slots: Mutex::new(Slots {
-                free: size.max(1),
+                free,
                 waiting: BinaryHeap::new(),
                 seq: 0,
             }),
@@ -203,9 +314,8 @@ impl WhisperPool {
     async fn acquire(&self, rank: u8) -> Result<Held<'_>, WhisperError> {
         let wait = {
             let mut slots = self.lock();
-            if slots.free > 0 {
-                slots.free -= 1;
-                None
+            if let Some(worker) = slots.free.pop() {
+                return Ok(Held { pool: self, worker });
             } else if slots.waiting.len() >= MAX_WAITING {
                 return Err(WhisperError::Tts(TtsError::Synthesis {
                     engine: "whisper pool",
@@ -216,22 +326,20 @@ impl WhisperPool {
                 slots.seq += 1;
                 let seq = slots.seq;
                 slots.waiting.push(Waiter { rank, seq, wake });
-                Some(woken)
+                woken
             }
         };
-        if let Some(woken) = wait {
-            woken.await.map_err(|_| {
-                WhisperError::Tts(TtsError::Synthesis {
-                    engine: "whisper pool",
-                    reason: "the pool stopped".into(),
-                })
-            })?;
-        }
-        Ok(Held(self))
+        let worker = wait.await.map_err(|_| {
+            WhisperError::Tts(TtsError::Synthesis {
+                engine: "whisper pool",
+                reason: "the pool stopped".into(),
+            })
+        })?;
+        Ok(Held { pool: self, worker })
     }
 
-    /// Renders the whisper for `ctx` in a fresh worker process, after the more
-    /// urgent ones waiting.
+    /// Renders the whisper for `ctx` in a worker process (a fresh fork of a
+    /// prepared engine), after the more urgent ones waiting.
     pub async fn render(
         &self,
         ctx: &HandoffContext,
@@ -242,17 +350,70 @@ impl WhisperPool {
             Some(crate::domain::Urgency::Elevated) => 1,
             _ => 0,
         };
-        let _slot = self.acquire(rank).await?;
+        let mut slot = self.acquire(rank).await?;
         let request = WorkerRequest {
             context: serde_json::from_str(&ctx.to_json_pretty()).unwrap_or_default(),
             window,
             tts: self.tts.clone(),
         };
-        let bytes = serde_json::to_vec(&request).map_err(|e| worker_error(e.to_string()))?;
-        tokio::time::timeout(WORKER_TIMEOUT, run_worker(&self.exe, &bytes))
+        let mut line = serde_json::to_vec(&request).map_err(|e| worker_error(e.to_string()))?;
+        line.push(b'\n');
+        let mut worker = match slot.worker.take() {
+            Some(w) => w,
+            None => start_worker(&self.exe, &self.tts.voice)?,
+        };
+        let answer = tokio::time::timeout(WORKER_TIMEOUT, ask(&mut worker, &line))
             .await
-            .map_err(|_| worker_error(format!("no answer within {} s", WORKER_TIMEOUT.as_secs())))?
+            .map_err(|_| worker_error(format!("no answer within {} s", WORKER_TIMEOUT.as_secs())))
+            .and_then(|a| a);
+        // A worker that answered goes back with the slot; one that failed or
+        // timed out is dropped (killed) and the slot starts a new one next time.
+        if answer.is_ok() {
+            slot.worker = Some(worker);
+        }
+        answer
     }
+}
+
+/// Starts `exe tts-worker`, loading `voice` at once.
+fn start_worker(exe: &std::path::Path, voice: &str) -> Result<Worker, WhisperError> {
+    let mut child = tokio::process::Command::new(exe)
+        .arg("tts-worker")
+        .arg(format!("--voice={voice}"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| worker_error(format!("cannot start {}: {e}", exe.display())))?;
+    let stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| worker_error("no stdin".into()))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| worker_error("no stdout".into()))?;
+    Ok(Worker {
+        _child: child,
+        stdin,
+        stdout: BufReader::new(stdout),
+    })
+}
+
+/// Sends one request to `worker` and reads its answer.
+async fn ask(worker: &mut Worker, line: &[u8]) -> Result<Whisper, WhisperError> {
+    worker
+        .stdin
+        .write_all(line)
+        .await
+        .map_err(|e| worker_error(format!("cannot send the request: {e}")))?;
+    worker
+        .stdin
+        .flush()
+        .await
+        .map_err(|e| worker_error(format!("cannot send the request: {e}")))?;
+    read_answer(&mut worker.stdout).await
 }
 
 fn worker_error(reason: String) -> WhisperError {
@@ -262,56 +423,13 @@ fn worker_error(reason: String) -> WhisperError {
     })
 }
 
-async fn run_worker(exe: &std::path::Path, request: &[u8]) -> Result<Whisper, WhisperError> {
-    let mut child = tokio::process::Command::new(exe)
-        .arg("tts-worker")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| worker_error(format!("cannot start {}: {e}", exe.display())))?;
-    let mut stdin = child
-        .stdin
-        .take()
-        .ok_or_else(|| worker_error("no stdin".into()))?;
-    let mut stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| worker_error("no stdout".into()))?;
-    let write = async move {
-        stdin.write_all(request).await?;
-        stdin.shutdown().await
-    };
-    let read = read_answer(&mut stdout);
-    let (written, answer) = tokio::join!(write, read);
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| worker_error(e.to_string()))?;
-    match answer {
-        Ok(whisper) => Ok(whisper),
-        Err(e) => {
-            written.map_err(|w| worker_error(format!("cannot send the request: {w}")))?;
-            Err(if status.success() {
-                e
-            } else {
-                worker_error(format!("worker exited with {status}: {e}"))
-            })
-        }
-    }
-}
-
 /// Reads a worker's answer: the header line, then exactly the samples it
 /// announces, into one buffer of their size (a whisper is ≈ 0.6 MB; growing a
 /// buffer by doubling for each one fragmented the gateway's heap).
-async fn read_answer<R: tokio::io::AsyncRead + Unpin>(
-    out: &mut R,
-) -> Result<Whisper, WhisperError> {
+async fn read_answer<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Whisper, WhisperError> {
     use tokio::io::AsyncBufReadExt;
-    let mut reader = tokio::io::BufReader::new(out);
     let mut line = Vec::new();
-    (&mut reader)
+    (&mut *reader)
         .take(64 * 1024)
         .read_until(b'\n', &mut line)
         .await
