@@ -7,6 +7,7 @@ pub mod confidence;
 pub mod corpus;
 pub mod encoder;
 pub mod features;
+mod harm;
 pub mod heads;
 pub mod judge;
 pub mod policy;

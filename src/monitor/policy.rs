@@ -806,7 +806,10 @@ impl Monitor {
         }
         let critical = if scores.has(Label::LegalThreat) {
             Some("threatened legal action")
-        } else if scores.has(Label::FraudEmergency) {
+        } else if scores.has(Label::FraudEmergency)
+            && (scores.score(Label::FraudEmergency) >= crate::monitor::harm::SURE
+                || crate::monitor::harm::names_harm_or_fraud(content))
+        {
             Some("reported fraud or an emergency")
         } else {
             None
