@@ -130,7 +130,8 @@ fn the_classifier_decides_a_third_unseen_split_as_well() {
 /// its real report two turns later scoring under the head's threshold.
 #[test]
 fn the_classifier_decides_a_fourth_unseen_split_within_its_floors() {
-    holds_within("tests/data/policy/holdout4", 0.92, 0.88, 4);
+    // 94.4 % and 2 once a caller accepting the explanation is not a dispute.
+    holds_within("tests/data/policy/holdout4", 0.94, 0.88, 2);
 }
 
 /// A fifth held-out split, by a new author who saw no corpus file and no code
@@ -138,10 +139,11 @@ fn the_classifier_decides_a_fourth_unseen_split_within_its_floors() {
 /// corroboration was added: 94.4 → 95.0 % escalate-or-not, ordinary calls
 /// escalated 6 → 5 of 48, critical kept critical 16 of 18 both times; then,
 /// with its misses read, 95.6 % and 4 once a denied fraud ("nothing on there I
-/// don't recognise") no longer counts as naming one.
+/// don't recognise") no longer counts as naming one; 96.2 % and 3 once a
+/// caller accepting the explanation ("oh, I see, fair enough") is not a dispute.
 #[test]
 fn the_classifier_decides_a_fifth_unseen_split_within_its_floors() {
-    holds_within("tests/data/policy/holdout5", 0.95, 0.88, 4);
+    holds_within("tests/data/policy/holdout5", 0.96, 0.88, 3);
 }
 
 #[test]

@@ -874,7 +874,7 @@ impl Monitor {
                 rule: "regulated_advice",
             });
         }
-        if self.disputable && scores.has(Label::Contradicts) {
+        if self.disputable && scores.has(Label::Contradicts) && !accepts_the_explanation(content) {
             return Some(Verdict {
                 trigger: Trigger::Complexity,
                 description: format!(
@@ -1354,6 +1354,26 @@ fn names_a_handover(text: &str) -> bool {
             .any(|w| PEOPLE.contains(&w))
 }
 
+/// Whether a caller's turn accepts what it was told ("oh, I see", "that makes
+/// sense then", "fair enough", "my mistake", "I'll go round"): a turn that
+/// ends a misunderstanding is not a dispute, however much it first sounded
+/// like one ("I thought I'd been charged for something he didn't have. That
+/// makes sense then.").
+fn accepts_the_explanation(text: &str) -> bool {
+    static ACCEPTS: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"(?x)
+            makes\ sense | \bi\ see\b | fair\ enough | that\ explains | \bmy\ mistake | \bmy\ bad\b
+          | \bi\ must\ have\b | \bsilly\ me\b | mystery\ solved | no\ worries | that'?s\ (fine|alright|all\ right)
+          | \b(oh|ah)[,!.\ ]+(ok|okay|right|i\ see|yes|good|lovely)\b
+          | \b(i'?ll|i\ will)\ (go\ round|pop\ round|pop\ over|check\ with|have\ a\ look|ask\ (her|him|them))",
+        )
+        .ok()
+    });
+    let lower = text.to_lowercase().replace(['’', '‘'], "'");
+    ACCEPTS.as_ref().is_some_and(|re| re.is_match(&lower))
+}
+
 /// Words that name a person to talk to when a request verb comes before them.
 const PERSON_WORDS: &[&str] = &[
     "someone",
@@ -1713,6 +1733,60 @@ mod tests {
             "Hi this is Sue, Sue Miller, checking on my delivery",
         );
         assert!(o.decision.is_none(), "{:?}", o.decision);
+    }
+
+    #[test]
+    fn a_caller_who_accepts_the_explanation_is_not_disputing_the_record() {
+        let mut m = heads();
+        agent(
+            &mut m,
+            "Hello, Fernside Dental. How can I help?",
+            Some(0.95),
+        );
+        user(
+            &mut m,
+            "There's a charge of twelve pounds on my invoice for a fluoride varnish, what is that?",
+        );
+        m.observe(
+            MonitorInput::Tool {
+                name: "invoice_lookup",
+                ok: true,
+            },
+            Duration::ZERO,
+        );
+        agent(
+            &mut m,
+            "Our records show the hygienist applied a fluoride varnish at your check-up on the 3rd; it's charged on every hygiene visit.",
+            Some(0.9),
+        );
+        let accepted = "But I never had a varnish. Oh, I see, it was the hygienist. Fair enough.";
+        let o = user(&mut m, accepted);
+        assert!(o.decision.is_none(), "{:?}", o.decision);
+        // The same words without the acceptance are a dispute.
+        let mut m2 = heads();
+        agent(
+            &mut m2,
+            "Hello, Fernside Dental. How can I help?",
+            Some(0.95),
+        );
+        m2.observe(
+            MonitorInput::Tool {
+                name: "invoice_lookup",
+                ok: true,
+            },
+            Duration::ZERO,
+        );
+        agent(
+            &mut m2,
+            "Our records show the hygienist applied a fluoride varnish at your check-up on the 3rd.",
+            Some(0.9),
+        );
+        let d = user(&mut m2, "But I never had a varnish.")
+            .decision
+            .expect("a dispute");
+        assert_eq!((d.trigger, d.rule), (Trigger::Complexity, "conflict"));
+        assert!(accepts_the_explanation(accepted));
+        assert!(!accepts_the_explanation("But I never had a varnish."));
     }
 
     #[test]
