@@ -130,8 +130,9 @@ fn the_classifier_decides_a_third_unseen_split_as_well() {
 /// its real report two turns later scoring under the head's threshold.
 #[test]
 fn the_classifier_decides_a_fourth_unseen_split_within_its_floors() {
-    // 94.4 % and 2 once a caller accepting the explanation is not a dispute.
-    holds_within("tests/data/policy/holdout4", 0.94, 0.88, 2);
+    // 94.4 % and 2 once a caller accepting the explanation is not a dispute;
+    // 95.0 % once "as I said" / "I gave it at the start" counts as repeating.
+    holds_within("tests/data/policy/holdout4", 0.95, 0.88, 2);
 }
 
 /// A fifth held-out split, by a new author who saw no corpus file and no code

@@ -754,7 +754,7 @@ impl Monitor {
         // A plain repeat after "sorry, could you say that again?" is doing as
         // asked; "I already told you" always counts against the next answer.
         self.tracker.on_user_turn(&text);
-        if scores.has(Label::RepeatYourself) {
+        if scores.has(Label::RepeatYourself) || says_it_is_repeating(content) {
             self.tracker.mark_caller_repeated();
         }
         let verdict = self.caller_rules(content, &text, index, &scores, ctx);
@@ -1354,6 +1354,29 @@ fn names_a_handover(text: &str) -> bool {
             .any(|w| PEOPLE.contains(&w))
 }
 
+/// Whether a caller says they are saying it again ("as I said", "I gave it at
+/// the start", "I said 4410, not 4401", "I've already told you"): the seed's
+/// repeat-yourself signal, which the heads score under their threshold when
+/// it is said calmly. The agent's next answer then answers a caller it has
+/// already failed once (R6).
+fn says_it_is_repeating(text: &str) -> bool {
+    static REPEATING: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"(?x)
+            \b(as|like)\ i\ (said|say|mentioned|told\ you|explained|just\ said)
+          | \bi\ (already|just)\ (said|told|gave|mentioned|explained|read|spelled|spelt)
+          | \bi'?ve\ (already\ )?(said|told\ you|given\ you|mentioned|explained)\ (this|that|it|you|already|twice|before)
+          | \bi\ (gave|told)\ (it|you|that|them)\ (at\ the\ start|already|earlier|before|a\ minute\ ago|twice)
+          | \bi\ said\b[^.?!]{1,30}\bnot\b
+          | \bi\ told\ you\b | \bfor\ the\ (second|third|fourth)\ time\b | \bhow\ many\ times\b
+          | \bi\ (keep|kept)\ (saying|telling)",
+        )
+        .ok()
+    });
+    let lower = text.to_lowercase().replace(['’', '‘'], "'");
+    REPEATING.as_ref().is_some_and(|re| re.is_match(&lower))
+}
+
 /// Whether a caller's turn accepts what it was told ("oh, I see", "that makes
 /// sense then", "fair enough", "my mistake", "I'll go round"): a turn that
 /// ends a misunderstanding is not a dispute, however much it first sounded
@@ -1733,6 +1756,46 @@ mod tests {
             "Hi this is Sue, Sue Miller, checking on my delivery",
         );
         assert!(o.decision.is_none(), "{:?}", o.decision);
+    }
+
+    #[test]
+    fn a_caller_saying_it_again_calmly_counts_against_the_next_answer() {
+        for said in [
+            "Sorry, as I said, the reference is KX20291.",
+            "It's 7731, I gave it at the start.",
+            "I said Tuesday, not Thursday.",
+            "I've already told you that twice.",
+        ] {
+            assert!(says_it_is_repeating(said), "{said}");
+        }
+        for plain in [
+            "The reference is KX20291.",
+            "I said to my wife I'd sort it today.",
+            "Tell me, is it open on Sundays?",
+        ] {
+            assert!(!says_it_is_repeating(plain), "{plain}");
+        }
+        let mut m = heads();
+        agent(&mut m, "Parcelwise, how can I help?", Some(0.9));
+        user(&mut m, "Where's my parcel? The reference is KX20291.");
+        let first = agent(
+            &mut m,
+            "I'm not sure which parcel you mean. Do you have a reference?",
+            Some(0.75),
+        );
+        assert!(first.decision.is_none());
+        user(&mut m, "Sorry, as I said, the reference is KX20291.");
+        let d = agent(
+            &mut m,
+            "Thanks. Parcel KX20291 is out for delivery today.",
+            Some(0.9),
+        )
+        .decision
+        .expect("two unhelpful answers in a row");
+        assert_eq!(
+            (d.trigger, d.rule),
+            (Trigger::RepeatedFailure, "repeated_unhelpful")
+        );
     }
 
     #[test]
