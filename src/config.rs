@@ -385,7 +385,8 @@ pub struct TtsConfig {
     pub http_api_key: String,
     /// HTTP engine timeout.
     pub http_timeout_ms: u64,
-    /// Whispers rendered at once, each in its own worker process (0 = one per core).
+    /// Whisper worker processes, each rendering one whisper at a time in a
+    /// fork of its prepared engine (0 = one per core).
     pub whisper_workers: usize,
     /// The program run as `<it> tts-worker` ("" = this program, when it is the
     /// warmline binary; otherwise whispers are rendered in this process).
