@@ -56,8 +56,6 @@ const UPWARD_ALLOWED: &[(&str, &str)] = &[
     ("src/legs/sip/agent_phone.rs", "cluster"),
     ("src/legs/sip/agent_phone.rs", "routing"),
     ("src/legs/sip/endpoint.rs", "gateway"),
-    ("src/routing/cluster_side.rs", "cluster"),
-    ("src/routing/mod.rs", "cluster"),
 ];
 
 /// The sans-IO cores: state machines that take `now` and return outputs.

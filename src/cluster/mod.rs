@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::gateway::Shared;
 use crate::routing::{RoutingEvent, WithdrawReason};
 use bus::{CallNews, NodeMessage, Presence, PresentAgent};
-use db::{Accepted, ClusterDb, ClusterDbError, OfferKind, QueueEntry, Released, Round};
+use db::{Accepted, ClusterDb, ClusterDbError, OfferKind, Released, Round};
 use futures_util::StreamExt;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -46,35 +46,8 @@ pub enum ClusterError {
     },
 }
 
-/// Work routing hands the cluster task.
-#[derive(Debug, Clone)]
-pub enum ClusterOp {
-    /// One of this node's agents changed availability.
-    Presence(PresentAgent),
-    /// A call joined the queue on this node.
-    Enqueue(QueueEntry),
-    /// A queued call's context changed.
-    UpdateContext {
-        /// The call.
-        call_id: String,
-        /// The context, JSON.
-        context: String,
-    },
-    /// An offer is declined or timed out.
-    Release {
-        /// The agent.
-        agent_id: String,
-        /// The call.
-        call_id: String,
-    },
-    /// A call left the queue.
-    Leave {
-        /// The call.
-        call_id: String,
-    },
-    /// Something changed: run a dispatch round.
-    Dispatch,
-}
+/// Work routing hands the cluster task (routing's port, defined there).
+pub use crate::routing::ClusterOp;
 
 /// What an agent's accept gave them.
 #[derive(Debug)]
@@ -243,7 +216,7 @@ impl Cluster {
                     let Some(msg) = msg else { break };
                     let Some(shared) = shared.upgrade() else { break };
                     match serde_json::from_slice::<Presence>(&msg.payload) {
-                        Ok(p) if p.node_id != self.node_id => shared.routing.remote_presence(p, self.lease),
+                        Ok(p) if p.node_id != self.node_id => shared.routing.remote_presence(&p.node_id, p.agents, self.lease),
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "malformed presence announcement dropped"),
                     }

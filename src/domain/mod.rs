@@ -11,6 +11,7 @@ pub mod escalation;
 pub mod handoff;
 pub mod hours;
 pub mod marks;
+pub mod offer;
 pub mod party;
 pub mod supervision;
 
@@ -18,5 +19,6 @@ pub use conversation::{Role, ToolUse, Turn};
 pub use escalation::{EscalationRequest, Trigger, Urgency};
 pub use handoff::{HandoffOutcome, HandoffResult, HandoffStep, TransferTarget};
 pub use marks::GatewayMark;
+pub use offer::OfferKind;
 pub use party::Party;
 pub use supervision::{CallControl, LiveCallView, SupervisorHint, SupervisorMode};

@@ -5,10 +5,12 @@
 //! Touched at escalation, offer and answer only — never per audio frame — so
 //! one mutex is enough.
 
+mod cluster_port;
 mod cluster_side;
 pub mod webhook;
 
-pub use crate::cluster::db::OfferKind;
+pub use crate::domain::OfferKind;
+pub use cluster_port::{ClusterOp, PresentAgent, QueueEntry};
 pub use cluster_side::AgentEnd;
 
 use crate::brief::context::HandoffContext;
@@ -509,7 +511,7 @@ pub struct Routing {
     /// Woken on every presence change (consoles refresh their team view).
     team_changed: Arc<tokio::sync::Notify>,
     state: Mutex<State>,
-    cluster: std::sync::OnceLock<mpsc::UnboundedSender<crate::cluster::ClusterOp>>,
+    cluster: std::sync::OnceLock<mpsc::UnboundedSender<ClusterOp>>,
 }
 
 impl std::fmt::Debug for Routing {
@@ -1198,7 +1200,7 @@ impl Routing {
             });
             if let (Some(cluster), Some(waiting)) = (self.cluster.get(), s.queue.last()) {
                 let entry = cluster_side::queue_entry(waiting);
-                let _ = cluster.send(crate::cluster::ClusterOp::Enqueue(entry));
+                let _ = cluster.send(ClusterOp::Enqueue(entry));
             }
             ticket
         };
@@ -1209,7 +1211,7 @@ impl Routing {
     /// Updates the context a queued call shows on the next screen-pop.
     pub fn update_context(&self, call_id: &str, context: Arc<HandoffContext>) {
         if let Some(cluster) = self.cluster.get() {
-            let _ = cluster.send(crate::cluster::ClusterOp::UpdateContext {
+            let _ = cluster.send(ClusterOp::UpdateContext {
                 call_id: call_id.to_string(),
                 context: serde_json::to_string(context.as_ref()).unwrap_or_else(|_| "{}".into()),
             });
@@ -1289,7 +1291,7 @@ impl Routing {
         // Only a call queued here can be in the shared queue (every call's
         // session calls this when it ends: the others cost the database nothing).
         if let Some(cluster) = self.cluster.get() {
-            let _ = cluster.send(crate::cluster::ClusterOp::Leave {
+            let _ = cluster.send(ClusterOp::Leave {
                 call_id: call_id.to_string(),
             });
         }
@@ -1333,7 +1335,7 @@ impl Routing {
     fn dispatch(&self) {
         if let Some(cluster) = self.cluster.get() {
             // The cluster decides, in PostgreSQL, for every node at once.
-            let _ = cluster.send(crate::cluster::ClusterOp::Dispatch);
+            let _ = cluster.send(ClusterOp::Dispatch);
             return;
         }
         let mut s = self.lock();
