@@ -149,13 +149,13 @@ impl Shared {
         self: &Arc<Self>,
         agent_id: &str,
         call_id: &str,
-    ) -> Result<crate::cluster::AcceptOutcome, String> {
+    ) -> Result<crate::legs::desk::AcceptOutcome, String> {
         match &self.cluster {
             Some(cluster) => cluster.accept(self, agent_id, call_id).await,
             None => self
                 .routing
                 .accept_local(agent_id, call_id)
-                .map(crate::cluster::AcceptOutcome::Call)
+                .map(crate::legs::desk::AcceptOutcome::Call)
                 .map_err(|e| e.to_string()),
         }
     }
@@ -171,6 +171,42 @@ impl Shared {
             }
             Err(e) => tracing::error!(error = %e, "cannot load registered agents"),
         }
+    }
+}
+
+/// The agents' legs reach routing and the cluster through this port.
+impl crate::legs::desk::AgentDesk for Shared {
+    fn phone_connected(
+        &self,
+        agent_id: &str,
+        phone: tokio::sync::mpsc::Sender<crate::legs::desk::HumanCommand>,
+    ) -> Result<(), String> {
+        self.routing
+            .phone_connected(agent_id, phone)
+            .map_err(|e| e.to_string())
+    }
+
+    fn decline(
+        &self,
+        agent_id: &str,
+        call_id: &str,
+        reason: crate::domain::WithdrawReason,
+    ) -> Result<(), String> {
+        self.routing
+            .decline(agent_id, call_id, reason)
+            .map_err(|e| e.to_string())
+    }
+
+    fn accept<'a>(
+        self: Arc<Self>,
+        agent_id: &'a str,
+        call_id: &'a str,
+    ) -> crate::legs::desk::DeskFuture<'a, Result<crate::legs::desk::AcceptOutcome, String>> {
+        Box::pin(async move { Shared::accept_offer(&self, agent_id, call_id).await })
+    }
+
+    fn context_url(&self, call_id: &str) -> String {
+        Shared::context_url(self, call_id)
     }
 }
 

@@ -53,8 +53,6 @@ const UPWARD_ALLOWED: &[(&str, &str)] = &[
     ("src/legs/human.rs", "cluster"),
     ("src/legs/human.rs", "gateway"),
     ("src/legs/human.rs", "routing"),
-    ("src/legs/sip/agent_phone.rs", "cluster"),
-    ("src/legs/sip/agent_phone.rs", "routing"),
     ("src/legs/sip/endpoint.rs", "gateway"),
 ];
 

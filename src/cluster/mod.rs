@@ -49,17 +49,8 @@ pub enum ClusterError {
 /// Work routing hands the cluster task (routing's port, defined there).
 pub use crate::routing::ClusterOp;
 
-/// What an agent's accept gave them.
-#[derive(Debug)]
-pub enum AcceptOutcome {
-    /// A live call: its audio link.
-    Call(crate::routing::AgentEnd),
-    /// A callback assigned to them: the number to call.
-    Callback {
-        /// The number.
-        number: String,
-    },
-}
+/// What an agent's accept gave them (the agents' legs' type).
+pub use crate::legs::desk::AcceptOutcome;
 
 /// This node's membership of the cluster.
 pub struct Cluster {

@@ -6,19 +6,19 @@
 //! Wire names are fixed by serde attributes here, so every transport and
 //! `timeline.json` spell them the same way.
 
+pub mod agents;
 pub mod conversation;
 pub mod escalation;
 pub mod handoff;
 pub mod hours;
 pub mod marks;
-pub mod offer;
 pub mod party;
 pub mod supervision;
 
+pub use agents::{AgentStatus, OfferKind, WithdrawReason};
 pub use conversation::{Role, ToolUse, Turn};
 pub use escalation::{EscalationRequest, Trigger, Urgency};
 pub use handoff::{HandoffOutcome, HandoffResult, HandoffStep, TransferTarget};
 pub use marks::GatewayMark;
-pub use offer::OfferKind;
 pub use party::Party;
 pub use supervision::{CallControl, LiveCallView, SupervisorHint, SupervisorMode};

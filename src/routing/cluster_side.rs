@@ -3,12 +3,11 @@
 //! their presence announcements (for wait estimates and listings).
 
 use super::{
-    AgentInfo, AgentStatus, ClusterOp, HumanCommand, HumanLink, OfferKind, PresentAgent,
+    AgentEnd, AgentInfo, AgentStatus, ClusterOp, HumanCommand, HumanLink, OfferKind, PresentAgent,
     QueueEntry, Routing, RoutingError, RoutingEvent, State,
 };
 use crate::brief::context::HandoffContext;
 use crate::domain::Urgency;
-use crate::legs::{LegCommand, LegEvent};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -64,15 +63,6 @@ pub(super) fn remote_info(s: &State) -> Vec<AgentInfo> {
             node: Some(a.node.clone()),
         })
         .collect()
-}
-
-/// The side of an agent's audio link the agent's end keeps.
-#[derive(Debug)]
-pub struct AgentEnd {
-    /// Audio and marks for the agent.
-    pub commands: mpsc::Receiver<LegCommand>,
-    /// The agent's voice, skip and hang-up.
-    pub events: mpsc::Sender<LegEvent>,
 }
 
 /// A new audio link between a call (its half) and an agent (theirs).

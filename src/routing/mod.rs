@@ -9,9 +9,9 @@ mod cluster_port;
 mod cluster_side;
 pub mod webhook;
 
-pub use crate::domain::OfferKind;
+pub use crate::domain::{AgentStatus, OfferKind, WithdrawReason};
+pub use crate::legs::desk::{AgentEnd, Arrival, HeldCall, HumanCommand, Presence, WrapUpNews};
 pub use cluster_port::{ClusterOp, PresentAgent, QueueEntry};
-pub use cluster_side::AgentEnd;
 
 use crate::brief::context::HandoffContext;
 use crate::domain::Urgency;
@@ -22,121 +22,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::sync::mpsc;
-
-/// What an agent's console is told.
-#[derive(Debug, Clone)]
-pub enum HumanCommand {
-    /// A call is offered (the screen-pop): accept or decline.
-    Offer {
-        /// The call.
-        call_id: String,
-        /// A live call, or (in a cluster) a saved callback.
-        kind: OfferKind,
-        /// Its urgency.
-        urgency: Urgency,
-        /// Everything known about it.
-        context: Arc<HandoffContext>,
-    },
-    /// The offer is withdrawn (caller hung up, timed out).
-    OfferWithdrawn {
-        /// The call.
-        call_id: String,
-        /// Why: a [`WithdrawReason`] wire name (a cluster peer may send others).
-        reason: String,
-    },
-    /// The agent's presence changed (the console shows it as it is).
-    Presence(Presence),
-    /// This console session is over (token rotated, set offline by an admin):
-    /// it must close at once and take nothing more.
-    SignedOut {
-        /// Why.
-        reason: String,
-    },
-}
-
-/// Why an offer was taken back from an agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WithdrawReason {
-    /// Nobody answered within `routing.ring_timeout_ms`.
-    RingTimeout,
-    /// The agent declined it.
-    Declined,
-    /// The caller hung up while it rang.
-    CallerHangup,
-    /// The caller chose a callback while it rang.
-    CallbackChosen,
-    /// The agent's console went away.
-    AgentGone,
-    /// The call's gateway node stopped (in a cluster it becomes a callback).
-    CallLost,
-    /// The caller went back to the AI agent.
-    ReturnedToAi,
-    /// A destination answered with a greeting that ran on: a voicemail box.
-    Voicemail,
-}
-
-impl WithdrawReason {
-    /// The wire name (`offer_withdrawn.reason`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WithdrawReason::RingTimeout => "ring_timeout",
-            WithdrawReason::Declined => "declined",
-            WithdrawReason::CallerHangup => "caller_hangup",
-            WithdrawReason::CallbackChosen => "callback_chosen",
-            WithdrawReason::AgentGone => "agent_gone",
-            WithdrawReason::CallLost => "call_lost",
-            WithdrawReason::ReturnedToAi => "returned_to_ai",
-            WithdrawReason::Voicemail => "voicemail",
-        }
-    }
-}
-
-/// An agent's presence as their console shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Presence {
-    /// The state.
-    pub status: AgentStatus,
-    /// In wrap-up: which call, and how long is left.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub wrap_up: Option<WrapUpNews>,
-}
-
-/// The wrap-up an agent owes.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WrapUpNews {
-    /// The call to wrap up.
-    pub call_id: String,
-    /// Seconds until the agent is available again (none: until saved).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub seconds_left: Option<u64>,
-}
-
-/// A call whose console dropped mid-call, held for the agent to take back
-/// within `routing.reattach_grace_ms`.
-#[derive(Debug)]
-pub struct HeldCall {
-    /// The call.
-    pub call_id: String,
-    /// What the console showed (urgency and screen-pop), to show it again.
-    pub context: Option<(Urgency, Arc<HandoffContext>)>,
-    /// The caller had been merged with the agent (the whisper was over).
-    pub merged: bool,
-    /// The agent had put the caller on hold.
-    pub on_hold: bool,
-    /// Send a reply channel here to get the call's link back.
-    pub reclaim: tokio::sync::oneshot::Sender<tokio::sync::oneshot::Sender<AgentEnd>>,
-}
-
-/// What a console finds when it signs in.
-#[derive(Debug)]
-pub struct Arrival {
-    /// Its presence.
-    pub presence: Presence,
-    /// A call it dropped within the grace period, to take back.
-    pub held: Option<HeldCall>,
-}
 
 /// The audio link between an answering agent and the call.
 #[derive(Debug)]
@@ -181,50 +66,6 @@ pub enum RoutingEvent {
         /// The agent or destination it overflowed to.
         agent: String,
     },
-}
-
-/// Presence: what an agent is doing, and whether they are offered calls
-/// (only when `Available`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AgentStatus {
-    /// Can take a call.
-    Available,
-    /// Offered a call, not answered yet.
-    Ringing,
-    /// On a call.
-    Busy,
-    /// After a call, writing it up: no offers until saved or the timer ends.
-    WrapUp,
-    /// Signed in, on a break (their choice).
-    Break,
-    /// Signed in, missed an offer: no offers until they choose available.
-    NotReady,
-    /// Not taking calls.
-    Offline,
-}
-
-impl AgentStatus {
-    /// The wire name, as serialised.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgentStatus::Available => "available",
-            AgentStatus::Ringing => "ringing",
-            AgentStatus::Busy => "busy",
-            AgentStatus::WrapUp => "wrap_up",
-            AgentStatus::Break => "break",
-            AgentStatus::NotReady => "not_ready",
-            AgentStatus::Offline => "offline",
-        }
-    }
-
-    /// A state an agent may choose for themselves between calls.
-    pub fn is_choosable(self) -> bool {
-        matches!(
-            self,
-            AgentStatus::Available | AgentStatus::Break | AgentStatus::Offline
-        )
-    }
 }
 
 /// A registered human agent.

@@ -11,8 +11,9 @@ use super::message::{SipMessage, host_port_of, request, uri_of};
 use super::rtp_leg::{self, RtpControl};
 use super::sdp;
 use super::uas::{token, wait_bye_answer};
+use crate::domain::{OfferKind, WithdrawReason};
+use crate::legs::desk::{AcceptOutcome, HumanCommand};
 use crate::legs::{HangupCause, LegCommand, LegEvent, recv_or_pending};
-use crate::routing::{HumanCommand, OfferKind, WithdrawReason};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -97,7 +98,7 @@ async fn serve(endpoint: Arc<SipEndpoint>, phone: Phone) {
         greeting,
     } = phone;
     let (tx, mut rx) = mpsc::channel::<HumanCommand>(16);
-    if let Err(e) = endpoint.shared.routing.phone_connected(&agent_id, tx) {
+    if let Err(e) = endpoint.desk.phone_connected(&agent_id, tx) {
         tracing::error!(agent = %agent_id, error = %e, "SIP phone cannot sign in");
         return;
     }
@@ -120,11 +121,9 @@ async fn serve(endpoint: Arc<SipEndpoint>, phone: Phone) {
             HumanCommand::Offer { call_id, .. } => {
                 // A saved callback needs a screen to show its context on.
                 tracing::info!(agent = %agent_id, call = %call_id, "callback not offered to a SIP phone");
-                let _ =
-                    endpoint
-                        .shared
-                        .routing
-                        .decline(&agent_id, &call_id, WithdrawReason::Declined);
+                let _ = endpoint
+                    .desk
+                    .decline(&agent_id, &call_id, WithdrawReason::Declined);
             }
             HumanCommand::OfferWithdrawn { .. } | HumanCommand::Presence(_) => {}
             HumanCommand::SignedOut { reason } => {
@@ -142,10 +141,10 @@ async fn ring(
     call: &str,
     offers: &mut mpsc::Receiver<HumanCommand>,
 ) {
-    let routing = &endpoint.shared.routing;
+    let desk = &endpoint.desk;
     let decline = |why: &str| {
         tracing::info!(agent = %agent_id, call = %call, why, "SIP phone did not take the call");
-        let _ = routing.decline(agent_id, call, WithdrawReason::Declined);
+        let _ = desk.decline(agent_id, call, WithdrawReason::Declined);
     };
     let Some(target) = host_port_of(uri) else {
         decline("the agent's sip_uri does not resolve");
@@ -184,7 +183,7 @@ async fn ring(
     if shared.config.routing.signal_context {
         let context = shared.store.context(call).await.ok().flatten();
         let signal = HandoffSignal::from_context(call, context.as_deref());
-        let url = shared.context_url(call);
+        let url = desk.context_url(call);
         let routing = &shared.config.routing;
         context_headers = signal.headers(Some(&url), routing.assert_caller_id, &routing.diversion);
     }
@@ -329,8 +328,8 @@ async fn ring(
     let too_late = |why: String| {
         tracing::warn!(agent = %agent_id, error = %why, "answered too late; hanging up the phone");
     };
-    let accepted = |outcome: Result<crate::cluster::AcceptOutcome, String>| match outcome {
-        Ok(crate::cluster::AcceptOutcome::Call(end)) => Ok((end.commands, end.events)),
+    let accepted = |outcome: Result<AcceptOutcome, String>| match outcome {
+        Ok(AcceptOutcome::Call(end)) => Ok((end.commands, end.events)),
         Err(e) => Err(e),
         Ok(_) => Err("a callback cannot be taken on a phone".to_string()),
     };
@@ -341,8 +340,7 @@ async fn ring(
     // Otherwise the leg gets the call's channels directly (no relay hop per frame).
     let mut relay = Relay::default();
     let (media, call_events) = if dtmf.is_empty() && greeting.is_none() {
-        let (commands, events) = match accepted(endpoint.shared.accept_offer(agent_id, call).await)
-        {
+        let (commands, events) = match accepted(Arc::clone(desk).accept(agent_id, call).await) {
             Ok(links) => links,
             Err(why) => {
                 too_late(why);
@@ -389,11 +387,11 @@ async fn ring(
             tracing::info!(agent = %agent_id, call = %call, "a voicemail box answered; moving the call on");
             endpoint.send(&bye, &transport).await;
             let _ = ctl_tx.send(RtpControl::Stop).await;
-            let _ = routing.decline(agent_id, call, WithdrawReason::Voicemail);
+            let _ = desk.decline(agent_id, call, WithdrawReason::Voicemail);
             endpoint.unregister(&sip_call_id);
             return;
         }
-        match accepted(endpoint.shared.accept_offer(agent_id, call).await) {
+        match accepted(Arc::clone(desk).accept(agent_id, call).await) {
             Ok((call_commands, call_events)) => {
                 relay = Relay {
                     to_leg: Some(leg_commands),

@@ -72,6 +72,8 @@ pub struct SipEndpoint {
     auth: Option<DigestAuth>,
     /// Gateway state.
     pub shared: Arc<Shared>,
+    /// Routing and the cluster, as the agents' phones reach them.
+    pub desk: Arc<dyn crate::legs::desk::AgentDesk>,
 }
 
 /// The SIP/TCP listener's connection limits (`[sip]`).
@@ -171,6 +173,7 @@ impl SipEndpoint {
                 config.invite_rate,
                 config.invite_burst,
             )),
+            desk: Arc::clone(&shared) as _,
             shared,
         });
         tokio::spawn(Arc::clone(&endpoint).serve_udp());
