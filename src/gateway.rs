@@ -210,6 +210,104 @@ impl crate::legs::desk::AgentDesk for Shared {
     }
 }
 
+/// The agents' consoles reach routing, the cluster and the live calls through this port.
+impl crate::legs::desk::ConsoleDesk for Shared {
+    fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn redactor(&self) -> &crate::util::pii::Redactor {
+        &self.redactor
+    }
+
+    fn console_connected(
+        &self,
+        agent_id: &str,
+        console: tokio::sync::mpsc::Sender<crate::legs::desk::HumanCommand>,
+    ) -> Result<crate::legs::desk::Arrival, String> {
+        self.routing
+            .console_connected(agent_id, console)
+            .map_err(|e| e.to_string())
+    }
+
+    fn console_gone(
+        &self,
+        agent_id: &str,
+        console: &tokio::sync::mpsc::Sender<crate::legs::desk::HumanCommand>,
+        held: Option<crate::legs::desk::HeldCall>,
+    ) {
+        self.routing.console_gone(agent_id, console, held)
+    }
+
+    fn held_call_gone(&self, agent_id: &str, call_id: &str) {
+        self.routing.held_call_gone(agent_id, call_id)
+    }
+
+    fn is_supervisor(&self, agent_id: &str) -> bool {
+        self.routing.is_supervisor(agent_id)
+    }
+
+    fn is_agent(&self, agent_id: &str) -> bool {
+        self.routing.agents().iter().any(|a| a.id == agent_id)
+    }
+
+    fn set_status(&self, agent_id: &str, status: crate::domain::AgentStatus) -> Result<(), String> {
+        self.set_agent_status(agent_id, status)
+            .map_err(|e| e.to_string())
+    }
+
+    fn tick(&self) {
+        self.routing.tick()
+    }
+
+    fn team(&self) -> crate::legs::desk::Team {
+        self.routing.team()
+    }
+
+    fn team_changed(&self) -> Arc<tokio::sync::Notify> {
+        self.routing.team_changed()
+    }
+
+    fn took(&self, agent_id: &str, call_id: &str) -> bool {
+        self.routing.took(agent_id, call_id)
+    }
+
+    fn wrapup_done(&self, agent_id: &str, call_id: &str) {
+        self.routing.wrapup_done(agent_id, call_id)
+    }
+
+    fn board(&self) -> Vec<crate::domain::LiveCallView> {
+        self.registry.board()
+    }
+
+    fn monitor(&self, call_id: &str, link: crate::legs::MonitorLink) -> Result<(), String> {
+        self.registry.monitor(call_id, link)
+    }
+
+    fn monitor_mode(
+        &self,
+        call_id: &str,
+        supervisor: &str,
+        mode: crate::domain::SupervisorMode,
+    ) -> Result<(), String> {
+        self.registry.monitor_mode(call_id, supervisor, mode)
+    }
+
+    fn hint(&self, call_id: &str, supervisor: &str, text: &str) -> Result<(), String> {
+        self.registry
+            .hint(call_id, supervisor, text)
+            .map_err(|e| e.to_string())
+    }
+
+    fn control(&self, call_id: &str, request: crate::domain::CallControl) -> Result<(), String> {
+        self.registry.control(call_id, request)
+    }
+}
+
 /// The gateway could not start.
 #[derive(Debug, Error)]
 pub enum GatewayError {

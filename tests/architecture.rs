@@ -50,9 +50,6 @@ const UPWARD_ALLOWED: &[(&str, &str)] = &[
     ("src/http/api.rs", "gateway"),
     ("src/http/limits.rs", "gateway"),
     ("src/http/mod.rs", "gateway"),
-    ("src/legs/human.rs", "cluster"),
-    ("src/legs/human.rs", "gateway"),
-    ("src/legs/human.rs", "routing"),
     ("src/legs/sip/endpoint.rs", "gateway"),
 ];
 

@@ -10,7 +10,9 @@ mod cluster_side;
 pub mod webhook;
 
 pub use crate::domain::{AgentStatus, OfferKind, WithdrawReason};
-pub use crate::legs::desk::{AgentEnd, Arrival, HeldCall, HumanCommand, Presence, WrapUpNews};
+pub use crate::legs::desk::{
+    AgentEnd, Arrival, HeldCall, HumanCommand, Presence, QueueView, Team, TeamMember, WrapUpNews,
+};
 pub use cluster_port::{ClusterOp, PresentAgent, QueueEntry};
 
 use crate::brief::context::HandoffContext;
@@ -359,38 +361,6 @@ impl std::fmt::Debug for Routing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Routing")
     }
-}
-
-/// The team as a console shows it ([`Routing::team`]).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Team {
-    /// Skills with calls waiting.
-    pub queues: Vec<QueueView>,
-    /// Every agent and their presence.
-    pub agents: Vec<TeamMember>,
-}
-
-/// One skill's queue.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct QueueView {
-    /// The skill ("" = any agent).
-    pub skill: String,
-    /// Calls waiting (ringing ones included).
-    pub waiting: usize,
-    /// How long the longest-waiting call has waited.
-    pub longest_wait_seconds: u64,
-}
-
-/// One agent, as the team sees them.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TeamMember {
-    /// Id.
-    pub id: String,
-    /// Name.
-    pub name: String,
-    /// Presence.
-    pub status: AgentStatus,
 }
 
 /// How long a console sign-in ticket lasts.
