@@ -308,6 +308,25 @@ impl crate::legs::desk::ConsoleDesk for Shared {
     }
 }
 
+/// The SIP user agent reaches the gateway through this port.
+impl crate::legs::sip::endpoint::SipServices for Shared {
+    fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    fn call_refusal(&self) -> Option<String> {
+        Shared::call_refusal(self)
+    }
+}
+
 /// The gateway could not start.
 #[derive(Debug, Error)]
 pub enum GatewayError {
@@ -590,7 +609,7 @@ impl RunningGateway {
         } else {
             // One plane per process (threads named rtp-relay-N), started once.
             crate::legs::sip::relay_plane::start(shared.config.sip.relay_plane_threads());
-            Some(crate::legs::sip::endpoint::SipEndpoint::start(Arc::clone(&shared)).await?)
+            Some(crate::legs::sip::endpoint::SipEndpoint::start(Arc::clone(&shared) as _).await?)
         };
         Ok(RunningGateway {
             addr: local,

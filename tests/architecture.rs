@@ -50,7 +50,6 @@ const UPWARD_ALLOWED: &[(&str, &str)] = &[
     ("src/http/api.rs", "gateway"),
     ("src/http/limits.rs", "gateway"),
     ("src/http/mod.rs", "gateway"),
-    ("src/legs/sip/endpoint.rs", "gateway"),
 ];
 
 /// The sans-IO cores: state machines that take `now` and return outputs.

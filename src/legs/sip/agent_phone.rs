@@ -23,7 +23,7 @@ const MAX_RING: Duration = Duration::from_secs(60);
 
 /// Starts a phone task for every configured agent with a `sip_uri`.
 pub fn spawn_all(endpoint: &Arc<SipEndpoint>) {
-    for seed in &endpoint.shared.config.routing.agents {
+    for seed in &endpoint.services.config().routing.agents {
         if seed.sip_uri.is_empty() {
             continue;
         }
@@ -98,7 +98,7 @@ async fn serve(endpoint: Arc<SipEndpoint>, phone: Phone) {
         greeting,
     } = phone;
     let (tx, mut rx) = mpsc::channel::<HumanCommand>(16);
-    if let Err(e) = endpoint.desk.phone_connected(&agent_id, tx) {
+    if let Err(e) = endpoint.services.phone_connected(&agent_id, tx) {
         tracing::error!(agent = %agent_id, error = %e, "SIP phone cannot sign in");
         return;
     }
@@ -122,7 +122,7 @@ async fn serve(endpoint: Arc<SipEndpoint>, phone: Phone) {
                 // A saved callback needs a screen to show its context on.
                 tracing::info!(agent = %agent_id, call = %call_id, "callback not offered to a SIP phone");
                 let _ = endpoint
-                    .desk
+                    .services
                     .decline(&agent_id, &call_id, WithdrawReason::Declined);
             }
             HumanCommand::OfferWithdrawn { .. } | HumanCommand::Presence(_) => {}
@@ -141,7 +141,7 @@ async fn ring(
     call: &str,
     offers: &mut mpsc::Receiver<HumanCommand>,
 ) {
-    let desk = &endpoint.desk;
+    let desk = &endpoint.services;
     let decline = |why: &str| {
         tracing::info!(agent = %agent_id, call = %call, why, "SIP phone did not take the call");
         let _ = desk.decline(agent_id, call, WithdrawReason::Declined);
@@ -176,15 +176,15 @@ async fn ring(
         )
     };
     let their_uri = format!("<{uri}>");
-    let shared = &endpoint.shared;
+    let services = &endpoint.services;
     // The context travels in the signalling: a desk without a warmline console
     // still knows who, why and how urgent, and where to fetch the rest.
     let mut context_headers = Vec::new();
-    if shared.config.routing.signal_context {
-        let context = shared.store.context(call).await.ok().flatten();
+    if services.config().routing.signal_context {
+        let context = services.store().context(call).await.ok().flatten();
         let signal = HandoffSignal::from_context(call, context.as_deref());
         let url = desk.context_url(call);
-        let routing = &shared.config.routing;
+        let routing = &services.config().routing;
         context_headers = signal.headers(Some(&url), routing.assert_caller_id, &routing.diversion);
     }
     let sdp_offer = sdp::describe(sockets.local, u64::from(sockets.local.port()), None);
@@ -208,7 +208,7 @@ async fn ring(
         req("ACK", uri, branch, resp.header("To").unwrap_or(""), cseq)
     };
     let mut cancel = req("CANCEL", uri, &branch, &their_uri, cseq);
-    let sip_config = &shared.config.sip;
+    let sip_config = &services.config().sip;
     let mut authenticated = sip_config.outbound_user.is_empty();
     let mut retransmit = Duration::from_millis(500);
     let mut next = tokio::time::Instant::now() + retransmit;
@@ -321,7 +321,7 @@ async fn ring(
     let (ctl_tx, ctl_rx) = mpsc::channel(4);
     let (hung_tx, mut hung_rx) = oneshot::channel();
     // warmline dialled this phone (a configured URI): its SDP address is ours to trust.
-    let (jitter, mut latch) = endpoint.shared.config.sip.rtp();
+    let (jitter, mut latch) = endpoint.services.config().sip.rtp();
     latch.trust_sdp = true;
     let leg = format!("agent:{agent_id}");
     let codec = negotiated.codec;
