@@ -327,6 +327,68 @@ impl crate::legs::sip::endpoint::SipServices for Shared {
     }
 }
 
+/// Calls reach the gateway's services through this port.
+impl crate::call::services::CallServices for Shared {
+    fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn registry(&self) -> &CallRegistry {
+        &self.registry
+    }
+
+    fn apology(&self) -> &crate::call::bridge::Apologies {
+        &self.apology
+    }
+
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn llm(&self) -> Option<&LlmSummarizer> {
+        self.llm.as_ref()
+    }
+
+    fn tts(&self) -> &TtsSet {
+        &self.tts
+    }
+
+    fn routing(&self) -> &Routing {
+        &self.routing
+    }
+
+    fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    fn webhook(&self) -> Option<&crate::routing::webhook::Webhook> {
+        self.webhook.as_ref()
+    }
+
+    fn closing(&self) -> &tokio::sync::watch::Sender<bool> {
+        &self.closing
+    }
+
+    fn redactor(&self) -> &Arc<crate::util::pii::Redactor> {
+        &self.redactor
+    }
+
+    fn classifier(&self) -> &crate::monitor::TurnClassifier {
+        &self.classifier
+    }
+
+    fn judge(&self) -> Option<&Arc<crate::call::judge::LlmJudge>> {
+        self.judge.as_ref()
+    }
+}
+
+/// The caller legs start calls through this port (one start path for every transport).
+impl crate::legs::CallStarter for Shared {
+    fn start_call(self: Arc<Self>, arrival: crate::legs::CallArrival) -> String {
+        crate::call::session::start_call(self, arrival)
+    }
+}
+
 /// The gateway could not start.
 #[derive(Debug, Error)]
 pub enum GatewayError {
