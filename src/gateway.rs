@@ -151,7 +151,10 @@ impl Shared {
         call_id: &str,
     ) -> Result<crate::legs::desk::AcceptOutcome, String> {
         match &self.cluster {
-            Some(cluster) => cluster.accept(self, agent_id, call_id).await,
+            Some(cluster) => {
+                let host: Arc<dyn crate::cluster::ClusterHost> = Arc::clone(self) as _;
+                cluster.accept(&host, agent_id, call_id).await
+            }
             None => self
                 .routing
                 .accept_local(agent_id, call_id)
@@ -389,6 +392,13 @@ impl crate::legs::CallStarter for Shared {
     }
 }
 
+/// The cluster reaches this node's routing through this port.
+impl crate::cluster::ClusterHost for Shared {
+    fn routing(&self) -> &Routing {
+        &self.routing
+    }
+}
+
 /// The gateway could not start.
 #[derive(Debug, Error)]
 pub enum GatewayError {
@@ -620,7 +630,8 @@ impl RunningGateway {
             judge,
         });
         if let Some(cluster) = shared.cluster.clone() {
-            cluster.spawn(Arc::downgrade(&shared)).await?;
+            let host: std::sync::Weak<Shared> = Arc::downgrade(&shared);
+            cluster.spawn(host).await?;
         }
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = crate::http::router(Arc::clone(&shared));
