@@ -399,6 +399,20 @@ impl crate::cluster::ClusterHost for Shared {
     }
 }
 
+/// The HTTP edge's admission control asks the gateway through this port.
+impl crate::http::limits::Admission for Shared {
+    fn admit_ip(&self, ip: std::net::IpAddr, now: std::time::Instant) -> bool {
+        self.ip_limiter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .admit(ip, now)
+    }
+
+    fn call_refusal(&self) -> Option<String> {
+        Shared::call_refusal(self)
+    }
+}
+
 /// The gateway could not start.
 #[derive(Debug, Error)]
 pub enum GatewayError {
