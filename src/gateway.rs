@@ -149,13 +149,16 @@ impl Shared {
         self: &Arc<Self>,
         agent_id: &str,
         call_id: &str,
-    ) -> Result<crate::cluster::AcceptOutcome, String> {
+    ) -> Result<crate::legs::desk::AcceptOutcome, String> {
         match &self.cluster {
-            Some(cluster) => cluster.accept(self, agent_id, call_id).await,
+            Some(cluster) => {
+                let host: Arc<dyn crate::cluster::ClusterHost> = Arc::clone(self) as _;
+                cluster.accept(&host, agent_id, call_id).await
+            }
             None => self
                 .routing
                 .accept_local(agent_id, call_id)
-                .map(crate::cluster::AcceptOutcome::Call)
+                .map(crate::legs::desk::AcceptOutcome::Call)
                 .map_err(|e| e.to_string()),
         }
     }
@@ -171,6 +174,242 @@ impl Shared {
             }
             Err(e) => tracing::error!(error = %e, "cannot load registered agents"),
         }
+    }
+}
+
+/// The agents' legs reach routing and the cluster through this port.
+impl crate::legs::desk::AgentDesk for Shared {
+    fn phone_connected(
+        &self,
+        agent_id: &str,
+        phone: tokio::sync::mpsc::Sender<crate::legs::desk::HumanCommand>,
+    ) -> Result<(), String> {
+        self.routing
+            .phone_connected(agent_id, phone)
+            .map_err(|e| e.to_string())
+    }
+
+    fn decline(
+        &self,
+        agent_id: &str,
+        call_id: &str,
+        reason: crate::domain::WithdrawReason,
+    ) -> Result<(), String> {
+        self.routing
+            .decline(agent_id, call_id, reason)
+            .map_err(|e| e.to_string())
+    }
+
+    fn accept<'a>(
+        self: Arc<Self>,
+        agent_id: &'a str,
+        call_id: &'a str,
+    ) -> crate::legs::desk::DeskFuture<'a, Result<crate::legs::desk::AcceptOutcome, String>> {
+        Box::pin(async move { Shared::accept_offer(&self, agent_id, call_id).await })
+    }
+
+    fn context_url(&self, call_id: &str) -> String {
+        Shared::context_url(self, call_id)
+    }
+}
+
+/// The agents' consoles reach routing, the cluster and the live calls through this port.
+impl crate::legs::desk::ConsoleDesk for Shared {
+    fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn redactor(&self) -> &crate::util::pii::Redactor {
+        &self.redactor
+    }
+
+    fn console_connected(
+        &self,
+        agent_id: &str,
+        console: tokio::sync::mpsc::Sender<crate::legs::desk::HumanCommand>,
+    ) -> Result<crate::legs::desk::Arrival, String> {
+        self.routing
+            .console_connected(agent_id, console)
+            .map_err(|e| e.to_string())
+    }
+
+    fn console_gone(
+        &self,
+        agent_id: &str,
+        console: &tokio::sync::mpsc::Sender<crate::legs::desk::HumanCommand>,
+        held: Option<crate::legs::desk::HeldCall>,
+    ) {
+        self.routing.console_gone(agent_id, console, held)
+    }
+
+    fn held_call_gone(&self, agent_id: &str, call_id: &str) {
+        self.routing.held_call_gone(agent_id, call_id)
+    }
+
+    fn is_supervisor(&self, agent_id: &str) -> bool {
+        self.routing.is_supervisor(agent_id)
+    }
+
+    fn is_agent(&self, agent_id: &str) -> bool {
+        self.routing.agents().iter().any(|a| a.id == agent_id)
+    }
+
+    fn set_status(&self, agent_id: &str, status: crate::domain::AgentStatus) -> Result<(), String> {
+        self.set_agent_status(agent_id, status)
+            .map_err(|e| e.to_string())
+    }
+
+    fn tick(&self) {
+        self.routing.tick()
+    }
+
+    fn team(&self) -> crate::legs::desk::Team {
+        self.routing.team()
+    }
+
+    fn team_changed(&self) -> Arc<tokio::sync::Notify> {
+        self.routing.team_changed()
+    }
+
+    fn took(&self, agent_id: &str, call_id: &str) -> bool {
+        self.routing.took(agent_id, call_id)
+    }
+
+    fn wrapup_done(&self, agent_id: &str, call_id: &str) {
+        self.routing.wrapup_done(agent_id, call_id)
+    }
+
+    fn board(&self) -> Vec<crate::domain::LiveCallView> {
+        self.registry.board()
+    }
+
+    fn monitor(&self, call_id: &str, link: crate::legs::MonitorLink) -> Result<(), String> {
+        self.registry.monitor(call_id, link)
+    }
+
+    fn monitor_mode(
+        &self,
+        call_id: &str,
+        supervisor: &str,
+        mode: crate::domain::SupervisorMode,
+    ) -> Result<(), String> {
+        self.registry.monitor_mode(call_id, supervisor, mode)
+    }
+
+    fn hint(&self, call_id: &str, supervisor: &str, text: &str) -> Result<(), String> {
+        self.registry
+            .hint(call_id, supervisor, text)
+            .map_err(|e| e.to_string())
+    }
+
+    fn control(&self, call_id: &str, request: crate::domain::CallControl) -> Result<(), String> {
+        self.registry.control(call_id, request)
+    }
+}
+
+/// The SIP user agent reaches the gateway through this port.
+impl crate::legs::sip::endpoint::SipServices for Shared {
+    fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    fn call_refusal(&self) -> Option<String> {
+        Shared::call_refusal(self)
+    }
+}
+
+/// Calls reach the gateway's services through this port.
+impl crate::call::services::CallServices for Shared {
+    fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn registry(&self) -> &CallRegistry {
+        &self.registry
+    }
+
+    fn apology(&self) -> &crate::call::bridge::Apologies {
+        &self.apology
+    }
+
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn llm(&self) -> Option<&LlmSummarizer> {
+        self.llm.as_ref()
+    }
+
+    fn tts(&self) -> &TtsSet {
+        &self.tts
+    }
+
+    fn routing(&self) -> &Routing {
+        &self.routing
+    }
+
+    fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    fn webhook(&self) -> Option<&crate::routing::webhook::Webhook> {
+        self.webhook.as_ref()
+    }
+
+    fn closing(&self) -> &tokio::sync::watch::Sender<bool> {
+        &self.closing
+    }
+
+    fn redactor(&self) -> &Arc<crate::util::pii::Redactor> {
+        &self.redactor
+    }
+
+    fn classifier(&self) -> &crate::monitor::TurnClassifier {
+        &self.classifier
+    }
+
+    fn judge(&self) -> Option<&Arc<crate::call::judge::LlmJudge>> {
+        self.judge.as_ref()
+    }
+}
+
+/// The caller legs start calls through this port (one start path for every transport).
+impl crate::legs::CallStarter for Shared {
+    fn start_call(self: Arc<Self>, arrival: crate::legs::CallArrival) -> String {
+        crate::call::session::start_call(self, arrival)
+    }
+}
+
+/// The cluster reaches this node's routing through this port.
+impl crate::cluster::ClusterHost for Shared {
+    fn routing(&self) -> &Routing {
+        &self.routing
+    }
+}
+
+/// The HTTP edge's admission control asks the gateway through this port.
+impl crate::http::limits::Admission for Shared {
+    fn admit_ip(&self, ip: std::net::IpAddr, now: std::time::Instant) -> bool {
+        self.ip_limiter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .admit(ip, now)
+    }
+
+    fn call_refusal(&self) -> Option<String> {
+        Shared::call_refusal(self)
     }
 }
 
@@ -405,7 +644,8 @@ impl RunningGateway {
             judge,
         });
         if let Some(cluster) = shared.cluster.clone() {
-            cluster.spawn(Arc::downgrade(&shared)).await?;
+            let host: std::sync::Weak<Shared> = Arc::downgrade(&shared);
+            cluster.spawn(host).await?;
         }
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = crate::http::router(Arc::clone(&shared));
@@ -456,7 +696,7 @@ impl RunningGateway {
         } else {
             // One plane per process (threads named rtp-relay-N), started once.
             crate::legs::sip::relay_plane::start(shared.config.sip.relay_plane_threads());
-            Some(crate::legs::sip::endpoint::SipEndpoint::start(Arc::clone(&shared)).await?)
+            Some(crate::legs::sip::endpoint::SipEndpoint::start(Arc::clone(&shared) as _).await?)
         };
         Ok(RunningGateway {
             addr: local,

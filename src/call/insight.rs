@@ -6,8 +6,8 @@
 use crate::brief::context::{ContextBuilder, HandoffContext, rfc3339};
 use crate::brief::summary::{self, SummarySource};
 use crate::brief::whisper::Whisper;
+use crate::call::services::CallServices;
 use crate::call::timeline::TimelineKind;
-use crate::gateway::Shared;
 use crate::legs::media_streams::StartMeta;
 use crate::monitor::{Decision, Monitor, MonitorInput};
 use crate::store::Write;
@@ -93,7 +93,7 @@ pub struct Insight {
 impl Insight {
     /// Starts the task for a call.
     pub fn spawn(
-        shared: Arc<Shared>,
+        shared: Arc<dyn CallServices>,
         call_id: &str,
         start: &StartMeta,
         started_wall: SystemTime,
@@ -102,14 +102,14 @@ impl Insight {
         let (esc_tx, esc_rx) = mpsc::channel(16);
         let mut builder = ContextBuilder::new(call_id, started_wall, AGENT_VERSION);
         builder.on_call_parameters(&start.custom_parameters);
-        shared.store.write(Write::CallStarted {
+        shared.store().write(Write::CallStarted {
             id: call_id.to_string(),
             call_sid: start.call_sid.clone(),
             started_at: rfc3339(started_wall),
             caller_number: caller_number(builder.context()),
         });
         let worker = Worker {
-            monitor: Monitor::new(shared.config.monitor.clone(), shared.classifier.clone()),
+            monitor: Monitor::new(shared.config().monitor.clone(), shared.classifier().clone()),
             shared,
             call_id: call_id.to_string(),
             builder,
@@ -181,7 +181,7 @@ impl Insight {
 }
 
 struct Worker {
-    shared: Arc<Shared>,
+    shared: Arc<dyn CallServices>,
     call_id: String,
     monitor: Monitor,
     builder: ContextBuilder,
@@ -247,10 +247,10 @@ impl Worker {
         let ctx = self.builder.context().clone();
         match self
             .shared
-            .tts
+            .tts()
             .render_whisper(
                 &ctx,
-                crate::brief::whisper::WhisperWindow::from_config(&self.shared.config),
+                crate::brief::whisper::WhisperWindow::from_config(self.shared.config()),
             )
             .await
         {
@@ -312,7 +312,7 @@ impl Worker {
                 );
                 self.builder
                     .on_turn(*role, content, obs.wall, o.sentiment, o.assessment.as_ref());
-                self.shared.registry.observe_turn(
+                self.shared.registry().observe_turn(
                     &self.call_id,
                     *role,
                     content,
@@ -321,7 +321,7 @@ impl Worker {
                     o.sentiment,
                 );
                 if let Some(idx) = o.turn_index {
-                    self.shared.store.write(Write::Turn {
+                    self.shared.store().write(Write::Turn {
                         call_id: self.call_id.clone(),
                         idx,
                         role: role.as_str().to_string(),
@@ -388,7 +388,7 @@ impl Worker {
                 Default::default()
             }
             TimelineKind::CallEnded { reason } => {
-                self.shared.store.write(Write::CallEnded {
+                self.shared.store().write(Write::CallEnded {
                     id: self.call_id.clone(),
                     ended_at: rfc3339(obs.wall),
                     reason: serde_json::to_string(reason).unwrap_or_default(),
@@ -409,7 +409,7 @@ impl Worker {
 
     /// Sends an unsure turn to the judge, if one is configured and not busy.
     fn ask_judge(&mut self, req: crate::monitor::judge::JudgeRequest, at: Instant) {
-        let (Some(judge), Some(tx)) = (self.shared.judge.clone(), self.judge_tx.clone()) else {
+        let (Some(judge), Some(tx)) = (self.shared.judge().cloned(), self.judge_tx.clone()) else {
             return;
         };
         if self.judging >= JUDGE_IN_FLIGHT {
@@ -459,7 +459,7 @@ impl Worker {
             "escalation decided: {}",
             decision.description
         );
-        self.shared.store.write(Write::Decision {
+        self.shared.store().write(Write::Decision {
             call_id: self.call_id.clone(),
             trigger: decision.trigger.as_str().to_string(),
             urgency: decision.urgency.as_str().to_string(),
@@ -475,7 +475,7 @@ impl Worker {
         });
         // The caller must hear something at once: the prompts and the escalation go
         // out before the (optional, slower) LLM summary.
-        let skill = self.shared.routing.skill_for(
+        let skill = self.shared.routing().skill_for(
             self.requested_skill.as_deref(),
             &self.builder.context().intent.primary,
         );
@@ -502,9 +502,9 @@ impl Worker {
         {
             tracing::debug!("call ended before the escalation was delivered");
         }
-        if self.shared.llm.is_some() {
+        if self.shared.llm().is_some() {
             let (text, source) =
-                summary::best_summary(self.shared.llm.as_ref(), self.builder.context()).await;
+                summary::best_summary(self.shared.llm(), self.builder.context()).await;
             self.builder.set_summary(text);
             self.summary_source = source.clone();
             self.save_context();
@@ -520,10 +520,10 @@ impl Worker {
         decision: &Decision,
         skill: &str,
     ) -> (Option<crate::call::bridge::HandoffPrompts>, String) {
-        let config = &self.shared.config;
-        let wait = self.shared.routing.estimate_wait(skill);
+        let config = self.shared.config();
+        let wait = self.shared.routing().estimate_wait(skill);
         let number = caller_number(self.builder.context());
-        let why = if self.shared.routing.is_open_now() {
+        let why = if self.shared.routing().is_open_now() {
             "none of our team can take your call right now"
         } else {
             "our team is closed at this hour"
@@ -548,7 +548,7 @@ impl Worker {
         // The question to a person who must accept after the whisper, only
         // when someone is configured to be asked.
         let consult = if config.routing.agents.iter().any(|a| a.consult_seconds > 0) {
-            match self.shared.tts.prompt_ulaw(&p.consult, wpm).await {
+            match self.shared.tts().prompt_ulaw(&p.consult, wpm).await {
                 Ok(audio) => Some(audio),
                 Err(e) => {
                     tracing::warn!(error = %e, "the consult prompt could not be rendered; the person is asked in silence");
@@ -559,8 +559,8 @@ impl Worker {
             None
         };
         let prompts = match (
-            self.shared.tts.prompt_ulaw(&disclosure, wpm).await,
-            self.shared.tts.prompt_ulaw(&callback, wpm).await,
+            self.shared.tts().prompt_ulaw(&disclosure, wpm).await,
+            self.shared.tts().prompt_ulaw(&callback, wpm).await,
         ) {
             (Ok(disclosure), Ok(callback)) => Some(crate::call::bridge::HandoffPrompts {
                 disclosure,
@@ -569,7 +569,7 @@ impl Worker {
             }),
             (Err(e), _) | (_, Err(e)) => {
                 tracing::error!(error = %e, "caller prompts could not be rendered; the apology prompt stands in");
-                let apology = Arc::clone(&self.shared.apology.goodbye);
+                let apology = Arc::clone(&self.shared.apology().goodbye);
                 Some(crate::call::bridge::HandoffPrompts {
                     disclosure: Arc::clone(&apology),
                     callback: apology,
@@ -587,7 +587,7 @@ impl Worker {
             let text = summary::extractive(self.builder.context());
             self.builder.set_summary(text);
         }
-        self.shared.store.write(Write::Context {
+        self.shared.store().write(Write::Context {
             call_id: self.call_id.clone(),
             json: serde_json::to_string(self.builder.context()).unwrap_or_default(),
             summary_source: serde_json::to_string(&self.summary_source).unwrap_or_default(),

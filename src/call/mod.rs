@@ -7,5 +7,6 @@ pub mod insight;
 pub mod judge;
 pub mod recorder;
 pub mod registry;
+pub mod services;
 pub mod session;
 pub mod timeline;

@@ -5,9 +5,9 @@ use crate::call::bridge::{BridgeOutput, CallBridge, RoutingRequest};
 use crate::call::guard::Dropped;
 use crate::call::insight::{Escalation, Insight, InsightEvent, InsightOutcome};
 use crate::call::recorder::Recorder;
+use crate::call::services::CallServices;
 use crate::call::timeline::{Timeline, TimelineKind};
 use crate::domain::{HandoffStep, Party};
-use crate::gateway::Shared;
 use crate::legs::agent::{self, AgentLegConfig};
 use crate::legs::alarm::Alarm;
 use crate::legs::media_streams::StartMeta;
@@ -33,28 +33,28 @@ pub struct CallSetup {
     pub started_wall: SystemTime,
 }
 
-impl crate::legs::CallStarter for Shared {
-    fn start_call(self: Arc<Self>, arrival: crate::legs::CallArrival) -> String {
-        let call_id = self.registry.begin(
-            &arrival.start.call_sid,
-            &arrival.stream_sid,
-            crate::util::unix_seconds(arrival.started_wall),
-        );
-        let setup = CallSetup {
-            call_id: call_id.clone(),
-            start: arrival.start,
-            stream_sid: arrival.stream_sid,
-            started: arrival.started,
-            started_wall: arrival.started_wall,
-        };
-        tokio::spawn(run_call(self, setup, arrival.events, arrival.commands));
-        call_id
-    }
+/// Registers an arriving call and starts its task (the gateway's
+/// [`CallStarter`](crate::legs::CallStarter) does this); returns the call id.
+pub fn start_call(services: Arc<dyn CallServices>, arrival: crate::legs::CallArrival) -> String {
+    let call_id = services.registry().begin(
+        &arrival.start.call_sid,
+        &arrival.stream_sid,
+        crate::util::unix_seconds(arrival.started_wall),
+    );
+    let setup = CallSetup {
+        call_id: call_id.clone(),
+        start: arrival.start,
+        stream_sid: arrival.stream_sid,
+        started: arrival.started,
+        started_wall: arrival.started_wall,
+    };
+    tokio::spawn(run_call(services, setup, arrival.events, arrival.commands));
+    call_id
 }
 
 /// Runs one call to its end, then files its timeline in the registry.
 pub async fn run_call(
-    shared: Arc<Shared>,
+    shared: Arc<dyn CallServices>,
     setup: CallSetup,
     caller_rx: mpsc::Receiver<LegEvent>,
     caller_tx: mpsc::Sender<LegCommand>,
@@ -66,12 +66,12 @@ pub async fn run_call(
 }
 
 async fn drive(
-    shared: Arc<Shared>,
+    shared: Arc<dyn CallServices>,
     setup: CallSetup,
     mut caller_rx: mpsc::Receiver<LegEvent>,
     caller_tx: mpsc::Sender<LegCommand>,
 ) {
-    let config = &shared.config;
+    let config = shared.config();
     let mut timeline = Timeline::new(&setup.call_id, setup.started, setup.started_wall)
         .with_max_events(config.server.max_timeline_events);
     timeline.push(
@@ -88,8 +88,8 @@ async fn drive(
         .enabled
         .then(|| Recorder::spawn(record_dir.clone(), setup.started));
     let mut bridge = CallBridge::new(
-        bridge_config(config, Arc::clone(&shared.redactor)),
-        shared.apology.clone(),
+        bridge_config(config, Arc::clone(shared.redactor())),
+        shared.apology().clone(),
     );
     let (insight, mut escalations) = Insight::spawn(
         Arc::clone(&shared),
@@ -108,13 +108,13 @@ async fn drive(
     // A peer flooding refused messages must not flood the log as well.
     let mut refused_logs = LogBudget::new(20);
     // The gateway's "say goodbye and hang up" at the end of a drain.
-    let mut closing = shared.closing.subscribe();
+    let mut closing = shared.closing().subscribe();
     let mut closing_heard = false;
     // A supervisor's requests (take over).
     let (control_tx, mut control_rx) = mpsc::channel::<crate::call::registry::ControlRequest>(4);
     // A supervisor on the call's audio: who, their feed, their voice.
     let mut monitor: Option<crate::legs::MonitorLink> = None;
-    shared.registry.attach_control(&setup.call_id, control_tx);
+    shared.registry().attach_control(&setup.call_id, control_tx);
 
     loop {
         let now = Instant::now();
@@ -154,10 +154,10 @@ async fn drive(
                         "the caller is back with the AI agent"
                     );
                     shared
-                        .routing
+                        .routing()
                         .leave(&setup.call_id, crate::routing::WithdrawReason::ReturnedToAi);
-                    shared.registry.set_human_agent(&setup.call_id, None);
-                    shared.metrics.returned_to_ai(outcome.as_str());
+                    shared.registry().set_human_agent(&setup.call_id, None);
+                    shared.metrics().returned_to_ai(outcome.as_str());
                     handoff.back_to_ai();
                     if redial {
                         (agent_tx, agent_rx) = dial_agent(config, &setup);
@@ -196,7 +196,7 @@ async fn drive(
                 }
                 BridgeOutput::Routing(request) => {
                     handoff.execute(
-                        &shared,
+                        shared.as_ref(),
                         &setup.call_id,
                         request,
                         &routing_tx,
@@ -209,13 +209,13 @@ async fn drive(
                     if !refused || refused_logs.allow() {
                         log_event(&kind);
                     }
-                    store_handoff_figures(&shared, &setup.call_id, &kind);
+                    store_handoff_figures(shared.as_ref(), &setup.call_id, &kind);
                     if let TimelineKind::HandoffStep { step, .. } = &kind
                         && let Some(stage) = crate::call::registry::CallerStage::after(*step)
                     {
-                        shared.registry.set_stage(&setup.call_id, stage);
+                        shared.registry().set_stage(&setup.call_id, stage);
                     }
-                    handoff.time_stage(&shared.metrics, &kind, now);
+                    handoff.time_stage(shared.metrics(), &kind, now);
                     insight.observe(now, &kind);
                     timeline.push(now, kind);
                 }
@@ -223,11 +223,11 @@ async fn drive(
                     tracing::info!(?reason, "call ended");
                     let (caller, agent) = bridge.dropped();
                     for (peer, d) in [("caller", caller), ("agent", agent)] {
-                        shared.metrics.peer_drops(peer, "dtmf", d.dtmf);
+                        shared.metrics().peer_drops(peer, "dtmf", d.dtmf);
                         shared
-                            .metrics
+                            .metrics()
                             .peer_drops(peer, "media_bytes", d.media_bytes);
-                        shared.metrics.peer_drops(peer, "marks", d.marks);
+                        shared.metrics().peer_drops(peer, "marks", d.marks);
                         if d != Dropped::default() {
                             tracing::warn!(
                                 peer,
@@ -237,14 +237,14 @@ async fn drive(
                         }
                     }
                     for (kind, n) in &timeline.suppressed {
-                        shared.metrics.peer_drops("call", kind, *n);
+                        shared.metrics().peer_drops("call", kind, *n);
                     }
                 }
             }
         }
         if let Some(at) = frame_started.take() {
             shared
-                .metrics
+                .metrics()
                 .frame_processing
                 .observe(at.elapsed().as_secs_f64());
         }
@@ -293,7 +293,7 @@ async fn drive(
                     InsightEvent::Escalated(e) => {
                         handoff.escalation = Some((e.decision.urgency, Arc::clone(&e.context), e.callback_number.clone()));
                         handoff.last_step = Some((HandoffStep::Escalating, at));
-                        shared.metrics.escalation(e.decision.trigger.as_str(), e.decision.urgency.as_str());
+                        shared.metrics().escalation(e.decision.trigger.as_str(), e.decision.urgency.as_str());
                         handoff.skill = e.skill.clone();
                         timeline.push(at, TimelineKind::HandoffStep {
                             step: HandoffStep::Disclosure,
@@ -318,20 +318,20 @@ async fn drive(
                     RoutingEvent::Offered { agent } => bridge.agent_offered(agent, at),
                     RoutingEvent::Overflowed { agent } => bridge.overflowed(agent),
                     RoutingEvent::Answered { agent, link } => {
-                        shared.store.write(crate::store::Write::Handoff {
+                        shared.store().write(crate::store::Write::Handoff {
                             call_id: setup.call_id.clone(),
                             agent_id: agent.clone(),
                             answered_at: crate::brief::context::rfc3339(SystemTime::now()),
                             whisper_seconds: handoff.whisper_seconds,
                         });
                         handoff.answered_at = Some(at);
-                        shared.registry.set_human_agent(&setup.call_id, Some(&agent));
+                        shared.registry().set_human_agent(&setup.call_id, Some(&agent));
                         handoff.human_tx = Some((agent.clone(), link.commands));
                         handoff.human_rx = Some(link.events);
                         // Outside destinations (and phone agents so configured)
                         // accept after the whisper: 1 takes it, 2 passes it on.
                         let consult = shared
-                            .config
+                            .config()
                             .routing
                             .agents
                             .iter()
@@ -428,7 +428,7 @@ async fn drive(
         timeline.push(event.happened_at(), insight_event(&event));
     }
     shared
-        .routing
+        .routing()
         .leave(&setup.call_id, crate::routing::WithdrawReason::CallerHangup);
     drop(agent_tx);
     drop(caller_tx);
@@ -447,7 +447,7 @@ async fn drive(
             Err(e) => tracing::warn!(error = %e, "cannot serialise timeline"),
         }
     }
-    shared.registry.finish(timeline);
+    shared.registry().finish(timeline);
 }
 
 /// Dials the AI agent for the call (again, when the caller comes back to it
@@ -501,13 +501,13 @@ fn conversation(timeline: &Timeline) -> Vec<crate::domain::Turn> {
 }
 
 /// Files the handoff's quality figures as they happen.
-fn store_handoff_figures(shared: &Shared, call_id: &str, kind: &TimelineKind) {
+fn store_handoff_figures(shared: &dyn CallServices, call_id: &str, kind: &TimelineKind) {
     use crate::store::Write;
     let now = || crate::brief::context::rfc3339(SystemTime::now());
     if let TimelineKind::HandoffStep { step, agent, .. } = kind
         && step.is_counted()
     {
-        shared.store.write(Write::HandoffOutcome {
+        shared.store().write(Write::HandoffOutcome {
             call_id: call_id.to_string(),
             outcome: step.as_str().to_string(),
             agent: agent.clone(),
@@ -516,13 +516,13 @@ fn store_handoff_figures(shared: &Shared, call_id: &str, kind: &TimelineKind) {
     }
     match kind {
         TimelineKind::HandoffStep { step, .. } if *step == HandoffStep::Merged => {
-            shared.store.write(Write::Merged {
+            shared.store().write(Write::Merged {
                 call_id: call_id.to_string(),
                 merged_at: now(),
             })
         }
         TimelineKind::AgentFirstWords { after_merge_ms, .. } => {
-            shared.store.write(Write::AgentFirstWords {
+            shared.store().write(Write::AgentFirstWords {
                 call_id: call_id.to_string(),
                 ms: *after_merge_ms,
             })
@@ -679,13 +679,13 @@ impl HandoffLinks {
     /// before, for `only` that agent when given.
     fn queue(
         &self,
-        shared: &Shared,
+        shared: &dyn CallServices,
         call_id: &str,
         routing_tx: &mpsc::Sender<RoutingEvent>,
         only: Option<String>,
     ) -> crate::routing::QueueTicket {
         let (urgency, context) = self.queue_entry();
-        shared.routing.enqueue_for(
+        shared.routing().enqueue_for(
             call_id,
             &self.skill,
             urgency,
@@ -698,7 +698,7 @@ impl HandoffLinks {
 
     fn execute(
         &mut self,
-        shared: &Shared,
+        shared: &dyn CallServices,
         call_id: &str,
         request: RoutingRequest,
         routing_tx: &mpsc::Sender<RoutingEvent>,
@@ -708,7 +708,7 @@ impl HandoffLinks {
         match request {
             RoutingRequest::JoinQueue => {
                 let (urgency, context) = self.queue_entry();
-                if let Some(webhook) = shared.webhook.clone() {
+                if let Some(webhook) = shared.webhook().cloned() {
                     let body = serde_json::json!({
                         "event": "screen_pop",
                         "callId": call_id,
@@ -730,7 +730,7 @@ impl HandoffLinks {
                 }
                 let ticket = self.queue(shared, call_id, routing_tx, self.reserved_for.clone());
                 shared
-                    .registry
+                    .registry()
                     .set_estimated_wait(call_id, ticket.estimated_wait);
                 timeline.push(
                     now,
@@ -757,7 +757,7 @@ impl HandoffLinks {
                     crate::routing::WithdrawReason::Declined
                 };
                 if let Err(crate::routing::RoutingError::CallGone(_)) =
-                    shared.routing.decline(&instead_of, call_id, why)
+                    shared.routing().decline(&instead_of, call_id, why)
                 {
                     // The call had left the queue (the agent had answered, then dropped): back in.
                     self.tried.insert(instead_of);
@@ -799,13 +799,13 @@ impl HandoffLinks {
             }
             RoutingRequest::SaveCallback { reason } => {
                 shared
-                    .routing
+                    .routing()
                     .leave(call_id, crate::routing::WithdrawReason::CallbackChosen);
                 let (number, context) = match &self.escalation {
                     Some((_, c, n)) => (n.clone().unwrap_or_default(), c.to_json_pretty()),
                     None => (String::new(), "{}".into()),
                 };
-                shared.store.write(crate::store::Write::Callback {
+                shared.store().write(crate::store::Write::Callback {
                     call_id: call_id.to_string(),
                     number,
                     reason: reason.clone(),
@@ -826,7 +826,7 @@ impl HandoffLinks {
                     .answered_at
                     .map(|a| now.saturating_duration_since(a))
                     .unwrap_or_default();
-                shared.routing.call_finished(&agent, call_id, handled);
+                shared.routing().call_finished(&agent, call_id, handled);
                 self.human_tx = None;
             }
         }

@@ -6,7 +6,7 @@
 //! and sweep redo the work from the database), never a wrong decision.
 //! Messages are JSON; unknown or malformed ones are logged and dropped.
 
-use super::db::OfferKind;
+use crate::domain::OfferKind;
 use crate::domain::Urgency;
 use serde::{Deserialize, Serialize};
 
@@ -114,18 +114,8 @@ pub struct Presence {
     pub agents: Vec<PresentAgent>,
 }
 
-/// An agent in a [`Presence`] announcement.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PresentAgent {
-    /// Id.
-    pub id: String,
-    /// `available`, `ringing`, `busy` or `offline`.
-    pub status: crate::routing::AgentStatus,
-    /// Skills.
-    pub skills: Vec<String>,
-    /// Seconds idle.
-    pub idle_seconds: f64,
-}
+/// An agent in a [`Presence`] announcement (routing's own type).
+pub use crate::routing::PresentAgent;
 
 #[cfg(test)]
 mod tests {

@@ -40,15 +40,7 @@ pub enum ClusterDbError {
     },
 }
 
-/// What an agent is offered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OfferKind {
-    /// A live call waiting in the queue: accepting connects its audio.
-    Call,
-    /// A saved callback: accepting assigns it to the agent, who calls back.
-    Callback,
-}
+pub use crate::domain::OfferKind;
 
 /// One pairing made by a dispatch round.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,24 +122,7 @@ pub struct Takeover {
     pub released: Vec<Released>,
 }
 
-/// A queued call as the owning node enqueues it.
-#[derive(Debug, Clone)]
-pub struct QueueEntry {
-    /// The call.
-    pub call_id: String,
-    /// Skill ("" = any agent).
-    pub skill: String,
-    /// Urgency.
-    pub urgency: Urgency,
-    /// Agents never to offer it to.
-    pub tried: Vec<String>,
-    /// The handoff context, JSON.
-    pub context: String,
-    /// The caller's number, for a callback if this node dies.
-    pub callback_number: String,
-    /// Offered to this agent only, whatever their skills (a transfer to a named agent).
-    pub only: Option<String>,
-}
+pub use crate::routing::QueueEntry;
 
 fn urgency_rank(u: Urgency) -> i16 {
     match u {

@@ -18,10 +18,9 @@ pub mod relay;
 
 use crate::brief::context::HandoffContext;
 use crate::config::Config;
-use crate::gateway::Shared;
 use crate::routing::{RoutingEvent, WithdrawReason};
 use bus::{CallNews, NodeMessage, Presence, PresentAgent};
-use db::{Accepted, ClusterDb, ClusterDbError, OfferKind, QueueEntry, Released, Round};
+use db::{Accepted, ClusterDb, ClusterDbError, OfferKind, Released, Round};
 use futures_util::StreamExt;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -29,6 +28,14 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::mpsc;
+
+/// What the cluster needs of the node it runs in: its routing (the
+/// composition root, `gateway.rs`, implements it; the cluster holds it weakly
+/// and stops when it is gone).
+pub trait ClusterHost: Send + Sync {
+    /// This node's routing.
+    fn routing(&self) -> &crate::routing::Routing;
+}
 
 /// The cluster could not be joined.
 #[derive(Debug, Error)]
@@ -46,47 +53,11 @@ pub enum ClusterError {
     },
 }
 
-/// Work routing hands the cluster task.
-#[derive(Debug, Clone)]
-pub enum ClusterOp {
-    /// One of this node's agents changed availability.
-    Presence(PresentAgent),
-    /// A call joined the queue on this node.
-    Enqueue(QueueEntry),
-    /// A queued call's context changed.
-    UpdateContext {
-        /// The call.
-        call_id: String,
-        /// The context, JSON.
-        context: String,
-    },
-    /// An offer is declined or timed out.
-    Release {
-        /// The agent.
-        agent_id: String,
-        /// The call.
-        call_id: String,
-    },
-    /// A call left the queue.
-    Leave {
-        /// The call.
-        call_id: String,
-    },
-    /// Something changed: run a dispatch round.
-    Dispatch,
-}
+/// Work routing hands the cluster task (routing's port, defined there).
+pub use crate::routing::ClusterOp;
 
-/// What an agent's accept gave them.
-#[derive(Debug)]
-pub enum AcceptOutcome {
-    /// A live call: its audio link.
-    Call(crate::routing::AgentEnd),
-    /// A callback assigned to them: the number to call.
-    Callback {
-        /// The number.
-        number: String,
-    },
-}
+/// What an agent's accept gave them (the agents' legs' type).
+pub use crate::legs::desk::AcceptOutcome;
 
 /// This node's membership of the cluster.
 pub struct Cluster {
@@ -198,7 +169,10 @@ impl Cluster {
 
     /// Renews the lease once (before serving), then runs the node's cluster
     /// task: routing's ops, NATS messages, heartbeats.
-    pub async fn spawn(self: &Arc<Self>, shared: Weak<Shared>) -> Result<(), ClusterError> {
+    pub async fn spawn(
+        self: &Arc<Self>,
+        shared: Weak<dyn ClusterHost>,
+    ) -> Result<(), ClusterError> {
         // Created (a new node) or renewed (a restart within the lease): nothing to rejoin yet.
         let _ = self.db.heartbeat(&self.advertise_url).await?;
         let nats_err = |e: async_nats::SubscribeError| ClusterError::Nats {
@@ -213,7 +187,7 @@ impl Cluster {
         let presence = self.nats.subscribe(bus::PRESENCE).await.map_err(nats_err)?;
         let (ops_tx, ops_rx) = mpsc::unbounded_channel();
         if let Some(s) = shared.upgrade() {
-            s.routing.join_cluster(ops_tx);
+            s.routing().join_cluster(ops_tx);
         }
         let me = Arc::clone(self);
         tokio::spawn(async move { me.run(shared, ops_rx, inbox, presence).await });
@@ -225,7 +199,7 @@ impl Cluster {
     /// consoles and sessions even while the database work below is slow.
     async fn listen(
         self: Arc<Self>,
-        shared: Weak<Shared>,
+        shared: Weak<dyn ClusterHost>,
         mut inbox: async_nats::Subscriber,
         mut presence: async_nats::Subscriber,
     ) {
@@ -243,7 +217,7 @@ impl Cluster {
                     let Some(msg) = msg else { break };
                     let Some(shared) = shared.upgrade() else { break };
                     match serde_json::from_slice::<Presence>(&msg.payload) {
-                        Ok(p) if p.node_id != self.node_id => shared.routing.remote_presence(p, self.lease),
+                        Ok(p) if p.node_id != self.node_id => shared.routing().remote_presence(&p.node_id, p.agents, self.lease),
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "malformed presence announcement dropped"),
                     }
@@ -254,7 +228,7 @@ impl Cluster {
 
     async fn run(
         self: Arc<Self>,
-        shared: Weak<Shared>,
+        shared: Weak<dyn ClusterHost>,
         mut ops: mpsc::UnboundedReceiver<ClusterOp>,
         inbox: async_nats::Subscriber,
         presence: async_nats::Subscriber,
@@ -310,19 +284,19 @@ impl Cluster {
     }
 
     /// Lease, presence, sweep.
-    async fn beat(&self, shared: &Arc<Shared>) {
+    async fn beat(&self, shared: &Arc<dyn ClusterHost>) {
         match self.db.heartbeat(&self.advertise_url).await {
             Ok(true) => {
                 // Our lease had expired: the others took our agents offline and
                 // saved our queued callers as callbacks. They are still here.
-                let queued = shared.routing.queued_entries();
+                let queued = shared.routing().queued_entries();
                 tracing::warn!(node = %self.node_id, queued = queued.len(),
                     "this node was cut off longer than its lease; rejoining the cluster");
                 if let Err(e) = self.db.rejoin(&queued).await {
                     tracing::warn!(error = %e, "rejoin failed; retrying next heartbeat");
                     return;
                 }
-                for agent in shared.routing.local_presence() {
+                for agent in shared.routing().local_presence() {
                     let _ = self.store_presence(&agent).await;
                 }
             }
@@ -344,7 +318,7 @@ impl Cluster {
                 for t in takeovers {
                     tracing::warn!(node = %t.node, callbacks = t.callbacks_saved.len(),
                         "a cluster node stopped; its queued callers are saved as callbacks");
-                    shared.routing.forget_node(&t.node);
+                    shared.routing().forget_node(&t.node);
                     for r in t.released {
                         self.on_released(shared, r, WithdrawReason::CallLost.as_str())
                             .await;
@@ -361,11 +335,11 @@ impl Cluster {
     /// heartbeats (its "nobody can take it" was lost, or the agent who won it
     /// never connected) joins it again, never to be offered to that agent; the
     /// next round offers it on or says, from here, that nobody can take it.
-    async fn reconcile(&self, shared: &Arc<Shared>) {
+    async fn reconcile(&self, shared: &Arc<dyn ClusterHost>) {
         match self.db.offers_on_node(self.heartbeat).await {
             Ok(offers) => {
                 for m in offers {
-                    if shared.routing.is_offered(&m.agent_id, &m.call_id) {
+                    if shared.routing().is_offered(&m.agent_id, &m.call_id) {
                         continue;
                     }
                     tracing::warn!(agent = %m.agent_id, call = %m.call_id,
@@ -385,7 +359,7 @@ impl Cluster {
         let mut lost = Vec::new();
         {
             let mut missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());
-            let here = shared.routing.queued_calls();
+            let here = shared.routing().queued_calls();
             missing.retain(|call, _| here.contains(call));
             for call in here {
                 if queued.contains(&call) {
@@ -403,10 +377,10 @@ impl Cluster {
             }
         }
         for call in lost {
-            let Some(mut entry) = shared.routing.queued_entry(&call) else {
+            let Some(mut entry) = shared.routing().queued_entry(&call) else {
                 continue;
             };
-            if let Some(agent) = shared.routing.ringing_agent(&call)
+            if let Some(agent) = shared.routing().ringing_agent(&call)
                 && !entry.tried.contains(&agent)
             {
                 entry.tried.push(agent);
@@ -427,10 +401,10 @@ impl Cluster {
             .await
     }
 
-    async fn announce(&self, shared: &Arc<Shared>) {
+    async fn announce(&self, shared: &Arc<dyn ClusterHost>) {
         let p = Presence {
             node_id: self.node_id.clone(),
-            agents: shared.routing.local_presence(),
+            agents: shared.routing().local_presence(),
         };
         if let Ok(body) = serde_json::to_vec(&p)
             && let Err(e) = self.nats.publish(bus::PRESENCE, body.into()).await
@@ -439,7 +413,11 @@ impl Cluster {
         }
     }
 
-    async fn apply(&self, shared: &Arc<Shared>, op: &ClusterOp) -> Result<(), ClusterDbError> {
+    async fn apply(
+        &self,
+        shared: &Arc<dyn ClusterHost>,
+        op: &ClusterOp,
+    ) -> Result<(), ClusterDbError> {
         match op {
             ClusterOp::Presence(a) => {
                 self.store_presence(a).await?;
@@ -471,7 +449,7 @@ impl Cluster {
     }
 
     /// Runs dispatch rounds until nothing more pairs up.
-    async fn dispatch(&self, shared: &Arc<Shared>) {
+    async fn dispatch(&self, shared: &Arc<dyn ClusterHost>) {
         loop {
             let round = match self.db.dispatch_round().await {
                 Ok(r) => r,
@@ -513,7 +491,7 @@ impl Cluster {
     }
 
     /// Delivers `msg` to `node`: handled at once when it is this node.
-    async fn send(&self, shared: &Arc<Shared>, node: &str, msg: NodeMessage) {
+    async fn send(&self, shared: &Arc<dyn ClusterHost>, node: &str, msg: NodeMessage) {
         if node == self.node_id {
             Box::pin(self.on_message(shared, msg)).await;
             return;
@@ -532,7 +510,13 @@ impl Cluster {
         }
     }
 
-    async fn tell_owner(&self, shared: &Arc<Shared>, owner: &str, call_id: &str, event: CallNews) {
+    async fn tell_owner(
+        &self,
+        shared: &Arc<dyn ClusterHost>,
+        owner: &str,
+        call_id: &str,
+        event: CallNews,
+    ) {
         let msg = NodeMessage::Call {
             call_id: call_id.to_string(),
             event,
@@ -540,7 +524,7 @@ impl Cluster {
         self.send(shared, owner, msg).await;
     }
 
-    async fn on_released(&self, shared: &Arc<Shared>, r: Released, reason: &str) {
+    async fn on_released(&self, shared: &Arc<dyn ClusterHost>, r: Released, reason: &str) {
         if let Some(node) = &r.agent_node {
             let msg = NodeMessage::Withdraw {
                 agent_id: r.agent_id.clone(),
@@ -563,7 +547,7 @@ impl Cluster {
     }
 
     /// A message from another node (or from this one, short-circuited).
-    async fn on_message(&self, shared: &Arc<Shared>, msg: NodeMessage) {
+    async fn on_message(&self, shared: &Arc<dyn ClusterHost>, msg: NodeMessage) {
         match msg {
             NodeMessage::Offer {
                 agent_id,
@@ -577,7 +561,7 @@ impl Cluster {
                     tracing::warn!(call = %call_id, error = %e, "offer context unreadable; showing an empty one");
                     HandoffContext::default()
                 });
-                if shared.routing.deliver_offer(
+                if shared.routing().deliver_offer(
                     &agent_id,
                     &call_id,
                     kind,
@@ -613,7 +597,9 @@ impl Cluster {
                 reason,
             } => {
                 self.forget_offer(&agent_id, &call_id);
-                shared.routing.withdraw_offer(&agent_id, &call_id, &reason);
+                shared
+                    .routing()
+                    .withdraw_offer(&agent_id, &call_id, &reason);
             }
             NodeMessage::Call { call_id, event } => {
                 let event = match event {
@@ -624,7 +610,7 @@ impl Cluster {
                     },
                     CallNews::NoAgent { reason } => RoutingEvent::NoAgent { reason },
                 };
-                if !shared.routing.notify_queued(&call_id, event) {
+                if !shared.routing().notify_queued(&call_id, event) {
                     tracing::debug!(call = %call_id, "news for a call no longer queued here");
                 }
             }
@@ -643,7 +629,7 @@ impl Cluster {
     /// here, one on another node is reached through [`relay::dial`].
     pub async fn accept(
         &self,
-        shared: &Arc<Shared>,
+        shared: &Arc<dyn ClusterHost>,
         agent_id: &str,
         call_id: &str,
     ) -> Result<AcceptOutcome, String> {
@@ -660,7 +646,7 @@ impl Cluster {
             .await
             .map_err(|e| e.to_string())?;
         self.forget_offer(agent_id, call_id);
-        shared.routing.accepted_here(agent_id, call_id, kind);
+        shared.routing().accepted_here(agent_id, call_id, kind);
         match accepted {
             Accepted::Callback { number } => {
                 tracing::info!(agent = %agent_id, call = %call_id, "callback assigned");
@@ -668,7 +654,7 @@ impl Cluster {
                 Ok(AcceptOutcome::Callback { number })
             }
             Accepted::Call { owner_node, .. } if owner_node == self.node_id => shared
-                .routing
+                .routing()
                 .hand_over(call_id, agent_id)
                 .map(AcceptOutcome::Call)
                 .map_err(|e| e.to_string()),

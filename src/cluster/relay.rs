@@ -10,7 +10,7 @@
 //! The whisper is only ever written to this link (the agent's), never to the
 //! caller's leg, exactly as on one node.
 
-use crate::gateway::Shared;
+use super::ClusterHost;
 use crate::legs::{HangupCause, LegCommand, LegEvent};
 use crate::routing::AgentEnd;
 use axum::extract::ws::{Message as AxMessage, WebSocket};
@@ -162,7 +162,7 @@ pub fn relay_url(base: &str, call_id: &str, agent_id: &str) -> Result<String, Re
 /// The agent's node: connects to the call's node and returns the agent's end
 /// of the call, relayed over the socket until either side hangs up.
 pub async fn dial(
-    shared: &Arc<Shared>,
+    shared: &Arc<dyn ClusterHost>,
     base: &str,
     secret: &str,
     call_id: &str,
@@ -242,7 +242,7 @@ pub async fn dial(
         let _ = sink.send(TgMessage::Close(None)).await;
         let _ = cmd_tx.send(LegCommand::Hangup).await;
         shared
-            .routing
+            .routing()
             .call_finished(&agent, &call, started.elapsed());
         tracing::info!(agent = %agent, call = %call, "relayed call ended");
     });
@@ -261,8 +261,13 @@ fn control_ax(c: &Control) -> AxMessage {
 }
 
 /// The call's node: serves an agent's relayed audio once their node won the accept.
-pub async fn serve(mut socket: WebSocket, shared: Arc<Shared>, call_id: String, agent_id: String) {
-    let end = match shared.routing.hand_over(&call_id, &agent_id) {
+pub async fn serve(
+    mut socket: WebSocket,
+    shared: Arc<dyn ClusterHost>,
+    call_id: String,
+    agent_id: String,
+) {
+    let end = match shared.routing().hand_over(&call_id, &agent_id) {
         Ok(end) => end,
         Err(e) => {
             tracing::warn!(call = %call_id, agent = %agent_id, error = %e, "relay refused");

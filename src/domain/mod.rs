@@ -6,6 +6,7 @@
 //! Wire names are fixed by serde attributes here, so every transport and
 //! `timeline.json` spell them the same way.
 
+pub mod agents;
 pub mod conversation;
 pub mod escalation;
 pub mod handoff;
@@ -14,6 +15,7 @@ pub mod marks;
 pub mod party;
 pub mod supervision;
 
+pub use agents::{AgentStatus, OfferKind, WithdrawReason};
 pub use conversation::{Role, ToolUse, Turn};
 pub use escalation::{EscalationRequest, Trigger, Urgency};
 pub use handoff::{HandoffOutcome, HandoffResult, HandoffStep, TransferTarget};

@@ -59,7 +59,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
             )),
         )
         .route_layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&shared),
+            Arc::clone(&shared) as Arc<dyn limits::Admission>,
             limits::admit_connection,
         ));
     Router::new()

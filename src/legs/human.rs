@@ -6,15 +6,14 @@
 //! Protocol: docs/agent-protocol.md, "Human agent console".
 
 use crate::brief::context::HandoffContext;
-use crate::cluster::AcceptOutcome;
 use crate::domain::Urgency;
-use crate::gateway::Shared;
+use crate::domain::{AgentStatus, OfferKind, WithdrawReason};
+use crate::legs::desk::{
+    AcceptOutcome, AgentEnd, ConsoleDesk, HeldCall, HumanCommand, Presence, Team, WrapUpNews,
+};
 use crate::legs::liveness::{Liveness, LivenessConfig};
 use crate::legs::media_streams::{self, MarkBody, MediaChunk, ProtocolError};
 use crate::legs::{HangupCause, LegCommand, LegEvent, keep_alive, recv_or_pending};
-use crate::routing::{
-    AgentEnd, AgentStatus, HeldCall, HumanCommand, OfferKind, Presence, WithdrawReason, WrapUpNews,
-};
 use axum::extract::ws::{Message, WebSocket};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -276,7 +275,7 @@ pub enum ConsoleEvent<'a> {
     /// when it changes, at most every 2 s).
     Team {
         /// The team.
-        team: &'a crate::routing::Team,
+        team: &'a Team,
     },
     /// The pending callbacks (sent when the list changes, checked every 10 s).
     Callbacks {
@@ -335,12 +334,12 @@ struct ConsoleAudio {
 
 impl ConsoleAudio {
     async fn answer(
-        shared: &Shared,
+        config: &crate::config::WebRtcSection,
         offer: &str,
         agent_id: &str,
     ) -> Result<(Self, String), crate::legs::webrtc::WebRtcError> {
         use crate::legs::webrtc::{WebRtcLinks, bind_and_answer, spawn};
-        let (peer, udp, answer) = bind_and_answer(&shared.config.webrtc, offer).await?;
+        let (peer, udp, answer) = bind_and_answer(config, offer).await?;
         let (cmd_tx, cmd_rx) = mpsc::channel(crate::legs::agent::COMMAND_QUEUE);
         let (ev_tx, ev_rx) = mpsc::channel(crate::legs::agent::EVENT_QUEUE);
         spawn(
@@ -405,8 +404,8 @@ pub struct CallbackBrief {
 }
 
 /// The pending callbacks, briefly (at most 50, oldest first).
-async fn pending_callbacks(shared: &Shared) -> Option<Vec<CallbackBrief>> {
-    let rows = shared.store.callbacks().await.ok()?;
+async fn pending_callbacks(store: &crate::store::Store) -> Option<Vec<CallbackBrief>> {
+    let rows = store.callbacks().await.ok()?;
     Some(
         rows.into_iter()
             .take(50)
@@ -442,7 +441,7 @@ struct LiveCall {
 /// and the call waits `grace` for the agent's console to take it back. After
 /// that the agent is lost and the call moves on (next agent or callback).
 fn hold_for_reattach(
-    shared: &Arc<Shared>,
+    desk: &Arc<dyn ConsoleDesk>,
     agent_id: &str,
     call: LiveCall,
     grace: std::time::Duration,
@@ -460,7 +459,7 @@ fn hold_for_reattach(
     let _ = events.try_send(LegEvent::Detached);
     tracing::warn!(agent = %agent_id, call = %call_id, grace_ms = grace.as_millis() as u64,
         "agent console dropped mid-call; holding the call for it to come back");
-    let (shared_h, agent, call) = (Arc::clone(shared), agent_id.to_string(), call_id.clone());
+    let (desk, agent, call) = (Arc::clone(desk), agent_id.to_string(), call_id.clone());
     tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + grace;
         let mut reclaimable = true;
@@ -481,13 +480,13 @@ fn hold_for_reattach(
                 cmd = commands.recv() => {
                     if matches!(cmd, Some(LegCommand::Hangup) | None) {
                         // The call ended while held (the caller hung up).
-                        shared_h.routing.held_call_gone(&agent, &call);
+                        desk.held_call_gone(&agent, &call);
                         return;
                     }
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     tracing::warn!(agent = %agent, call = %call, "agent console did not come back in time; the call moves on");
-                    shared_h.routing.held_call_gone(&agent, &call);
+                    desk.held_call_gone(&agent, &call);
                     let _ = events.try_send(LegEvent::Hangup(HangupCause::Lost(format!(
                         "agent console did not come back within {} s",
                         grace.as_secs_f64()
@@ -528,10 +527,10 @@ async fn reclaim(held: HeldCall) -> Option<LiveCall> {
 /// Sends the team view when it changed since `sent`.
 async fn send_team(
     socket: &mut ConsoleSocket,
-    routing: &crate::routing::Routing,
-    sent: &mut Option<crate::routing::Team>,
+    desk: &dyn ConsoleDesk,
+    sent: &mut Option<Team>,
 ) -> Result<(), String> {
-    let team = routing.team();
+    let team = desk.team();
     if sent.as_ref() != Some(&team) {
         socket
             .send(text(&ConsoleEvent::Team { team: &team }))
@@ -556,28 +555,24 @@ fn wrapup_deadline(presence: &Presence, now: Instant) -> Option<Instant> {
 }
 
 /// Serves one authenticated console until it disconnects.
-pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: String) {
-    let liveness = LivenessConfig::from_server(&shared.config.server);
+pub async fn serve_console(socket: WebSocket, desk: Arc<dyn ConsoleDesk>, agent_id: String) {
+    let config = desk.config();
+    let liveness = LivenessConfig::from_server(&config.server);
     let mut socket = ConsoleSocket {
         ws: socket,
         limit: liveness.dead_after,
         broken: false,
     };
     let mut live = Liveness::new(liveness, Instant::now());
-    let routing = &shared.routing;
-    let ring_seconds = shared.config.routing.ring_timeout_ms.div_ceil(1000);
-    let supervisor = routing.is_supervisor(&agent_id);
-    let grace = std::time::Duration::from_millis(shared.config.routing.reattach_grace_ms);
+    let ring_seconds = config.routing.ring_timeout_ms.div_ceil(1000);
+    let supervisor = desk.is_supervisor(&agent_id);
+    let grace = std::time::Duration::from_millis(config.routing.reattach_grace_ms);
     let (console_tx, mut console_rx) = mpsc::channel::<HumanCommand>(16);
     let session = console_tx.clone();
-    let arrival = match routing.console_connected(&agent_id, console_tx) {
+    let arrival = match desk.console_connected(&agent_id, console_tx) {
         Ok(arrival) => arrival,
         Err(e) => {
-            let _ = socket
-                .send(text(&ConsoleEvent::Error {
-                    message: e.to_string(),
-                }))
-                .await;
+            let _ = socket.send(text(&ConsoleEvent::Error { message: e })).await;
             let _ = socket.send(Message::Close(None)).await;
             return;
         }
@@ -588,13 +583,13 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
             agent_id: &agent_id,
             status: arrival.presence.status,
             wrap_up: arrival.presence.wrap_up.as_ref(),
-            dispositions: &shared.config.routing.dispositions,
+            dispositions: &config.routing.dispositions,
             supervisor,
         }))
         .await;
     // When the wrap-up ends by itself (the gateway's clock; routing decides).
     let mut wrapup_ends = wrapup_deadline(&arrival.presence, Instant::now());
-    let max = shared.config.server.max_message_bytes;
+    let max = config.server.max_message_bytes;
     // The call in progress.
     let mut call: Option<LiveCall> = None;
     if let Some(held) = arrival.held {
@@ -619,8 +614,8 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
             }
             None => {
                 // The call ended or moved on just now: this agent is free.
-                routing.held_call_gone(&agent_id, &held_id);
-                let _ = shared.set_agent_status(&agent_id, AgentStatus::Available);
+                desk.held_call_gone(&agent_id, &held_id);
+                let _ = desk.set_status(&agent_id, AgentStatus::Available);
             }
         }
     }
@@ -639,9 +634,9 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
     let mut team_tick =
         tokio::time::interval_at(tokio::time::Instant::now() + team_every, team_every);
     team_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut team_sent: Option<crate::routing::Team> = None;
+    let mut team_sent: Option<Team> = None;
     let mut callbacks_sent: Option<Vec<CallbackBrief>> = None;
-    let team_news = routing.team_changed();
+    let team_news = desk.team_changed();
     let mut ticks: u64 = 0;
     loop {
         if socket.broken {
@@ -690,11 +685,11 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
             },
             () = wrapup_over => {
                 wrapup_ends = None;
-                routing.tick();
+                desk.tick();
             }
             _ = team_tick.tick() => {
                 if ticks.is_multiple_of(5)
-                    && let Some(list) = pending_callbacks(&shared).await
+                    && let Some(list) = pending_callbacks(desk.store()).await
                     && callbacks_sent.as_ref() != Some(&list)
                 {
                     if socket.send(text(&ConsoleEvent::Callbacks { callbacks: &list })).await.is_err() {
@@ -704,18 +699,18 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                 }
                 ticks += 1;
                 if supervisor {
-                    let board = shared.registry.board();
+                    let board = desk.board();
                     if socket.send(text(&ConsoleEvent::Calls { calls: &board })).await.is_err() {
                         break;
                     }
                 }
-                if send_team(&mut socket, routing, &mut team_sent).await.is_err() {
+                if send_team(&mut socket, desk.as_ref(), &mut team_sent).await.is_err() {
                     break;
                 }
             }
             () = team_news.notified() => {
                 // A presence changed: every console's team view follows at once.
-                if send_team(&mut socket, routing, &mut team_sent).await.is_err() {
+                if send_team(&mut socket, desk.as_ref(), &mut team_sent).await.is_err() {
                     break;
                 }
             }
@@ -843,7 +838,7 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                 };
                 match message {
                     ConsoleMessage::Accept { call_id } => {
-                        match shared.accept_offer(&agent_id, &call_id).await {
+                        match Arc::clone(&desk).accept(&agent_id, &call_id).await {
                             Ok(AcceptOutcome::Callback { number }) => {
                                 tracing::info!(agent = %agent_id, call = %call_id, "callback assigned");
                                 let _ = socket.send(text(&ConsoleEvent::CallbackAssigned { call_id: &call_id, number: &number })).await;
@@ -865,8 +860,8 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                         }
                     }
                     ConsoleMessage::Decline { call_id } => {
-                        if let Err(e) = routing.decline(&agent_id, &call_id, WithdrawReason::Declined) {
-                            let _ = socket.send(text(&ConsoleEvent::Error { message: e.to_string() })).await;
+                        if let Err(message) = desk.decline(&agent_id, &call_id, WithdrawReason::Declined) {
+                            let _ = socket.send(text(&ConsoleEvent::Error { message })).await;
                         }
                     }
                     ConsoleMessage::Status { status } => {
@@ -875,7 +870,7 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                             let _ = socket.send(text(&ConsoleEvent::Error { message })).await;
                             continue;
                         };
-                        let _ = shared.set_agent_status(&agent_id, s);
+                        let _ = desk.set_status(&agent_id, s);
                     }
                     ConsoleMessage::Media { media } => {
                         if let Some(c) = &call {
@@ -898,7 +893,7 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                     ConsoleMessage::Transfer { agent, skill } => {
                         let target = match (agent.filter(|a| !a.is_empty()), skill.filter(|s| !s.is_empty())) {
                             (Some(a), None) if a == agent_id => Err("you cannot transfer a call to yourself".to_string()),
-                            (Some(a), None) if !routing.agents().iter().any(|x| x.id == a) => Err(format!("unknown agent {a:?}")),
+                            (Some(a), None) if !desk.is_agent(&a) => Err(format!("unknown agent {a:?}")),
                             (Some(a), None) => Ok(crate::domain::TransferTarget::Agent(a)),
                             (None, Some(s)) => Ok(crate::domain::TransferTarget::Skill(s)),
                             _ => Err("transfer needs exactly one of agent or skill".to_string()),
@@ -952,7 +947,7 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                             ConsoleEvent::Error { message: "finish your own call before listening to another".into() }
                         } else if monitoring.as_ref().is_some_and(|(id, _, _)| *id == call_id) {
                             // Same call, another mode: the audio link stays.
-                            match shared.registry.monitor_mode(&call_id, &agent_id, mode) {
+                            match desk.monitor_mode(&call_id, &agent_id, mode) {
                                 Ok(()) => ConsoleEvent::Monitoring { call_id: &call_id, mode },
                                 Err(message) => ConsoleEvent::Error { message },
                             }
@@ -965,7 +960,7 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                                 to_supervisor: feed_tx,
                                 from_supervisor: voice_rx,
                             };
-                            match shared.registry.monitor(&call_id, link) {
+                            match desk.monitor(&call_id, link) {
                                 Ok(()) => {
                                     tracing::info!(agent = %agent_id, call = %call_id, mode = mode.as_str(), "supervisor on a call's audio");
                                     monitoring = Some((call_id.clone(), feed_rx, voice_tx));
@@ -985,12 +980,12 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                         let reply = if !supervisor {
                             ConsoleEvent::Error { message: "only a supervisor can coach the AI".into() }
                         } else {
-                            match shared.registry.hint(&call_id, &agent_id, &hint) {
+                            match desk.hint(&call_id, &agent_id, &hint) {
                                 Ok(()) => {
                                     tracing::info!(agent = %agent_id, call = %call_id, "supervisor coaches the AI agent");
                                     ConsoleEvent::HintSent { call_id: &call_id }
                                 }
-                                Err(e) => ConsoleEvent::Error { message: e.to_string() },
+                                Err(message) => ConsoleEvent::Error { message },
                             }
                         };
                         let _ = socket.send(text(&reply)).await;
@@ -1000,7 +995,7 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                             ConsoleEvent::Error { message: "only a supervisor can take a call over".into() }
                         } else {
                             let request = crate::domain::CallControl::TakeOver { supervisor: agent_id.clone() };
-                            match shared.registry.control(&call_id, request) {
+                            match desk.control(&call_id, request) {
                                 Ok(()) => {
                                     tracing::info!(agent = %agent_id, call = %call_id, "supervisor takes the call over");
                                     ConsoleEvent::TakingOver { call_id: &call_id }
@@ -1011,7 +1006,7 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                         let _ = socket.send(text(&reply)).await;
                     }
                     ConsoleMessage::ClaimCallback { call_id } => {
-                        let reply = match shared.store.claim_callback(&call_id, &agent_id).await {
+                        let reply = match desk.store().claim_callback(&call_id, &agent_id).await {
                             Ok(Some(number)) => {
                                 tracing::info!(agent = %agent_id, call = %call_id, "callback claimed from the list");
                                 // The list changed: send it again at the next look.
@@ -1043,21 +1038,21 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                         }
                     }
                     ConsoleMessage::Wrapup { call_id, resolved, caller_repeated, context_accurate, notes, disposition } => {
-                        let known = disposition.is_empty() || shared.config.routing.dispositions.contains(&disposition);
+                        let known = disposition.is_empty() || config.routing.dispositions.contains(&disposition);
                         let reply = if !known {
                             text(&ConsoleEvent::Error { message: format!("unknown disposition {disposition:?} (routing.dispositions)") })
-                        } else if routing.took(&agent_id, &call_id) {
-                            shared.store.write(crate::store::Write::Wrapup {
+                        } else if desk.took(&agent_id, &call_id) {
+                            desk.store().write(crate::store::Write::Wrapup {
                                 call_id: call_id.clone(),
                                 agent_id: agent_id.clone(),
                                 resolved,
                                 caller_repeated,
                                 context_accurate,
-                                notes: shared.redactor.text(&notes.chars().take(4000).collect::<String>()).into_owned(),
+                                notes: desk.redactor().text(&notes.chars().take(4000).collect::<String>()).into_owned(),
                                 disposition,
                                 at: crate::brief::context::rfc3339(std::time::SystemTime::now()),
                             });
-                            routing.wrapup_done(&agent_id, &call_id);
+                            desk.wrapup_done(&agent_id, &call_id);
                             text(&ConsoleEvent::WrapupSaved { call_id: &call_id })
                         } else {
                             text(&ConsoleEvent::Error { message: format!("call {call_id} was not taken by {agent_id}") })
@@ -1068,7 +1063,7 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
                         // A new offer replaces the old peer (its task ends with its channel).
                         audio = None;
                         audio_up = false;
-                        let reply = match ConsoleAudio::answer(&shared, &sdp, &agent_id).await {
+                        let reply = match ConsoleAudio::answer(&config.webrtc, &sdp, &agent_id).await {
                             Ok((a, answer)) => {
                                 audio = Some(a);
                                 ConsoleEvent::WebrtcAnswer { sdp: answer }
@@ -1087,7 +1082,7 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
     }
     let held = match call.take() {
         Some(c) if !signed_out && !grace.is_zero() => {
-            Some(hold_for_reattach(&shared, &agent_id, c, grace))
+            Some(hold_for_reattach(&desk, &agent_id, c, grace))
         }
         Some(c) => {
             let _ = c.events.try_send(LegEvent::Hangup(HangupCause::Lost(
@@ -1097,6 +1092,6 @@ pub async fn serve_console(socket: WebSocket, shared: Arc<Shared>, agent_id: Str
         }
         None => None,
     };
-    routing.console_gone(&agent_id, &session, held);
+    desk.console_gone(&agent_id, &session, held);
     tracing::info!(agent = %agent_id, "agent console disconnected");
 }

@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod alarm;
+pub mod desk;
 pub mod human;
 pub(crate) mod liveness;
 pub mod media_streams;

@@ -1,16 +1,13 @@
-//! Routing as one node of a cluster: what [`crate::cluster`] asks of this
+//! Routing as one node of a cluster: what the cluster task asks of this
 //! node's consoles and queued calls, and the other nodes' agents as seen in
 //! their presence announcements (for wait estimates and listings).
 
 use super::{
-    AgentInfo, AgentStatus, HumanCommand, HumanLink, OfferKind, Routing, RoutingError,
-    RoutingEvent, State,
+    AgentEnd, AgentInfo, AgentStatus, ClusterOp, HumanCommand, HumanLink, OfferKind, PresentAgent,
+    QueueEntry, Routing, RoutingError, RoutingEvent, State,
 };
 use crate::brief::context::HandoffContext;
-use crate::cluster::ClusterOp;
-use crate::cluster::bus::{Presence, PresentAgent};
 use crate::domain::Urgency;
-use crate::legs::{LegCommand, LegEvent};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -66,15 +63,6 @@ pub(super) fn remote_info(s: &State) -> Vec<AgentInfo> {
             node: Some(a.node.clone()),
         })
         .collect()
-}
-
-/// The side of an agent's audio link the agent's end keeps.
-#[derive(Debug)]
-pub struct AgentEnd {
-    /// Audio and marks for the agent.
-    pub commands: mpsc::Receiver<LegCommand>,
-    /// The agent's voice, skip and hang-up.
-    pub events: mpsc::Sender<LegEvent>,
 }
 
 /// A new audio link between a call (its half) and an agent (theirs).
@@ -161,17 +149,18 @@ impl Routing {
         ids.iter().filter_map(|id| self.local_agent(id)).collect()
     }
 
-    /// Another node's announcement; announcements older than `lease` are forgotten.
-    pub fn remote_presence(&self, p: Presence, lease: Duration) {
+    /// Another node's announcement (`node_id`'s agents with a console
+    /// connected); announcements older than `lease` are forgotten.
+    pub fn remote_presence(&self, node_id: &str, agents: Vec<PresentAgent>, lease: Duration) {
         let mut s = self.lock();
         let now = Instant::now();
         s.remote
-            .retain(|_, a| a.node != p.node_id && now.duration_since(a.seen) < lease);
-        for a in p.agents {
+            .retain(|_, a| a.node != node_id && now.duration_since(a.seen) < lease);
+        for a in agents {
             s.remote.insert(
                 a.id,
                 RemoteAgent {
-                    node: p.node_id.clone(),
+                    node: node_id.to_string(),
                     status: a.status,
                     skills: a.skills,
                     idle_seconds: a.idle_seconds,
@@ -257,7 +246,7 @@ impl Routing {
     }
 
     /// The queue entry of a call waiting on this node (to queue it again).
-    pub fn queued_entry(&self, call_id: &str) -> Option<crate::cluster::db::QueueEntry> {
+    pub fn queued_entry(&self, call_id: &str) -> Option<QueueEntry> {
         let s = self.lock();
         s.queue
             .iter()
@@ -275,7 +264,7 @@ impl Routing {
     }
 
     /// Every call waiting on this node.
-    pub fn queued_entries(&self) -> Vec<crate::cluster::db::QueueEntry> {
+    pub fn queued_entries(&self) -> Vec<QueueEntry> {
         self.lock().queue.iter().map(queue_entry).collect()
     }
 
@@ -372,8 +361,8 @@ impl Routing {
 }
 
 /// A call waiting here, as the shared queue keeps it.
-pub(super) fn queue_entry(w: &super::Waiting) -> crate::cluster::db::QueueEntry {
-    crate::cluster::db::QueueEntry {
+pub(super) fn queue_entry(w: &super::Waiting) -> QueueEntry {
+    QueueEntry {
         call_id: w.call_id.clone(),
         skill: w.skill.clone(),
         urgency: w.urgency,

@@ -5,11 +5,15 @@
 //! Touched at escalation, offer and answer only — never per audio frame — so
 //! one mutex is enough.
 
+mod cluster_port;
 mod cluster_side;
 pub mod webhook;
 
-pub use crate::cluster::db::OfferKind;
-pub use cluster_side::AgentEnd;
+pub use crate::domain::{AgentStatus, OfferKind, WithdrawReason};
+pub use crate::legs::desk::{
+    AgentEnd, Arrival, HeldCall, HumanCommand, Presence, QueueView, Team, TeamMember, WrapUpNews,
+};
+pub use cluster_port::{ClusterOp, PresentAgent, QueueEntry};
 
 use crate::brief::context::HandoffContext;
 use crate::domain::Urgency;
@@ -20,121 +24,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::sync::mpsc;
-
-/// What an agent's console is told.
-#[derive(Debug, Clone)]
-pub enum HumanCommand {
-    /// A call is offered (the screen-pop): accept or decline.
-    Offer {
-        /// The call.
-        call_id: String,
-        /// A live call, or (in a cluster) a saved callback.
-        kind: OfferKind,
-        /// Its urgency.
-        urgency: Urgency,
-        /// Everything known about it.
-        context: Arc<HandoffContext>,
-    },
-    /// The offer is withdrawn (caller hung up, timed out).
-    OfferWithdrawn {
-        /// The call.
-        call_id: String,
-        /// Why: a [`WithdrawReason`] wire name (a cluster peer may send others).
-        reason: String,
-    },
-    /// The agent's presence changed (the console shows it as it is).
-    Presence(Presence),
-    /// This console session is over (token rotated, set offline by an admin):
-    /// it must close at once and take nothing more.
-    SignedOut {
-        /// Why.
-        reason: String,
-    },
-}
-
-/// Why an offer was taken back from an agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WithdrawReason {
-    /// Nobody answered within `routing.ring_timeout_ms`.
-    RingTimeout,
-    /// The agent declined it.
-    Declined,
-    /// The caller hung up while it rang.
-    CallerHangup,
-    /// The caller chose a callback while it rang.
-    CallbackChosen,
-    /// The agent's console went away.
-    AgentGone,
-    /// The call's gateway node stopped (in a cluster it becomes a callback).
-    CallLost,
-    /// The caller went back to the AI agent.
-    ReturnedToAi,
-    /// A destination answered with a greeting that ran on: a voicemail box.
-    Voicemail,
-}
-
-impl WithdrawReason {
-    /// The wire name (`offer_withdrawn.reason`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WithdrawReason::RingTimeout => "ring_timeout",
-            WithdrawReason::Declined => "declined",
-            WithdrawReason::CallerHangup => "caller_hangup",
-            WithdrawReason::CallbackChosen => "callback_chosen",
-            WithdrawReason::AgentGone => "agent_gone",
-            WithdrawReason::CallLost => "call_lost",
-            WithdrawReason::ReturnedToAi => "returned_to_ai",
-            WithdrawReason::Voicemail => "voicemail",
-        }
-    }
-}
-
-/// An agent's presence as their console shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Presence {
-    /// The state.
-    pub status: AgentStatus,
-    /// In wrap-up: which call, and how long is left.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub wrap_up: Option<WrapUpNews>,
-}
-
-/// The wrap-up an agent owes.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WrapUpNews {
-    /// The call to wrap up.
-    pub call_id: String,
-    /// Seconds until the agent is available again (none: until saved).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub seconds_left: Option<u64>,
-}
-
-/// A call whose console dropped mid-call, held for the agent to take back
-/// within `routing.reattach_grace_ms`.
-#[derive(Debug)]
-pub struct HeldCall {
-    /// The call.
-    pub call_id: String,
-    /// What the console showed (urgency and screen-pop), to show it again.
-    pub context: Option<(Urgency, Arc<HandoffContext>)>,
-    /// The caller had been merged with the agent (the whisper was over).
-    pub merged: bool,
-    /// The agent had put the caller on hold.
-    pub on_hold: bool,
-    /// Send a reply channel here to get the call's link back.
-    pub reclaim: tokio::sync::oneshot::Sender<tokio::sync::oneshot::Sender<AgentEnd>>,
-}
-
-/// What a console finds when it signs in.
-#[derive(Debug)]
-pub struct Arrival {
-    /// Its presence.
-    pub presence: Presence,
-    /// A call it dropped within the grace period, to take back.
-    pub held: Option<HeldCall>,
-}
 
 /// The audio link between an answering agent and the call.
 #[derive(Debug)]
@@ -179,50 +68,6 @@ pub enum RoutingEvent {
         /// The agent or destination it overflowed to.
         agent: String,
     },
-}
-
-/// Presence: what an agent is doing, and whether they are offered calls
-/// (only when `Available`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AgentStatus {
-    /// Can take a call.
-    Available,
-    /// Offered a call, not answered yet.
-    Ringing,
-    /// On a call.
-    Busy,
-    /// After a call, writing it up: no offers until saved or the timer ends.
-    WrapUp,
-    /// Signed in, on a break (their choice).
-    Break,
-    /// Signed in, missed an offer: no offers until they choose available.
-    NotReady,
-    /// Not taking calls.
-    Offline,
-}
-
-impl AgentStatus {
-    /// The wire name, as serialised.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgentStatus::Available => "available",
-            AgentStatus::Ringing => "ringing",
-            AgentStatus::Busy => "busy",
-            AgentStatus::WrapUp => "wrap_up",
-            AgentStatus::Break => "break",
-            AgentStatus::NotReady => "not_ready",
-            AgentStatus::Offline => "offline",
-        }
-    }
-
-    /// A state an agent may choose for themselves between calls.
-    pub fn is_choosable(self) -> bool {
-        matches!(
-            self,
-            AgentStatus::Available | AgentStatus::Break | AgentStatus::Offline
-        )
-    }
 }
 
 /// A registered human agent.
@@ -509,45 +354,13 @@ pub struct Routing {
     /// Woken on every presence change (consoles refresh their team view).
     team_changed: Arc<tokio::sync::Notify>,
     state: Mutex<State>,
-    cluster: std::sync::OnceLock<mpsc::UnboundedSender<crate::cluster::ClusterOp>>,
+    cluster: std::sync::OnceLock<mpsc::UnboundedSender<ClusterOp>>,
 }
 
 impl std::fmt::Debug for Routing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Routing")
     }
-}
-
-/// The team as a console shows it ([`Routing::team`]).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Team {
-    /// Skills with calls waiting.
-    pub queues: Vec<QueueView>,
-    /// Every agent and their presence.
-    pub agents: Vec<TeamMember>,
-}
-
-/// One skill's queue.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct QueueView {
-    /// The skill ("" = any agent).
-    pub skill: String,
-    /// Calls waiting (ringing ones included).
-    pub waiting: usize,
-    /// How long the longest-waiting call has waited.
-    pub longest_wait_seconds: u64,
-}
-
-/// One agent, as the team sees them.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TeamMember {
-    /// Id.
-    pub id: String,
-    /// Name.
-    pub name: String,
-    /// Presence.
-    pub status: AgentStatus,
 }
 
 /// How long a console sign-in ticket lasts.
@@ -1198,7 +1011,7 @@ impl Routing {
             });
             if let (Some(cluster), Some(waiting)) = (self.cluster.get(), s.queue.last()) {
                 let entry = cluster_side::queue_entry(waiting);
-                let _ = cluster.send(crate::cluster::ClusterOp::Enqueue(entry));
+                let _ = cluster.send(ClusterOp::Enqueue(entry));
             }
             ticket
         };
@@ -1209,7 +1022,7 @@ impl Routing {
     /// Updates the context a queued call shows on the next screen-pop.
     pub fn update_context(&self, call_id: &str, context: Arc<HandoffContext>) {
         if let Some(cluster) = self.cluster.get() {
-            let _ = cluster.send(crate::cluster::ClusterOp::UpdateContext {
+            let _ = cluster.send(ClusterOp::UpdateContext {
                 call_id: call_id.to_string(),
                 context: serde_json::to_string(context.as_ref()).unwrap_or_else(|_| "{}".into()),
             });
@@ -1289,7 +1102,7 @@ impl Routing {
         // Only a call queued here can be in the shared queue (every call's
         // session calls this when it ends: the others cost the database nothing).
         if let Some(cluster) = self.cluster.get() {
-            let _ = cluster.send(crate::cluster::ClusterOp::Leave {
+            let _ = cluster.send(ClusterOp::Leave {
                 call_id: call_id.to_string(),
             });
         }
@@ -1333,7 +1146,7 @@ impl Routing {
     fn dispatch(&self) {
         if let Some(cluster) = self.cluster.get() {
             // The cluster decides, in PostgreSQL, for every node at once.
-            let _ = cluster.send(crate::cluster::ClusterOp::Dispatch);
+            let _ = cluster.send(ClusterOp::Dispatch);
             return;
         }
         let mut s = self.lock();

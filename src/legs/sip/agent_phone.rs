@@ -11,8 +11,9 @@ use super::message::{SipMessage, host_port_of, request, uri_of};
 use super::rtp_leg::{self, RtpControl};
 use super::sdp;
 use super::uas::{token, wait_bye_answer};
+use crate::domain::{OfferKind, WithdrawReason};
+use crate::legs::desk::{AcceptOutcome, HumanCommand};
 use crate::legs::{HangupCause, LegCommand, LegEvent, recv_or_pending};
-use crate::routing::{HumanCommand, OfferKind, WithdrawReason};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -22,7 +23,7 @@ const MAX_RING: Duration = Duration::from_secs(60);
 
 /// Starts a phone task for every configured agent with a `sip_uri`.
 pub fn spawn_all(endpoint: &Arc<SipEndpoint>) {
-    for seed in &endpoint.shared.config.routing.agents {
+    for seed in &endpoint.services.config().routing.agents {
         if seed.sip_uri.is_empty() {
             continue;
         }
@@ -97,7 +98,7 @@ async fn serve(endpoint: Arc<SipEndpoint>, phone: Phone) {
         greeting,
     } = phone;
     let (tx, mut rx) = mpsc::channel::<HumanCommand>(16);
-    if let Err(e) = endpoint.shared.routing.phone_connected(&agent_id, tx) {
+    if let Err(e) = endpoint.services.phone_connected(&agent_id, tx) {
         tracing::error!(agent = %agent_id, error = %e, "SIP phone cannot sign in");
         return;
     }
@@ -120,11 +121,9 @@ async fn serve(endpoint: Arc<SipEndpoint>, phone: Phone) {
             HumanCommand::Offer { call_id, .. } => {
                 // A saved callback needs a screen to show its context on.
                 tracing::info!(agent = %agent_id, call = %call_id, "callback not offered to a SIP phone");
-                let _ =
-                    endpoint
-                        .shared
-                        .routing
-                        .decline(&agent_id, &call_id, WithdrawReason::Declined);
+                let _ = endpoint
+                    .services
+                    .decline(&agent_id, &call_id, WithdrawReason::Declined);
             }
             HumanCommand::OfferWithdrawn { .. } | HumanCommand::Presence(_) => {}
             HumanCommand::SignedOut { reason } => {
@@ -142,10 +141,10 @@ async fn ring(
     call: &str,
     offers: &mut mpsc::Receiver<HumanCommand>,
 ) {
-    let routing = &endpoint.shared.routing;
+    let desk = &endpoint.services;
     let decline = |why: &str| {
         tracing::info!(agent = %agent_id, call = %call, why, "SIP phone did not take the call");
-        let _ = routing.decline(agent_id, call, WithdrawReason::Declined);
+        let _ = desk.decline(agent_id, call, WithdrawReason::Declined);
     };
     let Some(target) = host_port_of(uri) else {
         decline("the agent's sip_uri does not resolve");
@@ -177,15 +176,15 @@ async fn ring(
         )
     };
     let their_uri = format!("<{uri}>");
-    let shared = &endpoint.shared;
+    let services = &endpoint.services;
     // The context travels in the signalling: a desk without a warmline console
     // still knows who, why and how urgent, and where to fetch the rest.
     let mut context_headers = Vec::new();
-    if shared.config.routing.signal_context {
-        let context = shared.store.context(call).await.ok().flatten();
+    if services.config().routing.signal_context {
+        let context = services.store().context(call).await.ok().flatten();
         let signal = HandoffSignal::from_context(call, context.as_deref());
-        let url = shared.context_url(call);
-        let routing = &shared.config.routing;
+        let url = desk.context_url(call);
+        let routing = &services.config().routing;
         context_headers = signal.headers(Some(&url), routing.assert_caller_id, &routing.diversion);
     }
     let sdp_offer = sdp::describe(sockets.local, u64::from(sockets.local.port()), None);
@@ -209,7 +208,7 @@ async fn ring(
         req("ACK", uri, branch, resp.header("To").unwrap_or(""), cseq)
     };
     let mut cancel = req("CANCEL", uri, &branch, &their_uri, cseq);
-    let sip_config = &shared.config.sip;
+    let sip_config = &services.config().sip;
     let mut authenticated = sip_config.outbound_user.is_empty();
     let mut retransmit = Duration::from_millis(500);
     let mut next = tokio::time::Instant::now() + retransmit;
@@ -322,15 +321,15 @@ async fn ring(
     let (ctl_tx, ctl_rx) = mpsc::channel(4);
     let (hung_tx, mut hung_rx) = oneshot::channel();
     // warmline dialled this phone (a configured URI): its SDP address is ours to trust.
-    let (jitter, mut latch) = endpoint.shared.config.sip.rtp();
+    let (jitter, mut latch) = endpoint.services.config().sip.rtp();
     latch.trust_sdp = true;
     let leg = format!("agent:{agent_id}");
     let codec = negotiated.codec;
     let too_late = |why: String| {
         tracing::warn!(agent = %agent_id, error = %why, "answered too late; hanging up the phone");
     };
-    let accepted = |outcome: Result<crate::cluster::AcceptOutcome, String>| match outcome {
-        Ok(crate::cluster::AcceptOutcome::Call(end)) => Ok((end.commands, end.events)),
+    let accepted = |outcome: Result<AcceptOutcome, String>| match outcome {
+        Ok(AcceptOutcome::Call(end)) => Ok((end.commands, end.events)),
         Err(e) => Err(e),
         Ok(_) => Err("a callback cannot be taken on a phone".to_string()),
     };
@@ -341,8 +340,7 @@ async fn ring(
     // Otherwise the leg gets the call's channels directly (no relay hop per frame).
     let mut relay = Relay::default();
     let (media, call_events) = if dtmf.is_empty() && greeting.is_none() {
-        let (commands, events) = match accepted(endpoint.shared.accept_offer(agent_id, call).await)
-        {
+        let (commands, events) = match accepted(Arc::clone(desk).accept(agent_id, call).await) {
             Ok(links) => links,
             Err(why) => {
                 too_late(why);
@@ -389,11 +387,11 @@ async fn ring(
             tracing::info!(agent = %agent_id, call = %call, "a voicemail box answered; moving the call on");
             endpoint.send(&bye, &transport).await;
             let _ = ctl_tx.send(RtpControl::Stop).await;
-            let _ = routing.decline(agent_id, call, WithdrawReason::Voicemail);
+            let _ = desk.decline(agent_id, call, WithdrawReason::Voicemail);
             endpoint.unregister(&sip_call_id);
             return;
         }
-        match accepted(endpoint.shared.accept_offer(agent_id, call).await) {
+        match accepted(Arc::clone(desk).accept(agent_id, call).await) {
             Ok((call_commands, call_events)) => {
                 relay = Relay {
                     to_leg: Some(leg_commands),

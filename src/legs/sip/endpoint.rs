@@ -6,7 +6,8 @@
 use super::digest::{DigestAuth, DigestError};
 use super::message::{SipError, SipMessage, StartLine};
 use super::rtp_leg::PortRange;
-use crate::gateway::Shared;
+use crate::config::Config;
+use crate::legs::desk::AgentDesk;
 use crate::util::conn_table::{SharedTable, Slot};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -70,8 +71,23 @@ pub struct SipEndpoint {
     invites: Mutex<crate::util::RateLimiter>,
     /// Trunk credentials new INVITEs are challenged for (`sip.auth_user`).
     auth: Option<DigestAuth>,
-    /// Gateway state.
-    pub shared: Arc<Shared>,
+    /// What the SIP user agent needs of the gateway.
+    pub services: Arc<dyn SipServices>,
+}
+
+/// What the SIP user agent needs of the gateway (the composition root,
+/// `gateway.rs`, implements it): the settings, persistence and metrics, the
+/// gateway's admission of new calls, the [`CallStarter`](crate::legs::CallStarter)
+/// a trunk call starts through, and the [`AgentDesk`] agents' phones sign in to.
+pub trait SipServices: crate::legs::CallStarter + AgentDesk {
+    /// The settings in force.
+    fn config(&self) -> &Config;
+    /// Persistence (media figures; the context a phone's INVITE carries).
+    fn store(&self) -> &crate::store::Store;
+    /// Live metrics.
+    fn metrics(&self) -> &crate::metrics::Metrics;
+    /// Why a new call is refused now, if it is (draining, `server.max_calls`).
+    fn call_refusal(&self) -> Option<String>;
 }
 
 /// The SIP/TCP listener's connection limits (`[sip]`).
@@ -118,8 +134,8 @@ pub enum SipStartError {
 
 impl SipEndpoint {
     /// Binds UDP and TCP on `sip.listen` and starts serving.
-    pub async fn start(shared: Arc<Shared>) -> Result<Arc<SipEndpoint>, SipStartError> {
-        let config = &shared.config.sip;
+    pub async fn start(services: Arc<dyn SipServices>) -> Result<Arc<SipEndpoint>, SipStartError> {
+        let config = &services.config().sip;
         let listen: SocketAddr = config
             .listen
             .parse()
@@ -171,7 +187,7 @@ impl SipEndpoint {
                 config.invite_rate,
                 config.invite_burst,
             )),
-            shared,
+            services,
         });
         tokio::spawn(Arc::clone(&endpoint).serve_udp());
         tokio::spawn(Arc::clone(&endpoint).serve_tcp(tcp));
@@ -214,13 +230,13 @@ impl SipEndpoint {
         } else {
             "agent"
         };
-        self.shared.metrics.rtp_leg(
+        self.services.metrics().rtp_leg(
             leg,
             u64::try_from(row.received).unwrap_or(0),
             u64::try_from(row.lost).unwrap_or(0),
             row.jitter_ms as f64 / 1000.0,
         );
-        self.shared.store.write(crate::store::Write::MediaLeg {
+        self.services.store().write(crate::store::Write::MediaLeg {
             call_id: call_id.to_string(),
             row,
         });
@@ -267,7 +283,7 @@ impl SipEndpoint {
     }
 
     async fn serve_tcp(self: Arc<Self>, listener: TcpListener) {
-        let sip = &self.shared.config.sip;
+        let sip = &self.services.config().sip;
         let limits = TcpLimits {
             idle: std::time::Duration::from_secs(sip.tcp_idle_s),
             message: std::time::Duration::from_millis(sip.tcp_message_timeout_ms.max(1)),
@@ -287,7 +303,7 @@ impl SipEndpoint {
             let slot = match Slot::take(&table, from.ip(), limits.per_ip, limits.total) {
                 Ok(slot) => slot,
                 Err(why) => {
-                    self.shared.metrics.peer_drops("sip", why.as_str(), 1);
+                    self.services.metrics().peer_drops("sip", why.as_str(), 1);
                     tracing::debug!(%from, reason = why.as_str(), "SIP/TCP connection refused");
                     continue;
                 }
@@ -338,7 +354,7 @@ impl SipEndpoint {
                             "idle"
                         };
                         tracing::debug!(%from, why, "closing SIP/TCP connection");
-                        self.shared.metrics.peer_drops("sip", "tcp_timeout", 1);
+                        self.services.metrics().peer_drops("sip", "tcp_timeout", 1);
                         break;
                     }
                 },
@@ -461,8 +477,8 @@ impl SipEndpoint {
         let reply = match method.as_str() {
             "INVITE" if msg.tag("To").is_none() => {
                 let incoming = Incoming { msg, transport };
-                let max = self.shared.config.sip.max_calls;
-                let refusal = self.shared.call_refusal().or_else(|| {
+                let max = self.services.config().sip.max_calls;
+                let refusal = self.services.call_refusal().or_else(|| {
                     // Answered calls count toward the limit; attempts that never
                     // become calls (refused offers, unanswered, never ACKed) only
                     // toward a wider bound on pending dialogs.

@@ -85,7 +85,7 @@ async fn run(endpoint: &Arc<SipEndpoint>, invite: Incoming, mut rx: mpsc::Receiv
         transport.name().to_ascii_lowercase()
     );
     // Ring first when configured; a CANCEL meanwhile ends it (487).
-    let ring = Duration::from_millis(endpoint.shared.config.sip.ring_ms);
+    let ring = Duration::from_millis(endpoint.services.config().sip.ring_ms);
     if !ring.is_zero() {
         endpoint
             .send(
@@ -136,7 +136,7 @@ async fn run(endpoint: &Arc<SipEndpoint>, invite: Incoming, mut rx: mpsc::Receiv
     let call_sid = msg.call_id().to_string();
     let started = Instant::now();
     let started_wall = SystemTime::now();
-    let shared = Arc::clone(&endpoint.shared);
+    let services = Arc::clone(&endpoint.services);
     let stream_sid = format!("SIP-{to_tag}");
     let mut start = StartMeta {
         call_sid: call_sid.clone(),
@@ -161,7 +161,7 @@ async fn run(endpoint: &Arc<SipEndpoint>, invite: Incoming, mut rx: mpsc::Receiv
         events: ev_tx,
         commands: cmd_rx,
     } = crate::legs::start_caller(
-        Arc::clone(&shared) as _,
+        Arc::clone(&services) as _,
         start,
         stream_sid,
         (started, started_wall),
@@ -169,7 +169,7 @@ async fn run(endpoint: &Arc<SipEndpoint>, invite: Incoming, mut rx: mpsc::Receiv
     tracing::info!(codec = ?negotiated.codec, remote = %negotiated.remote, call = %call_id, "SIP call answered");
     let (ctl_tx, ctl_rx) = mpsc::channel(4);
     let (hung_tx, mut hung_rx) = oneshot::channel();
-    let rtp_tuning = shared.config.sip.rtp();
+    let rtp_tuning = services.config().sip.rtp();
     let links = rtp_leg::RtpLegLinks {
         events: ev_tx.clone(),
         commands: cmd_rx,
