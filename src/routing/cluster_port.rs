@@ -61,7 +61,8 @@ pub struct QueueEntry {
 pub struct PresentAgent {
     /// Id.
     pub id: String,
-    /// `available`, `ringing`, `busy` or `offline`.
+    /// What they are doing (available, ringing, busy, wrap-up, break, not ready or
+    /// offline); calls are offered only to the available.
     pub status: super::AgentStatus,
     /// Skills.
     pub skills: Vec<String>,
