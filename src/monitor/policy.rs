@@ -916,7 +916,11 @@ impl Monitor {
         let scores = self.score(Speaker::Agent, content, TurnContext::default());
         let labels = scores.present();
         let signals = AgentSignals {
-            hedge: if scores.has(Label::Hedge) {
+            hedge: if scores.has(Label::Hedge)
+                && (scores.score(Label::Hedge) >= HEDGE_SURE
+                    || confidence.is_none_or(|c| c < CONFIDENT)
+                    || crate::monitor::confidence::hedging_phrase(content).is_some())
+            {
                 Some(hedging_phrase_or(content, "hedges"))
             } else {
                 None
@@ -1205,6 +1209,15 @@ pub fn term_hit(text: &str, terms: &[String]) -> Option<String> {
 }
 
 /// The hedging phrase the rules know, or `fallback` (what the head heard).
+/// A `hedge` score at or above this is a hedge whatever the agent says of
+/// itself; below it, an agent that states it is confident (≥ [`CONFIDENT`])
+/// and uses no hedging phrase is not hedging — the head also hears the
+/// ordinary caution of a good answer ("running the tap should clear it; if it
+/// hasn't by tonight, call us back").
+const HEDGE_SURE: f32 = 0.6;
+/// A stated confidence at which an answer the head is unsure of is not a hedge.
+const CONFIDENT: f32 = 0.8;
+
 fn hedging_phrase_or(text: &str, fallback: &str) -> String {
     crate::monitor::confidence::hedging_phrase(text)
         .unwrap_or(fallback)
@@ -1756,6 +1769,34 @@ mod tests {
             "Hi this is Sue, Sue Miller, checking on my delivery",
         );
         assert!(o.decision.is_none(), "{:?}", o.decision);
+    }
+
+    #[test]
+    fn a_confident_answer_with_ordinary_caution_is_not_a_hedge() {
+        let answer = "Work on the pipes nearby can cause this and it usually clears on its own; running the cold tap for a while should help. If it hasn't cleared by tonight, call us back.";
+        let run = |confidence: f32| {
+            let mut m = heads();
+            agent(&mut m, "Riverside Water, how can I help?", Some(0.95));
+            user(&mut m, "The water from my kitchen tap has gone brown.");
+            agent(
+                &mut m,
+                "Hmm, there may be some work near you, let me check.",
+                Some(0.44),
+            );
+            m.observe(
+                MonitorInput::Tool {
+                    name: "check_incidents",
+                    ok: true,
+                },
+                Duration::ZERO,
+            );
+            agent(&mut m, answer, Some(confidence)).decision
+        };
+        // Stated as sure: the caution ("if it hasn't cleared…") is not hedging.
+        assert!(run(0.92).is_none(), "{:?}", run(0.92));
+        // The same words from an agent that is not sure are a second unhelpful turn.
+        let d = run(0.6).expect("two unhelpful answers in a row");
+        assert_eq!(d.rule, "repeated_unhelpful");
     }
 
     #[test]
