@@ -70,6 +70,23 @@ pub fn fork() -> std::io::Result<Forked> {
     }
 }
 
+/// In a forked child: be killed when the parent dies, and end at once if it
+/// already has (a render must not outlive the worker that a timed-out
+/// gateway killed).
+pub fn die_with_parent(parent: i32) {
+    // SAFETY: plain integer arguments; a failure leaves the child as it was.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    // SAFETY: no arguments.
+    if unsafe { libc::getppid() } != parent {
+        exit_now(4);
+    }
+}
+
+/// This process's id.
+pub fn pid() -> i32 {
+    std::process::id() as i32
+}
+
 /// Waits for the child `pid` to end; `true` when it exited with status 0.
 pub fn wait_succeeded(pid: i32) -> std::io::Result<bool> {
     let mut status: libc::c_int = 0;
@@ -95,6 +112,23 @@ pub fn exit_now(code: i32) -> ! {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_forked_child_whose_parent_is_gone_ends_at_once_and_its_exit_is_seen() {
+        // Only async-signal-safe calls happen in the children (prctl, getppid, _exit).
+        let me = super::pid();
+        for (parent, succeeded) in [(me, true), (me + 1_000_000, false)] {
+            match super::fork().expect("fork") {
+                super::Forked::Child => {
+                    super::die_with_parent(parent);
+                    super::exit_now(0)
+                }
+                super::Forked::Parent(child) => {
+                    assert_eq!(super::wait_succeeded(child).expect("wait"), succeeded);
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_limit_can_be_read_and_is_at_least_what_a_shell_gives() {
         let limit = super::raise_to_hard().expect("getrlimit works");

@@ -167,8 +167,12 @@ pub fn serve_forever(voice: Option<String>) -> Result<(), String> {
             prepare(&req.tts.voice);
             prepared = Some(req.tts.voice);
         }
+        let worker = crate::util::os::pid();
         match crate::util::os::fork().map_err(|e| format!("cannot fork: {e}"))? {
-            crate::util::os::Forked::Child => crate::util::os::exit_now(render_in_child(&line)),
+            crate::util::os::Forked::Child => {
+                crate::util::os::die_with_parent(worker);
+                crate::util::os::exit_now(render_in_child(&line))
+            }
             crate::util::os::Forked::Parent(pid) => {
                 if !crate::util::os::wait_succeeded(pid).map_err(|e| format!("wait: {e}"))? {
                     return Err("a render process failed".into());
