@@ -408,19 +408,22 @@ impl Fitter<'_, '_> {
     /// Renders what `clauses` needs that is not rendered yet; returns the
     /// length of the whole set in seconds.
     async fn measure(&mut self, clauses: &[Clause]) -> Result<f64, TtsError> {
-        let mut seconds = self.pause_seconds() * clauses.len().saturating_sub(1) as f64;
-        for clause in clauses {
-            seconds += self.clause(clause).await?.seconds();
+        let seconds = self.length_of(clauses).await?;
+        if self.tts.engine_used() == self.engine {
+            return Ok(seconds);
         }
         // The engine changed under us (the primary failed mid-way): one whisper
         // is never split across voices, so measure again with the fallback only.
-        if self.tts.engine_used() != self.engine {
-            self.engine = self.tts.engine_used();
-            self.rendered.clear();
-            seconds = self.pause_seconds() * clauses.len().saturating_sub(1) as f64;
-            for clause in clauses {
-                seconds += self.clause(clause).await?.seconds();
-            }
+        self.engine = self.tts.engine_used();
+        self.rendered.clear();
+        self.length_of(clauses).await
+    }
+
+    /// The sentences' audio and the pauses between them, in seconds.
+    async fn length_of(&mut self, clauses: &[Clause]) -> Result<f64, TtsError> {
+        let mut seconds = self.pause_seconds() * clauses.len().saturating_sub(1) as f64;
+        for clause in clauses {
+            seconds += self.clause(clause).await?.seconds();
         }
         Ok(seconds)
     }
