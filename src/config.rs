@@ -436,6 +436,34 @@ pub struct AgentSeed {
     /// this long (ms) as a voicemail box: the call moves on (0 = no wait).
     #[serde(default)]
     pub voicemail_after_ms: u64,
+    /// When this phone takes calls (default: whenever the team is open).
+    #[serde(default)]
+    pub hours: DeskHours,
+}
+
+/// A destination's or phone agent's own hours, inside the team's:
+/// `hours = { days = "Mon-Fri", open = "18:00-08:00", time_zone = "Europe/London" }`.
+/// Outside them it is offered no calls. Empty fields: every day, all day, the
+/// team's `time_zone` (or `utc_offset`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeskHours {
+    /// "Mon-Fri", "Sat,Sun" ("" = every day).
+    #[serde(default)]
+    pub days: String,
+    /// "HH:MM-HH:MM"; a close before the open is a night shift ("" = all day).
+    #[serde(default)]
+    pub open: String,
+    /// IANA zone ("" = the team's).
+    #[serde(default)]
+    pub time_zone: String,
+}
+
+impl DeskHours {
+    /// Whether no hours are set (the desk follows the team's).
+    pub fn is_unset(&self) -> bool {
+        self.days.trim().is_empty() && self.open.trim().is_empty()
+    }
 }
 
 /// A destination outside warmline a call can be handed to: a desk's SIP URI
@@ -471,6 +499,9 @@ pub struct DestinationSeed {
     /// next person, the AI or a callback (0 = no waiting).
     #[serde(default = "voicemail_after_ms")]
     pub voicemail_after_ms: u64,
+    /// When it takes calls (an on-call phone at night; default: whenever the team is open).
+    #[serde(default)]
+    pub hours: DeskHours,
 }
 
 fn voicemail_after_ms() -> u64 {
@@ -535,10 +566,23 @@ pub struct RoutingSection {
     pub diversion: String,
     /// What a caller nobody can take gets: a callback, or the AI agent back.
     pub when_no_agent: NoAgentFallback,
+    /// The same, per skill (a skill not listed gets `when_no_agent`).
+    #[serde(default)]
+    pub when_no_agent_by_skill: std::collections::BTreeMap<String, NoAgentFallback>,
     /// Overflow: after waiting this long for a skill, a call may also go to
     /// other skills' agents or named destinations (`critical` calls at once).
     #[serde(default)]
     pub overflow: Vec<OverflowSeed>,
+}
+
+impl RoutingSection {
+    /// What a caller queued for `skill` gets when nobody can take the call.
+    pub fn when_no_agent_for(&self, skill: &str) -> NoAgentFallback {
+        self.when_no_agent_by_skill
+            .get(skill.trim())
+            .copied()
+            .unwrap_or(self.when_no_agent)
+    }
 }
 
 /// One `[[routing.overflow]]` rule.
@@ -840,11 +884,59 @@ impl Config {
                     consult_seconds: d.consult_seconds,
                     dtmf_after_answer: d.dtmf.clone(),
                     voicemail_after_ms: d.voicemail_after_ms,
+                    hours: d.hours.clone(),
                 });
                 self.routing.destination_agents += 1;
             }
         }
+        let configured = self.routing.agents.len() - self.routing.destination_agents;
+        for (i, agent) in self.routing.agents.iter().enumerate() {
+            if let Err(e) = self.desk_hours(&agent.hours) {
+                return Err(ConfigError::Invalid {
+                    key: if i < configured {
+                        "routing.agents"
+                    } else {
+                        "routing.destinations"
+                    },
+                    message: format!("{:?}: hours: {e}", agent.id),
+                });
+            }
+        }
         Ok(())
+    }
+
+    /// When a desk with `hours` takes calls: `None` when it has none of its
+    /// own (it follows the team's), else its days and times in its zone, the
+    /// team's zone when it names none.
+    pub fn desk_hours(
+        &self,
+        hours: &DeskHours,
+    ) -> Result<Option<crate::domain::hours::Schedule>, crate::domain::hours::ScheduleError> {
+        if hours.is_unset() {
+            return Ok(None);
+        }
+        let or = |value: &str, default: &'static str| -> String {
+            if value.trim().is_empty() {
+                default.to_string()
+            } else {
+                value.trim().to_string()
+            }
+        };
+        let fixed = crate::domain::hours::Schedule::parse(
+            &or(&hours.days, "Mon-Sun"),
+            &or(&hours.open, "00:00-24:00"),
+            &self.routing.utc_offset,
+        )?;
+        let zone = if hours.time_zone.trim().is_empty() {
+            self.routing.time_zone.trim()
+        } else {
+            hours.time_zone.trim()
+        };
+        if zone.is_empty() {
+            Ok(Some(fixed))
+        } else {
+            fixed.in_zone(zone).map(Some)
+        }
     }
 
     fn validate_realtime_tools(&self) -> Result<(), ConfigError> {
@@ -1255,6 +1347,78 @@ mod tests {
             let err = load(text).expect_err(text).to_string();
             assert!(err.contains(why), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn a_desk_keeps_its_own_hours_in_its_zone_and_bad_hours_are_refused() {
+        let load = |text: &str| Config::from_layers(Some(("t.toml", text)), std::iter::empty());
+        let c = load(
+            "[routing]\ntime_zone = \"America/New_York\"\ndestinations = [\
+             { id = \"night\", uri = \"sip:oncall@10.0.0.9\", hours = { open = \"18:00-08:00\" } },\
+             { id = \"uk\", uri = \"sip:desk@10.0.0.8\", hours = { days = \"Mon-Fri\", open = \"09:00-17:00\", time_zone = \"Europe/London\" } },\
+             { id = \"any\", uri = \"sip:desk@10.0.0.7\" }]\n",
+        )
+        .expect("valid hours");
+        let hours = |id: &str| {
+            let seed = c.routing.agents.iter().find(|a| a.id == id).expect(id);
+            c.desk_hours(&seed.hours).expect("hours")
+        };
+        assert_eq!(hours("any"), None, "no hours of its own: the team's");
+        // Wednesday 2026-11-25 12:00 UTC = 07:00 in New York (the team's zone).
+        const WED_NOON_UTC: i64 = 1_795_608_000;
+        let night = hours("night").expect("night hours");
+        assert!(
+            night.is_open(WED_NOON_UTC),
+            "07:00 New York, still the night shift"
+        );
+        assert!(!night.is_open(WED_NOON_UTC + 3 * 3600), "10:00 New York");
+        let uk = hours("uk").expect("uk hours");
+        assert!(uk.is_open(WED_NOON_UTC), "12:00 London, a weekday");
+        assert!(!uk.is_open(WED_NOON_UTC + 6 * 3600), "18:00 London");
+        for (text, why) in [
+            (
+                "[routing]\ndestinations = [{ id = \"x\", uri = \"sip:a@b\", hours = { open = \"9-5\" } }]\n",
+                "routing.destinations",
+            ),
+            (
+                "[routing]\ndestinations = [{ id = \"x\", uri = \"sip:a@b\", hours = { days = \"Funday\" } }]\n",
+                "unknown day",
+            ),
+            (
+                "[routing]\nagents = [{ id = \"ann\", name = \"Ann\", token = \"t\", hours = { open = \"09:00-17:00\", time_zone = \"Mars/Base\" } }]\n",
+                "routing.agents",
+            ),
+        ] {
+            let err = load(text).expect_err(text).to_string();
+            assert!(err.contains(why), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_skill_may_have_its_own_fallback_when_nobody_can_take_the_call() {
+        let c = Config::from_layers(
+            Some((
+                "t.toml",
+                "[routing]\nwhen_no_agent = \"callback\"\n[routing.when_no_agent_by_skill]\nbilling = \"ai\"\n",
+            )),
+            std::iter::empty(),
+        )
+        .expect("valid");
+        assert_eq!(c.routing.when_no_agent_for("billing"), NoAgentFallback::Ai);
+        assert_eq!(
+            c.routing.when_no_agent_for("technical"),
+            NoAgentFallback::Callback
+        );
+        assert_eq!(c.routing.when_no_agent_for(""), NoAgentFallback::Callback);
+        let bad = Config::from_layers(
+            Some((
+                "t.toml",
+                "[routing.when_no_agent_by_skill]\nbilling = \"voicemail\"\n",
+            )),
+            std::iter::empty(),
+        )
+        .expect_err("unknown fallback");
+        assert!(bad.to_string().contains("callback"), "{bad}");
     }
 
     #[test]

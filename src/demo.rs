@@ -160,6 +160,7 @@ pub async fn run(mut config: Config, out: &Path) -> Result<DemoReport, DemoError
         consult_seconds: 0,
         dtmf_after_answer: String::new(),
         voicemail_after_ms: 0,
+        hours: Default::default(),
     });
     let gateway = RunningGateway::start(config).await?;
     let human_voice = assets::ulaw(assets::DEMO_HUMAN_AGENT_WAV, "human_agent.wav")?;

@@ -584,6 +584,8 @@ impl RunningGateway {
         for agent in &config.routing.agents {
             routing.register(&agent.id, &agent.name, &agent.token, agent.skills.clone());
             routing.set_supervisor(&agent.id, agent.supervisor);
+            // Validated at load.
+            routing.set_hours(&agent.id, config.desk_hours(&agent.hours).ok().flatten());
         }
         let addr = config.server.listen.clone();
         let listener = tokio::net::TcpListener::bind(&addr)

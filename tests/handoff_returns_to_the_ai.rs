@@ -292,3 +292,68 @@ async fn an_operator_returns_a_waiting_caller_to_the_ai_and_a_caller_with_the_ai
     slow.abort();
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skill_with_its_own_fallback_goes_back_to_the_ai_while_other_calls_get_a_callback() {
+    let mut ai = RawAgent::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("warmline.db");
+    let gw = gateway(&ai.url, |c| {
+        c.store.path = db.clone();
+        c.routing.when_no_agent = warmline::config::NoAgentFallback::Callback;
+        c.routing
+            .when_no_agent_by_skill
+            .insert("billing".into(), warmline::config::NoAgentFallback::Ai);
+    })
+    .await;
+    // Two calls, nobody online: one about billing, one about an order.
+    for (intent, to_ai) in [("billing_dispute", true), ("order_status", false)] {
+        let mut options =
+            CallerOptions::new(gw.media_url(), vec![g711::ULAW_SILENCE; 8000 * 8], 0xb11);
+        options
+            .custom_parameters
+            .insert("from".into(), "+15550100".into());
+        let caller = tokio::spawn(run_caller(options));
+        let (mut agent, _start, sid) = ai.accept().await;
+        agent
+            .send(format!(
+                r#"{{"event":"intent","streamSid":"{sid}","intent":{{"primary":"{intent}"}}}}"#
+            ))
+            .await;
+        let w = AppWriter::new(sid);
+        agent
+            .send(w.turn(warmline::domain::Turn {
+                role: warmline::domain::Role::User,
+                content: "Let me speak to a human, please.".into(),
+                confidence: None,
+            }))
+            .await;
+        let result = handoff_result(&mut agent, Duration::from_secs(5)).await;
+        if to_ai {
+            let result = result.expect("a billing caller goes back to the AI");
+            assert_eq!(result.outcome, warmline::domain::HandoffOutcome::NoAgent);
+        } else {
+            assert!(
+                result.is_none(),
+                "an order caller gets the default: a callback"
+            );
+        }
+        drop(agent);
+        let _ = caller.await;
+    }
+    let done = gw.shared.registry.wait_finished(2, SOON * 4).await;
+    let returned: usize = done
+        .iter()
+        .map(|c| {
+            handoff_steps(c)
+                .into_iter()
+                .filter(|(s, _)| s == "returned_to_ai")
+                .count()
+        })
+        .sum();
+    assert_eq!(returned, 1, "only the billing call went back to the AI");
+    gw.shutdown().await;
+    let store = warmline::store::Store::open(&db).expect("store");
+    let callbacks = store.callbacks().await.expect("callbacks");
+    assert_eq!(callbacks.len(), 1, "the order call's callback");
+}

@@ -629,6 +629,7 @@ async fn a_phone_number_destination_is_dialled_through_the_outbound_trunk_with_i
                 consult_seconds: 0,
                 dtmf: String::new(),
                 voicemail_after_ms: 0,
+                hours: Default::default(),
             });
         // What the config loader does with destinations, for a config built in code.
         c.expand_destinations().expect("destination is valid");
@@ -690,6 +691,7 @@ async fn an_outside_desk_that_presses_2_after_answering_passes_the_call_on() {
                 consult_seconds: 5,
                 dtmf: String::new(),
                 voicemail_after_ms: 0,
+                hours: Default::default(),
             });
         c.expand_destinations().expect("destination is valid");
     })
@@ -835,6 +837,7 @@ async fn gateway_with_desk(
                 consult_seconds: 0,
                 dtmf: dtmf.into(),
                 voicemail_after_ms,
+                hours: Default::default(),
             });
         c.expand_destinations().expect("destination is valid");
     })

@@ -36,6 +36,7 @@ async fn the_caller_never_hears_a_whisper_sample_and_the_agent_hears_it_all_then
             consult_seconds: 0,
             dtmf_after_answer: String::new(),
             voicemail_after_ms: 0,
+            hours: Default::default(),
         });
     })
     .await;

@@ -295,6 +295,10 @@ async fn drive(
                         handoff.last_step = Some((HandoffStep::Escalating, at));
                         shared.metrics().escalation(e.decision.trigger.as_str(), e.decision.urgency.as_str());
                         handoff.skill = e.skill.clone();
+                        bridge.set_no_agent_to_ai(
+                            shared.config().routing.when_no_agent_for(&e.skill)
+                                == crate::config::NoAgentFallback::Ai,
+                        );
                         timeline.push(at, TimelineKind::HandoffStep {
                             step: HandoffStep::Disclosure,
                             agent: None,

@@ -15,7 +15,8 @@ pub enum Zone {
     Named(jiff::tz::TimeZone),
 }
 
-/// A weekly schedule: open on `days`, from `open` to `close` minutes after midnight.
+/// A weekly schedule: open on `days`, from `open` to `close` minutes after
+/// midnight; a `close` before `open` is a night shift ending the next morning.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
     /// Open days, Monday = 0 … Sunday = 6.
@@ -84,9 +85,10 @@ impl Schedule {
             .split_once('-')
             .ok_or_else(|| ScheduleError(format!("{hours:?} is not HH:MM-HH:MM")))?;
         let (open, close) = (clock(open)?, clock(close)?);
-        if open >= close {
+        // "22:00-06:00" is a night shift: it closes the next morning.
+        if open == close {
             return Err(ScheduleError(format!(
-                "{hours:?}: opening must be before closing"
+                "{hours:?}: opening and closing are the same time"
             )));
         }
         let offset = offset.trim();
@@ -146,7 +148,14 @@ impl Schedule {
         let minute = (local.rem_euclid(86_400) / 60) as u32;
         // 1970-01-01 was a Thursday (index 3 with Monday = 0).
         let weekday = (days + 3).rem_euclid(7) as usize;
-        self.days[weekday] && minute >= self.open && minute < self.close
+        if self.open < self.close {
+            self.days[weekday] && minute >= self.open && minute < self.close
+        } else {
+            // Overnight: opened on this day's evening, or on the day before.
+            let yesterday = (weekday + 6) % 7;
+            (self.days[weekday] && minute >= self.open)
+                || (self.days[yesterday] && minute < self.close)
+        }
     }
 }
 
@@ -192,9 +201,36 @@ mod tests {
     }
 
     #[test]
+    fn a_night_shift_runs_past_midnight_into_the_next_morning() {
+        // Tuesday to Saturday nights, 22:00 to 06:00 (UTC).
+        let s = Schedule::parse("Tue-Sat", "22:00-06:00", "Z").unwrap();
+        assert!(!s.is_open(WED_NOON_UTC), "Wednesday noon");
+        assert!(s.is_open(WED_NOON_UTC + 10 * 3600 + 60), "Wednesday 22:01");
+        assert!(
+            s.is_open(WED_NOON_UTC + 17 * 3600),
+            "Thursday 05:00, Wednesday's night"
+        );
+        assert!(
+            !s.is_open(WED_NOON_UTC + 18 * 3600),
+            "Thursday 06:00, closed"
+        );
+        // Monday night is not a shift, so Tuesday 03:00 is closed; Sunday 03:00
+        // belongs to Saturday night.
+        assert!(!s.is_open(WED_NOON_UTC - 33 * 3600), "Tuesday 03:00");
+        assert!(
+            s.is_open(WED_NOON_UTC + 3 * 86_400 + 15 * 3600),
+            "Sunday 03:00"
+        );
+        assert!(
+            !s.is_open(WED_NOON_UTC + 4 * 86_400 + 15 * 3600),
+            "Monday 03:00"
+        );
+    }
+
+    #[test]
     fn bad_schedules_are_refused() {
         assert!(Schedule::parse("Funday", "09:00-17:00", "Z").is_err());
-        assert!(Schedule::parse("Mon", "17:00-09:00", "Z").is_err());
+        assert!(Schedule::parse("Mon", "09:00-09:00", "Z").is_err());
         assert!(Schedule::parse("Mon", "9-5", "Z").is_err());
         assert!(Schedule::parse("Mon", "09:00-17:00", "01:00").is_err());
         assert_eq!(

@@ -247,9 +247,17 @@ struct Agent {
     tickets: Vec<(String, Instant)>,
     /// Routing's "a presence changed" signal.
     team_changed: Arc<tokio::sync::Notify>,
+    /// When this agent takes calls (a destination's own hours; none: whenever
+    /// the team is open).
+    hours: Option<crate::domain::hours::Schedule>,
 }
 
 impl Agent {
+    /// Whether their own hours (if any) cover `unix_seconds`.
+    fn on_duty(&self, unix_seconds: i64) -> bool {
+        self.hours.as_ref().is_none_or(|h| h.is_open(unix_seconds))
+    }
+
     /// Moves to `status`, telling the console when it changed.
     fn set(&mut self, status: AgentStatus) {
         if self.status == status {
@@ -434,10 +442,22 @@ impl Routing {
                         taken: VecDeque::new(),
                         tickets: Vec::new(),
                         team_changed: Arc::clone(&self.team_changed),
+                        hours: None,
                     },
                 );
             }
         }
+    }
+
+    /// Sets when agent `id` takes calls (`[[routing.destinations]]` and phone
+    /// agents' own `open_days`/`open_hours`); `None`: whenever the team is open.
+    /// Outside them they are offered nothing, and a call nobody else can
+    /// take goes to the fallback rather than waiting for them to open.
+    pub fn set_hours(&self, id: &str, hours: Option<crate::domain::hours::Schedule>) {
+        if let Ok(agent) = agent_mut(&mut self.lock(), id) {
+            agent.hours = hours;
+        }
+        self.dispatch();
     }
 
     /// Restores an agent's own choice to be offline (from the database): their
@@ -1160,6 +1180,7 @@ impl Routing {
         });
         let mut gone = Vec::new();
         let now = Instant::now();
+        let unix = crate::util::unix_seconds(std::time::SystemTime::now()) as i64;
         for i in order {
             if s.queue[i].ringing.is_some() {
                 continue;
@@ -1174,6 +1195,7 @@ impl Routing {
                 .filter(|(id, a)| {
                     a.status == AgentStatus::Available
                         && a.console.is_some()
+                        && a.on_duty(unix)
                         && !tried.contains(*id)
                         && allowed(id)
                         && (only.is_some() || a.takes(&skill) || is_overflow_target(id, a, &open))
@@ -1226,6 +1248,7 @@ impl Routing {
                     let online_untried = s.agents.iter().any(|(id, a)| {
                         a.console.is_some()
                             && a.status != AgentStatus::Offline
+                            && a.on_duty(unix)
                             && (only.is_some()
                                 || a.takes(&skill)
                                 || is_overflow_target(id, a, targets))
@@ -1241,10 +1264,19 @@ impl Routing {
         gone.sort_unstable();
         for i in gone.into_iter().rev() {
             let w = s.queue.remove(i);
-            let reason = if w.tried.is_empty() {
-                "no agents are online".to_string()
-            } else {
+            let off_duty = s.agents.iter().any(|(id, a)| {
+                a.console.is_some()
+                    && a.status != AgentStatus::Offline
+                    && !a.on_duty(unix)
+                    && (w.only.as_deref().is_none_or(|o| o == id))
+                    && (w.only.is_some() || a.takes(&w.skill))
+            });
+            let reason = if !w.tried.is_empty() {
                 "no agent answered".to_string()
+            } else if off_duty {
+                "no one who takes these calls is on duty now".to_string()
+            } else {
+                "no agents are online".to_string()
             };
             let _ = w.notify.try_send(RoutingEvent::NoAgent { reason });
         }
@@ -1545,6 +1577,53 @@ mod tests {
         assert!(
             matches!(rx.try_recv(), Ok(RoutingEvent::NoAgent { reason }) if reason.contains("business hours"))
         );
+    }
+
+    #[tokio::test]
+    async fn a_destination_outside_its_own_hours_is_offered_nothing_and_alone_sends_the_call_to_the_fallback()
+     {
+        let mut closed = crate::domain::hours::Schedule::always();
+        closed.days = [false; 7];
+        let r = routing();
+        r.register("day-desk", "Day desk", "t", vec![]);
+        r.register("night-desk", "Night desk", "t", vec![]);
+        r.set_hours("day-desk", Some(closed.clone()));
+        r.set_hours("night-desk", Some(crate::domain::hours::Schedule::always()));
+        let (day_tx, mut day_rx) = mpsc::channel(8);
+        r.phone_connected("day-desk", day_tx).unwrap();
+        // The day desk has been idle longest: with its hours open it would ring first.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let (night_tx, mut night_rx) = mpsc::channel(8);
+        r.phone_connected("night-desk", night_tx).unwrap();
+        let (tx, mut rx) = mpsc::channel(8);
+        r.enqueue("CA1", "", Urgency::Standard, Arc::default(), tx);
+        assert_eq!(news(&mut rx), vec!["offered:night-desk"]);
+        assert!(told(&mut day_rx).is_none(), "a closed desk is never rung");
+        assert!(matches!(
+            told(&mut night_rx),
+            Some(HumanCommand::Offer { .. })
+        ));
+
+        // With only the closed desk left, the call does not wait for it to open.
+        r.decline("night-desk", "CA1", WithdrawReason::Declined)
+            .unwrap();
+        assert_eq!(news(&mut rx), vec!["declined:night-desk", "no_agent"]);
+        let r2 = routing();
+        r2.register("day-desk", "Day desk", "t", vec![]);
+        r2.set_hours("day-desk", Some(closed));
+        let (day_tx, _keep) = mpsc::channel(8);
+        r2.phone_connected("day-desk", day_tx).unwrap();
+        let (tx, mut rx) = mpsc::channel(8);
+        r2.enqueue("CA2", "", Urgency::Standard, Arc::default(), tx);
+        assert!(
+            matches!(rx.try_recv(), Ok(RoutingEvent::NoAgent { reason }) if reason.contains("on duty")),
+            "told why"
+        );
+        // Back within its hours, it is rung again.
+        r2.set_hours("day-desk", None);
+        let (tx, mut rx) = mpsc::channel(8);
+        r2.enqueue("CA3", "", Urgency::Standard, Arc::default(), tx);
+        assert_eq!(news(&mut rx), vec!["offered:day-desk"]);
     }
 
     #[tokio::test]

@@ -266,6 +266,7 @@ pub fn agent_seed(id: &str) -> warmline::config::AgentSeed {
         consult_seconds: 0,
         dtmf_after_answer: String::new(),
         voicemail_after_ms: 0,
+        hours: Default::default(),
     }
 }
 

@@ -130,6 +130,13 @@ impl CallBridge {
         self.apply(actions, now);
     }
 
+    /// Whether a caller nobody can take goes back to the AI (else a
+    /// callback): the skill the call was queued for may say otherwise than
+    /// the gateway's default.
+    pub fn set_no_agent_to_ai(&mut self, to_ai: bool) {
+        self.config.no_agent_to_ai = to_ai;
+    }
+
     /// Nobody can take the call now.
     pub fn no_agent(&mut self, reason: String, now: Instant) {
         if self.closing {
