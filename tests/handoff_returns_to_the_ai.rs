@@ -357,3 +357,68 @@ async fn a_skill_with_its_own_fallback_goes_back_to_the_ai_while_other_calls_get
     let callbacks = store.callbacks().await.expect("callbacks");
     assert_eq!(callbacks.len(), 1, "the order call's callback");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_outside_their_own_hours_is_not_rung_and_the_caller_gets_the_fallback() {
+    let mut ai = RawAgent::start().await;
+    // Their only working day is three days from today (UTC): off duty now.
+    let days_since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        / 86_400;
+    let names = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    let other_day = names[((days_since_epoch + 3 + 3) % 7) as usize];
+    let gw = gateway(&ai.url, |c| {
+        let mut ann = agent_seed("ann");
+        ann.hours.days = other_day.into();
+        c.routing.agents.push(ann);
+        c.routing.when_no_agent = warmline::config::NoAgentFallback::Ai;
+    })
+    .await;
+    let ann = tokio::spawn(warmline::sim::human::run(
+        warmline::sim::human::HumanOptions {
+            max_duration: Duration::from_secs(6),
+            ..console(
+                &format!("ws://{}", gw.addr),
+                "ann",
+                Duration::from_millis(100),
+            )
+        },
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let caller = tokio::spawn(run_caller(CallerOptions::new(
+        gw.media_url(),
+        vec![g711::ULAW_SILENCE; 8000 * 6],
+        0xda7,
+    )));
+    let (mut agent, _start, sid) = ai.accept().await;
+    agent
+        .send(AppWriter::new(sid).turn(warmline::domain::Turn {
+            role: warmline::domain::Role::User,
+            content: "Can I talk to someone real?".into(),
+            confidence: None,
+        }))
+        .await;
+    let result = handoff_result(&mut agent, Duration::from_secs(5))
+        .await
+        .expect("nobody on duty: the AI gets the caller back");
+    assert_eq!(result.outcome, warmline::domain::HandoffOutcome::NoAgent);
+    assert!(
+        result
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains("on duty")),
+        "the AI is told why: {:?}",
+        result.note
+    );
+    drop(agent);
+    let _ = caller.await;
+    let report = ann.await.expect("console task").expect("console ran");
+    assert!(
+        report.offers.is_empty(),
+        "an agent off duty is never offered the call: {:?}",
+        report.offers
+    );
+    gw.shutdown().await;
+}
