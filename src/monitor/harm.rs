@@ -71,6 +71,8 @@ const DENIED: &str = r"(?x)
   | \bnothing\b[^.?!]{0,30}\b(i\ )?(don'?t|didn'?t)\ (recogni[sz]e|make|authori[sz]e)
   | \bno\ (strange|unusual|odd|dodgy|unknown|suspicious|new|other)\ (charges?|payments?|transactions?|activity|logins?)
   | \bnothing('s|\ has\ been|\ was|\ is)?\ (missing|taken|gone|been\ taken|been\ spent)
+  | \b(nobody|no\ one|no-one|noone)('s|\ has|\ had)?\ (hacked|stolen|taken|used|accessed|touched)
+  | \b(not|never|hasn'?t|has\ not|wasn'?t|haven'?t)\ (been\ )?(hacked|stolen|compromised)((,|\ or|\ and)\ (hacked|stolen|compromised))*
 ";
 
 static FRAUD_RE: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(FRAUD).ok());

@@ -717,7 +717,7 @@ impl Monitor {
         obs: &mut Observation,
     ) -> Option<Verdict> {
         explain_odd_input("caller", index, content);
-        let text = self.mask_names(content);
+        let text = crate::monitor::text::repair_asr_splits(&self.mask_names(content));
         let ctx = TurnContext {
             after_offer: std::mem::take(&mut self.offer_pending),
         };
@@ -784,7 +784,12 @@ impl Monitor {
         ctx: TurnContext,
     ) -> Option<Verdict> {
         let quote = quote(content);
-        if scores.has(Label::AsksPerson) {
+        // The head hears a request it is unsure of, and the words ask for a
+        // person or a team of people ("can you transfer me to the sales team",
+        // "a quick word with the manager", "a living, breathing person").
+        let grey_request =
+            scores.score(Label::AsksPerson) >= ASKS_PERSON_GREY && requests_a_person(text);
+        if scores.has(Label::AsksPerson) || grey_request {
             return Some(Verdict {
                 trigger: Trigger::CustomerRequest,
                 description: format!("The caller asked for a person (\"{quote}\")."),
@@ -1215,6 +1220,9 @@ pub fn term_hit(text: &str, terms: &[String]) -> Option<String> {
 /// ordinary caution of a good answer ("running the tap should clear it; if it
 /// hasn't by tonight, call us back").
 const HEDGE_SURE: f32 = 0.6;
+/// An `asks_person` score from which the words of a request for a person
+/// ([`requests_a_person`]) decide, under the head's threshold.
+const ASKS_PERSON_GREY: f32 = 0.45;
 /// A stated confidence at which an answer the head is unsure of is not a hedge.
 const CONFIDENT: f32 = 0.8;
 
@@ -1337,7 +1345,6 @@ fn names_a_handover(text: &str) -> bool {
         "supervisor",
         "representative",
         "staff",
-        "member",
         "nurse",
         "nurses",
         "doctor",
@@ -1414,6 +1421,12 @@ fn accepts_the_explanation(text: &str) -> bool {
 const PERSON_WORDS: &[&str] = &[
     "someone",
     "somebody",
+    "anyone",
+    "anybody",
+    "colleague",
+    "team",
+    "department",
+    "officer",
     "person",
     "agent",
     "manager",
@@ -1422,7 +1435,19 @@ const PERSON_WORDS: &[&str] = &[
     "human",
 ];
 const REQUEST_VERBS: &[&str] = &[
-    "talk", "speak", "transfer", "connect", "put", "get", "want", "need", "give", "reach",
+    "talk",
+    "speak",
+    "transfer",
+    "connect",
+    "put",
+    "get",
+    "want",
+    "need",
+    "give",
+    "reach",
+    "word",
+    "negotiate",
+    "discuss",
 ];
 /// Words that may stand right before "agent" in a request ("an agent", "a live agent").
 const AGENT_DETERMINERS: &[&str] = &["a", "an", "the", "your", "live", "real", "human", "to"];
@@ -1467,32 +1492,59 @@ pub fn asks_for_human(text: &str) -> Option<String> {
         if core.len() == 1 && ["agent", "human", "person"].contains(&core[0].as_str()) {
             return Some(core[0].clone());
         }
-        for (i, w) in clause.iter().enumerate() {
-            if !PERSON_WORDS.contains(&w.as_str()) {
-                continue;
-            }
-            if w == "human"
-                && clause
-                    .get(i + 1)
-                    .is_some_and(|n| n == "resources" || n == "error")
-            {
-                continue;
-            }
-            if w == "agent" && i > 0 && !AGENT_DETERMINERS.contains(&clause[i - 1].as_str()) {
-                continue; // "travel agent", "insurance agent"
-            }
-            let verb = clause[..i]
-                .iter()
-                .position(|v| REQUEST_VERBS.contains(&v.as_str()));
-            if let Some(v) = verb
-                && !negated_before(&clause, v.max(1))
-                && !negated_before(&clause, i)
-            {
-                return Some(clause[v..=i].join(" "));
-            }
+        if let Some(asked) = verb_then_person(&clause) {
+            return Some(asked);
         }
     }
     None
+}
+
+/// A request verb, then a person to talk to, in one clause, neither negated
+/// ("can you transfer me to the sales team", "a quick word with the manager").
+fn verb_then_person(clause: &[String]) -> Option<String> {
+    for (i, w) in clause.iter().enumerate() {
+        if !PERSON_WORDS.contains(&w.as_str()) {
+            continue;
+        }
+        if w == "human"
+            && clause
+                .get(i + 1)
+                .is_some_and(|n| n == "resources" || n == "error")
+        {
+            continue;
+        }
+        if w == "agent" && i > 0 && !AGENT_DETERMINERS.contains(&clause[i - 1].as_str()) {
+            continue; // "travel agent", "insurance agent"
+        }
+        let verb = clause[..i]
+            .iter()
+            .position(|v| REQUEST_VERBS.contains(&v.as_str()));
+        if let Some(v) = verb
+            && !negated_before(clause, v.max(1))
+            && !negated_before(clause, i)
+        {
+            return Some(clause[v..=i].join(" "));
+        }
+    }
+    None
+}
+
+/// The words of a request for a person, strictly: a request verb then a
+/// person or team, in a clause that is not a question about the process ("do
+/// I need to speak to someone at the desk?") nor about who is speaking. What
+/// decides when the `asks_person` head is unsure ([`ASKS_PERSON_GREY`]).
+fn requests_a_person(text: &str) -> bool {
+    clauses(text).iter().any(|clause| {
+        let opens =
+            |a: &[&str]| clause.len() >= a.len() && clause.iter().zip(a).all(|(w, x)| w == x);
+        let about_process = ["do", "does", "will", "would", "should", "shall", "did"]
+            .iter()
+            .any(|q| opens(&[q, "i"]) || opens(&[q, "we"]));
+        !about_process
+            && !opens(&["are", "you"])
+            && !opens(&["is", "this"])
+            && verb_then_person(clause).is_some()
+    })
 }
 
 /// The first of `keywords` in `text` (whole words, not negated), if any.
@@ -1769,6 +1821,61 @@ mod tests {
             "Hi this is Sue, Sue Miller, checking on my delivery",
         );
         assert!(o.decision.is_none(), "{:?}", o.decision);
+    }
+
+    #[test]
+    fn a_request_to_be_put_through_to_a_team_or_a_manager_escalates_at_once() {
+        for ask in [
+            "ok could you put me through to your billing team",
+            "Right, I'd like a word with a manager about this please.",
+            "is their any body i can talk two about my bill",
+            "can you trans fur me to the accounts department",
+        ] {
+            let mut m = heads();
+            agent(&mut m, "Northline Energy, how can I help?", Some(0.95));
+            let d = user(&mut m, ask)
+                .decision
+                .unwrap_or_else(|| panic!("a request for a person: {ask:?}"));
+            assert_eq!(d.trigger, Trigger::CustomerRequest, "{ask:?}");
+        }
+        // Asking how the process works, or naming a person, is not a request.
+        assert!(!requests_a_person(
+            "Will I need to talk to someone at the branch to collect it?"
+        ));
+        assert!(requests_a_person("Can you put me through to someone?"));
+        for not_asked in ["Our company representative sent the forms last week, did they arrive?"] {
+            let mut m = heads();
+            agent(&mut m, "Northline Energy, how can I help?", Some(0.95));
+            let d = user(&mut m, not_asked).decision;
+            assert!(d.is_none(), "{not_asked:?}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn yes_to_sending_a_report_to_a_team_address_is_not_accepting_a_person() {
+        let mut m = heads();
+        agent(&mut m, "Harbour Health, how can I help?", Some(0.95));
+        user(&mut m, "I'd like the list of members on our staff scheme.");
+        agent(
+            &mut m,
+            "I can email the member list to the scheme's registered address. Shall I do that?",
+            Some(0.93),
+        );
+        let d = user(&mut m, "Yes please.").decision;
+        assert!(d.is_none(), "an offer of an email, not of a person: {d:?}");
+    }
+
+    #[test]
+    fn a_caller_who_says_nobody_hacked_them_is_not_reporting_fraud() {
+        for said in [
+            "My online banking's locked. Nobody's hacked it, I just typed the wrong code too many times.",
+            "My card got blocked after I typed the PIN wrong. It hasn't been stolen or hacked, it's in my hand.",
+        ] {
+            let mut m = heads();
+            agent(&mut m, "Westgate Bank, how can I help?", Some(0.95));
+            let d = user(&mut m, said).decision;
+            assert!(d.is_none(), "{said:?}: {d:?}");
+        }
     }
 
     #[test]

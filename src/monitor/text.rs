@@ -97,6 +97,81 @@ pub fn jaccard(a: &[String], b: &[String]) -> f32 {
     inter as f32 / union as f32
 }
 
+/// Speech-to-text splits and homophones of the words a request turns on,
+/// mended: "any body" → "anybody", "some one" → "someone", "trans fur" →
+/// "transfer", "speak two" → "speak to", "is their any" → "is there any".
+/// Word by word (case kept where nothing changed); everything else as it was.
+pub fn repair_asr_splits(text: &str) -> String {
+    // Mends can chain ("their any body" → "there any body" → "there anybody").
+    let mut out = mend_once(text);
+    for _ in 0..2 {
+        let again = mend_once(&out);
+        if again == out {
+            break;
+        }
+        out = again;
+    }
+    out
+}
+
+fn mend_once(text: &str) -> String {
+    const PAIRS: &[(&str, &str, &str)] = &[
+        ("any", "body", "anybody"),
+        ("some", "body", "somebody"),
+        ("some", "one", "someone"),
+        ("trans", "fur", "transfer"),
+        ("trans", "fer", "transfer"),
+        ("trans", "four", "transfer"),
+        ("trance", "fur", "transfer"),
+        ("speak", "two", "speak to"),
+        ("speak", "too", "speak to"),
+        ("talk", "two", "talk to"),
+        ("talk", "too", "talk to"),
+        ("their", "any", "there any"),
+        ("their", "someone", "there someone"),
+        ("their", "somebody", "there somebody"),
+    ];
+    let tokens: Vec<&str> = text.split(' ').collect();
+    let bare = |t: &str| {
+        t.trim_matches(|c: char| !c.is_alphanumeric())
+            .to_lowercase()
+    };
+    let mut out: Vec<String> = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        let mended = tokens.get(i + 1).and_then(|next| {
+            let (a, b) = (bare(tokens[i]), bare(next));
+            // Only when nothing (no comma, no full stop) separates the two.
+            let joined = tokens[i].ends_with(|c: char| c.is_alphanumeric());
+            PAIRS
+                .iter()
+                .find(|(x, y, _)| joined && *x == a && *y == b)
+                .map(|(_, _, to)| {
+                    let tail: String = next
+                        .chars()
+                        .rev()
+                        .take_while(|c| !c.is_alphanumeric())
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .collect();
+                    format!("{to}{tail}")
+                })
+        });
+        match mended {
+            Some(m) => {
+                out.push(m);
+                i += 2;
+            }
+            None => {
+                out.push(tokens[i].to_string());
+                i += 1;
+            }
+        }
+    }
+    out.join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +191,27 @@ mod tests {
         let b = content_words("I asked where my order 8821 is!");
         assert!(jaccard(&a, &b) >= 0.6);
         assert!(jaccard(&a, &content_words("Thanks, goodbye")) < 0.2);
+    }
+
+    #[test]
+    fn speech_to_text_splits_of_request_words_are_mended_and_nothing_else_changes() {
+        assert_eq!(
+            repair_asr_splits("is their any body i can speak two about it?"),
+            "is there anybody i can speak to about it?"
+        );
+        assert_eq!(
+            repair_asr_splits("yeah can you trans fur me to Sales"),
+            "yeah can you transfer me to Sales"
+        );
+        assert_eq!(repair_asr_splits("Some one, please."), "someone, please.");
+        // A comma between the words keeps them apart; other text is untouched.
+        assert_eq!(
+            repair_asr_splits("I said some, one more"),
+            "I said some, one more"
+        );
+        assert_eq!(
+            repair_asr_splits("Any one of the plans is  fine"),
+            "Any one of the plans is  fine"
+        );
     }
 }
