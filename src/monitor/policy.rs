@@ -1843,12 +1843,11 @@ mod tests {
             "Will I need to talk to someone at the branch to collect it?"
         ));
         assert!(requests_a_person("Can you put me through to someone?"));
-        for not_asked in ["Our company representative sent the forms last week, did they arrive?"] {
-            let mut m = heads();
-            agent(&mut m, "Northline Energy, how can I help?", Some(0.95));
-            let d = user(&mut m, not_asked).decision;
-            assert!(d.is_none(), "{not_asked:?}: {d:?}");
-        }
+        let not_asked = "Our company representative sent the forms last week, did they arrive?";
+        let mut m = heads();
+        agent(&mut m, "Northline Energy, how can I help?", Some(0.95));
+        let d = user(&mut m, not_asked).decision;
+        assert!(d.is_none(), "{not_asked:?}: {d:?}");
     }
 
     #[test]
